@@ -1,0 +1,75 @@
+"""Brokers: where tasks are stored and claimed. `open_broker(url)` picks one by URL scheme."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from taskengine.brokers.base import (
+    DEFAULT_MAX_DEPTH,
+    Broker,
+    BrokerAdmin,
+    BrokerBackend,
+    CancelResult,
+    Capabilities,
+    CountRow,
+    EnqueueResult,
+    Page,
+    ReplayResult,
+    TaskFilter,
+)
+from taskengine.errors import ConfigurationError, UnknownBroker
+
+DEFAULT_BROKER_URL = "sqlite:///taskengine.db"
+
+__all__ = [
+    "DEFAULT_BROKER_URL",
+    "DEFAULT_MAX_DEPTH",
+    "Broker",
+    "BrokerAdmin",
+    "BrokerBackend",
+    "CancelResult",
+    "Capabilities",
+    "CountRow",
+    "EnqueueResult",
+    "Page",
+    "ReplayResult",
+    "TaskFilter",
+    "open_broker",
+]
+
+
+def open_broker(url: str = DEFAULT_BROKER_URL, **options: Any) -> BrokerBackend:
+    """Build the broker a URL names (not yet started); its client library is imported only now.
+
+    `memory://` and `sqlite:///path.db` (relative) or `sqlite:////abs/path.db`. Query
+    parameters and keyword options (such as `max_depth`) are passed to the broker.
+    """
+    parts = urlsplit(url)
+    params: dict[str, Any] = dict(parse_qsl(parts.query))
+    params.update(options)
+    if parts.scheme == "memory":
+        from taskengine.brokers.memory import MemoryBroker
+
+        return MemoryBroker(**_max_depth(params))
+    if parts.scheme == "sqlite":
+        from taskengine.brokers.sqlite import SqliteBroker
+
+        path = parts.path[1:] if parts.path.startswith("/") else parts.path
+        if parts.netloc or not path:
+            raise ConfigurationError(
+                f"invalid SQLite URL {url!r}: use sqlite:///relative.db or sqlite:////abs.db"
+            )
+        return SqliteBroker(path, **_max_depth(params))
+    raise UnknownBroker(f"no broker serves {parts.scheme or url!r}: use memory:// or sqlite:///")
+
+
+def _max_depth(params: dict[str, Any]) -> dict[str, Any]:
+    if "max_depth" in params:
+        try:
+            params["max_depth"] = int(params["max_depth"])
+        except (TypeError, ValueError):
+            raise ConfigurationError(
+                f"max_depth must be an integer: {params['max_depth']!r}"
+            ) from None
+    return params

@@ -1,0 +1,218 @@
+"""The broker contract: `Broker` (the hot path) and `BrokerAdmin` (inspection and control).
+
+Every hot-path method takes and returns a sequence so a batch moves in one round trip; results
+are aligned with the input and never raised on the first bad item. Every "now" is passed in.
+Brokers store; they never decide: backoff, attempts and priority weights live in `policy/`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import StrEnum
+from typing import Protocol
+
+import msgspec
+
+from taskengine.errors import ValidationError
+from taskengine.model import Lease, LeaseStatus, Outcome, Priority, Task, TaskRecord, TaskState
+from taskengine.model.worker import WorkerInfo
+
+DEFAULT_MAX_DEPTH = 1_000_000
+
+
+class Capabilities(msgspec.Struct, frozen=True, kw_only=True):
+    """What a backend can and cannot do; the conformance suite asserts each flag."""
+
+    durable: bool  # an acknowledged enqueue survives a crash of the process
+    shared: bool  # several OS processes can use one broker and never double-claim
+    push_wakeup: bool  # an enqueue from another process wakes an idle waiter without polling
+
+
+class EnqueueResult(msgspec.Struct, frozen=True):
+    """Per-task answer of `enqueue`: the id stored, and whether this call created it."""
+
+    id: str
+    created: bool  # False: a task with this id or idempotency key already existed
+
+
+class CancelResult(StrEnum):
+    """Per-task answer of `cancel`."""
+
+    CANCELLED = "cancelled"  # was queued; now cancelled
+    REQUESTED = "requested"  # is running; its worker is told through `extend`
+    FINISHED = "finished"  # already succeeded, dead or cancelled: nothing to do
+    NOT_FOUND = "not_found"
+
+
+class ReplayResult(StrEnum):
+    """Per-task answer of `replay`."""
+
+    REPLAYED = "replayed"
+    NOT_REPLAYABLE = "not_replayable"  # not dead or cancelled
+    NOT_FOUND = "not_found"
+
+
+class TaskFilter(msgspec.Struct, frozen=True, kw_only=True):
+    """Which tasks `list_tasks` returns; None means any."""
+
+    states: frozenset[TaskState] | None = None
+    types: frozenset[str] | None = None
+    queues: frozenset[str] | None = None
+    priorities: frozenset[Priority] | None = None
+    created_after: float | None = None  # inclusive
+    created_before: float | None = None  # exclusive
+
+
+class Page(msgspec.Struct, frozen=True):
+    """One page of `list_tasks`, newest first; pass `next_cursor` to get the next one."""
+
+    items: list[TaskRecord]
+    next_cursor: str | None
+
+
+class CountRow(msgspec.Struct, frozen=True):
+    """How many tasks one (queue, state, priority) holds, and the oldest one's creation time."""
+
+    queue: str
+    state: TaskState
+    priority: Priority
+    count: int
+    oldest_created_at: float
+
+
+class Broker(Protocol):
+    """The hot path: enqueue, reserve, extend, settle, requeue expired leases, wait for work."""
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """What this backend can do."""
+        ...
+
+    async def start(self) -> None:
+        """Connect and create what is missing (schema, scripts). Idempotent."""
+        ...
+
+    async def close(self) -> None:
+        """Finish pending writes and disconnect. Idempotent."""
+        ...
+
+    async def enqueue(self, tasks: Sequence[Task], now: float) -> list[EnqueueResult]:
+        """Store tasks as queued, one result per task in input order.
+
+        A task whose id or idempotency key is already stored (or earlier in the batch) is a
+        duplicate: nothing changes and the existing id is returned. Atomic: if the new tasks
+        would take the queued count past the depth limit, QueueFull is raised and nothing is
+        stored.
+        """
+        ...
+
+    async def reserve(
+        self,
+        worker_id: str,
+        limit: int,
+        lease_for: float,
+        now: float,
+        queues: Sequence[str] | None = None,
+    ) -> list[Lease]:
+        """Claim up to `limit` due tasks (run_at <= now) of unpaused queues, lowest order key
+        first (policy.priority), each under a new token until `now + lease_for`. The attempt
+        counter goes up by one. A task is claimed by one caller only, across processes for
+        shared backends."""
+        ...
+
+    async def extend(
+        self, leases: Sequence[Lease], lease_for: float, now: float
+    ) -> list[LeaseStatus]:
+        """Push each held lease's expiry to `now + lease_for`; say which are lost (token no
+        longer current, or expired and requeued) or have a cancel request."""
+        ...
+
+    async def settle(self, outcomes: Sequence[Outcome], now: float) -> list[bool]:
+        """Apply a mixed batch of outcomes; each is applied only if its token is current
+        (True) and refused otherwise (False), independently of the others."""
+        ...
+
+    async def requeue_expired(self, now: float, limit: int) -> list[str]:
+        """Move up to `limit` running tasks whose lease expired before `now` back to queued
+        (or to cancelled, if cancel was requested), recording the lost attempt. Returns ids."""
+        ...
+
+    async def wait_for_work(self, timeout: float) -> None:
+        """Return when new work may be ready, or after `timeout` seconds."""
+        ...
+
+
+class BrokerAdmin(Protocol):
+    """Inspection and control for the API, the dashboard, the CLI and singleton duties."""
+
+    async def get(self, ids: Sequence[str]) -> list[TaskRecord | None]:
+        """Return each task's record with its history, or None where unknown."""
+        ...
+
+    async def list_tasks(self, filter: TaskFilter, limit: int, cursor: str | None = None) -> Page:
+        """Return matching tasks newest first (by id), at most `limit`, after `cursor`."""
+        ...
+
+    async def counts(self) -> list[CountRow]:
+        """Return task counts per (queue, state, priority)."""
+        ...
+
+    async def cancel(self, ids: Sequence[str], now: float) -> list[CancelResult]:
+        """Cancel queued tasks at once and flag running ones for their worker."""
+        ...
+
+    async def replay(self, ids: Sequence[str], now: float) -> list[ReplayResult]:
+        """Move dead or cancelled tasks back to queued, due now, with a fresh attempt count."""
+        ...
+
+    async def purge(self, states: Sequence[TaskState], finished_before: float, limit: int) -> int:
+        """Delete up to `limit` tasks in terminal `states` that finished before the time."""
+        ...
+
+    async def pause(self, queues: Sequence[str]) -> None:
+        """Stop `reserve` from taking tasks of these queues."""
+        ...
+
+    async def resume(self, queues: Sequence[str]) -> None:
+        """Let `reserve` take tasks of these queues again."""
+        ...
+
+    async def paused(self) -> set[str]:
+        """Return the paused queue names."""
+        ...
+
+    async def record_workers(self, workers: Sequence[WorkerInfo]) -> None:
+        """Insert or replace these workers in the registry."""
+        ...
+
+    async def forget_workers(self, ids: Sequence[str]) -> None:
+        """Remove these workers from the registry."""
+        ...
+
+    async def workers(self, seen_since: float) -> list[WorkerInfo]:
+        """Return workers whose last heartbeat is at or after `seen_since`, by id."""
+        ...
+
+    async def leader(self, name: str, holder: str, ttl: float, now: float) -> bool:
+        """Take or renew the lease on singleton duty `name` for `holder`; True if held."""
+        ...
+
+    async def resign(self, name: str, holder: str) -> None:
+        """Give up `name` if `holder` holds it."""
+        ...
+
+
+class BrokerBackend(Broker, BrokerAdmin, Protocol):
+    """A backend implements both halves of the contract."""
+
+
+def check_limit(limit: int, name: str = "limit") -> None:
+    """Raise ValidationError unless `limit` is a positive integer."""
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValidationError(f"{name} must be a positive integer, got {limit!r}")
+
+
+def check_lease_for(lease_for: float) -> None:
+    """Raise ValidationError unless `lease_for` is a positive duration."""
+    if not lease_for > 0:
+        raise ValidationError(f"lease_for must be positive, got {lease_for!r}")

@@ -1,0 +1,63 @@
+"""The exception hierarchy: every error the engine raises on purpose is a TaskEngineError."""
+
+from __future__ import annotations
+
+
+class TaskEngineError(Exception):
+    """Base class of every error raised by Task Engine; `code` is stable for APIs."""
+
+    code = "task_engine_error"
+
+
+class ConfigurationError(TaskEngineError):
+    """Settings or a broker URL are invalid."""
+
+    code = "configuration_error"
+
+
+class ValidationError(TaskEngineError):
+    """A task, payload or argument is invalid."""
+
+    code = "validation_error"
+
+
+class InvalidTransition(TaskEngineError):
+    """A task was asked to move between states the lifecycle does not allow."""
+
+    code = "invalid_transition"
+
+
+class QueueFull(TaskEngineError):
+    """The broker is at its configured depth: the whole batch was refused, nothing stored."""
+
+    code = "queue_full"
+
+    def __init__(self, depth: int, limit: int, offered: int) -> None:
+        super().__init__(f"queue full: {depth} tasks queued, limit {limit}, {offered} more refused")
+        self.depth = depth
+        self.limit = limit
+        self.offered = offered
+
+
+class TaskNotFound(TaskEngineError):
+    """No task has that id."""
+
+    code = "task_not_found"
+
+
+class LeaseLost(TaskEngineError):
+    """The lease on a task expired or was taken over; its run must stop."""
+
+    code = "lease_lost"
+
+
+class BrokerUnavailable(TaskEngineError):
+    """The broker cannot be reached or is closed."""
+
+    code = "broker_unavailable"
+
+
+class UnknownBroker(ConfigurationError):
+    """The broker URL names a scheme no broker serves."""
+
+    code = "unknown_broker"

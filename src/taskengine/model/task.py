@@ -1,0 +1,139 @@
+"""The task a producer submits and the record the broker keeps of it."""
+
+from __future__ import annotations
+
+import re
+from enum import IntEnum
+from typing import Any
+
+import msgspec
+
+from taskengine.errors import ValidationError
+from taskengine.model.ids import new_id
+from taskengine.model.result import AttemptRecord, TaskResult
+from taskengine.model.state import TaskState
+
+DEFAULT_QUEUE = "default"
+DEFAULT_TIMEOUT = 30 * 60.0
+DEFAULT_MAX_ATTEMPTS = 25
+MAX_TIMEOUT = 7 * 24 * 3600.0
+MAX_ATTEMPTS_LIMIT = 1000
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
+
+
+class Priority(IntEnum):
+    """Three tiers; higher runs first (see policy.priority for the starvation bound)."""
+
+    LOW = 0
+    NORMAL = 1
+    HIGH = 2
+
+    @classmethod
+    def parse(cls, value: Priority | int | str) -> Priority:
+        """Accept a Priority, its number, or its name in any case ("high", "HIGH")."""
+        if isinstance(value, str):
+            try:
+                return cls[value.strip().upper()]
+            except KeyError:
+                raise ValidationError(
+                    f"unknown priority {value!r}: use HIGH, NORMAL or LOW"
+                ) from None
+        try:
+            return cls(value)
+        except ValueError:
+            raise ValidationError(f"unknown priority {value!r}: use 0, 1 or 2") from None
+
+
+class Task(msgspec.Struct, frozen=True, kw_only=True):
+    """A unit of work: a registered type name, a JSON payload and how to run it."""
+
+    id: str
+    type: str
+    payload: Any = None
+    priority: Priority = Priority.NORMAL
+    queue: str = DEFAULT_QUEUE
+    created_at: float
+    run_at: float
+    timeout: float = DEFAULT_TIMEOUT
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    attempt: int = 0
+    idempotency_key: str | None = None
+
+
+class TaskRecord(Task, frozen=True, kw_only=True):
+    """A task as the broker holds it: its state, lease and what its attempts came to."""
+
+    state: TaskState = TaskState.QUEUED
+    updated_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+    worker_id: str | None = None
+    lease_expires_at: float | None = None
+    cancel_requested: bool = False
+    result: TaskResult | None = None
+    history: list[AttemptRecord] = msgspec.field(default_factory=list)
+
+
+def validate_name(kind: str, value: str) -> str:
+    """Return `value` if it is a valid task type or queue name, else raise ValidationError."""
+    if not isinstance(value, str) or not _NAME.match(value):
+        raise ValidationError(
+            f"invalid {kind} {value!r}: 1-128 characters of letters, digits, '_', '.', ':' or '-'"
+        )
+    return value
+
+
+def new_task(
+    type: str,
+    payload: Any = None,
+    *,
+    now: float,
+    priority: Priority | int | str = Priority.NORMAL,
+    queue: str = DEFAULT_QUEUE,
+    run_at: float | None = None,
+    delay: float | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    idempotency_key: str | None = None,
+    task_id: str | None = None,
+) -> Task:
+    """Build a validated Task created at `now`; `run_at` or `delay` schedule it for later."""
+    validate_name("task type", type)
+    validate_name("queue", queue)
+    if run_at is not None and delay is not None:
+        raise ValidationError("give run_at or delay, not both")
+    if delay is not None:
+        if not 0 <= delay <= MAX_TIMEOUT * 52:
+            raise ValidationError(f"delay {delay!r} must be between 0 and one year")
+        run_at = now + delay
+    if run_at is None:
+        run_at = now
+    if not isinstance(timeout, int | float) or not 0 < timeout <= MAX_TIMEOUT:
+        raise ValidationError(f"timeout {timeout!r} must be > 0 and at most {MAX_TIMEOUT:.0f} s")
+    if isinstance(max_attempts, bool) or not isinstance(max_attempts, int):
+        raise ValidationError(f"max_attempts {max_attempts!r} must be an integer")
+    if not 1 <= max_attempts <= MAX_ATTEMPTS_LIMIT:
+        raise ValidationError(f"max_attempts must be between 1 and {MAX_ATTEMPTS_LIMIT}")
+    if idempotency_key is not None and not 0 < len(idempotency_key) <= 256:
+        raise ValidationError("idempotency_key must be 1-256 characters")
+    return Task(
+        id=task_id or new_id(now),
+        type=type,
+        payload=payload,
+        priority=Priority.parse(priority),
+        queue=queue,
+        created_at=now,
+        run_at=float(run_at),
+        timeout=float(timeout),
+        max_attempts=max_attempts,
+        idempotency_key=idempotency_key,
+    )
+
+
+def queued_record(task: Task, now: float) -> TaskRecord:
+    """Return the record of a freshly enqueued task."""
+    return TaskRecord(
+        **{field: getattr(task, field) for field in Task.__struct_fields__},
+        state=TaskState.QUEUED,
+        updated_at=now,
+    )
