@@ -61,3 +61,20 @@ class UnknownBroker(ConfigurationError):
     """The broker URL names a scheme no broker serves."""
 
     code = "unknown_broker"
+
+
+class TaskTimeout(TaskEngineError):
+    """A run took longer than its timeout and was stopped."""
+
+    code = "task_timeout"
+
+
+class TaskFailed(TaskEngineError):
+    """A handler raised; in another process its exception arrives as type name and message."""
+
+    code = "task_failed"
+
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(f"{error_type}: {message}")
+        self.error_type = error_type
+        self.message = message

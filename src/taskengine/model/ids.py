@@ -31,4 +31,4 @@ def id_time(task_id: str) -> float:
         if index < 0:
             raise ValueError(f"not a task id: {task_id!r}")
         value = (value << 5) | index
-    return (value >> 2) / 1000
+    return value / 1000

@@ -1,0 +1,218 @@
+"""App: settings + task registry + broker. Submit tasks, wait for results, build workers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import msgspec
+
+from taskengine.brokers import CancelResult, ReplayResult, open_broker
+from taskengine.brokers.base import BrokerBackend
+from taskengine.builtins import builtin_registry
+from taskengine.builtins.config import BuiltinConfig
+from taskengine.clock import SYSTEM_CLOCK, Clock
+from taskengine.errors import TaskNotFound
+from taskengine.model import Priority, Task, TaskRecord, TaskResult, new_task
+from taskengine.model.serializer import from_json, to_json
+from taskengine.model.state import TERMINAL_STATES
+from taskengine.registry import ExecutorKind, Registry
+from taskengine.runtime.worker import Worker
+from taskengine.settings import Settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class TaskRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """One task to submit; unset fields take the task type's registered defaults."""
+
+    type: str
+    payload: Any = None
+    priority: Priority | int | str | None = None
+    queue: str | None = None
+    delay: float | None = None
+    run_at: float | None = None
+    timeout: float | None = None
+    max_attempts: int | None = None
+    idempotency_key: str | None = None
+
+
+class App:
+    """The entry point of the Python API.
+
+    >>> app = App("sqlite:///tasks.db")
+    >>> @app.task("email.send", max_attempts=5)
+    ... async def send(payload): ...
+    """
+
+    def __init__(
+        self,
+        broker_url: str | None = None,
+        *,
+        settings: Settings | None = None,
+        clock: Clock = SYSTEM_CLOCK,
+        builtins: bool = True,
+    ) -> None:
+        if settings is None:
+            settings = Settings.from_env(broker_url=broker_url)
+        elif broker_url is not None:
+            settings = settings.with_changes(broker_url=broker_url)
+        self.settings = settings
+        self.clock = clock
+        self.registry = Registry()
+        if builtins:
+            self.registry.merge(builtin_registry(builtin_config(settings)))
+        self._broker: BrokerBackend | None = None
+        self._worker: Worker | None = None
+
+    def task(
+        self,
+        name: str | None = None,
+        *,
+        timeout: float | None = None,
+        max_attempts: int | None = None,
+        queue: str = "default",
+        priority: Priority | int | str = Priority.NORMAL,
+        executor: ExecutorKind | None = None,
+        retryable: bool = True,
+    ) -> Callable[[F], F]:
+        """Register a handler as a task type (see Registry.task)."""
+        return self.registry.task(
+            name,
+            timeout=timeout or self.settings.task_timeout,
+            max_attempts=max_attempts or self.settings.max_attempts,
+            queue=queue,
+            priority=priority,
+            executor=executor,
+            retryable=retryable,
+        )
+
+    @property
+    def broker(self) -> BrokerBackend:
+        """The broker named by the settings (built on first use, started by `start`)."""
+        if self._broker is None:
+            self._broker = open_broker(self.settings.broker_url, max_depth=self.settings.max_depth)
+        return self._broker
+
+    async def start(self) -> None:
+        """Connect to the broker."""
+        await self.broker.start()
+
+    async def close(self) -> None:
+        """Stop the worker built here, if any, and disconnect."""
+        if self._worker is not None:
+            await self._worker.stop()
+        if self._broker is not None:
+            await self._broker.close()
+
+    async def __aenter__(self) -> App:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- submitting -------------------------------------------------------------------------
+
+    def build(self, request: TaskRequest) -> Task:
+        """Validate a request against the registry and return the Task to store."""
+        spec = self.registry.get(request.type)
+        payload = from_json(to_json(request.payload))  # JSON only, as it will be stored
+        spec.convert(payload)
+        return new_task(
+            request.type,
+            payload,
+            now=self.clock.now(),
+            priority=spec.priority if request.priority is None else request.priority,
+            queue=request.queue or spec.queue,
+            run_at=request.run_at,
+            delay=request.delay,
+            timeout=request.timeout or spec.timeout,
+            max_attempts=request.max_attempts or spec.max_attempts,
+            idempotency_key=request.idempotency_key,
+        )
+
+    async def submit(self, type: str, payload: Any = None, **options: Any) -> str:
+        """Submit one task; return its id (the existing one for a repeated idempotency key)."""
+        return (await self.submit_many([TaskRequest(type=type, payload=payload, **options)]))[0]
+
+    async def submit_many(self, requests: Sequence[TaskRequest]) -> list[str]:
+        """Submit a batch in one broker round trip; all are validated before any is stored."""
+        tasks = [self.build(request) for request in requests]
+        results = await self.broker.enqueue(tasks, self.clock.now())
+        return [result.id for result in results]
+
+    def submit_sync(self, type: str, payload: Any = None, **options: Any) -> str:
+        """Submit from synchronous code (no running event loop)."""
+
+        task = self.build(TaskRequest(type=type, payload=payload, **options))
+
+        async def once() -> str:
+            broker = open_broker(self.settings.broker_url, max_depth=self.settings.max_depth)
+            await broker.start()
+            try:
+                return (await broker.enqueue([task], self.clock.now()))[0].id
+            finally:
+                await broker.close()
+
+        return asyncio.run(once())
+
+    # -- inspecting and controlling ---------------------------------------------------------
+
+    async def get(self, task_id: str) -> TaskRecord:
+        """Return the task's record; raise TaskNotFound."""
+        record = (await self.broker.get([task_id]))[0]
+        if record is None:
+            raise TaskNotFound(f"no task {task_id!r}")
+        return record
+
+    async def result(self, task_id: str, timeout: float | None = None) -> TaskResult:
+        """Wait until the task is finished and return its last result; TimeoutError past it."""
+        async with asyncio.timeout(timeout):
+            delay = 0.005
+            while True:
+                record = await self.get(task_id)
+                if record.state in TERMINAL_STATES and record.result is not None:
+                    return record.result
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.25)
+
+    async def cancel(self, task_id: str) -> CancelResult:
+        """Cancel a queued or running task (a running one stops at its worker)."""
+        result = (await self.broker.cancel([task_id], self.clock.now()))[0]
+        if result is CancelResult.REQUESTED and self._worker is not None:
+            self._worker.pool.cancel_local(task_id)
+        return result
+
+    async def retry(self, task_id: str) -> ReplayResult:
+        """Queue a dead or cancelled task again with a fresh attempt count."""
+        return (await self.broker.replay([task_id], self.clock.now()))[0]
+
+    def worker(self, **overrides: Any) -> Worker:
+        """Build this app's worker pool (start it with `await worker.start()`)."""
+        settings = self.settings.with_changes(**overrides) if overrides else self.settings
+        self._worker = Worker(self.broker, self.registry, settings, clock=self.clock)
+        return self._worker
+
+
+def builtin_config(settings: Settings) -> BuiltinConfig:
+    """The built-in task types' configuration; the engine's own store is off limits to them."""
+    forbidden: set[str] = set()
+    parts = urlsplit(settings.broker_url)
+    if parts.scheme == "sqlite":
+        path = parts.path[1:] if parts.path.startswith("/") else parts.path
+        forbidden.add(str(Path(path).resolve()))
+    return BuiltinConfig(
+        data_dir=settings.data_dir,
+        http_allow_private=settings.http_allow_private,
+        forbidden_paths=frozenset(forbidden),
+    )

@@ -1,0 +1,103 @@
+"""The completer: collects outcomes from the workers and settles them in batches."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from taskengine.brokers.base import Broker
+from taskengine.clock import Clock
+from taskengine.errors import TaskEngineError
+from taskengine.model import Outcome
+
+log = logging.getLogger("taskengine.runtime")
+_RETRY_DELAYS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+
+
+class Completer:
+    """Settles whatever has piled up in one `settle` call per round; never drops an outcome.
+
+    While one batch is in flight the next piles up, so a fast broker settles small batches
+    at once and a slow one gets larger batches: no timer, no per-task round trip.
+    """
+
+    def __init__(self, broker: Broker, clock: Clock, batch_size: int = 512) -> None:
+        self._broker = broker
+        self._clock = clock
+        self._batch_size = batch_size
+        self._pending: list[Outcome] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.settled = 0
+        self.refused = 0
+
+    def add(self, outcome: Outcome) -> None:
+        """Queue an outcome for the next batch (no await, no I/O)."""
+        self._pending.append(outcome)
+        self._wake.set()
+
+    @property
+    def pending(self) -> int:
+        """Outcomes not settled yet."""
+        return len(self._pending)
+
+    async def run_once(self) -> int:
+        """Settle one batch of what is pending; return how many were applied."""
+        if not self._pending:
+            return 0
+        batch = self._pending[: self._batch_size]
+        del self._pending[: len(batch)]
+        try:
+            applied = await self._broker.settle(batch, self._clock.now())
+        except BaseException:
+            self._pending[:0] = batch  # put back in order; retried by the caller
+            raise
+        done = sum(applied)
+        self.settled += done
+        self.refused += len(batch) - done
+        if done < len(batch):
+            stale = [o.task_id for o, ok in zip(batch, applied, strict=True) if not ok]
+            log.warning("settle refused for %d tasks whose lease was lost: %s", len(stale), stale)
+        return done
+
+    async def start(self) -> None:
+        """Start settling in the background."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop(), name="taskengine:completer")
+
+    async def stop(self) -> None:
+        """Stop the loop, then settle everything still pending (retrying a failing broker)."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._drain()
+
+    async def _drain(self, attempts: int = len(_RETRY_DELAYS)) -> None:
+        failures = 0
+        while self._pending:
+            try:
+                await self.run_once()
+                failures = 0
+            except TaskEngineError:
+                if failures >= attempts:
+                    log.error("gave up settling %d outcomes", len(self._pending))
+                    raise
+                await asyncio.sleep(_RETRY_DELAYS[min(failures, len(_RETRY_DELAYS) - 1)])
+                failures += 1
+
+    async def _loop(self) -> None:
+        failures = 0
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending:
+                try:
+                    await self.run_once()
+                    failures = 0
+                except Exception:
+                    log.exception("settle failed; retrying")
+                    await asyncio.sleep(_RETRY_DELAYS[min(failures, len(_RETRY_DELAYS) - 1)])
+                    failures += 1

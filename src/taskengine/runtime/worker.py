@@ -1,0 +1,247 @@
+"""The worker: composes the pool, fetcher, completer and background duties, and shuts down
+gracefully (stop reserving, release the buffer, let runs finish within the grace period,
+interrupt and release the rest, settle everything, leave the registry)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+from concurrent.futures import ThreadPoolExecutor
+
+from taskengine.brokers.base import BrokerBackend
+from taskengine.clock import SYSTEM_CLOCK, Clock
+from taskengine.model import TaskState
+from taskengine.policy.autoscale import PoolSample, desired_size
+from taskengine.policy.breaker import BreakerRegistry
+from taskengine.policy.retry import RetryPolicy
+from taskengine.registry import Registry
+from taskengine.runtime.completer import Completer
+from taskengine.runtime.fetcher import Fetcher
+from taskengine.runtime.pool import Pool
+from taskengine.runtime.process_pool import ProcessExecutor
+from taskengine.runtime.runner import Runner
+from taskengine.runtime.service import PeriodicService
+from taskengine.settings import Settings
+
+log = logging.getLogger("taskengine.runtime")
+REAPER = "reaper"
+RETENTION = "retention"
+
+
+def new_instance_id() -> str:
+    """A readable, unique id for this engine process: host:pid:random."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+class Worker:
+    """One engine process's worker pool against a broker."""
+
+    def __init__(
+        self,
+        broker: BrokerBackend,
+        registry: Registry,
+        settings: Settings,
+        *,
+        clock: Clock = SYSTEM_CLOCK,
+        instance: str | None = None,
+    ) -> None:
+        self.broker = broker
+        self.registry = registry
+        self.settings = settings
+        self.clock = clock
+        self.instance = instance or new_instance_id()
+        self.host = socket.gethostname()
+        self.breakers = BreakerRegistry()
+        self._threads = ThreadPoolExecutor(settings.threads, thread_name_prefix="taskengine")
+        self._processes = ProcessExecutor(settings.processes)
+        self.runner = Runner(
+            registry,
+            clock,
+            retry_policy=RetryPolicy(base=settings.retry_base, cap=settings.retry_cap),
+            breakers=self.breakers,
+            threads=self._threads,
+            processes=self._processes,
+        )
+        self.completer = Completer(broker, clock, settings.settle_batch)
+        self.pool = Pool(
+            self.runner, self.completer, clock, instance=self.instance,
+            prefetch=settings.buffer_size,
+        )
+        self.fetcher = Fetcher(
+            broker,
+            clock,
+            instance=self.instance,
+            lease_for=settings.lease_for,
+            batch=settings.reserve_batch,
+            queues=settings.queues,
+            idle_wait=settings.idle_wait,
+            capacity=self.pool.capacity,
+            deliver=self.pool.deliver,
+        )
+        self.pool.space_available = self.fetcher.space_available
+        self.heartbeat = PeriodicService("heartbeat", settings.heartbeat_every, self.heartbeat_once)
+        self.reaper = PeriodicService(REAPER, settings.reaper_every, self.reap_once)
+        self.retention = PeriodicService(RETENTION, settings.retention_every, self.purge_once)
+        self.autoscaler = PeriodicService("autoscaler", 1.0, self.autoscale_once)
+        self._idle_rounds = 0
+        self._force = asyncio.Event()
+        self._state = "new"
+        self._stopped = asyncio.Event()
+
+    @property
+    def state(self) -> str:
+        """new, running, stopping or stopped."""
+        return self._state
+
+    async def start(self) -> None:
+        """Start the workers and every background duty."""
+        if self._state != "new":
+            return
+        self._state = "running"
+        await self.broker.start()
+        if any(self.registry.get(name).executor == "process" for name in self.registry.names()):
+            await self._processes.start()
+        self.pool.resize(self.settings.workers)
+        await self.completer.start()
+        await self.fetcher.start()
+        for service in self._services():
+            await service.start()
+        await self.heartbeat_once()
+        log.info(
+            "worker started",
+            extra={"instance": self.instance, "workers": self.settings.workers},
+        )
+
+    def _services(self) -> list[PeriodicService]:
+        services = [self.heartbeat, self.reaper, self.retention]
+        low, high = self.settings.scale_bounds
+        if low != high:
+            services.append(self.autoscaler)
+        return services
+
+    # -- background duties ------------------------------------------------------------------
+
+    async def heartbeat_once(self) -> None:
+        """Extend every held lease, act on lost and cancelled ones, report the workers."""
+        now = self.clock.now()
+        leases = list(self.pool.held.values())
+        if leases:
+            statuses = await self.broker.extend(leases, self.settings.lease_for, now)
+            for lease, status in zip(leases, statuses, strict=True):
+                self.pool.lease_status(lease, status)
+        pid = os.getpid()
+        await self.broker.record_workers(
+            [slot.info(self.instance, self.host, pid, now) for slot in self.pool.slots.values()]
+        )
+
+    async def reap_once(self) -> list[str]:
+        """If this instance leads, requeue tasks whose lease expired."""
+        now = self.clock.now()
+        if not await self.broker.leader(REAPER, self.instance, self.settings.reaper_every * 3, now):
+            return []
+        ids = await self.broker.requeue_expired(now, 1000)
+        if ids:
+            log.warning("requeued %d tasks whose lease expired", len(ids))
+        return ids
+
+    async def purge_once(self) -> int:
+        """If this instance leads, delete finished tasks past their retention."""
+        now = self.clock.now()
+        ttl = self.settings.retention_every * 3
+        if not await self.broker.leader(RETENTION, self.instance, ttl, now):
+            return 0
+        finished = [TaskState.SUCCEEDED, TaskState.CANCELLED]
+        purged = await self.broker.purge(finished, now - self.settings.finished_ttl, 10_000)
+        purged += await self.broker.purge([TaskState.DEAD], now - self.settings.dead_ttl, 10_000)
+        return purged
+
+    async def autoscale_once(self) -> int:
+        """Resize the pool by backlog; return the new size."""
+        pool = self.pool
+        busy = pool.busy
+        self._idle_rounds = self._idle_rounds + 1 if busy * 2 <= pool.size else 0
+        sample = PoolSample(
+            size=pool.size,
+            busy=busy,
+            waiting=pool.waiting,
+            saturated=self.fetcher.last_full,
+            idle_rounds=self._idle_rounds,
+        )
+        low, high = self.settings.scale_bounds
+        size = desired_size(sample, low, high)
+        if size != pool.size:
+            log.info("pool resized", extra={"from": pool.size, "to": size})
+            pool.resize(size)
+            if size < sample.size:
+                self._idle_rounds = 0
+        return size
+
+    # -- shutdown ---------------------------------------------------------------------------
+
+    def force_stop(self) -> None:
+        """Skip the rest of the grace period (a second signal)."""
+        self._force.set()
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop gracefully: nothing accepted is lost, nothing finished is run again."""
+        if self._state in ("stopping", "stopped"):
+            await self._stopped.wait()
+            return
+        if self._state == "new":
+            self._state = "stopped"
+            self._stopped.set()
+            return
+        self._state = "stopping"
+        grace = self.settings.shutdown_grace if grace is None else grace
+        await self.fetcher.stop()
+        await self.autoscaler.stop()
+        released = self.pool.release_buffered()
+        await self._wait_idle(grace)
+        interrupted = self.pool.interrupt_running()
+        if interrupted:
+            await self._wait_idle(5.0, forced=False)
+        await self.pool.stop_workers()
+        await self.heartbeat.stop()
+        await self.completer.stop()
+        for service in (self.reaper, self.retention):
+            await service.stop()
+        with contextlib.suppress(Exception):
+            await self.broker.forget_workers([slot.id for slot in self.pool.slots.values()])
+            for name in (REAPER, RETENTION):
+                await self.broker.resign(name, self.instance)
+        self._threads.shutdown(wait=False, cancel_futures=True)
+        await self._processes.close()
+        self._state = "stopped"
+        self._stopped.set()
+        log.info(
+            "worker stopped",
+            extra={"instance": self.instance, "released": released, "interrupted": interrupted},
+        )
+
+    async def _wait_idle(self, timeout: float, *, forced: bool = True) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.pool.busy and loop.time() < deadline:
+            if forced and self._force.is_set():
+                return
+            await asyncio.sleep(0.02)
+
+    async def wait_stopped(self) -> None:
+        """Wait until `stop` has finished."""
+        await self._stopped.wait()
+
+    async def run_until_idle(self, timeout: float = 30.0) -> None:
+        """Wait until no task is held here and the broker has no due task (tests, scripts)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            if not self.pool.held and not self.completer.pending:
+                got = await self.fetcher.run_once()
+                if not got and not self.pool.held and not self.completer.pending:
+                    return
+            await asyncio.sleep(0.005)
+        raise TimeoutError(f"still busy after {timeout} s")

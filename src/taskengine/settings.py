@@ -1,0 +1,121 @@
+"""One typed, frozen Settings object: the only reader of the environment (TASKENGINE_*)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+from taskengine.brokers import DEFAULT_BROKER_URL, DEFAULT_MAX_DEPTH
+from taskengine.errors import ConfigurationError
+
+ENV_PREFIX = "TASKENGINE_"
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything configurable, with the defaults of DESIGN.md; validated when built."""
+
+    broker_url: str = DEFAULT_BROKER_URL
+    max_depth: int = DEFAULT_MAX_DEPTH
+    # worker pool
+    workers: int = 5
+    min_workers: int | None = None  # autoscaling floor; None: fixed at `workers`
+    max_workers: int | None = None  # autoscaling ceiling; None: fixed at `workers`
+    queues: tuple[str, ...] | None = None  # None: every queue
+    prefetch: int | None = None  # leases buffered beyond busy workers; None: as many as workers
+    reserve_batch: int = 256
+    settle_batch: int = 512
+    threads: int = 32  # thread pool for sync handlers
+    processes: int | None = None  # process pool for CPU handlers; None: the core count
+    # leases and background duties
+    lease_for: float = 30.0
+    heartbeat_every: float = 10.0
+    reaper_every: float = 5.0
+    idle_wait: float = 1.0  # longest wait for work without a wake-up
+    shutdown_grace: float = 25.0
+    # retries
+    max_attempts: int = 25
+    task_timeout: float = 30 * 60.0
+    retry_base: float = 1.0
+    retry_cap: float = 3600.0
+    # retention
+    finished_ttl: float = 24 * 3600.0
+    dead_ttl: float = 180 * 24 * 3600.0
+    retention_every: float = 60.0
+    # built-in task types
+    data_dir: str = "./data"
+    http_allow_private: bool = False
+
+    def __post_init__(self) -> None:
+        positive = {
+            "workers": self.workers,
+            "reserve_batch": self.reserve_batch,
+            "settle_batch": self.settle_batch,
+            "threads": self.threads,
+            "lease_for": self.lease_for,
+            "heartbeat_every": self.heartbeat_every,
+            "reaper_every": self.reaper_every,
+            "idle_wait": self.idle_wait,
+            "max_attempts": self.max_attempts,
+            "task_timeout": self.task_timeout,
+            "retry_base": self.retry_base,
+            "max_depth": self.max_depth,
+        }
+        for name, value in positive.items():
+            if not value > 0:
+                raise ConfigurationError(f"{name} must be positive, got {value!r}")
+        if self.heartbeat_every >= self.lease_for:
+            raise ConfigurationError("heartbeat_every must be shorter than lease_for")
+        if self.shutdown_grace < 0:
+            raise ConfigurationError("shutdown_grace must not be negative")
+        low, high = self.scale_bounds
+        if not 1 <= low <= self.workers <= high:
+            raise ConfigurationError(
+                f"need 1 <= min_workers ({low}) <= workers ({self.workers}) <= max_workers ({high})"
+            )
+
+    @property
+    def scale_bounds(self) -> tuple[int, int]:
+        """The autoscaler's (min, max) pool size."""
+        return (self.min_workers or self.workers, self.max_workers or self.workers)
+
+    @property
+    def buffer_size(self) -> int:
+        """How many leases the fetcher may hold beyond the busy workers."""
+        return self.prefetch if self.prefetch is not None else self.workers
+
+    def with_changes(self, **changes: Any) -> Settings:
+        """Return a validated copy with `changes` applied."""
+        return build_settings({**msgspec.structs.asdict(self), **changes})
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Build settings from TASKENGINE_* variables, then `overrides` (None values skipped)."""
+        environ = os.environ if environ is None else environ
+        fields = set(cls.__struct_fields__)
+        values: dict[str, Any] = {}
+        for key, raw in environ.items():
+            if key.startswith(ENV_PREFIX):
+                name = key[len(ENV_PREFIX) :].lower()
+                if name == "broker":
+                    name = "broker_url"
+                if name in fields:
+                    values[name] = _parse_env(name, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return build_settings(values)
+
+
+def build_settings(values: Mapping[str, Any]) -> Settings:
+    """Validate and convert `values` (strings allowed for numbers) into Settings."""
+    try:
+        return msgspec.convert(dict(values), Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigurationError(f"invalid settings: {exc}") from exc
+
+
+def _parse_env(name: str, raw: str) -> Any:
+    if name == "queues":
+        return tuple(q.strip() for q in raw.split(",") if q.strip()) or None
+    return raw
