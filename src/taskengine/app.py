@@ -13,7 +13,7 @@ import msgspec
 
 from taskengine.brokers import CancelResult, ReplayResult, open_broker
 from taskengine.brokers.base import BrokerBackend
-from taskengine.builtins import builtin_registry
+from taskengine.builtins import builtin_registry, close_builtins
 from taskengine.builtins.config import BuiltinConfig
 from taskengine.clock import SYSTEM_CLOCK, Clock
 from taskengine.errors import TaskNotFound
@@ -106,6 +106,7 @@ class App:
         """Stop the worker built here, if any, and disconnect."""
         if self._worker is not None:
             await self._worker.stop()
+        await close_builtins(self.registry)
         if self._broker is not None:
             await self._broker.close()
 

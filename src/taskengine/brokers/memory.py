@@ -100,6 +100,7 @@ class MemoryBroker:
             if task.idempotency_key is not None:
                 self._by_key[task.idempotency_key] = task.id
             self._push(record)
+        self._queued += len(fresh)
         if fresh:
             self._work.set()
         return results
@@ -179,6 +180,8 @@ class MemoryBroker:
             if outcome.state is TaskState.QUEUED:
                 self._queued += 1
                 self._push(self._records[record.id])
+                if self._records[record.id].run_at <= now:
+                    self._work.set()
             applied.append(True)
         return applied
 
@@ -213,6 +216,8 @@ class MemoryBroker:
             if not cancel:
                 self._push(record)
             ids.append(task_id)
+        if ids:
+            self._work.set()
         return ids
 
     async def wait_for_work(self, timeout: float) -> None:

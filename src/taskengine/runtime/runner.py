@@ -21,6 +21,10 @@ from taskengine.runtime.slots import WorkerSlot
 
 log = logging.getLogger("taskengine.tasks")
 _PLAIN = (str, int, float, bool, type(None))
+# Errors raised in a child process arrive by name; these mean "do not retry" there too.
+NOT_RETRYABLE_IN_CHILD = frozenset(
+    {"NoRetry", "ValidationError", "InvalidPayload", "TaskRefused", "TaskInputError"}
+)
 
 # Why a run was interrupted from outside (WorkerSlot.cancel_run) and what is settled then.
 CANCELLED = "cancelled"  # cancel requested: settle CANCELLED
@@ -156,7 +160,10 @@ class Runner:
     ) -> Outcome:
         record = lease.record
         result = self._failure(lease, slot, exc, now, now - slot.busy_since)
-        retryable = spec.retryable and not isinstance(exc, NoRetry | ValidationError)
+        retryable = spec.retryable and not (
+            isinstance(exc, NoRetry | ValidationError)
+            or (isinstance(exc, TaskFailed) and exc.error_type in NOT_RETRYABLE_IN_CHILD)
+        )
         requested = exc.delay if isinstance(exc, Retry) else None
         decision = decide_failure(
             record.attempt,

@@ -1,0 +1,202 @@
+"""Every SQL statement of the SQLite broker, each with a header: inputs, output, invariant.
+
+Lists travel as one JSON array parameter expanded by `json_each`, so a batch of any size is one
+statement with a fixed text (cached by sqlite3) and no variable-count limit.
+"""
+
+from __future__ import annotations
+
+from taskengine.brokers.sqlite.codec import RECORD_COLUMNS
+
+# -- enqueue -------------------------------------------------------------------------------
+
+# Inputs: ?1 JSON array of ids. Output: the ids among them already stored.
+SELECT_KNOWN_IDS = "SELECT id FROM tasks WHERE id IN (SELECT value FROM json_each(?1))"
+
+# Inputs: ?1 JSON array of idempotency keys. Output: (key, id) of tasks holding them.
+SELECT_KNOWN_KEYS = """
+SELECT idempotency_key, id FROM tasks
+WHERE idempotency_key IN (SELECT value FROM json_each(?1))
+"""
+
+# Inputs: none. Output: the number of queued tasks.
+# Invariant: kept equal to count(*) WHERE state = 'queued' by the tasks_depth_* triggers.
+SELECT_DEPTH = "SELECT queued FROM depth WHERE id = 0"
+
+# Inputs: one task (codec.task_params). Output: none. Invariant: the caller checked the id and
+# idempotency key are free; order_key = policy order_key(priority, run_at).
+INSERT_TASK = """
+INSERT INTO tasks (id, type, payload, priority, queue, created_at, run_at, order_key, timeout,
+                   max_attempts, attempt, idempotency_key, state, updated_at)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'queued', ?13)
+"""
+
+# -- reserve -------------------------------------------------------------------------------
+
+# Inputs: :now, :expires_at, :worker, :limit, :max_key (the highest order key a task due at
+# :now can have, so the index range scan stops there), :queues (JSON array, or NULL for all).
+# Output: RECORD_COLUMNS + lease_token + order_key of each claimed task, in no set order.
+# Invariant: one statement under the write lock claims each task once, lowest
+# (order_key, id) first, skipping paused queues; each row gets its own random token.
+RESERVE = f"""
+UPDATE tasks
+SET state = 'running', attempt = attempt + 1, updated_at = :now, started_at = :now,
+    worker_id = :worker, lease_token = lower(hex(randomblob(16))),
+    lease_expires_at = :expires_at, cancel_requested = 0
+WHERE rowid IN (
+    SELECT rowid FROM tasks INDEXED BY tasks_ready
+    WHERE state = 'queued' AND order_key <= :max_key AND run_at <= :now
+      AND queue NOT IN (SELECT queue FROM paused_queues)
+      AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
+    ORDER BY order_key, id
+    LIMIT :limit
+)
+RETURNING {RECORD_COLUMNS}, lease_token, order_key
+"""
+
+# -- extend, settle, requeue ---------------------------------------------------------------
+
+# Inputs: ?1 JSON array of ids. Output: (id, lease_token, attempt, priority, run_at,
+# cancel_requested, started_at, worker_id) of those that are running.
+SELECT_RUNNING = """
+SELECT id, lease_token, attempt, priority, run_at, cancel_requested, started_at, worker_id
+FROM tasks
+WHERE id IN (SELECT value FROM json_each(?1)) AND state = 'running'
+"""
+
+# Inputs: ?1 new expiry, ?2 id, ?3 token. Output: none.
+# Invariant: only the current holder (token matches, still running) moves the expiry.
+EXTEND = """
+UPDATE tasks SET lease_expires_at = ?1
+WHERE id = ?2 AND lease_token = ?3 AND state = 'running'
+"""
+
+# Inputs: :state, :attempt, :run_at, :order_key, :result (msgpack or NULL: keep the old one),
+# :finished_at (NULL unless terminal), :now, :id, :token. Output: none.
+# Invariant: fenced by the token; the lease is cleared as the task leaves running.
+SETTLE = """
+UPDATE tasks
+SET state = :state, attempt = :attempt, run_at = :run_at, order_key = :order_key,
+    result = coalesce(:result, result), finished_at = :finished_at, updated_at = :now,
+    lease_token = NULL, lease_expires_at = NULL, cancel_requested = 0
+WHERE id = :id AND lease_token = :token AND state = 'running'
+"""
+
+# Inputs: ?1 task id, ?2 attempt number, ?3 msgpack AttemptRecord. Output: none.
+# Invariant: insert-only; seq (rowid) orders a task's history.
+INSERT_ATTEMPT = "INSERT INTO attempts (task_id, attempt, record) VALUES (?1, ?2, ?3)"
+
+# Inputs: ?1 now, ?2 limit. Output: (id, lease_token, attempt, priority, run_at,
+# cancel_requested, started_at, worker_id) of running tasks whose lease ran out before now,
+# oldest expiry first.
+SELECT_EXPIRED = """
+SELECT id, lease_token, attempt, priority, run_at, cancel_requested, started_at, worker_id
+FROM tasks INDEXED BY tasks_leases
+WHERE state = 'running' AND lease_expires_at < ?1
+ORDER BY lease_expires_at, id
+LIMIT ?2
+"""
+
+# Inputs: ?1 now, ?2 order_key(priority, now), ?3 id. Output: none.
+# Invariant: the lost attempt stays counted; the task is due at once.
+REQUEUE = """
+UPDATE tasks
+SET state = 'queued', run_at = ?1, order_key = ?2, updated_at = ?1,
+    lease_token = NULL, lease_expires_at = NULL, cancel_requested = 0
+WHERE id = ?3 AND state = 'running'
+"""
+
+# Inputs: ?1 now, ?2 id. Output: none. Invariant: cancel was requested while it ran.
+EXPIRE_CANCELLED = """
+UPDATE tasks
+SET state = 'cancelled', finished_at = ?1, updated_at = ?1,
+    lease_token = NULL, lease_expires_at = NULL, cancel_requested = 0
+WHERE id = ?2 AND state = 'running'
+"""
+
+# -- admin ---------------------------------------------------------------------------------
+
+# Inputs: ?1 JSON array of ids. Output: (id, state, attempt, priority) of the known ones.
+SELECT_STATES = """
+SELECT id, state, attempt, priority FROM tasks WHERE id IN (SELECT value FROM json_each(?1))
+"""
+
+# Inputs: ?1 now, ?2 msgpack TaskResult (CANCELLED), ?3 id. Output: none.
+# Invariant: only a queued task is cancelled at once (a running one is flagged instead).
+CANCEL_QUEUED = """
+UPDATE tasks SET state = 'cancelled', updated_at = ?1, finished_at = ?1, result = ?2
+WHERE id = ?3 AND state = 'queued'
+"""
+
+# Inputs: ?1 now, ?2 id. Output: none. Invariant: the worker learns it through extend.
+REQUEST_CANCEL = """
+UPDATE tasks SET cancel_requested = 1, updated_at = ?1 WHERE id = ?2 AND state = 'running'
+"""
+
+# Inputs: ?1 now, ?2 order_key(priority, now), ?3 id. Output: none.
+# Invariant: only dead or cancelled tasks come back; history and last result are kept.
+REPLAY = """
+UPDATE tasks
+SET state = 'queued', attempt = 0, run_at = ?1, order_key = ?2, updated_at = ?1,
+    finished_at = NULL, worker_id = NULL, cancel_requested = 0
+WHERE id = ?3 AND state IN ('dead', 'cancelled')
+"""
+
+# Inputs: ?1 JSON array of terminal states, ?2 cutoff, ?3 limit. Output: ids of the tasks
+# finished longest ago first. Invariant: finished_at is set exactly in terminal states.
+SELECT_PURGEABLE = """
+SELECT id FROM tasks INDEXED BY tasks_finished
+WHERE finished_at < ?2 AND state IN (SELECT value FROM json_each(?1))
+ORDER BY finished_at, id
+LIMIT ?3
+"""
+
+# Inputs: ?1 JSON array of ids. Output: none. Invariant: history goes with its task.
+DELETE_TASKS = "DELETE FROM tasks WHERE id IN (SELECT value FROM json_each(?1))"
+DELETE_ATTEMPTS = "DELETE FROM attempts WHERE task_id IN (SELECT value FROM json_each(?1))"
+
+# Inputs: ?1 queue name. Output: none. Idempotent.
+PAUSE = "INSERT OR IGNORE INTO paused_queues (queue) VALUES (?1)"
+RESUME = "DELETE FROM paused_queues WHERE queue = ?1"
+
+# Inputs: ?1 worker id, ?2 last_seen, ?3 msgpack WorkerInfo. Output: none. Upsert by id.
+RECORD_WORKER = "INSERT OR REPLACE INTO workers (id, last_seen, info) VALUES (?1, ?2, ?3)"
+# Inputs: ?1 worker id. Output: none.
+FORGET_WORKER = "DELETE FROM workers WHERE id = ?1"
+
+# Inputs: :name, :holder, :now, :expires_at. Output: one row if `holder` now holds `name`.
+# Invariant: one atomic upsert, so processes sharing the file never both hold it: the row is
+# taken when absent, renewed by its holder, or taken over once expired (expires_at <= now).
+LEADER = """
+INSERT INTO leaders (name, holder, expires_at) VALUES (:name, :holder, :expires_at)
+ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+WHERE leaders.holder = excluded.holder OR leaders.expires_at <= :now
+RETURNING holder
+"""
+
+# Inputs: ?1 name, ?2 holder. Output: none. Invariant: only the holder frees it.
+RESIGN = "DELETE FROM leaders WHERE name = ?1 AND holder = ?2"
+
+# -- reads ---------------------------------------------------------------------------------
+
+# Inputs: ?1 JSON array of ids. Output: RECORD_COLUMNS of the known ones.
+SELECT_RECORDS = f"""
+SELECT {RECORD_COLUMNS} FROM tasks WHERE id IN (SELECT value FROM json_each(?1))
+"""
+
+# Inputs: none. Output: (queue, state, priority, count, oldest created_at) per group,
+# ordered by queue, state, priority. A full scan: for dashboards, not the hot path.
+COUNTS = """
+SELECT queue, state, priority, count(*), min(created_at) FROM tasks
+GROUP BY queue, state, priority
+ORDER BY queue, state, priority
+"""
+
+# Inputs: none. Output: the paused queue names.
+SELECT_PAUSED = "SELECT queue FROM paused_queues"
+
+# Inputs: ?1 seen_since. Output: msgpack WorkerInfo of workers seen since then, by id.
+SELECT_WORKERS = "SELECT info FROM workers WHERE last_seen >= ?1 ORDER BY id"
+
+# Inputs: none. Output: a number that changes when another connection commits.
+DATA_VERSION = "PRAGMA data_version"

@@ -1,0 +1,159 @@
+"""The SQLite store's schema and connection settings: tables, indexes, triggers, version."""
+
+from __future__ import annotations
+
+import sqlite3
+
+from taskengine.errors import ConfigurationError
+
+SCHEMA_VERSION = 1
+SYNCHRONOUS_MODES = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
+
+# Inputs: none. Output: the tables below (idempotent: every statement is IF NOT EXISTS).
+# Invariants:
+# - tasks.order_key = policy.priority.order_key(priority, run_at), written by the broker
+#   whenever run_at changes; tasks_ready serves `reserve` without touching the table for
+#   rows it skips (covering: order_key, id, run_at, queue).
+# - lease_token is set exactly while state = 'running'; settle and extend match on it.
+# - depth.queued = count(*) of tasks in state 'queued', kept by the triggers below in the
+#   same transaction as the change, so every process sees it exact in O(1).
+# - finished_at is set exactly while the state is terminal (succeeded, dead, cancelled).
+# - no (state, id) index: it cost a third of enqueue throughput. list_tasks walks the primary
+#   key newest first; the dead-letter listing alone has its own small index (tasks_dead).
+# - attempts is insert-only (deleted with its task by purge); seq gives the history order.
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS tasks (
+    id TEXT PRIMARY KEY,
+    type TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    priority INTEGER NOT NULL,
+    queue TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    run_at REAL NOT NULL,
+    order_key REAL NOT NULL,
+    timeout REAL NOT NULL,
+    max_attempts INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    idempotency_key TEXT,
+    state TEXT NOT NULL,
+    updated_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    worker_id TEXT,
+    lease_token TEXT,
+    lease_expires_at REAL,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    result BLOB
+);
+CREATE UNIQUE INDEX IF NOT EXISTS tasks_idempotency_key
+    ON tasks (idempotency_key) WHERE idempotency_key IS NOT NULL;
+CREATE INDEX IF NOT EXISTS tasks_ready
+    ON tasks (order_key, id, run_at, queue) WHERE state = 'queued';
+CREATE INDEX IF NOT EXISTS tasks_leases
+    ON tasks (lease_expires_at, id) WHERE state = 'running';
+CREATE INDEX IF NOT EXISTS tasks_finished
+    ON tasks (finished_at, id) WHERE finished_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS tasks_dead ON tasks (id) WHERE state = 'dead';
+
+CREATE TABLE IF NOT EXISTS attempts (
+    seq INTEGER PRIMARY KEY,
+    task_id TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    record BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS attempts_task ON attempts (task_id, seq);
+
+CREATE TABLE IF NOT EXISTS depth (
+    id INTEGER PRIMARY KEY CHECK (id = 0),
+    queued INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO depth (id, queued)
+    SELECT 0, count(*) FROM tasks WHERE state = 'queued';
+
+CREATE TRIGGER IF NOT EXISTS tasks_depth_insert AFTER INSERT ON tasks
+    WHEN new.state = 'queued'
+BEGIN
+    UPDATE depth SET queued = queued + 1 WHERE id = 0;
+END;
+CREATE TRIGGER IF NOT EXISTS tasks_depth_leave AFTER UPDATE OF state ON tasks
+    WHEN old.state = 'queued' AND new.state <> 'queued'
+BEGIN
+    UPDATE depth SET queued = queued - 1 WHERE id = 0;
+END;
+CREATE TRIGGER IF NOT EXISTS tasks_depth_enter AFTER UPDATE OF state ON tasks
+    WHEN old.state <> 'queued' AND new.state = 'queued'
+BEGIN
+    UPDATE depth SET queued = queued + 1 WHERE id = 0;
+END;
+CREATE TRIGGER IF NOT EXISTS tasks_depth_delete AFTER DELETE ON tasks
+    WHEN old.state = 'queued'
+BEGIN
+    UPDATE depth SET queued = queued - 1 WHERE id = 0;
+END;
+
+CREATE TABLE IF NOT EXISTS paused_queues (queue TEXT PRIMARY KEY) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS workers (
+    id TEXT PRIMARY KEY,
+    last_seen REAL NOT NULL,
+    info BLOB NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS leaders (
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    expires_at REAL NOT NULL
+) WITHOUT ROWID;
+"""
+
+
+def check_synchronous(value: str) -> str:
+    """Return the upper-cased `synchronous` mode, or raise ConfigurationError."""
+    mode = value.upper() if isinstance(value, str) else ""
+    if mode not in SYNCHRONOUS_MODES:
+        raise ConfigurationError(
+            f"synchronous must be one of {', '.join(sorted(SYNCHRONOUS_MODES))}: {value!r}"
+        )
+    return mode
+
+
+def connect(path: str, *, synchronous: str, busy_timeout_ms: int) -> sqlite3.Connection:
+    """Open a connection in WAL mode with manual transactions and the given settings."""
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise ConfigurationError(f"SQLite store {path!r} cannot use WAL (got {mode!r})")
+        conn.execute(f"PRAGMA synchronous = {check_synchronous(synchronous)}")
+        # SAVEPOINT sub-journals go to temp storage: a file there doubled the cost of a group.
+        conn.execute("PRAGMA temp_store = MEMORY")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def create_schema(conn: sqlite3.Connection) -> None:
+    """Create what is missing and record the schema version (run inside a write transaction)."""
+    version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+    if version > SCHEMA_VERSION:
+        raise ConfigurationError(
+            f"the SQLite store has schema version {version}; this build knows {SCHEMA_VERSION}"
+        )
+    for statement in _statements(SCHEMA):
+        conn.execute(statement)
+    if version != SCHEMA_VERSION:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _statements(script: str) -> list[str]:
+    """Split a script into complete statements (triggers hold inner semicolons)."""
+    statements: list[str] = []
+    current = ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    return statements

@@ -1,0 +1,127 @@
+"""Helpers shared by the conformance suite: broker URLs, task and outcome builders.
+
+The suite runs every test against each URL in `broker_urls()`. A URL may hold `{tmp}` (a fresh
+temporary directory) and `{uid}` (a fresh unique name, for servers shared between tests).
+More brokers are added through `TASKENGINE_TEST_BROKERS` (comma separated) or by extending
+`BUILTIN_URLS`; no test changes when one is added.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from taskengine.brokers import BrokerBackend, open_broker
+from taskengine.model import Lease, Outcome, OutcomeKind, ResultStatus, Task, TaskResult, new_task
+
+MEMORY_URL = "memory://"
+BUILTIN_URLS = ["memory://", "sqlite:///{tmp}/t.db"]
+T0 = 1_700_000_000.0  # where every FakeClock starts; whole seconds keep float arithmetic exact
+
+_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+MakeBroker = Callable[..., Awaitable[BrokerBackend]]
+"""Starts a broker on the test's URL (or another) with options; the fixture closes it."""
+
+
+def broker_urls() -> list[str]:
+    """Every broker URL template the suite runs against."""
+    extra = os.environ.get("TASKENGINE_TEST_BROKERS", "")
+    return BUILTIN_URLS + [url.strip() for url in extra.split(",") if url.strip()]
+
+
+def url_id(url: str) -> str:
+    """A short test id for a URL template: its scheme."""
+    return url.split(":", 1)[0]
+
+
+def fill_url(template: str, tmp: Path) -> str:
+    """Fill `{tmp}` and `{uid}` in a URL template."""
+    return template.format(tmp=tmp, uid=f"t{uuid.uuid4().hex[:12]}")
+
+
+async def started(url: str, **options: Any) -> BrokerBackend:
+    """Open and start the broker `url` names."""
+    broker = open_broker(url, **options)
+    await broker.start()
+    return broker
+
+
+def make_id(now: float, seq: int) -> str:
+    """A deterministic task id in the ULID layout: sortable by `now`, then by `seq`."""
+    value = (int(now * 1000) << 80) | seq
+    chars = []
+    for _ in range(26):
+        chars.append(_ALPHABET[value & 31])
+        value >>= 5
+    return "".join(reversed(chars))
+
+
+class Tasks:
+    """Builds tasks with explicit, increasing ids (so every broker sees the same ones)."""
+
+    def __init__(self) -> None:
+        self.seq = 0
+
+    def __call__(self, now: float, type: str = "demo.echo", **kwargs: Any) -> Task:
+        self.seq += 1
+        kwargs.setdefault("task_id", make_id(now, self.seq))
+        return new_task(type, {"n": self.seq}, now=now, **kwargs)
+
+    def many(self, count: int, now: float, **kwargs: Any) -> list[Task]:
+        return [self(now, **kwargs) for _ in range(count)]
+
+
+def result_for(
+    lease: Lease,
+    status: ResultStatus,
+    now: float,
+    *,
+    data: Any = None,
+    error: str | None = None,
+) -> TaskResult:
+    """The result a worker would report for one run of `lease`."""
+    return TaskResult(
+        task_id=lease.task_id,
+        status=status,
+        data=data,
+        duration=1.0,
+        worker_id=lease.record.worker_id,
+        completed_at=now,
+        error=error,
+        attempt=lease.record.attempt,
+    )
+
+
+def outcome(
+    kind: OutcomeKind,
+    lease: Lease,
+    now: float,
+    *,
+    run_at: float | None = None,
+    data: Any = None,
+    error: str | None = None,
+) -> Outcome:
+    """An outcome of `kind` for `lease`, with a fitting result where the kind needs one."""
+    status = {
+        OutcomeKind.SUCCEEDED: ResultStatus.SUCCESS,
+        OutcomeKind.RETRY: ResultStatus.FAILURE,
+        OutcomeKind.DEAD: ResultStatus.FAILURE,
+        OutcomeKind.CANCELLED: ResultStatus.CANCELLED,
+    }.get(kind)
+    result = None
+    if status is not None:
+        if error is None and status is not ResultStatus.SUCCESS:
+            error = f"{kind} on attempt {lease.record.attempt}"
+        result = result_for(lease, status, now, data=data, error=error)
+    return Outcome(
+        kind=kind, task_id=lease.task_id, token=lease.token, result=result, run_at=run_at
+    )
+
+
+def ids(items: Sequence[Lease]) -> list[str]:
+    """The task ids of some leases, in order."""
+    return [lease.task_id for lease in items]

@@ -1,0 +1,223 @@
+"""What only the SQLite broker promises: WAL, settings, group commit, durability, processes."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import sqlite3
+import time
+from collections.abc import AsyncIterator
+from multiprocessing.synchronize import Barrier
+from pathlib import Path
+
+import pytest
+
+from taskengine.brokers.sqlite import SqliteBroker
+from taskengine.brokers.sqlite.schema import SCHEMA_VERSION
+from taskengine.errors import BrokerUnavailable, ConfigurationError, QueueFull, ValidationError
+from taskengine.model import OutcomeKind, Task, new_task
+from tests.brokers.support import T0, outcome
+
+
+def make_tasks(count: int, now: float = T0, start: int = 0) -> list[Task]:
+    return [new_task("demo.echo", {"n": start + i}, now=now) for i in range(count)]
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> str:
+    return str(tmp_path / "store.db")
+
+
+@pytest.fixture
+async def broker(db: str) -> AsyncIterator[SqliteBroker]:
+    b = SqliteBroker(db)
+    await b.start()
+    yield b
+    await b.close()
+
+
+async def pragma(broker: SqliteBroker, name: str) -> object:
+    """Read a PRAGMA on the broker's own write connection (settings are per connection)."""
+    writer = broker._write()
+    return await writer.submit(
+        lambda conn: conn.execute(f"PRAGMA {name}").fetchone()[0], in_transaction=False
+    )
+
+
+async def test_wal_and_schema_version_are_recorded(broker: SqliteBroker, db: str) -> None:
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert await pragma(broker, "synchronous") == 2  # FULL
+    assert await pragma(broker, "busy_timeout") == 5000
+
+
+@pytest.mark.parametrize(("mode", "number"), [("OFF", 0), ("normal", 1), ("EXTRA", 3)])
+async def test_synchronous_setting_is_honoured(db: str, mode: str, number: int) -> None:
+    broker = SqliteBroker(db, synchronous=mode, busy_timeout_ms=1234)
+    await broker.start()
+    try:
+        assert await pragma(broker, "synchronous") == number
+        assert await pragma(broker, "busy_timeout") == 1234
+    finally:
+        await broker.close()
+
+
+@pytest.mark.parametrize(
+    "options", [{"synchronous": "SOMETIMES"}, {"busy_timeout_ms": -1}, {"max_depth": 0}]
+)
+def test_bad_settings_are_refused(db: str, options: dict[str, object]) -> None:
+    with pytest.raises((ConfigurationError, ValidationError)):
+        SqliteBroker(db, **options)  # type: ignore[arg-type]
+
+
+def test_memory_database_is_refused() -> None:
+    with pytest.raises(ConfigurationError):
+        SqliteBroker(":memory:")
+
+
+async def test_newer_schema_is_refused(db: str) -> None:
+    with sqlite3.connect(db) as conn:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(ConfigurationError):
+        await SqliteBroker(db).start()
+
+
+async def test_concurrent_writes_share_one_commit(broker: SqliteBroker) -> None:
+    before = broker.commit_count
+    batches = [make_tasks(2, start=10 * i) for i in range(50)]
+    results = await asyncio.gather(*(broker.enqueue(batch, T0) for batch in batches))
+    assert all(r.created for batch in results for r in batch)
+    # 50 calls, each its own transaction without group commit; a handful with it.
+    assert broker.commit_count - before <= 5
+    leases = await broker.reserve("w", 100, 30.0, T0)
+    before = broker.commit_count
+    outcomes = [outcome(OutcomeKind.SUCCEEDED, lease, T0 + 1) for lease in leases]
+    applied = await asyncio.gather(*(broker.settle([o], T0 + 1) for o in outcomes))
+    assert all(ok == [True] for ok in applied)
+    assert broker.commit_count - before <= 5
+
+
+async def test_a_failing_call_does_not_undo_its_group(db: str) -> None:
+    broker = SqliteBroker(db, max_depth=5)
+    await broker.start()
+    try:
+        fits, too_many = make_tasks(3), make_tasks(3, start=100)
+        answers = await asyncio.gather(
+            broker.enqueue(fits, T0), broker.enqueue(too_many, T0), return_exceptions=True
+        )
+        assert isinstance(answers[1], QueueFull)
+        assert [r.created for r in answers[0]] == [True, True, True]  # type: ignore[union-attr]
+        assert await broker.get([t.id for t in too_many]) == [None, None, None]
+        assert len(await broker.reserve("w", 10, 30.0, T0)) == 3
+    finally:
+        await broker.close()
+
+
+async def test_depth_counter_matches_the_table(broker: SqliteBroker, db: str) -> None:
+    await broker.enqueue(make_tasks(20), T0)
+    leases = await broker.reserve("w", 7, 30.0, T0)
+    await broker.cancel([leases[0].task_id], T0)
+    await broker.requeue_expired(T0 + 60, 3)
+    with sqlite3.connect(db) as conn:
+        counted = conn.execute("SELECT count(*) FROM tasks WHERE state = 'queued'").fetchone()[0]
+        kept = conn.execute("SELECT queued FROM depth").fetchone()[0]
+    assert counted == kept == 20 - 7 + 2  # the first lease was cancelled, not requeued
+
+
+async def test_data_survives_close_and_reopen(db: str) -> None:
+    broker = SqliteBroker(db)
+    await broker.start()
+    tasks = make_tasks(10)
+    pending = asyncio.ensure_future(broker.enqueue(tasks, T0))
+    await asyncio.sleep(0)  # submitted, maybe not yet committed
+    await broker.close()  # flushes what was submitted
+    assert all(r.created for r in pending.result())
+    with pytest.raises(BrokerUnavailable):
+        await broker.reserve("w", 1, 30.0, T0)
+    again = SqliteBroker(db)
+    await again.start()
+    try:
+        records = await again.get([t.id for t in tasks])
+        assert [r.payload if r else None for r in records] == [{"n": i} for i in range(10)]
+    finally:
+        await again.close()
+
+
+async def test_reserve_uses_the_ready_index(broker: SqliteBroker, db: str) -> None:
+    from taskengine.brokers.sqlite.queries import RESERVE
+
+    select = RESERVE[RESERVE.index("SELECT rowid") : RESERVE.index("RETURNING")].rstrip()[:-1]
+    with sqlite3.connect(db) as conn:
+        plan = conn.execute(
+            f"EXPLAIN QUERY PLAN {select}",
+            {"now": T0, "max_key": T0 + 60, "queues": None, "limit": 10},
+        ).fetchall()
+    details = " | ".join(row[-1] for row in plan)
+    assert "tasks_ready" in details
+    assert "TEMP B-TREE" not in details  # the index gives the order: no sort
+
+
+async def test_wait_for_work_sees_another_connection(broker: SqliteBroker, db: str) -> None:
+    await broker.reserve("w", 1, 30.0, T0)  # the baseline: nothing new since this
+    started = time.monotonic()
+    await broker.wait_for_work(0.1)
+    assert time.monotonic() - started >= 0.09
+    other = SqliteBroker(db)
+    await other.start()
+    try:
+        waiter = asyncio.ensure_future(broker.wait_for_work(5.0))
+        await asyncio.sleep(0.05)
+        await other.enqueue(make_tasks(1), T0)
+        started = time.monotonic()
+        await asyncio.wait_for(waiter, 1.0)
+        assert time.monotonic() - started < 0.5
+    finally:
+        await other.close()
+
+
+def _claim_loop(
+    path: str, worker: str, ready: Barrier, out: multiprocessing.Queue[list[str]]
+) -> None:
+    async def run() -> list[str]:
+        broker = SqliteBroker(path)
+        await broker.start()
+        ready.wait()  # all claim at once, so they really contend
+        claimed: list[str] = []
+        try:
+            idle = 0
+            while idle < 3:
+                leases = await broker.reserve(worker, 10, 30.0, T0 + 1)
+                idle = 0 if leases else idle + 1
+                claimed.extend(lease.task_id for lease in leases)
+        finally:
+            await broker.close()
+        return claimed
+
+    out.put(asyncio.run(run()))
+
+
+@pytest.mark.slow
+async def test_processes_never_double_claim(db: str) -> None:
+    seeder = SqliteBroker(db)
+    await seeder.start()
+    tasks = make_tasks(2000)
+    for i in range(0, len(tasks), 500):
+        await seeder.enqueue(tasks[i : i + 500], T0)
+    await seeder.close()
+
+    ctx = multiprocessing.get_context("spawn")
+    out: multiprocessing.Queue[list[str]] = ctx.Queue()
+    ready = ctx.Barrier(4)
+    procs = [ctx.Process(target=_claim_loop, args=(db, f"p{i}", ready, out)) for i in range(4)]
+    for proc in procs:
+        proc.start()
+    loop = asyncio.get_running_loop()
+    claimed = [await loop.run_in_executor(None, out.get, True, 120) for _ in procs]
+    for proc in procs:
+        proc.join(30)
+        assert proc.exitcode == 0
+    union = [task_id for part in claimed for task_id in part]
+    assert len(union) == len(set(union)), "a task was claimed twice"
+    assert set(union) == {t.id for t in tasks}
+    assert sum(1 for part in claimed if part) >= 2  # they did compete
