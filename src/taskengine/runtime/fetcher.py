@@ -87,8 +87,9 @@ class Fetcher:
             except Exception:
                 self.failures += 1
                 delay = min(0.05 * 2**self.failures, 5.0)
-                log.exception("reserve failed (%d in a row); retrying in %.2f s",
-                              self.failures, delay)
+                log.exception(
+                    "reserve failed (%d in a row); retrying in %.2f s", self.failures, delay
+                )
                 await asyncio.sleep(delay)
                 continue
             if got == 0:

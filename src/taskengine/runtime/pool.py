@@ -61,7 +61,7 @@ class Pool:
         number = 1
         while self.size < size:
             slot = self.slots.get(number)
-            if slot is None or slot.retiring and slot.task is None:
+            if slot is None or (slot.retiring and slot.task is None):
                 slot = WorkerSlot(self._instance, number, now)
                 self.slots[number] = slot
                 slot.task = asyncio.create_task(self._work(slot), name=f"taskengine:{slot.id}")

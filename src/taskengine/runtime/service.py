@@ -14,9 +14,7 @@ log = logging.getLogger("taskengine.runtime")
 class PeriodicService:
     """Calls `run_once` every `interval` seconds until stopped; a failure is logged, not fatal."""
 
-    def __init__(
-        self, name: str, interval: float, run_once: Callable[[], Awaitable[Any]]
-    ) -> None:
+    def __init__(self, name: str, interval: float, run_once: Callable[[], Awaitable[Any]]) -> None:
         self.name = name
         self.interval = interval
         self._run_once = run_once

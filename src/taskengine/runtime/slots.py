@@ -1,4 +1,4 @@
-"""Per-worker state: what each worker is doing, for the heartbeat, the registry and the dashboard."""
+"""Per-worker state: what each worker does, for the heartbeat, the registry and the dashboard."""
 
 from __future__ import annotations
 
@@ -69,10 +69,9 @@ class WorkerSlot:
     def info(self, instance: str, host: str, pid: int, now: float) -> WorkerInfo:
         """The registry entry of this worker as of `now`."""
         busy = self.busy_seconds + (now - self.busy_since if self.lease is not None else 0.0)
+        state = "busy" if self.lease is not None else "idle"
         if self.retiring:
             state = "stopping"
-        else:
-            state = "busy" if self.lease is not None else "idle"
         return WorkerInfo(
             id=self.id,
             instance=instance,

@@ -68,7 +68,10 @@ class Worker:
         )
         self.completer = Completer(broker, clock, settings.settle_batch)
         self.pool = Pool(
-            self.runner, self.completer, clock, instance=self.instance,
+            self.runner,
+            self.completer,
+            clock,
+            instance=self.instance,
             prefetch=settings.buffer_size,
         )
         self.fetcher = Fetcher(

@@ -1,0 +1,153 @@
+"""The `io.sqlite` task type: one parameterised statement against a database in the data dir.
+
+Layers of defence: the database path is confined like `io.file` and is never the engine's own
+store; the connection is opened read-only (`mode=ro` and `PRAGMA query_only`) unless writes are
+enabled; exactly one statement is accepted; an authorizer allows only reads (or, with writes
+enabled, refuses ATTACH, DETACH, PRAGMA and extension loading); a progress handler aborts the
+statement past the time limit; at most `max_rows` rows are returned.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import stat
+import time
+import urllib.parse
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
+
+from taskengine.builtins.config import BuiltinConfig, TaskInputError, TaskRefused
+from taskengine.builtins.files import confine
+
+Scalar = str | int | float | bool | None
+_READ_ONLY_ACTIONS = frozenset(
+    {sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_FUNCTION, sqlite3.SQLITE_RECURSIVE}
+)
+_ALWAYS_DENIED = frozenset({sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH, sqlite3.SQLITE_PRAGMA})
+_DENIED_FUNCTIONS = frozenset({"load_extension", "fts3_tokenizer"})
+_ACTION_NAMES = {
+    value: name.removeprefix("SQLITE_")
+    for name, value in vars(sqlite3).items()
+    if name.startswith("SQLITE_") and isinstance(value, int) and 0 < value <= 33
+}
+_PROGRESS_EVERY = 1000  # virtual machine instructions between time-limit checks
+
+
+class SqlitePayload(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """One SQL statement with its parameters (positional list or named dict)."""
+
+    database: Annotated[str, msgspec.Meta(min_length=1, max_length=4096)]
+    sql: Annotated[str, msgspec.Meta(min_length=1, max_length=100_000)]
+    params: list[Scalar] | dict[str, Scalar] = []
+    max_rows: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] | None = None
+
+
+class SqliteTask:
+    """Runs `io.sqlite` payloads under one BuiltinConfig (a thread-executor handler)."""
+
+    def __init__(self, config: BuiltinConfig) -> None:
+        self.config = config
+
+    def run(self, payload: SqlitePayload) -> dict[str, Any]:
+        """Execute the statement; refusals raise TaskRefused, bad SQL TaskInputError."""
+        sql = single_statement(payload.sql)
+        path = self._database_path(payload.database)
+        writes = self.config.sqlite_allow_writes
+        max_rows = min(payload.max_rows or self.config.sqlite_max_rows, self.config.sqlite_max_rows)
+        uri = f"file:{urllib.parse.quote(str(path))}?mode={'rwc' if writes else 'ro'}"
+        try:
+            conn = sqlite3.connect(
+                uri, uri=True, timeout=self.config.sqlite_time_limit, isolation_level=None
+            )
+        except sqlite3.Error as exc:
+            raise TaskInputError(f"cannot open {payload.database}: {exc}") from None
+        denied: list[str] = []
+        try:
+            self._harden(conn, denied, writes)
+            cursor = conn.execute(sql, payload.params)
+            rows = cursor.fetchmany(max_rows + 1)
+            columns = [d[0] for d in cursor.description or ()]
+            rowcount = len(rows) if cursor.description else cursor.rowcount
+        except (sqlite3.Error, sqlite3.Warning) as exc:
+            raise _sql_error(exc, denied, payload.database) from None
+        finally:
+            conn.close()
+        truncated = len(rows) > max_rows
+        return {
+            "columns": columns,
+            "rows": [list(r) for r in rows[:max_rows]],
+            "rowcount": min(rowcount, max_rows) if truncated else rowcount,
+            "truncated": truncated,
+        }
+
+    def _database_path(self, database: str) -> Path:
+        root, rel = confine(self.config, database)
+        path = root / rel
+        if not rel.parts:
+            raise TaskInputError("the data directory is not a database")
+        try:
+            mode = path.stat().st_mode
+        except FileNotFoundError:
+            if self.config.sqlite_allow_writes:
+                return path
+            raise TaskInputError(f"database {database} does not exist") from None
+        if not stat.S_ISREG(mode):
+            raise TaskInputError(f"{database} is not a regular file")
+        return path
+
+    def _harden(self, conn: sqlite3.Connection, denied: list[str], writes: bool) -> None:
+        """Limits, read-only pragma, authorizer and time limit, before any user SQL runs."""
+        conn.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, 0)
+        if hasattr(conn, "enable_load_extension"):  # absent when Python is built without it
+            conn.enable_load_extension(False)
+        if not writes:
+            conn.execute("PRAGMA query_only = ON")
+
+        def authorize(action: int, arg1: str | None, arg2: str | None, *_: str | None) -> int:
+            if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() in _DENIED_FUNCTIONS:
+                denied.append(f"function {arg2}")
+                return sqlite3.SQLITE_DENY
+            refused = action in _ALWAYS_DENIED or (not writes and action not in _READ_ONLY_ACTIONS)
+            if refused:
+                what = _ACTION_NAMES.get(action, str(action))
+                denied.append(what + (f" {arg1}" if arg1 else ""))
+                return sqlite3.SQLITE_DENY
+            return sqlite3.SQLITE_OK
+
+        conn.set_authorizer(authorize)
+        deadline = time.monotonic() + self.config.sqlite_time_limit
+
+        def check_time() -> int:
+            return 1 if time.monotonic() > deadline else 0
+
+        conn.set_progress_handler(check_time, _PROGRESS_EVERY)
+
+
+def single_statement(sql: str) -> str:
+    """Return `sql` stripped if it is exactly one statement; refuse anything after it."""
+    text = sql.strip()
+    if not text:
+        raise TaskInputError("empty SQL")
+    for i, char in enumerate(text):
+        if char == ";" and sqlite3.complete_statement(text[: i + 1]):
+            if text[i + 1 :].strip():
+                raise TaskRefused("multiple_statements", "only one SQL statement is allowed")
+            return text[:i]
+    return text
+
+
+def _sql_error(exc: Exception, denied: list[str], database: str) -> Exception:
+    message = str(exc)
+    if denied:
+        return TaskRefused("sql_denied", f"not allowed in io.sqlite: {', '.join(denied)}")
+    if message == "interrupted":
+        return TaskRefused("time_limit", f"the statement on {database} ran past its time limit")
+    if "readonly" in message or "read-only" in message or "query_only" in message:
+        return TaskRefused("read_only", f"{database} is opened read-only: {message}")
+    if "one statement at a time" in message:
+        return TaskRefused("multiple_statements", "only one SQL statement is allowed")
+    if isinstance(exc, sqlite3.OperationalError) and ("locked" in message or "busy" in message):
+        return exc  # contention: worth a retry
+    return TaskInputError(f"{database}: {message}")

@@ -1,0 +1,211 @@
+"""The process executor: CPU-bound handlers in a pool of child processes (pebble, forkserver).
+
+Only plain text crosses the process boundary: the child receives the handler's module name,
+qualified name and the payload as JSON bytes, and answers with JSON bytes holding either the
+result or an error (type name, message, short traceback). Nothing the user supplies is ever
+pickled. A run past its timeout, or whose awaiting asyncio task is cancelled, has its child
+hard-killed by pebble, which starts a replacement, so one runaway task never breaks the pool.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import inspect
+import multiprocessing
+import os
+import traceback
+from collections.abc import Callable
+from concurrent.futures import CancelledError as FutureCancelled
+from concurrent.futures import Future
+from functools import cache
+from typing import Any, get_type_hints
+
+import msgspec
+import pebble
+
+from taskengine.errors import TaskEngineError, TaskFailed, TaskTimeout, ValidationError
+from taskengine.model.serializer import from_json, to_json
+from taskengine.registry import TaskSpec
+
+_TRACEBACK_LIMIT = 4000  # characters of the child's traceback kept for the parent
+_CLOSED_ERROR = "ExecutorClosed"
+
+
+class _Reply(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """What the child sends back: a result, or an error described in plain text."""
+
+    ok: bool
+    result: Any = None
+    error_type: str = ""
+    message: str = ""
+    traceback: str = ""
+
+
+class ProcessExecutor:
+    """Runs `executor="process"` handlers in child processes, one task per child at a time."""
+
+    def __init__(self, processes: int | None = None) -> None:
+        count = processes if processes is not None else (os.cpu_count() or 1)
+        if count < 1:
+            raise ValidationError(f"processes must be >= 1, got {count}")
+        self.processes = count
+        self._pool: pebble.ProcessPool | None = None
+        self._closed = False
+        self._running: set[Future[bytes]] = set()  # ProcessFuture.cancel kills a running child
+
+    @property
+    def started(self) -> bool:
+        """Whether `start` ran and `close` did not."""
+        return self._pool is not None and not self._closed
+
+    async def start(self) -> None:
+        """Start the children (blocking work runs in a thread, the loop stays free)."""
+        if self._closed:
+            raise TaskEngineError("the process executor is closed")
+        if self._pool is not None:
+            return
+        pool = pebble.ProcessPool(max_workers=self.processes, context=_mp_context())
+        self._pool = pool
+        # Reading `active` starts the pool: its threads and the first children.
+        await asyncio.to_thread(lambda: pool.active)
+
+    async def close(self) -> None:
+        """Stop the pool, killing children that still run a task; safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        pool, self._pool = self._pool, None
+        for future in list(self._running):
+            future.cancel()
+        if pool is not None:
+            pool.stop()  # type: ignore[no-untyped-call]
+            await asyncio.to_thread(pool.join)
+
+    async def run(self, spec: TaskSpec, payload: Any, timeout: float) -> Any:
+        """Run `spec`'s handler on `payload` in a child; return its JSON-decoded result.
+
+        Raises TaskFailed when the handler raised (or returned something that is not JSON),
+        TaskTimeout when it ran past `timeout` seconds (its child is killed). Cancelling the
+        awaiting task cancels the run and kills its child.
+        """
+        if self._pool is None or self._closed:
+            raise TaskEngineError("the process executor is not running")
+        if not timeout > 0:
+            raise ValidationError(f"timeout must be > 0, got {timeout}")
+        module, qualname = handler_path(spec.fn)
+        body = to_json(payload)
+        try:
+            future: Future[bytes] = self._pool.schedule(
+                run_in_child, args=(module, qualname, body), timeout=timeout
+            )
+        except RuntimeError as exc:  # the pool is stopped or broken
+            raise TaskFailed("ExecutorUnavailable", str(exc)) from exc
+        self._running.add(future)
+        try:
+            reply = await asyncio.wrap_future(future)
+        except asyncio.CancelledError:
+            future.cancel()  # also when the wrapper was cancelled before it could chain
+            task = asyncio.current_task()
+            if self._closed and task is not None and not task.cancelling():
+                raise TaskFailed(_CLOSED_ERROR, "the process executor closed") from None
+            raise
+        except TimeoutError:
+            raise TaskTimeout(f"{spec.name} ran longer than {timeout:g} s") from None
+        except FutureCancelled:
+            raise TaskFailed(_CLOSED_ERROR, "the process executor closed") from None
+        except pebble.ProcessExpired as exc:
+            raise TaskFailed(
+                "ProcessExpired", f"the child process died (exit code {exc.exitcode})"
+            ) from None
+        except Exception as exc:  # pebble's own failures (broken pool, pipe errors)
+            raise TaskFailed(type(exc).__name__, str(exc)) from None
+        finally:
+            self._running.discard(future)
+        return _decode_reply(reply)
+
+
+def handler_path(fn: Callable[..., Any]) -> tuple[str, str]:
+    """Return the (module, qualname) a child imports to find `fn`; refuse local functions."""
+    module = getattr(fn, "__module__", None)
+    qualname = getattr(fn, "__qualname__", None)
+    if not module or not qualname or "<locals>" in qualname or module == "__main__":
+        raise ValidationError(f"{fn!r} is not an importable module-level function")
+    return module, qualname
+
+
+def run_in_child(module: str, qualname: str, body: bytes) -> bytes:
+    """Child side: import the handler, decode the payload, run it; return a JSON reply."""
+    try:
+        fn, payload_type = _resolve(module, qualname)
+        payload = from_json(body)
+        if payload_type is not None:
+            payload = msgspec.convert(payload, payload_type)
+        result = fn(payload)
+    except BaseException as exc:  # SIGTERM exits via os._exit, so nothing needed escapes here
+        return _error_reply(exc)
+    try:
+        return to_json(_Reply(ok=True, result=result))
+    except ValidationError as exc:
+        return to_json(
+            _Reply(
+                ok=False,
+                error_type="ValidationError",
+                message=f"the result of {module}.{qualname} is not JSON-serialisable: {exc}",
+            )
+        )
+
+
+@cache
+def _resolve(module: str, qualname: str) -> tuple[Callable[..., Any], Any]:
+    target: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        target = getattr(target, part)
+    if not callable(target):
+        raise TypeError(f"{module}.{qualname} is not callable")
+    fn: Callable[..., Any] = target
+    return fn, _payload_type(fn)
+
+
+def _payload_type(fn: Callable[..., Any]) -> Any:
+    """The annotation of the first parameter (as registry.build_spec reads it), or None."""
+    names = list(inspect.signature(fn).parameters)
+    if not names:
+        raise TypeError(f"{fn.__qualname__} takes no payload parameter")
+    try:
+        hint = get_type_hints(fn).get(names[0])
+    except Exception:  # unresolvable annotations: pass the JSON through
+        return None
+    return None if hint in (None, Any, object) else hint
+
+
+def _error_reply(exc: BaseException) -> bytes:
+    """Describe `exc` in JSON; never raises, so pebble never has an exception to pickle."""
+    try:
+        text = "".join(traceback.format_exception(exc, limit=-5))
+        return to_json(
+            _Reply(
+                ok=False,
+                error_type=type(exc).__name__,
+                message=str(exc),
+                traceback=text[-_TRACEBACK_LIMIT:],
+            )
+        )
+    except Exception:  # an exception whose str() or traceback itself fails
+        return to_json(_Reply(ok=False, error_type=type(exc).__name__, message="(unprintable)"))
+
+
+def _decode_reply(data: bytes) -> Any:
+    reply = msgspec.convert(from_json(data), _Reply)
+    if reply.ok:
+        return reply.result
+    error = TaskFailed(reply.error_type, reply.message)
+    if reply.traceback:
+        error.add_note(f"traceback in the child process:\n{reply.traceback}")
+    raise error
+
+
+def _mp_context() -> Any:
+    """forkserver where the platform has it (children start clean, no inherited threads)."""
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    return multiprocessing.get_context(method)
