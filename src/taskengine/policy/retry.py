@@ -83,7 +83,6 @@ class NoRetry(Exception):
     """Raised by a handler to fail now and dead-letter the task without further attempts."""
 
 
-
 def backoff_ceiling(attempt: int, policy: RetryPolicy) -> float:
     """Return the upper bound of the delay after failed attempt `attempt` (1-based)."""
     _check_attempt(attempt, "attempt")
