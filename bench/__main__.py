@@ -1,0 +1,75 @@
+"""`python -m bench` (what `make bench` runs): broker rates, printed and saved as JSON."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from bench.broker_rates import Config, machine_facts, run, table
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def parse(argv: list[str] | None = None) -> Config:
+    """Read the few knobs worth turning from the command line."""
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument(
+        "--broker",
+        action="append",
+        dest="urls",
+        help="broker URL to measure, repeatable; '{tmp}' becomes a fresh temporary directory "
+        "per run, e.g. 'sqlite:///{tmp}/b.db?synchronous=OFF'; default: "
+        "sqlite:///{tmp}/bench.db and memory://",
+    )
+    parser.add_argument("--batch", action="append", type=int, dest="batches")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--tasks", type=int, default=20_000, help="tasks per run, batch > 1")
+    parser.add_argument("--tasks-batch-1", type=int, default=2_000, help="tasks per run, batch 1")
+    parser.add_argument("--dir", dest="temp_parent", help="parent directory of the SQLite files")
+    args = parser.parse_args(argv)
+    defaults = Config()
+    return Config(
+        urls=tuple(args.urls) if args.urls else defaults.urls,
+        batches=tuple(args.batches) if args.batches else defaults.batches,
+        runs=args.runs,
+        tasks_batch_n=args.tasks,
+        tasks_batch_1=args.tasks_batch_1,
+        temp_parent=args.temp_parent,
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Measure, print a table and write bench/results/broker_rates-<time>.json."""
+    config = parse(argv)
+    facts = machine_facts(config.temp_parent)
+    print("machine:", ", ".join(f"{key}={value}" for key, value in facts.items()))
+    started = time.perf_counter()
+    figures = asyncio.run(run(config))
+    elapsed = time.perf_counter() - started
+    print()
+    print(table(figures, config))
+    facts["loadavg_1m_at_end"] = round(os.getloadavg()[0], 2)
+    print(f"\n({elapsed:.0f} s; 1-minute load average {facts['loadavg_1m_at_end']} at the end)")
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"broker_rates-{time.strftime('%Y%m%dT%H%M%S')}.json"
+    out.write_text(
+        json.dumps(
+            {
+                "machine": facts,
+                "config": asdict(config),
+                "elapsed_s": elapsed,
+                "figures": [f.as_dict() for f in figures],
+            },
+            indent=2,
+        )
+    )
+    print(f"written to {out}")
+
+
+if __name__ == "__main__":
+    main()
