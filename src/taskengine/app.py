@@ -11,12 +11,13 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from taskengine.brokers import CancelResult, ReplayResult, open_broker
+from taskengine.brokers import CancelResult, EnqueueResult, ReplayResult, open_broker
 from taskengine.brokers.base import BrokerBackend
 from taskengine.builtins import builtin_registry, close_builtins
 from taskengine.builtins.config import BuiltinConfig
 from taskengine.clock import SYSTEM_CLOCK, Clock
 from taskengine.errors import TaskNotFound
+from taskengine.metrics import Metrics
 from taskengine.model import Priority, Task, TaskRecord, TaskResult, new_task
 from taskengine.model.serializer import from_json, to_json
 from taskengine.model.state import TERMINAL_STATES
@@ -66,6 +67,7 @@ class App:
         self.registry = Registry()
         if builtins:
             self.registry.merge(builtin_registry(builtin_config(settings)))
+        self.metrics = Metrics()
         self._broker: BrokerBackend | None = None
         self._worker: Worker | None = None
 
@@ -148,9 +150,16 @@ class App:
 
     async def submit_many(self, requests: Sequence[TaskRequest]) -> list[str]:
         """Submit a batch in one broker round trip; all are validated before any is stored."""
-        tasks = [self.build(request) for request in requests]
-        results = await self.broker.enqueue(tasks, self.clock.now())
+        results = await self.enqueue_tasks([self.build(request) for request in requests])
         return [result.id for result in results]
+
+    async def enqueue_tasks(self, tasks: Sequence[Task]) -> list[EnqueueResult]:
+        """Store built tasks in one broker round trip and count them in the metrics."""
+        results = await self.broker.enqueue(tasks, self.clock.now())
+        for task, result in zip(tasks, results, strict=True):
+            if result.created:
+                self.metrics.on_submitted(task.type)
+        return results
 
     def submit_sync(self, type: str, payload: Any = None, **options: Any) -> str:
         """Submit from synchronous code (no running event loop)."""
@@ -201,7 +210,9 @@ class App:
     def worker(self, **overrides: Any) -> Worker:
         """Build this app's worker pool (start it with `await worker.start()`)."""
         settings = self.settings.with_changes(**overrides) if overrides else self.settings
-        self._worker = Worker(self.broker, self.registry, settings, clock=self.clock)
+        self._worker = Worker(
+            self.broker, self.registry, settings, clock=self.clock, metrics=self.metrics
+        )
         return self._worker
 
 

@@ -168,7 +168,7 @@ def build_spec(
             f"{name}: executor {executor!r} needs {'an async' if executor == 'async' else 'a sync'}"
             " function"
         )
-    if not 0 < timeout or not 1 <= max_attempts:
+    if not timeout > 0 or max_attempts < 1:
         raise ValidationError(f"{name}: timeout must be > 0 and max_attempts >= 1")
     params = list(inspect.signature(fn).parameters.values())
     if not 1 <= len(params) <= 2:

@@ -124,7 +124,8 @@ class Broker(Protocol):
         self, leases: Sequence[Lease], lease_for: float, now: float
     ) -> list[LeaseStatus]:
         """Push each held lease's expiry to `now + lease_for`; say which are lost (token no
-        longer current, or expired and requeued) or have a cancel request."""
+        longer current, or expired and requeued) or have a cancel request. A lease past its
+        expiry that nobody has requeued yet is still held, and extending revives it."""
         ...
 
     async def settle(self, outcomes: Sequence[Outcome], now: float) -> list[bool]:

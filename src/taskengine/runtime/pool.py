@@ -8,6 +8,7 @@ import logging
 from collections.abc import Callable
 
 from taskengine.clock import Clock
+from taskengine.metrics import Metrics
 from taskengine.model import Lease, LeaseStatus, ResultStatus, TaskResult
 from taskengine.model import outcome as outcomes
 from taskengine.runtime.completer import Completer
@@ -21,12 +22,20 @@ class Pool:
     """Holds every lease of this instance (buffered or running) until its outcome is handed on."""
 
     def __init__(
-        self, runner: Runner, completer: Completer, clock: Clock, *, instance: str, prefetch: int
+        self,
+        runner: Runner,
+        completer: Completer,
+        clock: Clock,
+        *,
+        instance: str,
+        prefetch: int,
+        metrics: Metrics,
     ) -> None:
         self._runner = runner
         self._completer = completer
         self._clock = clock
         self._instance = instance
+        self._metrics = metrics
         self.prefetch = prefetch
         self.slots: dict[int, WorkerSlot] = {}
         self.held: dict[str, Lease] = {}
@@ -170,6 +179,7 @@ class Pool:
                 self.held.pop(lease.task_id, None)
                 if outcome is not None:
                     self._completer.add(outcome)
+                    self._metrics.on_outcome(lease.record.type, outcome, self._clock.now())
                 self.space_available()
         finally:
             slot.task = None

@@ -14,6 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from taskengine.brokers.base import BrokerBackend
 from taskengine.clock import SYSTEM_CLOCK, Clock
+from taskengine.metrics import Metrics
 from taskengine.model import TaskState
 from taskengine.policy.autoscale import PoolSample, desired_size
 from taskengine.policy.breaker import BreakerRegistry
@@ -48,6 +49,7 @@ class Worker:
         *,
         clock: Clock = SYSTEM_CLOCK,
         instance: str | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.broker = broker
         self.registry = registry
@@ -55,6 +57,7 @@ class Worker:
         self.clock = clock
         self.instance = instance or new_instance_id()
         self.host = socket.gethostname()
+        self.metrics = metrics or Metrics()
         self.breakers = BreakerRegistry()
         self._threads = ThreadPoolExecutor(settings.threads, thread_name_prefix="taskengine")
         self._processes = ProcessExecutor(settings.processes)
@@ -73,6 +76,7 @@ class Worker:
             clock,
             instance=self.instance,
             prefetch=settings.buffer_size,
+            metrics=self.metrics,
         )
         self.fetcher = Fetcher(
             broker,

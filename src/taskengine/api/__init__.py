@@ -1,0 +1,66 @@
+"""The HTTP API: a Starlette app over an App (and its worker, when this process runs one)."""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from taskengine.api import admin, tasks
+from taskengine.api.context import ApiContext
+from taskengine.api.errors import (
+    ApiError,
+    handle_api_error,
+    handle_engine_error,
+    handle_unexpected,
+)
+from taskengine.api.middleware import RequestLogMiddleware, SecurityHeadersMiddleware
+from taskengine.api.openapi import DOCS_PAGE, DOCS_SCRIPT, openapi_document
+from taskengine.errors import TaskEngineError
+
+__all__ = ["ApiContext", "build_api"]
+
+
+def build_api(ctx: ApiContext) -> Starlette:
+    """The ASGI application serving the API of `ctx`."""
+
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(openapi_document())
+
+    async def docs(request: Request) -> Response:
+        return Response(DOCS_PAGE, media_type="text/html")
+
+    async def docs_js(request: Request) -> Response:
+        return Response(DOCS_SCRIPT, media_type="text/javascript")
+
+    async def not_found(request: Request, exc: Exception) -> Response:
+        return await handle_api_error(
+            request, ApiError(404, "not_found", f"no route {request.url.path}")
+        )
+
+    async def method_not_allowed(request: Request, exc: Exception) -> Response:
+        return await handle_api_error(
+            request, ApiError(405, "method_not_allowed", f"{request.method} is not allowed here")
+        )
+
+    routes = [
+        *tasks.routes(ctx),
+        *admin.routes(ctx),
+        Route("/openapi.json", openapi, methods=["GET"]),
+        Route("/docs", docs, methods=["GET"]),
+        Route("/docs.js", docs_js, methods=["GET"]),
+    ]
+    app = Starlette(
+        routes=routes,
+        exception_handlers={
+            ApiError: handle_api_error,
+            TaskEngineError: handle_engine_error,
+            404: not_found,
+            405: method_not_allowed,
+            Exception: handle_unexpected,
+        },
+    )
+    app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(RequestLogMiddleware)
+    return app

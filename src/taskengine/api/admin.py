@@ -1,0 +1,126 @@
+"""Workers, queues (pause/resume), dead letters, the metrics snapshot and health checks."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from taskengine.api.auth import check_same_origin
+from taskengine.api.context import ApiContext
+from taskengine.api.errors import ApiError
+from taskengine.api.query import cursor, page_limit, task_filter
+from taskengine.api.schemas import HealthView, TaskPage, queue_views, task_view, worker_view
+from taskengine.api.tasks import json_response
+from taskengine.errors import ValidationError
+from taskengine.model import TaskState
+from taskengine.model.task import validate_name
+from taskengine.process_stats import process_stats
+
+READY_TIMEOUT = 2.0
+
+
+def routes(ctx: ApiContext) -> list[Route]:
+    """The admin and health routes bound to `ctx`."""
+    broker = ctx.app.broker
+    clock = ctx.app.clock
+
+    async def workers(request: Request) -> Response:
+        ctx.tokens.check(request, "read")
+        seen_since = clock.now() - 3 * ctx.app.settings.heartbeat_every
+        infos = await broker.workers(seen_since)
+        return json_response({"workers": [worker_view(info) for info in infos]})
+
+    async def queues(request: Request) -> Response:
+        ctx.tokens.check(request, "read")
+        rows, paused = await asyncio.gather(broker.counts(), broker.paused())
+        return json_response({"queues": queue_views(rows, paused)})
+
+    async def pause(request: Request) -> Response:
+        return await _toggle(request, pause=True)
+
+    async def resume(request: Request) -> Response:
+        return await _toggle(request, pause=False)
+
+    async def _toggle(request: Request, *, pause: bool) -> Response:
+        ctx.tokens.check(request, "admin")
+        check_same_origin(request)
+        name = request.path_params["queue"]
+        try:
+            validate_name("queue", name)
+        except ValidationError as exc:
+            raise ApiError(422, exc.code, str(exc)) from None
+        await (broker.pause([name]) if pause else broker.resume([name]))
+        return json_response({"queue": name, "paused": pause})
+
+    async def dead_letters(request: Request) -> Response:
+        ctx.tokens.check(request, "read")
+        params = request.query_params
+        flt = task_filter(params, states=frozenset({TaskState.DEAD}))
+        page = await broker.list_tasks(flt, page_limit(params), cursor(params))
+        return json_response(TaskPage([task_view(r) for r in page.items], page.next_cursor))
+
+    async def metrics(request: Request) -> Response:
+        ctx.tokens.check(request, "read")
+        return json_response(await metrics_snapshot(ctx))
+
+    async def healthz(request: Request) -> Response:
+        return json_response(HealthView("ok"))
+
+    async def readyz(request: Request) -> Response:
+        checks: dict[str, str] = {}
+        try:
+            async with asyncio.timeout(READY_TIMEOUT):
+                await broker.paused()
+            checks["broker"] = "ok"
+        except Exception as exc:
+            checks["broker"] = f"unreachable: {type(exc).__name__}"
+        if ctx.worker is not None:
+            checks["pool"] = "ok" if ctx.worker.state == "running" else ctx.worker.state
+        ready = all(value == "ok" for value in checks.values())
+        return json_response(
+            HealthView("ok" if ready else "unavailable", checks), 200 if ready else 503
+        )
+
+    return [
+        Route("/api/workers", workers, methods=["GET"]),
+        Route("/api/queues", queues, methods=["GET"]),
+        Route("/api/queues/{queue}/pause", pause, methods=["POST"]),
+        Route("/api/queues/{queue}/resume", resume, methods=["POST"]),
+        Route("/api/dead-letters", dead_letters, methods=["GET"]),
+        Route("/api/metrics", metrics, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+    ]
+
+
+async def metrics_snapshot(ctx: ApiContext) -> dict[str, Any]:
+    """The JSON metrics: task counters and rates, latency by type, depth, workers, process."""
+    now = ctx.app.clock.now()
+    rows = await ctx.app.broker.counts()
+    depth: dict[str, int] = {}
+    for row in rows:
+        if row.state in (TaskState.QUEUED, TaskState.RUNNING):
+            key = f"{row.queue}:{row.state}"
+            depth[key] = depth.get(key, 0) + row.count
+    snapshot = ctx.app.metrics.snapshot(now)
+    snapshot["queue_depth"] = depth
+    snapshot["queued"] = sum(r.count for r in rows if r.state is TaskState.QUEUED)
+    snapshot["running"] = sum(r.count for r in rows if r.state is TaskState.RUNNING)
+    worker = ctx.worker
+    if worker is not None:
+        pool = worker.pool
+        snapshot["pool"] = {
+            "instance": worker.instance,
+            "size": pool.size,
+            "busy": pool.busy,
+            "utilisation": pool.busy / pool.size if pool.size else 0.0,
+            "buffered": pool.waiting,
+            "overrunning_threads": worker.runner.overrunning_threads,
+        }
+    snapshot["process"] = process_stats()
+    snapshot["uptime_seconds"] = now - ctx.started_at if ctx.started_at else 0.0
+    return snapshot

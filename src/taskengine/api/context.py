@@ -1,0 +1,24 @@
+"""What every route needs: the app, its worker (when this process runs one), limits and tokens."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from taskengine.api.auth import Tokens
+from taskengine.app import App
+from taskengine.runtime.worker import Worker
+
+MAX_BODY_BYTES = 1024 * 1024
+MAX_JSON_DEPTH = 32
+
+
+@dataclass
+class ApiContext:
+    """Shared by the routes of one API instance."""
+
+    app: App
+    worker: Worker | None = None
+    tokens: Tokens = field(default_factory=lambda: Tokens({}))
+    max_body: int = MAX_BODY_BYTES
+    max_depth: int = MAX_JSON_DEPTH
+    started_at: float = 0.0

@@ -1,0 +1,251 @@
+"""The OpenAPI document, generated from the msgspec request/response types, and a docs page."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import msgspec
+
+from taskengine.api.schemas import (
+    API_VERSION,
+    CancelView,
+    ErrorView,
+    HealthView,
+    QueueView,
+    SubmitBatch,
+    SubmitTask,
+    Submitted,
+    SubmittedBatch,
+    TaskPage,
+    TaskView,
+    WorkerView,
+)
+
+REF = "#/components/schemas/{name}"
+_ERRORS = {
+    "400": "malformed JSON or body",
+    "401": "missing or invalid token",
+    "403": "token scope too narrow, or a cross-site request",
+    "404": "no such task",
+    "409": "conflict with the task's state",
+    "413": "body over 1 MiB",
+    "422": "invalid field values",
+    "429": "queue full (see Retry-After)",
+    "503": "broker unavailable",
+}
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": REF.format(name=name)}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _op(summary: str, ok: dict[str, Any], errors: tuple[str, ...], **extra: Any) -> dict[str, Any]:
+    responses = dict(ok)
+    for code in errors:
+        responses[code] = _json(_ref("ErrorView"), _ERRORS[code])
+    return {"summary": summary, "responses": responses, **extra}
+
+
+def _param(name: str, where: str, schema: dict[str, Any], required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": where, "required": required, "schema": schema}
+
+
+TASK_ID = _param("task_id", "path", {"type": "string", "minLength": 26, "maxLength": 26}, True)
+LIST_PARAMS = [
+    _param(
+        "state",
+        "query",
+        {"type": "string", "enum": ["queued", "running", "succeeded", "dead", "cancelled"]},
+    ),
+    _param("type", "query", {"type": "string"}),
+    _param("queue", "query", {"type": "string"}),
+    _param("priority", "query", {"type": "string", "enum": ["HIGH", "NORMAL", "LOW"]}),
+    _param("created_after", "query", {"type": "string", "format": "date-time"}),
+    _param("created_before", "query", {"type": "string", "format": "date-time"}),
+    _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 500}),
+    _param("cursor", "query", {"type": "string", "minLength": 26, "maxLength": 26}),
+]
+
+
+@functools.cache
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI 3.1 document of the API."""
+    _, components = msgspec.json.schema_components(
+        [
+            SubmitTask,
+            SubmitBatch,
+            Submitted,
+            SubmittedBatch,
+            TaskView,
+            TaskPage,
+            CancelView,
+            WorkerView,
+            QueueView,
+            HealthView,
+            ErrorView,
+        ],
+        ref_template=REF,
+    )
+    submit_body = {"oneOf": [_ref("SubmitTask"), _ref("SubmitBatch")]}
+    submitted = {"oneOf": [_ref("Submitted"), _ref("SubmittedBatch")]}
+    paths = {
+        "/api/tasks": {
+            "post": _op(
+                "Submit one task, or {tasks: [...]} as a batch",
+                {
+                    "201": _json(submitted, "created"),
+                    "200": _json(_ref("Submitted"), "already submitted with this idempotency key"),
+                },
+                ("400", "401", "403", "409", "413", "422", "429", "503"),
+                requestBody={
+                    "required": True,
+                    "content": {"application/json": {"schema": submit_body}},
+                },
+                parameters=[
+                    _param("Idempotency-Key", "header", {"type": "string", "maxLength": 256})
+                ],
+            ),
+            "get": _op(
+                "List tasks, newest first",
+                {"200": _json(_ref("TaskPage"), "a page")},
+                ("401", "422"),
+                parameters=LIST_PARAMS,
+            ),
+        },
+        "/api/tasks/{task_id}": {
+            "get": _op(
+                "A task with its result and history",
+                {"200": _json(_ref("TaskView"), "the task")},
+                ("401", "404"),
+                parameters=[TASK_ID],
+            ),
+            "delete": _op(
+                "Cancel a queued or running task",
+                {
+                    "200": _json(_ref("CancelView"), "cancelled"),
+                    "202": _json(_ref("CancelView"), "cancel requested from its worker"),
+                },
+                ("401", "403", "404", "409"),
+                parameters=[TASK_ID],
+            ),
+        },
+        "/api/tasks/{task_id}/retry": {
+            "post": _op(
+                "Queue a dead or cancelled task again",
+                {"200": _json(_ref("TaskView"), "queued again")},
+                ("401", "403", "404", "409"),
+                parameters=[TASK_ID],
+            ),
+        },
+        "/api/workers": {
+            "get": _op(
+                "Every worker of every instance",
+                {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "workers": {"type": "array", "items": _ref("WorkerView")}
+                            },
+                        },
+                        "workers",
+                    )
+                },
+                ("401",),
+            )
+        },
+        "/api/queues": {
+            "get": _op(
+                "Queues with counts and paused flags",
+                {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {"queues": {"type": "array", "items": _ref("QueueView")}},
+                        },
+                        "queues",
+                    )
+                },
+                ("401",),
+            )
+        },
+        "/api/queues/{queue}/pause": {
+            "post": _op(
+                "Pause a queue",
+                {"200": _json({"type": "object"}, "paused")},
+                ("401", "403", "422"),
+                parameters=[_param("queue", "path", {"type": "string"}, True)],
+            )
+        },
+        "/api/queues/{queue}/resume": {
+            "post": _op(
+                "Resume a queue",
+                {"200": _json({"type": "object"}, "resumed")},
+                ("401", "403", "422"),
+                parameters=[_param("queue", "path", {"type": "string"}, True)],
+            )
+        },
+        "/api/dead-letters": {
+            "get": _op(
+                "Dead tasks, newest first",
+                {"200": _json(_ref("TaskPage"), "a page")},
+                ("401", "422"),
+                parameters=LIST_PARAMS[1:],
+            )
+        },
+        "/api/metrics": {
+            "get": _op(
+                "A JSON metrics snapshot", {"200": _json({"type": "object"}, "metrics")}, ("401",)
+            )
+        },
+        "/healthz": {"get": _op("Alive", {"200": _json(_ref("HealthView"), "alive")}, ())},
+        "/readyz": {
+            "get": _op(
+                "Ready: broker reachable and pool running",
+                {
+                    "200": _json(_ref("HealthView"), "ready"),
+                    "503": _json(_ref("HealthView"), "not ready"),
+                },
+                (),
+            )
+        },
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Task Engine API", "version": API_VERSION},
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"bearer": []}, {}],
+    }
+
+
+DOCS_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Task Engine API</title>
+<style>body{font:15px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}
+code{background:#f3f3f3;padding:.1rem .3rem}h2{margin-top:2rem}li{margin:.3rem 0}</style></head>
+<body><h1>Task Engine API</h1><p>The machine-readable document is at
+<a href="/openapi.json"><code>/openapi.json</code></a>.</p><ul id="ops"></ul>
+<script src="/docs.js"></script></body></html>
+"""
+
+DOCS_SCRIPT = """fetch('/openapi.json').then(r => r.json()).then(doc => {
+  const list = document.getElementById('ops');
+  for (const [path, ops] of Object.entries(doc.paths)) {
+    for (const [method, op] of Object.entries(ops)) {
+      const li = document.createElement('li');
+      const code = document.createElement('code');
+      code.textContent = method.toUpperCase() + ' ' + path;
+      li.append(code, ' ' + op.summary + ' (' + Object.keys(op.responses).join(', ') + ')');
+      list.append(li);
+    }
+  }
+});
+"""

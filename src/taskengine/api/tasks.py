@@ -1,0 +1,160 @@
+"""/api/tasks: submit (one or a batch), look up, list, cancel, retry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from taskengine.api.auth import check_same_origin
+from taskengine.api.body import convert, parse_json, read_body
+from taskengine.api.context import ApiContext
+from taskengine.api.errors import ApiError
+from taskengine.api.query import cursor, page_limit, task_filter
+from taskengine.api.schemas import (
+    CancelView,
+    SubmitBatch,
+    SubmitTask,
+    Submitted,
+    SubmittedBatch,
+    TaskPage,
+    task_view,
+)
+from taskengine.app import TaskRequest
+from taskengine.brokers import CancelResult, ReplayResult
+from taskengine.errors import ValidationError
+from taskengine.model import Task, TaskRecord
+
+_encoder = msgspec.json.Encoder()
+
+
+def json_response(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """Encode `value` (structs included) as a JSON response."""
+    return Response(
+        _encoder.encode(value), status_code=status, media_type="application/json", headers=headers
+    )
+
+
+def routes(ctx: ApiContext) -> list[Route]:
+    """The /api/tasks routes bound to `ctx`."""
+
+    async def submit(request: Request) -> Response:
+        ctx.tokens.check(request, "admin")
+        check_same_origin(request)
+        raw = parse_json(await read_body(request, ctx.max_body), ctx.max_depth)
+        header_key = request.headers.get("idempotency-key")
+        is_batch = isinstance(raw, dict) and "tasks" in raw
+        if is_batch:
+            if header_key is not None:
+                raise ApiError(
+                    422,
+                    "validation_error",
+                    "the Idempotency-Key header applies to one task; in a batch set "
+                    "idempotency_key on each task",
+                )
+            items = convert(raw, SubmitBatch).tasks
+        else:
+            items = [convert(raw, SubmitTask)]
+            if header_key is not None:
+                if not 0 < len(header_key) <= 256:
+                    raise ApiError(422, "validation_error", "Idempotency-Key is 1-256 characters")
+                items[0].idempotency_key = header_key
+        tasks = [_build(ctx, item, index, len(items)) for index, item in enumerate(items)]
+        results = await ctx.app.enqueue_tasks(tasks)
+        if not is_batch:
+            result = results[0]
+            if not result.created:
+                await _check_same_request(ctx, tasks[0], result.id)
+            location = f"/api/tasks/{result.id}"
+            return json_response(
+                Submitted(result.id, result.created, location),
+                201 if result.created else 200,
+                {"Location": location},
+            )
+        return json_response(
+            SubmittedBatch([Submitted(r.id, r.created, f"/api/tasks/{r.id}") for r in results]),
+            201,
+        )
+
+    async def get_task(request: Request) -> Response:
+        ctx.tokens.check(request, "read")
+        return json_response(task_view(await ctx.app.get(request.path_params["task_id"])))
+
+    async def list_tasks(request: Request) -> Response:
+        ctx.tokens.check(request, "read")
+        params = request.query_params
+        page = await ctx.app.broker.list_tasks(
+            task_filter(params), page_limit(params), cursor(params)
+        )
+        return json_response(TaskPage([task_view(r) for r in page.items], page.next_cursor))
+
+    async def cancel(request: Request) -> Response:
+        ctx.tokens.check(request, "admin")
+        check_same_origin(request)
+        task_id = request.path_params["task_id"]
+        result = await ctx.app.cancel(task_id)
+        if result is CancelResult.NOT_FOUND:
+            raise ApiError(404, "task_not_found", f"no task {task_id!r}")
+        if result is CancelResult.FINISHED:
+            raise ApiError(409, "task_finished", f"task {task_id} has already finished")
+        status = 200 if result is CancelResult.CANCELLED else 202
+        return json_response(CancelView(task_id, str(result)), status)
+
+    async def retry(request: Request) -> Response:
+        ctx.tokens.check(request, "admin")
+        check_same_origin(request)
+        task_id = request.path_params["task_id"]
+        result = await ctx.app.retry(task_id)
+        if result is ReplayResult.NOT_FOUND:
+            raise ApiError(404, "task_not_found", f"no task {task_id!r}")
+        if result is ReplayResult.NOT_REPLAYABLE:
+            raise ApiError(409, "not_replayable", f"task {task_id} is not dead or cancelled")
+        return json_response(task_view(await ctx.app.get(task_id)))
+
+    return [
+        Route("/api/tasks", submit, methods=["POST"]),
+        Route("/api/tasks", list_tasks, methods=["GET"]),
+        Route("/api/tasks/{task_id}", get_task, methods=["GET"]),
+        Route("/api/tasks/{task_id}", cancel, methods=["DELETE"]),
+        Route("/api/tasks/{task_id}/retry", retry, methods=["POST"]),
+    ]
+
+
+def _build(ctx: ApiContext, item: SubmitTask, index: int, count: int) -> Task:
+    request = TaskRequest(
+        type=item.type,
+        payload=item.payload,
+        priority=item.priority,
+        queue=item.queue,
+        delay=item.delay,
+        run_at=item.run_at_epoch(),
+        timeout=item.timeout,
+        max_attempts=item.max_attempts,
+        idempotency_key=item.idempotency_key,
+    )
+    try:
+        return ctx.app.build(request)
+    except ValidationError as exc:
+        where = f"tasks[{index}]: " if count > 1 else ""
+        raise ApiError(422, exc.code, f"{where}{exc}") from None
+
+
+async def _check_same_request(ctx: ApiContext, task: Task, existing_id: str) -> None:
+    """A repeated idempotency key must come with the same request (409 otherwise)."""
+    record: TaskRecord = await ctx.app.get(existing_id)
+    same = (
+        record.type == task.type
+        and record.payload == task.payload
+        and record.priority == task.priority
+        and record.queue == task.queue
+    )
+    if not same:
+        raise ApiError(
+            409,
+            "idempotency_conflict",
+            f"idempotency key {task.idempotency_key!r} was already used for another task "
+            f"({existing_id})",
+        )
