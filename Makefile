@@ -19,7 +19,7 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	touch $@ $(VENV)/.installed
 
 run: $(VENV)/.installed
-	$(BIN)/taskengine --broker $(BROKER) worker
+	$(BIN)/taskengine --broker $(BROKER) serve
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .

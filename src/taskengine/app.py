@@ -18,7 +18,7 @@ from taskengine.builtins.config import BuiltinConfig
 from taskengine.clock import SYSTEM_CLOCK, Clock
 from taskengine.errors import TaskNotFound
 from taskengine.metrics import Metrics
-from taskengine.model import Priority, Task, TaskRecord, TaskResult, new_task
+from taskengine.model import Priority, ResultStatus, Task, TaskRecord, TaskResult, new_task
 from taskengine.model.serializer import from_json, to_json
 from taskengine.model.state import TERMINAL_STATES
 from taskengine.registry import ExecutorKind, Registry
@@ -139,8 +139,10 @@ class App:
             queue=request.queue or spec.queue,
             run_at=request.run_at,
             delay=request.delay,
-            timeout=request.timeout or spec.timeout,
-            max_attempts=request.max_attempts or spec.max_attempts,
+            timeout=spec.timeout if request.timeout is None else request.timeout,
+            max_attempts=spec.max_attempts
+            if request.max_attempts is None
+            else request.max_attempts,
             idempotency_key=request.idempotency_key,
         )
 
@@ -191,8 +193,8 @@ class App:
             delay = 0.005
             while True:
                 record = await self.get(task_id)
-                if record.state in TERMINAL_STATES and record.result is not None:
-                    return record.result
+                if record.state in TERMINAL_STATES:
+                    return record.result or final_result(record)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 0.25)
 
@@ -227,4 +229,18 @@ def builtin_config(settings: Settings) -> BuiltinConfig:
         data_dir=settings.data_dir,
         http_allow_private=settings.http_allow_private,
         forbidden_paths=frozenset(forbidden),
+    )
+
+
+def final_result(record: TaskRecord) -> TaskResult:
+    """The result of a finished task that has none stored (cancelled while its lease lapsed)."""
+    last = record.history[-1] if record.history else None
+    return TaskResult(
+        task_id=record.id,
+        status=last.status if last else ResultStatus.CANCELLED,
+        duration=last.duration if last else 0.0,
+        worker_id=last.worker_id if last else None,
+        completed_at=record.finished_at or record.updated_at,
+        error=last.error if last else str(record.state),
+        attempt=record.attempt,
     )

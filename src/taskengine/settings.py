@@ -44,6 +44,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     finished_ttl: float = 24 * 3600.0
     dead_ttl: float = 180 * 24 * 3600.0
     retention_every: float = 60.0
+    # HTTP API (`taskengine serve`)
+    api_host: str = "127.0.0.1"
+    api_port: int = 8080
+    api_tokens: str | None = None  # "admin:TOKEN,read:TOKEN"; required beyond loopback
+    log_level: str = "info"
     # built-in task types
     data_dir: str = "./data"
     http_allow_private: bool = False

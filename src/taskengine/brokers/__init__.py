@@ -42,12 +42,12 @@ __all__ = [
 def open_broker(url: str = DEFAULT_BROKER_URL, **options: Any) -> BrokerBackend:
     """Build the broker a URL names (not yet started); its client library is imported only now.
 
-    `memory://` and `sqlite:///path.db` (relative) or `sqlite:////abs/path.db`. Query
-    parameters and keyword options (such as `max_depth`) are passed to the broker.
+    `memory://` and `sqlite:///path.db` (relative) or `sqlite:////abs/path.db`. Keyword
+    options (such as `max_depth`) and query parameters, which win, go to the broker.
     """
     parts = urlsplit(url)
-    params: dict[str, Any] = dict(parse_qsl(parts.query))
-    params.update(options)
+    params: dict[str, Any] = dict(options)
+    params.update(parse_qsl(parts.query))  # the URL is the more specific: it wins
     if parts.scheme == "memory":
         from taskengine.brokers.memory import MemoryBroker
 

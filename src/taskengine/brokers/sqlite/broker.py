@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import sqlite3
 from collections.abc import Sequence
 
 from taskengine.brokers.base import (
@@ -94,13 +95,16 @@ class SqliteBroker:
                 busy_timeout_ms=self.busy_timeout_ms,
             )
             writer, reader = Writer(opener), Reader(opener)
-            await writer.start()
             try:
-                await writer.submit(create_schema)
-                await reader.start()
-            except BaseException:
-                await writer.stop()
-                raise
+                await writer.start()
+                try:
+                    await writer.submit(create_schema)
+                    await reader.start()
+                except BaseException:
+                    await writer.stop()
+                    raise
+            except sqlite3.Error as exc:
+                raise BrokerUnavailable(f"cannot open SQLite store {self.path!r}: {exc}") from exc
             self._writer, self._reader = writer, reader
 
     async def close(self) -> None:

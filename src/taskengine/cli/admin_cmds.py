@@ -1,0 +1,187 @@
+"""Client commands about the system: dead letters, workers, queues (pause and resume)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from taskengine.cli import output
+from taskengine.cli.errors import EXIT_FAILURE, EXIT_USAGE, fail
+from taskengine.cli.loading import json_option, state_of, wants_json, with_app
+
+if TYPE_CHECKING:
+    from taskengine.app import App
+    from taskengine.brokers import Page, ReplayResult
+    from taskengine.model import WorkerInfo
+
+REPLAY_BATCH = 500
+
+
+@click.group()
+def dlq() -> None:
+    """The dead-letter queue: tasks whose attempts ran out or that cannot be retried."""
+
+
+@dlq.command("list")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@click.option("--cursor", help="Continue after the page that printed this cursor.")
+@json_option
+@click.pass_context
+def dlq_list(ctx: click.Context, limit: int, cursor: str | None, as_json: bool) -> None:
+    """List dead tasks, newest first."""
+    from taskengine.brokers import TaskFilter
+    from taskengine.model import TaskState
+
+    async def body(app: App) -> Page:
+        dead = TaskFilter(states=frozenset({TaskState.DEAD}))
+        return await app.broker.list_tasks(dead, limit, cursor)
+
+    page = with_app(state_of(ctx), body)
+    if wants_json(ctx, as_json):
+        output.print_json(page)
+    else:
+        output.show_tasks(page.items, page.next_cursor, title="dead letters")
+
+
+@dlq.command("replay")
+@click.argument("task_ids", metavar="ID...", nargs=-1)
+@click.option("--all", "replay_all", is_flag=True, help="Replay every dead task.")
+@json_option
+@click.pass_context
+def dlq_replay(
+    ctx: click.Context, task_ids: tuple[str, ...], replay_all: bool, as_json: bool
+) -> None:
+    """Queue dead tasks again (by ID, or --all), each with a fresh attempt count."""
+    from taskengine.brokers import ReplayResult
+
+    if replay_all == bool(task_ids):
+        fail("give task ids or --all (not both)", EXIT_USAGE)
+
+    async def body(app: App) -> list[tuple[str, ReplayResult]]:
+        ids = list(task_ids) if task_ids else await all_dead(app)
+        answers: list[tuple[str, ReplayResult]] = []
+        for start in range(0, len(ids), REPLAY_BATCH):
+            batch = ids[start : start + REPLAY_BATCH]
+            answers += zip(batch, await app.broker.replay(batch, app.clock.now()), strict=True)
+        return answers
+
+    answers = with_app(state_of(ctx), body)
+    replayed = [task_id for task_id, answer in answers if answer is ReplayResult.REPLAYED]
+    refused = [
+        (task_id, answer) for task_id, answer in answers if answer is not ReplayResult.REPLAYED
+    ]
+    if wants_json(ctx, as_json):
+        output.print_json({"results": {task_id: answer.value for task_id, answer in answers}})
+    else:
+        click.echo(f"replayed {len(replayed)} task{'s' if len(replayed) != 1 else ''}")
+    for task_id, answer in refused:
+        reason = "no such task" if answer is ReplayResult.NOT_FOUND else "not dead or cancelled"
+        click.echo(f"error: {task_id}: {reason}", err=True)
+    if refused:
+        raise click.exceptions.Exit(EXIT_FAILURE)
+
+
+async def all_dead(app: App) -> list[str]:
+    """Every dead task's id, page by page."""
+    from taskengine.brokers import TaskFilter
+    from taskengine.model import TaskState
+
+    dead = TaskFilter(states=frozenset({TaskState.DEAD}))
+    ids: list[str] = []
+    cursor: str | None = None
+    while True:
+        page = await app.broker.list_tasks(dead, 1000, cursor)
+        ids += [record.id for record in page.items]
+        if page.next_cursor is None or not page.items:
+            return ids
+        cursor = page.next_cursor
+
+
+@click.command()
+@click.option(
+    "--since",
+    type=click.FloatRange(min=0),
+    default=60.0,
+    show_default=True,
+    help="Show workers seen within this many seconds.",
+)
+@json_option
+@click.pass_context
+def workers(ctx: click.Context, since: float, as_json: bool) -> None:
+    """The worker registry: every worker of every instance on this broker."""
+
+    async def body(app: App) -> tuple[list[WorkerInfo], float]:
+        now = app.clock.now()
+        return await app.broker.workers(now - since), now
+
+    found, now = with_app(state_of(ctx), body)
+    if wants_json(ctx, as_json):
+        output.print_json(
+            [
+                {**_as_dict(info), "busy_percent": round(output.busy_percent(info), 1)}
+                for info in found
+            ]
+        )
+    else:
+        output.show_workers(found, now)
+
+
+def _as_dict(info: WorkerInfo) -> dict[str, Any]:
+    import msgspec
+
+    return msgspec.structs.asdict(info)
+
+
+@click.group(invoke_without_command=True)
+@json_option
+@click.pass_context
+def queues(ctx: click.Context, as_json: bool) -> None:
+    """Task counts per queue, state and priority; pause and resume queues."""
+    if ctx.invoked_subcommand is not None:
+        return
+
+    async def body(app: App) -> tuple[list[dict[str, Any]], float]:
+        rows = await app.broker.counts()
+        paused = await app.broker.paused()
+        return output.queue_summary(rows, paused), app.clock.now()
+
+    summary, now = with_app(state_of(ctx), body)
+    if wants_json(ctx, as_json):
+        output.print_json(summary)
+    else:
+        output.show_queues(summary, now)
+
+
+@queues.command()
+@click.argument("names", metavar="QUEUE...", nargs=-1, required=True)
+@json_option
+@click.pass_context
+def pause(ctx: click.Context, names: tuple[str, ...], as_json: bool) -> None:
+    """Stop workers from taking tasks of these queues (running tasks finish)."""
+
+    async def body(app: App) -> None:
+        await app.broker.pause(list(names))
+
+    with_app(state_of(ctx), body)
+    if wants_json(ctx, as_json):
+        output.print_json({"paused": list(names)})
+    else:
+        click.echo(f"paused {', '.join(names)}")
+
+
+@queues.command()
+@click.argument("names", metavar="QUEUE...", nargs=-1, required=True)
+@json_option
+@click.pass_context
+def resume(ctx: click.Context, names: tuple[str, ...], as_json: bool) -> None:
+    """Let workers take tasks of these queues again."""
+
+    async def body(app: App) -> None:
+        await app.broker.resume(list(names))
+
+    with_app(state_of(ctx), body)
+    if wants_json(ctx, as_json):
+        output.print_json({"resumed": list(names)})
+    else:
+        click.echo(f"resumed {', '.join(names)}")

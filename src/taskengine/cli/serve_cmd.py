@@ -1,0 +1,53 @@
+"""`taskengine serve`: the HTTP API and the worker pool in one process."""
+
+from __future__ import annotations
+
+import click
+
+from taskengine.cli.errors import EXIT_OK
+from taskengine.cli.loading import load_app, run, state_of
+from taskengine.cli.worker_cmd import LOG_LEVELS, configure_logging
+
+
+@click.command()
+@click.option("--host", help="Address to listen on (default 127.0.0.1; others need a token).")
+@click.option("--port", type=click.IntRange(0, 65535), help="Port (default 8080).")
+@click.option("--workers", type=click.IntRange(min=1), help="Worker coroutines (default 5).")
+@click.option("--no-workers", is_flag=True, help="Serve the API only; run workers elsewhere.")
+@click.option("--grace", type=click.FloatRange(min=0), help="Shutdown grace in seconds.")
+@click.option("--log-level", type=LOG_LEVELS, help="Log level (default info).")
+@click.pass_context
+def serve(
+    ctx: click.Context,
+    host: str | None,
+    port: int | None,
+    workers: int | None,
+    no_workers: bool,
+    grace: float | None,
+    log_level: str | None,
+) -> None:
+    """Serve the REST API and a worker pool until SIGINT/SIGTERM (see TASKENGINE_API_TOKENS)."""
+    from taskengine.api.auth import Tokens
+    from taskengine.api.server import serve as serve_api
+
+    app = load_app(state_of(ctx))
+    changes: dict[str, object] = {}
+    if workers is not None:
+        changes["workers"] = workers
+    if grace is not None:
+        changes["shutdown_grace"] = grace
+    if changes:
+        app.settings = app.settings.with_changes(**changes)
+    settings = app.settings
+    configure_logging(log_level or settings.log_level)
+    tokens = Tokens.parse(settings.api_tokens)
+    code = run(
+        serve_api(
+            app,
+            host=host or settings.api_host,
+            port=settings.api_port if port is None else port,
+            tokens=tokens,
+            run_workers=not no_workers,
+        )
+    )
+    raise click.exceptions.Exit(code or EXIT_OK)

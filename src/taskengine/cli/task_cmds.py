@@ -1,0 +1,293 @@
+"""Client commands about single tasks: submit, status, list, cancel, retry."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+import msgspec
+
+from taskengine.cli import output
+from taskengine.cli.errors import EXIT_FAILURE, EXIT_USAGE, fail
+from taskengine.cli.loading import json_option, load_app, state_of, wants_json, with_app
+
+if TYPE_CHECKING:
+    from taskengine.app import App
+    from taskengine.model import TaskRecord
+
+PRIORITIES = click.Choice(["high", "normal", "low"], case_sensitive=False)
+STATE_NAMES = click.Choice(list(output.STATES), case_sensitive=False)
+
+
+def parse_payload(payload: str | None, payload_file: str | None) -> Any:
+    """The payload from `--payload` or `--payload-file` (`-` for stdin), decoded from JSON."""
+    if payload is not None and payload_file is not None:
+        fail("give --payload or --payload-file, not both", EXIT_USAGE)
+    if payload_file is not None:
+        try:
+            payload = sys.stdin.read() if payload_file == "-" else Path(payload_file).read_text()
+        except OSError as exc:
+            fail(f"cannot read payload file {payload_file}: {exc.strerror or exc}", EXIT_USAGE)
+    if payload is None:
+        return None
+    try:
+        return msgspec.json.decode(payload)
+    except msgspec.DecodeError as exc:
+        fail(f"invalid JSON payload: {exc}", EXIT_USAGE)
+
+
+def parse_time(value: str) -> float:
+    """Epoch seconds, or an ISO 8601 date-time (local time unless it has an offset)."""
+    try:
+        return float(value)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(value).timestamp()
+    except ValueError:
+        fail(f"invalid --run-at {value!r}: use epoch seconds or ISO 8601", EXIT_USAGE)
+
+
+@click.command()
+@click.argument("task_type", metavar="TYPE")
+@click.option("--payload", help="The payload as JSON.")
+@click.option("--payload-file", help="Read the JSON payload from a file ('-': stdin).")
+@click.option("--priority", type=PRIORITIES, help="high, normal or low (default: the type's).")
+@click.option("--queue", help="Queue name (default: the type's).")
+@click.option(
+    "--delay", type=click.FloatRange(min=0), help="Run no sooner than this many seconds from now."
+)
+@click.option("--run-at", help="Run no sooner than this time (ISO 8601 or epoch seconds).")
+@click.option(
+    "--timeout", type=click.FloatRange(min=0, min_open=True), help="Seconds one attempt may take."
+)
+@click.option(
+    "--max-attempts", type=click.IntRange(min=1), help="Attempts before the task is dead-lettered."
+)
+@click.option("--idempotency-key", help="A repeated key returns the first task's id.")
+@click.option("--wait", is_flag=True, help="Wait for the result and print it.")
+@click.option(
+    "--wait-timeout", type=click.FloatRange(min=0), help="Give up waiting after this many seconds."
+)
+@json_option
+@click.pass_context
+def submit(
+    ctx: click.Context,
+    task_type: str,
+    payload: str | None,
+    payload_file: str | None,
+    priority: str | None,
+    queue: str | None,
+    delay: float | None,
+    run_at: str | None,
+    timeout: float | None,
+    max_attempts: int | None,
+    idempotency_key: str | None,
+    wait: bool,
+    wait_timeout: float | None,
+    as_json: bool,
+) -> None:
+    """Submit a task of a registered TYPE; print its id (or its result with --wait)."""
+    from taskengine.app import TaskRequest
+    from taskengine.model import ResultStatus, TaskResult, TaskState
+
+    as_json = wants_json(ctx, as_json)
+    if wait_timeout is not None and not wait:
+        fail("--wait-timeout needs --wait", EXIT_USAGE)
+    request = TaskRequest(
+        type=task_type,
+        payload=parse_payload(payload, payload_file),
+        priority=priority,
+        queue=queue,
+        delay=delay,
+        run_at=None if run_at is None else parse_time(run_at),
+        timeout=timeout,
+        max_attempts=max_attempts,
+        idempotency_key=idempotency_key,
+    )
+
+    async def body(app: App) -> TaskRecord | str:
+        task_id = (await app.submit_many([request]))[0]
+        if not wait:
+            return task_id
+        return await wait_for(app, task_id, wait_timeout, spinner=not as_json)
+
+    app = load_app(state_of(ctx))
+    check_type(app, task_type)
+    app.build(request)  # validate before touching the broker: nothing is created on bad input
+    found = with_app(state_of(ctx), body, app=app)
+    if isinstance(found, str):
+        if as_json:
+            output.print_json({"id": found})
+        else:
+            click.echo(found)
+        return
+    result = found.result or TaskResult(
+        task_id=found.id, status=ResultStatus.CANCELLED, completed_at=found.updated_at
+    )
+    if as_json:
+        output.print_json(result)
+    else:
+        output.show_result(result)
+    if found.state is not TaskState.SUCCEEDED:  # dead or cancelled
+        raise click.exceptions.Exit(EXIT_FAILURE)
+
+
+def check_type(app: App, task_type: str) -> None:
+    """Refuse a type the app does not know, naming the ones it does."""
+    from taskengine.registry import UnknownTaskType
+
+    if task_type not in app.registry:
+        known = ", ".join(app.registry.names()) or "none"
+        raise UnknownTaskType(f"unknown task type {task_type!r}; known types: {known}")
+
+
+async def wait_for(app: App, task_id: str, timeout: float | None, *, spinner: bool) -> TaskRecord:
+    """Poll the task until it is finished, showing its state on stderr."""
+    from taskengine.model import TERMINAL_STATES
+
+    status = None
+    if spinner and sys.stderr.isatty():
+        status = output.console(stderr=True).status(f"waiting for {task_id}")
+        status.start()
+    try:
+        async with asyncio.timeout(timeout):
+            delay = 0.01
+            while True:
+                record = await app.get(task_id)
+                if record.state in TERMINAL_STATES:
+                    return record
+                if status is not None:
+                    status.update(
+                        f"{task_id}: {record.state.value} "
+                        f"(attempt {record.attempt}/{record.max_attempts})"
+                    )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.25)
+    except TimeoutError:
+        fail(f"task {task_id} did not finish within {timeout:g}s (it keeps its place)")
+    finally:
+        if status is not None:
+            status.stop()
+
+
+@click.command()
+@click.argument("task_id", metavar="ID")
+@json_option
+@click.pass_context
+def status(ctx: click.Context, task_id: str, as_json: bool) -> None:
+    """Show a task: state, attempts, timestamps, result and history."""
+
+    async def body(app: App) -> TaskRecord:
+        return await app.get(task_id)
+
+    record = with_app(state_of(ctx), body)
+    if wants_json(ctx, as_json):
+        output.print_json(record)
+    else:
+        output.show_record(record)
+
+
+@click.command("list")
+@click.option("--state", "states", multiple=True, type=STATE_NAMES, help="Repeatable.")
+@click.option("--type", "types", multiple=True, help="Task type (repeatable).")
+@click.option("--queue", "queues", multiple=True, help="Queue (repeatable).")
+@click.option("--priority", "priorities", multiple=True, type=PRIORITIES, help="Repeatable.")
+@click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
+@click.option("--cursor", help="Continue after the page that printed this cursor.")
+@json_option
+@click.pass_context
+def list_tasks(
+    ctx: click.Context,
+    states: tuple[str, ...],
+    types: tuple[str, ...],
+    queues: tuple[str, ...],
+    priorities: tuple[str, ...],
+    limit: int,
+    cursor: str | None,
+    as_json: bool,
+) -> None:
+    """List tasks, newest first, with filters."""
+    from taskengine.brokers import Page, TaskFilter
+    from taskengine.model import Priority, TaskState
+
+    task_filter = TaskFilter(
+        states=frozenset(TaskState(s.lower()) for s in states) or None,
+        types=frozenset(types) or None,
+        queues=frozenset(queues) or None,
+        priorities=frozenset(Priority.parse(p) for p in priorities) or None,
+    )
+
+    async def body(app: App) -> Page:
+        return await app.broker.list_tasks(task_filter, limit, cursor)
+
+    page = with_app(state_of(ctx), body)
+    if wants_json(ctx, as_json):
+        output.print_json(page)
+    else:
+        output.show_tasks(page.items, page.next_cursor, title="tasks")
+
+
+@click.command()
+@click.argument("task_id", metavar="ID")
+@json_option
+@click.pass_context
+def cancel(ctx: click.Context, task_id: str, as_json: bool) -> None:
+    """Cancel a queued task, or ask a running one's worker to stop it."""
+    from taskengine.brokers import CancelResult
+
+    async def body(app: App) -> CancelResult:
+        return await app.cancel(task_id)
+
+    answer = with_app(state_of(ctx), body)
+    if wants_json(ctx, as_json):
+        output.print_json({"id": task_id, "result": answer.value})
+    messages = {
+        CancelResult.CANCELLED: (f"cancelled {task_id}", 0),
+        CancelResult.REQUESTED: (f"cancel requested: {task_id} is running; its worker stops it", 0),
+        CancelResult.FINISHED: (
+            f"task {task_id} already finished: nothing to cancel",
+            EXIT_FAILURE,
+        ),
+        CancelResult.NOT_FOUND: (f"no task {task_id!r}", EXIT_FAILURE),
+    }
+    message, code = messages[answer]
+    report(message, code, quiet=wants_json(ctx, as_json))
+
+
+@click.command()
+@click.argument("task_id", metavar="ID")
+@json_option
+@click.pass_context
+def retry(ctx: click.Context, task_id: str, as_json: bool) -> None:
+    """Queue a dead or cancelled task again, with a fresh attempt count."""
+    from taskengine.brokers import ReplayResult
+
+    async def body(app: App) -> ReplayResult:
+        return await app.retry(task_id)
+
+    answer = with_app(state_of(ctx), body)
+    if wants_json(ctx, as_json):
+        output.print_json({"id": task_id, "result": answer.value})
+    messages = {
+        ReplayResult.REPLAYED: (f"queued {task_id} again", 0),
+        ReplayResult.NOT_REPLAYABLE: (
+            f"task {task_id} is not dead or cancelled: nothing to retry",
+            EXIT_FAILURE,
+        ),
+        ReplayResult.NOT_FOUND: (f"no task {task_id!r}", EXIT_FAILURE),
+    }
+    message, code = messages[answer]
+    report(message, code, quiet=wants_json(ctx, as_json))
+
+
+def report(message: str, code: int, *, quiet: bool) -> None:
+    """Say what happened (success on stdout, failure as an error) and exit with `code`."""
+    if code:
+        fail(message, code)
+    if not quiet:
+        click.echo(message)

@@ -1,0 +1,253 @@
+"""`taskengine worker`: run a worker pool until SIGINT/SIGTERM, or supervise N worker processes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import subprocess
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+import click
+
+from taskengine.cli.errors import EXIT_FAILURE, EXIT_OK
+from taskengine.cli.loading import CliState, connected, load_app, run, state_of
+
+if TYPE_CHECKING:
+    from taskengine.app import App
+
+SIGNALS = (signal.SIGINT, signal.SIGTERM)
+LOG_LEVELS = click.Choice(["debug", "info", "warning", "error"], case_sensitive=False)
+
+
+@click.command()
+@click.option("--workers", type=click.IntRange(min=1), help="Worker coroutines (default 5).")
+@click.option("--min-workers", type=click.IntRange(min=1), help="Autoscaling floor.")
+@click.option("--max-workers", type=click.IntRange(min=1), help="Autoscaling ceiling.")
+@click.option("--queues", help="Comma-separated queues to take tasks from (default: all).")
+@click.option(
+    "--processes",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Engine processes to start, each with its own pool.",
+)
+@click.option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    help="Seconds running tasks get to finish at shutdown (default 25).",
+)
+@click.option("--log-level", type=LOG_LEVELS, default="info", show_default=True)
+@click.pass_context
+def worker(
+    ctx: click.Context,
+    workers: int | None,
+    min_workers: int | None,
+    max_workers: int | None,
+    queues: str | None,
+    processes: int,
+    grace: float | None,
+    log_level: str,
+) -> None:
+    """Run workers until SIGINT or SIGTERM (a second signal skips the grace period)."""
+    state = state_of(ctx)
+    if processes > 1:
+        args = child_args(workers, min_workers, max_workers, queues, grace, log_level)
+        raise click.exceptions.Exit(supervise(state, args, processes))
+    configure_logging(log_level)
+    app = load_app(state)
+    overrides = worker_overrides(app, workers, min_workers, max_workers, queues, grace)
+    run(serve(app, overrides))
+    raise click.exceptions.Exit(EXIT_OK)
+
+
+def worker_overrides(
+    app: App,
+    workers: int | None,
+    min_workers: int | None,
+    max_workers: int | None,
+    queues: str | None,
+    grace: float | None,
+) -> dict[str, Any]:
+    """The Settings changes the options ask for (validated when the worker is built)."""
+    overrides: dict[str, Any] = {}
+    if min_workers is not None:
+        overrides["min_workers"] = min_workers
+    if max_workers is not None:
+        overrides["max_workers"] = max_workers
+    if workers is not None:
+        overrides["workers"] = workers
+    elif min_workers is not None or max_workers is not None:
+        # Start inside the autoscaling bounds when only the bounds were given.
+        size = app.settings.workers
+        size = max(size, min_workers or size)
+        overrides["workers"] = min(size, max_workers or size)
+    if queues is not None:
+        names = tuple(name.strip() for name in queues.split(",") if name.strip())
+        overrides["queues"] = names or None
+    if grace is not None:
+        overrides["shutdown_grace"] = grace
+    return overrides
+
+
+async def serve(app: App, overrides: dict[str, Any]) -> None:
+    """Start the worker, wait for a signal, stop gracefully (or at once on a second one)."""
+    pool = app.worker(**overrides)
+    loop = asyncio.get_running_loop()
+    started = asyncio.Event()
+    stopping: list[asyncio.Task[None]] = []
+
+    async def stop_when_started() -> None:
+        await started.wait()
+        await pool.stop()
+
+    def on_signal(signum: signal.Signals) -> None:
+        if not stopping:
+            say(f"{signum.name}: stopping gracefully (Ctrl-C again to skip the wait)")
+            stopping.append(loop.create_task(stop_when_started()))
+        else:
+            say(f"{signum.name}: stopping now, interrupting running tasks")
+            pool.force_stop()
+
+    for signum in SIGNALS:
+        loop.add_signal_handler(signum, on_signal, signum)
+    try:
+        async with connected(app):
+            await pool.start()
+            started.set()
+            say(
+                start_line(
+                    app,
+                    pool.instance,
+                    pool.settings.workers,
+                    pool.settings.scale_bounds,
+                    pool.settings.queues,
+                )
+            )
+            await pool.wait_stopped()
+            for task in stopping:
+                await task
+            say(f"worker {pool.instance} stopped")
+    finally:
+        for signum in SIGNALS:
+            loop.remove_signal_handler(signum)
+        for task in stopping:
+            if not task.done():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+
+
+def start_line(
+    app: App, instance: str, workers: int, bounds: tuple[int, int], queues: tuple[str, ...] | None
+) -> str:
+    """What a started worker prints: instance, broker, pool size, queues and task types."""
+    low, high = bounds
+    size = f"{workers} workers" + (f" (autoscaling {low}-{high})" if low != high else "")
+    return (
+        f"worker {instance} started: broker {redact(app.settings.broker_url)}, {size}, "
+        f"queues {','.join(queues) if queues else 'all'}, "
+        f"task types {', '.join(app.registry.names()) or 'none'}"
+    )
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced, fit for logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def say(message: str) -> None:
+    """A worker status line on stdout, flushed at once."""
+    click.echo(message)
+
+
+def configure_logging(level: str) -> None:
+    """Structured log lines on stderr, unless the user's app configured logging already."""
+    if not logging.getLogger().handlers:
+        from taskengine.logging import configure_logging as configure
+
+        configure(level)
+
+
+# -- several processes ------------------------------------------------------------------------
+
+
+def child_args(
+    workers: int | None,
+    min_workers: int | None,
+    max_workers: int | None,
+    queues: str | None,
+    grace: float | None,
+    log_level: str,
+) -> list[str]:
+    """The worker options again, for one child process."""
+    args: list[str] = []
+    for name, value in (
+        ("--workers", workers),
+        ("--min-workers", min_workers),
+        ("--max-workers", max_workers),
+        ("--queues", queues),
+        ("--grace", grace),
+    ):
+        if value is not None:
+            args += [name, str(value)]
+    return [*args, "--log-level", log_level, "--processes", "1"]
+
+
+def supervise(state: CliState, args: list[str], count: int) -> int:
+    """Start `count` worker processes, forward SIGINT/SIGTERM to them, wait for all.
+
+    The children run in their own process group so a terminal's Ctrl-C reaches them once,
+    through us; the second signal is forwarded too and skips their grace period.
+    Returns 0 if every child exited 0.
+    """
+    command = [sys.executable, "-m", "taskengine", *state.global_args(), "worker", *args]
+    children: list[subprocess.Popen[bytes]] = []
+    received: list[int] = []
+
+    def forward(signum: int, frame: object) -> None:
+        if not received:
+            say(
+                f"{signal.Signals(signum).name}: stopping {len(children)} worker processes "
+                "gracefully (Ctrl-C again to skip the wait)"
+            )
+        received.append(signum)
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    previous = {signum: signal.signal(signum, forward) for signum in SIGNALS}
+    try:
+        for _ in range(count):
+            children.append(subprocess.Popen(command, process_group=0))
+        say(
+            f"started {count} worker processes: pids "
+            + ", ".join(str(child.pid) for child in children)
+        )
+        codes = wait_all(children)
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    failed = [(child.pid, code) for child, code in zip(children, codes, strict=True) if code]
+    return EXIT_FAILURE if failed else EXIT_OK
+
+
+def wait_all(children: list[subprocess.Popen[bytes]]) -> list[int]:
+    """Wait for every child; say so as soon as one exits with an error."""
+    codes: dict[int, int] = {}
+    while len(codes) < len(children):
+        for child in children:
+            if child.pid not in codes and (code := child.poll()) is not None:
+                codes[child.pid] = code
+                if code:
+                    click.echo(f"error: worker process {child.pid} exited with {code}", err=True)
+        time.sleep(0.1)
+    return [codes[child.pid] for child in children]

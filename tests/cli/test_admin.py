@@ -1,0 +1,115 @@
+"""`workers` (the registry) and `queues` (counts, pause, resume)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from pathlib import Path
+
+from taskengine.brokers import open_broker
+from taskengine.model import WorkerInfo
+from tests.cli.support import Cli
+
+
+def record_workers(url: str, workers: list[WorkerInfo]) -> None:
+    async def main() -> None:
+        broker = open_broker(url)
+        await broker.start()
+        try:
+            await broker.record_workers(workers)
+        finally:
+            await broker.close()
+
+    asyncio.run(main())
+
+
+def worker_info(number: int, *, task: str | None, now: float) -> WorkerInfo:
+    return WorkerInfo(
+        id=f"host:1:abc/w{number}",
+        instance="host:1:abc",
+        host="host",
+        pid=1,
+        state="busy" if task else "idle",
+        current_task=task,
+        processed=7 * number,
+        busy_seconds=5.0,
+        started_at=now - 11.0,
+        last_seen=now - 1.0,
+    )
+
+
+def test_workers_table_and_json(tmp_path: Path) -> None:
+    cli = Cli(tmp_path)
+    assert "no workers" in cli.ok("workers").stdout
+    now = time.time()
+    task_id = "01TASKTASKTASKTASKTASKTASK"
+    record_workers(
+        cli.url, [worker_info(1, task=task_id, now=now), worker_info(2, task=None, now=now)]
+    )
+
+    out = cli.ok("workers").stdout
+    for text in ("host:1:abc/w1", "host:1:abc/w2", "busy", "idle", task_id, "14", "50", "ago"):
+        assert text in out, text
+
+    found = cli.json("workers")
+    assert [item["id"] for item in found] == ["host:1:abc/w1", "host:1:abc/w2"]
+    assert found[0]["current_task"] == task_id
+    assert found[0]["busy_percent"] == 50.0
+    assert found[1]["processed"] == 14
+
+
+def test_workers_since_hides_old_workers(tmp_path: Path) -> None:
+    cli = Cli(tmp_path)
+    old = time.time() - 3600
+    record_workers(cli.url, [worker_info(1, task=None, now=old)])
+    assert cli.json("workers") == []
+    assert len(cli.json("workers", "--since", "7200")) == 1
+
+
+def test_queues_counts_pause_and_resume(tmp_path: Path) -> None:
+    cli = Cli(tmp_path)
+    assert "no queues" in cli.ok("queues").stdout
+    for priority in ("high", "high", "low"):
+        cli.submit("time.sleep", {"seconds": 0}, "--queue", "mail", "--priority", priority)
+    cancelled = cli.submit("time.sleep", {"seconds": 0}, "--queue", "reports")
+    cli.ok("cancel", cancelled)
+
+    summary = {item["queue"]: item for item in cli.json("queues")}
+    assert set(summary) == {"mail", "reports"}
+    assert summary["mail"]["states"]["queued"] == 3
+    assert summary["mail"]["queued_by_priority"] == {"high": 2, "normal": 0, "low": 1}
+    assert summary["mail"]["oldest_queued_at"] is not None
+    assert summary["reports"]["states"]["cancelled"] == 1
+    assert summary["reports"]["states"]["queued"] == 0
+    assert not summary["mail"]["paused"]
+
+    assert cli.ok("queues", "pause", "mail", "idle").stdout == "paused mail, idle\n"
+    summary = {item["queue"]: item for item in cli.json("queues")}
+    assert summary["mail"]["paused"]
+    assert summary["idle"]["paused"]  # a paused queue shows even with no tasks
+    assert not summary["reports"]["paused"]
+    human = cli.ok("queues").stdout
+    assert "mail" in human
+    assert "2/0/1" in human
+    assert "yes" in human
+
+    assert cli.ok("queues", "resume", "mail", "idle").stdout == "resumed mail, idle\n"
+    assert not any(item["paused"] for item in cli.json("queues"))
+
+
+def test_queues_json_before_the_command(tmp_path: Path) -> None:
+    cli = Cli(tmp_path)
+    cli.submit("time.sleep", {"seconds": 0})
+    result = cli.ok("--json", "queues")
+    assert json.loads(result.stdout)[0]["queue"] == "default"
+
+
+def test_pause_needs_a_queue(tmp_path: Path) -> None:
+    assert Cli(tmp_path).invoke("queues", "pause").exit_code == 2
+
+
+def test_pause_and_resume_json(tmp_path: Path) -> None:
+    cli = Cli(tmp_path)
+    assert cli.json("queues", "pause", "q1") == {"paused": ["q1"]}
+    assert cli.json("queues", "resume", "q1") == {"resumed": ["q1"]}

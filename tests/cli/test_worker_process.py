@@ -1,0 +1,125 @@
+"""`taskengine worker` as a real process: it runs submitted tasks and stops on SIGTERM, exit 0."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from taskengine.cli.worker_cmd import redact
+from tests.cli.support import Cli
+
+pytestmark = pytest.mark.slow
+GRACE = 5.0
+DEADLINE = 30.0
+
+
+@contextmanager
+def worker_process(cli: Cli, *args: str) -> Iterator[subprocess.Popen[str]]:
+    """`python -m taskengine --broker <url> worker <args>`; killed if the test leaves it running."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "taskengine", "--broker", cli.url, "worker", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def wait_for_state(cli: Cli, task_id: str, states: set[str]) -> dict[str, Any]:
+    """Poll `status --json` until the task is in one of `states` (bounded)."""
+    deadline = time.monotonic() + DEADLINE
+    while True:
+        record: dict[str, Any] = cli.json("status", task_id)
+        if record["state"] in states:
+            return record
+        assert time.monotonic() < deadline, f"{task_id} still {record['state']}"
+        time.sleep(0.05)
+
+
+def stop(proc: subprocess.Popen[str], timeout: float) -> tuple[int, str, str, float]:
+    """SIGTERM, then wait; return the exit code, output and how long the exit took."""
+    began = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, out, err, time.monotonic() - began
+
+
+def test_worker_runs_tasks_and_stops_on_sigterm(tmp_path: Path) -> None:
+    cli = Cli(tmp_path)
+    with worker_process(cli, "--workers", "2", "--grace", str(GRACE)) as proc:
+        ids = [cli.submit("time.sleep", {"seconds": 0.05}) for _ in range(3)]
+        ids.append(cli.submit("cpu.fibonacci", {"n": 50}))
+        for task_id in ids:
+            record = wait_for_state(cli, task_id, {"succeeded", "dead", "cancelled"})
+            assert record["state"] == "succeeded", record
+            assert record["result"]["status"] == "SUCCESS"
+        assert cli.json("status", ids[-1])["result"]["data"]["last_digits"] == "12586269025"
+
+        code, out, err, took = stop(proc, GRACE + 10)
+    assert code == 0, err
+    assert took < GRACE, took
+    assert "started: broker " + cli.url in out
+    assert "2 workers" in out
+    assert "time.sleep" in out
+    assert "stopping gracefully (Ctrl-C again to skip the wait)" in out
+    assert "Traceback" not in err
+    assert cli.json("workers") == []  # the stopped instance left the registry
+
+
+def test_second_signal_skips_the_grace_period(tmp_path: Path) -> None:
+    cli = Cli(tmp_path)
+    with worker_process(cli, "--workers", "1", "--grace", "60") as proc:
+        task_id = cli.submit("time.sleep", {"seconds": 120})
+        wait_for_state(cli, task_id, {"running"})
+        began = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        assert proc.poll() is None  # waiting for the running task, as the grace allows
+        code, out, err, _ = stop(proc, 20)
+    assert code == 0, err
+    assert time.monotonic() - began < 15
+    assert "stopping now" in out
+    record = cli.json("status", task_id)
+    assert record["state"] == "queued"  # handed back: another worker will run it
+
+
+def test_processes_start_several_workers(tmp_path: Path) -> None:
+    cli = Cli(tmp_path)
+    with worker_process(cli, "--processes", "2", "--workers", "1", "--grace", str(GRACE)) as proc:
+        ids = [cli.submit("time.sleep", {"seconds": 0.05}) for _ in range(4)]
+        for task_id in ids:
+            assert wait_for_state(cli, task_id, {"succeeded", "dead"})["state"] == "succeeded"
+        deadline = time.monotonic() + DEADLINE
+        while len({w["instance"] for w in cli.json("workers")}) < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        code, out, _err, took = stop(proc, GRACE + 10)
+    assert code == 0
+    assert took < GRACE + 2
+    assert "started 2 worker processes" in out
+    assert out.count("stopped") == 2
+
+
+def test_worker_with_bad_settings_exits_2(tmp_path: Path) -> None:
+    result = Cli(tmp_path).invoke("worker", "--workers", "9", "--max-workers", "3")
+    assert result.exit_code == 2
+    assert "max_workers" in result.stderr
+
+
+def test_start_line_hides_broker_passwords() -> None:
+    assert redact("redis://:s3cret@host:6379/0") == "redis://:***@host:6379/0"
+    assert redact("postgresql://me:pw@db/tasks") == "postgresql://me:***@db/tasks"
+    assert redact("sqlite:///taskengine.db") == "sqlite:///taskengine.db"
