@@ -29,6 +29,7 @@ class Completer:
         self._pending: list[Outcome] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self.settled = 0
         self.refused = 0
 
@@ -58,7 +59,11 @@ class Completer:
         self.refused += len(batch) - done
         if done < len(batch):
             stale = [o.task_id for o, ok in zip(batch, applied, strict=True) if not ok]
-            log.warning("settle refused for %d tasks whose lease was lost: %s", len(stale), stale)
+            log.warning(
+                "settle refused for %d tasks whose lease was lost (first: %s)",
+                len(stale),
+                stale[:10],
+            )
         return done
 
     async def start(self) -> None:
@@ -66,13 +71,22 @@ class Completer:
         if self._task is None:
             self._task = asyncio.create_task(self._loop(), name="taskengine:completer")
 
-    async def stop(self) -> None:
-        """Stop the loop, then settle everything still pending (retrying a failing broker)."""
+    async def stop(self, timeout: float = 30.0) -> None:
+        """Let the loop finish its batch in flight, then settle everything still pending.
+
+        A settle is never cancelled midway: its outcome may already be applied, and settling
+        it again would only be refused as stale.
+        """
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            self._stopping = True
+            self._wake.set()
+            try:
+                await asyncio.wait_for(asyncio.shield(task), timeout)
+            except TimeoutError:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self._drain()
 
     async def _drain(self, attempts: int = len(_RETRY_DELAYS)) -> None:
@@ -90,7 +104,7 @@ class Completer:
 
     async def _loop(self) -> None:
         failures = 0
-        while True:
+        while not self._stopping:
             await self._wake.wait()
             self._wake.clear()
             while self._pending:
@@ -99,5 +113,7 @@ class Completer:
                     failures = 0
                 except Exception:
                     log.exception("settle failed; retrying")
+                    if self._stopping:
+                        return  # stop() drains with its own bounded retries
                     await asyncio.sleep(_RETRY_DELAYS[min(failures, len(_RETRY_DELAYS) - 1)])
                     failures += 1
