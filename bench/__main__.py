@@ -9,7 +9,9 @@ import os
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
+from bench import runtime_rates
 from bench.broker_rates import Config, machine_facts, run, table
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -31,6 +33,12 @@ def parse(argv: list[str] | None = None) -> Config:
     parser.add_argument("--tasks", type=int, default=20_000, help="tasks per run, batch > 1")
     parser.add_argument("--tasks-batch-1", type=int, default=2_000, help="tasks per run, batch 1")
     parser.add_argument("--dir", dest="temp_parent", help="parent directory of the SQLite files")
+    parser.add_argument(
+        "--suite",
+        choices=("broker", "runtime", "all"),
+        default="all",
+        help="broker: broker operation rates; runtime: end-to-end engine figures",
+    )
     args = parser.parse_args(argv)
     defaults = Config()
     return Config(
@@ -40,34 +48,58 @@ def parse(argv: list[str] | None = None) -> Config:
         tasks_batch_n=args.tasks,
         tasks_batch_1=args.tasks_batch_1,
         temp_parent=args.temp_parent,
+        suite=args.suite,
     )
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Measure, print a table and write bench/results/broker_rates-<time>.json."""
+    """Measure, print tables and write bench/results/<suite>-<time>.json."""
     config = parse(argv)
     facts = machine_facts(config.temp_parent)
     print("machine:", ", ".join(f"{key}={value}" for key, value in facts.items()))
-    started = time.perf_counter()
-    figures = asyncio.run(run(config))
-    elapsed = time.perf_counter() - started
-    print()
-    print(table(figures, config))
-    facts["loadavg_1m_at_end"] = round(os.getloadavg()[0], 2)
+    if config.suite in ("broker", "all"):
+        started = time.perf_counter()
+        figures = asyncio.run(run(config))
+        print()
+        print(table(figures, config))
+        save(
+            "broker_rates",
+            facts,
+            time.perf_counter() - started,
+            asdict(config),
+            [f.as_dict() for f in figures],
+        )
+    if config.suite in ("runtime", "all"):
+        started = time.perf_counter()
+        results = _loop_runner(runtime_rates.run(config.runs))
+        print()
+        print(runtime_rates.table(results))
+        save(
+            "runtime_rates",
+            facts,
+            time.perf_counter() - started,
+            {"runs": config.runs},
+            [r.as_dict() for r in results],
+        )
+
+
+def _loop_runner(main: Any) -> Any:
+    """Run on uvloop when installed, as `taskengine worker` does."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
+
+
+def save(name: str, facts: dict[str, Any], elapsed: float, config: Any, figures: Any) -> None:
+    """Write one suite's figures with the machine facts and load average."""
+    facts = {**facts, "loadavg_1m_at_end": round(os.getloadavg()[0], 2)}
     print(f"\n({elapsed:.0f} s; 1-minute load average {facts['loadavg_1m_at_end']} at the end)")
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"broker_rates-{time.strftime('%Y%m%dT%H%M%S')}.json"
-    out.write_text(
-        json.dumps(
-            {
-                "machine": facts,
-                "config": asdict(config),
-                "elapsed_s": elapsed,
-                "figures": [f.as_dict() for f in figures],
-            },
-            indent=2,
-        )
-    )
+    out = RESULTS / f"{name}-{time.strftime('%Y%m%dT%H%M%S')}.json"
+    payload = {"machine": facts, "config": config, "elapsed_s": elapsed, "figures": figures}
+    out.write_text(json.dumps(payload, indent=2))
     print(f"written to {out}")
 
 

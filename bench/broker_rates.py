@@ -51,6 +51,7 @@ class Config:
     tasks_batch_n: int = 20_000
     payload_bytes: int = 100
     temp_parent: str | None = None  # where SQLite files go; None: the system temp dir
+    suite: str = "all"  # broker, runtime or all
 
     def tasks_for(self, batch: int) -> int:
         """How many tasks one run moves for this batch size."""

@@ -2,10 +2,28 @@
 
 from __future__ import annotations
 
+import base64
 import os
 
-_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford's base32, which sorts like the value
+_FROM_RFC4648 = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _ALPHABET.encode())
 _MAX_MS = (1 << 48) - 1
+_last: tuple[int, str] = (-1, "")  # one object, so threads never see half an update
+
+
+def _time_prefix(ms: int) -> str:
+    """The 10 characters of a millisecond timestamp (cached: ids come in bursts)."""
+    global _last
+    cached_ms, prefix = _last
+    if ms != cached_ms:
+        chars = []
+        value = ms
+        for _ in range(10):
+            chars.append(_ALPHABET[value & 31])
+            value >>= 5
+        prefix = "".join(reversed(chars))
+        _last = (ms, prefix)
+    return prefix
 
 
 def new_id(now: float) -> str:
@@ -13,12 +31,8 @@ def new_id(now: float) -> str:
     ms = int(now * 1000)
     if not 0 <= ms <= _MAX_MS:
         raise ValueError(f"time {now!r} is outside the id range")
-    value = (ms << 80) | int.from_bytes(os.urandom(10), "big")
-    chars = []
-    for _ in range(26):
-        chars.append(_ALPHABET[value & 31])
-        value >>= 5
-    return "".join(reversed(chars))
+    # 80 random bits are exactly 16 base32 characters: no padding, no bit shuffling.
+    return _time_prefix(ms) + base64.b32encode(os.urandom(10)).translate(_FROM_RFC4648).decode()
 
 
 def id_time(task_id: str) -> float:
