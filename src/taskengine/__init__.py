@@ -1,5 +1,8 @@
 """Task Engine: a concurrent task processing engine for Python on asyncio."""
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from taskengine.brokers import DEFAULT_BROKER_URL, open_broker
 from taskengine.clock import Clock, FakeClock, SystemClock
 from taskengine.errors import (
@@ -25,8 +28,28 @@ from taskengine.model import (
 
 __version__ = "0.1.0"
 
+if TYPE_CHECKING:
+    from taskengine.app import App, TaskRequest
+    from taskengine.settings import Settings
+
+_LAZY = {
+    "App": "taskengine.app",
+    "TaskRequest": "taskengine.app",
+    "Settings": "taskengine.settings",
+}
+
+
+def __getattr__(name: str) -> Any:
+    """Import App, TaskRequest and Settings on first use (the CLI starts without them)."""
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'taskengine' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
 __all__ = [
     "DEFAULT_BROKER_URL",
+    "App",
     "BrokerUnavailable",
     "Clock",
     "ConfigurationError",
@@ -36,11 +59,13 @@ __all__ = [
     "Priority",
     "QueueFull",
     "ResultStatus",
+    "Settings",
     "SystemClock",
     "Task",
     "TaskEngineError",
     "TaskNotFound",
     "TaskRecord",
+    "TaskRequest",
     "TaskResult",
     "TaskState",
     "UnknownBroker",

@@ -1,0 +1,25 @@
+"""The public surface is curated: this pins it, so a change to it is a deliberate one."""
+
+import pytest
+
+import taskengine
+
+EXPECTED = {
+    "App", "BrokerUnavailable", "Clock", "ConfigurationError", "DEFAULT_BROKER_URL", "FakeClock",
+    "InvalidTransition", "LeaseLost", "Priority", "QueueFull", "ResultStatus", "Settings",
+    "SystemClock", "Task", "TaskEngineError", "TaskNotFound", "TaskRecord", "TaskRequest",
+    "TaskResult", "TaskState", "UnknownBroker", "ValidationError", "__version__", "new_task",
+    "open_broker",
+}  # fmt: skip
+
+
+def test_all_is_pinned() -> None:
+    assert set(taskengine.__all__) == EXPECTED
+
+
+def test_every_name_resolves_and_unknown_names_raise() -> None:
+    for name in taskengine.__all__:
+        assert getattr(taskengine, name) is not None
+    assert taskengine.App.__name__ == "App"
+    with pytest.raises(AttributeError, match="NoSuchThing"):
+        taskengine.NoSuchThing  # noqa: B018
