@@ -40,6 +40,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     task_timeout: float = 30 * 60.0
     retry_base: float = 1.0
     retry_cap: float = 3600.0
+    # circuit breaker per task type: open after this many failures in a row, for this long
+    breaker_failures: int = 5
+    breaker_open_for: float = 30.0
     # retention
     finished_ttl: float = 24 * 3600.0
     dead_ttl: float = 180 * 24 * 3600.0

@@ -70,7 +70,7 @@ class Pool:
         number = 1
         while self.size < size:
             slot = self.slots.get(number)
-            if slot is None or (slot.retiring and slot.task is None):
+            if slot is None or (slot.retiring and (slot.task is None or slot.task.cancelling())):
                 slot = WorkerSlot(self._instance, number, now)
                 self.slots[number] = slot
                 slot.task = asyncio.create_task(self._work(slot), name=f"taskengine:{slot.id}")
@@ -82,6 +82,7 @@ class Pool:
                 break
             if not slot.retiring:
                 self._retire(slot)
+        self.space_available()  # a grown pool has room for more leases
 
     def _retire(self, slot: WorkerSlot) -> None:
         slot.retiring = True
@@ -98,8 +99,9 @@ class Pool:
 
     def lease_status(self, lease: Lease, status: LeaseStatus) -> None:
         """React to what the heartbeat learnt: stop lost runs, cancel on request."""
-        if status is LeaseStatus.HELD or lease.task_id not in self.held:
-            return
+        held = self.held.get(lease.task_id)
+        if status is LeaseStatus.HELD or held is None or held.token != lease.token:
+            return  # nothing to do, or news of an older lease of a task held here again
         reason = LEASE_LOST if status is LeaseStatus.LOST else CANCELLED
         for slot in self.slots.values():
             if slot.cancel_run(lease.task_id, reason):

@@ -17,7 +17,7 @@ from taskengine.clock import SYSTEM_CLOCK, Clock
 from taskengine.metrics import Metrics
 from taskengine.model import TaskState
 from taskengine.policy.autoscale import PoolSample, desired_size
-from taskengine.policy.breaker import BreakerRegistry
+from taskengine.policy.breaker import BreakerConfig, BreakerRegistry
 from taskengine.policy.retry import RetryPolicy
 from taskengine.registry import Registry
 from taskengine.runtime.completer import Completer
@@ -58,7 +58,12 @@ class Worker:
         self.instance = instance or new_instance_id()
         self.host = socket.gethostname()
         self.metrics = metrics or Metrics()
-        self.breakers = BreakerRegistry()
+        self.breakers = BreakerRegistry(
+            BreakerConfig(
+                consecutive_failures=settings.breaker_failures,
+                open_for=settings.breaker_open_for,
+            )
+        )
         self._threads = ThreadPoolExecutor(settings.threads, thread_name_prefix="taskengine")
         self._processes = ProcessExecutor(settings.processes)
         self.runner = Runner(
@@ -95,6 +100,7 @@ class Worker:
         self.retention = PeriodicService(RETENTION, settings.retention_every, self.purge_once)
         self.autoscaler = PeriodicService("autoscaler", 1.0, self.autoscale_once)
         self._idle_rounds = 0
+        self._forgotten: set[str] = set()
         self._force = asyncio.Event()
         self._state = "new"
         self._stopped = asyncio.Event()
@@ -141,9 +147,14 @@ class Worker:
             for lease, status in zip(leases, statuses, strict=True):
                 self.pool.lease_status(lease, status)
         pid = os.getpid()
-        await self.broker.record_workers(
-            [slot.info(self.instance, self.host, pid, now) for slot in self.pool.slots.values()]
-        )
+        slots = list(self.pool.slots.values())
+        live = [s for s in slots if s.task is not None and not s.task.done()]
+        await self.broker.record_workers([s.info(self.instance, self.host, pid, now) for s in live])
+        self._forgotten.difference_update(s.id for s in live)  # a number in use again
+        ended = [s.id for s in slots if s not in live and s.id not in self._forgotten]
+        if ended:  # retired by the autoscaler: leave the registry
+            await self.broker.forget_workers(ended)
+            self._forgotten.update(ended)
 
     async def reap_once(self) -> list[str]:
         """If this instance leads, requeue tasks whose lease expired."""

@@ -1,0 +1,129 @@
+"""The App as a producer sees it: submit validates against the registry, results, replay."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from taskengine.app import App, TaskRequest
+from taskengine.brokers import ReplayResult
+from taskengine.errors import TaskNotFound, ValidationError
+from taskengine.model import Priority, ResultStatus, TaskState
+from taskengine.registry import InvalidPayload, UnknownTaskType
+from taskengine.settings import Settings
+from taskengine.testing import drain, running_worker
+from tests.runtime.apps import BOARD, build_app, finished
+
+
+@pytest.fixture(autouse=True)
+def _board() -> None:
+    BOARD.reset()
+
+
+async def test_a_payload_is_validated_against_the_handlers_struct_at_submit() -> None:
+    app = build_app()
+    for bad in ({"a": "one", "b": 2}, {"a": 1}, {"a": 1, "b": 2, "c": 3}, [1, 2], None):
+        with pytest.raises(InvalidPayload) as info:
+            await app.submit("add.async", bad)
+        assert info.value.code == "invalid_payload"
+    counts = await app.broker.counts()
+    assert counts == []  # nothing was stored
+    task_id = await app.submit("add.async", {"a": 1, "b": 2})
+    assert (await app.get(task_id)).payload == {"a": 1, "b": 2}  # stored as plain JSON
+
+
+async def test_an_unknown_task_type_is_refused() -> None:
+    app = build_app()
+    with pytest.raises(UnknownTaskType) as info:
+        await app.submit("no.such.type", {})
+    assert info.value.code == "unknown_task_type"
+    assert await app.broker.counts() == []
+
+
+async def test_a_payload_that_is_not_json_is_refused() -> None:
+    app = build_app()
+    with pytest.raises(ValidationError):
+        await app.submit("quick", {"when": object()})
+
+
+async def test_a_batch_is_validated_whole_before_anything_is_stored() -> None:
+    app = build_app()
+    requests = [
+        TaskRequest(type="add.async", payload={"a": 1, "b": 2}),
+        TaskRequest(type="add.async", payload={"a": "x", "b": 2}),
+    ]
+    with pytest.raises(InvalidPayload):
+        await app.submit_many(requests)
+    assert await app.broker.counts() == []
+    ids = await app.submit_many([requests[0], TaskRequest(type="quick", payload=[1])])
+    assert len(set(ids)) == 2
+
+
+async def test_submit_takes_the_types_defaults_and_the_callers_options() -> None:
+    app = build_app(max_attempts=7)
+    default = await app.get(await app.submit("quick", 1))
+    assert default.max_attempts == 7
+    assert default.priority is Priority.NORMAL
+    custom = await app.get(
+        await app.submit("quick", 1, priority="high", max_attempts=2, timeout=5, queue="q2")
+    )
+    assert (custom.priority, custom.max_attempts, custom.timeout, custom.queue) == (
+        Priority.HIGH,
+        2,
+        5.0,
+        "q2",
+    )
+
+
+async def test_an_idempotency_key_returns_the_first_task() -> None:
+    app = build_app()
+    first = await app.submit("quick", 1, idempotency_key="k1")
+    again = await app.submit("quick", 1, idempotency_key="k1")
+    assert again == first
+    await drain(app, timeout=5)
+    assert (await app.result(first, timeout=1)).data == 1
+
+
+async def test_get_of_an_unknown_task_raises() -> None:
+    app = build_app()
+    with pytest.raises(TaskNotFound):
+        await app.get("01HF7YAT00XXXXXXXXXXXXXXXX")
+
+
+async def test_result_times_out_while_the_task_is_not_finished() -> None:
+    app = build_app()
+    task_id = await app.submit("quick", 1)
+    with pytest.raises(TimeoutError):
+        await app.result(task_id, timeout=0.05)
+
+
+async def test_a_dead_task_replayed_runs_again_with_a_fresh_attempt_count() -> None:
+    app = build_app()
+    task_id = await app.submit("fail.until", {"succeed_on": 2}, max_attempts=1)
+    async with running_worker(app):
+        [record] = await finished(app, [task_id])
+        assert (record.state, record.attempt) == (TaskState.DEAD, 1)
+        assert await app.retry(task_id) is ReplayResult.REPLAYED
+        [record] = await finished(app, [task_id])
+    # Attempt numbers restart, so the handler sees attempt 1 again and fails again.
+    assert (record.state, record.attempt) == (TaskState.DEAD, 1)
+    assert [h.status for h in record.history] == [ResultStatus.FAILURE, ResultStatus.FAILURE]
+    assert await app.retry("01HF7YAT00XXXXXXXXXXXXXXXX") is ReplayResult.NOT_FOUND
+
+
+def test_submit_sync_stores_the_task_from_synchronous_code(tmp_path: Path) -> None:
+    app = App(settings=Settings(broker_url=f"sqlite:///{tmp_path}/s.db"), builtins=False)
+    app.task("quick")(_quick)
+    task_id = app.submit_sync("quick", 5)
+
+    async def read() -> TaskState:
+        async with app:
+            return (await app.get(task_id)).state
+
+    assert asyncio.run(read()) is TaskState.QUEUED
+
+
+async def _quick(payload: int) -> int:
+    return payload

@@ -1,0 +1,214 @@
+"""Running tasks through a real worker pool on the memory broker: executors, results,
+failures, retries, timeouts and the circuit breaker, as a user of the engine sees them."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from taskengine.clock import FakeClock
+from taskengine.model import ResultStatus, TaskState
+from taskengine.testing import drain, running_worker
+from tests.runtime.apps import BOARD, build_app, finished, wait_for
+
+
+@pytest.fixture(autouse=True)
+def _board() -> None:
+    BOARD.reset()
+
+
+async def test_async_and_thread_handlers_run_and_their_results_are_stored() -> None:
+    app = build_app()
+    a = await app.submit("add.async", {"a": 1, "b": 2})
+    t = await app.submit("add.thread", {"a": 3, "b": 4})
+    await drain(app, timeout=10)
+    ra, rt = await app.result(a, timeout=1), await app.result(t, timeout=1)
+    assert (ra.status, ra.data) == (ResultStatus.SUCCESS, {"sum": 3, "kind": "async"})
+    assert rt.status is ResultStatus.SUCCESS
+    assert rt.data == {"sum": 7, "kind": "thread", "off_loop": True}
+    for task_id in (a, t):
+        record = await app.get(task_id)
+        assert record.state is TaskState.SUCCEEDED
+        assert record.attempt == 1
+        assert [line.status for line in record.history] == [ResultStatus.SUCCESS]
+        assert record.result is not None and record.result.worker_id is not None
+
+
+async def test_a_failing_task_is_retried_with_backoff_then_dead_with_its_full_history() -> None:
+    app = build_app(retry_base=0.01)
+    task_id = await app.submit("fail.always", max_attempts=4)
+    async with running_worker(app, workers=2):
+        [record] = await finished(app, [task_id])
+    assert record.state is TaskState.DEAD
+    assert record.attempt == 4
+    assert [line.attempt for line in record.history] == [1, 2, 3, 4]
+    assert {line.status for line in record.history} == {ResultStatus.FAILURE}
+    assert all("boom on attempt" in (line.error or "") for line in record.history)
+    assert record.result is not None and record.result.status is ResultStatus.FAILURE
+    assert "attempts exhausted" in (record.result.error or "")
+    assert BOARD.events("run") == [(task_id, n) for n in (1, 2, 3, 4)]
+
+
+async def test_a_task_that_succeeds_on_a_later_attempt_is_succeeded() -> None:
+    app = build_app(retry_base=0.01)
+    task_id = await app.submit("fail.until", {"succeed_on": 3}, max_attempts=5)
+    async with running_worker(app):
+        [record] = await finished(app, [task_id])
+    assert record.state is TaskState.SUCCEEDED
+    assert record.attempt == 3
+    assert [(h.attempt, h.status) for h in record.history] == [
+        (1, ResultStatus.FAILURE),
+        (2, ResultStatus.FAILURE),
+        (3, ResultStatus.SUCCESS),
+    ]
+    assert record.result is not None and record.result.data == {"attempt": 3}
+
+
+async def test_retry_requested_by_the_handler_uses_its_delay() -> None:
+    # retry_base is huge: only the handler's own Retry(0.05) can bring the task back soon.
+    app = build_app(retry_base=3600.0)
+    task_id = await app.submit("ask.retry", {"delay": 0.05}, max_attempts=3)
+    async with running_worker(app):
+        [record] = await finished(app, [task_id])
+    assert record.state is TaskState.SUCCEEDED
+    assert record.attempt == 2
+    first = record.history[0]
+    assert first.status is ResultStatus.FAILURE
+    assert "come back later" in (first.error or "")
+
+
+async def test_no_retry_dead_letters_at_once() -> None:
+    app = build_app()
+    task_id = await app.submit("no.retry", max_attempts=10)
+    await drain(app, timeout=10)
+    record = await app.get(task_id)
+    assert record.state is TaskState.DEAD
+    assert record.attempt == 1
+    assert len(record.history) == 1
+    assert record.result is not None
+    assert "this will never work" in (record.result.error or "")
+    assert "not retryable" in (record.result.error or "")
+
+
+async def test_an_async_handler_past_its_timeout_is_a_timeout_and_is_retried() -> None:
+    app = build_app(retry_base=0.01)
+    task_id = await app.submit("sleep.async", 30, timeout=0.1, max_attempts=2)
+    started = time.monotonic()
+    async with running_worker(app):
+        [record] = await finished(app, [task_id])
+    assert time.monotonic() - started < 10
+    assert record.state is TaskState.DEAD
+    assert [(h.attempt, h.status) for h in record.history] == [
+        (1, ResultStatus.TIMEOUT),
+        (2, ResultStatus.TIMEOUT),
+    ]
+    assert record.result is not None and record.result.status is ResultStatus.TIMEOUT
+    assert "timed out" in (record.result.error or "")
+
+
+async def test_a_sync_handler_that_overruns_is_a_timeout_and_its_thread_is_counted() -> None:
+    app = build_app()
+    task_id = await app.submit("thread.gate", {"key": "t1"}, timeout=0.1, max_attempts=1)
+    async with running_worker(app) as worker:
+        [record] = await finished(app, [task_id])
+        assert record.state is TaskState.DEAD
+        assert record.result is not None and record.result.status is ResultStatus.TIMEOUT
+        # The thread cannot be killed: it still runs, and the runner says so.
+        assert BOARD.events("finish") == []
+        assert worker.runner.overrunning_threads == 1
+        BOARD.thread_release("t1").set()
+        await wait_for(lambda: worker.runner.overrunning_threads == 0, what="the thread to end")
+        assert BOARD.events("finish") == [("t1", 0)]
+    # Its late return changed nothing.
+    assert (await app.get(task_id)).state is TaskState.DEAD
+
+
+@pytest.mark.slow
+async def test_process_handlers_run_and_a_runaway_is_killed_at_its_timeout() -> None:
+    app = build_app(processes=True)
+    async with running_worker(app, processes=1) as worker:
+        ok = await app.submit("add.process", {"a": 20, "b": 22})
+        first = await app.result(ok, timeout=20)  # the first one also waits for the pool to start
+        assert first.status is ResultStatus.SUCCESS
+        assert first.data["sum"] == 42
+        assert first.data["kind"] == "process"
+        start = time.monotonic()
+        runaway = await app.submit("spin")  # timeout 1 s, one attempt
+        result = await app.result(runaway, timeout=10)
+        assert result.status is ResultStatus.TIMEOUT
+        assert time.monotonic() - start < 1 + 2
+        assert (await app.get(runaway)).state is TaskState.DEAD
+        # The only child was killed; a replacement runs the next task.
+        again = await app.submit("add.process", {"a": 1, "b": 1})
+        second = await app.result(again, timeout=10)
+        assert second.status is ResultStatus.SUCCESS
+        assert second.data["sum"] == 2
+        assert second.data["pid"] != first.data["pid"]
+        assert worker.runner.overrunning_threads == 0
+
+
+async def test_a_result_that_is_not_json_is_a_failure() -> None:
+    app = build_app()
+    task_id = await app.submit("not.json", max_attempts=3)
+    await drain(app, timeout=10)
+    record = await app.get(task_id)
+    assert record.state is TaskState.DEAD
+    assert record.result is not None
+    assert record.result.status is ResultStatus.FAILURE
+    assert "JSON" in (record.result.error or "")
+    assert record.result.data is None
+
+
+async def test_the_breaker_snoozes_a_failing_type_without_burning_attempts() -> None:
+    app = build_app()
+    # Five failures in a row of one type open its breaker (BreakerConfig's default).
+    failing = [await app.submit("fail.always", max_attempts=1) for _ in range(5)]
+    async with running_worker(app, workers=1) as worker:
+        await finished(app, failing)
+        assert not worker.breakers.get("fail.always").is_closed
+        blocked = await app.submit("fail.always", max_attempts=5)
+        other = await app.submit("add.async", {"a": 1, "b": 1})
+        assert (await app.result(other, timeout=5)).status is ResultStatus.SUCCESS
+
+        async def snoozed() -> bool:
+            record = await app.get(blocked)
+            return record.state is TaskState.QUEUED and record.run_at > app.clock.now()
+
+        await wait_for(snoozed, what="the task to be snoozed")
+    record = await app.get(blocked)
+    assert record.state is TaskState.QUEUED
+    assert record.attempt == 0  # no attempt burned
+    assert record.history == []  # and no history line
+    assert record.result is None
+    assert len(BOARD.events("run")) == 5  # the handler was not called for it
+
+
+async def test_a_snoozed_task_runs_once_the_breaker_lets_a_probe_through() -> None:
+    clock = FakeClock()
+    app = build_app(clock=clock)
+    failing = [await app.submit("fail.until", {"succeed_on": 99}, max_attempts=1) for _ in range(5)]
+    async with running_worker(app, workers=1) as worker:
+        await finished(app, failing)
+        later = await app.submit("fail.until", {"succeed_on": 1})
+        await wait_for(
+            lambda: worker.completer.settled == 6 and not worker.pool.held, what="the snooze"
+        )
+        record = await app.get(later)
+        assert (record.state, record.attempt) == (TaskState.QUEUED, 0)
+        clock.advance(31)  # past the breaker's open period: the snooze is due, a probe may go
+        [record] = await finished(app, [later])
+        assert record.state is TaskState.SUCCEEDED
+        assert record.attempt == 1
+        assert [h.status for h in record.history] == [ResultStatus.SUCCESS]
+        assert worker.breakers.get("fail.until").is_closed  # the probe closed it
+
+
+async def test_result_waits_for_the_task() -> None:
+    app = build_app()
+    task_id = await app.submit("sleep.async", 0.05)
+    async with running_worker(app):
+        result = await asyncio.wait_for(app.result(task_id), 5)
+    assert result.data == "slept"
+    assert result.attempt == 1
