@@ -25,7 +25,7 @@ def config(data_dir: Path) -> BuiltinConfig:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    """Routes: /json, /text, /big, /echo (POST), /redirect?to=URL&code=N, /host."""
+    """Routes: /json, /status?code=N, /text, /big, /echo (POST), /redirect?to=URL&code=N, /host."""
 
     def log_message(self, format: str, *args: object) -> None:
         pass
@@ -48,6 +48,8 @@ class _Handler(BaseHTTPRequestHandler):
         query = {k: v[0] for k, v in parse_qs(url.query).items()}
         if url.path == "/json":
             self._send(200, b'{"hello": "world", "n": 1}', "application/json")
+        elif url.path == "/status":
+            self._send(int(query.get("code", "200")), b"status", "text/plain")
         elif url.path == "/text":
             self._send(200, b"plain text", "text/plain; charset=utf-8")
         elif url.path == "/big":

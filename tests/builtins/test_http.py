@@ -17,6 +17,7 @@ from taskengine.builtins import (
     builtin_registry,
 )
 from taskengine.builtins.http import HttpPayload, HttpTask, normalize_host, refusal_reason
+from taskengine.policy.retry import Snooze
 from taskengine.registry import InvalidPayload
 
 
@@ -244,3 +245,26 @@ def test_a_valid_payload_converts(tmp_path: Path) -> None:
     payload = spec.convert({"url": "https://example.com/", "method": "POST", "json": [1]})
     assert payload.body == [1]
     assert spec.executor == "async"
+
+
+async def test_a_failing_host_trips_its_breaker_and_later_runs_are_snoozed(
+    task: HttpTask, http_server: str
+) -> None:
+    closed = "http://127.0.0.1:9/"  # the discard port: nothing listens there
+    for _ in range(task.breakers.get("127.0.0.1").config.consecutive_failures):
+        with pytest.raises(HttpRequestFailed):
+            await task.run(HttpPayload(url=closed))
+    with pytest.raises(Snooze) as snoozed:
+        await task.run(HttpPayload(url=f"{http_server}/json"))  # same host: not even tried
+    assert snoozed.value.delay > 0
+    assert "127.0.0.1" in str(snoozed.value)
+
+
+async def test_a_5xx_answer_is_returned_but_counts_against_the_host(
+    task: HttpTask, http_server: str
+) -> None:
+    for _ in range(task.breakers.get("127.0.0.1").config.consecutive_failures):
+        result = await task.run(HttpPayload(url=f"{http_server}/status?code=503"))
+        assert result["status"] == 503
+    with pytest.raises(Snooze):
+        await task.run(HttpPayload(url=f"{http_server}/json"))

@@ -23,7 +23,7 @@ from taskengine.clock import SYSTEM_CLOCK, Clock
 from taskengine.errors import BrokerUnavailable
 from taskengine.model import Outcome, TaskRecord
 from taskengine.model.state import TERMINAL_STATES
-from taskengine.policy.retry import NoRetry, Retry
+from taskengine.policy.retry import NoRetry, Retry, Snooze
 from taskengine.registry import TaskContext
 from taskengine.testing import memory_app
 
@@ -133,6 +133,14 @@ async def no_retry(payload: Any, ctx: TaskContext) -> None:
     raise NoRetry("this will never work")
 
 
+async def snooze_once(payload: Any, ctx: TaskContext) -> str:
+    """Snoozes on its first run (a dependency is down), then succeeds."""
+    BOARD.record("run", ctx.task_id, ctx.attempt)
+    if len(BOARD.events("run")) == 1:
+        raise Snooze(60, "dependency down")
+    return "ok"
+
+
 async def sleep_async(payload: float, ctx: TaskContext) -> str:
     BOARD.record("run", ctx.task_id, ctx.attempt)
     await asyncio.sleep(payload)
@@ -188,6 +196,7 @@ HANDLERS: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
     "fail.until": (fail_until, {}),
     "ask.retry": (ask_retry, {}),
     "no.retry": (no_retry, {}),
+    "snooze.once": (snooze_once, {}),
     "sleep.async": (sleep_async, {}),
     "gate": (gate, {}),
     "retry.then.gate": (retry_then_gate, {}),

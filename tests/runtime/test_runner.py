@@ -92,6 +92,24 @@ async def test_no_retry_dead_letters_at_once() -> None:
     assert "not retryable" in (record.result.error or "")
 
 
+async def test_a_snoozing_handler_gives_its_attempt_back_and_runs_later() -> None:
+    clock = FakeClock()
+    app = build_app(clock=clock)
+    task_id = await app.submit("snooze.once")
+    await drain(app, timeout=10)
+    record = await app.get(task_id)
+    assert record.state is TaskState.QUEUED  # not due for another 60 s
+    assert record.attempt == 0
+    assert record.history == []
+    assert record.run_at == clock.now() + 60
+    clock.advance(61)
+    await drain(app, timeout=10)
+    record = await app.get(task_id)
+    assert record.state is TaskState.SUCCEEDED
+    assert record.attempt == 1
+    assert BOARD.events("run") == [(task_id, 1), (task_id, 1)]
+
+
 async def test_an_async_handler_past_its_timeout_is_a_timeout_and_is_retried() -> None:
     app = build_app(retry_base=0.01)
     task_id = await app.submit("sleep.async", 30, timeout=0.1, max_attempts=2)

@@ -57,12 +57,12 @@ def convert(value: Any, kind: type[T]) -> T:
         raise ApiError(422, "validation_error", str(exc)) from None
 
 
-async def read_json(request: Request, kind: type[T], *, max_bytes: int, max_depth: int) -> T:
-    """Read, decode and validate a JSON body in one go."""
+def check_json_content(request: Request) -> None:
+    """415 unless the body is declared as JSON (a missing Content-Type is taken as JSON)."""
     content_type = request.headers.get("content-type", "application/json")
-    if "json" not in content_type.split(";")[0]:
+    media = content_type.split(";")[0].strip().lower()
+    if media != "application/json" and not media.endswith("+json"):
         raise ApiError(415, "unsupported_media_type", "send Content-Type: application/json")
-    return convert(parse_json(await read_body(request, max_bytes), max_depth), kind)
 
 
 def _too_large(max_bytes: int) -> ApiError:

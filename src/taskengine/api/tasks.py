@@ -10,7 +10,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from taskengine.api.auth import check_same_origin
-from taskengine.api.body import convert, parse_json, read_body
+from taskengine.api.body import check_json_content, convert, parse_json, read_body
 from taskengine.api.context import ApiContext
 from taskengine.api.errors import ApiError
 from taskengine.api.query import cursor, page_limit, task_filter
@@ -44,6 +44,7 @@ def routes(ctx: ApiContext) -> list[Route]:
     async def submit(request: Request) -> Response:
         ctx.tokens.check(request, "admin")
         check_same_origin(request)
+        check_json_content(request)
         raw = parse_json(await read_body(request, ctx.max_body), ctx.max_depth)
         header_key = request.headers.get("idempotency-key")
         is_batch = isinstance(raw, dict) and "tasks" in raw

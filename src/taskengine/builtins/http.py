@@ -21,6 +21,8 @@ import msgspec
 from taskengine.builtins.config import BuiltinConfig, TaskInputError, TaskRefused
 from taskengine.errors import TaskEngineError, ValidationError
 from taskengine.model.serializer import from_json
+from taskengine.policy.breaker import BreakerRegistry
+from taskengine.policy.retry import Snooze
 
 if TYPE_CHECKING:
     import httpx
@@ -177,6 +179,7 @@ class HttpTask:
     def __init__(self, config: BuiltinConfig, resolver: Resolver = system_resolver) -> None:
         self.config = config
         self.guard = AddressGuard(config, resolver)
+        self.breakers = BreakerRegistry()  # per host: a failing host is snoozed, not hammered
         self._client: httpx.AsyncClient | None = None
 
     def client(self) -> httpx.AsyncClient:
@@ -211,13 +214,37 @@ class HttpTask:
 
     async def run(self, payload: HttpPayload) -> dict[str, Any]:
         """Send the request, following up to `http_max_redirects` vetted redirects."""
-        import httpx
 
         limit = min(payload.timeout or self.config.http_timeout, self.config.http_timeout)
         request = self._first_request(payload, limit)
         host = request.url.host
         loop = asyncio.get_running_loop()
         started = loop.time()
+        breaker = self.breakers.get(host)
+        if not breaker.allow(started):
+            wait = max(breaker.retry_after(started), 0.5)
+            raise Snooze(wait, f"{host}: circuit open after repeated failures")
+        try:
+            result = await self._send(request, payload, limit, started)
+        except HttpRequestFailed:
+            breaker.record_failure(loop.time())
+            raise
+        except BaseException:
+            breaker.release(loop.time())
+            raise
+        if result["status"] >= 500:
+            breaker.record_failure(loop.time())
+        else:
+            breaker.record_success(loop.time())
+        return result
+
+    async def _send(
+        self, request: httpx.Request, payload: HttpPayload, limit: float, started: float
+    ) -> dict[str, Any]:
+        import httpx
+
+        loop = asyncio.get_running_loop()
+        host = request.url.host
         try:
             async with asyncio.timeout(limit):
                 for _ in range(self.config.http_max_redirects + 1):

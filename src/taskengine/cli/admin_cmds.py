@@ -8,14 +8,11 @@ import click
 
 from taskengine.cli import output
 from taskengine.cli.errors import EXIT_FAILURE, EXIT_USAGE, fail
-from taskengine.cli.loading import json_option, state_of, wants_json, with_app
+from taskengine.cli.loading import Client, json_option, state_of, wants_json, with_client
 
 if TYPE_CHECKING:
-    from taskengine.app import App
     from taskengine.brokers import Page, ReplayResult
     from taskengine.model import WorkerInfo
-
-REPLAY_BATCH = 500
 
 
 @click.group()
@@ -33,11 +30,11 @@ def dlq_list(ctx: click.Context, limit: int, cursor: str | None, as_json: bool) 
     from taskengine.brokers import TaskFilter
     from taskengine.model import TaskState
 
-    async def body(app: App) -> Page:
+    async def body(client: Client) -> Page:
         dead = TaskFilter(states=frozenset({TaskState.DEAD}))
-        return await app.broker.list_tasks(dead, limit, cursor)
+        return await client.list_tasks(dead, limit, cursor)
 
-    page = with_app(state_of(ctx), body)
+    page = with_client(state_of(ctx), body)
     if wants_json(ctx, as_json):
         output.print_json(page)
     else:
@@ -58,15 +55,11 @@ def dlq_replay(
     if replay_all == bool(task_ids):
         fail("give task ids or --all (not both)", EXIT_USAGE)
 
-    async def body(app: App) -> list[tuple[str, ReplayResult]]:
-        ids = list(task_ids) if task_ids else await all_dead(app)
-        answers: list[tuple[str, ReplayResult]] = []
-        for start in range(0, len(ids), REPLAY_BATCH):
-            batch = ids[start : start + REPLAY_BATCH]
-            answers += zip(batch, await app.broker.replay(batch, app.clock.now()), strict=True)
-        return answers
+    async def body(client: Client) -> list[tuple[str, ReplayResult]]:
+        ids = list(task_ids) if task_ids else await all_dead(client)
+        return list(zip(ids, await client.replay(ids), strict=True))
 
-    answers = with_app(state_of(ctx), body)
+    answers = with_client(state_of(ctx), body)
     replayed = [task_id for task_id, answer in answers if answer is ReplayResult.REPLAYED]
     refused = [
         (task_id, answer) for task_id, answer in answers if answer is not ReplayResult.REPLAYED
@@ -82,7 +75,7 @@ def dlq_replay(
         raise click.exceptions.Exit(EXIT_FAILURE)
 
 
-async def all_dead(app: App) -> list[str]:
+async def all_dead(client: Client) -> list[str]:
     """Every dead task's id, page by page."""
     from taskengine.brokers import TaskFilter
     from taskengine.model import TaskState
@@ -91,7 +84,7 @@ async def all_dead(app: App) -> list[str]:
     ids: list[str] = []
     cursor: str | None = None
     while True:
-        page = await app.broker.list_tasks(dead, 1000, cursor)
+        page = await client.list_tasks(dead, 1000, cursor)
         ids += [record.id for record in page.items]
         if page.next_cursor is None or not page.items:
             return ids
@@ -111,11 +104,10 @@ async def all_dead(app: App) -> list[str]:
 def workers(ctx: click.Context, since: float, as_json: bool) -> None:
     """The worker registry: every worker of every instance on this broker."""
 
-    async def body(app: App) -> tuple[list[WorkerInfo], float]:
-        now = app.clock.now()
-        return await app.broker.workers(now - since), now
+    async def body(client: Client) -> tuple[list[WorkerInfo], float]:
+        return await client.workers(since), client.now()
 
-    found, now = with_app(state_of(ctx), body)
+    found, now = with_client(state_of(ctx), body)
     if wants_json(ctx, as_json):
         output.print_json(
             [
@@ -141,12 +133,10 @@ def queues(ctx: click.Context, as_json: bool) -> None:
     if ctx.invoked_subcommand is not None:
         return
 
-    async def body(app: App) -> tuple[list[dict[str, Any]], float]:
-        rows = await app.broker.counts()
-        paused = await app.broker.paused()
-        return output.queue_summary(rows, paused), app.clock.now()
+    async def body(client: Client) -> tuple[list[dict[str, Any]], float]:
+        return await client.queues(), client.now()
 
-    summary, now = with_app(state_of(ctx), body)
+    summary, now = with_client(state_of(ctx), body)
     if wants_json(ctx, as_json):
         output.print_json(summary)
     else:
@@ -160,10 +150,10 @@ def queues(ctx: click.Context, as_json: bool) -> None:
 def pause(ctx: click.Context, names: tuple[str, ...], as_json: bool) -> None:
     """Stop workers from taking tasks of these queues (running tasks finish)."""
 
-    async def body(app: App) -> None:
-        await app.broker.pause(list(names))
+    async def body(client: Client) -> None:
+        await client.pause(names)
 
-    with_app(state_of(ctx), body)
+    with_client(state_of(ctx), body)
     if wants_json(ctx, as_json):
         output.print_json({"paused": list(names)})
     else:
@@ -177,10 +167,10 @@ def pause(ctx: click.Context, names: tuple[str, ...], as_json: bool) -> None:
 def resume(ctx: click.Context, names: tuple[str, ...], as_json: bool) -> None:
     """Let workers take tasks of these queues again."""
 
-    async def body(app: App) -> None:
-        await app.broker.resume(list(names))
+    async def body(client: Client) -> None:
+        await client.resume(names)
 
-    with_app(state_of(ctx), body)
+    with_client(state_of(ctx), body)
     if wants_json(ctx, as_json):
         output.print_json({"resumed": list(names)})
     else:

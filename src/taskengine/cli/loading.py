@@ -1,4 +1,9 @@
-"""Finding the App a command drives (`--app module:attr` or a plain App), and running async code."""
+"""Finding what a command drives, and running async code.
+
+Client commands talk to a `Client`: `DirectClient` opens the broker through an App (`--app
+module:attr` or a plain App); `remote.HttpClient` drives a `taskengine serve` over its REST API
+(`--api URL`). Each command is written once against the `Client` interface.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,9 @@ import contextlib
 import importlib
 import os
 import sys
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import click
 
@@ -17,7 +22,9 @@ from taskengine.cli.errors import EXIT_USAGE, fail
 from taskengine.errors import BrokerUnavailable, TaskEngineError
 
 if TYPE_CHECKING:
-    from taskengine.app import App
+    from taskengine.app import App, TaskRequest
+    from taskengine.brokers import CancelResult, Page, ReplayResult, TaskFilter
+    from taskengine.model import TaskRecord, WorkerInfo
 
 T = TypeVar("T")
 
@@ -30,6 +37,8 @@ class CliState:
     app_path: str | None = None
     json: bool = False
     traceback: bool = False
+    api: str | None = None  # drive a remote `taskengine serve` instead of the broker
+    token: str | None = None
 
     def global_args(self) -> list[str]:
         """The global options again, as arguments for a child `taskengine` process."""
@@ -117,6 +126,15 @@ def _uvloop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
 @contextlib.asynccontextmanager
 async def connected(app: App) -> AsyncIterator[App]:
     """Start the app's broker for the body and close it after; unreachable -> BrokerUnavailable."""
+    await _start(app)
+    try:
+        yield app
+    finally:
+        await app.close()
+
+
+async def _start(app: App) -> None:
+    """Start the app's broker; unreachable -> BrokerUnavailable naming the broker."""
     try:
         await app.start()
     except TaskEngineError:
@@ -127,10 +145,6 @@ async def connected(app: App) -> AsyncIterator[App]:
         raise BrokerUnavailable(
             f"cannot reach broker {app.settings.broker_url}: {type(exc).__name__}: {exc}"
         ) from exc
-    try:
-        yield app
-    finally:
-        await app.close()
 
 
 async def _close_quietly(app: App) -> None:
@@ -138,16 +152,147 @@ async def _close_quietly(app: App) -> None:
         await app.close()
 
 
-def with_app(
-    state: CliState, body: Callable[[App], Coroutine[Any, Any, T]], *, app: App | None = None
+class Client(Protocol):
+    """What the client commands need: one interface, direct (App) or remote (HTTP API)."""
+
+    def check(self, request: TaskRequest) -> None:
+        """Validate a submission before connecting (raise on bad input)."""
+
+    async def start(self) -> None:
+        """Connect (raise BrokerUnavailable or a CliError when the target cannot be reached)."""
+
+    async def close(self) -> None:
+        """Disconnect."""
+
+    def now(self) -> float:
+        """The current time in epoch seconds, as the target sees it."""
+
+    async def submit(self, request: TaskRequest) -> str:
+        """Submit one task; return its id (the first task's for a repeated idempotency key)."""
+
+    async def get(self, task_id: str) -> TaskRecord:
+        """A task's record; raise TaskNotFound."""
+
+    async def list_tasks(self, task_filter: TaskFilter, limit: int, cursor: str | None) -> Page:
+        """A page of tasks, newest first."""
+
+    async def cancel(self, task_id: str) -> CancelResult:
+        """Cancel a queued task, or ask a running one's worker to stop it."""
+
+    async def replay(self, task_ids: Sequence[str]) -> list[ReplayResult]:
+        """Queue dead or cancelled tasks again; one answer per id, in order."""
+
+    async def workers(self, since: float) -> list[WorkerInfo]:
+        """Workers seen within the last `since` seconds."""
+
+    async def queues(self) -> list[dict[str, Any]]:
+        """The queue summary (see output.queue_summary)."""
+
+    async def pause(self, names: Sequence[str]) -> None:
+        """Pause these queues."""
+
+    async def resume(self, names: Sequence[str]) -> None:
+        """Resume these queues."""
+
+
+class DirectClient:
+    """The Client over an App: opens the broker in this process."""
+
+    replay_batch = 500
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    def check(self, request: TaskRequest) -> None:
+        """Refuse unknown types (naming the known ones) and invalid fields, before any I/O."""
+        from taskengine.registry import UnknownTaskType
+
+        if request.type not in self.app.registry:
+            known = ", ".join(self.app.registry.names()) or "none"
+            raise UnknownTaskType(f"unknown task type {request.type!r}; known types: {known}")
+        self.app.build(request)
+
+    async def start(self) -> None:
+        """Start the app's broker; unreachable -> BrokerUnavailable."""
+        await _start(self.app)
+
+    async def close(self) -> None:
+        """Close the app's broker."""
+        await self.app.close()
+
+    def now(self) -> float:
+        """The app's clock."""
+        return self.app.clock.now()
+
+    async def submit(self, request: TaskRequest) -> str:
+        """Submit through the app."""
+        return (await self.app.submit_many([request]))[0]
+
+    async def get(self, task_id: str) -> TaskRecord:
+        """The record from the broker."""
+        return await self.app.get(task_id)
+
+    async def list_tasks(self, task_filter: TaskFilter, limit: int, cursor: str | None) -> Page:
+        """A page straight from the broker."""
+        return await self.app.broker.list_tasks(task_filter, limit, cursor)
+
+    async def cancel(self, task_id: str) -> CancelResult:
+        """Cancel through the app."""
+        return await self.app.cancel(task_id)
+
+    async def replay(self, task_ids: Sequence[str]) -> list[ReplayResult]:
+        """Replay in broker batches."""
+        answers: list[ReplayResult] = []
+        for start in range(0, len(task_ids), self.replay_batch):
+            batch = list(task_ids[start : start + self.replay_batch])
+            answers += await self.app.broker.replay(batch, self.now())
+        return answers
+
+    async def workers(self, since: float) -> list[WorkerInfo]:
+        """The worker registry."""
+        return await self.app.broker.workers(self.now() - since)
+
+    async def queues(self) -> list[dict[str, Any]]:
+        """Counts and paused queues folded into the summary."""
+        from taskengine.cli.output import queue_summary
+
+        rows = await self.app.broker.counts()
+        paused = await self.app.broker.paused()
+        return queue_summary(rows, paused)
+
+    async def pause(self, names: Sequence[str]) -> None:
+        """Pause in the broker."""
+        await self.app.broker.pause(list(names))
+
+    async def resume(self, names: Sequence[str]) -> None:
+        """Resume in the broker."""
+        await self.app.broker.resume(list(names))
+
+
+def open_client(state: CliState) -> Client:
+    """The Client for this invocation: HTTP with `--api`, the broker otherwise (unconnected)."""
+    if state.api is not None:
+        from taskengine.cli.remote import HttpClient
+
+        return HttpClient(state.api, state.token)
+    return DirectClient(load_app(state))
+
+
+def with_client(
+    state: CliState,
+    body: Callable[[Client], Coroutine[Any, Any, T]],
+    *,
+    client: Client | None = None,
 ) -> T:
-    """Load the app (unless given), connect it, run `body(app)` and close it again."""
-    app = load_app(state) if app is None else app
+    """Open the client (unless given), connect it, run `body(client)` and close it again."""
+    found = open_client(state) if client is None else client
 
     async def main() -> T:
-        assert app is not None
-        async with connected(app):
-            return await body(app)
+        await found.start()
+        try:
+            return await body(found)
+        finally:
+            await found.close()
 
     return run(main())
 

@@ -13,10 +13,17 @@ import msgspec
 
 from taskengine.cli import output
 from taskengine.cli.errors import EXIT_FAILURE, EXIT_USAGE, fail
-from taskengine.cli.loading import json_option, load_app, state_of, wants_json, with_app
+from taskengine.cli.loading import (
+    Client,
+    json_option,
+    open_client,
+    state_of,
+    wants_json,
+    with_client,
+)
 
 if TYPE_CHECKING:
-    from taskengine.app import App
+    from taskengine.brokers import CancelResult, Page, ReplayResult
     from taskengine.model import TaskRecord
 
 PRIORITIES = click.Choice(["high", "normal", "low"], case_sensitive=False)
@@ -110,16 +117,15 @@ def submit(
         idempotency_key=idempotency_key,
     )
 
-    async def body(app: App) -> TaskRecord | str:
-        task_id = (await app.submit_many([request]))[0]
+    async def body(client: Client) -> TaskRecord | str:
+        task_id = await client.submit(request)
         if not wait:
             return task_id
-        return await wait_for(app, task_id, wait_timeout, spinner=not as_json)
+        return await wait_for(client, task_id, wait_timeout, spinner=not as_json)
 
-    app = load_app(state_of(ctx))
-    check_type(app, task_type)
-    app.build(request)  # validate before touching the broker: nothing is created on bad input
-    found = with_app(state_of(ctx), body, app=app)
+    client = open_client(state_of(ctx))
+    client.check(request)  # validate before touching the broker: nothing is created on bad input
+    found = with_client(state_of(ctx), body, client=client)
     if isinstance(found, str):
         if as_json:
             output.print_json({"id": found})
@@ -137,16 +143,9 @@ def submit(
         raise click.exceptions.Exit(EXIT_FAILURE)
 
 
-def check_type(app: App, task_type: str) -> None:
-    """Refuse a type the app does not know, naming the ones it does."""
-    from taskengine.registry import UnknownTaskType
-
-    if task_type not in app.registry:
-        known = ", ".join(app.registry.names()) or "none"
-        raise UnknownTaskType(f"unknown task type {task_type!r}; known types: {known}")
-
-
-async def wait_for(app: App, task_id: str, timeout: float | None, *, spinner: bool) -> TaskRecord:
+async def wait_for(
+    client: Client, task_id: str, timeout: float | None, *, spinner: bool
+) -> TaskRecord:
     """Poll the task until it is finished, showing its state on stderr."""
     from taskengine.model import TERMINAL_STATES
 
@@ -158,7 +157,7 @@ async def wait_for(app: App, task_id: str, timeout: float | None, *, spinner: bo
         async with asyncio.timeout(timeout):
             delay = 0.01
             while True:
-                record = await app.get(task_id)
+                record = await client.get(task_id)
                 if record.state in TERMINAL_STATES:
                     return record
                 if status is not None:
@@ -182,10 +181,10 @@ async def wait_for(app: App, task_id: str, timeout: float | None, *, spinner: bo
 def status(ctx: click.Context, task_id: str, as_json: bool) -> None:
     """Show a task: state, attempts, timestamps, result and history."""
 
-    async def body(app: App) -> TaskRecord:
-        return await app.get(task_id)
+    async def body(client: Client) -> TaskRecord:
+        return await client.get(task_id)
 
-    record = with_app(state_of(ctx), body)
+    record = with_client(state_of(ctx), body)
     if wants_json(ctx, as_json):
         output.print_json(record)
     else:
@@ -212,7 +211,7 @@ def list_tasks(
     as_json: bool,
 ) -> None:
     """List tasks, newest first, with filters."""
-    from taskengine.brokers import Page, TaskFilter
+    from taskengine.brokers import TaskFilter
     from taskengine.model import Priority, TaskState
 
     task_filter = TaskFilter(
@@ -222,10 +221,10 @@ def list_tasks(
         priorities=frozenset(Priority.parse(p) for p in priorities) or None,
     )
 
-    async def body(app: App) -> Page:
-        return await app.broker.list_tasks(task_filter, limit, cursor)
+    async def body(client: Client) -> Page:
+        return await client.list_tasks(task_filter, limit, cursor)
 
-    page = with_app(state_of(ctx), body)
+    page = with_client(state_of(ctx), body)
     if wants_json(ctx, as_json):
         output.print_json(page)
     else:
@@ -240,10 +239,10 @@ def cancel(ctx: click.Context, task_id: str, as_json: bool) -> None:
     """Cancel a queued task, or ask a running one's worker to stop it."""
     from taskengine.brokers import CancelResult
 
-    async def body(app: App) -> CancelResult:
-        return await app.cancel(task_id)
+    async def body(client: Client) -> CancelResult:
+        return await client.cancel(task_id)
 
-    answer = with_app(state_of(ctx), body)
+    answer = with_client(state_of(ctx), body)
     if wants_json(ctx, as_json):
         output.print_json({"id": task_id, "result": answer.value})
     messages = {
@@ -267,10 +266,10 @@ def retry(ctx: click.Context, task_id: str, as_json: bool) -> None:
     """Queue a dead or cancelled task again, with a fresh attempt count."""
     from taskengine.brokers import ReplayResult
 
-    async def body(app: App) -> ReplayResult:
-        return await app.retry(task_id)
+    async def body(client: Client) -> ReplayResult:
+        return (await client.replay([task_id]))[0]
 
-    answer = with_app(state_of(ctx), body)
+    answer = with_client(state_of(ctx), body)
     if wants_json(ctx, as_json):
         output.print_json({"id": task_id, "result": answer.value})
     messages = {

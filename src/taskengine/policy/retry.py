@@ -27,6 +27,7 @@ __all__ = [
     "NoRetry",
     "Retry",
     "RetryPolicy",
+    "Snooze",
     "backoff_ceiling",
     "backoff_delay",
     "decide_failure",
@@ -77,6 +78,17 @@ class Retry(Exception):
         self.delay: float | None = None if delay is None else float(delay)
         self.reason = reason
         super().__init__(reason or _describe_request(self.delay))
+
+
+class Snooze(Exception):
+    """Raised by a handler that did not really run (a dependency is unavailable): run the task
+    again after `delay` seconds without spending an attempt."""
+
+    def __init__(self, delay: float, reason: str = "") -> None:
+        _check_delay(delay)
+        self.delay = float(delay)
+        self.reason = reason
+        super().__init__(reason or f"snoozed for {self.delay:g} s")
 
 
 class NoRetry(Exception):

@@ -14,7 +14,7 @@ from taskengine.model import Lease, Outcome, ResultStatus, TaskResult
 from taskengine.model import outcome as outcomes
 from taskengine.model.serializer import to_json
 from taskengine.policy.breaker import BreakerRegistry
-from taskengine.policy.retry import NoRetry, Retry, RetryPolicy, decide_failure
+from taskengine.policy.retry import NoRetry, Retry, RetryPolicy, Snooze, decide_failure
 from taskengine.registry import Registry, TaskContext, TaskSpec
 from taskengine.runtime.process_pool import ProcessExecutor
 from taskengine.runtime.slots import WorkerSlot
@@ -81,6 +81,9 @@ class Runner:
                 current.uncancel()
             breaker.release(self._clock.now())
             return self._interrupted(lease, slot, reason)
+        except Snooze as exc:
+            breaker.release(self._clock.now())
+            return outcomes.snooze(lease, self._clock.now() + exc.delay)
         except Exception as exc:
             finished = self._clock.now()
             breaker.record_failure(finished)
