@@ -11,7 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench import runtime_rates
+from bench import api_rates, runtime_rates
 from bench.broker_rates import Config, machine_facts, run, table
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -35,9 +35,10 @@ def parse(argv: list[str] | None = None) -> Config:
     parser.add_argument("--dir", dest="temp_parent", help="parent directory of the SQLite files")
     parser.add_argument(
         "--suite",
-        choices=("broker", "runtime", "all"),
+        choices=("broker", "runtime", "api", "all"),
         default="all",
-        help="broker: broker operation rates; runtime: end-to-end engine figures",
+        help="broker: broker operation rates; runtime: end-to-end engine figures; "
+        "api: HTTP latency, batch submission and idle memory",
     )
     args = parser.parse_args(argv)
     defaults = Config()
@@ -81,6 +82,13 @@ def main(argv: list[str] | None = None) -> None:
             {"runs": config.runs},
             [r.as_dict() for r in results],
         )
+
+    if config.suite in ("api", "all"):
+        started = time.perf_counter()
+        rows = api_rates.run(config.runs)
+        print()
+        print(api_rates.table(rows))
+        save("api_rates", facts, time.perf_counter() - started, {"runs": config.runs}, rows)
 
 
 def _loop_runner(main: Any) -> Any:
