@@ -5,7 +5,7 @@ from __future__ import annotations
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Match, Route
 
 from taskengine.api import admin, tasks
 from taskengine.api.context import ApiContext
@@ -40,9 +40,11 @@ def build_api(ctx: ApiContext) -> Starlette:
         )
 
     async def method_not_allowed(request: Request, exc: Exception) -> Response:
-        return await handle_api_error(
+        response = await handle_api_error(
             request, ApiError(405, "method_not_allowed", f"{request.method} is not allowed here")
         )
+        response.headers["Allow"] = ", ".join(_allowed_methods(request, routes))
+        return response
 
     routes = [
         *tasks.routes(ctx),
@@ -64,3 +66,13 @@ def build_api(ctx: ApiContext) -> Starlette:
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(RequestLogMiddleware)
     return app
+
+
+def _allowed_methods(request: Request, routes: list[BaseRoute]) -> list[str]:
+    """The methods some route serves at the request's path (one Route per method here)."""
+    methods: set[str] = set()
+    for route in routes:
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        if match is not Match.NONE and isinstance(route, Route) and route.methods:
+            methods |= route.methods
+    return sorted(methods)
