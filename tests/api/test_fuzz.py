@@ -33,9 +33,11 @@ from tests.api.conftest import Server, running  # noqa: E402
 
 MAX_EXAMPLES = int(os.environ.get("API_FUZZ_EXAMPLES", "30"))
 DERANDOMIZE = os.environ.get("API_FUZZ_RANDOM") != "1"
-OPERATIONS = sorted(
+DOCUMENTED = sorted(
     (method.upper(), path) for path, ops in openapi_document()["paths"].items() for method in ops
 )
+STREAMS = {("GET", "/api/events")}  # endless: a request never completes, so it is not fuzzed
+OPERATIONS = [op for op in DOCUMENTED if op not in STREAMS]
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +56,7 @@ def test_the_server_documents_the_operations_fuzzed_here(fuzz_schema: Any) -> No
         (result.ok().method.upper(), result.ok().path)
         for result in fuzz_schema.get_all_operations()
     )
-    assert served == OPERATIONS
+    assert served == DOCUMENTED
 
 
 @pytest.mark.parametrize(("method", "path"), OPERATIONS, ids=[f"{m} {p}" for m, p in OPERATIONS])

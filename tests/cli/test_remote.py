@@ -59,7 +59,11 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     broker = f"sqlite:///{tmp / 'r.db'}"
     port = free_port()
     log = tmp / "serve.log"
-    env = {**os.environ, "TASKENGINE_API_TOKENS": f"admin:{ADMIN},read:{READER}"}
+    env = {
+        **os.environ,
+        "TASKENGINE_API_TOKENS": f"admin:{ADMIN},read:{READER}",
+        "TASKENGINE_DATA_DIR": str(tmp / "data"),
+    }
     env.pop("TASKENGINE_API_URL", None)
     command = [
         sys.executable,
@@ -291,6 +295,22 @@ def test_queues_pause_and_resume(remote: Remote) -> None:
     bad = remote.invoke("queues", "pause", "no spaces")
     assert bad.exit_code == EXIT_USAGE
     assert bad.stderr.startswith("error: ")
+
+
+def test_metrics_from_the_server_and_from_the_broker(remote: Remote) -> None:
+    remote.ok("submit", "test.echo", "--payload", "1", "--wait")
+    served = remote.json("metrics")
+    assert served["source"] == "server"
+    assert served["submitted"] >= 1 and served["outcomes"]["succeeded"] >= 1
+    assert served["pool"]["size"] == 2
+    table = remote.ok("metrics").stdout
+    assert "metrics (server)" in table and "throughput.per_second_10s" in table
+    direct = remote.direct("metrics", "--json")
+    assert direct.exit_code == 0, direct.stderr
+    held = json.loads(direct.stdout)
+    assert held["source"] == "broker"
+    assert held["tasks_by_state"]["succeeded"] >= 1
+    assert set(held) >= {"queued", "running", "queued_by_priority", "workers", "workers_busy"}
 
 
 def test_invalid_input_is_the_servers_422(remote: Remote) -> None:

@@ -7,7 +7,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Match, Route
 
-from taskengine.api import admin, tasks
+from taskengine.api import admin, dashboard, live, tasks
 from taskengine.api.context import ApiContext
 from taskengine.api.errors import (
     ApiError,
@@ -46,12 +46,14 @@ def build_api(ctx: ApiContext) -> Starlette:
         response.headers["Allow"] = ", ".join(_allowed_methods(request, routes))
         return response
 
-    routes = [
+    routes: list[BaseRoute] = [
         *tasks.routes(ctx),
         *admin.routes(ctx),
+        *live.routes(ctx),
         Route("/openapi.json", openapi, methods=["GET"]),
         Route("/docs", docs, methods=["GET"]),
         Route("/docs.js", docs_js, methods=["GET"]),
+        *dashboard.routes(),
     ]
     app = Starlette(
         routes=routes,

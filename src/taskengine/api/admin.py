@@ -1,9 +1,8 @@
-"""Workers, queues (pause/resume), dead letters, the metrics snapshot and health checks."""
+"""Workers, queues (pause/resume), dead letters and health checks."""
 
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -18,7 +17,6 @@ from taskengine.api.tasks import json_response
 from taskengine.errors import ValidationError
 from taskengine.model import TaskState
 from taskengine.model.task import validate_name
-from taskengine.process_stats import process_stats
 
 READY_TIMEOUT = 2.0
 
@@ -63,10 +61,6 @@ def routes(ctx: ApiContext) -> list[Route]:
         page = await broker.list_tasks(flt, page_limit(params), cursor(params))
         return json_response(TaskPage([task_view(r) for r in page.items], page.next_cursor))
 
-    async def metrics(request: Request) -> Response:
-        ctx.tokens.check(request, "read")
-        return json_response(await metrics_snapshot(ctx))
-
     async def healthz(request: Request) -> Response:
         return json_response(HealthView("ok"))
 
@@ -91,36 +85,6 @@ def routes(ctx: ApiContext) -> list[Route]:
         Route("/api/queues/{queue}/pause", pause, methods=["POST"]),
         Route("/api/queues/{queue}/resume", resume, methods=["POST"]),
         Route("/api/dead-letters", dead_letters, methods=["GET"]),
-        Route("/api/metrics", metrics, methods=["GET"]),
         Route("/healthz", healthz, methods=["GET"]),
         Route("/readyz", readyz, methods=["GET"]),
     ]
-
-
-async def metrics_snapshot(ctx: ApiContext) -> dict[str, Any]:
-    """The JSON metrics: task counters and rates, latency by type, depth, workers, process."""
-    now = ctx.app.clock.now()
-    rows = await ctx.app.broker.counts()
-    depth: dict[str, int] = {}
-    for row in rows:
-        if row.state in (TaskState.QUEUED, TaskState.RUNNING):
-            key = f"{row.queue}:{row.state}"
-            depth[key] = depth.get(key, 0) + row.count
-    snapshot = ctx.app.metrics.snapshot(now)
-    snapshot["queue_depth"] = depth
-    snapshot["queued"] = sum(r.count for r in rows if r.state is TaskState.QUEUED)
-    snapshot["running"] = sum(r.count for r in rows if r.state is TaskState.RUNNING)
-    worker = ctx.worker
-    if worker is not None:
-        pool = worker.pool
-        snapshot["pool"] = {
-            "instance": worker.instance,
-            "size": pool.size,
-            "busy": pool.busy,
-            "utilisation": pool.busy / pool.size if pool.size else 0.0,
-            "buffered": pool.waiting,
-            "overrunning_threads": worker.runner.overrunning_threads,
-        }
-    snapshot["process"] = process_stats()
-    snapshot["uptime_seconds"] = now - ctx.started_at if ctx.started_at else 0.0
-    return snapshot

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from taskengine.api.auth import Tokens
 from taskengine.app import App
 from taskengine.runtime.worker import Worker
+
+if TYPE_CHECKING:
+    from taskengine.api.live import LiveFeed
 
 MAX_BODY_BYTES = 1024 * 1024
 MAX_JSON_DEPTH = 32
@@ -22,3 +26,9 @@ class ApiContext:
     max_body: int = MAX_BODY_BYTES
     max_depth: int = MAX_JSON_DEPTH
     started_at: float = 0.0
+    live: LiveFeed = field(init=False)
+
+    def __post_init__(self) -> None:
+        from taskengine.api.live import LiveFeed  # it needs a built context
+
+        self.live = LiveFeed(self)

@@ -203,6 +203,37 @@ def openapi_document() -> dict[str, Any]:
                 "A JSON metrics snapshot", {"200": _json({"type": "object"}, "metrics")}, ("401",)
             )
         },
+        "/api/metrics/history": {
+            "get": _op(
+                "The last five minutes, one point per second",
+                {"200": _json({"type": "object"}, "history points, oldest first")},
+                ("401",),
+            )
+        },
+        "/api/events": {
+            "get": _op(
+                "Live feed (Server-Sent Events): `history` once, then a `tick` every second",
+                {
+                    "200": {
+                        "description": "an endless event stream",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    }
+                },
+                ("401",),
+            )
+        },
+        "/metrics": {
+            "get": _op(
+                "Prometheus metrics (text exposition format)",
+                {
+                    "200": {
+                        "description": "metric families",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+                ("401",),
+            )
+        },
         "/healthz": {"get": _op("Alive", {"200": _json(_ref("HealthView"), "alive")}, ())},
         "/readyz": {
             "get": _op(

@@ -67,6 +67,7 @@ async def serve(
     if worker is not None:
         await worker.start()
     ctx = ApiContext(app=app, worker=worker, tokens=tokens, started_at=app.clock.now())
+    await ctx.live.start()
     config = uvicorn.Config(
         build_api(ctx),
         host=host,
@@ -86,6 +87,7 @@ async def serve(
         if signals == 1:
             log.info("stopping gracefully (signal again to skip the wait)")
             server.should_exit = True
+            ctx.live.close_streams()  # open dashboards end theirs, so uvicorn can stop
         else:
             server.force_exit = True
             if worker is not None:
@@ -108,6 +110,7 @@ async def serve(
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        await ctx.live.stop()
         if worker is not None:
             await worker.stop()
         await app.close()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import click
 
-from taskengine.cli.admin_cmds import dlq, queues, workers
+from taskengine.cli.admin_cmds import dlq, metrics, queues, workers
 from taskengine.cli.errors import EXIT_USAGE, EngineGroup, fail
 from taskengine.cli.loading import CliState
 from taskengine.cli.serve_cmd import serve
@@ -97,7 +97,19 @@ def remote_target(
     return api
 
 
-for command in (worker, serve, submit, status, list_tasks, cancel, retry, dlq, workers, queues):
+for command in (
+    worker,
+    serve,
+    submit,
+    status,
+    list_tasks,
+    cancel,
+    retry,
+    dlq,
+    workers,
+    queues,
+    metrics,
+):
     cli.add_command(command)
 
 

@@ -1,4 +1,4 @@
-"""Client commands about the system: dead letters, workers, queues (pause and resume)."""
+"""Client commands about the system: dead letters, workers, queues (pause, resume), metrics."""
 
 from __future__ import annotations
 
@@ -175,3 +175,19 @@ def resume(ctx: click.Context, names: tuple[str, ...], as_json: bool) -> None:
         output.print_json({"resumed": list(names)})
     else:
         click.echo(f"resumed {', '.join(names)}")
+
+
+@click.command()
+@json_option
+@click.pass_context
+def metrics(ctx: click.Context, as_json: bool) -> None:
+    """Figures of the system: with --api the server's metrics, else what the broker holds."""
+
+    async def body(client: Client) -> dict[str, Any]:
+        return await client.metrics()
+
+    figures = with_client(state_of(ctx), body)
+    if wants_json(ctx, as_json):
+        output.print_json(figures)
+    else:
+        output.show_metrics(figures)

@@ -188,6 +188,9 @@ class Client(Protocol):
     async def queues(self) -> list[dict[str, Any]]:
         """The queue summary (see output.queue_summary)."""
 
+    async def metrics(self) -> dict[str, Any]:
+        """Figures of the system: the server's snapshot, or what the broker alone can tell."""
+
     async def pause(self, names: Sequence[str]) -> None:
         """Pause these queues."""
 
@@ -259,6 +262,30 @@ class DirectClient:
         rows = await self.app.broker.counts()
         paused = await self.app.broker.paused()
         return queue_summary(rows, paused)
+
+    async def metrics(self) -> dict[str, Any]:
+        """What the broker holds: counts by state and priority, workers and how busy they are."""
+        from taskengine.model import TaskState
+
+        now = self.now()
+        rows = await self.app.broker.counts()
+        infos = await self.app.broker.workers(now - 3 * self.app.settings.heartbeat_every)
+        by_state: dict[str, int] = {}
+        queued_by_priority: dict[str, int] = {}
+        for row in rows:
+            by_state[str(row.state)] = by_state.get(str(row.state), 0) + row.count
+            if row.state is TaskState.QUEUED:
+                name = row.priority.name
+                queued_by_priority[name] = queued_by_priority.get(name, 0) + row.count
+        return {
+            "source": "broker",
+            "queued": by_state.get("queued", 0),
+            "running": by_state.get("running", 0),
+            "tasks_by_state": by_state,
+            "queued_by_priority": queued_by_priority,
+            "workers": len(infos),
+            "workers_busy": sum(1 for info in infos if info.state == "busy"),
+        }
 
     async def pause(self, names: Sequence[str]) -> None:
         """Pause in the broker."""

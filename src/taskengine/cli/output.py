@@ -254,3 +254,23 @@ def show_queues(summary: Sequence[dict[str, Any]], now: float) -> None:
             "[red]yes[/red]" if item["paused"] else "no",
         )
     out.print(grid)
+
+
+def show_metrics(figures: dict[str, Any]) -> None:
+    """Print the metrics as one row per figure (nested ones as dotted names)."""
+    grid = table("figure", "value", title=f"metrics ({figures.get('source', '?')})")
+    for name, value in _flatten(figures):
+        if name != "source":
+            grid.add_row(name, f"{value:.4g}" if isinstance(value, float) else str(value))
+    console().print(grid)
+
+
+def _flatten(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    if isinstance(value, dict):
+        rows: list[tuple[str, Any]] = []
+        for key, item in value.items():
+            rows.extend(_flatten(item, f"{prefix}{key}."))
+        return rows
+    if isinstance(value, list):
+        return [(prefix.rstrip("."), f"{len(value)} item(s)")]
+    return [(prefix.rstrip("."), value)]

@@ -148,6 +148,12 @@ class HttpClient:
         views = self._decode(response, dict[str, list[QueueView]]).get("queues", [])
         return [queue_summary_of(view) for view in views]
 
+    async def metrics(self) -> dict[str, Any]:
+        """GET /api/metrics: the server's counters, rates, latency, pool and process."""
+        response = await self._request("GET", "/api/metrics")
+        body: dict[str, Any] = {"source": "server", **self._decode(response, dict[str, Any])}
+        return body
+
     async def pause(self, names: Sequence[str]) -> None:
         """POST /api/queues/{name}/pause for each name."""
         for name in names:

@@ -173,6 +173,8 @@ class Pool:
                 if lease.task_id in self._dropped:
                     self._dropped.discard(lease.task_id)
                     continue
+                record = lease.record
+                self._metrics.on_started(record.type, self._clock.now() - record.run_at)
                 try:
                     outcome = await self._runner.run(slot, lease)
                 except Exception:  # a bug, not a task failure: hand the task back
@@ -181,7 +183,7 @@ class Pool:
                 self.held.pop(lease.task_id, None)
                 if outcome is not None:
                     self._completer.add(outcome)
-                    self._metrics.on_outcome(lease.record.type, outcome, self._clock.now())
+                    self._metrics.on_outcome(record.type, outcome, self._clock.now())
                 self.space_available()
         finally:
             slot.task = None
