@@ -17,7 +17,8 @@ DEFAULT_QUEUE = "default"
 DEFAULT_TIMEOUT = 30 * 60.0
 DEFAULT_MAX_ATTEMPTS = 25
 MAX_TIMEOUT = 7 * 24 * 3600.0
-MAX_SCHEDULE_AHEAD = 366 * 24 * 3600.0
+MAX_DELAY = 366 * 24 * 3600.0
+LATEST_RUN_AT = 253_402_300_799.0  # 9999-12-31T23:59:59Z, the last time a datetime can show
 MAX_ATTEMPTS_LIMIT = 1000
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
 
@@ -104,13 +105,13 @@ def new_task(
     if run_at is not None and delay is not None:
         raise ValidationError("give run_at or delay, not both")
     if delay is not None:
-        if not 0 <= delay <= MAX_SCHEDULE_AHEAD:
+        if not 0 <= delay <= MAX_DELAY:
             raise ValidationError(f"delay {delay!r} must be between 0 and one year")
         run_at = now + delay
     if run_at is None:
         run_at = now
-    if not 0 <= run_at <= now + MAX_SCHEDULE_AHEAD:
-        raise ValidationError(f"run_at {run_at!r} must be after 1970 and within a year from now")
+    if not 0 <= run_at <= LATEST_RUN_AT:
+        raise ValidationError(f"run_at {run_at!r} must be between 1970 and the year 9999")
     if not isinstance(timeout, int | float) or not 0 < timeout <= MAX_TIMEOUT:
         raise ValidationError(f"timeout {timeout!r} must be > 0 and at most {MAX_TIMEOUT:.0f} s")
     if isinstance(max_attempts, bool) or not isinstance(max_attempts, int):
