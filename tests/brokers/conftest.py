@@ -15,6 +15,7 @@ from tests.brokers.support import (
     MakeBroker,
     Tasks,
     broker_urls,
+    drop_storage,
     fill_url,
     started,
     url_id,
@@ -29,7 +30,8 @@ def broker_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 @pytest.fixture
 async def make_broker(broker_url: str) -> AsyncIterator[MakeBroker]:
-    """Start extra brokers on the test's URL (with options such as max_depth); all closed after."""
+    """Start extra brokers on the test's URL (with options such as max_depth); after the test,
+    what they stored on a shared server is dropped and they are closed."""
     opened: list[BrokerBackend] = []
 
     async def make(url: str | None = None, **options: Any) -> BrokerBackend:
@@ -39,6 +41,7 @@ async def make_broker(broker_url: str) -> AsyncIterator[MakeBroker]:
 
     yield make
     for broker in reversed(opened):
+        await drop_storage(broker)
         await broker.close()
 
 

@@ -8,6 +8,7 @@ More brokers are added through `TASKENGINE_TEST_BROKERS` (comma separated) or by
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -73,6 +74,15 @@ async def started(url: str, **options: Any) -> BrokerBackend:
             pytest.skip(f"{url.split(':', 1)[0]} unreachable: {exc}")
         raise
     return broker
+
+
+async def drop_storage(broker: BrokerBackend) -> None:
+    """Drop what a service broker stored under its own name (Redis namespace, PostgreSQL
+    schema), so servers shared between tests do not fill up; a closed broker is left alone."""
+    drop = getattr(broker, "drop_schema", None) or getattr(broker, "drop_namespace", None)
+    if drop is not None:
+        with contextlib.suppress(BrokerUnavailable):
+            await drop()
 
 
 def make_id(now: float, seq: int) -> str:

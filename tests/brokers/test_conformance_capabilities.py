@@ -18,6 +18,8 @@ from tests.brokers.support import MakeBroker, Tasks, outcome, started
 EXPECTED_FLAGS: dict[str, dict[str, bool]] = {
     "memory": {"durable": False, "shared": False},
     "sqlite": {"durable": True, "shared": True},
+    "redis": {"shared": True, "push_wakeup": True},
+    "postgresql": {"shared": True, "push_wakeup": True},
 }
 
 

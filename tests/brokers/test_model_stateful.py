@@ -33,6 +33,7 @@ from tests.brokers.support import (
     MEMORY_URL,
     T0,
     broker_urls,
+    drop_storage,
     fill_url,
     make_id,
     outcome,
@@ -109,6 +110,7 @@ class Agreement(RuleBasedStateMachine):
         try:
             for broker in (self.other, self.ref):
                 if broker is not None:
+                    self.run(drop_storage(broker))
                     self.run(broker.close())
         finally:
             self.loop.close()

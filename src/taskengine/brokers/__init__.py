@@ -61,7 +61,18 @@ def open_broker(url: str = DEFAULT_BROKER_URL, **options: Any) -> BrokerBackend:
                 f"invalid SQLite URL {url!r}: use sqlite:///relative.db or sqlite:////abs.db"
             )
         return SqliteBroker(path, **_max_depth(params))
-    raise UnknownBroker(f"no broker serves {parts.scheme or url!r}: use memory:// or sqlite:///")
+    if parts.scheme in ("redis", "rediss"):
+        from taskengine.brokers.redis import RedisBroker
+
+        return RedisBroker(url, **_max_depth(params))
+    if parts.scheme in ("postgresql", "postgres"):
+        from taskengine.brokers.postgres import PostgresBroker
+
+        return PostgresBroker(url, **_max_depth(params))
+    raise UnknownBroker(
+        f"no broker serves {parts.scheme or url!r}: use memory://, sqlite:///, redis:// "
+        "or postgresql://"
+    )
 
 
 def _max_depth(params: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,167 @@
+"""The admin half of the PostgreSQL broker: inspection, cancel/replay/purge, pause, registry,
+leader. Each method is one statement: one round trip, atomic."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from taskengine.brokers.base import (
+    CancelResult,
+    CountRow,
+    Page,
+    ReplayResult,
+    TaskFilter,
+    check_limit,
+)
+from taskengine.brokers.postgres import queries as q
+from taskengine.brokers.postgres.batches import unique_sorted
+from taskengine.brokers.postgres.codec import (
+    HEADS,
+    cancelled_result,
+    decode_worker,
+    record_from_row,
+    worker_arrays,
+)
+from taskengine.brokers.postgres.connection import Connection
+from taskengine.brokers.postgres.listing import list_query
+from taskengine.model import Priority, TaskRecord, TaskState
+from taskengine.model.state import TERMINAL_STATES
+from taskengine.model.worker import WorkerInfo
+
+
+class PostgresAdmin(Connection):
+    """Inspection and control; see BrokerAdmin in brokers/base.py for the contract."""
+
+    async def get(self, ids: Sequence[str]) -> list[TaskRecord | None]:
+        """Return each record with its history, or None where unknown, in input order.
+
+        One round trip: one snapshot, so a record and its history never disagree.
+        """
+        if not ids:
+            return []
+        rows = await self._fetch(q.GET, unique_sorted(ids))
+        found = {row["id"]: record_from_row(row) for row in rows}
+        return [found.get(task_id) for task_id in ids]
+
+    async def list_tasks(self, filter: TaskFilter, limit: int, cursor: str | None = None) -> Page:
+        """Return matching tasks newest first (by id), at most `limit`, with ids below `cursor`.
+
+        One round trip; next_cursor is the last id when more tasks match.
+        """
+        check_limit(limit)
+        template, params = list_query(filter, limit + 1, cursor)
+        rows = await self._fetch(template, *params)
+        items = [record_from_row(row) for row in rows[:limit]]
+        return Page(items, items[-1].id if len(rows) > limit else None)
+
+    async def counts(self) -> list[CountRow]:
+        """Task counts per (queue, state, priority), ordered so; one round trip (a full scan)."""
+        return [
+            CountRow(
+                row["queue"],
+                TaskState(row["state"]),
+                Priority(row["priority"]),
+                row["count"],
+                row["oldest"],
+            )
+            for row in await self._fetch(q.COUNTS)
+        ]
+
+    async def cancel(self, ids: Sequence[str], now: float) -> list[CancelResult]:
+        """Cancel queued tasks at once and flag running ones for their worker's next extend.
+
+        One round trip; atomic; aligned with `ids`. A repeated id sees the first one's
+        effect (a task cancelled by it is FINISHED the second time).
+        """
+        if not ids:
+            return []
+        unique = unique_sorted(ids)
+        blobs = [cancelled_result(task_id, now) for task_id in unique]
+        rows = await self._fetch(q.CANCEL, unique, blobs, float(now))
+        changed = {row["id"]: row["changed"] for row in rows}
+        results: list[CancelResult] = []
+        answered: set[str] = set()
+        for task_id in ids:
+            if task_id not in changed:
+                results.append(CancelResult.NOT_FOUND)
+            elif changed[task_id] == TaskState.RUNNING:
+                results.append(CancelResult.REQUESTED)
+            elif changed[task_id] == TaskState.CANCELLED and task_id not in answered:
+                results.append(CancelResult.CANCELLED)
+            else:
+                results.append(CancelResult.FINISHED)
+            answered.add(task_id)
+        return results
+
+    async def replay(self, ids: Sequence[str], now: float) -> list[ReplayResult]:
+        """Move dead or cancelled tasks back to queued, due now, attempt count 0, history kept.
+
+        One round trip; atomic; aligned with `ids` (a repeated id is NOT_REPLAYABLE the
+        second time: it is queued by then). Wakes waiters if any was replayed.
+        """
+        if not ids:
+            return []
+        rows = await self._fetch(q.REPLAY, unique_sorted(ids), float(now), HEADS)
+        replayed = {row["id"]: row["replayed"] for row in rows}
+        results: list[ReplayResult] = []
+        answered: set[str] = set()
+        for task_id in ids:
+            if task_id not in replayed:
+                results.append(ReplayResult.NOT_FOUND)
+            elif replayed[task_id] and task_id not in answered:
+                results.append(ReplayResult.REPLAYED)
+            else:
+                results.append(ReplayResult.NOT_REPLAYABLE)
+            answered.add(task_id)
+        return results
+
+    async def purge(self, states: Sequence[TaskState], finished_before: float, limit: int) -> int:
+        """Delete up to `limit` terminal tasks in `states` finished before the cutoff (earliest
+        first) with their history; return how many. One round trip; atomic."""
+        check_limit(limit)
+        wanted = sorted(TaskState(s).value for s in set(states) & TERMINAL_STATES)
+        if not wanted:
+            return 0
+        return int(await self._fetchval(q.PURGE, wanted, float(finished_before), limit))
+
+    async def pause(self, queues: Sequence[str]) -> None:
+        """Stop `reserve` (of every process) from taking these queues. One round trip."""
+        if queues:
+            await self._execute(q.PAUSE, list(queues))
+
+    async def resume(self, queues: Sequence[str]) -> None:
+        """Let `reserve` take these queues again and wake every waiter. One round trip."""
+        await self._execute(q.RESUME, list(queues), self.config.channel)
+
+    async def paused(self) -> set[str]:
+        """The paused queue names. One round trip."""
+        return {row["queue"] for row in await self._fetch(q.PAUSED)}
+
+    async def record_workers(self, workers: Sequence[WorkerInfo]) -> None:
+        """Insert or replace these workers by id (a later duplicate in the batch wins).
+        One round trip; atomic."""
+        if workers:
+            await self._execute(q.RECORD_WORKERS, *worker_arrays(workers))
+
+    async def forget_workers(self, ids: Sequence[str]) -> None:
+        """Remove these workers. One round trip; atomic."""
+        if ids:
+            await self._execute(q.FORGET_WORKERS, list(ids))
+
+    async def workers(self, seen_since: float) -> list[WorkerInfo]:
+        """Workers last seen at or after `seen_since`, by id. One round trip."""
+        rows = await self._fetch(q.WORKERS, float(seen_since))
+        return [decode_worker(row["info"]) for row in rows]
+
+    async def leader(self, name: str, holder: str, ttl: float, now: float) -> bool:
+        """Take `name` if free or expired, renew it if `holder` has it; True if held.
+
+        One round trip, one atomic upsert; expiry is judged by the caller's `now`, so two
+        holders never hold `name` at once whatever the database clock says.
+        """
+        row = await self._fetchval(q.LEADER, name, holder, float(now), float(now + ttl))
+        return row is not None
+
+    async def resign(self, name: str, holder: str) -> None:
+        """Free `name` if `holder` holds it. One round trip."""
+        await self._execute(q.RESIGN, name, holder)

@@ -1,0 +1,55 @@
+"""Pure helpers that shape a batch before it goes to SQL and align the answers after.
+
+One SQL statement updates a row at most once, so repeats inside a batch are taken out here and
+answered as the reference broker answers them (the first one acts, the later ones see it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+from taskengine.brokers.base import EnqueueResult
+from taskengine.model import Task
+
+Pair = tuple[str, str]  # (task id, lease token)
+
+
+def split_new(
+    tasks: Sequence[Task], known_ids: set[str], known_keys: Mapping[str, str]
+) -> tuple[list[EnqueueResult], list[Task]]:
+    """Aligned results and the tasks to store: a task whose id or idempotency key is stored,
+    or earlier in the batch, is a duplicate answered with the first task's id."""
+    ids = set(known_ids)
+    keys = dict(known_keys)
+    results: list[EnqueueResult] = []
+    fresh: list[Task] = []
+    for task in tasks:
+        if task.id in ids:
+            results.append(EnqueueResult(task.id, False))
+            continue
+        key = task.idempotency_key
+        if key is not None and key in keys:
+            results.append(EnqueueResult(keys[key], False))
+            continue
+        ids.add(task.id)
+        if key is not None:
+            keys[key] = task.id
+        fresh.append(task)
+        results.append(EnqueueResult(task.id, True))
+    return results, fresh
+
+
+def first_of_each(pairs: Iterable[Pair]) -> tuple[list[int], list[bool]]:
+    """Indexes of the first occurrence of each pair, sorted by pair (a stable lock order
+    across callers), and per input whether it is such a first occurrence."""
+    first: dict[Pair, int] = {}
+    is_first: list[bool] = []
+    for index, pair in enumerate(pairs):
+        is_first.append(pair not in first)
+        first.setdefault(pair, index)
+    return [first[pair] for pair in sorted(first)], is_first
+
+
+def unique_sorted(ids: Iterable[str]) -> list[str]:
+    """The distinct ids in sorted order (a stable lock order across callers)."""
+    return sorted(set(ids))

@@ -1,0 +1,193 @@
+"""The PostgreSQL broker: shared by any number of processes and hosts on one database.
+
+`reserve` is one `UPDATE … FROM (SELECT … FOR UPDATE SKIP LOCKED)`, so concurrent reservers
+never wait for each other nor claim one task twice; every batch travels as arrays, so a batch
+is one statement whatever its size (see queries.py for each statement and schema.py for the
+tables). Every "now" is the caller's; lease tokens come from `gen_random_uuid()`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from taskengine.brokers.base import (
+    EnqueueResult,
+    check_lease_for,
+    check_limit,
+)
+from taskengine.brokers.postgres import queries as q
+from taskengine.brokers.postgres.admin import PostgresAdmin
+from taskengine.brokers.postgres.batches import first_of_each, split_new
+from taskengine.brokers.postgres.codec import (
+    HEADS,
+    expiry_line,
+    record_from_row,
+    settle_arrays,
+    task_arrays,
+)
+from taskengine.brokers.postgres.schema import lock_key
+from taskengine.errors import QueueFull
+from taskengine.model import Lease, LeaseStatus, Outcome, Priority, Task
+from taskengine.policy.priority import order_key
+
+
+class PostgresBroker(PostgresAdmin):
+    """A broker on PostgreSQL 13+: `postgresql://user@host:5432/db?schema=name`.
+
+    All tables live in `schema` (default `taskengine`), created at start, so engines sharing
+    one database stay apart. Query parameters other than `schema`, `max_depth` and
+    `pool_size` (the most connections this broker opens, default 10, plus one for LISTEN) go
+    to asyncpg; they also arrive here as keywords from `open_broker` and are accepted only if
+    they match the URL.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_depth: int | None = None,
+        schema: str | None = None,
+        pool_size: int | str | None = None,
+        **url_params: str,
+    ) -> None:
+        super().__init__(
+            url, max_depth=max_depth, schema=schema, pool_size=pool_size, url_params=url_params
+        )
+        self._enqueue_lock = lock_key("enqueue", self.schema)
+
+    async def enqueue(self, tasks: Sequence[Task], now: float) -> list[EnqueueResult]:
+        """Store tasks as queued, one result per task in input order.
+
+        One transaction of three statements (lock, look up, insert): five round trips with
+        BEGIN and COMMIT. Enqueues of one schema take turns on an advisory lock, so the depth
+        check is exact across processes. Atomic: on QueueFull (or any error) nothing is
+        stored. Duplicates by id, then idempotency key, stored or earlier in the batch, answer
+        the first task's id with created=False. Waiters are woken on commit (NOTIFY).
+        """
+        if not tasks:
+            self._live()
+            return []
+        ids = [t.id for t in tasks]
+        keys = [t.idempotency_key for t in tasks if t.idempotency_key is not None]
+
+        async def work(conn: Any) -> list[EnqueueResult]:
+            await conn.execute(self.sql(q.LOCK_ENQUEUE), self._enqueue_lock)
+            found = await conn.fetchrow(self.sql(q.ENQUEUE_LOOKUP), ids, keys)
+            known_keys = dict(zip(found["keys"] or [], found["key_ids"] or [], strict=True))
+            results, fresh = split_new(tasks, set(found["ids"] or []), known_keys)
+            depth = int(found["depth"])
+            if depth + len(fresh) > self.max_depth:  # as the reference: also when none is new
+                raise QueueFull(depth, self.max_depth, len(fresh))
+            if fresh:
+                await conn.execute(self.sql(q.INSERT_TASKS), *task_arrays(fresh), float(now))
+            return results
+
+        return await self._transaction(work)
+
+    async def reserve(
+        self,
+        worker_id: str,
+        limit: int,
+        lease_for: float,
+        now: float,
+        queues: Sequence[str] | None = None,
+    ) -> list[Lease]:
+        """Claim up to `limit` due tasks of unpaused queues, lowest (order key, id) first.
+
+        One round trip, atomic: locked rows are skipped, so reservers never wait for each
+        other and no task is claimed twice. Leases come back in claim order; each has its own
+        random token and expires at `now + lease_for`; the attempt counter goes up by one.
+        """
+        check_limit(limit)
+        check_lease_for(lease_for)
+        self._live()
+        if queues is not None and not queues:
+            return []
+        expires_at = now + lease_for
+        max_key = max(order_key(p, now) for p in Priority)
+        wanted = None if queues is None else list(queues)
+        rows = await self._fetch(
+            q.RESERVE, float(now), float(expires_at), worker_id, limit, max_key, wanted
+        )
+        rows.sort(key=lambda row: (row["order_key"], row["id"]))
+        return [
+            Lease(record=record_from_row(row), token=row["lease_token"], expires_at=expires_at)
+            for row in rows
+        ]
+
+    async def extend(
+        self, leases: Sequence[Lease], lease_for: float, now: float
+    ) -> list[LeaseStatus]:
+        """Push each held lease to `now + lease_for`; aligned statuses: HELD, CANCEL_REQUESTED
+        (a cancel was asked: still extended) or LOST (the token is no longer current).
+
+        One round trip; atomic.
+        """
+        check_lease_for(lease_for)
+        self._live()
+        if not leases:
+            return []
+        pairs = [(lease.task_id, lease.token) for lease in leases]
+        chosen, _ = first_of_each(pairs)
+        rows = await self._fetch(
+            q.EXTEND,
+            [pairs[i][0] for i in chosen],
+            [pairs[i][1] for i in chosen],
+            float(now + lease_for),
+        )
+        held = {(row["id"], row["lease_token"]): row["cancel_requested"] for row in rows}
+        statuses: list[LeaseStatus] = []
+        for pair in pairs:
+            if pair not in held:
+                statuses.append(LeaseStatus.LOST)
+            else:
+                statuses.append(LeaseStatus.CANCEL_REQUESTED if held[pair] else LeaseStatus.HELD)
+        return statuses
+
+    async def settle(self, outcomes: Sequence[Outcome], now: float) -> list[bool]:
+        """Apply a mixed batch of outcomes, each only if its token is current (aligned bools).
+
+        One round trip; atomic. A refused outcome (False) changes nothing; a second outcome
+        for the same lease in the batch is refused. A task that becomes queued wakes waiters
+        on commit (NOTIFY).
+        """
+        self._live()
+        if not outcomes:
+            return []
+        chosen, is_first = first_of_each((o.task_id, o.token) for o in outcomes)
+        batch = [outcomes[i] for i in chosen]
+        rows = await self._fetch(q.SETTLE, *settle_arrays(batch), float(now), HEADS)
+        applied = {(row["id"], row["token"]) for row in rows}
+        return [
+            first and (o.task_id, o.token) in applied
+            for o, first in zip(outcomes, is_first, strict=True)
+        ]
+
+    async def requeue_expired(self, now: float, limit: int) -> list[str]:
+        """Move up to `limit` running tasks whose lease expired before `now` back to queued
+        (or to cancelled, if cancel was requested), oldest expiry first, each with a history
+        line for the lost attempt; return their ids in that order.
+
+        One transaction of two statements (four round trips with BEGIN and COMMIT): the rows
+        are locked while their history lines are built here. Atomic; wakes waiters.
+        """
+        check_limit(limit)
+        self._live()
+
+        async def work(conn: Any) -> list[str]:
+            rows = await conn.fetch(self.sql(q.REQUEUE_SELECT), float(now), limit)
+            if not rows:
+                return []
+            await conn.execute(
+                self.sql(q.REQUEUE_APPLY),
+                [row["id"] for row in rows],
+                [row["lease_token"] for row in rows],
+                [expiry_line(row, now) for row in rows],
+                [row["cancel_requested"] for row in rows],
+                float(now),
+                HEADS,
+            )
+            return [row["id"] for row in rows]
+
+        return await self._transaction(work)

@@ -1,0 +1,193 @@
+"""Rows of the PostgreSQL store to and from model structs (MessagePack via model.serializer).
+
+Batches go to SQL as aligned arrays, one per column. The payload, the last result and each
+history line are MessagePack; their attempt numbers live in integer columns, because a settle
+is applied in SQL and only the row knows the attempt then.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import msgspec
+from msgspec.structs import replace
+
+from taskengine.brokers.memory import LEASE_EXPIRED
+from taskengine.model import (
+    AttemptRecord,
+    Outcome,
+    Priority,
+    ResultStatus,
+    Task,
+    TaskRecord,
+    TaskResult,
+    TaskState,
+)
+from taskengine.model.outcome import ATTEMPT_REFUNDED, NEEDS_RESULT
+from taskengine.model.serializer import pack
+from taskengine.model.worker import WorkerInfo
+from taskengine.policy.priority import HEAD_START, order_key
+
+CANCELLED_BEFORE_RUN = "cancelled before it ran"
+
+# The columns a TaskRecord is built from (tasks aliased `t`), read by name in `record_from_row`.
+RECORD_COLUMNS = ", ".join(
+    f"t.{name}"
+    for name in (
+        "id",
+        "type",
+        "payload",
+        "priority",
+        "queue",
+        "created_at",
+        "run_at",
+        "timeout",
+        "max_attempts",
+        "attempt",
+        "idempotency_key",
+        "state",
+        "updated_at",
+        "started_at",
+        "finished_at",
+        "worker_id",
+        "lease_expires_at",
+        "cancel_requested",
+        "result",
+        "result_attempt",
+        "history_lines",
+        "history_attempts",
+    )
+)
+# HEAD_START by priority, 1-based as SQL arrays are: SQL reads it at index `priority + 1`.
+HEADS = [HEAD_START[Priority(p)] for p in range(len(Priority))]
+
+_payload = msgspec.msgpack.Decoder()
+_result = msgspec.msgpack.Decoder(TaskResult)
+_line = msgspec.msgpack.Decoder(AttemptRecord)
+_worker = msgspec.msgpack.Decoder(WorkerInfo)
+
+
+class Row(Protocol):
+    """What asyncpg returns for a row: columns by name or position."""
+
+    def __getitem__(self, key: str | int) -> Any: ...
+
+
+def task_arrays(tasks: Sequence[Task]) -> list[list[Any]]:
+    """The twelve aligned arrays of queries.INSERT_TASKS."""
+    return [
+        [t.id for t in tasks],
+        [t.type for t in tasks],
+        [pack(t.payload) for t in tasks],
+        [int(t.priority) for t in tasks],
+        [t.queue for t in tasks],
+        [float(t.created_at) for t in tasks],
+        [float(t.run_at) for t in tasks],
+        [order_key(t.priority, float(t.run_at)) for t in tasks],
+        [float(t.timeout) for t in tasks],
+        [t.max_attempts for t in tasks],
+        [t.attempt for t in tasks],
+        [t.idempotency_key for t in tasks],
+    ]
+
+
+def settle_arrays(outcomes: Sequence[Outcome]) -> list[list[Any]]:
+    """The seven aligned arrays of queries.SETTLE (the row sets the attempt numbers)."""
+    lines: list[bytes | None] = []
+    for outcome in outcomes:
+        result = outcome.result
+        if outcome.kind in NEEDS_RESULT and result is not None:
+            line = AttemptRecord(
+                attempt=0,
+                status=result.status,
+                worker_id=result.worker_id,
+                finished_at=result.completed_at,
+                duration=result.duration,
+                error=result.error,
+            )
+            lines.append(pack(line))
+        else:
+            lines.append(None)
+    return [
+        [o.task_id for o in outcomes],
+        [o.token for o in outcomes],
+        [o.state.value for o in outcomes],
+        [o.kind in ATTEMPT_REFUNDED for o in outcomes],
+        [None if o.run_at is None else float(o.run_at) for o in outcomes],
+        [None if o.result is None else pack(o.result) for o in outcomes],
+        lines,
+    ]
+
+
+def expiry_line(row: Row, now: float) -> bytes:
+    """The history line of an attempt whose lease ran out (a row of queries.REQUEUE_SELECT)."""
+    started = row["started_at"]
+    line = AttemptRecord(
+        attempt=row["attempt"],
+        status=ResultStatus.CANCELLED if row["cancel_requested"] else ResultStatus.FAILURE,
+        worker_id=row["worker_id"],
+        finished_at=now,
+        duration=now - (now if started is None else started),
+        error=LEASE_EXPIRED,
+    )
+    return pack(line)
+
+
+def cancelled_result(task_id: str, now: float) -> bytes:
+    """The result of a task cancelled before it ran (its attempt comes from the row)."""
+    return pack(
+        TaskResult(
+            task_id=task_id,
+            status=ResultStatus.CANCELLED,
+            completed_at=now,
+            error=CANCELLED_BEFORE_RUN,
+        )
+    )
+
+
+def record_from_row(row: Row) -> TaskRecord:
+    """Build a TaskRecord from a row selected with RECORD_COLUMNS (extra columns ignored)."""
+    blob = row["result"]
+    result = None if blob is None else replace(_result.decode(blob), attempt=row["result_attempt"])
+    history = [
+        replace(_line.decode(line), attempt=attempt)
+        for line, attempt in zip(row["history_lines"], row["history_attempts"], strict=True)
+    ]
+    return TaskRecord(
+        id=row["id"],
+        type=row["type"],
+        payload=_payload.decode(row["payload"]),
+        priority=Priority(row["priority"]),
+        queue=row["queue"],
+        created_at=row["created_at"],
+        run_at=row["run_at"],
+        timeout=row["timeout"],
+        max_attempts=row["max_attempts"],
+        attempt=row["attempt"],
+        idempotency_key=row["idempotency_key"],
+        state=TaskState(row["state"]),
+        updated_at=row["updated_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        worker_id=row["worker_id"],
+        lease_expires_at=row["lease_expires_at"],
+        cancel_requested=row["cancel_requested"],
+        result=result,
+        history=history,
+    )
+
+
+def worker_arrays(workers: Sequence[WorkerInfo]) -> list[list[Any]]:
+    """The aligned arrays of queries.RECORD_WORKERS; a later duplicate id wins."""
+    latest = {w.id: w for w in workers}
+    return [
+        list(latest),
+        [float(w.last_seen) for w in latest.values()],
+        [pack(w) for w in latest.values()],
+    ]
+
+
+def decode_worker(blob: bytes) -> WorkerInfo:
+    """A WorkerInfo stored by record_workers."""
+    return _worker.decode(blob)

@@ -1,0 +1,260 @@
+"""Every SQL statement of the PostgreSQL broker, each with a header: inputs, output, invariant.
+
+Statements are templates: `{s}` is the broker's schema and `{record}` the columns a TaskRecord
+is built from (`Sql` fills both once per broker). Batches travel as arrays expanded by
+`unnest`, so a batch of any size is one statement with a fixed text (prepared once per
+connection). `t` is always the tasks table. Every time is a parameter: the database clock is
+never read.
+"""
+
+from __future__ import annotations
+
+from taskengine.brokers.postgres.codec import RECORD_COLUMNS
+
+# -- enqueue -------------------------------------------------------------------------------
+
+# Inputs: $1 the enqueue lock key. Output: none.
+# Invariant: enqueues of one schema run one at a time, so the depth they check is exact.
+LOCK_ENQUEUE = "SELECT pg_advisory_xact_lock($1)"
+
+# Inputs: $1 ids, $2 idempotency keys. Output: one row: depth (the number of queued tasks),
+# ids (those of $1 already stored, or NULL), keys and key_ids (aligned: stored tasks holding
+# keys of $2, or NULL). Invariant: run under LOCK_ENQUEUE, in a snapshot taken after it.
+ENQUEUE_LOOKUP = """
+SELECT (SELECT sum(queued)::bigint FROM {s}.depth) AS depth, known.ids, keyed.keys, keyed.key_ids
+FROM (
+    SELECT array_agg(t.id) AS ids FROM {s}.tasks t WHERE t.id = ANY($1::text[])
+) known
+CROSS JOIN (
+    SELECT array_agg(t.idempotency_key) AS keys, array_agg(t.id) AS key_ids
+    FROM {s}.tasks t WHERE t.idempotency_key = ANY($2::text[])
+) keyed
+"""
+
+# Inputs: $1..$12 aligned arrays (codec.task_arrays), $13 now. Output: none.
+# Invariant: the caller checked every id and key is free (under LOCK_ENQUEUE).
+INSERT_TASKS = """
+INSERT INTO {s}.tasks (id, type, payload, priority, queue, created_at, run_at, order_key,
+                       timeout, max_attempts, attempt, idempotency_key, state, updated_at)
+SELECT u.*, 'queued', $13
+FROM unnest($1::text[], $2::text[], $3::bytea[], $4::smallint[], $5::text[], $6::float8[],
+            $7::float8[], $8::float8[], $9::float8[], $10::int[], $11::int[], $12::text[]) AS u
+"""
+
+# -- reserve -------------------------------------------------------------------------------
+
+# Inputs: $1 now, $2 lease expiry, $3 worker id, $4 limit, $5 the highest order key a task due
+# at $1 can have (so the index range scan stops there), $6 queues (NULL: all).
+# Output: {record}, lease_token, order_key of each claimed task, in no set order.
+# Invariant: FOR UPDATE SKIP LOCKED gives each due task to one caller only, across every
+# connection; paused queues are skipped; each claim gets its own random token.
+RESERVE = """
+WITH due AS (
+    SELECT t.id FROM {s}.tasks t
+    WHERE t.state = 'queued' AND t.order_key <= $5 AND t.run_at <= $1
+      AND ($6::text[] IS NULL OR t.queue = ANY($6::text[]))
+      AND NOT EXISTS (SELECT 1 FROM {s}.paused_queues p WHERE p.queue = t.queue)
+    ORDER BY t.order_key, t.id
+    LIMIT $4
+    FOR UPDATE OF t SKIP LOCKED
+)
+UPDATE {s}.tasks t
+SET state = 'running', attempt = t.attempt + 1, updated_at = $1, started_at = $1,
+    worker_id = $3, lease_token = replace(gen_random_uuid()::text, '-', ''),
+    lease_expires_at = $2, cancel_requested = false
+FROM due
+WHERE t.id = due.id
+RETURNING {record}, t.lease_token, t.order_key
+"""
+
+# -- extend, settle, requeue ---------------------------------------------------------------
+
+# Inputs: $1 ids, $2 tokens (aligned, no pair twice), $3 new expiry.
+# Output: (id, lease_token, cancel_requested) of each lease still held.
+# Invariant: only the current token of a running task moves its expiry (fencing).
+EXTEND = """
+UPDATE {s}.tasks t SET lease_expires_at = $3
+FROM unnest($1::text[], $2::text[]) AS l(id, token)
+WHERE t.id = l.id AND t.lease_token = l.token AND t.state = 'running'
+RETURNING t.id, t.lease_token, t.cancel_requested
+"""
+
+# Inputs: aligned arrays, one entry per outcome (no (id, token) pair twice): $1 ids, $2 tokens,
+# $3 new states, $4 refund (the attempt is given back), $5 run_at (NULL: keep), $6 TaskResult
+# (NULL: keep), $7 history line (NULL: none); $8 now; $9 head start per priority (index
+# priority + 1). Output: (id, token) of each outcome applied.
+# Invariant: fenced by the token, which it clears, so a stale or second settle is refused;
+# result_attempt and the line's attempt are the row's attempt, not the caller's.
+SETTLE = """
+UPDATE {s}.tasks t
+SET state = o.state,
+    attempt = t.attempt - o.refund::int,
+    run_at = coalesce(o.run_at, t.run_at),
+    order_key = coalesce(o.run_at, t.run_at) - ($9::float8[])[t.priority + 1],
+    result = coalesce(o.result, t.result),
+    result_attempt = CASE WHEN o.result IS NULL THEN t.result_attempt ELSE t.attempt END,
+    history_lines = CASE WHEN o.line IS NULL THEN t.history_lines
+                         ELSE array_append(t.history_lines, o.line) END,
+    history_attempts = CASE WHEN o.line IS NULL THEN t.history_attempts
+                            ELSE array_append(t.history_attempts, t.attempt) END,
+    finished_at = CASE WHEN o.state = 'queued' THEN t.finished_at ELSE $8 END,
+    updated_at = $8, lease_token = NULL, lease_expires_at = NULL, cancel_requested = false
+FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[], $5::float8[], $6::bytea[],
+            $7::bytea[]) AS o(id, token, state, refund, run_at, result, line)
+WHERE t.id = o.id AND t.lease_token = o.token AND t.state = 'running'
+RETURNING t.id, o.token
+"""
+
+# Inputs: $1 now, $2 limit. Output: (id, lease_token, attempt, worker_id, started_at,
+# cancel_requested) of running tasks whose lease ran out before $1, oldest expiry first.
+# Invariant: run in a transaction; the rows stay locked until REQUEUE_APPLY commits.
+REQUEUE_SELECT = """
+SELECT t.id, t.lease_token, t.attempt, t.worker_id, t.started_at, t.cancel_requested
+FROM {s}.tasks t
+WHERE t.state = 'running' AND t.lease_expires_at < $1
+ORDER BY t.lease_expires_at, t.id
+LIMIT $2
+FOR UPDATE SKIP LOCKED
+"""
+
+# Inputs: aligned $1 ids, $2 tokens, $3 history lines, $4 cancel (cancel was requested);
+# $5 now; $6 head start per priority. Output: none.
+# Invariant: the lost attempt stays counted and gets its line; a requeued task is due at once.
+REQUEUE_APPLY = """
+UPDATE {s}.tasks t
+SET state = CASE WHEN r.cancel THEN 'cancelled' ELSE 'queued' END,
+    run_at = CASE WHEN r.cancel THEN t.run_at ELSE $5 END,
+    order_key = CASE WHEN r.cancel THEN t.order_key
+                     ELSE $5 - ($6::float8[])[t.priority + 1] END,
+    finished_at = CASE WHEN r.cancel THEN $5 ELSE t.finished_at END,
+    history_lines = array_append(t.history_lines, r.line),
+    history_attempts = array_append(t.history_attempts, t.attempt),
+    updated_at = $5, lease_token = NULL, lease_expires_at = NULL, cancel_requested = false
+FROM unnest($1::text[], $2::text[], $3::bytea[], $4::bool[]) AS r(id, token, line, cancel)
+WHERE t.id = r.id AND t.lease_token = r.token AND t.state = 'running'
+"""
+
+# -- admin ---------------------------------------------------------------------------------
+
+# Inputs: $1 ids (no repeats), $2 aligned TaskResult (CANCELLED) per id, $3 now.
+# Output: (id, changed) of each known id: changed is 'cancelled' (was queued), 'running'
+# (cancel requested) or NULL (already finished).
+# Invariant: one statement; a task that changes state meanwhile is judged by its new state
+# (READ COMMITTED re-evaluates the row), so a task just reserved gets a cancel request.
+CANCEL = """
+WITH changed AS (
+    UPDATE {s}.tasks t
+    SET state = CASE WHEN t.state = 'queued' THEN 'cancelled' ELSE t.state END,
+        finished_at = CASE WHEN t.state = 'queued' THEN $3 ELSE t.finished_at END,
+        result = CASE WHEN t.state = 'queued' THEN c.result ELSE t.result END,
+        result_attempt = CASE WHEN t.state = 'queued' THEN t.attempt ELSE t.result_attempt END,
+        cancel_requested = (t.state = 'running'),
+        updated_at = $3
+    FROM unnest($1::text[], $2::bytea[]) AS c(id, result)
+    WHERE t.id = c.id AND t.state IN ('queued', 'running')
+    RETURNING t.id, t.state
+)
+SELECT t.id, changed.state AS changed
+FROM {s}.tasks t LEFT JOIN changed ON changed.id = t.id
+WHERE t.id = ANY($1::text[])
+"""
+
+# Inputs: $1 ids, $2 now, $3 head start per priority. Output: (id, replayed) of each known id.
+# Invariant: only dead or cancelled tasks come back, due now with attempt 0; history and the
+# last result are kept.
+REPLAY = """
+WITH replayed AS (
+    UPDATE {s}.tasks t
+    SET state = 'queued', attempt = 0, run_at = $2,
+        order_key = $2 - ($3::float8[])[t.priority + 1], updated_at = $2,
+        finished_at = NULL, worker_id = NULL, cancel_requested = false
+    WHERE t.id = ANY($1::text[]) AND t.state IN ('dead', 'cancelled')
+    RETURNING t.id
+)
+SELECT t.id, replayed.id IS NOT NULL AS replayed
+FROM {s}.tasks t LEFT JOIN replayed ON replayed.id = t.id
+WHERE t.id = ANY($1::text[])
+"""
+
+# Inputs: $1 terminal states, $2 cutoff, $3 limit. Output: how many tasks were deleted.
+# Invariant: finished_at is set exactly in terminal states; earliest finished go first.
+PURGE = """
+WITH doomed AS (
+    SELECT t.id FROM {s}.tasks t
+    WHERE t.finished_at < $2 AND t.state = ANY($1::text[])
+    ORDER BY t.finished_at, t.id
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+),
+gone AS (DELETE FROM {s}.tasks t USING doomed WHERE t.id = doomed.id RETURNING 1)
+SELECT count(*) FROM gone
+"""
+
+# Inputs: $1 queue names. Output: none. Idempotent.
+PAUSE = "INSERT INTO {s}.paused_queues (queue) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING"
+# Inputs: $1 queue names, $2 the schema's channel. Output: none. Wakes every waiter.
+RESUME = """
+WITH gone AS (DELETE FROM {s}.paused_queues WHERE queue = ANY($1::text[]))
+SELECT pg_notify($2, '')
+"""
+# Inputs: none. Output: the paused queue names.
+PAUSED = "SELECT queue FROM {s}.paused_queues"
+
+# Inputs: aligned $1 ids (no repeats), $2 last_seen, $3 MessagePack WorkerInfo. Output: none.
+RECORD_WORKERS = """
+INSERT INTO {s}.workers (id, last_seen, info)
+SELECT * FROM unnest($1::text[], $2::float8[], $3::bytea[])
+ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen, info = excluded.info
+"""
+# Inputs: $1 worker ids. Output: none.
+FORGET_WORKERS = "DELETE FROM {s}.workers WHERE id = ANY($1::text[])"
+# Inputs: $1 seen_since. Output: MessagePack WorkerInfo of workers seen since then, by id.
+WORKERS = "SELECT info FROM {s}.workers WHERE last_seen >= $1 ORDER BY id"
+
+# Inputs: $1 name, $2 holder, $3 now, $4 expiry. Output: one row if $2 now holds $1.
+# Invariant: one atomic upsert, so two holders never hold one name: the row is taken when
+# absent, renewed by its holder, or taken over once expired (expires_at <= now).
+LEADER = """
+INSERT INTO {s}.leader_leases (name, holder, expires_at) VALUES ($1, $2, $4)
+ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+WHERE leader_leases.holder = excluded.holder OR leader_leases.expires_at <= $3
+RETURNING holder
+"""
+# Inputs: $1 name, $2 holder. Output: none. Invariant: only the holder frees it.
+RESIGN = "DELETE FROM {s}.leader_leases WHERE name = $1 AND holder = $2"
+
+# -- reads ---------------------------------------------------------------------------------
+
+# Inputs: $1 ids. Output: {record} of the known ones.
+GET = "SELECT {record} FROM {s}.tasks t WHERE t.id = ANY($1::text[])"
+
+# Inputs: none. Output: (queue, state, priority, count, oldest created_at) per group, in that
+# order. A full scan: for dashboards, not the hot path.
+COUNTS = """
+SELECT t.queue, t.state, t.priority, count(*) AS count, min(t.created_at) AS oldest
+FROM {s}.tasks t
+GROUP BY t.queue, t.state, t.priority
+ORDER BY t.queue, t.state, t.priority
+"""
+
+# Inputs: none. Output: the template `listing.list_query` completes with its conditions.
+LIST = "SELECT {record} FROM {s}.tasks t {where} ORDER BY t.id DESC LIMIT {limit}"
+
+# Inputs: none. Output: none. Invariant: everything of the schema goes, tables and triggers.
+DROP_SCHEMA = "DROP SCHEMA IF EXISTS {s} CASCADE"
+
+
+class Sql:
+    """The statements of one schema, filled in once each and kept."""
+
+    def __init__(self, quoted_schema: str) -> None:
+        self._schema = quoted_schema
+        self._filled: dict[str, str] = {}
+
+    def __call__(self, template: str) -> str:
+        """The statement `template` for this schema."""
+        filled = self._filled.get(template)
+        if filled is None:
+            filled = template.format(s=self._schema, record=RECORD_COLUMNS)
+            self._filled[template] = filled
+        return filled

@@ -1,0 +1,189 @@
+"""The admin half of the Redis broker: inspection, cancel/replay/purge, pause, registry, leader.
+
+Each method is one round trip: a script (atomic) or one MULTI/EXEC transaction (atomic).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from taskengine.brokers.base import (
+    CancelResult,
+    CountRow,
+    Page,
+    ReplayResult,
+    TaskFilter,
+    check_limit,
+)
+from taskengine.brokers.redis.codec import decode_record, decode_records
+from taskengine.brokers.redis.connection import Connection
+from taskengine.model import Priority, ResultStatus, TaskRecord, TaskResult, TaskState
+from taskengine.model.serializer import pack
+from taskengine.model.state import TERMINAL_STATES
+from taskengine.model.worker import WorkerInfo
+
+CANCELLED_BEFORE_RUN = "cancelled before it ran"
+LIST_BUDGET = 5000  # ids one list_tasks call examines at most, however selective the filter
+_worker = msgspec.msgpack.Decoder(WorkerInfo)
+
+
+class RedisAdmin(Connection):
+    """Inspection and control; see BrokerAdmin in brokers/base.py for the contract."""
+
+    async def get(self, ids: Sequence[str]) -> list[TaskRecord | None]:
+        """Return each record, or None where unknown.
+
+        One round trip (HGETALL per id in one MULTI/EXEC): a consistent snapshot.
+        """
+        if not ids:
+            return []
+        replies = await self._transaction(*(("HGETALL", self.keys.task(i)) for i in ids))
+        return [decode_record(_as_dict(r)) if r else None for r in replies]
+
+    async def list_tasks(self, filter: TaskFilter, limit: int, cursor: str | None = None) -> Page:
+        """Return matching tasks newest first (by id), at most `limit`, after `cursor`.
+
+        One round trip (list.lua): ids are walked down from the cursor and filtered on the
+        server. At most LIST_BUDGET ids are examined per call: a selective filter over many
+        tasks may return a short (even empty) page whose cursor continues the walk.
+        """
+        check_limit(limit)
+        args: list[Any] = [
+            cursor or "",
+            limit,
+            LIST_BUDGET,
+            "" if filter.created_after is None else float(filter.created_after),
+            "" if filter.created_before is None else float(filter.created_before),
+        ]
+        for values in (
+            filter.states and [s.value for s in filter.states],
+            filter.types,
+            filter.queues,
+            filter.priorities and [int(p) for p in filter.priorities],
+        ):
+            if values is None:
+                args.append(-1)
+            else:
+                args.extend([len(values), *values])
+        more, resume, *flats = await self._run("list", *args)
+        items = decode_records(flats)
+        if resume:
+            return Page(items, resume.decode())
+        return Page(items, items[-1].id if more and items else None)
+
+    async def counts(self) -> list[CountRow]:
+        """Task counts per (queue, state, priority) with the oldest creation time.
+
+        One round trip (counts.lua), atomic; proportional to the number of groups, not tasks.
+        """
+        rows = []
+        for member, count, oldest in await self._run("counts"):
+            queue, state, priority = member.decode().rsplit("|", 2)
+            rows.append(
+                CountRow(queue, TaskState(state), Priority(int(priority)), count, float(oldest))
+            )
+        return sorted(rows, key=lambda r: (r.queue, r.state, r.priority))
+
+    async def cancel(self, ids: Sequence[str], now: float) -> list[CancelResult]:
+        """Cancel queued tasks at once and flag running ones for their worker's next extend.
+
+        One round trip (cancel.lua), atomic; one answer per id in input order.
+        """
+        if not ids:
+            return []
+        args: list[Any] = [float(now)]
+        for task_id in ids:
+            result = TaskResult(
+                task_id=task_id,
+                status=ResultStatus.CANCELLED,
+                completed_at=now,
+                error=CANCELLED_BEFORE_RUN,
+            )
+            args += [task_id, pack(result)]
+        return [CancelResult(a.decode()) for a in await self._run("cancel", *args)]
+
+    async def replay(self, ids: Sequence[str], now: float) -> list[ReplayResult]:
+        """Move dead or cancelled tasks back to queued, due now, attempt count reset.
+
+        One round trip (replay.lua), atomic; publishes a wake-up if any was replayed.
+        """
+        if not ids:
+            return []
+        answers = await self._run("replay", float(now), *ids)
+        return [ReplayResult(a.decode()) for a in answers]
+
+    async def purge(self, states: Sequence[TaskState], finished_before: float, limit: int) -> int:
+        """Delete up to `limit` terminal tasks in `states` finished before the time, earliest
+        finished first. One round trip (purge.lua), atomic."""
+        check_limit(limit)
+        wanted = sorted({TaskState(s) for s in states} & TERMINAL_STATES)
+        if not wanted:
+            return 0
+        return int(await self._run("purge", float(finished_before), limit, *wanted))
+
+    async def pause(self, queues: Sequence[str]) -> None:
+        """Stop `reserve` from taking tasks of these queues. One round trip (SADD)."""
+        if queues:
+            await self._transaction(("SADD", self.keys.paused, *queues))
+
+    async def resume(self, queues: Sequence[str]) -> None:
+        """Let `reserve` take these queues again and wake waiters. One round trip, atomic."""
+        if queues:
+            await self._transaction(
+                ("SREM", self.keys.paused, *queues), ("PUBLISH", self.keys.wake, "1")
+            )
+
+    async def paused(self) -> set[str]:
+        """Return the paused queue names. One round trip."""
+        [members] = await self._transaction(("SMEMBERS", self.keys.paused))
+        return {m.decode() for m in members}
+
+    async def record_workers(self, workers: Sequence[WorkerInfo]) -> None:
+        """Insert or replace workers by id. One round trip (MULTI/EXEC), atomic."""
+        if not workers:
+            return
+        blobs = [x for w in workers for x in (w.id, pack(w))]
+        seen = [x for w in workers for x in (w.last_seen, w.id)]
+        await self._transaction(
+            ("HSET", self.keys.workers, *blobs), ("ZADD", self.keys.workers_seen, *seen)
+        )
+
+    async def forget_workers(self, ids: Sequence[str]) -> None:
+        """Remove workers by id. One round trip (MULTI/EXEC), atomic."""
+        if ids:
+            await self._transaction(
+                ("HDEL", self.keys.workers, *ids), ("ZREM", self.keys.workers_seen, *ids)
+            )
+
+    async def workers(self, seen_since: float) -> list[WorkerInfo]:
+        """Return workers whose last heartbeat is at or after `seen_since`, by id.
+
+        Two round trips (the ids by last_seen, then their records); a worker forgotten in
+        between is left out.
+        """
+        [ids] = await self._transaction(
+            ("ZRANGEBYSCORE", self.keys.workers_seen, float(seen_since), "+inf")
+        )
+        if not ids:
+            return []
+        [blobs] = await self._transaction(("HMGET", self.keys.workers, *ids))
+        found = [_worker.decode(b) for b in blobs if b is not None]
+        return sorted(found, key=lambda w: w.id)
+
+    async def leader(self, name: str, holder: str, ttl: float, now: float) -> bool:
+        """Take or renew singleton duty `name` for `holder` until `now + ttl`; True if held.
+
+        One round trip (leader.lua), atomic; expiry is judged by the caller's `now`.
+        """
+        return bool(await self._run("leader", name, holder, float(now), float(now + ttl)))
+
+    async def resign(self, name: str, holder: str) -> None:
+        """Give up `name` if `holder` holds it. One round trip (resign.lua), atomic."""
+        await self._run("resign", name, holder)
+
+
+def _as_dict(reply: Any) -> dict[bytes, bytes]:
+    return dict(reply)

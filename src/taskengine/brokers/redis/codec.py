@@ -1,0 +1,118 @@
+"""Task records to and from the fields of a task's Redis hash (MessagePack via msgspec).
+
+A task hash holds `task` (the Task as enqueued, MessagePack), the fields that change over its
+life as plain strings, `result` (the last TaskResult, MessagePack; its attempt number is kept
+apart in `result_attempt`, set by the scripts) and `history` (the attempt lines, each a
+MessagePack AttemptRecord, concatenated; `history_len` counts them). Absent fields are None.
+Numbers cross as Python's `repr` of the float, which Redis and Lua parse back exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+from msgspec.structs import replace
+
+from taskengine.model import AttemptRecord, Outcome, Task, TaskRecord, TaskResult, TaskState
+from taskengine.model.outcome import ATTEMPT_REFUNDED, NEEDS_RESULT
+from taskengine.model.serializer import pack
+from taskengine.policy.priority import HEAD_START
+
+Fields = dict[bytes, bytes]
+
+_record = msgspec.msgpack.Decoder(TaskRecord)
+_result = msgspec.msgpack.Decoder(TaskResult)
+_history = msgspec.msgpack.Decoder(list[AttemptRecord])
+
+
+def enqueue_args(task: Task) -> list[str | bytes | float | int]:
+    """The ten fields enqueue.lua reads per task."""
+    return [
+        task.id,
+        "" if task.idempotency_key is None else "=" + task.idempotency_key,  # "=": present
+        task.queue,
+        float(task.run_at),
+        HEAD_START[task.priority],  # reserve orders by run_at - head start (policy.priority)
+        int(task.priority),
+        float(task.created_at),
+        int(task.attempt),
+        task.type,
+        pack(task),
+    ]
+
+
+def settle_args(outcome: Outcome) -> list[str | bytes | float | int]:
+    """The seven fields settle.lua reads per outcome."""
+    result = outcome.result
+    line = b""
+    if outcome.kind in NEEDS_RESULT and result is not None:
+        # The script sets the attempt number: only the store knows it.
+        line = pack(
+            AttemptRecord(
+                attempt=0,
+                status=result.status,
+                worker_id=result.worker_id,
+                finished_at=result.completed_at,
+                duration=result.duration,
+                error=result.error,
+            )
+        )
+    return [
+        outcome.task_id,
+        outcome.token,
+        outcome.state.value,
+        "1" if outcome.kind in ATTEMPT_REFUNDED else "0",
+        "" if outcome.run_at is None else float(outcome.run_at),
+        b"" if result is None else pack(result),
+        line,
+    ]
+
+
+def pairs(flat: Sequence[bytes]) -> Fields:
+    """An HGETALL array returned by a script, as a dict."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+def _float(value: bytes | None) -> float | None:
+    return None if value is None else float(value)
+
+
+def _array_header(n: int) -> bytes:
+    if n < 16:
+        return bytes([0x90 | n])
+    if n < 1 << 16:
+        return b"\xdc" + n.to_bytes(2, "big")
+    return b"\xdd" + n.to_bytes(4, "big")
+
+
+def decode_record(fields: Fields) -> TaskRecord:
+    """Build the TaskRecord a task hash holds."""
+    get = fields.get
+    result: TaskResult | None = None
+    if (blob := get(b"result")) is not None:
+        result = replace(_result.decode(blob), attempt=int(fields[b"result_attempt"]))
+    history: list[AttemptRecord] = []
+    if lines := get(b"history"):
+        history = _history.decode(_array_header(int(fields[b"history_len"])) + lines)
+    worker = get(b"worker_id")
+    return replace(
+        _record.decode(fields[b"task"]),
+        state=TaskState(fields[b"state"].decode()),
+        attempt=int(fields[b"attempt"]),
+        run_at=float(fields[b"run_at"]),
+        updated_at=float(fields[b"updated_at"]),
+        started_at=_float(get(b"started_at")),
+        finished_at=_float(get(b"finished_at")),
+        worker_id=None if worker is None else worker.decode(),
+        lease_expires_at=_float(get(b"lease_expires_at")),
+        cancel_requested=get(b"cancel_requested") == b"1",
+        result=result,
+        history=history,
+    )
+
+
+def decode_records(replies: Sequence[Any]) -> list[TaskRecord]:
+    """Records from a script's list of HGETALL arrays."""
+    return [decode_record(pairs(flat)) for flat in replies]

@@ -1,0 +1,28 @@
+-- cancel.lua: cancel queued tasks now; flag running ones for their worker's next extend.
+-- KEYS[1]: the namespace's depth key (routes the call).
+-- ARGV[2]: now; then pairs: task id, MessagePack TaskResult to store if it was queued.
+-- Returns: 'cancelled', 'requested', 'finished' or 'not_found' per id, in input order.
+-- Invariant: a queued task leaves its queue's indexes and the depth count in the same step.
+local now = ARGV[2]
+local out = {}
+for i = 3, #ARGV, 2 do
+  local id = ARGV[i]
+  local key = task_key(id)
+  local f = redis.call('HMGET', key, 'state', 'attempt', 'queue')
+  if not f[1] then
+    out[#out + 1] = 'not_found'
+  elseif f[1] == 'queued' then
+    redis.call('HSET', key, 'state', 'cancelled', 'updated_at', now, 'finished_at', now,
+      'result', ARGV[i + 1], 'result_attempt', f[2])
+    unschedule(id, f[3])
+    regroup(id, 'queued', 'cancelled')
+    redis.call('ZADD', done_key('cancelled'), now, id)
+    out[#out + 1] = 'cancelled'
+  elseif f[1] == 'running' then
+    redis.call('HSET', key, 'cancel_requested', '1', 'updated_at', now)
+    out[#out + 1] = 'requested'
+  else
+    out[#out + 1] = 'finished'
+  end
+end
+return out

@@ -1,0 +1,53 @@
+-- enqueue.lua: store a batch of tasks as queued, all or nothing.
+-- KEYS[1]: the namespace's depth key (routes the call; other keys come from the preamble).
+-- ARGV[2]: now; ARGV[3]: max_depth; ARGV[4]: n; then n groups of 10 fields, per task:
+--   id, '=' .. idempotency key ('' = none), queue, run_at, head start, priority, created_at,
+--   attempt, type, MessagePack Task blob.
+-- Returns: {'ok', id1, created1, id2, created2, ...} in input order (created: 1 or 0), or
+--   {'full', depth, fresh} when the fresh tasks would pass max_depth (nothing stored).
+-- Invariant: a task whose id or idempotency key is stored, or earlier in the batch, is a
+--   duplicate answered with the first task's id; depth counts queued tasks exactly.
+local now, max_depth, n = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local W = 10
+local out, fresh, seen, batch_keys = {'ok'}, {}, {}, {}
+for i = 0, n - 1 do
+  local b = 5 + i * W
+  local id, ikey = ARGV[b], string.sub(ARGV[b + 1], 2)
+  local has_key = ARGV[b + 1] ~= ''
+  local existing = nil
+  if seen[id] or redis.call('EXISTS', task_key(id)) == 1 then
+    existing = id
+  elseif has_key then
+    existing = batch_keys[ikey] or redis.call('HGET', K.ikeys, ikey)
+  end
+  if existing then
+    out[#out + 1] = existing
+    out[#out + 1] = 0
+  else
+    seen[id] = true
+    if has_key then batch_keys[ikey] = id end
+    fresh[#fresh + 1] = b
+    out[#out + 1] = id
+    out[#out + 1] = 1
+  end
+end
+local depth = tonumber(redis.call('GET', K.depth) or '0')
+if depth + #fresh > max_depth then return {'full', depth, #fresh} end
+for _, b in ipairs(fresh) do
+  local id, ikey, queue, run_at = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
+  local has_key = ikey ~= ''
+  ikey = string.sub(ikey, 2)
+  local priority, created_at = ARGV[b + 5], ARGV[b + 6]
+  redis.call('HSET', task_key(id), 'task', ARGV[b + 9], 'state', 'queued',
+    'attempt', ARGV[b + 7], 'run_at', run_at, 'updated_at', now, 'queue', queue,
+    'priority', priority, 'head', ARGV[b + 4], 'created_at', created_at, 'type', ARGV[b + 8])
+  if has_key then
+    redis.call('HSET', K.ikeys, ikey, id)
+    redis.call('HSET', task_key(id), 'idempotency_key', ikey)
+  end
+  redis.call('ZADD', K.all, 0, id)
+  group_join(group_name(queue, 'queued', priority), id, created_at)
+  schedule(id, queue, run_at)
+end
+if #fresh > 0 then wake() end
+return out

@@ -1,0 +1,29 @@
+-- purge.lua: delete up to `limit` finished tasks of some terminal states.
+-- KEYS[1]: the namespace's depth key (routes the call).
+-- ARGV[2]: finished_before (exclusive); ARGV[3]: limit; then terminal state names.
+-- Returns: how many tasks were deleted.
+-- Invariant: the earliest finished go first (ties by id); every index entry and the
+--   idempotency key of a deleted task go with it, so the key can be used again.
+local cutoff, limit = ARGV[2], tonumber(ARGV[3])
+local candidates = {}
+for i = 4, #ARGV do
+  local state = ARGV[i]
+  local hits = redis.call('ZRANGEBYSCORE', done_key(state), '-inf', '(' .. cutoff,
+    'WITHSCORES', 'LIMIT', 0, limit)
+  for j = 1, #hits, 2 do
+    candidates[#candidates + 1] = {id = hits[j], score = tonumber(hits[j + 1]), state = state}
+  end
+end
+table.sort(candidates, before)
+local n = math.min(limit, #candidates)
+for i = 1, n do
+  local c = candidates[i]
+  local key = task_key(c.id)
+  local f = redis.call('HMGET', key, 'idempotency_key', 'queue', 'priority')
+  if f[1] and redis.call('HGET', K.ikeys, f[1]) == c.id then redis.call('HDEL', K.ikeys, f[1]) end
+  redis.call('ZREM', K.all, c.id)
+  redis.call('ZREM', done_key(c.state), c.id)
+  group_leave(group_name(f[2], c.state, f[3]), c.id)
+  redis.call('DEL', key)
+end
+return n

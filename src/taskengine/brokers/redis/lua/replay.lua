@@ -1,0 +1,28 @@
+-- replay.lua: move dead or cancelled tasks back to queued, due now, attempt count reset.
+-- KEYS[1]: the namespace's depth key (routes the call).
+-- ARGV[2]: now; then task ids.
+-- Returns: 'replayed', 'not_replayable' or 'not_found' per id, in input order.
+-- Invariant: history and the last result are kept; the task is due at once and counted in
+--   depth (replay is an operator's decision, so max_depth does not refuse it).
+local now = ARGV[2]
+local out, woken = {}, false
+for i = 3, #ARGV do
+  local id = ARGV[i]
+  local key = task_key(id)
+  local f = redis.call('HMGET', key, 'state', 'queue')
+  if not f[1] then
+    out[#out + 1] = 'not_found'
+  elseif f[1] ~= 'dead' and f[1] ~= 'cancelled' then
+    out[#out + 1] = 'not_replayable'
+  else
+    redis.call('HSET', key, 'state', 'queued', 'attempt', 0, 'run_at', now, 'updated_at', now)
+    redis.call('HDEL', key, 'finished_at', 'worker_id', 'cancel_requested')
+    redis.call('ZREM', done_key(f[1]), id)
+    regroup(id, f[1], 'queued')
+    schedule(id, f[2], now)
+    out[#out + 1] = 'replayed'
+    woken = true
+  end
+end
+if woken then wake() end
+return out

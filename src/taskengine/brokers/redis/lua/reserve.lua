@@ -1,0 +1,63 @@
+-- reserve.lua: claim up to `limit` due tasks of unpaused queues, lowest (order key, id) first.
+-- KEYS[1]: the namespace's depth key (routes the call).
+-- ARGV[2]: worker id; ARGV[3]: limit; ARGV[4]: now; ARGV[5]: lease expiry (now + lease_for);
+-- ARGV[6]: token base (random; token i is base .. ':' .. i); ARGV[7]: number of queues given
+--   (-1: every known queue); then that many queue names.
+-- Returns: one HGETALL array per claimed task, in claim order.
+-- Invariant: a task is claimed only while queued, so never twice; readiness (run_at <= now) is
+--   evaluated here: due ids move from sched_key(q) to ready_key(q) scored by run_at - head.
+local worker, limit, now, expires, base = ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
+local nq = tonumber(ARGV[7])
+local queues = {}
+if nq < 0 then
+  queues = redis.call('SMEMBERS', K.queues)
+else
+  local given = {}
+  for i = 1, nq do
+    local q = ARGV[7 + i]
+    if not given[q] then
+      given[q] = true
+      queues[#queues + 1] = q
+    end
+  end
+end
+
+local function promote(q)
+  local due = redis.call('ZRANGEBYSCORE', sched_key(q), '-inf', now, 'WITHSCORES')
+  for j = 1, #due, 2 do
+    local head = redis.call('HGET', task_key(due[j]), 'head')
+    redis.call('ZADD', ready_key(q), tonumber(due[j + 1]) - tonumber(head), due[j])
+  end
+  if #due > 0 then redis.call('ZREMRANGEBYSCORE', sched_key(q), '-inf', now) end
+end
+
+local candidates = {}
+for _, q in ipairs(queues) do
+  if redis.call('SISMEMBER', K.paused, q) == 0 then
+    promote(q)
+    local head = redis.call('ZRANGE', ready_key(q), 0, limit - 1, 'WITHSCORES')
+    for j = 1, #head, 2 do
+      candidates[#candidates + 1] = {id = head[j], score = tonumber(head[j + 1]), queue = q}
+    end
+    if nq < 0 and #head == 0 and redis.call('EXISTS', sched_key(q)) == 0 then
+      redis.call('SREM', K.queues, q)  -- re-added by whatever queues a task there again
+    end
+  end
+end
+table.sort(candidates, before)
+
+local out = {}
+for i = 1, math.min(limit, #candidates) do
+  local c = candidates[i]
+  local key = task_key(c.id)
+  redis.call('ZREM', ready_key(c.queue), c.id)
+  redis.call('DECR', K.depth)
+  redis.call('HINCRBY', key, 'attempt', 1)
+  redis.call('HSET', key, 'state', 'running', 'updated_at', now, 'started_at', now,
+    'worker_id', worker, 'lease_expires_at', expires, 'token', base .. ':' .. i)
+  redis.call('HDEL', key, 'cancel_requested')
+  redis.call('ZADD', K.leases, expires, c.id)
+  regroup(c.id, 'queued', 'running')
+  out[#out + 1] = redis.call('HGETALL', key)
+end
+return out

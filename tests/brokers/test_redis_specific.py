@@ -1,0 +1,257 @@
+"""Redis broker: what only Redis has (server checks, key layout, namespaces, pub/sub wake-ups).
+
+Runs against the server at 127.0.0.1:6379; skipped with a reason if it does not answer,
+unless CI=true. Every test works in fresh namespaces and drops them at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+from redis.asyncio import Redis
+from redis.crc import key_slot
+from redis.exceptions import ConnectionError as RedisConnectionError
+
+from taskengine.brokers import TaskFilter, open_broker
+from taskengine.brokers.redis import RedisBroker
+from taskengine.brokers.redis import admin as redis_admin
+from taskengine.brokers.redis.server import check_config
+from taskengine.clock import FakeClock
+from taskengine.errors import BrokerUnavailable, ConfigurationError
+from taskengine.model import OutcomeKind, WorkerInfo
+from tests.brokers.support import T0, Tasks, outcome
+
+SERVER = "redis://127.0.0.1:6379/0"
+
+Make = Callable[..., Awaitable[RedisBroker]]
+
+
+def _namespace() -> str:
+    return f"t{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[Redis]:
+    """A plain client of the test server; skips (outside CI) if it does not answer."""
+    client = Redis.from_url(SERVER, socket_connect_timeout=2)
+    try:
+        await client.ping()
+    except (RedisConnectionError, OSError) as exc:
+        await client.aclose()
+        if os.environ.get("CI") == "true":
+            raise
+        pytest.skip(f"redis unreachable at {SERVER}: {exc}")
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def make(server: Redis) -> AsyncIterator[Make]:
+    """Start brokers (a fresh namespace unless given); drop their namespaces, then close."""
+    opened: list[RedisBroker] = []
+
+    async def make_one(namespace: str | None = None, **options: object) -> RedisBroker:
+        broker = RedisBroker(SERVER, namespace=namespace or _namespace(), **options)  # type: ignore[arg-type]
+        await broker.start()
+        opened.append(broker)
+        return broker
+
+    yield make_one
+    for broker in reversed(opened):
+        await broker.drop_namespace()
+        await broker.close()
+
+
+async def _keys(server: Redis, namespace: str) -> list[bytes]:
+    return [key async for key in server.scan_iter(match=f"*{namespace}*")]
+
+
+async def _exercise(broker: RedisBroker, clock: FakeClock, tasks: Tasks) -> None:
+    """Touch every kind of key: queued, scheduled, running, finished, paused, workers, leader."""
+    now = clock.now()
+    batch = [tasks(now, queue="q1", idempotency_key="k"), tasks(now, queue="q2")]
+    await broker.enqueue([*batch, tasks(now, delay=60.0), tasks(now)], now)
+    leases = await broker.reserve("w", 3, 30.0, now)
+    await broker.settle([outcome(OutcomeKind.SUCCEEDED, leases[0], now)], now)
+    await broker.settle([outcome(OutcomeKind.DEAD, leases[1], now)], now)
+    await broker.pause(["q3"])
+    worker = WorkerInfo(
+        id="w", instance="i", host="h", pid=1, state="idle", started_at=now, last_seen=now
+    )
+    await broker.record_workers([worker])
+    assert await broker.leader("reaper", "me", 10.0, now)
+
+
+async def test_every_key_of_a_namespace_shares_one_hash_tag(
+    make: Make, server: Redis, tasks: Tasks
+) -> None:
+    namespace = _namespace()
+    broker = await make(namespace)
+    await _exercise(broker, FakeClock(T0), tasks)
+
+    keys = await _keys(server, namespace)
+
+    assert len(keys) > 10
+    tag = f"{{te:{namespace}}}:".encode()
+    assert all(key.startswith(tag) for key in keys), keys
+    assert len({key_slot(key) for key in keys}) == 1
+
+
+async def test_drop_namespace_deletes_every_key(make: Make, server: Redis, tasks: Tasks) -> None:
+    namespace = _namespace()
+    broker = await make(namespace)
+    await _exercise(broker, FakeClock(T0), tasks)
+
+    assert await broker.drop_namespace() > 10
+
+    assert await _keys(server, namespace) == []
+
+
+async def test_namespaces_are_isolated(make: Make, tasks: Tasks) -> None:
+    one, two = await make(), await make()
+    now = T0
+    task = tasks(now, idempotency_key="same")
+    await one.enqueue([task], now)
+    await one.pause(["mail"])
+
+    assert await two.reserve("w", 10, 30.0, now) == []
+    assert await two.get([task.id]) == [None]
+    assert await two.counts() == []
+    assert await two.paused() == set()
+    assert (await two.list_tasks(TaskFilter(), 10)).items == []
+    [again] = await two.enqueue([tasks(now, idempotency_key="same")], now)
+    assert again.created
+    assert [lease.task_id for lease in await one.reserve("w", 10, 30.0, now)] == [task.id]
+
+
+async def test_wait_for_work_wakes_on_enqueue_from_another_instance(
+    make: Make, tasks: Tasks
+) -> None:
+    namespace = _namespace()
+    waiter, producer = await make(namespace), await make(namespace)
+    other = await make()  # another namespace: its enqueues must not wake the waiter
+    await waiter.wait_for_work(0.01)  # drain anything pending
+
+    started = time.monotonic()
+    parked = asyncio.create_task(waiter.wait_for_work(30.0))
+    await asyncio.sleep(0.05)
+    await other.enqueue([tasks(T0)], T0)
+    await asyncio.sleep(0.1)
+    assert not parked.done(), "woken by another namespace"
+    await producer.enqueue([tasks(T0)], T0)
+    await asyncio.wait_for(parked, 5)
+
+    assert time.monotonic() - started < 1.0
+
+
+async def test_start_refuses_an_eviction_policy_that_drops_tasks(server: Redis) -> None:
+    before = (await server.config_get("maxmemory-policy"))["maxmemory-policy"]
+    assert isinstance(before, str)
+    broker = RedisBroker(SERVER, namespace=_namespace())
+    try:
+        await server.config_set("maxmemory-policy", "allkeys-lru")
+        with pytest.raises(ConfigurationError, match="allkeys-lru"):
+            await broker.start()
+    finally:
+        await server.config_set("maxmemory-policy", before)
+        await broker.close()
+
+
+def test_config_checks() -> None:
+    with pytest.raises(ConfigurationError):
+        check_config({"maxmemory-policy": "allkeys-lfu"})
+    assert check_config({"maxmemory-policy": "volatile-lru", "save": ""}).durable is False
+    aof = check_config({"appendonly": "yes", "appendfsync": "everysec", "save": ""})
+    assert aof.durable
+    assert "everysec" in aof.window
+    rdb = check_config({"appendonly": "no", "save": "3600 1 300 100"})
+    assert rdb.durable
+    assert "RDB" in rdb.window
+    assert "restart loses tasks" in check_config({"appendonly": "no", "save": ""}).window
+
+
+async def test_capabilities_follow_the_server(make: Make, server: Redis) -> None:
+    broker = await make()
+    config = await server.config_get("*")
+    expected = config.get("appendonly") == "yes" or bool(config.get("save"))
+
+    assert broker.capabilities.durable is expected
+    assert broker.capabilities.shared
+    assert broker.capabilities.push_wakeup
+
+
+async def test_open_broker_reads_the_namespace_from_the_url(server: Redis, tasks: Tasks) -> None:
+    namespace = _namespace()
+    broker = open_broker(f"{SERVER}?namespace={namespace}&max_depth=7")
+    assert isinstance(broker, RedisBroker)
+    await broker.start()
+    try:
+        await broker.enqueue([tasks(T0)], T0)
+        assert broker.max_depth == 7
+        assert await _keys(server, namespace)
+    finally:
+        await broker.drop_namespace()
+        await broker.close()
+
+
+def test_bad_options_are_refused() -> None:
+    with pytest.raises(ConfigurationError):
+        RedisBroker(SERVER, namespace="has{brace}")
+    with pytest.raises(ConfigurationError):
+        RedisBroker(SERVER, namespace="x", socket_timeout="5")  # not in the URL: a typo?
+    RedisBroker(f"{SERVER}?socket_timeout=5", namespace="x", socket_timeout="5")
+
+
+async def test_unreachable_server_is_broker_unavailable() -> None:
+    broker = RedisBroker("redis://127.0.0.1:1/0", namespace="x")
+    with pytest.raises(BrokerUnavailable):
+        await broker.start()
+    with pytest.raises(BrokerUnavailable):
+        await broker.reserve("w", 1, 30.0, T0)
+
+
+async def test_closed_broker_is_broker_unavailable(make: Make) -> None:
+    broker = await make()
+    await broker.close()
+    with pytest.raises(BrokerUnavailable):
+        await broker.counts()
+    with pytest.raises(BrokerUnavailable):
+        await broker.wait_for_work(0.01)
+    await broker.start()  # reopening works; the fixture drops and closes it
+
+
+async def test_scripts_are_reloaded_after_script_flush(
+    make: Make, server: Redis, tasks: Tasks
+) -> None:
+    broker = await make()
+    await server.script_flush()
+
+    [result] = await broker.enqueue([tasks(T0)], T0)
+
+    assert result.created
+    assert len(await broker.reserve("w", 5, 30.0, T0)) == 1
+
+
+async def test_list_pages_stay_correct_when_the_scan_budget_runs_out(
+    make: Make, tasks: Tasks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    broker = await make()
+    batch = [tasks(T0, queue="rare" if i % 7 == 0 else "common") for i in range(40)]
+    await broker.enqueue(batch, T0)
+    monkeypatch.setattr(redis_admin, "LIST_BUDGET", 5)
+    rare = TaskFilter(queues=frozenset({"rare"}))
+
+    seen: list[str] = []
+    cursor: str | None = None
+    for _ in range(100):
+        page = await broker.list_tasks(rare, 2, cursor)
+        seen.extend(r.id for r in page.items)
+        if (cursor := page.next_cursor) is None:
+            break
+
+    assert seen == sorted((t.id for t in batch if t.queue == "rare"), reverse=True)
