@@ -163,7 +163,10 @@ def snapshot(ctx: ApiContext, rows: list[CountRow]) -> dict[str, Any]:
             {"name": name, "state": str(snap.state), "retry_after": snap.retry_after}
             for name, snap in sorted(worker.breakers.snapshots(now).items())
         ]
-    body["process"] = {**process_stats(), "loop_lag_seconds": ctx.live.sampler.loop_lag}
+    sampler = ctx.live.sampler
+    # the sampler's reading: CPU % over its last second, not since a call milliseconds ago
+    stats = sampler.process or process_stats()
+    body["process"] = {**stats, "loop_lag_seconds": sampler.loop_lag}
     body["uptime_seconds"] = now - ctx.started_at if ctx.started_at else 0.0
     return body
 

@@ -11,7 +11,7 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from taskengine.brokers import BrokerBackend
 from taskengine.brokers.base import CountRow
@@ -50,6 +50,7 @@ class Sampler:
         self.history = history or History()
         self.history_path = history_path
         self.counts: list[CountRow] = []
+        self.process: dict[str, Any] = {}  # the last process_stats(): CPU % is since the one before
         self.loop_lag = 0.0
         self.listeners: list[Callable[[Point], None]] = []
         self._busy_before: dict[str, float] = {}
@@ -92,7 +93,7 @@ class Sampler:
                 depth[row.priority.name] += row.count
             elif row.state is TaskState.RUNNING:
                 running += row.count
-        stats = process_stats()
+        stats = self.process = process_stats()
         point = Point(
             t=float(second),
             ok=ok,

@@ -1,0 +1,147 @@
+// The dashboard's wiring: the token field, the live event stream, and which view each
+// event updates. Rendering lives in panels.js, heatmap.js, charts.js and tasks.js.
+
+import { api, auth, authHeaders, getToken, setToken } from "./api.js";
+import { TimeCharts } from "./charts.js";
+import { seconds } from "./format.js";
+import { Heatmap } from "./heatmap.js";
+import { renderBreakers, renderCounters, renderOutcomes, renderPercentiles, renderWorkers } from "./panels.js";
+import { EventStream } from "./sse.js";
+import { TaskViews } from "./tasks.js";
+
+const HISTORY_MAX = 300; // points kept: what the server sends on connect
+const POLL_MS = 1000; // the loop that refreshes the task lists (they throttle themselves)
+const FALLBACK_MS = 2000; // without the stream, the snapshot is polled this often
+
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  points: [],
+  streamState: "connecting",
+  needsToken: false,
+  lastFallback: 0,
+};
+
+const tasks = new TaskViews();
+const heatmap = new Heatmap($("heatmap"), $("heatmap-tip"));
+const charts = new TimeCharts($("chart-depth"), $("chart-throughput"));
+
+function renderSnapshot(metrics, workers, point) {
+  renderCounters(metrics, point);
+  renderPercentiles(document.querySelector("#latency-table tbody"), metrics.latency_seconds);
+  renderPercentiles(document.querySelector("#wait-table tbody"), metrics.wait_seconds);
+  renderBreakers($("breakers"), metrics.breakers);
+  renderOutcomes($("outcomes"), metrics.outcomes);
+  if (workers) {
+    renderWorkers(document.querySelector("#workers-table tbody"), $("workers-count"), workers, (id) => tasks.open(id));
+  }
+  const instance = metrics.pool?.instance;
+  $("instance").textContent = [instance, metrics.uptime_seconds ? `up ${seconds(metrics.uptime_seconds)}` : ""]
+    .filter(Boolean)
+    .join(" · ");
+}
+
+function renderSeries() {
+  heatmap.update(state.points);
+  charts.update(state.points);
+}
+
+function onEvent(type, data) {
+  if (type === "history") {
+    state.points = Array.isArray(data.points) ? data.points.slice(-HISTORY_MAX) : [];
+    renderSeries();
+  } else if (type === "tick") {
+    const point = data.point;
+    if (point) {
+      const last = state.points.at(-1);
+      if (last && last.t >= point.t) state.points[state.points.length - 1] = point;
+      else state.points.push(point);
+      if (state.points.length > HISTORY_MAX) state.points.splice(0, state.points.length - HISTORY_MAX);
+    }
+    if (data.metrics) renderSnapshot(data.metrics, data.workers, point);
+    renderSeries();
+  }
+}
+
+// -- connection indicator and token prompt --------------------------------------------------
+
+function setIndicator(kind, text) {
+  const conn = $("conn");
+  conn.className = `conn conn-${kind}`;
+  conn.dataset.state = kind;
+  $("conn-text").textContent = text;
+}
+
+function onStreamState(streamState, detail) {
+  state.streamState = streamState;
+  if (streamState === "live") {
+    setIndicator("live", "Live");
+    showTokenPrompt(false);
+  } else if (streamState === "connecting") {
+    setIndicator("connecting", "Connecting…");
+  } else if (streamState === "retrying") {
+    const secs = Math.max(1, Math.round(detail.delay / 1000));
+    setIndicator("down", `Disconnected (${detail.reason}); retrying in ${secs} s`);
+  } else if (streamState === "unauthorized") {
+    setIndicator("auth", getToken() ? "Token refused" : "Token needed");
+  }
+}
+
+function showTokenPrompt(show, message = "") {
+  state.needsToken = show;
+  $("auth-banner").hidden = !show;
+  $("auth-message").textContent = message;
+  if (show && document.activeElement !== $("token-input")) $("token-input").focus();
+}
+
+auth.addEventListener("unauthorized", (event) => {
+  showTokenPrompt(true, getToken() ? `The token was refused: ${event.detail}.` : "");
+});
+
+const stream = new EventStream("/api/events", {
+  headers: authHeaders,
+  onEvent,
+  onState: onStreamState,
+  onUnauthorized: (message) => showTokenPrompt(true, getToken() ? `The token was refused: ${message}.` : ""),
+});
+
+$("token-input").value = getToken();
+$("token-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  setToken($("token-input").value);
+  showTokenPrompt(false);
+  stream.restart();
+  tasks.refresh({ force: true });
+});
+$("token-clear").addEventListener("click", () => {
+  $("token-input").value = "";
+  setToken("");
+  stream.restart();
+  tasks.refresh({ force: true });
+});
+
+// -- the polling loop: task lists always; the snapshot only while the stream is down -------
+
+async function fallback() {
+  if (state.streamState === "live" || state.needsToken) return;
+  const now = Date.now();
+  if (now - state.lastFallback < FALLBACK_MS) return;
+  state.lastFallback = now;
+  try {
+    const [metrics, workers] = await Promise.all([api.metrics(), api.workers()]);
+    if (state.streamState !== "live") renderSnapshot(metrics, workers.workers, null);
+  } catch {
+    // the indicator already says the server is unreachable; the next round tries again
+  }
+}
+
+function poll() {
+  if (!state.needsToken) {
+    tasks.refresh();
+    fallback();
+  }
+}
+
+stream.start();
+tasks.refresh({ force: true });
+setInterval(poll, POLL_MS);

@@ -1,0 +1,110 @@
+// The read-only panels drawn from one tick: counters, latency and wait tables, circuit
+// breakers, outcome totals and the workers table. Pure rendering: data in, DOM out.
+
+import { ago, badge, bytes, count, el, fillRows, percent, rate, seconds, shortId } from "./format.js";
+
+function setCounter(key, value, sub = "") {
+  const card = document.querySelector(`.counter[data-key="${key}"]`);
+  if (!card) return;
+  card.querySelector(".value").textContent = value;
+  card.querySelector(".sub").textContent = sub;
+}
+
+/** The counter cards from a metrics snapshot (and the newest history point, if any). */
+export function renderCounters(m, point) {
+  const out = m.outcomes ?? {};
+  const failed = (out.failed ?? 0) + (out.timed_out ?? 0);
+  setCounter("submitted", count(m.submitted), `${count(m.started ?? 0)} started`);
+  setCounter("succeeded", count(out.succeeded ?? 0), out.retried ? `${count(out.retried)} retried` : "");
+  setCounter("failed", count(failed), out.timed_out ? `${count(out.timed_out)} timed out` : "");
+  setCounter("dead", count(out.dead ?? 0), out.cancelled ? `${count(out.cancelled)} cancelled` : "");
+  const tp = m.throughput ?? {};
+  setCounter("throughput", `${rate(tp.per_second_10s)}/s`, `60 s: ${rate(tp.per_second_60s)}/s`);
+  setCounter("error_rate", percent(m.error_rate), "of finished attempts");
+  setCounter("queued", count(m.queued), depthText(m.queue_depth));
+  setCounter("running", count(m.running), point ? `${count(point.ok)} done last second` : "");
+  const pool = m.pool;
+  if (pool) {
+    setCounter("pool", `${count(pool.busy)} / ${count(pool.size)}`, poolText(pool));
+  } else {
+    setCounter("pool", "—", "no workers in this process");
+  }
+  const proc = m.process ?? {};
+  setCounter("rss", bytes(proc.rss_bytes), proc.threads ? `${count(proc.threads)} threads` : "");
+  // the point's CPU share covers a whole second; the snapshot's may cover a few milliseconds
+  const cpu = point?.cpu_percent ?? proc.cpu_percent;
+  setCounter("cpu", typeof cpu === "number" ? `${cpu.toFixed(1)}%` : "—",
+    proc.open_fds ? `${count(proc.open_fds)} open files` : "");
+  setCounter("lag", seconds(proc.loop_lag_seconds ?? point?.loop_lag_seconds),
+    m.uptime_seconds ? `up ${seconds(m.uptime_seconds)}` : "");
+}
+
+function poolText(pool) {
+  const parts = [`${percent(pool.utilisation, 0)} busy`];
+  if (pool.buffered) parts.push(`${count(pool.buffered)} buffered`);
+  if (pool.overrunning_threads) parts.push(`${count(pool.overrunning_threads)} overrunning`);
+  return parts.join(" · ");
+}
+
+function depthText(depth) {
+  const queues = new Set(Object.keys(depth ?? {}).map((key) => key.split(":")[0]));
+  return queues.size ? `${queues.size} queue${queues.size === 1 ? "" : "s"} active` : "";
+}
+
+/** A percentile table (run time or queue wait) from {type: {count, mean, p50, p95, p99}}. */
+export function renderPercentiles(tbody, byType) {
+  const rows = Object.entries(byType ?? {})
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([type, s]) =>
+      el("tr", {},
+        el("td", { className: "mono" }, type),
+        el("td", { className: "num" }, count(s.count)),
+        el("td", { className: "num" }, seconds(s.mean)),
+        el("td", { className: "num" }, seconds(s.p50)),
+        el("td", { className: "num" }, seconds(s.p95)),
+        el("td", { className: "num" }, seconds(s.p99)),
+      ),
+    );
+  fillRows(tbody, rows, "no finished tasks yet");
+}
+
+export function renderBreakers(list, breakers) {
+  const items = (breakers ?? []).map((b) =>
+    el("li", {}, el("span", { className: "mono" }, b.name), badge(b.state)),
+  );
+  list.replaceChildren(...(items.length ? items : [el("li", { className: "muted" }, "no circuit breakers yet")]));
+}
+
+export function renderOutcomes(list, outcomes) {
+  const items = Object.entries(outcomes ?? {})
+    .sort(([a], [b]) => a.localeCompare(b))
+    .map(([label, n]) => el("li", { className: `pill state-${label}` }, `${label} ${count(n)}`));
+  list.replaceChildren(...(items.length ? items : [el("li", { className: "muted" }, "none yet")]));
+}
+
+/** Workers of every instance; clicking a current task opens it. */
+export function renderWorkers(tbody, counter, workers, openTask) {
+  const now = Date.now();
+  const sorted = [...(workers ?? [])].sort((a, b) => a.id.localeCompare(b.id, "en", { numeric: true }));
+  const rows = sorted.map((w) =>
+    el("tr", {},
+      el("td", { className: "mono" }, w.id),
+      el("td", { className: "mono" }, w.instance),
+      el("td", {}, w.host),
+      el("td", { className: "num" }, w.pid),
+      el("td", {}, badge(w.state)),
+      el("td", { className: "mono" },
+        w.current_task
+          ? el("button", { type: "button", className: "link", title: w.current_task, onclick: () => openTask(w.current_task) }, shortId(w.current_task))
+          : "—"),
+      el("td", { className: "num" }, count(w.processed)),
+      el("td", { className: "num" }, percent(w.busy_ratio)),
+      el("td", { title: w.last_heartbeat ?? "" }, ago(w.last_heartbeat, now)),
+    ),
+  );
+  fillRows(tbody, rows, "no workers have reported in");
+  const instances = new Set(sorted.map((w) => w.instance));
+  counter.textContent = sorted.length
+    ? `${sorted.length} on ${instances.size} instance${instances.size === 1 ? "" : "s"}`
+    : "";
+}
