@@ -21,6 +21,7 @@ from taskengine.metrics import Metrics
 from taskengine.model import Priority, ResultStatus, Task, TaskRecord, TaskResult, new_task
 from taskengine.model.serializer import from_json, to_json
 from taskengine.model.state import TERMINAL_STATES
+from taskengine.policy.cron import CronEntry, check_unique
 from taskengine.registry import ExecutorKind, Registry
 from taskengine.runtime.worker import Worker
 from taskengine.settings import Settings
@@ -68,6 +69,7 @@ class App:
         if builtins:
             self.registry.merge(builtin_registry(builtin_config(settings)))
         self.metrics = Metrics()
+        self.periodic_tasks: list[CronEntry] = list(settings.cron)
         self._broker: BrokerBackend | None = None
         self._worker: Worker | None = None
 
@@ -92,6 +94,36 @@ class App:
             executor=executor,
             retryable=retryable,
         )
+
+    def periodic(
+        self,
+        name: str,
+        cron: str,
+        type: str,
+        payload: Any = None,
+        *,
+        priority: str | None = None,
+        queue: str | None = None,
+    ) -> CronEntry:
+        """Submit `type` with `payload` at every slot of `cron` (UTC), once across instances."""
+        entry = CronEntry(
+            name=name, cron=cron, type=type, payload=payload, priority=priority, queue=queue
+        )
+        check_unique([*self.periodic_tasks, entry])
+        self.periodic_tasks.append(entry)
+        return entry
+
+    def build_periodic(self, entry: CronEntry, slot: float, key: str) -> Task:
+        """The task of one slot: due at the slot, keyed by it."""
+        request = TaskRequest(
+            type=entry.type,
+            payload=entry.payload,
+            priority=entry.priority,
+            queue=entry.queue,
+            run_at=slot,
+            idempotency_key=key,
+        )
+        return self.build(request)
 
     @property
     def broker(self) -> BrokerBackend:
@@ -212,8 +244,16 @@ class App:
     def worker(self, **overrides: Any) -> Worker:
         """Build this app's worker pool (start it with `await worker.start()`)."""
         settings = self.settings.with_changes(**overrides) if overrides else self.settings
+        for entry in self.periodic_tasks:  # fail at start, not at the first slot
+            self.build_periodic(entry, self.clock.now(), "check")
         self._worker = Worker(
-            self.broker, self.registry, settings, clock=self.clock, metrics=self.metrics
+            self.broker,
+            self.registry,
+            settings,
+            clock=self.clock,
+            metrics=self.metrics,
+            periodic=self.periodic_tasks,
+            build_periodic=self.build_periodic,
         )
         return self._worker
 

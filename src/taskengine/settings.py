@@ -9,7 +9,8 @@ from typing import Any
 import msgspec
 
 from taskengine.brokers import DEFAULT_BROKER_URL, DEFAULT_MAX_DEPTH
-from taskengine.errors import ConfigurationError
+from taskengine.errors import ConfigurationError, ValidationError
+from taskengine.policy.cron import CronEntry, check_unique
 
 ENV_PREFIX = "TASKENGINE_"
 
@@ -47,6 +48,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     finished_ttl: float = 24 * 3600.0
     dead_ttl: float = 180 * 24 * 3600.0
     retention_every: float = 60.0
+    # periodic tasks (TASKENGINE_CRON: a JSON list of {"name", "cron", "type", "payload", ...})
+    cron: tuple[CronEntry, ...] = ()
+    scheduler_every: float = 1.0
+    cron_catch_up: float = 60.0  # a slot missed by longer than this is skipped
     # HTTP API (`taskengine serve`)
     api_host: str = "127.0.0.1"
     api_port: int = 8080
@@ -69,6 +74,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "max_attempts": self.max_attempts,
             "task_timeout": self.task_timeout,
             "retry_base": self.retry_base,
+            "scheduler_every": self.scheduler_every,
+            "cron_catch_up": self.cron_catch_up,
             "max_depth": self.max_depth,
         }
         for name, value in positive.items():
@@ -76,6 +83,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
                 raise ConfigurationError(f"{name} must be positive, got {value!r}")
         if self.heartbeat_every >= self.lease_for:
             raise ConfigurationError("heartbeat_every must be shorter than lease_for")
+        try:
+            check_unique(list(self.cron))
+        except ValidationError as exc:
+            raise ConfigurationError(str(exc)) from None
         if self.shutdown_grace < 0:
             raise ConfigurationError("shutdown_grace must not be negative")
         low, high = self.scale_bounds
@@ -119,11 +130,16 @@ def build_settings(values: Mapping[str, Any]) -> Settings:
     """Validate and convert `values` (strings allowed for numbers) into Settings."""
     try:
         return msgspec.convert(dict(values), Settings, strict=False)
-    except msgspec.ValidationError as exc:
+    except (msgspec.ValidationError, ValidationError) as exc:
         raise ConfigurationError(f"invalid settings: {exc}") from exc
 
 
 def _parse_env(name: str, raw: str) -> Any:
     if name == "queues":
         return tuple(q.strip() for q in raw.split(",") if q.strip()) or None
+    if name == "cron":
+        try:
+            return msgspec.json.decode(raw)
+        except msgspec.DecodeError as exc:
+            raise ConfigurationError(f"TASKENGINE_CRON is not JSON: {exc}") from None
     return raw

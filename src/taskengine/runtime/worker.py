@@ -10,14 +10,16 @@ import logging
 import os
 import secrets
 import socket
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from taskengine.brokers.base import BrokerBackend
 from taskengine.clock import SYSTEM_CLOCK, Clock
 from taskengine.metrics import Metrics
-from taskengine.model import TaskState
+from taskengine.model import Task, TaskState
 from taskengine.policy.autoscale import PoolSample, desired_size
 from taskengine.policy.breaker import BreakerConfig, BreakerRegistry
+from taskengine.policy.cron import CronEntry
 from taskengine.policy.retry import RetryPolicy
 from taskengine.registry import Registry
 from taskengine.runtime.completer import Completer
@@ -25,6 +27,7 @@ from taskengine.runtime.fetcher import Fetcher
 from taskengine.runtime.pool import Pool
 from taskengine.runtime.process_pool import ProcessExecutor
 from taskengine.runtime.runner import Runner
+from taskengine.runtime.scheduler import Scheduler
 from taskengine.runtime.service import PeriodicService
 from taskengine.settings import Settings
 
@@ -50,6 +53,8 @@ class Worker:
         clock: Clock = SYSTEM_CLOCK,
         instance: str | None = None,
         metrics: Metrics | None = None,
+        periodic: Sequence[CronEntry] = (),
+        build_periodic: Callable[[CronEntry, float, str], Task] | None = None,
     ) -> None:
         self.broker = broker
         self.registry = registry
@@ -99,6 +104,18 @@ class Worker:
         self.reaper = PeriodicService(REAPER, settings.reaper_every, self.reap_once)
         self.retention = PeriodicService(RETENTION, settings.retention_every, self.purge_once)
         self.autoscaler = PeriodicService("autoscaler", 1.0, self.autoscale_once)
+        self.scheduler = Scheduler(
+            broker,
+            clock,
+            periodic if build_periodic is not None else (),
+            build_periodic or _no_build,
+            instance=self.instance,
+            lease_for=settings.scheduler_every * 5,
+            catch_up=settings.cron_catch_up,
+        )
+        self.scheduling = PeriodicService(
+            "scheduler", settings.scheduler_every, self.scheduler.run_once
+        )
         self._idle_rounds = 0
         self._forgotten: set[str] = set()
         self._force = asyncio.Event()
@@ -131,6 +148,8 @@ class Worker:
 
     def _services(self) -> list[PeriodicService]:
         services = [self.heartbeat, self.reaper, self.retention]
+        if self.scheduler.entries:
+            services.append(self.scheduling)
         low, high = self.settings.scale_bounds
         if low != high:
             services.append(self.autoscaler)
@@ -263,3 +282,7 @@ class Worker:
                     return
             await asyncio.sleep(0.005)
         raise TimeoutError(f"still busy after {timeout} s")
+
+
+def _no_build(entry: CronEntry, slot: float, key: str) -> Task:
+    raise AssertionError("no periodic tasks without a builder")
