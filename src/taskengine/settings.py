@@ -33,6 +33,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     # leases and background duties
     lease_for: float = 30.0
     heartbeat_every: float = 10.0
+    cancel_poll_every: float = 0.5  # how soon a cancel asked elsewhere stops a running task
     reaper_every: float = 5.0
     idle_wait: float = 1.0  # longest wait for work without a wake-up
     shutdown_grace: float = 25.0
@@ -69,6 +70,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "threads": self.threads,
             "lease_for": self.lease_for,
             "heartbeat_every": self.heartbeat_every,
+            "cancel_poll_every": self.cancel_poll_every,
             "reaper_every": self.reaper_every,
             "idle_wait": self.idle_wait,
             "max_attempts": self.max_attempts,

@@ -203,6 +203,16 @@ async def test_the_breaker_snoozes_a_failing_type_without_burning_attempts() -> 
     assert len(BOARD.events("run")) == 5  # the handler was not called for it
 
 
+async def test_refused_input_does_not_open_the_breaker() -> None:
+    app = build_app()
+    refused = [await app.submit("no.retry") for _ in range(8)]
+    async with running_worker(app, workers=1) as worker:
+        records = await finished(app, refused)
+        assert worker.breakers.get("no.retry").is_closed
+    assert {r.state for r in records} == {TaskState.DEAD}
+    assert len(BOARD.events("run")) == 8  # every one ran: none was snoozed
+
+
 async def test_a_snoozed_task_runs_once_the_breaker_lets_a_probe_through() -> None:
     clock = FakeClock()
     app = build_app(clock=clock)

@@ -86,7 +86,10 @@ class Runner:
             return outcomes.snooze(lease, self._clock.now() + exc.delay)
         except Exception as exc:
             finished = self._clock.now()
-            breaker.record_failure(finished)
+            if refused_input(exc):
+                breaker.release(finished)  # the caller's mistake, not a failing dependency
+            else:
+                breaker.record_failure(finished)
             return self._failed(spec, lease, slot, exc, finished)
         finally:
             slot.end(self._clock.now())
@@ -163,10 +166,7 @@ class Runner:
     ) -> Outcome:
         record = lease.record
         result = self._failure(lease, slot, exc, now, now - slot.busy_since)
-        retryable = spec.retryable and not (
-            isinstance(exc, NoRetry | ValidationError)
-            or (isinstance(exc, TaskFailed) and exc.error_type in NOT_RETRYABLE_IN_CHILD)
-        )
+        retryable = spec.retryable and not refused_input(exc)
         requested = exc.delay if isinstance(exc, Retry) else None
         decision = decide_failure(
             record.attempt,
@@ -205,6 +205,14 @@ class Runner:
             error=describe(exc),
             attempt=lease.record.attempt,
         )
+
+
+def refused_input(exc: Exception) -> bool:
+    """True for errors that say the task itself is wrong (NoRetry, invalid input): retrying
+    cannot help, and they say nothing about the health of what the handler depends on."""
+    return isinstance(exc, NoRetry | ValidationError) or (
+        isinstance(exc, TaskFailed) and exc.error_type in NOT_RETRYABLE_IN_CHILD
+    )
 
 
 def describe(exc: BaseException) -> str:

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from taskengine.brokers.base import BrokerBackend
 from taskengine.clock import SYSTEM_CLOCK, Clock
 from taskengine.metrics import Metrics
-from taskengine.model import Task, TaskState
+from taskengine.model import LeaseStatus, Task, TaskState
 from taskengine.policy.autoscale import PoolSample, desired_size
 from taskengine.policy.breaker import BreakerConfig, BreakerRegistry
 from taskengine.policy.cron import CronEntry
@@ -27,7 +27,7 @@ from taskengine.runtime.fetcher import Fetcher
 from taskengine.runtime.pool import Pool
 from taskengine.runtime.process_pool import ProcessExecutor
 from taskengine.runtime.runner import Runner
-from taskengine.runtime.scheduler import Scheduler
+from taskengine.runtime.scheduler import SCHEDULER, Scheduler
 from taskengine.runtime.service import PeriodicService
 from taskengine.settings import Settings
 
@@ -101,6 +101,9 @@ class Worker:
         )
         self.pool.space_available = self.fetcher.space_available
         self.heartbeat = PeriodicService("heartbeat", settings.heartbeat_every, self.heartbeat_once)
+        self.cancel_watch = PeriodicService(
+            "cancel-watch", settings.cancel_poll_every, self.cancel_watch_once
+        )
         self.reaper = PeriodicService(REAPER, settings.reaper_every, self.reap_once)
         self.retention = PeriodicService(RETENTION, settings.retention_every, self.purge_once)
         self.autoscaler = PeriodicService("autoscaler", 1.0, self.autoscale_once)
@@ -147,7 +150,7 @@ class Worker:
         )
 
     def _services(self) -> list[PeriodicService]:
-        services = [self.heartbeat, self.reaper, self.retention]
+        services = [self.heartbeat, self.cancel_watch, self.reaper, self.retention]
         if self.scheduler.entries:
             services.append(self.scheduling)
         low, high = self.settings.scale_bounds
@@ -174,6 +177,23 @@ class Worker:
         if ended:  # retired by the autoscaler: leave the registry
             await self.broker.forget_workers(ended)
             self._forgotten.update(ended)
+
+    async def cancel_watch_once(self) -> int:
+        """Stop running tasks whose cancel was asked elsewhere; return how many.
+
+        A read of the running tasks' records, so a cancel from any instance reaches the run
+        within `cancel_poll_every` instead of a heartbeat interval. Nothing is read while idle.
+        """
+        leases = [slot.lease for slot in self.pool.slots.values() if slot.lease is not None]
+        if not leases:
+            return 0
+        records = await self.broker.get([lease.task_id for lease in leases])
+        asked = 0
+        for lease, record in zip(leases, records, strict=True):
+            if record is not None and record.cancel_requested and record.state is TaskState.RUNNING:
+                self.pool.lease_status(lease, LeaseStatus.CANCEL_REQUESTED)
+                asked += 1
+        return asked
 
     async def reap_once(self) -> list[str]:
         """If this instance leads, requeue tasks whose lease expired."""
@@ -236,6 +256,7 @@ class Worker:
         grace = self.settings.shutdown_grace if grace is None else grace
         await self.fetcher.stop()
         await self.autoscaler.stop()
+        await self.scheduling.stop()
         released = self.pool.release_buffered()
         await self._wait_idle(grace)
         interrupted = self.pool.interrupt_running()
@@ -243,12 +264,13 @@ class Worker:
             await self._wait_idle(5.0, forced=False)
         await self.pool.stop_workers()
         await self.heartbeat.stop()
+        await self.cancel_watch.stop()
         await self.completer.stop()
         for service in (self.reaper, self.retention):
             await service.stop()
         with contextlib.suppress(Exception):
             await self.broker.forget_workers([slot.id for slot in self.pool.slots.values()])
-            for name in (REAPER, RETENTION):
+            for name in (REAPER, RETENTION, SCHEDULER):
                 await self.broker.resign(name, self.instance)
         self._threads.shutdown(wait=False, cancel_futures=True)
         await self._processes.close()
