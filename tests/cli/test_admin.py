@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from taskengine.brokers import open_broker
+from taskengine.cli import cli as cli_root
 from taskengine.model import WorkerInfo
 from tests.cli.support import Cli
 
@@ -113,3 +114,23 @@ def test_pause_and_resume_json(tmp_path: Path) -> None:
     cli = Cli(tmp_path)
     assert cli.json("queues", "pause", "q1") == {"paused": ["q1"]}
     assert cli.json("queues", "resume", "q1") == {"resumed": ["q1"]}
+
+
+def test_migrate_creates_the_store_and_can_run_again(tmp_path: Path) -> None:
+    cli = Cli(tmp_path)
+    first = cli.ok("migrate")
+    assert first.stdout == f"{cli.url}: storage is up to date\n"
+    assert (tmp_path / "t.db").exists()
+    cli.ok("migrate")  # idempotent
+    assert cli.json("queues") == []  # the store it made is usable
+
+
+def test_migrate_reports_an_unreachable_broker_and_refuses_api(tmp_path: Path) -> None:
+    cli = Cli(tmp_path)
+    cli.url = "redis://:secret@127.0.0.1:1/0"
+    down = cli.invoke("migrate")
+    assert down.exit_code == 4, down.stderr
+    assert "secret" not in down.stderr and down.stderr.startswith("error: ")
+    remote = cli.runner.invoke(cli_root, ["--api", "http://127.0.0.1:1", "migrate"])
+    assert remote.exit_code == 2
+    assert "does not take --api" in remote.stderr

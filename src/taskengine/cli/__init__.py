@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import click
 
-from taskengine.cli.admin_cmds import dlq, metrics, queues, workers
+from taskengine.cli.admin_cmds import dlq, metrics, migrate, queues, workers
 from taskengine.cli.errors import EXIT_USAGE, EngineGroup, fail
 from taskengine.cli.loading import CliState
 from taskengine.cli.serve_cmd import serve
@@ -70,7 +70,7 @@ def cli(
     )
 
 
-LOCAL_COMMANDS = ("worker", "serve")  # they run the engine here: no --api
+LOCAL_COMMANDS = ("worker", "serve", "migrate")  # they run the engine here: no --api
 
 
 def remote_target(
@@ -109,6 +109,7 @@ for command in (
     workers,
     queues,
     metrics,
+    migrate,
 ):
     cli.add_command(command)
 

@@ -191,3 +191,24 @@ def metrics(ctx: click.Context, as_json: bool) -> None:
         output.print_json(figures)
     else:
         output.show_metrics(figures)
+
+
+@click.command()
+@click.pass_context
+def migrate(ctx: click.Context) -> None:
+    """Create or upgrade the broker's storage (tables, schema, scripts); safe to run again.
+
+    Brokers also do this when they start; run it ahead of a deploy so several new processes do
+    not all wait on it, or to check that a database is reachable and current.
+    """
+    from taskengine.cli.loading import connected, load_app, run
+    from taskengine.cli.worker_cmd import redact
+
+    app = load_app(state_of(ctx))
+
+    async def body() -> None:
+        async with connected(app):
+            pass
+
+    run(body())
+    click.echo(f"{redact(app.settings.broker_url)}: storage is up to date")

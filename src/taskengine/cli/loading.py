@@ -85,6 +85,7 @@ def load_app(state: CliState) -> App:
         builtins=False,
     )
     app.registry = found.registry
+    app.periodic_tasks = list(found.periodic_tasks)
     return app
 
 
