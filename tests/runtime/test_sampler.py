@@ -9,7 +9,6 @@ from typing import Any
 from taskengine.brokers import open_broker
 from taskengine.clock import FakeClock
 from taskengine.metrics import Metrics
-from taskengine.metrics.history import Point
 from taskengine.metrics.sampler import Sampler
 from taskengine.model import Lease, new_task
 from taskengine.model.task import queued_record
@@ -111,8 +110,6 @@ async def test_history_is_saved_every_ten_points_and_reloaded(tmp_path: Path) ->
         assert path.exists()
     finally:
         await broker.close()
-    seen: list[Point] = []
     again = Sampler(Metrics(), broker, clock, history_path=path)
-    again.listeners.append(seen.append)
     assert again.load_history() == 10
     assert [p.t for p in again.history.points] == [NOW + s for s in range(10)]

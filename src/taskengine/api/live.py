@@ -111,11 +111,6 @@ class LiveFeed:
         finally:
             self._subscribers.discard(queue)
 
-    @property
-    def subscribers(self) -> int:
-        """Open streams."""
-        return len(self._subscribers)
-
     def _seen_since(self) -> float:
         return self.ctx.app.clock.now() - 3 * self.ctx.app.settings.heartbeat_every
 
@@ -129,6 +124,7 @@ class LiveFeed:
         local = {
             slot.id: slot.info(worker.instance, host, pid, now)
             for slot in worker.pool.slots.values()
+            if slot.task is not None  # retired slots left the registry too
         }
         merged = [local.pop(info.id, info) for info in infos]
         return sorted([*merged, *local.values()], key=lambda info: info.id)

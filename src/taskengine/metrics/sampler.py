@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,7 +51,6 @@ class Sampler:
         self.counts: list[CountRow] = []
         self.process: dict[str, Any] = {}  # the last process_stats(): CPU % is since the one before
         self.loop_lag = 0.0
-        self.listeners: list[Callable[[Point], None]] = []
         self._busy_before: dict[str, float] = {}
         self._sampled_at: float | None = None
         self._due: float | None = None  # loop time this run should have started
@@ -106,8 +104,6 @@ class Sampler:
             loop_lag_seconds=round(self.loop_lag, 6),
         )
         self.history.add(point)
-        for listener in self.listeners:
-            listener(point)
         self._unsaved += 1
         if self.history_path is not None and self._unsaved >= SAVE_EVERY:
             await self.save()
