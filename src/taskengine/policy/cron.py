@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-from croniter import croniter
 
 from taskengine.errors import ValidationError
 from taskengine.model.task import validate_name
@@ -29,12 +28,16 @@ class CronEntry(msgspec.Struct, frozen=True, kw_only=True):
     def __post_init__(self) -> None:
         validate_name("periodic task name", self.name)
         validate_name("task type", self.type)
+        from croniter import croniter  # imported only where periodic tasks exist: ~4 MB
+
         if not isinstance(self.cron, str) or not croniter.is_valid(self.cron):
             raise ValidationError(f"invalid cron expression {self.cron!r} for {self.name!r}")
 
 
 def due_slots(cron: str, after: float, until: float, limit: int = 100) -> list[float]:
     """The slots of `cron` in (after, until], oldest first, at most `limit`."""
+    from croniter import croniter
+
     slots: list[float] = []
     schedule = croniter(cron, datetime.fromtimestamp(after, UTC))  # UTC whatever the host's zone
     while len(slots) < limit:
