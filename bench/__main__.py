@@ -11,7 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench import api_rates, dashboard_cost, runtime_rates
+from bench import api_rates, dashboard_cost, runtime_rates, scale_out
 from bench.broker_rates import Config, machine_facts, run, table
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -35,11 +35,11 @@ def parse(argv: list[str] | None = None) -> Config:
     parser.add_argument("--dir", dest="temp_parent", help="parent directory of the SQLite files")
     parser.add_argument(
         "--suite",
-        choices=("broker", "runtime", "api", "dashboard", "all"),
+        choices=("broker", "runtime", "api", "dashboard", "scale", "all"),
         default="all",
         help="broker: broker operation rates; runtime: end-to-end engine figures; "
         "api: HTTP latency, batch submission and idle memory; dashboard: throughput with and "
-        "without open dashboards",
+        "without open dashboards; scale: 1, 2, 4 worker processes on Redis, PostgreSQL, SQLite",
     )
     args = parser.parse_args(argv)
     defaults = Config()
@@ -96,6 +96,12 @@ def main(argv: list[str] | None = None) -> None:
         print()
         print(api_rates.table(rows))
         save("dashboard_cost", facts, time.perf_counter() - started, {"runs": config.runs}, rows)
+    if config.suite in ("scale", "all"):
+        started = time.perf_counter()
+        rows = scale_out.run(config.runs)
+        print()
+        print(api_rates.table(rows))
+        save("scale_out", facts, time.perf_counter() - started, {"runs": config.runs}, rows)
 
 
 def _loop_runner(main: Any) -> Any:
