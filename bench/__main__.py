@@ -83,25 +83,18 @@ def main(argv: list[str] | None = None) -> None:
             {"runs": config.runs},
             [r.as_dict() for r in results],
         )
-
-    if config.suite in ("api", "all"):
-        started = time.perf_counter()
-        rows = api_rates.run(config.runs)
-        print()
-        print(api_rates.table(rows))
-        save("api_rates", facts, time.perf_counter() - started, {"runs": config.runs}, rows)
-    if config.suite in ("dashboard", "all"):
-        started = time.perf_counter()
-        rows = dashboard_cost.run(config.runs)
-        print()
-        print(api_rates.table(rows))
-        save("dashboard_cost", facts, time.perf_counter() - started, {"runs": config.runs}, rows)
-    if config.suite in ("scale", "all"):
-        started = time.perf_counter()
-        rows = scale_out.run(config.runs)
-        print()
-        print(api_rates.table(rows))
-        save("scale_out", facts, time.perf_counter() - started, {"runs": config.runs}, rows)
+    row_suites = {  # suites whose figures are rows of name, values, median, min, max
+        "api": ("api_rates", api_rates.run),
+        "dashboard": ("dashboard_cost", dashboard_cost.run),
+        "scale": ("scale_out", scale_out.run),
+    }
+    for suite, (name, measure) in row_suites.items():
+        if config.suite in (suite, "all"):
+            started = time.perf_counter()
+            rows = measure(config.runs)
+            print()
+            print(api_rates.table(rows))
+            save(name, facts, time.perf_counter() - started, {"runs": config.runs}, rows)
 
 
 def _loop_runner(main: Any) -> Any:
