@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -157,3 +158,37 @@ async def test_a_process_run_past_the_grace_is_killed_and_handed_back(app: App) 
     assert time.monotonic() - start < 5
     record = await app.get(task_id)
     assert (record.state, record.attempt) == (TaskState.QUEUED, 0)
+
+
+class SlowReply:
+    """Wraps a broker: `reserve` is done in the store, but its reply waits for `reply`."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.granted = asyncio.Event()
+        self.reply = asyncio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    async def reserve(self, *args: Any) -> Any:
+        leases = await self._inner.reserve(*args)
+        if leases:
+            self.granted.set()
+            await self.reply.wait()
+        return leases
+
+
+async def test_a_stop_during_a_reserve_hands_back_what_the_broker_granted(app: App) -> None:
+    ids = [await app.submit("gate", {"key": f"k{n}"}) for n in range(3)]
+    broker = SlowReply(app.broker)
+    worker = Worker(broker, app.registry, app.settings, clock=app.clock)
+    await worker.start()
+    await asyncio.wait_for(broker.granted.wait(), 5)
+    assert await states(app, ids) == [(TaskState.RUNNING, 1)] * 3  # granted, reply on its way
+    stopping = asyncio.create_task(worker.stop(grace=0.2))
+    await wait_for(lambda: worker.state == "stopping")
+    broker.reply.set()
+    await asyncio.wait_for(stopping, 5)
+    assert await states(app, ids) == [(TaskState.QUEUED, 0)] * 3
+    assert BOARD.events("start") == []

@@ -41,6 +41,7 @@ class Fetcher:
         self._deliver = deliver
         self._space = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._in_flight: asyncio.Future[list[Lease]] | None = None
         self.last_full = False  # the last reserve filled its limit: more work is waiting
         self.failures = 0
 
@@ -49,9 +50,17 @@ class Fetcher:
         free = min(self._capacity(), self._batch)
         if free <= 0:
             return 0
-        leases = await self._broker.reserve(
-            self._instance, free, self._lease_for, self._clock.now(), self._queues
+        # Shielded: a stop during the call must not drop leases the broker already granted.
+        reserve = self._in_flight = asyncio.ensure_future(
+            self._broker.reserve(
+                self._instance, free, self._lease_for, self._clock.now(), self._queues
+            )
         )
+        try:
+            leases = await asyncio.shield(reserve)
+        finally:
+            if reserve.done():
+                self._in_flight = None
         self.last_full = len(leases) == free
         if leases:
             self._deliver(leases)
@@ -67,12 +76,22 @@ class Fetcher:
             self._task = asyncio.create_task(self._loop(), name="taskengine:fetcher")
 
     async def stop(self) -> None:
-        """Stop fetching; leases already delivered stay with the pool."""
+        """Stop fetching; leases already granted, even by a reserve cut short, go to the pool."""
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        in_flight, self._in_flight = self._in_flight, None
+        if in_flight is None:
+            return
+        try:
+            leases = await in_flight
+        except Exception:
+            log.exception("the reserve in flight at stop failed")
+            return
+        if leases:
+            self._deliver(leases)
 
     async def _loop(self) -> None:
         while True:
