@@ -70,6 +70,15 @@ async def expires_at(app: App, task_id: str) -> float | None:
 # -- heartbeat ----------------------------------------------------------------------------------
 
 
+async def test_a_failing_duty_backs_off_but_the_heartbeat_keeps_its_beat(app: App) -> None:
+    worker = make_worker(app)
+    for service in (worker.reaper, worker.heartbeat):
+        service.failures = 5  # a broker outage: five rounds in a row failed
+    assert worker.reaper.next_delay() == 8 * worker.reaper.interval
+    # A late heartbeat would let every running lease expire once the broker is back.
+    assert worker.heartbeat.next_delay() == worker.heartbeat.interval == 10
+
+
 async def test_the_heartbeat_extends_running_and_buffered_leases(
     app: App, clock: FakeClock
 ) -> None:

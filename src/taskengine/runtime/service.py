@@ -14,9 +14,17 @@ log = logging.getLogger("taskengine.runtime")
 class PeriodicService:
     """Calls `run_once` every `interval` seconds until stopped; a failure is logged, not fatal."""
 
-    def __init__(self, name: str, interval: float, run_once: Callable[[], Awaitable[Any]]) -> None:
+    def __init__(
+        self,
+        name: str,
+        interval: float,
+        run_once: Callable[[], Awaitable[Any]],
+        *,
+        max_backoff: int = 8,
+    ) -> None:
         self.name = name
         self.interval = interval
+        self.max_backoff = max_backoff  # a failing duty waits at most this many intervals
         self._run_once = run_once
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
@@ -50,6 +58,9 @@ class PeriodicService:
             except Exception:
                 self.failures += 1
                 log.exception("%s failed (%d in a row)", self.name, self.failures)
-            delay = self.interval * min(2 ** max(self.failures - 1, 0), 8)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), delay)
+                await asyncio.wait_for(self._stopping.wait(), self.next_delay())
+
+    def next_delay(self) -> float:
+        """Seconds until the next round: the interval, doubled per failure in a row, capped."""
+        return self.interval * min(1 << max(self.failures - 1, 0), self.max_backoff)

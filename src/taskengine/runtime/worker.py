@@ -100,7 +100,10 @@ class Worker:
             deliver=self.pool.deliver,
         )
         self.pool.space_available = self.fetcher.space_available
-        self.heartbeat = PeriodicService("heartbeat", settings.heartbeat_every, self.heartbeat_once)
+        # No backoff: a heartbeat late past the lease after a broker outage loses every run.
+        self.heartbeat = PeriodicService(
+            "heartbeat", settings.heartbeat_every, self.heartbeat_once, max_backoff=1
+        )
         self.cancel_watch = PeriodicService(
             "cancel-watch", settings.cancel_poll_every, self.cancel_watch_once
         )
