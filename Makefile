@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 BROKER ?= sqlite:///taskengine.db
 
-.PHONY: run test lint types unit bench clean
+.PHONY: run test lint types unit bench bench-peers chaos clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,20 @@ test: lint types
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench
+
+# Task Engine next to Celery, Dramatiq, arq, SAQ, taskiq, Huey and RQ; the peers live only in
+# bench/.peers-venv (needs redis-server on PATH). See docs/BENCHMARKS.md.
+PEERS := bench/.peers-venv
+$(PEERS)/.installed: bench/peers/requirements.txt
+	$(PYTHON) -m venv $(PEERS)
+	$(PEERS)/bin/pip install --quiet -r bench/peers/requirements.txt
+	touch $@
+
+bench-peers: $(VENV)/.installed-dev $(PEERS)/.installed
+	$(PEERS)/bin/python -m bench.peers.run
+
+chaos: $(VENV)/.installed-dev
+	CHAOS_LONG=1 $(BIN)/pytest tests/chaos -q
 
 clean:
 	rm -rf $(VENV) .coverage .coverage.* .pytest_cache .mypy_cache .ruff_cache
