@@ -1,0 +1,39 @@
+"""RQ: jobs enqueued with `enqueue_many` (one pipeline per 1,000), results not kept."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from redis import Redis
+from rq import Queue
+
+from bench.peers.common import SLEEP_S, incr, produce_main, redis_url
+
+QUEUE = "bench"
+
+
+def noop() -> None:
+    incr()
+
+
+def sleep() -> None:
+    time.sleep(SLEEP_S)
+    incr()
+
+
+def produce(kind: str, count: int, started: Callable[[], None]) -> None:
+    func = noop if kind == "noop" else sleep
+    queue = Queue(QUEUE, connection=Redis.from_url(redis_url()))
+    started()
+    done = 0
+    while done < count:
+        n = min(1000, count - done)
+        queue.enqueue_many([Queue.prepare_data(func, result_ttl=0) for _ in range(n)])
+        done += n
+
+
+if __name__ == "__main__":
+    from bench.peers import rq_app  # jobs name bench.peers.rq_app.*, not __main__.*
+
+    produce_main(rq_app.produce)
