@@ -31,7 +31,7 @@ local function promote(q)
   if #due > 0 then redis.call('ZREMRANGEBYSCORE', sched_key(q), '-inf', now) end
 end
 
-local candidates = {}
+local candidates, sources = {}, 0
 for _, q in ipairs(queues) do
   if redis.call('SISMEMBER', K.paused, q) == 0 then
     promote(q)
@@ -39,12 +39,13 @@ for _, q in ipairs(queues) do
     for j = 1, #head, 2 do
       candidates[#candidates + 1] = {id = head[j], score = tonumber(head[j + 1]), queue = q}
     end
+    if #head > 0 then sources = sources + 1 end
     if nq < 0 and #head == 0 and redis.call('EXISTS', sched_key(q)) == 0 then
       redis.call('SREM', K.queues, q)  -- re-added by whatever queues a task there again
     end
   end
 end
-table.sort(candidates, before)
+if sources > 1 then table.sort(candidates, before) end  -- one queue's ZRANGE is in order
 
 local out = {}
 for i = 1, math.min(limit, #candidates) do
