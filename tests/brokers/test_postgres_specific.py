@@ -12,6 +12,7 @@ import os
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -24,6 +25,7 @@ from taskengine.brokers.postgres.schema import SCHEMA_VERSION
 from taskengine.errors import BrokerUnavailable, ConfigurationError, QueueFull, ValidationError
 from taskengine.model import Lease, LeaseStatus, OutcomeKind
 from tests.brokers.support import T0, Tasks, drop_storage, outcome
+from tests.cli.support import Cli
 
 SERVER = "postgresql://postgres@127.0.0.1:5432/test"
 
@@ -316,6 +318,31 @@ async def test_newer_schema_is_refused(make: Make, server: Any) -> None:
     assert broker._pool is None
 
 
+async def test_with_migrate_false_only_taskengine_migrate_changes_the_schema(
+    make: Make, server: Any, tmp_path: Path
+) -> None:
+    schema = _schema()
+    url = f"{SERVER}?schema={schema}&migrate=false"
+    refused = PostgresBroker(url)
+    with pytest.raises(ConfigurationError, match="run `taskengine migrate`"):
+        await refused.start()
+    assert await _schemas(server, schema) == []  # nothing was created
+
+    cli = Cli(tmp_path)
+    cli.url = url
+    result = await asyncio.to_thread(cli.ok, "migrate")  # the command runs its own loop
+    assert result.stdout.endswith("storage is up to date\n")
+    versions = await server.fetch(f'SELECT version FROM "{schema}".schema_version')
+    assert [row["version"] for row in versions] == [SCHEMA_VERSION]
+
+    await refused.start()  # current now: it starts, and works
+    try:
+        assert await refused.counts() == []
+    finally:
+        await refused.close()
+    await make(schema)  # drops the schema at the end
+
+
 async def test_capabilities_follow_the_server(make: Make, server: Any) -> None:
     broker = await make()
     fsync = await server.fetchval("SELECT current_setting('fsync')")
@@ -352,6 +379,9 @@ def test_url_options() -> None:
     assert "secret" not in parse_url("postgres://u:secret@db/x").where
     assert parse_url(f"{SERVER}?max_depth=9").max_depth == 9
     assert parse_url(f"{SERVER}?max_depth=9", max_depth=9).max_depth == 9
+    assert parse_url(SERVER).migrate is True
+    assert parse_url(f"{SERVER}?migrate=false").migrate is False
+    assert parse_url(f"{SERVER}?migrate=false").dsn == SERVER
 
 
 @pytest.mark.parametrize(
@@ -366,6 +396,7 @@ def test_url_options() -> None:
         (SERVER, {"pool_size": "0"}),
         (SERVER, {"pool_size": "many"}),
         (SERVER, {"sslmode": "require"}),  # not in the URL: a typo?
+        (f"{SERVER}?migrate=maybe", {}),
         ("mysql://127.0.0.1/test", {}),
     ],
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, urlencode
 
 import click
 
@@ -198,17 +199,29 @@ def metrics(ctx: click.Context, as_json: bool) -> None:
 def migrate(ctx: click.Context) -> None:
     """Create or upgrade the broker's storage (tables, schema, scripts); safe to run again.
 
-    Brokers also do this when they start; run it ahead of a deploy so several new processes do
-    not all wait on it, or to check that a database is reachable and current.
+    Brokers also do this when they start, unless their URL says `migrate=false` (a database
+    user without DDL rights); run it ahead of a deploy so several new processes do not all wait
+    on it, or to check that a database is reachable and current.
     """
+    from taskengine.app import App
     from taskengine.cli.loading import connected, load_app, run
     from taskengine.cli.worker_cmd import redact
 
     app = load_app(state_of(ctx))
+    migrating = App(
+        _without_param(app.settings.broker_url, "migrate"), settings=app.settings, builtins=False
+    )
 
     async def body() -> None:
-        async with connected(app):
+        async with connected(migrating):
             pass
 
     run(body())
     click.echo(f"{redact(app.settings.broker_url)}: storage is up to date")
+
+
+def _without_param(url: str, name: str) -> str:
+    """`url` without the query parameter `name` (`migrate` migrates whatever the URL says)."""
+    base, _, query = url.partition("?")  # not urlunsplit: it drops sqlite:///'s empty host
+    kept = [(k, v) for k, v in parse_qsl(query, keep_blank_values=True) if k != name]
+    return f"{base}?{urlencode(kept)}" if kept else base

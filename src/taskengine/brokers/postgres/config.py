@@ -12,10 +12,11 @@ from taskengine.errors import ConfigurationError
 SCHEMES = ("postgresql", "postgres")
 DEFAULT_SCHEMA = "taskengine"
 DEFAULT_POOL_SIZE = 10
-OWN_PARAMS = frozenset({"schema", "max_depth", "pool_size"})  # never handed to asyncpg
+OWN_PARAMS = frozenset({"schema", "max_depth", "pool_size", "migrate"})  # never handed to asyncpg
 CHANNEL_PREFIX = "taskengine."  # the NOTIFY channel is this + the schema (see schema.py)
 # Plain identifiers only, so quoting is trivial; short enough that prefix + schema fits the
 # 63-byte limit PostgreSQL puts on channel names.
+BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,47}$")
 
 
@@ -29,6 +30,7 @@ class PostgresConfig:
     max_depth: int
     pool_size: int
     where: str  # host:port/database, for messages (never the password)
+    migrate: bool = True  # create or upgrade the schema at start (else only check it)
 
     @property
     def quoted_schema(self) -> str:
@@ -49,7 +51,8 @@ def parse_url(
     pool_size: int | str | None = None,
     url_params: dict[str, str] | None = None,
 ) -> PostgresConfig:
-    """Read `postgresql://user@host:5432/db?schema=name&pool_size=10`, checking every option.
+    """Read `postgresql://user@host:5432/db?schema=name&pool_size=10&migrate=false`, checking
+    every option.
 
     Keyword options must agree with the URL where both give one (`open_broker` passes the
     URL's query parameters as keywords too); asyncpg's own query parameters stay in the DSN.
@@ -76,6 +79,9 @@ def parse_url(
     size = DEFAULT_POOL_SIZE if size is None else size
     if size < 1:
         raise ConfigurationError(f"pool_size must be at least 1: {size}")
+    migrate = in_url.get("migrate", "true").lower()
+    if migrate not in BOOLEANS:
+        raise ConfigurationError(f"migrate must be true or false: {in_url['migrate']!r}")
     rest = [(k, v) for k, v in parse_qsl(parts.query) if k not in OWN_PARAMS]
     dsn = urlunsplit(parts._replace(query=urlencode(rest)))
     try:
@@ -83,7 +89,7 @@ def parse_url(
     except ValueError as exc:  # a port that is not a number
         raise ConfigurationError(f"invalid PostgreSQL URL: {exc}") from None
     name = None if "application_name" in in_url else f"taskengine {chosen}"
-    return PostgresConfig(dsn, name, chosen, depth, size, where)
+    return PostgresConfig(dsn, name, chosen, depth, size, where, BOOLEANS[migrate])
 
 
 def _agreed(name: str, given: object, in_url: str | None) -> str | None:

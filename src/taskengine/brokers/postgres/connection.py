@@ -20,7 +20,7 @@ from taskengine.brokers.base import Capabilities
 from taskengine.brokers.postgres import queries as q
 from taskengine.brokers.postgres.codec import Row
 from taskengine.brokers.postgres.config import parse_url
-from taskengine.brokers.postgres.schema import DURABILITY, migrate
+from taskengine.brokers.postgres.schema import DURABILITY, check_version, migrate
 from taskengine.brokers.postgres.wakeup import WakeListener
 from taskengine.errors import BrokerUnavailable
 
@@ -81,7 +81,8 @@ class Connection:
         return self._capabilities
 
     async def start(self) -> None:
-        """Open the pool, create or migrate the schema, LISTEN for wake-ups. Idempotent.
+        """Open the pool, create or migrate the schema (only check it with `migrate=false`),
+        LISTEN for wake-ups. Idempotent.
 
         A few round trips: connect, one migration transaction (migrations run only on a new
         or older schema), connect and LISTEN. Raises BrokerUnavailable if the server cannot
@@ -103,7 +104,11 @@ class Connection:
                         server_settings=self._settings(SESSION_SETTINGS),
                     )
                     async with pool.acquire() as conn:
-                        applied = await migrate(conn, self.config.quoted_schema, self.schema)
+                        applied = 0
+                        if self.config.migrate:
+                            applied = await migrate(conn, self.config.quoted_schema, self.schema)
+                        else:
+                            await check_version(conn, self.config.quoted_schema, self.schema)
                         durable = bool(await conn.fetchval(DURABILITY))
                     await wake.start()
             except BaseException:

@@ -127,6 +127,8 @@ CREATE TABLE IF NOT EXISTS {s}.schema_version (version integer PRIMARY KEY);
 CURRENT_VERSION = "SELECT max(version) FROM {s}.schema_version"
 # Inputs: $1 version. Output: none.
 RECORD_VERSION = "INSERT INTO {s}.schema_version (version) VALUES ($1)"
+# Inputs: none. Output: whether the version table exists (a schema made by `migrate`).
+VERSION_TABLE = "SELECT to_regclass('{s}.schema_version') IS NOT NULL"
 # Inputs: none. Output: whether commits reach the disk before they are acknowledged.
 DURABILITY = """
 SELECT current_setting('fsync') = 'on' AND current_setting('synchronous_commit') <> 'off'
@@ -159,3 +161,15 @@ async def migrate(conn: Any, quoted_schema: str, schema: str) -> int:
                 await conn.execute(RECORD_VERSION.format(s=quoted_schema), version)
                 applied += 1
         return applied
+
+
+async def check_version(conn: Any, quoted_schema: str, schema: str) -> None:
+    """Refuse a schema that is missing or older than this build (start with `migrate=false`)."""
+    current = 0
+    if await conn.fetchval(VERSION_TABLE.format(s=quoted_schema)):
+        current = await conn.fetchval(CURRENT_VERSION.format(s=quoted_schema)) or 0
+    if current != SCHEMA_VERSION:
+        raise ConfigurationError(
+            f"schema {schema!r} has version {current}; this build needs {SCHEMA_VERSION}: "
+            "run `taskengine migrate` (the broker URL says migrate=false)"
+        )
