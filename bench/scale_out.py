@@ -3,6 +3,8 @@ shared broker (Redis, PostgreSQL, SQLite), the producer running at the same time
 
 The producer (this process) submits COUNT no-op tasks in batches while the workers drain them;
 the clock runs from the first submission until the broker counts every task as succeeded.
+Alongside the rate, where the two cores went over that window: how busy the whole machine was,
+and how many cores the worker processes, the producer and the broker server used.
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ import sys
 import tempfile
 import time
 import uuid
+from functools import partial
 from typing import Any
+
+import psutil
 
 from taskengine.brokers import open_broker
 from taskengine.model import TaskState, new_task
@@ -40,8 +45,42 @@ async def _succeeded(broker: Any) -> int:
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def one_run(url: str, processes: int) -> float:
-    """Tasks/s for one run: start the workers, then produce and wait for every success."""
+PORTS = {"redis": 6379, "postgresql": 5432}
+
+
+def _cpu(pid: int | None, *, children: bool = True) -> float:
+    """CPU seconds used so far by a process and its children (0 when there is none)."""
+    if pid is None:
+        return 0.0
+    root = psutil.Process(pid)
+    total = 0.0
+    for proc in [root, *(root.children(recursive=True) if children else [])]:
+        try:
+            times = proc.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return total
+
+
+def _busy(before: Any, after: Any) -> float:
+    """Share of all cores not idle between two `psutil.cpu_times()` readings, in %."""
+    spent = sum(after) - sum(before)
+    idle = (after.idle + after.iowait) - (before.idle + before.iowait)
+    return 100.0 * (spent - idle) / spent if spent else 0.0
+
+
+def _server_pid(port: int | None) -> int | None:
+    """The process listening on `port` (the broker server), if any."""
+    for conn in psutil.net_connections("tcp"):
+        if port is not None and conn.status == "LISTEN" and conn.laddr.port == port:
+            return conn.pid
+    return None
+
+
+def one_run(url: str, processes: int, port: int | None) -> tuple[float, ...]:
+    """(tasks/s, machine CPU busy %, then cores used by the workers, the producer and the
+    broker server) for one run: start the workers, then produce and wait for every success."""
     env = {**os.environ, "PYTHONPATH": ROOT, "TASKENGINE_PREFETCH": "500"}
     command = [sys.executable, "-m", "taskengine", "--broker", url, "--app", APP, "worker"]
     asyncio.run(_prepare(url))  # the storage exists before the workers race to create it
@@ -53,7 +92,18 @@ def one_run(url: str, processes: int) -> float:
     )
     try:
         time.sleep(3)  # the processes are up and waiting
-        return asyncio.run(_produce_and_wait(url))
+        # the producer is this process, without the workers it started
+        readings = [
+            partial(_cpu, workers.pid),
+            partial(_cpu, os.getpid(), children=False),
+            partial(_cpu, _server_pid(port)),
+        ]
+        machine, before = psutil.cpu_times(), [read() for read in readings]
+        rate = asyncio.run(_produce_and_wait(url))
+        busy = _busy(machine, psutil.cpu_times())
+        elapsed = COUNT / rate
+        cores = [(read() - was) / elapsed for read, was in zip(readings, before, strict=True)]
+        return (rate, busy, *cores)
     finally:
         workers.send_signal(signal.SIGTERM)
         try:
@@ -98,23 +148,36 @@ async def _drop(url: str) -> None:
     await broker.close()
 
 
+def _row(name: str, values: list[float]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "values": values,
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+    }
+
+
 def run(runs: int = 3, progress: Any = print) -> list[dict[str, Any]]:
     """Median of `runs` for each broker and process count."""
     rows = []
     for name, template in BROKERS.items():
         for processes in (1, 2, 4):
-            values = []
+            results = []
             for _ in range(runs):
                 url = template.format(uid=uuid.uuid4().hex[:8], tmp=tempfile.mkdtemp())
-                values.append(one_run(url, processes))
-                progress(f"scale-out {name} x{processes}: {values[-1]:,.0f} tasks/s")
-            rows.append(
-                {
-                    "name": f"{name}, {processes} worker process(es) (tasks/s)",
-                    "values": values,
-                    "median": statistics.median(values),
-                    "min": min(values),
-                    "max": max(values),
-                }
-            )
+                results.append(one_run(url, processes, PORTS.get(name)))
+                rate, busy, workers, producer, server = results[-1]
+                progress(
+                    f"scale-out {name} x{processes}: {rate:,.0f} tasks/s, machine {busy:.0f}% "
+                    f"busy; cores: workers {workers:.2f}, producer {producer:.2f}, "
+                    f"server {server:.2f}"
+                )
+            columns = [list(column) for column in zip(*results, strict=True)]
+            label = f"{name}, {processes} worker process(es)"
+            names = [" (tasks/s)", ": machine CPU busy (%)", ": workers' CPU (cores)"]
+            names += [": producer's CPU (cores)", ": broker server's CPU (cores)"]
+            rows += [
+                _row(label + suffix, column) for suffix, column in zip(names, columns, strict=True)
+            ]
     return rows
