@@ -18,6 +18,7 @@ from taskengine.errors import BrokerUnavailable
 from taskengine.model import ResultStatus, TaskResult, TaskState
 from taskengine.model import outcome as outcomes
 from taskengine.runtime.completer import Completer
+from taskengine.runtime import worker as worker_module
 from taskengine.runtime.worker import Worker
 from tests.runtime.apps import BOARD, FlakyBroker, build_app, finished, wait_for
 
@@ -264,6 +265,19 @@ async def test_retention_purges_finished_tasks_after_their_ttl(app: App, clock: 
     assert await worker.purge_once() == 1
     assert (await app.broker.get([dead]))[0] is None
     assert (await app.get(waiting)).state is TaskState.QUEUED  # never purged
+
+
+async def test_retention_keeps_purging_until_nothing_is_past_its_ttl(
+    app: App, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(worker_module, "PURGE_BATCH", 2)  # many batches from few tasks
+    worker = make_worker(app, finished_ttl=10)
+    ids = [await app.submit("quick", n) for n in range(5)]
+    async with running(worker):
+        await worker.run_until_idle(5)
+    clock.advance(11)
+    assert await worker.purge_once() == 5  # one round, three batches
+    assert await app.broker.get(ids) == [None] * 5
 
 
 # -- autoscaler ---------------------------------------------------------------------------------

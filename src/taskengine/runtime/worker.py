@@ -34,6 +34,7 @@ from taskengine.settings import Settings
 log = logging.getLogger("taskengine.runtime")
 REAPER = "reaper"
 RETENTION = "retention"
+PURGE_BATCH = 10_000  # tasks deleted per broker call (one write transaction each)
 
 
 def new_instance_id() -> str:
@@ -215,8 +216,17 @@ class Worker:
         if not await self.broker.leader(RETENTION, self.instance, ttl, now):
             return 0
         finished = [TaskState.SUCCEEDED, TaskState.CANCELLED]
-        purged = await self.broker.purge(finished, now - self.settings.finished_ttl, 10_000)
-        purged += await self.broker.purge([TaskState.DEAD], now - self.settings.dead_ttl, 10_000)
+        purged = 0
+        for states, keep in (
+            (finished, self.settings.finished_ttl),
+            ([TaskState.DEAD], self.settings.dead_ttl),
+        ):
+            # Batch after batch until done: one batch a round would cap retention at
+            # PURGE_BATCH per `retention_every`, far below what a busy engine finishes.
+            while (batch := await self.broker.purge(states, now - keep, PURGE_BATCH)) > 0:
+                purged += batch
+                if batch < PURGE_BATCH:
+                    break
         return purged
 
     async def autoscale_once(self) -> int:
