@@ -11,7 +11,15 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from bench import api_rates, dashboard_cost, runtime_rates, scale_out
+from bench import (
+    api_rates,
+    ceilings,
+    dashboard_cost,
+    loop_runner,
+    rss_soak,
+    runtime_rates,
+    scale_out,
+)
 from bench.broker_rates import Config, machine_facts, run, table
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -35,11 +43,12 @@ def parse(argv: list[str] | None = None) -> Config:
     parser.add_argument("--dir", dest="temp_parent", help="parent directory of the SQLite files")
     parser.add_argument(
         "--suite",
-        choices=("broker", "runtime", "api", "dashboard", "scale", "all"),
+        choices=("broker", "runtime", "api", "dashboard", "scale", "ceilings", "soak", "all"),
         default="all",
         help="broker: broker operation rates; runtime: end-to-end engine figures; "
         "api: HTTP latency, batch submission and idle memory; dashboard: throughput with and "
-        "without open dashboards; scale: 1, 2, 4 worker processes on Redis, PostgreSQL, SQLite",
+        "without open dashboards; scale: 1, 2, 4 worker processes on Redis, PostgreSQL, SQLite; "
+        "ceilings: a bare asyncio.Queue and redis-benchmark; soak: RSS over 1,000,000 tasks",
     )
     args = parser.parse_args(argv)
     defaults = Config()
@@ -73,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
         )
     if config.suite in ("runtime", "all"):
         started = time.perf_counter()
-        results = _loop_runner(runtime_rates.run(config.runs))
+        results = loop_runner(runtime_rates.run(config.runs))
         print()
         print(runtime_rates.table(results))
         save(
@@ -87,6 +96,8 @@ def main(argv: list[str] | None = None) -> None:
         "api": ("api_rates", api_rates.run),
         "dashboard": ("dashboard_cost", dashboard_cost.run),
         "scale": ("scale_out", scale_out.run),
+        "ceilings": ("ceilings", ceilings.run),
+        "soak": ("rss_soak", rss_soak.run),
     }
     for suite, (name, measure) in row_suites.items():
         if config.suite in (suite, "all"):
@@ -95,15 +106,6 @@ def main(argv: list[str] | None = None) -> None:
             print()
             print(api_rates.table(rows))
             save(name, facts, time.perf_counter() - started, {"runs": config.runs}, rows)
-
-
-def _loop_runner(main: Any) -> Any:
-    """Run on uvloop when installed, as `taskengine worker` does."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(main)
-    return uvloop.run(main)
 
 
 def save(name: str, facts: dict[str, Any], elapsed: float, config: Any, figures: Any) -> None:
