@@ -17,8 +17,8 @@ from taskengine.clock import FakeClock
 from taskengine.errors import BrokerUnavailable
 from taskengine.model import ResultStatus, TaskResult, TaskState
 from taskengine.model import outcome as outcomes
-from taskengine.runtime.completer import Completer
 from taskengine.runtime import worker as worker_module
+from taskengine.runtime.completer import Completer
 from taskengine.runtime.worker import Worker
 from tests.runtime.apps import BOARD, FlakyBroker, build_app, finished, wait_for
 
@@ -234,6 +234,17 @@ async def test_only_the_leader_requeues_expired_leases(app: App, clock: FakeCloc
     clock.advance(a.settings.reaper_every * 3 + LEASE + 1)
     assert sorted(await b.reap_once()) == sorted(lease.task_id for lease in more)
     assert await a.reap_once() == []
+
+
+async def test_the_reaper_requeues_every_expired_lease_in_one_round(
+    app: App, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(worker_module, "REQUEUE_BATCH", 2)  # many batches from few leases
+    ids = [await app.submit("quick", n) for n in range(5)]
+    assert len(await app.broker.reserve("crashed/w1", 5, LEASE, clock.now())) == 5
+    clock.advance(LEASE + 1)
+    assert sorted(await make_worker(app).reap_once()) == sorted(ids)
+    assert {(await app.get(i)).state for i in ids} == {TaskState.QUEUED}
 
 
 async def test_retention_purges_finished_tasks_after_their_ttl(app: App, clock: FakeClock) -> None:

@@ -34,6 +34,7 @@ from taskengine.settings import Settings
 log = logging.getLogger("taskengine.runtime")
 REAPER = "reaper"
 RETENTION = "retention"
+REQUEUE_BATCH = 1_000  # expired leases requeued per broker call
 PURGE_BATCH = 10_000  # tasks deleted per broker call (one write transaction each)
 
 
@@ -204,7 +205,11 @@ class Worker:
         now = self.clock.now()
         if not await self.broker.leader(REAPER, self.instance, self.settings.reaper_every * 3, now):
             return []
-        ids = await self.broker.requeue_expired(now, 1000)
+        ids: list[str] = []
+        while len(batch := await self.broker.requeue_expired(now, REQUEUE_BATCH)) > 0:
+            ids += batch  # a crash of many workers expires more leases than one batch holds
+            if len(batch) < REQUEUE_BATCH:
+                break
         if ids:
             log.warning("requeued %d tasks whose lease expired", len(ids))
         return ids
