@@ -125,6 +125,7 @@ class MemoryBroker:
         ]
         leases: list[Lease] = []
         expires_at = now + lease_for
+        base = secrets.token_hex(8)  # one draw per call: a token is unique, not secret
         while len(leases) < limit:
             heap = _lowest(heaps)
             if heap is None:
@@ -133,7 +134,7 @@ class MemoryBroker:
             record = self._records.get(task_id)
             if record is None or not self._is_entry(record, key) or record.run_at > now:
                 continue
-            token = secrets.token_hex(16)
+            token = f"{base}:{len(leases)}"
             record = replace(
                 record,
                 state=TaskState.RUNNING,
