@@ -136,8 +136,4 @@ def new_task(
 
 def queued_record(task: Task, now: float) -> TaskRecord:
     """Return the record of a freshly enqueued task."""
-    return TaskRecord(
-        **{field: getattr(task, field) for field in Task.__struct_fields__},
-        state=TaskState.QUEUED,
-        updated_at=now,
-    )
+    return TaskRecord(**msgspec.structs.asdict(task), state=TaskState.QUEUED, updated_at=now)
