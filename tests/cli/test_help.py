@@ -24,6 +24,7 @@ COMMANDS = [
     ["queues"],
     ["queues", "pause"],
     ["queues", "resume"],
+    ["bench"],
 ]
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import click
 
 from taskengine.cli.admin_cmds import dlq, metrics, migrate, queues, workers
+from taskengine.cli.bench_cmd import bench
 from taskengine.cli.errors import EXIT_USAGE, EngineGroup, fail
 from taskengine.cli.loading import CliState
 from taskengine.cli.serve_cmd import serve
@@ -70,7 +71,7 @@ def cli(
     )
 
 
-LOCAL_COMMANDS = ("worker", "serve", "migrate")  # they run the engine here: no --api
+LOCAL_COMMANDS = ("worker", "serve", "migrate", "bench")  # they run the engine here: no --api
 
 
 def remote_target(
@@ -110,6 +111,7 @@ for command in (
     queues,
     metrics,
     migrate,
+    bench,
 ):
     cli.add_command(command)
 
