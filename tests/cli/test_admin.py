@@ -7,8 +7,13 @@ import json
 import time
 from pathlib import Path
 
+import pytest
+
+from taskengine.app import App
 from taskengine.brokers import open_broker
 from taskengine.cli import cli as cli_root
+from taskengine.cli import loading
+from taskengine.errors import BrokerUnavailable
 from taskengine.model import WorkerInfo
 from tests.cli.support import Cli
 
@@ -134,3 +139,16 @@ def test_migrate_reports_an_unreachable_broker_and_refuses_api(tmp_path: Path) -
     remote = cli.runner.invoke(cli_root, ["--api", "http://127.0.0.1:1", "migrate"])
     assert remote.exit_code == 2
     assert "does not take --api" in remote.stderr
+
+
+async def test_a_driver_error_names_the_broker_without_its_password() -> None:
+    app = App("redis://:secret@127.0.0.1:1/0", builtins=False)
+
+    async def refuse() -> None:
+        raise RuntimeError("the driver said no")
+
+    app.start = refuse  # type: ignore[method-assign]  # a driver error, not a typed one
+    with pytest.raises(BrokerUnavailable) as raised:
+        await loading._start(app)
+    assert "secret" not in str(raised.value)
+    assert "127.0.0.1:1" in str(raised.value) and "the driver said no" in str(raised.value)

@@ -142,9 +142,11 @@ async def _start(app: App) -> None:
         await _close_quietly(app)
         raise
     except Exception as exc:  # the driver's own error: say which broker and why, in one line
+        from taskengine.cli.worker_cmd import redact  # worker_cmd imports this module
+
         await _close_quietly(app)
         raise BrokerUnavailable(
-            f"cannot reach broker {app.settings.broker_url}: {type(exc).__name__}: {exc}"
+            f"cannot reach broker {redact(app.settings.broker_url)}: {type(exc).__name__}: {exc}"
         ) from exc
 
 
