@@ -12,12 +12,11 @@ import asyncio
 import csv
 import io
 import shutil
-import statistics
 import subprocess
 import time
 from typing import Any
 
-from bench import loop_runner
+from bench import loop_runner, row
 
 QUEUE_ITEMS = 500_000
 CONSUMERS = 100
@@ -63,27 +62,17 @@ def redis_rate(args: list[str], requests: int = REDIS_REQUESTS) -> float:
     return float(rows[1][1])  # header, then "test","rps",latencies...
 
 
-def _row(name: str, values: list[float]) -> dict[str, Any]:
-    return {
-        "name": name,
-        "values": values,
-        "median": statistics.median(values),
-        "min": min(values),
-        "max": max(values),
-    }
-
-
 def run(runs: int = 3, progress: Any = print) -> list[dict[str, Any]]:
     """Median of `runs` for the queue and each redis-benchmark test."""
     values = [loop_runner(queue_rate()) for _ in range(runs)]
-    rows = [_row(f"asyncio.Queue, 1 producer -> {CONSUMERS} consumers (items/s)", values)]
+    rows = [row(f"asyncio.Queue, 1 producer -> {CONSUMERS} consumers (items/s)", values)]
     progress(f"{rows[-1]['name']}: {rows[-1]['median']:,.0f}")
     if shutil.which("redis-benchmark") is None:
         progress("redis-benchmark not on PATH: Redis ceilings skipped")
         return rows
     for name, args in REDIS_TESTS.items():
         rows.append(
-            _row(f"redis-benchmark {name} (requests/s)", [redis_rate(args) for _ in range(runs)])
+            row(f"redis-benchmark {name} (requests/s)", [redis_rate(args) for _ in range(runs)])
         )
         progress(f"{rows[-1]['name']}: {rows[-1]['median']:,.0f}")
     return rows

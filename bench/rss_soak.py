@@ -15,7 +15,7 @@ from typing import Any
 
 import psutil
 
-from bench import loop_runner
+from bench import loop_runner, row
 from bench.runtime_rates import NOOP, make_app
 from taskengine.app import TaskRequest
 
@@ -66,28 +66,11 @@ def run(runs: int = 1, progress: Any = print) -> list[dict[str, Any]]:
     for name, template in BROKERS.items():
         samples, stored = loop_runner(soak(template.format(tmp=tempfile.mkdtemp())))
         for completed, rss in samples:
-            label = f"{name}: RSS after {completed:,} tasks (MB)"
-            rows.append({"name": label, "values": [rss], "median": rss, "min": rss, "max": rss})
+            rows.append(row(f"{name}: RSS after {completed:,} tasks (MB)", [rss]))
         after_warmup = [rss for completed, rss in samples if completed >= 200_000]
         spread = (max(after_warmup) - min(after_warmup)) / min(after_warmup) * 100
-        rows.append(
-            {
-                "name": f"{name}: RSS spread after 200,000 tasks (%)",
-                "values": [spread],
-                "median": spread,
-                "min": spread,
-                "max": spread,
-            }
-        )
-        rows.append(
-            {
-                "name": f"{name}: tasks stored at the end",
-                "values": [stored],
-                "median": stored,
-                "min": stored,
-                "max": stored,
-            }
-        )
+        rows.append(row(f"{name}: RSS spread after 200,000 tasks (%)", [spread]))
+        rows.append(row(f"{name}: tasks stored at the end", [float(stored)]))
         progress(
             f"{name}: RSS {samples[0][1]:.1f} -> {samples[-1][1]:.1f} MB, {spread:.1f}% "
             f"after warm-up, {stored} stored at the end"

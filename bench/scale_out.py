@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -23,6 +22,7 @@ from typing import Any
 
 import psutil
 
+from bench import row
 from taskengine.brokers import open_broker
 from taskengine.model import TaskState, new_task
 
@@ -148,16 +148,6 @@ async def _drop(url: str) -> None:
     await broker.close()
 
 
-def _row(name: str, values: list[float]) -> dict[str, Any]:
-    return {
-        "name": name,
-        "values": values,
-        "median": statistics.median(values),
-        "min": min(values),
-        "max": max(values),
-    }
-
-
 def run(runs: int = 3, progress: Any = print) -> list[dict[str, Any]]:
     """Median of `runs` for each broker and process count."""
     rows = []
@@ -178,6 +168,6 @@ def run(runs: int = 3, progress: Any = print) -> list[dict[str, Any]]:
             names = [" (tasks/s)", ": machine CPU busy (%)", ": workers' CPU (cores)"]
             names += [": producer's CPU (cores)", ": broker server's CPU (cores)"]
             rows += [
-                _row(label + suffix, column) for suffix, column in zip(names, columns, strict=True)
+                row(label + suffix, column) for suffix, column in zip(names, columns, strict=True)
             ]
     return rows
