@@ -15,6 +15,7 @@ from bench import (
     api_rates,
     ceilings,
     dashboard_cost,
+    latency,
     loop_runner,
     rss_soak,
     runtime_rates,
@@ -43,12 +44,23 @@ def parse(argv: list[str] | None = None) -> Config:
     parser.add_argument("--dir", dest="temp_parent", help="parent directory of the SQLite files")
     parser.add_argument(
         "--suite",
-        choices=("broker", "runtime", "api", "dashboard", "scale", "ceilings", "soak", "all"),
+        choices=(
+            "broker",
+            "runtime",
+            "api",
+            "dashboard",
+            "scale",
+            "ceilings",
+            "soak",
+            "latency",
+            "all",
+        ),
         default="all",
         help="broker: broker operation rates; runtime: end-to-end engine figures; "
         "api: HTTP latency, batch submission and idle memory; dashboard: throughput with and "
         "without open dashboards; scale: 1, 2, 4 worker processes on Redis, PostgreSQL, SQLite; "
-        "ceilings: a bare asyncio.Queue and redis-benchmark; soak: RSS over 1,000,000 tasks",
+        "ceilings: a bare asyncio.Queue and redis-benchmark; soak: RSS over 1,000,000 tasks; "
+        "latency: submit->start p50/p99 at 1,000 tasks/s",
     )
     args = parser.parse_args(argv)
     defaults = Config()
@@ -98,6 +110,7 @@ def main(argv: list[str] | None = None) -> None:
         "scale": ("scale_out", scale_out.run),
         "ceilings": ("ceilings", ceilings.run),
         "soak": ("rss_soak", rss_soak.run),
+        "latency": ("latency", latency.run),
     }
     for suite, (name, measure) in row_suites.items():
         if config.suite in (suite, "all"):
