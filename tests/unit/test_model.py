@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import os
+import random
 
 import msgspec
 import pytest
@@ -314,3 +316,23 @@ def test_json_helpers() -> None:
 def test_unpack_validates() -> None:
     with pytest.raises(msgspec.ValidationError):
         unpack(pack({"id": 1}), Task)
+
+
+def test_ids_do_not_follow_the_global_random_seed() -> None:
+    random.seed(7)
+    first = new_id(NOW)
+    random.seed(7)  # a user's code seeding random must not make ids repeat
+    assert new_id(NOW) != first
+
+
+def test_a_forked_child_draws_other_ids_than_its_parent() -> None:
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: one id, to the parent, and out
+        os.write(write, new_id(NOW).encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    with os.fdopen(read) as pipe:
+        child = pipe.read()
+    assert len(child) == 26 and child != new_id(NOW)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-import base64
 import os
+import random
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford's base32, which sorts like the value
-_FROM_RFC4648 = bytes.maketrans(b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", _ALPHABET.encode())
+_PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]  # 10 bits -> 2 characters
+# Our own generator, seeded from the OS and again in every forked child: a user's
+# random.seed() must never make two processes (or two runs) draw the same ids.
+_random = random.Random()
+os.register_at_fork(after_in_child=_random.seed)
 _MAX_MS = (1 << 48) - 1
 _last: tuple[int, str] = (-1, "")  # one object, so threads never see half an update
 
@@ -31,8 +35,20 @@ def new_id(now: float) -> str:
     ms = int(now * 1000)
     if not 0 <= ms <= _MAX_MS:
         raise ValueError(f"time {now!r} is outside the id range")
-    # 80 random bits are exactly 16 base32 characters: no padding, no bit shuffling.
-    return _time_prefix(ms) + base64.b32encode(os.urandom(10)).translate(_FROM_RFC4648).decode()
+    # 80 random bits are exactly 16 base32 characters, two per 10 bits (a third of the
+    # cost of base64.b32encode on os.urandom, which was a tenth of the submit path).
+    bits = _random.getrandbits(80)
+    return (
+        _time_prefix(ms)
+        + _PAIRS[bits >> 70]
+        + _PAIRS[(bits >> 60) & 1023]
+        + _PAIRS[(bits >> 50) & 1023]
+        + _PAIRS[(bits >> 40) & 1023]
+        + _PAIRS[(bits >> 30) & 1023]
+        + _PAIRS[(bits >> 20) & 1023]
+        + _PAIRS[(bits >> 10) & 1023]
+        + _PAIRS[bits & 1023]
+    )
 
 
 def id_time(task_id: str) -> float:
