@@ -7,6 +7,7 @@ clock stops when the in-process metrics have counted every task as succeeded.
 from __future__ import annotations
 
 import asyncio
+import resource
 import statistics
 import tempfile
 import time
@@ -18,6 +19,9 @@ from taskengine.settings import Settings
 
 NOOP = "bench.noop"
 SLEEP = "bench.sleep10ms"
+SPIN = "bench.spin"
+SPIN_ROUNDS = 2_000_000
+SHA = {"size": 200 * 1024, "rounds": 40}
 
 
 @dataclass
@@ -49,7 +53,16 @@ def make_app(url: str, **settings: Any) -> App:
     async def sleep_10ms(payload: Any) -> None:
         await asyncio.sleep(0.01)
 
+    app.task(SPIN, executor="process")(spin)
     return app
+
+
+def spin(payload: int) -> int:
+    """Pure-Python CPU work (holds the GIL): a loop of `payload` rounds."""
+    total = 0
+    for n in range(payload):
+        total += n * n % 7
+    return total
 
 
 async def _until_done(app: App, count: int) -> None:
@@ -94,15 +107,34 @@ async def io_workload(url: str, count: int = 5000, workers: int = 100) -> float:
     return elapsed
 
 
-async def cpu_workload(url: str, processes: int, count: int = 16) -> float:
-    """Seconds to run `count` CPU tasks (SHA-256 over 200 KiB, 40 rounds) on `processes`."""
+async def cpu_workload(
+    url: str, processes: int, count: int = 16, task_type: str = "cpu.sha256", payload: Any = None
+) -> float:
+    """Seconds to run `count` CPU tasks on `processes` (default: SHA-256, 200 KiB, 40 rounds)."""
     app = make_app(url, workers=8, processes=processes)
     await app.start()
     worker = app.worker()
     await worker.start()  # the process pool starts here, outside the timing
-    payload = {"size": 200 * 1024, "rounds": 40}
+    payload = SHA if payload is None else payload
     started = time.perf_counter()
-    await app.submit_many([TaskRequest(type="cpu.sha256", payload=payload) for _ in range(count)])
+    await app.submit_many([TaskRequest(type=task_type, payload=payload) for _ in range(count)])
+    await _until_done(app, count)
+    elapsed = time.perf_counter() - started
+    await worker.stop()
+    await app.close()
+    return elapsed
+
+
+async def mixed_workload(url: str, count: int = 5_000) -> float:
+    """Seconds to drain a mix: 70% no-op, 25% 10 ms I/O, 5% SHA-256 (200 KiB, 1 round)."""
+    app = make_app(url, workers=100, prefetch=200, processes=2)
+    await app.start()
+    worker = app.worker()
+    await worker.start()  # the process pool starts outside the timing
+    kinds = [TaskRequest(type=NOOP)] * 14 + [TaskRequest(type=SLEEP)] * 5
+    kinds.append(TaskRequest(type="cpu.sha256", payload={"size": 200 * 1024, "rounds": 1}))
+    started = time.perf_counter()
+    await app.submit_many([kinds[n % len(kinds)] for n in range(count)])
     await _until_done(app, count)
     elapsed = time.perf_counter() - started
     await worker.stop()
@@ -130,12 +162,28 @@ async def run(runs: int = 3, progress: Any = print) -> list[Result]:
             result.values.append(await io_workload(url))
         progress(f"{result.name}: {statistics.median(result.values):.3f} s")
         results.append(result)
-    for processes in (1, 2):
-        result = Result(f"CPU 16 x SHA-256 200 KiB x 40, {processes} process(es)", "s")
+    cpu_kinds = {
+        "CPU 16 x SHA-256 200 KiB x 40": ("cpu.sha256", SHA),
+        f"CPU 16 x pure-Python loop of {SPIN_ROUNDS:,}": (SPIN, SPIN_ROUNDS),
+    }
+    for label, (task_type, payload) in cpu_kinds.items():
+        for processes in (1, 2):
+            result = Result(f"{label}, {processes} process(es)", "s")
+            for _ in range(runs):
+                seconds = await cpu_workload(_sqlite_url(), processes, 16, task_type, payload)
+                result.values.append(seconds)
+            progress(f"{result.name}: {statistics.median(result.values):.3f} s")
+            results.append(result)
+    for broker in ("memory", "sqlite"):
+        result = Result(f"{broker} mixed 5,000 (70% no-op, 25% 10 ms I/O, 5% SHA-256)", "s")
         for _ in range(runs):
-            result.values.append(await cpu_workload(_sqlite_url(), processes))
+            url = "memory://" if broker == "memory" else _sqlite_url()
+            result.values.append(await mixed_workload(url))
         progress(f"{result.name}: {statistics.median(result.values):.3f} s")
         results.append(result)
+    peak = Result("peak RSS of this process over the suite", "MB")
+    peak.values.append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    results.append(peak)
     return results
 
 
@@ -148,7 +196,9 @@ def table(results: list[Result]) -> str:
     lines = [f"{'figure':<58} {'median':>12} {'min':>12} {'max':>12}"]
     for r in results:
         d = r.as_dict()
-        fmt = "{:>12,.0f}" if r.unit == "tasks/s" else "{:>12.3f}"
+        fmt = (
+            "{:>12,.0f}" if r.unit == "tasks/s" else "{:>12.1f}" if r.unit == "MB" else "{:>12.3f}"
+        )
         cells = " ".join(fmt.format(d[k]) for k in ("median", "min", "max"))
         lines.append(f"{r.name:<58} {cells} {r.unit}")
     return "\n".join(lines)
