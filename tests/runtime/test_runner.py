@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import pytest
 
@@ -124,6 +125,24 @@ async def test_an_async_handler_past_its_timeout_is_a_timeout_and_is_retried() -
     ]
     assert record.result is not None and record.result.status is ResultStatus.TIMEOUT
     assert "timed out" in (record.result.error or "")
+
+
+async def test_a_handler_that_swallows_its_timeout_still_times_out() -> None:
+    app = build_app()
+
+    @app.task("stubborn")
+    async def stubborn(payload: Any) -> str:
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            return "ignored the cancellation"
+        return "slept"
+
+    task_id = await app.submit("stubborn", timeout=0.1, max_attempts=1)
+    async with running_worker(app):
+        [record] = await finished(app, [task_id])
+    assert record.result is not None and record.result.status is ResultStatus.TIMEOUT
+    assert record.state is TaskState.DEAD
 
 
 async def test_a_sync_handler_that_overruns_is_a_timeout_and_its_thread_is_counted() -> None:

@@ -33,6 +33,14 @@ SHUTDOWN = "shutdown"  # the pool is stopping: hand it back, no attempt burned
 TIMED_OUT = "timed_out"  # past its timeout: a failure like any other (retry or dead)
 
 
+def _timed_out(timeout: float) -> TaskTimeout:
+    """Take back the deadline's cancellation of this task and say why the run ended."""
+    current = asyncio.current_task()
+    if current is not None:
+        current.uncancel()
+    return TaskTimeout(f"timed out after {timeout:g} s")
+
+
 class Runner:
     """Executes leases: checks the breaker, runs the handler under its timeout, decides."""
 
@@ -132,12 +140,11 @@ class Runner:
             except asyncio.CancelledError:
                 if slot.cancel_reason != TIMED_OUT:
                     raise
-                current = asyncio.current_task()
-                if current is not None:
-                    current.uncancel()
-                raise TaskTimeout(f"timed out after {timeout:g} s") from None
+                raise _timed_out(timeout) from None
             finally:
                 deadline.cancel()
+            if slot.cancel_reason == TIMED_OUT:  # the handler swallowed the cancellation
+                raise _timed_out(timeout)
         if not isinstance(data, _PLAIN):
             to_json(data)  # refuse a result that is not JSON-serialisable
         return data
