@@ -58,9 +58,12 @@ class Fetcher:
         )
         try:
             leases = await asyncio.shield(reserve)
-        finally:
-            if reserve.done():
-                self._in_flight = None
+        except asyncio.CancelledError:
+            raise  # even if the reserve is done by now: stop() delivers what it granted
+        except BaseException:
+            self._in_flight = None
+            raise
+        self._in_flight = None
         self.last_full = len(leases) == free
         if leases:
             self._deliver(leases)
