@@ -218,7 +218,7 @@ async def test_counts(broker: BrokerBackend, clock: FakeClock, tasks: Tasks) -> 
         [
             ("a", TaskState.QUEUED, Priority.NORMAL, 2, t0),
             ("a", TaskState.QUEUED, Priority.HIGH, 1, t0),
-            ("b", TaskState.RUNNING, Priority.NORMAL, 1, t1),
+            ("b", TaskState.RUNNING, Priority.NORMAL, 1, None),
         ]
     )
 

@@ -261,6 +261,8 @@ def queue_views(rows: list[CountRow], paused: set[str]) -> list[QueueView]:
         if str(row.state) == "queued":
             name = Priority(row.priority).name
             view.queued_by_priority[name] = view.queued_by_priority.get(name, 0) + row.count
+            if row.oldest_created_at is None:
+                continue
             oldest = when(row.oldest_created_at)
             if view.oldest_queued_at is None or oldest < view.oldest_queued_at:
                 view.oldest_queued_at = oldest

@@ -71,13 +71,14 @@ class Page(msgspec.Struct, frozen=True):
 
 
 class CountRow(msgspec.Struct, frozen=True):
-    """How many tasks one (queue, state, priority) holds, and the oldest one's creation time."""
+    """How many tasks one (queue, state, priority) holds; for queued tasks, also the oldest
+    one's creation time (None for the other states, which brokers count without ordering)."""
 
     queue: str
     state: TaskState
     priority: Priority
     count: int
-    oldest_created_at: float
+    oldest_created_at: float | None
 
 
 class Broker(Protocol):

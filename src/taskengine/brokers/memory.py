@@ -249,14 +249,20 @@ class MemoryBroker:
         return Page(items, items[-1].id if more else None)
 
     async def counts(self) -> list[CountRow]:
-        """Count tasks per (queue, state, priority)."""
+        """Count tasks per (queue, state, priority), with the oldest queued one's creation time."""
         groups: dict[tuple[str, TaskState, int], tuple[int, float]] = {}
         for r in self._records.values():
             key = (r.queue, r.state, r.priority)
             count, oldest = groups.get(key, (0, r.created_at))
             groups[key] = (count + 1, min(oldest, r.created_at))
         return [
-            CountRow(queue, state, Priority(priority), count, oldest)
+            CountRow(
+                queue,
+                state,
+                Priority(priority),
+                count,
+                oldest if state is TaskState.QUEUED else None,
+            )
             for (queue, state, priority), (count, oldest) in sorted(groups.items())
         ]
 

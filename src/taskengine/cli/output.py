@@ -230,6 +230,8 @@ def queue_summary(rows: Iterable[CountRow], paused: Iterable[str]) -> list[dict[
         if row.state.value == "queued":
             item["queued_by_priority"][row.priority.name.lower()] += row.count
             oldest = item["oldest_queued_at"]
+            if row.oldest_created_at is None:
+                continue
             if oldest is None or row.oldest_created_at < oldest:
                 item["oldest_queued_at"] = row.oldest_created_at
     for name in paused:

@@ -228,10 +228,11 @@ RESIGN = "DELETE FROM {s}.leader_leases WHERE name = $1 AND holder = $2"
 # Inputs: $1 ids. Output: {record} of the known ones.
 GET = "SELECT {record} FROM {s}.tasks t WHERE t.id = ANY($1::text[])"
 
-# Inputs: none. Output: (queue, state, priority, count, oldest created_at) per group, in that
-# order. A full scan: for dashboards, not the hot path.
+# Inputs: none. Output: (queue, state, priority, count, oldest created_at of queued tasks, else
+# NULL) per group, in that order. A full scan: for dashboards, not the hot path.
 COUNTS = """
-SELECT t.queue, t.state, t.priority, count(*) AS count, min(t.created_at) AS oldest
+SELECT t.queue, t.state, t.priority, count(*) AS count,
+  CASE t.state WHEN 'queued' THEN min(t.created_at) END AS oldest
 FROM {s}.tasks t
 GROUP BY t.queue, t.state, t.priority
 ORDER BY t.queue, t.state, t.priority

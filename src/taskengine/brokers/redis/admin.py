@@ -75,16 +75,15 @@ class RedisAdmin(Connection):
         return Page(items, items[-1].id if more and items else None)
 
     async def counts(self) -> list[CountRow]:
-        """Task counts per (queue, state, priority) with the oldest creation time.
+        """Task counts per (queue, state, priority), with the oldest creation time of queued ones.
 
         One round trip (counts.lua), atomic; proportional to the number of groups, not tasks.
         """
         rows = []
         for member, count, oldest in await self._run("counts"):
             queue, state, priority = member.decode().rsplit("|", 2)
-            rows.append(
-                CountRow(queue, TaskState(state), Priority(int(priority)), count, float(oldest))
-            )
+            first = float(oldest) if oldest else None
+            rows.append(CountRow(queue, TaskState(state), Priority(int(priority)), count, first))
         return sorted(rows, key=lambda r: (r.queue, r.state, r.priority))
 
     async def cancel(self, ids: Sequence[str], now: float) -> list[CancelResult]:

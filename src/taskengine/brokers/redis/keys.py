@@ -22,7 +22,8 @@ FIXED: dict[str, str] = {
     "ikeys": "ikeys",  # hash: idempotency key -> task id
     "queues": "queues",  # set: queues that may hold queued tasks
     "paused": "paused",  # set: paused queues
-    "groups": "groups",  # set: "queue|state|priority" names with at least one task
+    "groups": "groups",  # set: "queue|queued|priority" names with at least one queued task
+    "counts": "counts",  # hash: "queue|state|priority" -> count, for every state but queued
     "workers": "workers",  # hash: worker id -> MessagePack WorkerInfo
     "workers_seen": "workers:seen",  # zset: worker ids by last_seen
     "wake": "wake",  # pub/sub channel (not a key): new work may be ready
@@ -32,7 +33,7 @@ FAMILIES: dict[str, str] = {
     "task_key": "task:",  # hash per task id: the record's blobs and fields (codec.py)
     "sched_key": "sched:",  # zset per queue: queued ids by run_at, not yet moved to ready
     "ready_key": "ready:",  # zset per queue: due ids by order key (ties: by id)
-    "group_key": "group:",  # zset per "queue|state|priority": ids by created_at (counts)
+    "group_key": "group:",  # zset per "queue|queued|priority": queued ids by created_at
     "done_key": "done:",  # zset per terminal state: ids by finished_at (purge)
     "leader_key": "leader:",  # hash per singleton duty: holder, expires_at
 }

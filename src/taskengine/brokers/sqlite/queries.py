@@ -187,7 +187,8 @@ SELECT {RECORD_COLUMNS} FROM tasks WHERE id IN (SELECT value FROM json_each(?1))
 # Inputs: none. Output: (queue, state, priority, count, oldest created_at) per group,
 # ordered by queue, state, priority. A full scan: for dashboards, not the hot path.
 COUNTS = """
-SELECT queue, state, priority, count(*), min(created_at) FROM tasks
+SELECT queue, state, priority, count(*), CASE state WHEN 'queued' THEN min(created_at) END
+FROM tasks
 GROUP BY queue, state, priority
 ORDER BY queue, state, priority
 """

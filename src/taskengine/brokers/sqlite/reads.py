@@ -93,7 +93,7 @@ def list_query(filter: TaskFilter, limit: int, cursor: str | None) -> tuple[str,
 
 
 def counts(conn: sqlite3.Connection) -> list[CountRow]:
-    """Count tasks per (queue, state, priority) with the oldest creation time."""
+    """Count tasks per (queue, state, priority), with the oldest creation time of queued ones."""
     return [
         CountRow(queue, TaskState(state), Priority(priority), count, oldest)
         for queue, state, priority, count, oldest in conn.execute(q.COUNTS)

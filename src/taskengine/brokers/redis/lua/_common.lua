@@ -5,7 +5,7 @@
 --   queued  -> sched_key(queue) or ready_key(queue), counted in K.depth
 --   running -> K.leases
 --   succeeded/dead/cancelled -> done_key(state)
---   always  -> K.all and group_key(queue|state|priority)
+--   always  -> K.all; queued: group_key(queue|queued|priority), else a count in K.counts
 -- Numbers read from Redis stay strings where they are only copied, so no precision is lost;
 -- Lua's `..` formats numbers with 14 digits, so computed numbers are never concatenated.
 
@@ -25,32 +25,75 @@ local function before(x, y)
   return id_less(x.id, y.id)
 end
 
+-- SADD `member` to `set` once per script call: a batch names the same few queues and groups.
+local added = {}
+local function add_once(set, member)
+  local seen = added[set]
+  if not seen then
+    seen = {}
+    added[set] = seen
+  end
+  if not seen[member] then
+    seen[member] = true
+    redis.call('SADD', set, member)
+  end
+end
+
+-- SREM `member` from `set`, so that a later add_once in the same call adds it again.
+local function remove_member(set, member)
+  if added[set] then added[set][member] = nil end
+  redis.call('SREM', set, member)
+end
+
 local function group_name(queue, state, priority)
   return queue .. '|' .. state .. '|' .. priority
 end
 
-local function group_join(member, id, created_at)
-  redis.call('ZADD', group_key(member), created_at, id)
-  redis.call('SADD', K.groups, member)
+-- Count task `id` in its (queue, state, priority) group. Queued groups are sorted sets by
+-- created_at (counts reports their oldest task); the others are plain counters, cheaper to
+-- keep on the hot path.
+local function group_join(queue, state, priority, id, created_at)
+  local member = group_name(queue, state, priority)
+  if state == 'queued' then
+    redis.call('ZADD', group_key(member), created_at, id)
+    add_once(K.groups, member)
+  else
+    redis.call('HINCRBY', K.counts, member, 1)
+  end
 end
 
-local function group_leave(member, id)
-  local key = group_key(member)
-  redis.call('ZREM', key, id)
-  if redis.call('EXISTS', key) == 0 then redis.call('SREM', K.groups, member) end
+local function group_leave(queue, state, priority, id)
+  local member = group_name(queue, state, priority)
+  if state == 'queued' then
+    local key = group_key(member)
+    redis.call('ZREM', key, id)
+    if redis.call('EXISTS', key) == 0 then remove_member(K.groups, member) end
+  elseif redis.call('HINCRBY', K.counts, member, -1) <= 0 then
+    redis.call('HDEL', K.counts, member)
+  end
 end
 
--- Move task `id` from state `from` to state `to` in the counts index.
+-- Move task `id` of (queue, priority, created_at) from state `from` to `to` in the counts index.
+local function move_group(id, queue, priority, created_at, from, to)
+  group_leave(queue, from, priority, id)
+  group_join(queue, to, priority, id, created_at)
+end
+
+-- The same, reading the task's fields first.
 local function regroup(id, from, to)
   local f = redis.call('HMGET', task_key(id), 'queue', 'priority', 'created_at')
-  group_leave(group_name(f[1], from, f[2]), id)
-  group_join(group_name(f[1], to, f[2]), id, f[3])
+  move_group(id, f[1], f[2], f[3], from, to)
 end
 
--- Index a task that just became queued (due at run_at) and count it.
-local function schedule(id, queue, run_at)
-  redis.call('ZADD', sched_key(queue), run_at, id)
-  redis.call('SADD', K.queues, queue)
+-- Index a task that just became queued (due at run_at, head start `head`) and count it: a
+-- task already due goes straight to its queue's ready set, scored as reserve's promote would.
+local function schedule(id, queue, run_at, head, now)
+  if tonumber(run_at) <= tonumber(now) then
+    redis.call('ZADD', ready_key(queue), tonumber(run_at) - tonumber(head), id)
+  else
+    redis.call('ZADD', sched_key(queue), run_at, id)
+  end
+  add_once(K.queues, queue)
   redis.call('INCR', K.depth)
 end
 
@@ -70,9 +113,8 @@ local function append_line(id, line)
   redis.call('HINCRBY', key, 'history_len', 1)
 end
 
--- Clear the lease of a task that leaves `running`.
-local function drop_lease(id, now)
-  redis.call('HSET', task_key(id), 'updated_at', now)
+-- Clear the lease of a task that leaves `running` (its caller sets `updated_at`).
+local function drop_lease(id)
   redis.call('HDEL', task_key(id), 'lease_expires_at', 'cancel_requested', 'token')
   redis.call('ZREM', K.leases, id)
 end

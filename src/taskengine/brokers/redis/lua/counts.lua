@@ -1,8 +1,10 @@
--- counts.lua: task counts per (queue, state, priority) and each group's oldest creation time.
+-- counts.lua: task counts per (queue, state, priority); for queued groups, the oldest creation.
 -- KEYS[1]: the namespace's depth key (routes the call).
 -- ARGV: only the namespace.
--- Returns: triples {"queue|state|priority", count, oldest created_at as a string}.
--- Invariant: a group is listed while it holds a task (group_leave drops empty ones).
+-- Returns: triples {"queue|state|priority", count, oldest created_at as a string, or '' for a
+--   state other than queued}.
+-- Invariant: a queued group is listed while it holds a task (group_leave drops empty ones); the
+--   other states' counters are deleted when they reach zero.
 local out = {}
 for _, member in ipairs(redis.call('SMEMBERS', K.groups)) do
   local key = group_key(member)
@@ -11,5 +13,10 @@ for _, member in ipairs(redis.call('SMEMBERS', K.groups)) do
     local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
     out[#out + 1] = {member, n, first[2]}
   end
+end
+local counters = redis.call('HGETALL', K.counts)
+for i = 1, #counters, 2 do
+  local n = tonumber(counters[i + 1])
+  if n > 0 then out[#out + 1] = {counters[i], n, ''} end
 end
 return out

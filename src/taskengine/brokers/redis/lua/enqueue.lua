@@ -46,8 +46,8 @@ for _, b in ipairs(fresh) do
     redis.call('HSET', task_key(id), 'idempotency_key', ikey)
   end
   redis.call('ZADD', K.all, 0, id)
-  group_join(group_name(queue, 'queued', priority), id, created_at)
-  schedule(id, queue, run_at)
+  group_join(queue, 'queued', priority, id, created_at)
+  schedule(id, queue, run_at, ARGV[b + 4], now)
 end
 if #fresh > 0 then wake() end
 return out

@@ -23,7 +23,7 @@ for i = 1, n do
   if f[1] and redis.call('HGET', K.ikeys, f[1]) == c.id then redis.call('HDEL', K.ikeys, f[1]) end
   redis.call('ZREM', K.all, c.id)
   redis.call('ZREM', done_key(c.state), c.id)
-  group_leave(group_name(f[2], c.state, f[3]), c.id)
+  group_leave(f[2], c.state, f[3], c.id)
   redis.call('DEL', key)
 end
 return n

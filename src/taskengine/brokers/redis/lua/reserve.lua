@@ -5,7 +5,8 @@
 --   (-1: every known queue); then that many queue names.
 -- Returns: one HGETALL array per claimed task, in claim order.
 -- Invariant: a task is claimed only while queued, so never twice; readiness (run_at <= now) is
---   evaluated here: due ids move from sched_key(q) to ready_key(q) scored by run_at - head.
+--   evaluated here for tasks that were not due when queued: due ids move from sched_key(q) to
+--   ready_key(q) scored by run_at - head (tasks due at once were put there by `schedule`).
 local worker, limit, now, expires, base = ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
 local nq = tonumber(ARGV[7])
 local queues = {}
@@ -41,24 +42,30 @@ for _, q in ipairs(queues) do
     end
     if #head > 0 then sources = sources + 1 end
     if nq < 0 and #head == 0 and redis.call('EXISTS', sched_key(q)) == 0 then
-      redis.call('SREM', K.queues, q)  -- re-added by whatever queues a task there again
+      remove_member(K.queues, q)  -- re-added by whatever queues a task there again
     end
   end
 end
 if sources > 1 then table.sort(candidates, before) end  -- one queue's ZRANGE is in order
 
-local out = {}
-for i = 1, math.min(limit, #candidates) do
+local out, taken = {}, {}
+local n = math.min(limit, #candidates)
+for i = 1, n do
   local c = candidates[i]
   local key = task_key(c.id)
-  redis.call('ZREM', ready_key(c.queue), c.id)
-  redis.call('DECR', K.depth)
+  taken[c.queue] = (taken[c.queue] or 0) + 1
   redis.call('HINCRBY', key, 'attempt', 1)
   redis.call('HSET', key, 'state', 'running', 'updated_at', now, 'started_at', now,
     'worker_id', worker, 'lease_expires_at', expires, 'token', base .. ':' .. i)
   redis.call('HDEL', key, 'cancel_requested')
   redis.call('ZADD', K.leases, expires, c.id)
-  regroup(c.id, 'queued', 'running')
-  out[#out + 1] = redis.call('HGETALL', key)
+  local record = redis.call('HGETALL', key)
+  local f = {}
+  for j = 1, #record, 2 do f[record[j]] = record[j + 1] end
+  move_group(c.id, c.queue, f.priority, f.created_at, 'queued', 'running')
+  out[i] = record
 end
+-- What was taken from each queue is a prefix of its ready set, in the set's own order.
+for q, k in pairs(taken) do redis.call('ZREMRANGEBYRANK', ready_key(q), 0, k - 1) end
+if n > 0 then redis.call('DECRBY', K.depth, n) end
 return out
