@@ -9,9 +9,9 @@ import pytest
 from taskengine.brokers import BrokerBackend
 from taskengine.clock import FakeClock
 from taskengine.errors import ValidationError
-from taskengine.model import Lease, Priority, TaskState
+from taskengine.model import Lease, OutcomeKind, Priority, TaskState
 from taskengine.policy.priority import HEAD_START, STARVATION_BOUND
-from tests.brokers.support import Tasks, ids
+from tests.brokers.support import Tasks, ids, outcome
 
 
 async def test_reserve_claims_under_a_lease(
@@ -234,3 +234,22 @@ async def test_enqueue_into_paused_queue_waits_for_resume(
     assert await broker.reserve("w", 5, 30.0, now) == []
     await broker.resume(["mail"])
     assert ids(await broker.reserve("w", 5, 30.0, now)) == [task.id]
+
+
+async def test_a_lease_carries_the_stored_record(
+    broker: BrokerBackend, clock: FakeClock, tasks: Tasks
+) -> None:
+    task = tasks(clock.now(), max_attempts=3)
+    await broker.enqueue([task], clock.now())
+    [first] = await broker.reserve("worker-1", 1, 30.0, clock.advance(1))
+    retry = outcome(OutcomeKind.RETRY, first, clock.advance(1), run_at=clock.now())
+    assert await broker.settle([retry], clock.now()) == [True]
+
+    [second] = await broker.reserve("worker-2", 1, 30.0, clock.advance(1))
+
+    # the second run sees the first one's history and result, as `get` does
+    assert await broker.get([task.id]) == [second.record]
+    assert second.record.attempt == 2
+    assert [h.attempt for h in second.record.history] == [1]
+    assert second.record.result is not None
+    assert second.record.result.attempt == 1

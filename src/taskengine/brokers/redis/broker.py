@@ -19,7 +19,7 @@ from taskengine.brokers.base import (
 )
 from taskengine.brokers.memory import LEASE_EXPIRED
 from taskengine.brokers.redis.admin import RedisAdmin
-from taskengine.brokers.redis.codec import decode_record, enqueue_args, pairs, settle_args
+from taskengine.brokers.redis.codec import decode_claim, enqueue_args, settle_args
 from taskengine.errors import QueueFull
 from taskengine.model import Lease, LeaseStatus, Outcome, ResultStatus, Task
 
@@ -87,20 +87,24 @@ class RedisBroker(RedisAdmin):
         chosen: list[str] = [] if queues is None else list(queues)
         if queues is not None and not chosen:
             return []
+        now, expires_at, base = float(now), float(expires_at), secrets.token_hex(16)
         replies = await self._run(
             "reserve",
             worker_id,
             limit,
-            float(now),
-            float(expires_at),
-            secrets.token_hex(16),
+            now,
+            expires_at,
+            base,
             -1 if queues is None else len(chosen),
             *chosen,
         )
-        claimed = [pairs(flat) for flat in replies]
         return [
-            Lease(record=decode_record(f), token=f[b"token"].decode(), expires_at=expires_at)
-            for f in claimed
+            Lease(
+                record=decode_claim(values, worker_id, now, expires_at),
+                token=f"{base}:{i}",
+                expires_at=expires_at,
+            )
+            for i, values in enumerate(replies, 1)
         ]
 
     async def extend(

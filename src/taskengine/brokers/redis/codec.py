@@ -87,15 +87,21 @@ def _array_header(n: int) -> bytes:
     return b"\xdd" + n.to_bytes(4, "big")
 
 
+def _result_of(blob: bytes | None, attempt: bytes | None) -> TaskResult | None:
+    if blob is None:
+        return None
+    return replace(_result.decode(blob), attempt=int(attempt or 0))
+
+
+def _history_of(lines: bytes | None, count: bytes | None) -> list[AttemptRecord]:
+    if not lines:
+        return []
+    return _history.decode(_array_header(int(count or 0)) + lines)
+
+
 def decode_record(fields: Fields) -> TaskRecord:
     """Build the TaskRecord a task hash holds."""
     get = fields.get
-    result: TaskResult | None = None
-    if (blob := get(b"result")) is not None:
-        result = replace(_result.decode(blob), attempt=int(fields[b"result_attempt"]))
-    history: list[AttemptRecord] = []
-    if lines := get(b"history"):
-        history = _history.decode(_array_header(int(fields[b"history_len"])) + lines)
     worker = get(b"worker_id")
     return replace(
         _record.decode(fields[b"task"]),
@@ -108,8 +114,30 @@ def decode_record(fields: Fields) -> TaskRecord:
         worker_id=None if worker is None else worker.decode(),
         lease_expires_at=_float(get(b"lease_expires_at")),
         cancel_requested=get(b"cancel_requested") == b"1",
-        result=result,
-        history=history,
+        result=_result_of(get(b"result"), get(b"result_attempt")),
+        history=_history_of(get(b"history"), get(b"history_len")),
+    )
+
+
+def decode_claim(
+    values: Sequence[Any], worker_id: str, now: float, expires_at: float
+) -> TaskRecord:
+    """Build the record of a task reserve.lua just claimed: its reply's values (in the order
+    the script's header gives) and the claim's own fields, which the caller passed to it."""
+    blob, attempt, run_at, finished_at, result, result_attempt, lines, count = values[:8]
+    return replace(
+        _record.decode(blob),
+        state=TaskState.RUNNING,
+        attempt=int(attempt),
+        run_at=float(run_at),
+        updated_at=now,
+        started_at=now,
+        finished_at=_float(finished_at),
+        worker_id=worker_id,
+        lease_expires_at=expires_at,
+        cancel_requested=False,
+        result=_result_of(result, result_attempt),
+        history=_history_of(lines, count),
     )
 
 

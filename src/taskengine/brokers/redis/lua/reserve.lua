@@ -3,7 +3,10 @@
 -- ARGV[2]: worker id; ARGV[3]: limit; ARGV[4]: now; ARGV[5]: lease expiry (now + lease_for);
 -- ARGV[6]: token base (random; token i is base .. ':' .. i); ARGV[7]: number of queues given
 --   (-1: every known queue); then that many queue names.
--- Returns: one HGETALL array per claimed task, in claim order.
+-- Returns: per claimed task, in claim order, the values of its hash fields task, attempt (the
+--   new one), run_at, finished_at, result, result_attempt, history, history_len, priority and
+--   created_at (codec.decode_claim reads them); the claim's own fields are known to the caller: state
+--   running, started_at = updated_at = now, worker_id, lease_expires_at, token base .. ':' .. i.
 -- Invariant: a task is claimed only while queued, so never twice; readiness (run_at <= now) is
 --   evaluated here for tasks that were not due when queued: due ids move from sched_key(q) to
 --   ready_key(q) scored by run_at - head (tasks due at once were put there by `schedule`).
@@ -54,16 +57,16 @@ for i = 1, n do
   local c = candidates[i]
   local key = task_key(c.id)
   taken[c.queue] = (taken[c.queue] or 0) + 1
-  redis.call('HINCRBY', key, 'attempt', 1)
-  redis.call('HSET', key, 'state', 'running', 'updated_at', now, 'started_at', now,
-    'worker_id', worker, 'lease_expires_at', expires, 'token', base .. ':' .. i)
+  local f = redis.call('HMGET', key, 'task', 'attempt', 'run_at', 'finished_at', 'result',
+    'result_attempt', 'history', 'history_len', 'priority', 'created_at')
+  f[2] = tonumber(f[2]) + 1
+  redis.call('HSET', key, 'attempt', f[2], 'state', 'running', 'updated_at', now,
+    'started_at', now, 'worker_id', worker, 'lease_expires_at', expires,
+    'token', base .. ':' .. i)
   redis.call('HDEL', key, 'cancel_requested')
   redis.call('ZADD', K.leases, expires, c.id)
-  local record = redis.call('HGETALL', key)
-  local f = {}
-  for j = 1, #record, 2 do f[record[j]] = record[j + 1] end
-  move_group(c.id, c.queue, f.priority, f.created_at, 'queued', 'running')
-  out[i] = record
+  move_group(c.id, c.queue, f[9], f[10], 'queued', 'running')
+  out[i] = f
 end
 -- What was taken from each queue is a prefix of its ready set, in the set's own order.
 for q, k in pairs(taken) do redis.call('ZREMRANGEBYRANK', ready_key(q), 0, k - 1) end
