@@ -6,6 +6,10 @@
 --   running -> K.leases
 --   succeeded/dead/cancelled -> done_key(state)
 --   always  -> K.all; queued: group_key(queue|queued|priority), else a count in K.counts
+--   cancel_requested is set only while running and cleared when the task leaves running.
+-- Counter changes (K.depth, K.counts) are summed in Lua and written once by flush(), which
+-- every script that moves tasks calls before it returns: a batch moves many tasks between the
+-- same few groups.
 -- Numbers read from Redis stay strings where they are only copied, so no precision is lost;
 -- Lua's `..` formats numbers with 14 digits, so computed numbers are never concatenated.
 
@@ -45,6 +49,23 @@ local function remove_member(set, member)
   redis.call('SREM', set, member)
 end
 
+local depth_delta, count_deltas = 0, {}
+
+local function add_count(member, by)
+  count_deltas[member] = (count_deltas[member] or 0) + by
+end
+
+-- Write the counter changes this call has summed.
+local function flush()
+  if depth_delta ~= 0 then redis.call('INCRBY', K.depth, depth_delta) end
+  for member, by in pairs(count_deltas) do
+    if by ~= 0 and redis.call('HINCRBY', K.counts, member, by) <= 0 then
+      redis.call('HDEL', K.counts, member)
+    end
+  end
+  depth_delta, count_deltas = 0, {}
+end
+
 local function group_name(queue, state, priority)
   return queue .. '|' .. state .. '|' .. priority
 end
@@ -58,18 +79,16 @@ local function group_join(queue, state, priority, id, created_at)
     redis.call('ZADD', group_key(member), created_at, id)
     add_once(K.groups, member)
   else
-    redis.call('HINCRBY', K.counts, member, 1)
+    add_count(member, 1)
   end
 end
 
 local function group_leave(queue, state, priority, id)
   local member = group_name(queue, state, priority)
   if state == 'queued' then
-    local key = group_key(member)
-    redis.call('ZREM', key, id)
-    if redis.call('EXISTS', key) == 0 then remove_member(K.groups, member) end
-  elseif redis.call('HINCRBY', K.counts, member, -1) <= 0 then
-    redis.call('HDEL', K.counts, member)
+    redis.call('ZREM', group_key(member), id)  -- counts.lua drops the group once it is empty
+  else
+    add_count(member, -1)
   end
 end
 
@@ -94,14 +113,14 @@ local function schedule(id, queue, run_at, head, now)
     redis.call('ZADD', sched_key(queue), run_at, id)
   end
   add_once(K.queues, queue)
-  redis.call('INCR', K.depth)
+  depth_delta = depth_delta + 1
 end
 
 -- Remove a queued task from its queue's indexes and the count.
 local function unschedule(id, queue)
   redis.call('ZREM', sched_key(queue), id)
   redis.call('ZREM', ready_key(queue), id)
-  redis.call('DECR', K.depth)
+  depth_delta = depth_delta - 1
 end
 
 -- Append one MessagePack attempt line to a task's history (a concatenation of lines).

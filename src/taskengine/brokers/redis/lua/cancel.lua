@@ -25,4 +25,5 @@ for i = 3, #ARGV, 2 do
     out[#out + 1] = 'finished'
   end
 end
+flush()
 return out

@@ -3,8 +3,8 @@
 -- ARGV: only the namespace.
 -- Returns: triples {"queue|state|priority", count, oldest created_at as a string, or '' for a
 --   state other than queued}.
--- Invariant: a queued group is listed while it holds a task (group_leave drops empty ones); the
---   other states' counters are deleted when they reach zero.
+-- Invariant: a queued group is listed while it holds a task (an empty one leaves K.groups
+--   here, not on the hot path); the other states' counters are deleted when they reach zero.
 local out = {}
 for _, member in ipairs(redis.call('SMEMBERS', K.groups)) do
   local key = group_key(member)
@@ -12,6 +12,8 @@ for _, member in ipairs(redis.call('SMEMBERS', K.groups)) do
   if n > 0 then
     local first = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
     out[#out + 1] = {member, n, first[2]}
+  else
+    redis.call('SREM', K.groups, member)
   end
 end
 local counters = redis.call('HGETALL', K.counts)

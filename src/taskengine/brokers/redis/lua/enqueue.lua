@@ -50,4 +50,5 @@ for _, b in ipairs(fresh) do
   schedule(id, queue, run_at, ARGV[b + 4], now)
 end
 if #fresh > 0 then wake() end
+flush()
 return out

@@ -26,4 +26,5 @@ for i = 1, n do
   group_leave(f[2], c.state, f[3], c.id)
   redis.call('DEL', key)
 end
+flush()
 return n

@@ -25,4 +25,5 @@ for i = 3, #ARGV do
   end
 end
 if woken then wake() end
+flush()
 return out

@@ -29,4 +29,5 @@ for _, id in ipairs(ids) do
   end
 end
 if #ids > 0 then wake() end
+flush()
 return ids

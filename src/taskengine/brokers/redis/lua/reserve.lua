@@ -63,12 +63,12 @@ for i = 1, n do
   redis.call('HSET', key, 'attempt', f[2], 'state', 'running', 'updated_at', now,
     'started_at', now, 'worker_id', worker, 'lease_expires_at', expires,
     'token', base .. ':' .. i)
-  redis.call('HDEL', key, 'cancel_requested')
   redis.call('ZADD', K.leases, expires, c.id)
   move_group(c.id, c.queue, f[9], f[10], 'queued', 'running')
   out[i] = f
 end
 -- What was taken from each queue is a prefix of its ready set, in the set's own order.
 for q, k in pairs(taken) do redis.call('ZREMRANGEBYRANK', ready_key(q), 0, k - 1) end
-if n > 0 then redis.call('DECRBY', K.depth, n) end
+depth_delta = depth_delta - n
+flush()
 return out

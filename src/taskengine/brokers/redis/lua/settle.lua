@@ -59,4 +59,5 @@ for b = 3, #ARGV, W do
   end
 end
 if woken then wake() end
+flush()
 return out
