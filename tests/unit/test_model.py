@@ -93,6 +93,8 @@ def test_new_task_schedules() -> None:
         {"type": "has space"},
         {"type": "-leading"},
         {"type": "x" * 129},
+        {"type": "trailing.newline\n"},
+        {"type": ["demo.echo"]},
         {"queue": "bad/queue"},
         {"run_at": NOW, "delay": 1.0},
         {"delay": -1.0},
@@ -168,7 +170,8 @@ def test_id_time_round_trip(now: float) -> None:
 
 @given(st.lists(st.integers(0, 2**40), min_size=2, max_size=20))
 def test_ids_sort_by_time(millis: list[int]) -> None:
-    made = [(ms, new_id(ms / 1000)) for ms in millis]
+    # mid-millisecond times: ms / 1000 can land a hair below ms (1001 / 1000 * 1000 < 1001)
+    made = [(ms, new_id((ms + 0.5) / 1000)) for ms in millis]
     by_id = sorted(made, key=lambda pair: pair[1])
     assert [ms for ms, _ in by_id] == sorted(millis)
 

@@ -9,7 +9,7 @@ import msgspec
 from taskengine.model.task import TaskRecord
 
 
-class Lease(msgspec.Struct, frozen=True, kw_only=True):
+class Lease(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """Held by one worker; extend and settle succeed only with the current token."""
 
     record: TaskRecord

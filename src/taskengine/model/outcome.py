@@ -41,7 +41,7 @@ NEEDS_RESULT = frozenset(
 NEEDS_RUN_AT = frozenset({OutcomeKind.RETRY, OutcomeKind.SNOOZE})
 
 
-class Outcome(msgspec.Struct, frozen=True, kw_only=True):
+class Outcome(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One settle instruction, fenced by the lease token."""
 
     kind: OutcomeKind

@@ -17,7 +17,7 @@ class ResultStatus(StrEnum):
     CANCELLED = "CANCELLED"
 
 
-class TaskResult(msgspec.Struct, frozen=True, kw_only=True):
+class TaskResult(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The result of one attempt; the last one is the result users see."""
 
     task_id: str
@@ -30,7 +30,7 @@ class TaskResult(msgspec.Struct, frozen=True, kw_only=True):
     attempt: int = 0
 
 
-class AttemptRecord(msgspec.Struct, frozen=True, kw_only=True):
+class AttemptRecord(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """One line of a task's attempt history (also written when a lease expired)."""
 
     attempt: int

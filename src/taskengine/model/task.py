@@ -20,7 +20,9 @@ MAX_TIMEOUT = 7 * 24 * 3600.0
 MAX_DELAY = 366 * 24 * 3600.0
 LATEST_RUN_AT = 253_402_300_799.0  # 9999-12-31T23:59:59Z, the last time a datetime can show
 MAX_ATTEMPTS_LIMIT = 1000
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}")  # whole name: fullmatch
+_VALID_NAMES: set[str] = set()  # names already checked, up to _VALID_NAMES_KEPT of them
+_VALID_NAMES_KEPT = 10_000
 
 
 class Priority(IntEnum):
@@ -33,6 +35,8 @@ class Priority(IntEnum):
     @classmethod
     def parse(cls, value: Priority | int | str) -> Priority:
         """Accept a Priority, its number, or its name in any case ("high", "HIGH")."""
+        if type(value) is cls:  # the common case, without the cost of an Enum lookup
+            return value
         if isinstance(value, str):
             try:
                 return cls[value.strip().upper()]
@@ -46,7 +50,7 @@ class Priority(IntEnum):
             raise ValidationError(f"unknown priority {value!r}: use 0, 1 or 2") from None
 
 
-class Task(msgspec.Struct, frozen=True, kw_only=True):
+class Task(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A unit of work: a registered type name, a JSON payload and how to run it."""
 
     id: str
@@ -62,7 +66,7 @@ class Task(msgspec.Struct, frozen=True, kw_only=True):
     idempotency_key: str | None = None
 
 
-class TaskRecord(Task, frozen=True, kw_only=True):
+class TaskRecord(Task, frozen=True, kw_only=True, gc=False):
     """A task as the broker holds it: its state, lease and what its attempts came to."""
 
     state: TaskState = TaskState.QUEUED
@@ -78,10 +82,14 @@ class TaskRecord(Task, frozen=True, kw_only=True):
 
 def validate_name(kind: str, value: str) -> str:
     """Return `value` if it is a valid task type or queue name, else raise ValidationError."""
-    if not isinstance(value, str) or not _NAME.match(value):
+    if type(value) is str and value in _VALID_NAMES:  # a producer repeats a few names
+        return value
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
         raise ValidationError(
             f"invalid {kind} {value!r}: 1-128 characters of letters, digits, '_', '.', ':' or '-'"
         )
+    if len(_VALID_NAMES) < _VALID_NAMES_KEPT:
+        _VALID_NAMES.add(value)
     return value
 
 
