@@ -390,6 +390,7 @@ def test_url_options() -> None:
         (SERVER, {"schema": "has-dash"}),
         (SERVER, {"schema": "pg_catalog"}),
         (SERVER, {"schema": "x" * 49}),
+        (SERVER, {"schema": "trailing_newline\n"}),
         (f"{SERVER}?schema=a", {"schema": "b"}),
         (f"{SERVER}?max_depth=5", {"max_depth": 6}),
         ("postgresql://127.0.0.1:port/test", {}),

@@ -203,6 +203,8 @@ def test_bad_options_are_refused() -> None:
     with pytest.raises(ConfigurationError):
         RedisBroker(SERVER, namespace="has{brace}")
     with pytest.raises(ConfigurationError):
+        RedisBroker(SERVER, namespace="trailing.newline\n")
+    with pytest.raises(ConfigurationError):
         RedisBroker(SERVER, namespace="x", socket_timeout="5")  # not in the URL: a typo?
     RedisBroker(f"{SERVER}?socket_timeout=5", namespace="x", socket_timeout="5")
 

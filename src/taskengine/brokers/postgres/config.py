@@ -17,7 +17,7 @@ CHANNEL_PREFIX = "taskengine."  # the NOTIFY channel is this + the schema (see s
 # Plain identifiers only, so quoting is trivial; short enough that prefix + schema fits the
 # 63-byte limit PostgreSQL puts on channel names.
 BOOLEANS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
-_SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,47}$")
+_SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,47}\Z")
 
 
 @dataclass(frozen=True)

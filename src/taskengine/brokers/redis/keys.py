@@ -12,7 +12,7 @@ import re
 
 from taskengine.errors import ConfigurationError
 
-_NAMESPACE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}$")
+_NAMESPACE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,63}\Z")
 
 # One key per namespace: Lua name -> suffix after the prefix.
 FIXED: dict[str, str] = {
