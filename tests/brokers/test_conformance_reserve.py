@@ -115,6 +115,22 @@ async def test_same_priority_earlier_run_at_first(
     assert ids(leases) == [early.id]
 
 
+async def test_a_task_queued_by_a_clock_ahead_is_not_lost(
+    broker: BrokerBackend, clock: FakeClock, tasks: Tasks
+) -> None:
+    """Producers and workers read different clocks: a task due by the producer's clock but
+    not yet by the worker's is taken once (early or when due), never dropped."""
+    now = clock.now()
+    ahead = now + 5
+    task = tasks(ahead)
+    await broker.enqueue([task], ahead)
+
+    early = await broker.reserve("w", 5, 30.0, now)
+    due = await broker.reserve("w", 5, 30.0, clock.advance(5))
+
+    assert ids(early + due) == [task.id]
+
+
 async def test_low_task_not_starved_by_fresh_high_tasks(
     broker: BrokerBackend, clock: FakeClock, tasks: Tasks
 ) -> None:

@@ -99,7 +99,7 @@ class MemoryBroker:
             self._records[task.id] = record
             if task.idempotency_key is not None:
                 self._by_key[task.idempotency_key] = task.id
-            self._push(record)
+            self._push(record, now)
         self._queued += len(fresh)
         if fresh:
             self._work.set()
@@ -132,7 +132,10 @@ class MemoryBroker:
                 break
             key, task_id = heapq.heappop(heap)
             record = self._records.get(task_id)
-            if record is None or not self._is_entry(record, key) or record.run_at > now:
+            if record is None or not self._is_entry(record, key):
+                continue
+            if record.run_at > now:  # queued as due by a caller whose clock was ahead
+                heapq.heappush(self._later, (record.run_at, task_id))
                 continue
             token = f"{base}:{len(leases)}"
             record = replace(
@@ -180,8 +183,9 @@ class MemoryBroker:
             del self._tokens[record.id]
             if outcome.state is TaskState.QUEUED:
                 self._queued += 1
-                self._push(self._records[record.id])
-                if self._records[record.id].run_at <= now:
+                requeued = self._records[record.id]
+                self._push(requeued, now)
+                if requeued.run_at <= now:
                     self._work.set()
             applied.append(True)
         return applied
@@ -215,7 +219,7 @@ class MemoryBroker:
             self._records[task_id] = record
             del self._tokens[task_id]
             if not cancel:
-                self._push(record)
+                self._push(record, now)
             ids.append(task_id)
         if ids:
             self._work.set()
@@ -297,7 +301,7 @@ class MemoryBroker:
                 record = replayed_record(record, now)
                 self._records[task_id] = record
                 self._queued += 1
-                self._push(record)
+                self._push(record, now)
                 results.append(ReplayResult.REPLAYED)
         if ReplayResult.REPLAYED in results:
             self._work.set()
@@ -377,9 +381,15 @@ class MemoryBroker:
             return None
         return record if self._tokens.get(task_id) == token else None
 
-    def _push(self, record: TaskRecord) -> None:
-        """Index a queued record under its current run_at."""
-        heapq.heappush(self._later, (record.run_at, record.id))
+    def _push(self, record: TaskRecord, now: float) -> None:
+        """Index a queued record: in its queue's ready heap if due, else in `_later`."""
+        if record.run_at <= now:
+            heap = self._ready.get(record.queue)
+            if heap is None:
+                heap = self._ready[record.queue] = []
+            heapq.heappush(heap, (order_key(record.priority, record.run_at), record.id))
+        else:
+            heapq.heappush(self._later, (record.run_at, record.id))
 
     def _promote(self, now: float) -> None:
         """Move entries now due from `_later` to their queue's ready heap."""

@@ -21,4 +21,4 @@ STARVATION_BOUND = HEAD_START[Priority.HIGH] - HEAD_START[Priority.LOW]
 
 def order_key(priority: Priority | int, run_at: float) -> float:
     """Return the key due tasks are taken by, lowest first."""
-    return run_at - HEAD_START[Priority(priority)]
+    return run_at - HEAD_START[priority]  # an IntEnum key: a plain 0-2 finds it too
