@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from taskengine.model.task import Priority
 
-HEAD_START: dict[Priority, float] = {
+HEAD_START: dict[int, float] = {  # Priority members; a plain 0-2 finds them too
     Priority.HIGH: 60.0,
     Priority.NORMAL: 0.0,
     Priority.LOW: -60.0,
@@ -21,4 +21,4 @@ STARVATION_BOUND = HEAD_START[Priority.HIGH] - HEAD_START[Priority.LOW]
 
 def order_key(priority: Priority | int, run_at: float) -> float:
     """Return the key due tasks are taken by, lowest first."""
-    return run_at - HEAD_START[priority]  # an IntEnum key: a plain 0-2 finds it too
+    return run_at - HEAD_START[priority]
