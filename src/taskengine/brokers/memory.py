@@ -53,7 +53,8 @@ class MemoryBroker:
         self._records: dict[str, TaskRecord] = {}
         self._tokens: dict[str, str] = {}
         self._by_key: dict[str, str] = {}
-        # Queued tasks: `_ready` per queue ordered by (order_key, id); `_later` by run_at.
+        # Queued tasks: `_ready` per queue ordered by (order_key, id) once due (at once
+        # when queued due), `_later` by run_at until then.
         # Entries are checked against the record when popped (lazy deletion).
         self._ready: dict[str, list[tuple[float, str]]] = {}
         self._later: list[tuple[float, str]] = []
@@ -384,12 +385,15 @@ class MemoryBroker:
     def _push(self, record: TaskRecord, now: float) -> None:
         """Index a queued record: in its queue's ready heap if due, else in `_later`."""
         if record.run_at <= now:
-            heap = self._ready.get(record.queue)
-            if heap is None:
-                heap = self._ready[record.queue] = []
-            heapq.heappush(heap, (order_key(record.priority, record.run_at), record.id))
+            self._make_ready(record)
         else:
             heapq.heappush(self._later, (record.run_at, record.id))
+
+    def _make_ready(self, record: TaskRecord) -> None:
+        heap = self._ready.get(record.queue)
+        if heap is None:  # not setdefault: no throwaway list per call on the hot path
+            heap = self._ready[record.queue] = []
+        heapq.heappush(heap, (order_key(record.priority, record.run_at), record.id))
 
     def _promote(self, now: float) -> None:
         """Move entries now due from `_later` to their queue's ready heap."""
@@ -399,8 +403,7 @@ class MemoryBroker:
             record = self._records.get(task_id)
             if record is None or record.state is not TaskState.QUEUED or record.run_at != run_at:
                 continue
-            heap = self._ready.setdefault(record.queue, [])
-            heapq.heappush(heap, (order_key(record.priority, run_at), task_id))
+            self._make_ready(record)
 
     @staticmethod
     def _is_entry(record: TaskRecord, key: float) -> bool:
