@@ -57,6 +57,12 @@ class BrokerUnavailable(TaskEngineError):
     code = "broker_unavailable"
 
 
+class ShutdownIncomplete(TaskEngineError):
+    """A worker stopped without handing every outcome to the broker (it was unreachable)."""
+
+    code = "shutdown_incomplete"
+
+
 class UnknownBroker(ConfigurationError):
     """The broker URL names a scheme no broker serves."""
 

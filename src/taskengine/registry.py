@@ -131,6 +131,10 @@ class Registry:
         except KeyError:
             raise UnknownTaskType(f"unknown task type {name!r}") from None
 
+    def find(self, name: str) -> TaskSpec | None:
+        """Return the spec of `name`, or None if there is none."""
+        return self._specs.get(name)
+
     def names(self) -> list[str]:
         """Return the registered task type names, sorted."""
         return sorted(self._specs)

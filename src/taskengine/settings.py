@@ -37,6 +37,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     reaper_every: float = 5.0
     idle_wait: float = 1.0  # longest wait for work without a wake-up
     shutdown_grace: float = 25.0
+    # a task of a type no live instance runs is given back until then, and dead-lettered after
+    unknown_type_grace: float = 600.0
     # retries
     max_attempts: int = 25
     task_timeout: float = 30 * 60.0
@@ -79,6 +81,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "scheduler_every": self.scheduler_every,
             "cron_catch_up": self.cron_catch_up,
             "max_depth": self.max_depth,
+            "unknown_type_grace": self.unknown_type_grace,
         }
         for name, value in positive.items():
             if not value > 0:

@@ -25,6 +25,7 @@ from taskengine.model import Outcome, TaskRecord
 from taskengine.model.state import TERMINAL_STATES
 from taskengine.policy.retry import NoRetry, Retry, Snooze
 from taskengine.registry import TaskContext
+from taskengine.settings import Settings
 from taskengine.testing import memory_app
 
 
@@ -181,6 +182,71 @@ async def not_json(payload: Any) -> object:
     return object()
 
 
+async def huge_int(payload: Any) -> int:
+    """A JSON-valid result MessagePack cannot store."""
+    return 10**30
+
+
+async def lone_surrogate(payload: Any) -> str:
+    return "half a pair: \ud800"
+
+
+async def surrogate_error(payload: Any) -> None:
+    raise ValueError("half a pair: \ud800")
+
+
+class Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("cannot even say what went wrong")
+
+
+async def unprintable_error(payload: Any, ctx: TaskContext) -> None:
+    BOARD.record("run", ctx.task_id, ctx.attempt)
+    raise Unprintable()
+
+
+async def raise_cancelled(payload: Any, ctx: TaskContext) -> None:
+    """Raises CancelledError of its own accord (nobody cancelled it)."""
+    BOARD.record("run", ctx.task_id, ctx.attempt)
+    raise asyncio.CancelledError()
+
+
+async def raise_keyboard_interrupt(payload: Any, ctx: TaskContext) -> None:
+    BOARD.record("run", ctx.task_id, ctx.attempt)
+    raise KeyboardInterrupt()
+
+
+def exit_thread(payload: Any) -> None:
+    raise SystemExit(3)
+
+
+async def swallow_cancel(payload: Key, ctx: TaskContext) -> Any:
+    """Swallows the first cancellation, then ends as `payload.result` says: "return", "retry"
+    or "snooze"."""
+    BOARD.record("start", payload.key, ctx.attempt)
+    BOARD.started(payload.key).set()
+    try:
+        await BOARD.release(payload.key).wait()
+    except asyncio.CancelledError:
+        BOARD.record("swallowed", payload.key, ctx.attempt)
+    if payload.result == "retry":
+        raise Retry(0)
+    if payload.result == "snooze":
+        raise Snooze(0)
+    return "ignored the cancel"
+
+
+async def swallow_every_cancel(payload: Key, ctx: TaskContext) -> None:
+    """Never lets a cancellation end it: only its release does (or the process exiting)."""
+    BOARD.record("start", payload.key, ctx.attempt)
+    BOARD.started(payload.key).set()
+    while not BOARD.release(payload.key).is_set():
+        try:
+            await BOARD.release(payload.key).wait()
+        except asyncio.CancelledError:
+            BOARD.record("swallowed", payload.key, ctx.attempt)
+
+
 async def quick(payload: Any) -> Any:
     return payload
 
@@ -203,15 +269,30 @@ HANDLERS: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
     "thread.gate": (thread_gate, {}),
     "not.json": (not_json, {}),
     "quick": (quick, {}),
+    "huge.int": (huge_int, {}),
+    "lone.surrogate": (lone_surrogate, {}),
+    "surrogate.error": (surrogate_error, {}),
+    "unprintable.error": (unprintable_error, {}),
+    "raise.cancelled": (raise_cancelled, {}),
+    "raise.keyboard.interrupt": (raise_keyboard_interrupt, {}),
+    "exit.thread": (exit_thread, {"executor": "thread"}),
+    "swallow.cancel": (swallow_cancel, {}),
+    "swallow.every.cancel": (swallow_every_cancel, {}),
 }
-PROCESS_TYPES = frozenset(name for name, (_, o) in HANDLERS.items() if o.get("executor"))
+PROCESS_TYPES = frozenset(n for n, (_, o) in HANDLERS.items() if o.get("executor") == "process")
 
 
-def build_app(*, clock: Clock = SYSTEM_CLOCK, processes: bool = False, **settings: Any) -> App:
-    """A memory-broker app with the handlers above (process ones only if `processes`)."""
+def build_app(
+    *, clock: Clock = SYSTEM_CLOCK, processes: bool = False, url: str | None = None, **settings: Any
+) -> App:
+    """An app with the handlers above (process ones only if `processes`), on the memory
+    broker unless `url` names another."""
     settings.setdefault("retry_base", 0.01)
     settings.setdefault("idle_wait", 0.05)
-    app = memory_app(clock=clock, builtins=False, **settings)
+    if url is None:
+        app = memory_app(clock=clock, builtins=False, **settings)
+    else:
+        app = App(settings=Settings(broker_url=url, **settings), clock=clock, builtins=False)
     for name, (fn, options) in HANDLERS.items():
         if name in PROCESS_TYPES and not processes:
             continue

@@ -170,7 +170,7 @@ async def test_a_buffered_lease_lost_is_never_started_here(app: App, clock: Fake
     second = await app.submit("gate", {"key": "second"})
     async with running(make_worker(app, workers=1, prefetch=1, instance="one")) as worker:
         await asyncio.wait_for(BOARD.started("first").wait(), 5)
-        await wait_for(lambda: second in worker.pool.held, what="the buffered lease")
+        await wait_for(lambda: worker.pool.holds(second), what="the buffered lease")
         await worker.fetcher.stop()
         clock.advance(LEASE + 1)
         assert sorted(await app.broker.requeue_expired(clock.now(), 10)) == sorted([first, second])
@@ -195,7 +195,7 @@ async def test_a_lease_lost_and_taken_back_by_this_instance_is_not_interrupted(
     flaky = FlakyBroker(app.broker)
     task_id = await app.submit("retry.then.gate", {"key": "k", "result": "done"}, max_attempts=3)
     async with running(make_worker(app, broker=flaky)) as worker:
-        await wait_for(lambda: task_id in worker.pool.held, what="attempt 1")
+        await wait_for(lambda: worker.pool.holds(task_id), what="attempt 1")
 
         async def meanwhile() -> None:
             flaky.before_extend = None

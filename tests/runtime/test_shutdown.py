@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from taskengine.app import App
+from taskengine.errors import BrokerUnavailable, ShutdownIncomplete
 from taskengine.model import TaskState
 from taskengine.runtime.worker import Worker
 from tests.runtime.apps import BOARD, build_app, wait_for
@@ -54,7 +55,7 @@ async def test_stop_releases_the_buffer_lets_runs_finish_and_hands_back_the_rest
     app: App,
 ) -> None:
     worker, ids = await loaded_worker(app)
-    buffered = [i for k, i in ids.items() if k != "fin" and k != "slow" and i in worker.pool.held]
+    buffered = [i for k, i in ids.items() if k != "fin" and k != "slow" and worker.pool.holds(i)]
     untouched = [i for k, i in ids.items() if k not in ("fin", "slow") and i not in buffered]
     assert len(buffered) == 3 and len(untouched) == 2
     assert await app.broker.workers(0.0) != []
@@ -192,3 +193,53 @@ async def test_a_stop_during_a_reserve_hands_back_what_the_broker_granted(app: A
     await asyncio.wait_for(stopping, 5)
     assert await states(app, ids) == [(TaskState.QUEUED, 0)] * 3
     assert BOARD.events("start") == []
+
+
+async def test_a_run_that_swallows_every_cancellation_does_not_hold_up_shutdown(app: App) -> None:
+    task_id = await app.submit("swallow.every.cancel", {"key": "w"})
+    worker = app.worker(workers=1)
+    await worker.start()
+    await asyncio.wait_for(BOARD.started("w").wait(), 5)
+    await asyncio.wait_for(worker.stop(grace=0.2), 10)
+    assert worker.state == "stopped"
+    assert len(BOARD.events("swallowed")) >= 2  # the interruption was sent more than once
+    record = await app.get(task_id)
+    assert (record.state, record.attempt) == (TaskState.QUEUED, 0)  # handed back
+    BOARD.release("w").set()
+
+
+class DownBroker:
+    """Wraps a broker that goes away: once `down` is set, every call but `get` fails."""
+
+    def __init__(self, inner: Any) -> None:
+        self._inner = inner
+        self.down = False
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self._inner, name)
+        if name in ("get", "capabilities") or not callable(attr):
+            return attr
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            if self.down:
+                raise BrokerUnavailable(f"{name}: the broker went away")
+            return await attr(*args, **kwargs)
+
+        return call
+
+
+async def test_stop_with_the_broker_gone_finishes_every_step_and_says_what_it_kept(
+    app: App,
+) -> None:
+    ids = [await app.submit("gate", {"key": f"d{n}"}) for n in range(2)]
+    broker = DownBroker(app.broker)
+    worker = Worker(broker, app.registry, app.settings, clock=app.clock)
+    await worker.start()
+    await asyncio.wait_for(BOARD.started("d0").wait(), 5)
+    await asyncio.wait_for(BOARD.started("d1").wait(), 5)
+    broker.down = True
+    with pytest.raises(ShutdownIncomplete) as caught:
+        await asyncio.wait_for(worker.stop(grace=0.2), 60)
+    assert worker.state == "stopped"
+    assert "2 outcomes" in str(caught.value)
+    assert all(task_id in str(caught.value) for task_id in ids)

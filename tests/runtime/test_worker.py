@@ -59,7 +59,7 @@ async def test_cancel_of_a_buffered_task_means_it_never_starts() -> None:
     second = await app.submit("gate", {"key": "second"})
     async with running_worker(app, workers=1, prefetch=1) as worker:
         await asyncio.wait_for(BOARD.started("first").wait(), 5)
-        await wait_for(lambda: second in worker.pool.held, what="the second lease")
+        await wait_for(lambda: worker.pool.holds(second), what="the second lease")
         assert await app.cancel(second) is CancelResult.REQUESTED
         BOARD.release("first").set()
         records = await finished(app, [first, second])

@@ -73,7 +73,7 @@ def routes(ctx: ApiContext) -> list[Route]:
         except Exception as exc:
             checks["broker"] = f"unreachable: {type(exc).__name__}"
         if ctx.worker is not None:
-            checks["pool"] = "ok" if ctx.worker.state == "running" else ctx.worker.state
+            checks.update(ctx.worker.health())
         ready = all(value == "ok" for value in checks.values())
         return json_response(
             HealthView("ok" if ready else "unavailable", checks), 200 if ready else 503

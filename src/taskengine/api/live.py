@@ -141,8 +141,10 @@ def snapshot(ctx: ApiContext, rows: list[CountRow]) -> dict[str, Any]:
     body = ctx.app.metrics.snapshot(now)
     body["queue_depth"] = depth
     body["queued"] = sum(r.count for r in rows if r.state is TaskState.QUEUED)
-    body["running"] = sum(r.count for r in rows if r.state is TaskState.RUNNING)
+    leased = sum(r.count for r in rows if r.state is TaskState.RUNNING)
     worker = ctx.worker
+    # Leased but still in this instance's buffer is not running yet.
+    body["running"] = max(leased - worker.pool.waiting, 0) if worker is not None else leased
     body["breakers"] = []
     if worker is not None:
         pool = worker.pool

@@ -91,6 +91,8 @@ class Sampler:
                 depth[row.priority.name] += row.count
             elif row.state is TaskState.RUNNING:
                 running += row.count
+        if self.pool is not None:  # leased but still in this instance's buffer: not running
+            running = max(running - self.pool.waiting, 0)
         stats = self.process = process_stats()
         point = Point(
             t=float(second),

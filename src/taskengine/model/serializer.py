@@ -41,7 +41,7 @@ def check_storable(value: Any) -> None:
         _pack_encoder.encode(value)
         _json_encoder.encode(value)
     except (TypeError, ValueError, OverflowError) as exc:
-        raise ValidationError(f"cannot be stored: {exc}") from exc
+        raise ValidationError(f"cannot be stored as JSON and MessagePack: {exc}") from exc
 
 
 def check_json(value: Any) -> Any:

@@ -18,3 +18,4 @@ class WorkerInfo(msgspec.Struct, frozen=True, kw_only=True):
     busy_seconds: float = 0.0
     started_at: float
     last_seen: float
+    types: tuple[str, ...] = ()  # the task types its instance runs (rolling deploys)

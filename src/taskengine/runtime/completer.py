@@ -9,10 +9,35 @@ import logging
 from taskengine.brokers.base import Broker
 from taskengine.clock import Clock
 from taskengine.errors import TaskEngineError
-from taskengine.model import Outcome
+from taskengine.model import Outcome, OutcomeKind, ResultStatus, TaskResult
+from taskengine.model.serializer import pack
 
 log = logging.getLogger("taskengine.runtime")
 _RETRY_DELAYS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+
+
+def storable(outcome: Outcome, now: float) -> Outcome:
+    """`outcome` if a broker can store it, else a dead outcome saying why (its result holds
+    a value MessagePack refuses): one bad result fails its own task, never its batch."""
+    try:
+        pack(outcome)
+    except (TypeError, ValueError, OverflowError) as exc:
+        log.error("the outcome of %s cannot be stored: %s", outcome.task_id, exc)
+        old = outcome.result
+        error = f"the outcome could not be stored: {exc}".encode("utf-8", "backslashreplace")
+        result = TaskResult(
+            task_id=outcome.task_id,
+            status=ResultStatus.FAILURE,
+            duration=old.duration if old is not None else 0.0,
+            worker_id=old.worker_id if old is not None else None,
+            completed_at=now,
+            error=error.decode("utf-8"),
+            attempt=old.attempt if old is not None else 0,
+        )
+        return Outcome(
+            kind=OutcomeKind.DEAD, task_id=outcome.task_id, token=outcome.token, result=result
+        )
+    return outcome
 
 
 class Completer:
@@ -32,6 +57,7 @@ class Completer:
         self._stopping = False
         self.settled = 0
         self.refused = 0
+        self.failing = 0  # settle calls failed in a row: while > 0, outcomes are not stored
 
     def add(self, outcome: Outcome) -> None:
         """Queue an outcome for the next batch (no await, no I/O)."""
@@ -43,17 +69,30 @@ class Completer:
         """Outcomes not settled yet."""
         return len(self._pending)
 
+    def pending_ids(self) -> list[str]:
+        """The task ids of the outcomes not settled yet."""
+        return [outcome.task_id for outcome in self._pending]
+
     async def run_once(self) -> int:
         """Settle one batch of what is pending; return how many were applied."""
         if not self._pending:
             return 0
         batch = self._pending[: self._batch_size]
         del self._pending[: len(batch)]
+        now = self._clock.now()
         try:
-            applied = await self._broker.settle(batch, self._clock.now())
-        except BaseException:
-            self._pending[:0] = batch  # put back in order; retried by the caller
+            applied = await self._broker.settle(batch, now)
+        except Exception:
+            repaired = [storable(outcome, now) for outcome in batch]
+            self._pending[:0] = repaired  # put back in order; retried by the caller
+            if any(new is not old for new, old in zip(repaired, batch, strict=True)):
+                return 0  # an outcome no broker could store spoilt the batch: retry at once
+            self.failing += 1
             raise
+        except BaseException:
+            self._pending[:0] = batch
+            raise
+        self.failing = 0
         done = sum(applied)
         self.settled += done
         self.refused += len(batch) - done
@@ -87,7 +126,8 @@ class Completer:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        await self._drain()
+        async with asyncio.timeout(timeout):  # a broker that hangs must not hang shutdown
+            await self._drain()
 
     async def _drain(self, attempts: int = len(_RETRY_DELAYS)) -> None:
         failures = 0

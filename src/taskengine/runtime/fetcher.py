@@ -105,16 +105,15 @@ class Fetcher:
                 continue
             try:
                 got = await self.run_once()
+                if got == 0:
+                    await self._broker.wait_for_work(self._idle_wait)
+                else:
+                    await asyncio.sleep(0)  # let the workers start before reserving again
                 self.failures = 0
             except Exception:
                 self.failures += 1
                 delay = min(0.05 * 2**self.failures, 5.0)
                 log.exception(
-                    "reserve failed (%d in a row); retrying in %.2f s", self.failures, delay
+                    "reserve or wait failed (%d in a row); retrying in %.2f s", self.failures, delay
                 )
                 await asyncio.sleep(delay)
-                continue
-            if got == 0:
-                await self._broker.wait_for_work(self._idle_wait)
-            else:
-                await asyncio.sleep(0)  # let the workers start before reserving again

@@ -12,33 +12,34 @@ from taskengine.clock import Clock
 from taskengine.errors import TaskEngineError, TaskFailed, TaskTimeout, ValidationError
 from taskengine.model import Lease, Outcome, ResultStatus, TaskResult
 from taskengine.model import outcome as outcomes
-from taskengine.model.serializer import to_json
+from taskengine.model.serializer import check_storable
 from taskengine.policy.breaker import BreakerRegistry
 from taskengine.policy.retry import NoRetry, Retry, RetryPolicy, Snooze, decide_failure
-from taskengine.registry import Registry, TaskContext, TaskSpec
+from taskengine.registry import Registry, TaskContext, TaskSpec, UnknownTaskType
+from taskengine.runtime.known_types import KnownTypes
 from taskengine.runtime.process_pool import ProcessExecutor
-from taskengine.runtime.slots import WorkerSlot
+from taskengine.runtime.slots import CANCELLED, LEASE_LOST, TIMED_OUT, WorkerSlot
 
 log = logging.getLogger("taskengine.tasks")
-_PLAIN = (str, int, float, bool, type(None))
 # Errors raised in a child process arrive by name; these mean "do not retry" there too.
 NOT_RETRYABLE_IN_CHILD = frozenset(
     {"NoRetry", "ValidationError", "InvalidPayload", "TaskRefused", "TaskInputError"}
 )
 
-# Why a run was interrupted from outside (WorkerSlot.cancel_run) and what is settled then.
-CANCELLED = "cancelled"  # cancel requested: settle CANCELLED
-LEASE_LOST = "lease_lost"  # another worker may have it now: settle nothing
-SHUTDOWN = "shutdown"  # the pool is stopping: hand it back, no attempt burned
-TIMED_OUT = "timed_out"  # past its timeout: a failure like any other (retry or dead)
 
-
-def _timed_out(timeout: float) -> TaskTimeout:
-    """Take back the deadline's cancellation of this task and say why the run ended."""
+def _take_back(sent: int) -> None:
+    """Take back the cancellations the slot sent to this run (delivered or swallowed), so a
+    cancellation of the worker itself still stands."""
     current = asyncio.current_task()
     if current is not None:
-        current.uncancel()
-    return TaskTimeout(f"timed out after {timeout:g} s")
+        for _ in range(min(sent, current.cancelling())):
+            current.uncancel()
+
+
+def _worker_cancelled() -> bool:
+    """True if the running worker coroutine has a cancellation of its own pending."""
+    current = asyncio.current_task()
+    return current is not None and current.cancelling() > 0
 
 
 class Runner:
@@ -53,6 +54,7 @@ class Runner:
         breakers: BreakerRegistry,
         threads: ThreadPoolExecutor,
         processes: ProcessExecutor,
+        unknown_type_grace: float = 600.0,
         rng: random.Random | None = None,
     ) -> None:
         self._registry = registry
@@ -63,91 +65,124 @@ class Runner:
         self._processes = processes
         self._rng = rng or random.Random()
         self.overrunning_threads = 0  # timed-out thread runs still occupying a thread
+        self.unknown_types = KnownTypes(unknown_type_grace)
 
     async def run(self, slot: WorkerSlot, lease: Lease) -> Outcome | None:
-        """Run `lease` on `slot`; return the outcome to settle (None: the lease was lost)."""
+        """Run `lease` on `slot`; return the outcome to settle (None: the lease was lost).
+
+        Whatever the handler does (returns, raises, raises CancelledError or another
+        BaseException, swallows an interruption), the run ends in an outcome; only a
+        cancellation of the worker coroutine itself propagates.
+        """
+        try:
+            return await self._run(slot, lease)
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:  # an engine bug: the attempt still counts, never a loop
+            log.exception("running %s failed inside the engine", lease.task_id)
+            return self._crashed(lease, slot, exc)
+
+    async def _run(self, slot: WorkerSlot, lease: Lease) -> Outcome | None:
         record = lease.record
         now = self._clock.now()
-        try:
-            spec = self._registry.get(record.type)
-        except ValidationError as exc:
-            return outcomes.dead(lease, self._failure(lease, slot, exc, now, 0.0))
+        spec = self._registry.find(record.type)
+        if spec is None:
+            return self._unknown_type(lease, slot, now)
         if record.attempt > record.max_attempts:  # a lease expired on the last attempt
-            error = TaskEngineError(f"attempts exhausted ({record.max_attempts}): lease expired")
-            return outcomes.dead(lease, self._failure(lease, slot, error, now, 0.0))
+            exhausted = TaskEngineError(
+                f"attempts exhausted ({record.max_attempts}): lease expired"
+            )
+            return outcomes.dead(lease, self._failure(lease, slot, exhausted, now, 0.0))
         breaker = self._breakers.get(spec.name)
         if not breaker.allow(now):
             return outcomes.snooze(lease, now + max(breaker.retry_after(now), 0.001))
         slot.begin(lease, now)
+        data: Any = None
+        error: BaseException | None = None
         try:
             data = await self._execute(spec, lease, slot)
-        except asyncio.CancelledError:
-            reason = slot.cancel_reason
-            if reason is None:
-                raise
-            current = asyncio.current_task()
-            if current is not None:
-                current.uncancel()
-            breaker.release(self._clock.now())
-            return self._interrupted(lease, slot, reason)
-        except Snooze as exc:
-            breaker.release(self._clock.now())
-            return outcomes.snooze(lease, self._clock.now() + exc.delay)
-        except Exception as exc:
-            finished = self._clock.now()
-            if refused_input(exc):
-                breaker.release(finished)  # the caller's mistake, not a failing dependency
-            else:
-                breaker.record_failure(finished)
-            return self._failed(spec, lease, slot, exc, finished)
+            check_storable(data)
+        except BaseException as exc:
+            error = exc
         finally:
             slot.end(self._clock.now())
         finished = self._clock.now()
-        breaker.record_success(finished)
-        return outcomes.succeeded(
-            lease,
-            TaskResult(
-                task_id=record.id,
-                status=ResultStatus.SUCCESS,
-                data=data,
-                duration=finished - slot.busy_since,
-                worker_id=slot.id,
-                completed_at=finished,
-                attempt=record.attempt,
-            ),
-        )
+        reason = slot.cancel_reason
+        if reason is not None:
+            _take_back(slot.cancels_sent)
+            if reason in (CANCELLED, LEASE_LOST):
+                breaker.release(finished)
+                return self._interrupted(lease, slot, reason, finished)
+            if reason == TIMED_OUT:  # whatever the handler did after its deadline
+                error = TaskTimeout(f"timed out after {record.timeout:g} s")
+            elif isinstance(error, asyncio.CancelledError):  # SHUTDOWN interrupted the run
+                breaker.release(finished)
+                return outcomes.released(lease)
+        elif isinstance(error, asyncio.CancelledError) and _worker_cancelled():
+            raise error  # the worker itself is being cancelled: the pool hands the task back
+        if error is None:
+            breaker.record_success(finished)
+            return outcomes.succeeded(
+                lease,
+                TaskResult(
+                    task_id=record.id,
+                    status=ResultStatus.SUCCESS,
+                    data=data,
+                    duration=finished - slot.busy_since,
+                    worker_id=slot.id,
+                    completed_at=finished,
+                    attempt=record.attempt,
+                ),
+            )
+        if isinstance(error, Snooze):
+            breaker.release(finished)
+            return outcomes.snooze(lease, finished + error.delay)
+        if refused_input(error):
+            breaker.release(finished)  # the caller's mistake, not a failing dependency
+        else:
+            breaker.record_failure(finished)
+        return self._failed(spec, lease, slot, error, finished)
+
+    def _unknown_type(self, lease: Lease, slot: WorkerSlot, now: float) -> Outcome:
+        """A type this instance does not know: give it back for one that does (a rolling
+        deploy), until no live instance has known it for the configured grace."""
+        record = lease.record
+        retry_at = self.unknown_types.retry_at(record.type, now)
+        if retry_at is not None:
+            return outcomes.snooze(lease, retry_at)
+        error = UnknownTaskType(f"unknown task type {record.type!r}: no live instance runs it")
+        return outcomes.dead(lease, self._failure(lease, slot, error, now, 0.0))
+
+    def _crashed(self, lease: Lease, slot: WorkerSlot, exc: BaseException) -> Outcome:
+        now = self._clock.now()
+        try:
+            spec = self._registry.find(lease.record.type)
+            if spec is not None:
+                return self._failed(spec, lease, slot, exc, now)
+        except Exception:
+            log.exception("could not decide the failure of %s", lease.task_id)
+        return outcomes.dead(lease, self._failure(lease, slot, exc, now, 0.0))
 
     async def _execute(self, spec: TaskSpec, lease: Lease, slot: WorkerSlot) -> Any:
         record = lease.record
         payload = spec.convert(record.payload)
         timeout = record.timeout
         if spec.executor == "process":
-            data = await self._processes.run(spec, payload, timeout)
-        else:
-            args: tuple[Any, ...] = (payload,)
-            if spec.wants_context:
-                slot.context = TaskContext(record.id, record.attempt, slot.id)
-                args = (payload, slot.context)
-            # One timer handle, not asyncio.timeout (a third of the cost per run): at the
-            # deadline the slot's run is cancelled like any other interruption.
-            loop = asyncio.get_running_loop()
-            deadline = loop.call_at(loop.time() + timeout, slot.cancel_run, record.id, TIMED_OUT)
-            try:
-                if spec.executor == "async":
-                    data = await spec.fn(*args)
-                else:
-                    data = await self._in_thread(spec, args)
-            except asyncio.CancelledError:
-                if slot.cancel_reason != TIMED_OUT:
-                    raise
-                raise _timed_out(timeout) from None
-            finally:
-                deadline.cancel()
-            if slot.cancel_reason == TIMED_OUT:  # the handler swallowed the cancellation
-                raise _timed_out(timeout)
-        if not isinstance(data, _PLAIN):
-            to_json(data)  # refuse a result that is not JSON-serialisable
-        return data
+            return await self._processes.run(spec, payload, timeout)
+        args: tuple[Any, ...] = (payload,)
+        if spec.wants_context:
+            slot.context = TaskContext(record.id, record.attempt, slot.id)
+            args = (payload, slot.context)
+        # One timer handle, not asyncio.timeout (a third of the cost per run): at the deadline
+        # the slot's run is cancelled like any other interruption.
+        loop = asyncio.get_running_loop()
+        deadline = loop.call_at(loop.time() + timeout, slot.cancel_run, lease.token, TIMED_OUT)
+        try:
+            if spec.executor == "async":
+                return await spec.fn(*args)
+            return await self._in_thread(spec, args)
+        finally:
+            deadline.cancel()
 
     async def _in_thread(self, spec: TaskSpec, args: tuple[Any, ...]) -> Any:
         future = self._threads.submit(spec.fn, *args)
@@ -162,25 +197,24 @@ class Runner:
     def _thread_ended(self, _: object) -> None:
         self.overrunning_threads -= 1
 
-    def _interrupted(self, lease: Lease, slot: WorkerSlot, reason: str) -> Outcome | None:
-        if reason == SHUTDOWN:
-            return outcomes.released(lease)
-        if reason == CANCELLED:
-            now = self._clock.now()
-            result = TaskResult(
-                task_id=lease.task_id,
-                status=ResultStatus.CANCELLED,
-                duration=now - slot.busy_since,
-                worker_id=slot.id,
-                completed_at=now,
-                error="cancelled while running",
-                attempt=lease.record.attempt,
-            )
-            return outcomes.cancelled(lease, result)
-        return None  # lease lost: whoever holds it now settles it
+    def _interrupted(
+        self, lease: Lease, slot: WorkerSlot, reason: str, now: float
+    ) -> Outcome | None:
+        if reason != CANCELLED:
+            return None  # lease lost: whoever holds it now settles it
+        result = TaskResult(
+            task_id=lease.task_id,
+            status=ResultStatus.CANCELLED,
+            duration=now - slot.busy_since,
+            worker_id=slot.id,
+            completed_at=now,
+            error="cancelled while running",
+            attempt=lease.record.attempt,
+        )
+        return outcomes.cancelled(lease, result)
 
     def _failed(
-        self, spec: TaskSpec, lease: Lease, slot: WorkerSlot, exc: Exception, now: float
+        self, spec: TaskSpec, lease: Lease, slot: WorkerSlot, exc: BaseException, now: float
     ) -> Outcome:
         record = lease.record
         result = self._failure(lease, slot, exc, now, now - slot.busy_since)
@@ -225,7 +259,7 @@ class Runner:
         )
 
 
-def refused_input(exc: Exception) -> bool:
+def refused_input(exc: BaseException) -> bool:
     """True for errors that say the task itself is wrong (NoRetry, invalid input): retrying
     cannot help, and they say nothing about the health of what the handler depends on."""
     return isinstance(exc, NoRetry | ValidationError) or (
@@ -234,11 +268,15 @@ def refused_input(exc: Exception) -> bool:
 
 
 def describe(exc: BaseException) -> str:
-    """A one-line description of an error for the attempt history."""
-    if isinstance(exc, TaskFailed):
-        return str(exc)
-    text = str(exc)
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    """A one-line description of an error for the attempt history; never raises, and always
+    storable (a lone surrogate is escaped, an unprintable error says so)."""
+    try:
+        text = str(exc)
+    except Exception:
+        text = "(unprintable)"
+    if not isinstance(exc, TaskFailed):
+        text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def replace_error(result: TaskResult, reason: str) -> TaskResult:

@@ -21,10 +21,12 @@ class PeriodicService:
         run_once: Callable[[], Awaitable[Any]],
         *,
         max_backoff: int = 8,
+        deadline: float | None = None,
     ) -> None:
         self.name = name
         self.interval = interval
         self.max_backoff = max_backoff  # a failing duty waits at most this many intervals
+        self.deadline = deadline  # a round still running after this long is cut and failed
         self._run_once = run_once
         self._task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
@@ -53,7 +55,8 @@ class PeriodicService:
     async def _loop(self) -> None:
         while not self._stopping.is_set():
             try:
-                await self._run_once()
+                async with asyncio.timeout(self.deadline):
+                    await self._run_once()
                 self.failures = 0
             except Exception:
                 self.failures += 1

@@ -8,6 +8,14 @@ from taskengine.model import Lease
 from taskengine.model.worker import WorkerInfo
 from taskengine.registry import TaskContext
 
+# Why a run was interrupted from outside (WorkerSlot.cancel_run) and what is settled then.
+CANCELLED = "cancelled"  # cancel requested: settle CANCELLED
+LEASE_LOST = "lease_lost"  # another worker may have it now: settle nothing
+SHUTDOWN = "shutdown"  # the pool is stopping: hand it back, no attempt burned
+TIMED_OUT = "timed_out"  # past its timeout: a failure like any other (retry or dead)
+# Which interruption decides how a run ends when several arrive.
+_RANK = {SHUTDOWN: 0, TIMED_OUT: 1, CANCELLED: 2, LEASE_LOST: 3}
+
 
 class WorkerSlot:
     """One worker of the pool: a stable id, its current run and its counters."""
@@ -16,6 +24,7 @@ class WorkerSlot:
         "busy_seconds",
         "busy_since",
         "cancel_reason",
+        "cancels_sent",
         "context",
         "id",
         "lease",
@@ -37,6 +46,7 @@ class WorkerSlot:
         self.busy_seconds = 0.0
         self.processed = 0
         self.cancel_reason: str | None = None
+        self.cancels_sent = 0  # cancellations sent to this run, for the runner to take back
         self.retiring = False
 
     @property
@@ -49,6 +59,7 @@ class WorkerSlot:
         self.lease = lease
         self.busy_since = now
         self.cancel_reason = None
+        self.cancels_sent = 0
 
     def end(self, now: float) -> None:
         """Mark the end of a run."""
@@ -57,16 +68,24 @@ class WorkerSlot:
         self.busy_seconds += now - self.busy_since
         self.processed += 1
 
-    def cancel_run(self, task_id: str, reason: str) -> bool:
-        """Interrupt the current run if it is `task_id`; `reason` says what the runner reports."""
-        if self.lease is None or self.lease.task_id != task_id or self.task is None:
+    def cancel_run(self, token: str, reason: str) -> bool:
+        """Interrupt the current run if it holds the lease `token`; True if it does.
+
+        The reason that matters most wins (a lost lease over a cancel over a timeout over a
+        shutdown), and every call cancels again: a handler that swallowed one cancellation
+        still gets the next.
+        """
+        if self.lease is None or self.lease.token != token or self.task is None:
             return False
-        if self.cancel_reason is None:
+        if self.cancel_reason is None or _RANK[reason] > _RANK[self.cancel_reason]:
             self.cancel_reason = reason
-            self.task.cancel()
+        if self.task.cancel():
+            self.cancels_sent += 1
         return True
 
-    def info(self, instance: str, host: str, pid: int, now: float) -> WorkerInfo:
+    def info(
+        self, instance: str, host: str, pid: int, now: float, types: tuple[str, ...] = ()
+    ) -> WorkerInfo:
         """The registry entry of this worker as of `now`."""
         busy = self.busy_seconds + (now - self.busy_since if self.lease is not None else 0.0)
         state = "busy" if self.lease is not None else "idle"
@@ -83,4 +102,5 @@ class WorkerSlot:
             busy_seconds=busy,
             started_at=self.started_at,
             last_seen=now,
+            types=types,
         )

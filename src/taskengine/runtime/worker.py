@@ -5,16 +5,16 @@ interrupt and release the rest, settle everything, leave the registry)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import secrets
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from taskengine.brokers.base import BrokerBackend
 from taskengine.clock import SYSTEM_CLOCK, Clock
+from taskengine.errors import ShutdownIncomplete
 from taskengine.metrics import Metrics
 from taskengine.model import LeaseStatus, Task, TaskState
 from taskengine.policy.autoscale import PoolSample, desired_size
@@ -36,6 +36,9 @@ REAPER = "reaper"
 RETENTION = "retention"
 REQUEUE_BATCH = 1_000  # expired leases requeued per broker call
 PURGE_BATCH = 10_000  # tasks deleted per broker call (one write transaction each)
+INTERRUPT_WAIT = 2.0  # shutdown: how long interrupted runs get to hand their task back
+SETTLE_WAIT = 30.0  # shutdown: how long the last outcomes get to reach the broker
+LEAVE_WAIT = 5.0  # shutdown: leaving the worker registry and the leader leases
 
 
 def new_instance_id() -> str:
@@ -80,6 +83,7 @@ class Worker:
             breakers=self.breakers,
             threads=self._threads,
             processes=self._processes,
+            unknown_type_grace=settings.unknown_type_grace,
         )
         self.completer = Completer(broker, clock, settings.settle_batch)
         self.pool = Pool(
@@ -89,6 +93,7 @@ class Worker:
             instance=self.instance,
             prefetch=settings.buffer_size,
             metrics=self.metrics,
+            adaptive=settings.prefetch is None,
         )
         self.fetcher = Fetcher(
             broker,
@@ -103,11 +108,20 @@ class Worker:
         )
         self.pool.space_available = self.fetcher.space_available
         # No backoff: a heartbeat late past the lease after a broker outage loses every run.
+        # Bounded by its interval: a call stuck on a half-open connection must not stop the
+        # heartbeats that keep every lease of this instance alive.
         self.heartbeat = PeriodicService(
-            "heartbeat", settings.heartbeat_every, self.heartbeat_once, max_backoff=1
+            "heartbeat",
+            settings.heartbeat_every,
+            self.heartbeat_once,
+            max_backoff=1,
+            deadline=settings.heartbeat_every,
         )
         self.cancel_watch = PeriodicService(
-            "cancel-watch", settings.cancel_poll_every, self.cancel_watch_once
+            "cancel-watch",
+            settings.cancel_poll_every,
+            self.cancel_watch_once,
+            deadline=max(settings.cancel_poll_every, 1.0),
         )
         self.reaper = PeriodicService(REAPER, settings.reaper_every, self.reap_once)
         self.retention = PeriodicService(RETENTION, settings.retention_every, self.purge_once)
@@ -134,6 +148,18 @@ class Worker:
     def state(self) -> str:
         """new, running, stopping or stopped."""
         return self._state
+
+    def health(self) -> dict[str, str]:
+        """What /readyz reports of this pool: "ok" per duty, or what is wrong with it."""
+        checks = {"pool": "ok" if self._state == "running" else self._state}
+        failing = {
+            "settle": self.completer.failing,
+            "reserve": self.fetcher.failures,
+            "heartbeat": self.heartbeat.failures,
+        }
+        for duty, failures in failing.items():
+            checks[duty] = f"failing ({failures} in a row)" if failures else "ok"
+        return checks
 
     async def start(self) -> None:
         """Start the workers and every background duty."""
@@ -176,7 +202,13 @@ class Worker:
         pid = os.getpid()
         slots = list(self.pool.slots.values())
         live = [s for s in slots if s.task is not None and not s.task.done()]
-        await self.broker.record_workers([s.info(self.instance, self.host, pid, now) for s in live])
+        types = tuple(self.registry.names())
+        await self.broker.record_workers(
+            [s.info(self.instance, self.host, pid, now, types) for s in live]
+        )
+        if self.runner.unknown_types.wanted:  # a task of a type not run here: who runs it?
+            seen_since = now - 3 * self.settings.heartbeat_every
+            self.runner.unknown_types.update(await self.broker.workers(seen_since))
         self._forgotten.difference_update(s.id for s in live)  # a number in use again
         ended = [s.id for s in slots if s not in live and s.id not in self._forgotten]
         if ended:  # retired by the autoscaler: leave the registry
@@ -262,7 +294,13 @@ class Worker:
         self._force.set()
 
     async def stop(self, grace: float | None = None) -> None:
-        """Stop gracefully: nothing accepted is lost, nothing finished is run again."""
+        """Stop gracefully: nothing accepted is lost, nothing finished is run again.
+
+        Every step runs, bounded in time, even when an earlier one failed (say the broker went
+        away during the grace period). If outcomes could not be handed to the broker,
+        ShutdownIncomplete names their tasks at the end: their leases expire and the reaper
+        queues them again.
+        """
         if self._state in ("stopping", "stopped"):
             await self._stopped.wait()
             return
@@ -272,32 +310,49 @@ class Worker:
             return
         self._state = "stopping"
         grace = self.settings.shutdown_grace if grace is None else grace
-        await self.fetcher.stop()
-        await self.autoscaler.stop()
-        await self.scheduling.stop()
-        released = self.pool.release_buffered()
-        await self._wait_idle(grace)
-        interrupted = self.pool.interrupt_running()
-        if interrupted:
-            await self._wait_idle(5.0, forced=False)
-        await self.pool.stop_workers()
-        await self.heartbeat.stop()
-        await self.cancel_watch.stop()
-        await self.completer.stop()
-        for service in (self.reaper, self.retention):
-            await service.stop()
-        with contextlib.suppress(Exception):
+        failed: list[str] = []
+        released = interrupted = 0
+        try:
+            for service in (self.fetcher, self.autoscaler, self.scheduling):
+                await _step(service.stop(), failed, "stop reserving")
+            released = self.pool.release_buffered()
+            await self._wait_idle(grace)
+            interrupted = self.pool.interrupt_running()
+            if interrupted:
+                await self._wait_idle(INTERRUPT_WAIT, forced=False)
+            await self.pool.stop_workers()
+            for service in (self.heartbeat, self.cancel_watch):
+                await _step(service.stop(), failed, service.name)
+            await _step(self.completer.stop(SETTLE_WAIT), failed, "settle")
+            for service in (self.reaper, self.retention):
+                await _step(service.stop(), failed, service.name)
+            await _step(self._leave(), failed, "leave the registry")
+        finally:
+            self._threads.shutdown(wait=False, cancel_futures=True)
+            await _step(self._processes.close(), failed, "close the process pool")
+            self._state = "stopped"
+            self._stopped.set()
+        unsettled = self.completer.pending_ids()
+        log.info(
+            "worker stopped",
+            extra={
+                "instance": self.instance,
+                "released": released,
+                "interrupted": interrupted,
+                "unsettled": len(unsettled),
+            },
+        )
+        if unsettled:
+            raise ShutdownIncomplete(
+                f"{len(unsettled)} outcomes could not be handed to the broker (first: "
+                f"{', '.join(unsettled[:5])}); their tasks run again once their leases expire"
+            )
+
+    async def _leave(self) -> None:
+        async with asyncio.timeout(LEAVE_WAIT):
             await self.broker.forget_workers([slot.id for slot in self.pool.slots.values()])
             for name in (REAPER, RETENTION, SCHEDULER):
                 await self.broker.resign(name, self.instance)
-        self._threads.shutdown(wait=False, cancel_futures=True)
-        await self._processes.close()
-        self._state = "stopped"
-        self._stopped.set()
-        log.info(
-            "worker stopped",
-            extra={"instance": self.instance, "released": released, "interrupted": interrupted},
-        )
 
     async def _wait_idle(self, timeout: float, *, forced: bool = True) -> None:
         loop = asyncio.get_running_loop()
@@ -322,6 +377,15 @@ class Worker:
                     return
             await asyncio.sleep(0.005)
         raise TimeoutError(f"still busy after {timeout} s")
+
+
+async def _step(action: Awaitable[object], failed: list[str], name: str) -> None:
+    """Await one shutdown step; a failure is logged and noted, and shutdown goes on."""
+    try:
+        await action
+    except Exception:
+        log.exception("shutdown: %s failed", name)
+        failed.append(name)
 
 
 def _no_build(entry: CronEntry, slot: float, key: str) -> Task:
