@@ -31,6 +31,19 @@ def from_json(data: bytes | str) -> Any:
         raise ValidationError(f"invalid JSON: {exc}") from exc
 
 
+def check_storable(value: Any) -> None:
+    """Raise ValidationError unless every broker can store `value` and the API can show it.
+
+    JSON alone is not enough: MessagePack refuses integers outside [-2**63, 2**64 - 1], and
+    neither format takes a string with a lone surrogate.
+    """
+    try:
+        _pack_encoder.encode(value)
+        _json_encoder.encode(value)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ValidationError(f"cannot be stored: {exc}") from exc
+
+
 def check_json(value: Any) -> Any:
     """Return `value` if it survives a JSON round trip unchanged in kind, else raise."""
     return from_json(to_json(value))
