@@ -409,3 +409,14 @@ def test_http_errors_map_to_the_direct_modes_exit_codes(
     error = http_error("http://h", status, code, "no task 'x'")
     assert error.exit_code == exit_code
     assert text in error.message
+
+
+@pytest.mark.parametrize(
+    "payload", ['{"items": [100000000000000000000000000000]}', '{"items": ["\\ud800"]}']
+)
+def test_unstorable_payload_value_is_the_servers_422(remote: Remote, payload: str) -> None:
+    result = remote.invoke("submit", "time.batch", "--payload", payload)
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert result.stderr.startswith("error: payload $.items[0]: "), result.stderr
+    assert "cannot be stored" in result.stderr
+    assert len(result.stderr.splitlines()) == 1

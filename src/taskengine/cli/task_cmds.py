@@ -43,8 +43,13 @@ def parse_payload(payload: str | None, payload_file: str | None) -> Any:
         return None
     try:
         return msgspec.json.decode(payload)
-    except msgspec.DecodeError as exc:
-        fail(f"invalid JSON payload: {exc}", EXIT_USAGE)
+    except (msgspec.DecodeError, UnicodeEncodeError) as exc:
+        from taskengine.model.storable import loads_with_lone_surrogates
+
+        try:  # lone surrogates: refused at submit as unstorable values, naming them
+            return loads_with_lone_surrogates(payload)
+        except ValueError:
+            fail(f"invalid JSON payload: {exc}", EXIT_USAGE)
 
 
 def parse_time(value: str) -> float:
