@@ -185,3 +185,32 @@ def test_children_stop_by_themselves_when_the_supervisor_is_killed(tmp_path: Pat
         record = cli.json("status", task_id)
         # handed back, not left running until its lease expires: no attempt spent
         assert (record["state"], record["attempt"]) == ("queued", 0), record
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_worker_refuses_a_bad_queue_name_before_starting(tmp_path: Path, processes: str) -> None:
+    cli = Cli(tmp_path)
+    # a real process: one that wrongly starts is killed (by run's own timeout), never left
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "taskengine",
+            "--broker",
+            cli.url,
+            "worker",
+            "--queues",
+            "good,bad queue",
+            "--processes",
+            processes,
+            "--grace",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+    )
+    assert result.returncode == 2, result
+    assert result.stderr.startswith("error: invalid queue 'bad queue': "), result.stderr
+    assert len(result.stderr.splitlines()) == 1
+    assert "started" not in result.stdout

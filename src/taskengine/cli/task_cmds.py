@@ -15,6 +15,7 @@ from taskengine.cli import output
 from taskengine.cli.errors import EXIT_FAILURE, EXIT_USAGE, fail
 from taskengine.cli.loading import (
     Client,
+    check_cursor,
     json_option,
     open_client,
     state_of,
@@ -219,6 +220,7 @@ def list_tasks(
     from taskengine.brokers import TaskFilter
     from taskengine.model import Priority, TaskState
 
+    check_cursor(cursor)
     task_filter = TaskFilter(
         states=frozenset(TaskState(s.lower()) for s in states) or None,
         types=frozenset(types) or None,

@@ -16,7 +16,14 @@ from urllib.parse import urlsplit, urlunsplit
 import click
 
 from taskengine.cli.errors import EXIT_FAILURE, EXIT_OK
-from taskengine.cli.loading import CliState, connected, load_app, run, state_of
+from taskengine.cli.loading import (
+    CliState,
+    check_queue_names,
+    connected,
+    load_app,
+    run,
+    state_of,
+)
 
 if TYPE_CHECKING:
     from taskengine.app import App
@@ -63,6 +70,7 @@ def worker(
 ) -> None:
     """Run workers until SIGINT or SIGTERM (a second signal skips the grace period)."""
     state = state_of(ctx)
+    check_queue_names(queue_names(queues))  # before any child starts
     if processes > 1:
         args = child_args(workers, min_workers, max_workers, queues, grace, log_level)
         raise click.exceptions.Exit(supervise(state, args, processes))
@@ -95,11 +103,17 @@ def worker_overrides(
         size = max(size, min_workers or size)
         overrides["workers"] = min(size, max_workers or size)
     if queues is not None:
-        names = tuple(name.strip() for name in queues.split(",") if name.strip())
+        names = queue_names(queues)
+        check_queue_names(names)
         overrides["queues"] = names or None
     if grace is not None:
         overrides["shutdown_grace"] = grace
     return overrides
+
+
+def queue_names(queues: str | None) -> tuple[str, ...]:
+    """The names of a comma-separated --queues value."""
+    return tuple(name.strip() for name in (queues or "").split(",") if name.strip())
 
 
 async def serve(app: App, overrides: dict[str, Any], *, watch_fd: int | None = None) -> None:
