@@ -316,6 +316,7 @@ UNSTORABLE = [
     pytest.param(BATCH % "18446744073709551616", "$.items[1]", id="2**64"),
     pytest.param(BATCH % "-9223372036854775809", "$.items[1]", id="-2**63-1"),
     pytest.param(BATCH % '{"n": [18446744073709551616]}', "$.items[1].n[0]", id="nested"),
+    pytest.param(BATCH % ("9" * 400), "$.items[1]", id="400-digits"),
     pytest.param(BATCH % '"\\ud800"', "$.items[1]", id="lone-high-surrogate"),
     pytest.param(BATCH % '"a\\udc80b"', "$.items[1]", id="lone-low-surrogate"),
     pytest.param('{"type": "cpu.sha256", "payload": {"data": "x\\ud83d"}}', "$.data", id="sha256"),
