@@ -36,12 +36,12 @@ def free_port() -> int:
         return port
 
 
-async def submit_long(db: Path) -> str:
+async def submit_long(db: Path, seconds: float = 600.0) -> str:
     broker = open_broker(f"sqlite:///{db}")
     await broker.start()
     try:
         now = time.time()
-        task = new_task("slow", {"sleep": 600.0}, now=now, max_attempts=1)
+        task = new_task("slow", {"sleep": seconds}, now=now, max_attempts=1)
         await broker.enqueue([task], now)
         return task.id
     finally:
@@ -115,3 +115,33 @@ async def test_a_second_signal_during_serve_shutdown_hands_back_running_tasks(
     (record,) = await records(db, [task_id])
     assert (record.state, record.attempt) == (TaskState.QUEUED, 0), record
     assert record.history == []
+
+
+async def test_one_signal_lets_the_running_task_finish_and_says_so(tmp_path: Path) -> None:
+    db, log = tmp_path / "x.db", Log(tmp_path / "runs.log")
+    task_id = await submit_long(db, seconds=3.0)
+    port = free_port()
+    stderr = tmp_path / "serve.stderr"
+    with stderr.open("wb") as err_file:
+        proc = await asyncio.create_subprocess_exec(
+            *serve_command(port),
+            cwd=ROOT,
+            env=child_env(db, log.path),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=err_file,
+        )
+    try:
+        await until(lambda: task_id in log.ids("start"), 30, "the task to start")
+        proc.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(proc.wait(), 30)
+    except BaseException:
+        if proc.returncode is None:
+            proc.kill()  # our own child, by its PID
+            await proc.wait()
+        raise
+    err = stderr.read_text()
+    assert code == 0, err
+    assert "SIGTERM: stopping gracefully: 1 running task, up to 60 s to finish" in err, err
+    assert task_id in log.ids("finish")  # the grace let it finish
+    (record,) = await records(db, [task_id])
+    assert (record.state, record.attempt) == (TaskState.SUCCEEDED, 1), record

@@ -136,7 +136,12 @@ class _Shutdown:
         self.signals += 1
         running = self.running()
         if self.signals == 1:
-            grace = 0.0 if self.worker is None else self.worker.settings.shutdown_grace
+            self.server.should_exit = True
+            if self.worker is None:
+                log.info("%s: stopping (no workers here)", signum.name)
+                self.ctx.live.close_streams()
+                return
+            grace = self.worker.settings.shutdown_grace
             self.deadline = asyncio.get_running_loop().time() + grace
             log.info(
                 "%s: stopping gracefully: %s, up to %s s to finish (signal again to skip the wait)",
@@ -145,7 +150,6 @@ class _Shutdown:
                 f"{grace:g}",
                 extra={"signal": signum.name, "running": running, "grace": grace},
             )
-            self.server.should_exit = True
             self.ctx.live.close_streams()  # open dashboards end theirs, so uvicorn can stop
             # The pool stops taking tasks now, while uvicorn finishes the requests in flight.
             self.stopping = asyncio.get_running_loop().create_task(self.stop_worker())
@@ -171,12 +175,14 @@ class _Shutdown:
         """Stop the pool gracefully, saying every few seconds what it is waiting for."""
         if self.worker is None:
             return
-        stopping = asyncio.ensure_future(self.worker.stop())
         loop = asyncio.get_running_loop()
+        if self.deadline is None:  # stopping without a signal (the server failed)
+            self.deadline = loop.time() + self.worker.settings.shutdown_grace
+        stopping = asyncio.ensure_future(self.worker.stop())
         while not stopping.done():
             running = self.running()
-            if running:
-                left = max(0.0, (self.deadline or loop.time()) - loop.time())
+            if running and self.signals < 2:  # after a second signal nothing waits any more
+                left = max(0.0, self.deadline - loop.time())
                 log.info(
                     "waiting for %s to finish (%s s of grace left; signal again to stop now)",
                     _tasks(running),
