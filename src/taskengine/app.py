@@ -16,13 +16,14 @@ from taskengine.brokers.base import BrokerBackend
 from taskengine.builtins import builtin_registry, close_builtins
 from taskengine.builtins.config import BuiltinConfig
 from taskengine.clock import SYSTEM_CLOCK, Clock
-from taskengine.errors import TaskNotFound
+from taskengine.errors import TaskNotFound, ValidationError
 from taskengine.metrics import Metrics
 from taskengine.model import Priority, ResultStatus, Task, TaskRecord, TaskResult, new_task
-from taskengine.model.serializer import from_json, to_json
+from taskengine.model.serializer import check_storable, from_json, to_json
 from taskengine.model.state import TERMINAL_STATES
+from taskengine.model.storable import find_unstorable
 from taskengine.policy.cron import CronEntry, check_unique
-from taskengine.registry import ExecutorKind, Registry
+from taskengine.registry import ExecutorKind, InvalidPayload, Registry
 from taskengine.runtime.worker import Worker
 from taskengine.settings import Settings
 
@@ -161,7 +162,18 @@ class App:
     def build(self, request: TaskRequest) -> Task:
         """Validate a request against the registry and return the Task to store."""
         spec = self.registry.get(request.type)
-        payload = from_json(to_json(request.payload))  # JSON only, as it will be stored
+        try:
+            payload = from_json(to_json(request.payload))  # JSON only, as it will be stored
+            check_storable(payload)  # and within what every broker holds (one answer for all)
+        except ValidationError:
+            found = find_unstorable(request.payload)
+            if found is None:
+                raise
+            raise InvalidPayload(f"payload {found}") from None
+        if request.idempotency_key is not None and (
+            found := find_unstorable(request.idempotency_key, "idempotency_key")
+        ):
+            raise ValidationError(found)
         spec.convert(payload)
         return new_task(
             request.type,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
+import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import msgspec
@@ -13,6 +15,20 @@ from taskengine.errors import ConfigurationError, ValidationError
 from taskengine.policy.cron import CronEntry, check_unique
 
 ENV_PREFIX = "TASKENGINE_"
+# Read outside Settings: by the CLI (click's envvar) and by the project's own tests.
+OTHER_ENV_NAMES = frozenset(
+    {
+        "TASKENGINE_API_URL",
+        "TASKENGINE_API_TOKEN",
+        "TASKENGINE_TEST_BROKERS",
+        "TASKENGINE_DURABILITY_SEED",
+        "TASKENGINE_DURABILITY_ROUNDS",
+    }
+)
+ENV_ALIASES = {"broker": "broker_url"}  # TASKENGINE_BROKER is TASKENGINE_BROKER_URL
+
+log = logging.getLogger("taskengine.settings")
+_warned: set[str] = set()  # unknown names already warned about in this process
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
@@ -123,12 +139,50 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         for key, raw in environ.items():
             if key.startswith(ENV_PREFIX):
                 name = key[len(ENV_PREFIX) :].lower()
-                if name == "broker":
-                    name = "broker_url"
+                name = ENV_ALIASES.get(name, name)
                 if name in fields:
                     values[name] = _parse_env(name, raw)
+        warn_unknown_env(environ)
         values.update({k: v for k, v in overrides.items() if v is not None})
         return build_settings(values)
+
+
+def known_env_names() -> frozenset[str]:
+    """Every TASKENGINE_* variable the project reads: the settings, their aliases, the rest."""
+    names = [*Settings.__struct_fields__, *ENV_ALIASES]
+    return frozenset(ENV_PREFIX + name.upper() for name in names) | OTHER_ENV_NAMES
+
+
+def unknown_env_names(names: Iterable[str]) -> list[tuple[str, str | None]]:
+    """The TASKENGINE_* names among `names` that nothing reads, each with the closest known one."""
+    known = known_env_names()
+    unknown = sorted({n for n in names if n.startswith(ENV_PREFIX) and n.upper() not in known})
+    suffixes = {name[len(ENV_PREFIX) :]: name for name in known}  # the prefix is shared by all
+    found: list[tuple[str, str | None]] = []
+    for name in unknown:
+        close = difflib.get_close_matches(name[len(ENV_PREFIX) :].upper(), suffixes, 1, 0.75)
+        found.append((name, suffixes[close[0]] if close else None))
+    return found
+
+
+def warn_unknown_env(
+    environ: Mapping[str, str] | None = None, say: Callable[[str], None] | None = None
+) -> None:
+    """Warn once per process about each unknown TASKENGINE_* variable (a misspelling is ignored).
+
+    `say` shows the message (the CLI prints it); by default it is logged as a warning.
+    """
+    environ = os.environ if environ is None else environ
+    for name, closest in unknown_env_names(environ):
+        if name in _warned:
+            continue
+        _warned.add(name)
+        hint = f" (did you mean {closest}?)" if closest else ""
+        message = f"unknown environment variable {name} is ignored{hint}"
+        if say is None:
+            log.warning("%s", message)
+        else:
+            say(message)
 
 
 def build_settings(values: Mapping[str, Any]) -> Settings:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -304,3 +306,85 @@ def test_scratch_server_restarts_cleanly_after_errors(tmp_path: Path) -> None:
     with running(tmp_path, name="errors-only", args=("--no-workers",)) as srv, srv.client() as c:
         for _ in range(20):
             assert c.post("/api/tasks", content=b"{").status_code == 400
+
+
+# -- values that cannot be stored -------------------------------------------------------------
+
+BATCH = '{"type": "time.batch", "payload": {"items": [1, %s]}}'
+UNSTORABLE = [
+    pytest.param(BATCH % "1000000000000000000000000000000", "$.items[1]", id="10**30"),
+    pytest.param(BATCH % "18446744073709551616", "$.items[1]", id="2**64"),
+    pytest.param(BATCH % "-9223372036854775809", "$.items[1]", id="-2**63-1"),
+    pytest.param(BATCH % '{"n": [18446744073709551616]}', "$.items[1].n[0]", id="nested"),
+    pytest.param(BATCH % ("9" * 400), "$.items[1]", id="400-digits"),
+    pytest.param(BATCH % '"\\ud800"', "$.items[1]", id="lone-high-surrogate"),
+    pytest.param(BATCH % '"a\\udc80b"', "$.items[1]", id="lone-low-surrogate"),
+    pytest.param('{"type": "cpu.sha256", "payload": {"data": "x\\ud83d"}}', "$.data", id="sha256"),
+]
+
+
+def exchange(sock: socket.socket, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Send one HTTP/1.1 request on an open connection; read its whole response."""
+    sock.sendall(request)
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"the server closed the connection: {data!r}"
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines)}
+    while len(body) < int(headers["content-length"]):
+        chunk = sock.recv(65536)
+        assert chunk, "the server closed the connection mid-body"
+        body += chunk
+    return int(status_line.split()[1]), headers, body
+
+
+def post_request(port: int, body: bytes) -> bytes:
+    return (
+        f"POST /api/tasks HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+
+
+def check_unstorable(server: Server, body: bytes, where: str) -> None:
+    """422 naming the value; then the same connection still answers a good submission."""
+    with socket.create_connection((server.host, server.port), timeout=30) as sock:
+        status, headers, content = exchange(sock, post_request(server.port, body))
+        assert status == 422, content
+        error = json.loads(content)["error"]
+        assert error["code"] == "invalid_payload", error
+        assert "cannot be stored" in error["message"] and where in error["message"], error
+        assert headers.get("connection", "").lower() != "close", headers
+        good = json.dumps(PRIMES).encode()
+        status, _, content = exchange(sock, post_request(server.port, good))
+        assert status == 201, content  # the keep-alive connection survived the 422
+
+
+@pytest.mark.parametrize(("payload", "where"), UNSTORABLE)
+def test_unstorable_payload_value_is_422_and_keeps_the_connection(
+    idle_server: Server, payload: str, where: str
+) -> None:
+    check_unstorable(idle_server, payload.encode(), where)
+
+
+@pytest.mark.parametrize(("payload", "where"), UNSTORABLE)
+def test_unstorable_payload_value_in_a_batch_is_422_naming_the_task(
+    idle_server: Server, payload: str, where: str
+) -> None:
+    body = f'{{"tasks": [{json.dumps(PRIMES)}, {payload}]}}'.encode()
+    check_unstorable(idle_server, body, where)
+    with socket.create_connection((idle_server.host, idle_server.port), timeout=30) as sock:
+        _, _, content = exchange(sock, post_request(idle_server.port, body))
+    assert json.loads(content)["error"]["message"].startswith("tasks[1]: "), content
+
+
+def test_largest_storable_integers_are_accepted(idle_client: httpx.Client) -> None:
+    items = [2**64 - 1, -(2**63), "\U0001f600"]
+    response = idle_client.post(
+        "/api/tasks", json={"type": "time.batch", "payload": {"items": items}}
+    )
+    assert response.status_code == 201, response.text
+    task = idle_client.get(response.json()["location"]).json()
+    assert task["payload"]["items"] == items

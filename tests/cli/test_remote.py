@@ -409,3 +409,40 @@ def test_http_errors_map_to_the_direct_modes_exit_codes(
     error = http_error("http://h", status, code, "no task 'x'")
     assert error.exit_code == exit_code
     assert text in error.message
+
+
+@pytest.mark.parametrize(
+    "payload", ['{"items": [100000000000000000000000000000]}', '{"items": ["\\ud800"]}']
+)
+def test_unstorable_payload_value_is_the_servers_422(remote: Remote, payload: str) -> None:
+    result = remote.invoke("submit", "time.batch", "--payload", payload)
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert result.stderr.startswith("error: payload $.items[0]: "), result.stderr
+    assert "cannot be stored" in result.stderr
+    assert len(result.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["queues", "pause", "bad queue"],
+        ["queues", "pause", "ok", "bad!"],
+        ["queues", "resume", "q" * 129],
+        ["queues", "resume", "trailing\n"],
+        ["list", "--cursor", "nonsense"],
+        ["list", "--cursor", "01ARZ3NDEKTSV4RRFFQ69G5FA!"],
+        ["dlq", "list", "--cursor", "01234"],
+    ],
+    ids=lambda args: " ".join(args)[:40],
+)
+def test_direct_mode_refuses_what_the_api_refuses(remote: Remote, args: list[str]) -> None:
+    over_api, direct = remote.invoke(*args), remote.direct(*args)
+    assert over_api.exit_code == EXIT_USAGE, over_api.output
+    assert direct.exit_code == EXIT_USAGE, (direct.exit_code, direct.stdout, direct.stderr)
+    assert direct.stdout == ""
+    assert len(direct.stderr.splitlines()) == 1, direct.stderr
+    # the same words as the server's 422 (which may name the URL around them)
+    assert direct.stderr.removeprefix("error: ").strip() in over_api.stderr, (
+        direct.stderr,
+        over_api.stderr,
+    )

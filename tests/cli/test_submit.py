@@ -172,3 +172,24 @@ def test_wait_on_a_cancelled_task_exits_1(tmp_path: Path) -> None:
     )
     assert result.exit_code == 1
     assert json.loads(result.stdout)["status"] == "CANCELLED"
+
+
+UNSTORABLE = [
+    ('{"items": [1, 100000000000000000000000000000]}', "$.items[1]", "the integer"),
+    ('{"items": [{"n": -9223372036854775809}]}', "$.items[0].n", "the integer"),
+    ('{"items": ["\\ud800"]}', "$.items[0]", "lone surrogate \\ud800"),
+]
+
+
+@pytest.mark.parametrize(("payload", "where", "what"), UNSTORABLE)
+def test_unstorable_payload_value_is_one_line_and_exit_2(
+    tmp_path: Path, payload: str, where: str, what: str
+) -> None:
+    cli = Cli(tmp_path)
+    result = cli.invoke("submit", "time.batch", "--payload", payload)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"error: payload {where}: "), result.stderr
+    assert "cannot be stored" in result.stderr and what in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.output
+    assert cli.json("list")["items"] == []  # nothing was stored

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -123,3 +124,93 @@ def test_start_line_hides_broker_passwords() -> None:
     assert redact("redis://:s3cret@host:6379/0") == "redis://:***@host:6379/0"
     assert redact("postgresql://me:pw@db/tasks") == "postgresql://me:***@db/tasks"
     assert redact("sqlite:///taskengine.db") == "sqlite:///taskengine.db"
+
+
+def alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie waiting for its reaper counts as gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+def test_children_stop_by_themselves_when_the_supervisor_is_killed(tmp_path: Path) -> None:
+    cli = Cli(tmp_path)
+    out_path = tmp_path / "supervisor.out"
+    children: list[int] = []
+    with out_path.open("w") as out:
+        # stdout to a file: the children keep it open after the supervisor is gone
+        supervisor = subprocess.Popen(
+            [
+                *(sys.executable, "-m", "taskengine", "--broker", cli.url, "worker"),
+                *("--processes", "2", "--workers", "1", "--grace", "1"),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    try:
+        deadline = time.monotonic() + DEADLINE
+        while "started 2 worker processes: pids " not in out_path.read_text():
+            assert supervisor.poll() is None, out_path.read_text()
+            assert time.monotonic() < deadline, out_path.read_text()
+            time.sleep(0.05)
+        line = out_path.read_text().split("started 2 worker processes: pids ")[1].splitlines()[0]
+        children = [int(pid) for pid in line.split(", ")]
+        ids = [cli.submit("time.sleep", {"seconds": 600}) for _ in range(2)]
+        for task_id in ids:
+            wait_for_state(cli, task_id, {"running"})
+        supervisor.kill()  # SIGKILL: no chance to forward anything
+        supervisor.wait(10)
+
+        deadline = time.monotonic() + DEADLINE
+        while any(alive(pid) for pid in children):
+            assert time.monotonic() < deadline, (
+                f"children still running {DEADLINE} s after the supervisor died: "
+                + out_path.read_text()[-3000:]
+            )
+            time.sleep(0.1)
+    finally:
+        if supervisor.poll() is None:
+            supervisor.kill()
+            supervisor.wait(10)
+        for pid in children:  # leftovers of a failed run, by their own PIDs
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    output = out_path.read_text()
+    assert output.count("supervisor is gone: stopping gracefully") == 2, output
+    assert "Traceback" not in output
+    for task_id in ids:
+        record = cli.json("status", task_id)
+        # handed back, not left running until its lease expires: no attempt spent
+        assert (record["state"], record["attempt"]) == ("queued", 0), record
+
+
+@pytest.mark.parametrize("processes", ["1", "2"])
+def test_worker_refuses_a_bad_queue_name_before_starting(tmp_path: Path, processes: str) -> None:
+    cli = Cli(tmp_path)
+    # a real process: one that wrongly starts is killed (by run's own timeout), never left
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "taskengine",
+            "--broker",
+            cli.url,
+            "worker",
+            "--queues",
+            "good,bad queue",
+            "--processes",
+            processes,
+            "--grace",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+    )
+    assert result.returncode == 2, result
+    assert result.stderr.startswith("error: invalid queue 'bad queue': "), result.stderr
+    assert len(result.stderr.splitlines()) == 1
+    assert "started" not in result.stdout

@@ -8,6 +8,7 @@ import msgspec
 from starlette.requests import Request
 
 from taskengine.api.errors import ApiError
+from taskengine.model.storable import loads_with_lone_surrogates
 
 T = TypeVar("T")
 _decoder = msgspec.json.Decoder()
@@ -43,7 +44,10 @@ def parse_json(body: bytes, max_depth: int) -> Any:
     except UnicodeDecodeError:
         raise ApiError(400, "invalid_json", "the request body is not valid UTF-8") from None
     except msgspec.DecodeError as exc:
-        raise ApiError(400, "invalid_json", f"invalid JSON: {exc}") from None
+        try:  # lone surrogates: refused later, as unstorable values (422), naming them
+            value = loads_with_lone_surrogates(body)
+        except ValueError:
+            raise ApiError(400, "invalid_json", f"invalid JSON: {exc}") from None
     if _depth_exceeds(value, max_depth):
         raise _too_deep(max_depth)
     return value

@@ -11,10 +11,10 @@ from taskengine.api.errors import ApiError
 from taskengine.brokers.base import TaskFilter
 from taskengine.errors import ValidationError
 from taskengine.model import Priority, TaskState
+from taskengine.model.ids import check_cursor
 
 DEFAULT_PAGE = 50
 MAX_PAGE = 500
-_ID_CHARS = frozenset("0123456789ABCDEFGHJKMNPQRSTVWXYZ")
 
 
 def _values(params: QueryParams, name: str) -> list[str]:
@@ -64,9 +64,10 @@ def cursor(params: QueryParams) -> str | None:
     raw = params.get("cursor")
     if raw is None or raw == "":
         return None
-    if len(raw) != 26 or not set(raw) <= _ID_CHARS:
-        raise ApiError(422, "validation_error", "cursor must be a next_cursor from a previous page")
-    return raw
+    try:
+        return check_cursor(raw)
+    except ValidationError as exc:
+        raise ApiError(422, exc.code, str(exc)) from None
 
 
 def _time(params: QueryParams, name: str) -> float | None:

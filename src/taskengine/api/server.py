@@ -12,6 +12,7 @@ import ipaddress
 import logging
 import signal
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import uvicorn
 
@@ -20,7 +21,12 @@ from taskengine.api.auth import Tokens
 from taskengine.app import App
 from taskengine.errors import ConfigurationError
 
+if TYPE_CHECKING:
+    from taskengine.runtime.worker import Worker
+
 log = logging.getLogger("taskengine.api")
+SIGNALS = (signal.SIGTERM, signal.SIGINT)
+REPORT_EVERY = 5.0  # seconds between "waiting for N running tasks" lines at shutdown
 
 
 class _Server(uvicorn.Server):
@@ -79,23 +85,10 @@ async def serve(
         timeout_graceful_shutdown=5,
     )
     server = _Server(config)
-    signals = 0
-
-    def on_signal() -> None:
-        nonlocal signals
-        signals += 1
-        if signals == 1:
-            log.info("stopping gracefully (signal again to skip the wait)")
-            server.should_exit = True
-            ctx.live.close_streams()  # open dashboards end theirs, so uvicorn can stop
-        else:
-            server.force_exit = True
-            if worker is not None:
-                worker.force_stop()
-
+    shutdown = _Shutdown(server, ctx, worker)
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_signal)
+    for sig in SIGNALS:
+        loop.add_signal_handler(sig, shutdown.on_signal, sig)
     try:
         serving = asyncio.create_task(server.serve())
         # uvicorn offers no start-up event; its `started` flag is the documented signal
@@ -107,11 +100,98 @@ async def serve(
             if ready is not None:
                 ready.set()
         await serving
-    finally:
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
         await ctx.live.stop()
-        if worker is not None:
-            await worker.stop()
+        # The handlers stay until the pool has stopped: a second signal during its grace
+        # skips the wait and still hands running tasks back (it must not kill the process).
+        await shutdown.stopped()
+    finally:
+        for sig in SIGNALS:
+            loop.remove_signal_handler(sig)
+        if not shutdown.done:  # serving failed (a port in use) or was cancelled
+            await ctx.live.stop()
+            if worker is not None:
+                await worker.stop()
         await app.close()
     return 0
+
+
+class _Shutdown:
+    """What SIGTERM/SIGINT do to a running `serve`: the first stops gracefully, the next at once."""
+
+    def __init__(self, server: uvicorn.Server, ctx: ApiContext, worker: Worker | None) -> None:
+        self.server = server
+        self.ctx = ctx
+        self.worker = worker
+        self.signals = 0
+        self.deadline: float | None = None  # loop time when the grace period ends
+        self.stopping: asyncio.Task[None] | None = None
+        self.done = False  # the pool has stopped and the live view is saved
+
+    def running(self) -> int:
+        """Tasks running in this process's pool now."""
+        return 0 if self.worker is None else self.worker.pool.busy
+
+    def on_signal(self, signum: signal.Signals) -> None:
+        """Count the signal and act on it (called on the loop)."""
+        self.signals += 1
+        running = self.running()
+        if self.signals == 1:
+            self.server.should_exit = True
+            if self.worker is None:
+                log.info("%s: stopping (no workers here)", signum.name)
+                self.ctx.live.close_streams()
+                return
+            grace = self.worker.settings.shutdown_grace
+            self.deadline = asyncio.get_running_loop().time() + grace
+            log.info(
+                "%s: stopping gracefully: %s, up to %s s to finish (signal again to skip the wait)",
+                signum.name,
+                _tasks(running),
+                f"{grace:g}",
+                extra={"signal": signum.name, "running": running, "grace": grace},
+            )
+            self.ctx.live.close_streams()  # open dashboards end theirs, so uvicorn can stop
+            # The pool stops taking tasks now, while uvicorn finishes the requests in flight.
+            self.stopping = asyncio.get_running_loop().create_task(self.stop_worker())
+            return
+        log.warning(
+            "%s again: stopping now, interrupting %s (handed back, no attempt spent)",
+            signum.name,
+            _tasks(running),
+            extra={"signal": signum.name, "running": running},
+        )
+        self.server.force_exit = True
+        if self.worker is not None:
+            self.worker.force_stop()
+
+    async def stopped(self) -> None:
+        """Wait until the pool has stopped (stopping it now if no signal did)."""
+        if self.stopping is None:
+            self.stopping = asyncio.get_running_loop().create_task(self.stop_worker())
+        await self.stopping
+        self.done = True
+
+    async def stop_worker(self) -> None:
+        """Stop the pool gracefully, saying every few seconds what it is waiting for."""
+        if self.worker is None:
+            return
+        loop = asyncio.get_running_loop()
+        if self.deadline is None:  # stopping without a signal (the server failed)
+            self.deadline = loop.time() + self.worker.settings.shutdown_grace
+        stopping = asyncio.ensure_future(self.worker.stop())
+        while not stopping.done():
+            running = self.running()
+            if running and self.signals < 2:  # after a second signal nothing waits any more
+                left = max(0.0, self.deadline - loop.time())
+                log.info(
+                    "waiting for %s to finish (%s s of grace left; signal again to stop now)",
+                    _tasks(running),
+                    f"{left:.0f}",
+                    extra={"running": running, "grace_left": round(left, 1)},
+                )
+            await asyncio.wait([stopping], timeout=REPORT_EVERY)
+        await stopping
+
+
+def _tasks(count: int) -> str:
+    return f"{count} running task{'' if count == 1 else 's'}"

@@ -60,6 +60,9 @@ def cli(
     traceback: bool,
 ) -> None:
     """Task Engine: submit, inspect and run tasks."""
+    from taskengine.settings import warn_unknown_env
+
+    warn_unknown_env(say=lambda message: click.echo(f"warning: {message}", err=True))
     api = remote_target(ctx, api, broker=broker, app_path=app_path)
     ctx.obj = CliState(
         broker=broker,

@@ -9,7 +9,15 @@ import click
 
 from taskengine.cli import output
 from taskengine.cli.errors import EXIT_FAILURE, EXIT_USAGE, fail
-from taskengine.cli.loading import Client, json_option, state_of, wants_json, with_client
+from taskengine.cli.loading import (
+    Client,
+    check_cursor,
+    check_queue_names,
+    json_option,
+    state_of,
+    wants_json,
+    with_client,
+)
 
 if TYPE_CHECKING:
     from taskengine.brokers import Page, ReplayResult
@@ -30,6 +38,8 @@ def dlq_list(ctx: click.Context, limit: int, cursor: str | None, as_json: bool) 
     """List dead tasks, newest first."""
     from taskengine.brokers import TaskFilter
     from taskengine.model import TaskState
+
+    check_cursor(cursor)
 
     async def body(client: Client) -> Page:
         dead = TaskFilter(states=frozenset({TaskState.DEAD}))
@@ -150,6 +160,7 @@ def queues(ctx: click.Context, as_json: bool) -> None:
 @click.pass_context
 def pause(ctx: click.Context, names: tuple[str, ...], as_json: bool) -> None:
     """Stop workers from taking tasks of these queues (running tasks finish)."""
+    check_queue_names(names)
 
     async def body(client: Client) -> None:
         await client.pause(names)
@@ -167,6 +178,7 @@ def pause(ctx: click.Context, names: tuple[str, ...], as_json: bool) -> None:
 @click.pass_context
 def resume(ctx: click.Context, names: tuple[str, ...], as_json: bool) -> None:
     """Let workers take tasks of these queues again."""
+    check_queue_names(names)
 
     async def body(client: Client) -> None:
         await client.resume(names)

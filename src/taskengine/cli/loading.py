@@ -327,6 +327,22 @@ def with_client(
     return run(main())
 
 
+def check_queue_names(names: Sequence[str]) -> None:
+    """Refuse queue names the API refuses (ValidationError: one line, exit 2), before any I/O."""
+    from taskengine.model.task import validate_name
+
+    for name in names:
+        validate_name("queue", name)
+
+
+def check_cursor(cursor: str | None) -> None:
+    """Refuse a --cursor the API refuses (ValidationError: one line, exit 2), before any I/O."""
+    from taskengine.model.ids import check_cursor as check
+
+    if cursor:  # like the API, an empty cursor means the first page
+        check(cursor)
+
+
 def json_option(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Add `--json` to a client command (it may also be given before the subcommand)."""
     return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(fn)

@@ -191,7 +191,7 @@ class HttpClient:
         import httpx
 
         assert self._http is not None, "start() first"
-        content = None if body is None else msgspec.json.encode(body)
+        content = None if body is None else _encode(body)
         headers = {"Content-Type": "application/json"} if content is not None else None
         try:
             return await self._http.request(
@@ -375,3 +375,13 @@ def _describe(exc: Exception) -> str:
 
 def _not_an_api(url: str, why: str) -> NoReturn:
     fail(f"cannot reach the Task Engine API at {url}: {why}", EXIT_UNAVAILABLE)
+
+
+def _encode(body: Any) -> bytes:
+    """JSON for a request; lone surrogates escaped (the server refuses them with a 422)."""
+    try:
+        return msgspec.json.encode(body)
+    except UnicodeEncodeError:
+        import json
+
+        return json.dumps(body, ensure_ascii=True, allow_nan=False).encode()

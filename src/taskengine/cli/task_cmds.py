@@ -15,6 +15,7 @@ from taskengine.cli import output
 from taskengine.cli.errors import EXIT_FAILURE, EXIT_USAGE, fail
 from taskengine.cli.loading import (
     Client,
+    check_cursor,
     json_option,
     open_client,
     state_of,
@@ -43,8 +44,13 @@ def parse_payload(payload: str | None, payload_file: str | None) -> Any:
         return None
     try:
         return msgspec.json.decode(payload)
-    except msgspec.DecodeError as exc:
-        fail(f"invalid JSON payload: {exc}", EXIT_USAGE)
+    except (msgspec.DecodeError, UnicodeEncodeError) as exc:
+        from taskengine.model.storable import loads_with_lone_surrogates
+
+        try:  # lone surrogates: refused at submit as unstorable values, naming them
+            return loads_with_lone_surrogates(payload)
+        except ValueError:
+            fail(f"invalid JSON payload: {exc}", EXIT_USAGE)
 
 
 def parse_time(value: str) -> float:
@@ -214,6 +220,7 @@ def list_tasks(
     from taskengine.brokers import TaskFilter
     from taskengine.model import Priority, TaskState
 
+    check_cursor(cursor)
     task_filter = TaskFilter(
         states=frozenset(TaskState(s.lower()) for s in states) or None,
         types=frozenset(types) or None,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import subprocess
 import sys
@@ -15,7 +16,14 @@ from urllib.parse import urlsplit, urlunsplit
 import click
 
 from taskengine.cli.errors import EXIT_FAILURE, EXIT_OK
-from taskengine.cli.loading import CliState, connected, load_app, run, state_of
+from taskengine.cli.loading import (
+    CliState,
+    check_queue_names,
+    connected,
+    load_app,
+    run,
+    state_of,
+)
 
 if TYPE_CHECKING:
     from taskengine.app import App
@@ -42,6 +50,12 @@ LOG_LEVELS = click.Choice(["debug", "info", "warning", "error"], case_sensitive=
     help="Seconds running tasks get to finish at shutdown (default 25).",
 )
 @click.option("--log-level", type=LOG_LEVELS, default="info", show_default=True)
+@click.option(
+    "--watch-fd",
+    type=click.IntRange(min=0),
+    hidden=True,
+    help="Supervisor's pipe: EOF on it means the supervisor died (set by --processes).",
+)
 @click.pass_context
 def worker(
     ctx: click.Context,
@@ -52,16 +66,18 @@ def worker(
     processes: int,
     grace: float | None,
     log_level: str,
+    watch_fd: int | None,
 ) -> None:
     """Run workers until SIGINT or SIGTERM (a second signal skips the grace period)."""
     state = state_of(ctx)
+    check_queue_names(queue_names(queues))  # before any child starts
     if processes > 1:
         args = child_args(workers, min_workers, max_workers, queues, grace, log_level)
         raise click.exceptions.Exit(supervise(state, args, processes))
     configure_logging(log_level)
     app = load_app(state)
     overrides = worker_overrides(app, workers, min_workers, max_workers, queues, grace)
-    run(serve(app, overrides))
+    run(serve(app, overrides, watch_fd=watch_fd))
     raise click.exceptions.Exit(EXIT_OK)
 
 
@@ -87,15 +103,25 @@ def worker_overrides(
         size = max(size, min_workers or size)
         overrides["workers"] = min(size, max_workers or size)
     if queues is not None:
-        names = tuple(name.strip() for name in queues.split(",") if name.strip())
+        names = queue_names(queues)
+        check_queue_names(names)
         overrides["queues"] = names or None
     if grace is not None:
         overrides["shutdown_grace"] = grace
     return overrides
 
 
-async def serve(app: App, overrides: dict[str, Any]) -> None:
-    """Start the worker, wait for a signal, stop gracefully (or at once on a second one)."""
+def queue_names(queues: str | None) -> tuple[str, ...]:
+    """The names of a comma-separated --queues value."""
+    return tuple(name.strip() for name in (queues or "").split(",") if name.strip())
+
+
+async def serve(app: App, overrides: dict[str, Any], *, watch_fd: int | None = None) -> None:
+    """Start the worker, wait for a signal, stop gracefully (or at once on a second one).
+
+    With `watch_fd` (a child of `--processes`), EOF on that pipe means the supervisor died:
+    the worker stops gracefully as on a first SIGTERM.
+    """
     pool = app.worker(**overrides)
     loop = asyncio.get_running_loop()
     started = asyncio.Event()
@@ -113,8 +139,19 @@ async def serve(app: App, overrides: dict[str, Any]) -> None:
             say(f"{signum.name}: stopping now, interrupting running tasks")
             pool.force_stop()
 
+    def on_parent_gone() -> None:
+        if watch_fd is None or os.read(watch_fd, 1):
+            return  # the supervisor never writes: anything but EOF is ignored
+        loop.remove_reader(watch_fd)  # EOF stays readable: watch it once
+        if not stopping:
+            with contextlib.suppress(OSError):  # its terminal or pipe may have gone with it
+                say("supervisor is gone: stopping gracefully")
+            stopping.append(loop.create_task(stop_when_started()))
+
     for signum in SIGNALS:
         loop.add_signal_handler(signum, on_signal, signum)
+    if watch_fd is not None:
+        loop.add_reader(watch_fd, on_parent_gone)
     try:
         async with connected(app):
             await pool.start()
@@ -135,6 +172,8 @@ async def serve(app: App, overrides: dict[str, Any]) -> None:
     finally:
         for signum in SIGNALS:
             loop.remove_signal_handler(signum)
+        if watch_fd is not None:
+            loop.remove_reader(watch_fd)
         for task in stopping:
             if not task.done():
                 task.cancel()
@@ -207,9 +246,21 @@ def supervise(state: CliState, args: list[str], count: int) -> int:
 
     The children run in their own process group so a terminal's Ctrl-C reaches them once,
     through us; the second signal is forwarded too and skips their grace period.
+    Each child holds the read end of a pipe whose write end only we hold: when we die, however
+    (even SIGKILL), the kernel closes it and the children see EOF and stop gracefully.
     Returns 0 if every child exited 0.
     """
-    command = [sys.executable, "-m", "taskengine", *state.global_args(), "worker", *args]
+    watch, lifeline = os.pipe()  # both non-inheritable: only pass_fds hands `watch` on
+    command = [
+        sys.executable,
+        "-m",
+        "taskengine",
+        *state.global_args(),
+        "worker",
+        *args,
+        "--watch-fd",
+        str(watch),
+    ]
     children: list[subprocess.Popen[bytes]] = []
     received: list[int] = []
 
@@ -226,8 +277,11 @@ def supervise(state: CliState, args: list[str], count: int) -> int:
 
     previous = {signum: signal.signal(signum, forward) for signum in SIGNALS}
     try:
-        for _ in range(count):
-            children.append(subprocess.Popen(command, process_group=0))
+        try:
+            for _ in range(count):
+                children.append(subprocess.Popen(command, process_group=0, pass_fds=(watch,)))
+        finally:
+            os.close(watch)  # the children have theirs; `lifeline` stays open while we live
         say(
             f"started {count} worker processes: pids "
             + ", ".join(str(child.pid) for child in children)
@@ -236,6 +290,7 @@ def supervise(state: CliState, args: list[str], count: int) -> int:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        os.close(lifeline)
     failed = [(child.pid, code) for child, code in zip(children, codes, strict=True) if code]
     return EXIT_FAILURE if failed else EXIT_OK
 

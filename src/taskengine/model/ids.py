@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 import random
 
+from taskengine.errors import ValidationError
+
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # Crockford's base32, which sorts like the value
 _PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]  # 10 bits -> 2 characters
 # Our own generator, seeded from the OS and again in every forked child: a user's
 # random.seed() must never make two processes (or two runs) draw the same ids.
 _random = random.Random()
 os.register_at_fork(after_in_child=_random.seed)
+_ID_CHARS = frozenset(_ALPHABET)
 _MAX_MS = (1 << 48) - 1
 _last: tuple[int, str] = (-1, "")  # one object, so threads never see half an update
 
@@ -49,6 +52,13 @@ def new_id(now: float) -> str:
         + _PAIRS[(bits >> 10) & 1023]
         + _PAIRS[bits & 1023]
     )
+
+
+def check_cursor(value: str) -> str:
+    """Return `value` if it can be a page cursor (a task id); ValidationError otherwise."""
+    if len(value) != 26 or not _ID_CHARS.issuperset(value):
+        raise ValidationError("cursor must be a next_cursor from a previous page")
+    return value
 
 
 def id_time(task_id: str) -> float:
