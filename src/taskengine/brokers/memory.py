@@ -21,6 +21,7 @@ from taskengine.brokers.base import (
     check_lease_for,
     check_limit,
 )
+from taskengine.brokers.semantics import honour_cancel
 from taskengine.errors import QueueFull
 from taskengine.model import (
     AttemptRecord,
@@ -173,13 +174,16 @@ class MemoryBroker:
         return statuses
 
     async def settle(self, outcomes: Sequence[Outcome], now: float) -> list[bool]:
-        """Apply each outcome whose token is current; refuse (False) the others."""
+        """Apply each outcome whose token is current; refuse (False) the others. A retry,
+        snooze or release of a task with a cancel request cancels it (brokers.semantics)."""
         applied: list[bool] = []
         for outcome in outcomes:
             record = self._held(outcome.task_id, outcome.token)
             if record is None:
                 applied.append(False)
                 continue
+            if record.cancel_requested:
+                outcome = honour_cancel(outcome, now) or outcome
             self._records[record.id] = _settled(record, outcome, now)
             del self._tokens[record.id]
             if outcome.state is TaskState.QUEUED:

@@ -149,15 +149,17 @@ class PostgresBroker(PostgresAdmin):
         """Apply a mixed batch of outcomes, each only if its token is current (aligned bools).
 
         One round trip; atomic. A refused outcome (False) changes nothing; a second outcome
-        for the same lease in the batch is refused. A task that becomes queued wakes waiters
-        on commit (NOTIFY).
+        for the same lease in the batch is refused. A retry, snooze or release of a task with a
+        cancel request cancels it (brokers.semantics). A task that becomes queued wakes
+        waiters on commit (NOTIFY).
         """
         self._live()
         if not outcomes:
             return []
         chosen, is_first = first_of_each((o.task_id, o.token) for o in outcomes)
         batch = [outcomes[i] for i in chosen]
-        rows = await self._fetch(q.SETTLE, *settle_arrays(batch), float(now), HEADS)
+        arrays = settle_arrays(batch, now)
+        rows = await self._fetch(q.SETTLE, *arrays[:7], float(now), HEADS, *arrays[7:])
         applied = {(row["id"], row["token"]) for row in rows}
         return [
             first and (o.task_id, o.token) in applied

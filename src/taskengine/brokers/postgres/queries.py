@@ -81,26 +81,40 @@ RETURNING t.id, t.lease_token, t.cancel_requested
 
 # Inputs: aligned arrays, one entry per outcome (no (id, token) pair twice): $1 ids, $2 tokens,
 # $3 new states, $4 refund (the attempt is given back), $5 run_at (NULL: keep), $6 TaskResult
-# (NULL: keep), $7 history line (NULL: none); $8 now; $9 head start per priority (index
-# priority + 1). Output: (id, token) of each outcome applied.
+# (NULL: keep), $7 history line (NULL: none), $10 and $11 the TaskResult and line of the
+# cancel that replaces the outcome if the task has a cancel request (NULL: it stands); $8 now;
+# $9 head start per priority (index priority + 1). Output: (id, token) of each outcome applied.
 # Invariant: fenced by the token, which it clears, so a stale or second settle is refused;
-# result_attempt and the line's attempt are the row's attempt, not the caller's.
+# result_attempt and the line's attempt are the row's attempt, not the caller's; a task with
+# a cancel request is never queued again.
 SETTLE = """
 UPDATE {s}.tasks t
-SET state = o.state,
-    attempt = t.attempt - o.refund::int,
-    run_at = coalesce(o.run_at, t.run_at),
-    order_key = coalesce(o.run_at, t.run_at) - ($9::float8[])[t.priority + 1],
-    result = coalesce(o.result, t.result),
-    result_attempt = CASE WHEN o.result IS NULL THEN t.result_attempt ELSE t.attempt END,
-    history_lines = CASE WHEN o.line IS NULL THEN t.history_lines
+SET state = CASE WHEN t.cancel_requested AND o.cancel_result IS NOT NULL THEN 'cancelled'
+                 ELSE o.state END,
+    attempt = CASE WHEN t.cancel_requested AND o.cancel_result IS NOT NULL THEN t.attempt
+                   ELSE t.attempt - o.refund::int END,
+    run_at = CASE WHEN t.cancel_requested AND o.cancel_result IS NOT NULL THEN t.run_at
+                  ELSE coalesce(o.run_at, t.run_at) END,
+    order_key = CASE WHEN t.cancel_requested AND o.cancel_result IS NOT NULL THEN t.order_key
+                     ELSE coalesce(o.run_at, t.run_at) - ($9::float8[])[t.priority + 1] END,
+    result = CASE WHEN t.cancel_requested AND o.cancel_result IS NOT NULL THEN o.cancel_result
+                  ELSE coalesce(o.result, t.result) END,
+    result_attempt = CASE WHEN t.cancel_requested AND o.cancel_result IS NOT NULL THEN t.attempt
+                          WHEN o.result IS NULL THEN t.result_attempt ELSE t.attempt END,
+    history_lines = CASE WHEN t.cancel_requested AND o.cancel_result IS NOT NULL
+                             THEN array_append(t.history_lines, o.cancel_line)
+                         WHEN o.line IS NULL THEN t.history_lines
                          ELSE array_append(t.history_lines, o.line) END,
-    history_attempts = CASE WHEN o.line IS NULL THEN t.history_attempts
+    history_attempts = CASE WHEN t.cancel_requested AND o.cancel_result IS NOT NULL
+                                THEN array_append(t.history_attempts, t.attempt)
+                            WHEN o.line IS NULL THEN t.history_attempts
                             ELSE array_append(t.history_attempts, t.attempt) END,
-    finished_at = CASE WHEN o.state = 'queued' THEN t.finished_at ELSE $8 END,
+    finished_at = CASE WHEN t.cancel_requested AND o.cancel_result IS NOT NULL THEN $8
+                       WHEN o.state = 'queued' THEN t.finished_at ELSE $8 END,
     updated_at = $8, lease_token = NULL, lease_expires_at = NULL, cancel_requested = false
 FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[], $5::float8[], $6::bytea[],
-            $7::bytea[]) AS o(id, token, state, refund, run_at, result, line)
+            $7::bytea[], $10::bytea[], $11::bytea[])
+    AS o(id, token, state, refund, run_at, result, line, cancel_result, cancel_line)
 WHERE t.id = o.id AND t.lease_token = o.token AND t.state = 'running'
 RETURNING t.id, o.token
 """

@@ -127,13 +127,14 @@ class RedisBroker(RedisAdmin):
 
         One round trip (settle.lua), atomic as a whole; each outcome is applied or refused
         (False) independently of the others, in input order (a later outcome for the same
-        task sees the earlier one's effect). Publishes a wake-up if a task became due.
+        task sees the earlier one's effect). A retry, snooze or release of a task with a cancel
+        request cancels it (brokers.semantics). Publishes a wake-up if a task became due.
         """
         if not outcomes:
             return []
         args: list[Any] = [float(now)]
         for outcome in outcomes:
-            args += settle_args(outcome)
+            args += settle_args(outcome, now)
         return [bool(applied) for applied in await self._run("settle", *args)]
 
     async def requeue_expired(self, now: float, limit: int) -> list[str]:

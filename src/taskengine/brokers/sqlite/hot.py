@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 from msgspec.structs import replace
 
 from taskengine.brokers.base import EnqueueResult
+from taskengine.brokers.semantics import honour_cancel
 from taskengine.brokers.sqlite import queries as q
 from taskengine.brokers.sqlite.codec import (
     attempt_line,
@@ -140,7 +141,8 @@ def extend(
 
 
 def settle(conn: sqlite3.Connection, outcomes: Sequence[Outcome], now: float) -> list[bool]:
-    """Apply each outcome whose token is current, in input order; the rest are refused."""
+    """Apply each outcome whose token is current, in input order; the rest are refused. A
+    retry, snooze or release of a task with a cancel request cancels it (brokers.semantics)."""
     running = _running(conn, [outcome.task_id for outcome in outcomes])
     applied: list[bool] = []
     updates: list[dict[str, Any]] = []
@@ -151,6 +153,8 @@ def settle(conn: sqlite3.Connection, outcomes: Sequence[Outcome], now: float) ->
             applied.append(False)
             continue
         del running[outcome.task_id]  # a second outcome for it in this batch is refused
+        if current.cancel_requested:
+            outcome = honour_cancel(outcome, now) or outcome
         updates.append(_settled(current, outcome, now))
         result = outcome.result
         if outcome.kind in NEEDS_RESULT and result is not None:
