@@ -269,3 +269,37 @@ async def test_a_lease_carries_the_stored_record(
     assert [h.attempt for h in second.record.history] == [1]
     assert second.record.result is not None
     assert second.record.result.attempt == 1
+
+
+@pytest.mark.parametrize("run_at", [0.0, 1_577_836_800.0], ids=["epoch", "2020"])
+async def test_a_backdated_run_at_gains_no_place(
+    broker: BrokerBackend, clock: FakeClock, tasks: Tasks, run_at: float
+) -> None:
+    """The order key counts from the later of run_at and creation: a LOW task submitted with
+    a run_at long past, after 20 HIGH tasks, still runs after all of them."""
+    now = clock.now()
+    high = tasks.many(20, now, priority=Priority.HIGH)
+    await broker.enqueue(high, now)
+    now = clock.advance(1)
+    low = tasks(now, priority=Priority.LOW, run_at=run_at)
+    await broker.enqueue([low], now)
+
+    taken = [ids(await broker.reserve("w", 1, 30.0, clock.advance(1))) for _ in range(22)]
+
+    assert taken == [[t.id] for t in high] + [[low.id], []]
+
+
+async def test_a_backdated_task_handed_back_gains_no_place(
+    broker: BrokerBackend, clock: FakeClock, tasks: Tasks
+) -> None:
+    """A released task keeps its run_at; its key still counts from its creation."""
+    now = clock.now()
+    low = tasks(now, priority=Priority.LOW, run_at=0.0)
+    await broker.enqueue([low], now)
+    [lease] = await broker.reserve("w", 1, 30.0, now)
+    now = clock.advance(1)
+    high = tasks(now, priority=Priority.HIGH)
+    await broker.enqueue([high], now)
+    assert await broker.settle([outcome(OutcomeKind.RELEASED, lease, now)], now) == [True]
+
+    assert ids(await broker.reserve("w", 2, 30.0, clock.advance(1))) == [high.id, low.id]

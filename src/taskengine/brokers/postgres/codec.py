@@ -28,7 +28,7 @@ from taskengine.model import (
 from taskengine.model.outcome import ATTEMPT_REFUNDED, NEEDS_RESULT
 from taskengine.model.serializer import pack
 from taskengine.model.worker import WorkerInfo
-from taskengine.policy.priority import HEAD_START, order_key
+from taskengine.policy.priority import HEAD_START, due_at, order_key
 
 CANCELLED_BEFORE_RUN = "cancelled before it ran"
 
@@ -85,7 +85,7 @@ def task_arrays(tasks: Sequence[Task]) -> list[list[Any]]:
         [t.queue for t in tasks],
         [float(t.created_at) for t in tasks],
         [float(t.run_at) for t in tasks],
-        [order_key(t.priority, float(t.run_at)) for t in tasks],
+        [order_key(t.priority, due_at(float(t.run_at), float(t.created_at))) for t in tasks],
         [float(t.timeout) for t in tasks],
         [t.max_attempts for t in tasks],
         [t.attempt for t in tasks],

@@ -44,14 +44,15 @@ FROM unnest($1::text[], $2::text[], $3::bytea[], $4::smallint[], $5::text[], $6:
 # -- reserve -------------------------------------------------------------------------------
 
 # Inputs: $1 now, $2 lease expiry, $3 worker id, $4 limit, $5 the highest order key a task due
-# at $1 can have (so the index range scan stops there), $6 queues (NULL: all).
+# at $1 can have (so the index range scan stops there), $6 queues (NULL: all). A task is due
+# once its run_at and created_at are both reached (policy.priority.due_at).
 # Output: {record}, lease_token, order_key of each claimed task, in no set order.
 # Invariant: FOR UPDATE SKIP LOCKED gives each due task to one caller only, across every
 # connection; paused queues are skipped; each claim gets its own random token.
 RESERVE = """
 WITH due AS (
     SELECT t.id FROM {s}.tasks t
-    WHERE t.state = 'queued' AND t.order_key <= $5 AND t.run_at <= $1
+    WHERE t.state = 'queued' AND t.order_key <= $5 AND t.run_at <= $1 AND t.created_at <= $1
       AND ($6::text[] IS NULL OR t.queue = ANY($6::text[]))
       AND NOT EXISTS (SELECT 1 FROM {s}.paused_queues p WHERE p.queue = t.queue)
     ORDER BY t.order_key, t.id
@@ -96,7 +97,8 @@ SET state = CASE WHEN t.cancel_requested AND o.cancel_result IS NOT NULL THEN 'c
     run_at = CASE WHEN t.cancel_requested AND o.cancel_result IS NOT NULL THEN t.run_at
                   ELSE coalesce(o.run_at, t.run_at) END,
     order_key = CASE WHEN t.cancel_requested AND o.cancel_result IS NOT NULL THEN t.order_key
-                     ELSE coalesce(o.run_at, t.run_at) - ($9::float8[])[t.priority + 1] END,
+                     ELSE greatest(coalesce(o.run_at, t.run_at), t.created_at)
+                          - ($9::float8[])[t.priority + 1] END,
     result = CASE WHEN t.cancel_requested AND o.cancel_result IS NOT NULL THEN o.cancel_result
                   ELSE coalesce(o.result, t.result) END,
     result_attempt = CASE WHEN t.cancel_requested AND o.cancel_result IS NOT NULL THEN t.attempt
@@ -139,7 +141,7 @@ UPDATE {s}.tasks t
 SET state = CASE WHEN r.cancel THEN 'cancelled' ELSE 'queued' END,
     run_at = CASE WHEN r.cancel THEN t.run_at ELSE $5 END,
     order_key = CASE WHEN r.cancel THEN t.order_key
-                     ELSE $5 - ($6::float8[])[t.priority + 1] END,
+                     ELSE greatest($5, t.created_at) - ($6::float8[])[t.priority + 1] END,
     finished_at = CASE WHEN r.cancel THEN $5 ELSE t.finished_at END,
     history_lines = array_append(t.history_lines, r.line),
     history_attempts = array_append(t.history_attempts, t.attempt),
@@ -180,7 +182,8 @@ REPLAY = """
 WITH replayed AS (
     UPDATE {s}.tasks t
     SET state = 'queued', attempt = 0, run_at = $2,
-        order_key = $2 - ($3::float8[])[t.priority + 1], updated_at = $2,
+        order_key = greatest($2, t.created_at) - ($3::float8[])[t.priority + 1],
+        updated_at = $2,
         finished_at = NULL, worker_id = NULL, cancel_requested = false
     WHERE t.id = ANY($1::text[]) AND t.state IN ('dead', 'cancelled')
     RETURNING t.id

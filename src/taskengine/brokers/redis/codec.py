@@ -35,7 +35,7 @@ def enqueue_args(task: Task) -> list[str | bytes | float | int]:
         "" if task.idempotency_key is None else "=" + task.idempotency_key,  # "=": present
         task.queue,
         float(task.run_at),
-        HEAD_START[task.priority],  # reserve orders by run_at - head start (policy.priority)
+        HEAD_START[task.priority],  # reserve orders by due time - head start (policy.priority)
         int(task.priority),
         float(task.created_at),
         int(task.attempt),

@@ -35,7 +35,7 @@ from taskengine.model import (
 from taskengine.model.outcome import ATTEMPT_REFUNDED, NEEDS_RESULT
 from taskengine.model.serializer import pack
 from taskengine.model.state import TERMINAL_STATES
-from taskengine.policy.priority import order_key
+from taskengine.policy.priority import HEAD_START, due_at, order_key
 
 LEASE_EXPIRED = "lease expired"
 
@@ -51,6 +51,7 @@ class Running(NamedTuple):
     cancel_requested: int
     started_at: float | None
     worker_id: str | None
+    created_at: float
 
 
 def enqueue(
@@ -185,7 +186,7 @@ def _settled(current: Running, outcome: Outcome, now: float) -> dict[str, Any]:
         "state": state.value,
         "attempt": current.attempt - 1 if refunded else current.attempt,
         "run_at": run_at,
-        "order_key": order_key(current.priority, run_at),
+        "order_key": order_key(current.priority, due_at(run_at, current.created_at)),
         "result": None if result is None else pack(replace(result, attempt=current.attempt)),
         "finished_at": now if state in TERMINAL_STATES else None,
         "now": now,
@@ -214,7 +215,7 @@ def requeue_expired(conn: sqlite3.Connection, now: float, limit: int) -> list[st
         if cancel:
             cancelled.append((now, task.id))
         else:
-            requeued.append((now, order_key(task.priority, now), task.id))
+            requeued.append((now, HEAD_START[task.priority], task.id))
     if requeued:
         conn.executemany(q.REQUEUE, requeued)
     if cancelled:

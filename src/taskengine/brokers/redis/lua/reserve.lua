@@ -8,8 +8,9 @@
 --   created_at (codec.decode_claim reads them); the claim's own fields are known to the caller: state
 --   running, started_at = updated_at = now, worker_id, lease_expires_at, token base .. ':' .. i.
 -- Invariant: a task is claimed only while queued, so never twice; readiness (run_at <= now) is
---   evaluated here for tasks that were not due when queued: due ids move from sched_key(q) to
---   ready_key(q) scored by run_at - head (tasks due at once were put there by `schedule`).
+--   evaluated here for tasks that were not due when queued: due ids move from sched_key(q)
+--   (scored by due time, the later of run_at and created_at) to ready_key(q) scored by
+--   due - head (tasks due at once were put there by `schedule`).
 local worker, limit, now, expires, base = ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
 local nq = tonumber(ARGV[7])
 local queues = {}

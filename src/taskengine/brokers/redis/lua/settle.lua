@@ -55,8 +55,7 @@ for b = 3, #ARGV, W do
     drop_lease(id)
     move_group(id, queue, f[6], f[7], 'running', state)
     if state == 'queued' then
-      schedule(id, queue, run_at, f[8], now)
-      if tonumber(run_at) <= tonumber(now) then woken = true end
+      if schedule(id, queue, run_at, f[7], f[8], now) then woken = true end
     else
       redis.call('ZADD', done_key(state), now, id)
     end
