@@ -23,6 +23,10 @@ from taskengine.brokers.redis.codec import decode_claim, enqueue_args, settle_ar
 from taskengine.errors import QueueFull
 from taskengine.model import Lease, LeaseStatus, Outcome, ResultStatus, Task
 
+# The most newly due tasks one reserve moves to a queue's ready set (or `limit`, if larger):
+# moving 50,000 at once took 1.5 s with the whole server blocked.
+PROMOTE_STEP = 256
+
 
 class RedisBroker(RedisAdmin):
     """A broker on a Redis 6.2+ server (or a managed one): `redis://host:6379/0?namespace=x`.
@@ -77,9 +81,12 @@ class RedisBroker(RedisAdmin):
         """Claim up to `limit` due tasks of unpaused queues, lowest (order key, id) first.
 
         One round trip (reserve.lua), atomic, so a task is claimed once across every process.
-        Tasks that became due since the last call are moved to their queue's ready set first
-        (cost proportional to them); then the heads of the ready sets are merged. Each lease
-        gets a fresh unguessable token; the attempt counter goes up by one.
+        Tasks that became due since the last call are moved to their queue's ready set first,
+        earliest due first and at most max(PROMOTE_STEP, limit) per queue, so the call's cost
+        is bounded however many fell due at once (later calls move the rest; during such a
+        catch-up, tasks that became due within STARVATION_BOUND of each other may be taken
+        out of tier order). Then the heads of the ready sets are merged. Each lease gets a
+        fresh unguessable token; the attempt counter goes up by one.
         """
         check_limit(limit)
         check_lease_for(lease_for)
@@ -95,6 +102,7 @@ class RedisBroker(RedisAdmin):
             now,
             expires_at,
             base,
+            max(PROMOTE_STEP, limit),
             -1 if queues is None else len(chosen),
             *chosen,
         )

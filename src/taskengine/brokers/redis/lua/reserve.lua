@@ -1,7 +1,8 @@
 -- reserve.lua: claim up to `limit` due tasks of unpaused queues, lowest (order key, id) first.
 -- KEYS[1]: the namespace's depth key (routes the call).
 -- ARGV[2]: worker id; ARGV[3]: limit; ARGV[4]: now; ARGV[5]: lease expiry (now + lease_for);
--- ARGV[6]: token base (random; token i is base .. ':' .. i); ARGV[7]: number of queues given
+-- ARGV[6]: token base (random; token i is base .. ':' .. i); ARGV[7]: the most newly due tasks
+--   moved to the ready set per queue (at least `limit`); ARGV[8]: number of queues given
 --   (-1: every known queue); then that many queue names.
 -- Returns: per claimed task, in claim order, the values of its hash fields task, attempt (the
 --   new one), run_at, finished_at, result, result_attempt, history, history_len, priority and
@@ -10,16 +11,21 @@
 -- Invariant: a task is claimed only while queued, so never twice; readiness (run_at <= now) is
 --   evaluated here for tasks that were not due when queued: due ids move from sched_key(q)
 --   (scored by due time, the later of run_at and created_at) to ready_key(q) scored by
---   due - head (tasks due at once were put there by `schedule`).
+--   due - head (tasks due at once were put there by `schedule`), earliest due first and at
+--   most ARGV[7] per queue per call, so a call's cost stays bounded however many tasks fell
+--   due at once; the rest move in later calls. Every call moves at least `limit` of them, so
+--   it returns due work while some wait; those still waiting are due no earlier than the ones
+--   moved, so only tasks that became due within STARVATION_BOUND of each other may be taken
+--   out of tier order during the catch-up.
 local worker, limit, now, expires, base = ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
-local nq = tonumber(ARGV[7])
+local step, nq = tonumber(ARGV[7]), tonumber(ARGV[8])
 local queues = {}
 if nq < 0 then
   queues = redis.call('SMEMBERS', K.queues)
 else
   local given = {}
   for i = 1, nq do
-    local q = ARGV[7 + i]
+    local q = ARGV[8 + i]
     if not given[q] then
       given[q] = true
       queues[#queues + 1] = q
@@ -27,13 +33,16 @@ else
   end
 end
 
+-- Move up to `step` due ids of queue q, earliest due first, to its ready set.
 local function promote(q)
-  local due = redis.call('ZRANGEBYSCORE', sched_key(q), '-inf', now, 'WITHSCORES')
+  local due = redis.call('ZRANGEBYSCORE', sched_key(q), '-inf', now, 'WITHSCORES', 'LIMIT', 0,
+    step)
   for j = 1, #due, 2 do
     local head = redis.call('HGET', task_key(due[j]), 'head')
     redis.call('ZADD', ready_key(q), tonumber(due[j + 1]) - tonumber(head), due[j])
   end
-  if #due > 0 then redis.call('ZREMRANGEBYSCORE', sched_key(q), '-inf', now) end
+  -- the ids moved are the set's first ones: its lowest scores, ties by id
+  if #due > 0 then redis.call('ZREMRANGEBYRANK', sched_key(q), 0, #due / 2 - 1) end
 end
 
 local candidates, sources = {}, 0
