@@ -115,20 +115,22 @@ async def test_same_priority_earlier_run_at_first(
     assert ids(leases) == [early.id]
 
 
-async def test_a_task_queued_by_a_clock_ahead_is_not_lost(
+async def test_a_task_queued_by_a_clock_ahead_is_taken_when_due_not_before(
     broker: BrokerBackend, clock: FakeClock, tasks: Tasks
 ) -> None:
     """Producers and workers read different clocks: a task due by the producer's clock but
-    not yet by the worker's is taken once (early or when due), never dropped."""
+    not yet by the reserving one's is not taken before it is due by that clock (whichever
+    index the broker put it in when queued), and is then taken once, never dropped."""
     now = clock.now()
-    ahead = now + 5
-    task = tasks(ahead)
-    await broker.enqueue([task], ahead)
+    ahead = now + 100
+    task = tasks(ahead, run_at=now + 60)  # in the producer's past, the worker's future
+    await broker.enqueue([task], ahead)  # due at its creation, the later (now + 100)
 
-    early = await broker.reserve("w", 5, 30.0, now)
-    due = await broker.reserve("w", 5, 30.0, clock.advance(5))
+    early = await broker.reserve("w", 5, 30.0, clock.advance(59))
+    due = await broker.reserve("w", 5, 30.0, clock.advance(41))
 
-    assert ids(early + due) == [task.id]
+    assert early == []
+    assert ids(due) == [task.id]
 
 
 async def test_low_task_not_starved_by_fresh_high_tasks(
