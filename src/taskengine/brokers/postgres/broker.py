@@ -3,7 +3,9 @@
 `reserve` is one `UPDATE … FROM (SELECT … FOR UPDATE SKIP LOCKED)`, so concurrent reservers
 never wait for each other nor claim one task twice; every batch travels as arrays, so a batch
 is one statement whatever its size (see queries.py for each statement and schema.py for the
-tables). Every "now" is the caller's; lease tokens come from `gen_random_uuid()`.
+tables). Every "now" is a parameter: the database's clock (`clock_timestamp()`, read now and
+then and carried forward; brokers.server_clock) unless `server_clock=false`, then the caller's.
+Lease tokens come from `gen_random_uuid()`.
 """
 
 from __future__ import annotations
@@ -36,10 +38,12 @@ class PostgresBroker(PostgresAdmin):
     """A broker on PostgreSQL 13+: `postgresql://user@host:5432/db?schema=name`.
 
     All tables live in `schema` (default `taskengine`), created at start, so engines sharing
-    one database stay apart. Query parameters other than `schema`, `max_depth` and
-    `pool_size` (the most connections this broker opens, default 10, plus one for LISTEN) go
-    to asyncpg; they also arrive here as keywords from `open_broker` and are accepted only if
-    they match the URL.
+    one database stay apart. Query parameters other than `schema`, `max_depth`, `pool_size`
+    (the most connections this broker opens, default 10, plus one for LISTEN), `migrate` and
+    `server_clock` go to asyncpg; they also arrive here as keywords from `open_broker` and are
+    accepted only if they match the URL. `server_clock` (default true): lease expiry,
+    readiness and the times the broker records follow the database's clock, so hosts whose
+    clocks disagree decide alike (ADR 0006); false: the caller's `now` (a fake clock).
     """
 
     def __init__(
@@ -49,10 +53,16 @@ class PostgresBroker(PostgresAdmin):
         max_depth: int | None = None,
         schema: str | None = None,
         pool_size: int | str | None = None,
+        server_clock: bool | str | None = None,
         **url_params: str,
     ) -> None:
         super().__init__(
-            url, max_depth=max_depth, schema=schema, pool_size=pool_size, url_params=url_params
+            url,
+            max_depth=max_depth,
+            schema=schema,
+            pool_size=pool_size,
+            server_clock=server_clock,
+            url_params=url_params,
         )
         self._enqueue_lock = lock_key("enqueue", self.schema)
 
@@ -70,6 +80,7 @@ class PostgresBroker(PostgresAdmin):
             return []
         ids = [t.id for t in tasks]
         keys = [t.idempotency_key for t in tasks if t.idempotency_key is not None]
+        now = await self._now(now)
 
         async def work(conn: Any) -> list[EnqueueResult]:
             await conn.execute(self.sql(q.LOCK_ENQUEUE), self._enqueue_lock)
@@ -80,7 +91,7 @@ class PostgresBroker(PostgresAdmin):
             if depth + len(fresh) > self.max_depth:  # as the reference: also when none is new
                 raise QueueFull(depth, self.max_depth, len(fresh))
             if fresh:
-                await conn.execute(self.sql(q.INSERT_TASKS), *task_arrays(fresh), float(now))
+                await conn.execute(self.sql(q.INSERT_TASKS), *task_arrays(fresh), now)
             return results
 
         return await self._transaction(work)
@@ -104,11 +115,12 @@ class PostgresBroker(PostgresAdmin):
         self._live()
         if queues is not None and not queues:
             return []
+        now = await self._now(now)
         expires_at = now + lease_for
         max_key = max(order_key(p, now) for p in Priority)
         wanted = None if queues is None else list(queues)
         rows = await self._fetch(
-            q.RESERVE, float(now), float(expires_at), worker_id, limit, max_key, wanted
+            q.RESERVE, now, float(expires_at), worker_id, limit, max_key, wanted
         )
         rows.sort(key=lambda row: (row["order_key"], row["id"]))
         return [
@@ -134,7 +146,7 @@ class PostgresBroker(PostgresAdmin):
             q.EXTEND,
             [pairs[i][0] for i in chosen],
             [pairs[i][1] for i in chosen],
-            float(now + lease_for),
+            await self._now(now) + float(lease_for),
         )
         held = {(row["id"], row["lease_token"]): row["cancel_requested"] for row in rows}
         statuses: list[LeaseStatus] = []
@@ -158,8 +170,9 @@ class PostgresBroker(PostgresAdmin):
             return []
         chosen, is_first = first_of_each((o.task_id, o.token) for o in outcomes)
         batch = [outcomes[i] for i in chosen]
+        now = await self._now(now)
         arrays = settle_arrays(batch, now)
-        rows = await self._fetch(q.SETTLE, *arrays[:7], float(now), HEADS, *arrays[7:])
+        rows = await self._fetch(q.SETTLE, *arrays[:7], now, HEADS, *arrays[7:])
         applied = {(row["id"], row["token"]) for row in rows}
         return [
             first and (o.task_id, o.token) in applied
@@ -177,8 +190,10 @@ class PostgresBroker(PostgresAdmin):
         check_limit(limit)
         self._live()
 
+        now = await self._now(now)
+
         async def work(conn: Any) -> list[str]:
-            rows = await conn.fetch(self.sql(q.REQUEUE_SELECT), float(now), limit)
+            rows = await conn.fetch(self.sql(q.REQUEUE_SELECT), now, limit)
             if not rows:
                 return []
             await conn.execute(
@@ -187,7 +202,7 @@ class PostgresBroker(PostgresAdmin):
                 [row["lease_token"] for row in rows],
                 [expiry_line(row, now) for row in rows],
                 [row["cancel_requested"] for row in rows],
-                float(now),
+                now,
                 HEADS,
             )
             return [row["id"] for row in rows]

@@ -4,7 +4,7 @@ Statements are templates: `{s}` is the broker's schema and `{record}` the column
 is built from (`Sql` fills both once per broker). Batches travel as arrays expanded by
 `unnest`, so a batch of any size is one statement with a fixed text (prepared once per
 connection). `t` is always the tasks table. Every time is a parameter: the database clock is
-never read.
+read only by SERVER_TIME, whose reading comes back as a parameter (ADR 0006).
 """
 
 from __future__ import annotations
@@ -241,6 +241,10 @@ RETURNING holder
 RESIGN = "DELETE FROM {s}.leader_leases WHERE name = $1 AND holder = $2"
 
 # -- reads ---------------------------------------------------------------------------------
+
+# Inputs: none. Output: the database server's wall clock now, in seconds since the epoch.
+# Invariant: the only statement that reads the database clock (brokers.server_clock).
+SERVER_TIME = "SELECT extract(epoch FROM clock_timestamp())::float8"
 
 # Inputs: $1 ids. Output: {record} of the known ones.
 GET = "SELECT {record} FROM {s}.tasks t WHERE t.id = ANY($1::text[])"
