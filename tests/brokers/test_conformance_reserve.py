@@ -305,3 +305,24 @@ async def test_a_backdated_task_handed_back_gains_no_place(
     assert await broker.settle([outcome(OutcomeKind.RELEASED, lease, now)], now) == [True]
 
     assert ids(await broker.reserve("w", 2, 30.0, clock.advance(1))) == [high.id, low.id]
+
+
+async def test_a_task_created_ahead_of_the_broker_and_meant_for_now_runs_now(
+    broker: BrokerBackend, clock: FakeClock, tasks: Tasks
+) -> None:
+    """A task built by a producer whose clock is ahead of the one the broker goes by, to run
+    at once, is recorded as created when it was received, so it runs at once and keeps its
+    place; a task it delayed keeps its run_at."""
+    now = clock.now()
+    earlier = tasks(now)
+    ahead = tasks(now + 100)
+    delayed = tasks(now + 100, delay=10.0)
+    await broker.enqueue([earlier], now)
+    await broker.enqueue([ahead, delayed], clock.advance(1))
+
+    assert ids(await broker.reserve("w", 5, 30.0, clock.now())) == [earlier.id, ahead.id]
+    [record] = await broker.get([ahead.id])
+    assert record is not None
+    assert (record.created_at, record.run_at) == (clock.now(), clock.now())
+    assert await broker.reserve("w", 5, 30.0, clock.advance(108)) == []
+    assert ids(await broker.reserve("w", 5, 30.0, clock.advance(1))) == [delayed.id]

@@ -107,16 +107,21 @@ async def test_workers_with_skewed_clocks_agree_on_when_a_task_is_due(make: Make
     assert started_at >= task.run_at  # the server's clock said it was due
 
 
-async def test_a_producer_ahead_gets_no_head_start(make: Make) -> None:
-    """A task submitted due now by a producer 100 s ahead waits until its time by the
-    server's clock, as on a one-host broker, instead of running at once."""
+async def test_a_producer_ahead_delays_nothing_and_hastens_nothing(make: Make) -> None:
+    """A producer 100 s ahead: its task meant to run at once runs at once (recorded as
+    created when the server received it, not in the server's future), and its task delayed by
+    10 s is not taken early by any worker, whatever that worker's clock says."""
     producer, worker = await make(), await make()
     tasks = Tasks()
     skewed = _wall() + 100.0
-    await producer.enqueue([tasks(skewed)], skewed)
+    now_task, later_task = tasks(skewed), tasks(skewed, delay=10.0)
+    await producer.enqueue([now_task, later_task], skewed)
 
-    assert await worker.reserve("w", 5, LEASE, _wall()) == []
-    assert await worker.reserve("w", 5, LEASE, _wall() + 200.0) == []
+    taken = await worker.reserve("w", 5, LEASE, _wall() - 100.0)
+    taken += await worker.reserve("w", 5, LEASE, _wall() + 200.0)
+
+    assert [lease.task_id for lease in taken] == [now_task.id]
+    assert taken[0].record.created_at <= _wall() + 1.0  # not the producer's future
 
 
 async def test_a_leader_behind_is_not_overthrown_by_a_contender_ahead(make: Make) -> None:

@@ -21,7 +21,7 @@ from taskengine.brokers.base import (
     check_lease_for,
     check_limit,
 )
-from taskengine.brokers.semantics import honour_cancel
+from taskengine.brokers.semantics import as_received, honour_cancel
 from taskengine.errors import QueueFull
 from taskengine.model import (
     AttemptRecord,
@@ -97,7 +97,7 @@ class MemoryBroker:
         if self._queued + len(fresh) > self.max_depth:
             raise QueueFull(self._queued, self.max_depth, len(fresh))
         for task in fresh:
-            record = queued_record(task, now)
+            record = queued_record(as_received(task, now), now)
             self._records[task.id] = record
             if task.idempotency_key is not None:
                 self._by_key[task.idempotency_key] = task.id

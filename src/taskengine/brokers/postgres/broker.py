@@ -29,6 +29,7 @@ from taskengine.brokers.postgres.codec import (
     task_arrays,
 )
 from taskengine.brokers.postgres.schema import lock_key
+from taskengine.brokers.semantics import as_received
 from taskengine.errors import QueueFull
 from taskengine.model import Lease, LeaseStatus, Outcome, Priority, Task
 from taskengine.policy.priority import order_key
@@ -91,7 +92,8 @@ class PostgresBroker(PostgresAdmin):
             if depth + len(fresh) > self.max_depth:  # as the reference: also when none is new
                 raise QueueFull(depth, self.max_depth, len(fresh))
             if fresh:
-                await conn.execute(self.sql(q.INSERT_TASKS), *task_arrays(fresh), now)
+                received = [as_received(task, now) for task in fresh]
+                await conn.execute(self.sql(q.INSERT_TASKS), *task_arrays(received), now)
             return results
 
         return await self._transaction(work)

@@ -23,6 +23,7 @@ from taskengine.brokers.base import (
 from taskengine.brokers.memory import LEASE_EXPIRED
 from taskengine.brokers.redis.admin import RedisAdmin
 from taskengine.brokers.redis.codec import decode_claim, enqueue_args, settle_args
+from taskengine.brokers.semantics import as_received
 from taskengine.brokers.server_clock import flag
 from taskengine.errors import QueueFull
 from taskengine.model import Lease, LeaseStatus, Outcome, ResultStatus, Task
@@ -72,9 +73,10 @@ class RedisBroker(RedisAdmin):
         """
         if not tasks:
             return []
-        args: list[Any] = [await self._now(now), self.max_depth, len(tasks)]
+        now = await self._now(now)
+        args: list[Any] = [now, self.max_depth, len(tasks)]
         for task in tasks:
-            args += enqueue_args(task)
+            args += enqueue_args(as_received(task, now))
         status, *rest = await self._run("enqueue", *args)
         if status == b"full":
             depth, offered = rest

@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 from msgspec.structs import replace
 
 from taskengine.brokers.base import EnqueueResult
-from taskengine.brokers.semantics import honour_cancel
+from taskengine.brokers.semantics import as_received, honour_cancel
 from taskengine.brokers.sqlite import queries as q
 from taskengine.brokers.sqlite.codec import (
     attempt_line,
@@ -84,7 +84,8 @@ def enqueue(
     if depth + len(fresh) > max_depth:  # as the reference: also when nothing is new
         raise QueueFull(depth, max_depth, len(fresh))
     if fresh:
-        conn.executemany(q.INSERT_TASK, [task_params(task, now) for task in fresh])
+        rows = [task_params(as_received(task, now), now) for task in fresh]
+        conn.executemany(q.INSERT_TASK, rows)
     return results
 
 
