@@ -40,9 +40,10 @@ async def make() -> AsyncIterator[Make]:
     namespaces and close the brokers after the test."""
     opened: list[RedisBroker] = []
 
-    async def make_one(url: str = SERVER) -> RedisBroker:
-        # the tests' fake clock drives it, not the server's
-        broker = RedisBroker(url, namespace=f"t{uuid.uuid4().hex[:12]}", server_clock=False)
+    async def make_one(url: str = SERVER, server_clock: bool = False) -> RedisBroker:
+        # the tests' fake clock drives it, not the server's, unless told
+        namespace = f"t{uuid.uuid4().hex[:12]}"
+        broker = RedisBroker(url, namespace=namespace, server_clock=server_clock)
         try:
             await broker.start()
         except BrokerUnavailable as exc:
@@ -137,6 +138,7 @@ async def test_a_busy_server_is_unavailable(private_server: str, make: Make) -> 
     """While a long script blocks the server (it answers BUSY), a broker call raises
     BrokerUnavailable, as for any server that cannot serve now; the broker works after."""
     broker = await make(private_server)
+    clocked = await make(private_server, server_clock=True)
     clock, tasks = FakeClock(T0), Tasks()
     await broker.enqueue([tasks(clock.now())], clock.now())
     blocker = Redis.from_url(private_server)
@@ -155,6 +157,8 @@ async def test_a_busy_server_is_unavailable(private_server: str, make: Make) -> 
 
         with pytest.raises(BrokerUnavailable, match="busy"):
             await broker.reserve("w", 1, 30.0, clock.now())
+        with pytest.raises(BrokerUnavailable, match="busy"):  # reading the server's time
+            await clocked._server_time()
     finally:
         with contextlib.suppress(ResponseError):  # not running any more: nothing to kill
             await probe.script_kill()
@@ -166,10 +170,13 @@ async def test_a_busy_server_is_unavailable(private_server: str, make: Make) -> 
 
 
 def test_busy_and_only_busy_is_unavailable() -> None:
-    busy = ResponseError("BUSY Redis is busy running a script. You can only call SCRIPT KILL")
-    wrong = ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value")
+    busy = "BUSY Redis is busy running a script. You can only call SCRIPT KILL"
+    in_pipeline = f"Command # 1 (TIME) of pipeline caused error: ('{busy}',)"
+    wrong = "WRONGTYPE Operation against a key holding the wrong kind of value"
 
-    mapped = unavailable(busy)
-    assert isinstance(mapped, BrokerUnavailable)
-    assert "busy" in str(mapped)
-    assert unavailable(wrong) is None
+    for text in (busy, in_pipeline):
+        mapped = unavailable(ResponseError(text))
+        assert isinstance(mapped, BrokerUnavailable)
+        assert "busy" in str(mapped)
+    assert unavailable(ResponseError(wrong)) is None
+    assert unavailable(ResponseError(f"ERR user script said {busy!r}")) is None

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import msgspec
+from redis.exceptions import ResponseError
 
 from taskengine.brokers.base import (
     CancelResult,
@@ -20,6 +21,7 @@ from taskengine.brokers.base import (
 )
 from taskengine.brokers.redis.codec import decode_record, decode_records
 from taskengine.brokers.redis.connection import Connection
+from taskengine.brokers.redis.scripts import unavailable
 from taskengine.brokers.server_clock import ServerClock
 from taskengine.model import Priority, ResultStatus, TaskRecord, TaskResult, TaskState
 from taskengine.model.serializer import pack
@@ -61,7 +63,13 @@ class RedisAdmin(Connection):
         return float(now) if self._clock is None else await self._clock.now()
 
     async def _server_time(self) -> float:
-        [(seconds, micros)] = await self._transaction(("TIME",))
+        try:
+            [(seconds, micros)] = await self._transaction(("TIME",))
+        except ResponseError as exc:  # BUSY: as a script call would say it
+            mapped = unavailable(exc)
+            if mapped is None:
+                raise
+            raise mapped from exc
         return int(seconds) + int(micros) / 1_000_000
 
     async def get(self, ids: Sequence[str]) -> list[TaskRecord | None]:

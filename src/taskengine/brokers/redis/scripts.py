@@ -10,6 +10,7 @@ namespace, so every namespace shares one SHA per script.
 from __future__ import annotations
 
 import hashlib
+import re
 from importlib import resources
 from typing import Any
 
@@ -20,6 +21,8 @@ from taskengine.brokers.redis.keys import Keys, lua_preamble
 from taskengine.errors import BrokerUnavailable
 
 Arg = str | bytes | int | float
+# BUSY as the server says it, or as redis-py's pipeline quotes it ("... caused error: ('BUSY").
+_BUSY = re.compile(r"^BUSY |\('BUSY ")
 NAMES = (
     "enqueue",
     "reserve",
@@ -96,6 +99,6 @@ def unavailable(exc: ResponseError) -> BrokerUnavailable | None:
     BUSY: a script (ours or anyone's) has run past the server's busy threshold, and the
     server answers nothing else until it ends or is killed: the server cannot serve now.
     """
-    if str(exc).startswith("BUSY"):
+    if _BUSY.search(str(exc)):
         return BrokerUnavailable(f"Redis is busy running a script: {exc}")
     return None
