@@ -22,10 +22,12 @@ from taskengine.model import Lease, Outcome, OutcomeKind, ResultStatus, Task, Ta
 MEMORY_URL = "memory://"
 BUILTIN_URLS = ["memory://", "sqlite:///{tmp}/t.db"]
 # Brokers on servers of this machine; each test gets its own namespace. Outside CI a server
-# that does not answer skips its tests with a reason; with CI=true they must run.
+# that does not answer skips its tests with a reason; with CI=true they must run. The suite's
+# fake clock drives them, so they take the callers' "now" instead of their server's clock
+# (tests/brokers/test_server_clock.py runs them with it).
 SERVICE_URLS = [
-    "redis://127.0.0.1:6379/0?namespace={uid}",
-    "postgresql://postgres@127.0.0.1:5432/test?schema={uid}",
+    "redis://127.0.0.1:6379/0?namespace={uid}&server_clock=false",
+    "postgresql://postgres@127.0.0.1:5432/test?schema={uid}&server_clock=false",
 ]
 SERVICE_SCHEMES = ("redis", "postgresql")
 T0 = 1_700_000_000.0  # where every FakeClock starts; whole seconds keep float arithmetic exact

@@ -115,20 +115,22 @@ async def test_same_priority_earlier_run_at_first(
     assert ids(leases) == [early.id]
 
 
-async def test_a_task_queued_by_a_clock_ahead_is_not_lost(
+async def test_a_task_queued_by_a_clock_ahead_is_taken_when_due_not_before(
     broker: BrokerBackend, clock: FakeClock, tasks: Tasks
 ) -> None:
     """Producers and workers read different clocks: a task due by the producer's clock but
-    not yet by the worker's is taken once (early or when due), never dropped."""
+    not yet by the reserving one's is not taken before it is due by that clock (whichever
+    index the broker put it in when queued), and is then taken once, never dropped."""
     now = clock.now()
-    ahead = now + 5
-    task = tasks(ahead)
-    await broker.enqueue([task], ahead)
+    ahead = now + 100
+    task = tasks(ahead, run_at=now + 60)  # in the producer's past, the worker's future
+    await broker.enqueue([task], ahead)  # due at its creation, the later (now + 100)
 
-    early = await broker.reserve("w", 5, 30.0, now)
-    due = await broker.reserve("w", 5, 30.0, clock.advance(5))
+    early = await broker.reserve("w", 5, 30.0, clock.advance(59))
+    due = await broker.reserve("w", 5, 30.0, clock.advance(41))
 
-    assert ids(early + due) == [task.id]
+    assert early == []
+    assert ids(due) == [task.id]
 
 
 async def test_low_task_not_starved_by_fresh_high_tasks(
@@ -269,3 +271,58 @@ async def test_a_lease_carries_the_stored_record(
     assert [h.attempt for h in second.record.history] == [1]
     assert second.record.result is not None
     assert second.record.result.attempt == 1
+
+
+@pytest.mark.parametrize("run_at", [0.0, 1_577_836_800.0], ids=["epoch", "2020"])
+async def test_a_backdated_run_at_gains_no_place(
+    broker: BrokerBackend, clock: FakeClock, tasks: Tasks, run_at: float
+) -> None:
+    """The order key counts from the later of run_at and creation: a LOW task submitted with
+    a run_at long past, after 20 HIGH tasks, still runs after all of them."""
+    now = clock.now()
+    high = tasks.many(20, now, priority=Priority.HIGH)
+    await broker.enqueue(high, now)
+    now = clock.advance(1)
+    low = tasks(now, priority=Priority.LOW, run_at=run_at)
+    await broker.enqueue([low], now)
+
+    taken = [ids(await broker.reserve("w", 1, 30.0, clock.advance(1))) for _ in range(22)]
+
+    assert taken == [[t.id] for t in high] + [[low.id], []]
+
+
+async def test_a_backdated_task_handed_back_gains_no_place(
+    broker: BrokerBackend, clock: FakeClock, tasks: Tasks
+) -> None:
+    """A released task keeps its run_at; its key still counts from its creation."""
+    now = clock.now()
+    low = tasks(now, priority=Priority.LOW, run_at=0.0)
+    await broker.enqueue([low], now)
+    [lease] = await broker.reserve("w", 1, 30.0, now)
+    now = clock.advance(1)
+    high = tasks(now, priority=Priority.HIGH)
+    await broker.enqueue([high], now)
+    assert await broker.settle([outcome(OutcomeKind.RELEASED, lease, now)], now) == [True]
+
+    assert ids(await broker.reserve("w", 2, 30.0, clock.advance(1))) == [high.id, low.id]
+
+
+async def test_a_task_created_ahead_of_the_broker_and_meant_for_now_runs_now(
+    broker: BrokerBackend, clock: FakeClock, tasks: Tasks
+) -> None:
+    """A task built by a producer whose clock is ahead of the one the broker goes by, to run
+    at once, is recorded as created when it was received, so it runs at once and keeps its
+    place; a task it delayed keeps its run_at."""
+    now = clock.now()
+    earlier = tasks(now)
+    ahead = tasks(now + 100)
+    delayed = tasks(now + 100, delay=10.0)
+    await broker.enqueue([earlier], now)
+    await broker.enqueue([ahead, delayed], clock.advance(1))
+
+    assert ids(await broker.reserve("w", 5, 30.0, clock.now())) == [earlier.id, ahead.id]
+    [record] = await broker.get([ahead.id])
+    assert record is not None
+    assert (record.created_at, record.run_at) == (clock.now(), clock.now())
+    assert await broker.reserve("w", 5, 30.0, clock.advance(108)) == []
+    assert ids(await broker.reserve("w", 5, 30.0, clock.advance(1))) == [delayed.id]

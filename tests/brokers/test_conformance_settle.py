@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 from msgspec.structs import replace
 
-from taskengine.brokers import BrokerBackend
+from taskengine.brokers import BrokerBackend, CancelResult
+from taskengine.brokers.semantics import CANCEL_HONOURED
 from taskengine.clock import FakeClock
-from taskengine.model import Lease, OutcomeKind, ResultStatus, TaskRecord, TaskState
+from taskengine.model import Lease, LeaseStatus, OutcomeKind, ResultStatus, TaskRecord, TaskState
 from tests.brokers.support import Tasks, ids, outcome
 
 
@@ -214,3 +216,47 @@ async def test_settle_of_unknown_task_is_refused(
     assert await broker.settle(
         [outcome(OutcomeKind.SUCCEEDED, ghost, clock.now())], clock.now()
     ) == [False]
+
+
+@pytest.mark.parametrize("kind", [OutcomeKind.RETRY, OutcomeKind.SNOOZE, OutcomeKind.RELEASED])
+async def test_a_cancel_asked_while_running_wins_over_a_requeue(
+    broker: BrokerBackend, clock: FakeClock, tasks: Tasks, kind: OutcomeKind
+) -> None:
+    """A run asked to cancel that ends as retry, snooze or released ends the task cancelled:
+    it is never queued again, and its history says the cancel was honoured."""
+    lease = await _one(broker, clock, tasks)
+    assert await broker.cancel([lease.task_id], clock.advance(1)) == [CancelResult.REQUESTED]
+    now = clock.advance(1)
+    again_at = now + 5 if kind in (OutcomeKind.RETRY, OutcomeKind.SNOOZE) else None
+
+    assert await broker.settle([outcome(kind, lease, now, run_at=again_at)], now) == [True]
+
+    record = await _get(broker, lease.task_id)
+    assert record.state is TaskState.CANCELLED
+    assert record.finished_at == now
+    assert record.cancel_requested is False
+    assert record.lease_expires_at is None
+    assert record.result is not None
+    assert record.result.status is ResultStatus.CANCELLED
+    assert [(h.attempt, h.status) for h in record.history] == [(1, ResultStatus.CANCELLED)]
+    assert CANCEL_HONOURED in (record.history[-1].error or "")
+    assert await broker.reserve("w", 5, 30.0, clock.advance(3600)) == []
+    assert await broker.extend([lease], 30.0, clock.now()) == [LeaseStatus.LOST]
+
+
+async def test_a_finished_run_keeps_its_outcome_despite_a_cancel_request(
+    broker: BrokerBackend, clock: FakeClock, tasks: Tasks
+) -> None:
+    """Success and dead outcomes stand: the run finished before the cancel could act."""
+    now = clock.now()
+    await broker.enqueue(tasks.many(2, now), now)
+    done, failed = await broker.reserve("w", 2, 30.0, now)
+    await broker.cancel([done.task_id, failed.task_id], clock.advance(1))
+    now = clock.advance(1)
+
+    assert await broker.settle(
+        [outcome(OutcomeKind.SUCCEEDED, done, now), outcome(OutcomeKind.DEAD, failed, now)], now
+    ) == [True, True]
+
+    records = await broker.get([done.task_id, failed.task_id])
+    assert [r.state for r in records if r] == [TaskState.SUCCEEDED, TaskState.DEAD]

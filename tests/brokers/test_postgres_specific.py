@@ -200,7 +200,7 @@ async def test_stale_token_from_another_instance_is_refused_after_requeue(
     make: Make, tasks: Tasks
 ) -> None:
     schema = _schema()
-    slow, reaper = await make(schema), await make(schema)
+    slow, reaper = await make(schema, server_clock=False), await make(schema, server_clock=False)
     await slow.enqueue([tasks(T0)], T0)
     [old] = await slow.reserve("slow", 1, 10.0, T0)
 

@@ -103,7 +103,8 @@ class Broker(Protocol):
         A task whose id or idempotency key is already stored (or earlier in the batch) is a
         duplicate: nothing changes and the existing id is returned. Atomic: if the new tasks
         would take the queued count past the depth limit, QueueFull is raised and nothing is
-        stored.
+        stored. A task created after `now` (a producer's clock ahead) is recorded as created
+        at `now`, and due then if it was to run at once (brokers.semantics.as_received).
         """
         ...
 

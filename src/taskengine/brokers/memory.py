@@ -21,6 +21,7 @@ from taskengine.brokers.base import (
     check_lease_for,
     check_limit,
 )
+from taskengine.brokers.semantics import as_received, honour_cancel
 from taskengine.errors import QueueFull
 from taskengine.model import (
     AttemptRecord,
@@ -38,7 +39,7 @@ from taskengine.model.outcome import ATTEMPT_REFUNDED, NEEDS_RESULT
 from taskengine.model.state import REPLAYABLE_STATES, TERMINAL_STATES
 from taskengine.model.task import queued_record
 from taskengine.model.worker import WorkerInfo
-from taskengine.policy.priority import order_key
+from taskengine.policy.priority import due_at, order_key
 
 LEASE_EXPIRED = "lease expired"
 _CAPABILITIES = Capabilities(durable=False, shared=False, push_wakeup=True)
@@ -54,7 +55,7 @@ class MemoryBroker:
         self._tokens: dict[str, str] = {}
         self._by_key: dict[str, str] = {}
         # Queued tasks: `_ready` per queue ordered by (order_key, id) once due (at once
-        # when queued due), `_later` by run_at until then.
+        # when queued due), `_later` by due time (policy.priority.due_at) until then.
         # Entries are checked against the record when popped (lazy deletion).
         self._ready: dict[str, list[tuple[float, str]]] = {}
         self._later: list[tuple[float, str]] = []
@@ -96,7 +97,7 @@ class MemoryBroker:
         if self._queued + len(fresh) > self.max_depth:
             raise QueueFull(self._queued, self.max_depth, len(fresh))
         for task in fresh:
-            record = queued_record(task, now)
+            record = queued_record(as_received(task, now), now)
             self._records[task.id] = record
             if task.idempotency_key is not None:
                 self._by_key[task.idempotency_key] = task.id
@@ -135,8 +136,9 @@ class MemoryBroker:
             record = self._records.get(task_id)
             if record is None or not self._is_entry(record, key):
                 continue
-            if record.run_at > now:  # queued as due by a caller whose clock was ahead
-                heapq.heappush(self._later, (record.run_at, task_id))
+            due = due_at(record.run_at, record.created_at)
+            if due > now:  # queued as due by a caller whose clock was ahead
+                heapq.heappush(self._later, (due, task_id))
                 continue
             token = f"{base}:{len(leases)}"
             record = replace(
@@ -173,20 +175,23 @@ class MemoryBroker:
         return statuses
 
     async def settle(self, outcomes: Sequence[Outcome], now: float) -> list[bool]:
-        """Apply each outcome whose token is current; refuse (False) the others."""
+        """Apply each outcome whose token is current; refuse (False) the others. A retry,
+        snooze or release of a task with a cancel request cancels it (brokers.semantics)."""
         applied: list[bool] = []
         for outcome in outcomes:
             record = self._held(outcome.task_id, outcome.token)
             if record is None:
                 applied.append(False)
                 continue
+            if record.cancel_requested:
+                outcome = honour_cancel(outcome, now) or outcome
             self._records[record.id] = _settled(record, outcome, now)
             del self._tokens[record.id]
             if outcome.state is TaskState.QUEUED:
                 self._queued += 1
                 requeued = self._records[record.id]
                 self._push(requeued, now)
-                if requeued.run_at <= now:
+                if due_at(requeued.run_at, requeued.created_at) <= now:
                     self._work.set()
             applied.append(True)
         return applied
@@ -384,30 +389,36 @@ class MemoryBroker:
 
     def _push(self, record: TaskRecord, now: float) -> None:
         """Index a queued record: in its queue's ready heap if due, else in `_later`."""
-        if record.run_at <= now:
-            self._make_ready(record)
+        due = due_at(record.run_at, record.created_at)
+        if due <= now:
+            self._make_ready(record, due)
         else:
-            heapq.heappush(self._later, (record.run_at, record.id))
+            heapq.heappush(self._later, (due, record.id))
 
-    def _make_ready(self, record: TaskRecord) -> None:
+    def _make_ready(self, record: TaskRecord, due: float) -> None:
         heap = self._ready.get(record.queue)
         if heap is None:  # not setdefault: no throwaway list per call on the hot path
             heap = self._ready[record.queue] = []
-        heapq.heappush(heap, (order_key(record.priority, record.run_at), record.id))
+        heapq.heappush(heap, (order_key(record.priority, due), record.id))
 
     def _promote(self, now: float) -> None:
         """Move entries now due from `_later` to their queue's ready heap."""
         later = self._later
         while later and later[0][0] <= now:
-            run_at, task_id = heapq.heappop(later)
+            due, task_id = heapq.heappop(later)
             record = self._records.get(task_id)
-            if record is None or record.state is not TaskState.QUEUED or record.run_at != run_at:
+            if (
+                record is None
+                or record.state is not TaskState.QUEUED
+                or due_at(record.run_at, record.created_at) != due
+            ):
                 continue
-            self._make_ready(record)
+            self._make_ready(record, due)
 
     @staticmethod
     def _is_entry(record: TaskRecord, key: float) -> bool:
-        return record.state is TaskState.QUEUED and order_key(record.priority, record.run_at) == key
+        due = due_at(record.run_at, record.created_at)
+        return record.state is TaskState.QUEUED and order_key(record.priority, due) == key
 
 
 def _lowest(heaps: Iterable[list[tuple[float, str]]]) -> list[tuple[float, str]] | None:

@@ -24,13 +24,57 @@ from taskengine.brokers.postgres.codec import (
 )
 from taskengine.brokers.postgres.connection import Connection
 from taskengine.brokers.postgres.listing import list_query
+from taskengine.brokers.server_clock import ServerClock, flag
+from taskengine.errors import ConfigurationError
 from taskengine.model import Priority, TaskRecord, TaskState
 from taskengine.model.state import TERMINAL_STATES
 from taskengine.model.worker import WorkerInfo
 
 
 class PostgresAdmin(Connection):
-    """Inspection and control; see BrokerAdmin in brokers/base.py for the contract."""
+    """Inspection and control; see BrokerAdmin in brokers/base.py for the contract.
+
+    With `server_clock` (the default), the database's clock (`clock_timestamp()`) is the
+    "now" of every operation that takes one, whatever the caller passes
+    (brokers.server_clock, ADR 0006).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_depth: int | None = None,
+        schema: str | None = None,
+        pool_size: int | str | None = None,
+        server_clock: bool | str | None = None,
+        url_params: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(
+            url, max_depth=max_depth, schema=schema, pool_size=pool_size, url_params=url_params
+        )
+        use = self.config.server_clock  # the URL's word, if it has one
+        if server_clock is not None:
+            given = flag("server_clock", server_clock)
+            if use is not None and use != given:
+                raise ConfigurationError(
+                    f"server_clock is {server_clock!r} but the URL says {not given!r}"
+                )
+            use = given
+        self._clock = None if use is False else ServerClock(self._server_time)
+
+    async def start(self) -> None:
+        """Start as Connection.start does; then read the database's time if it is used."""
+        await super().start()
+        if self._clock is not None:
+            await self._clock.sync()
+
+    async def _now(self, now: float) -> float:
+        """The "now" of an operation: the database's time, or the caller's without
+        server_clock."""
+        return float(now) if self._clock is None else await self._clock.now()
+
+    async def _server_time(self) -> float:
+        return float(await self._fetchval(q.SERVER_TIME))
 
     async def get(self, ids: Sequence[str]) -> list[TaskRecord | None]:
         """Return each record with its history, or None where unknown, in input order.
@@ -76,8 +120,9 @@ class PostgresAdmin(Connection):
         if not ids:
             return []
         unique = unique_sorted(ids)
+        now = await self._now(now)
         blobs = [cancelled_result(task_id, now) for task_id in unique]
-        rows = await self._fetch(q.CANCEL, unique, blobs, float(now))
+        rows = await self._fetch(q.CANCEL, unique, blobs, now)
         changed = {row["id"]: row["changed"] for row in rows}
         results: list[CancelResult] = []
         answered: set[str] = set()
@@ -101,7 +146,7 @@ class PostgresAdmin(Connection):
         """
         if not ids:
             return []
-        rows = await self._fetch(q.REPLAY, unique_sorted(ids), float(now), HEADS)
+        rows = await self._fetch(q.REPLAY, unique_sorted(ids), await self._now(now), HEADS)
         replayed = {row["id"]: row["replayed"] for row in rows}
         results: list[ReplayResult] = []
         answered: set[str] = set()
@@ -156,10 +201,12 @@ class PostgresAdmin(Connection):
     async def leader(self, name: str, holder: str, ttl: float, now: float) -> bool:
         """Take `name` if free or expired, renew it if `holder` has it; True if held.
 
-        One round trip, one atomic upsert; expiry is judged by the caller's `now`, so two
-        holders never hold `name` at once whatever the database clock says.
+        One round trip, one atomic upsert; expiry is judged by the database's clock (the
+        caller's `now` without server_clock), so two holders never hold `name` at once
+        whatever their own clocks say.
         """
-        row = await self._fetchval(q.LEADER, name, holder, float(now), float(now + ttl))
+        now = await self._now(now)
+        row = await self._fetchval(q.LEADER, name, holder, now, now + ttl)
         return row is not None
 
     async def resign(self, name: str, holder: str) -> None:

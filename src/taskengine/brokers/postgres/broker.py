@@ -3,7 +3,9 @@
 `reserve` is one `UPDATE … FROM (SELECT … FOR UPDATE SKIP LOCKED)`, so concurrent reservers
 never wait for each other nor claim one task twice; every batch travels as arrays, so a batch
 is one statement whatever its size (see queries.py for each statement and schema.py for the
-tables). Every "now" is the caller's; lease tokens come from `gen_random_uuid()`.
+tables). Every "now" is a parameter: the database's clock (`clock_timestamp()`, read now and
+then and carried forward; brokers.server_clock) unless `server_clock=false`, then the caller's.
+Lease tokens come from `gen_random_uuid()`.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from taskengine.brokers.postgres.codec import (
     task_arrays,
 )
 from taskengine.brokers.postgres.schema import lock_key
+from taskengine.brokers.semantics import as_received
 from taskengine.errors import QueueFull
 from taskengine.model import Lease, LeaseStatus, Outcome, Priority, Task
 from taskengine.policy.priority import order_key
@@ -36,10 +39,12 @@ class PostgresBroker(PostgresAdmin):
     """A broker on PostgreSQL 13+: `postgresql://user@host:5432/db?schema=name`.
 
     All tables live in `schema` (default `taskengine`), created at start, so engines sharing
-    one database stay apart. Query parameters other than `schema`, `max_depth` and
-    `pool_size` (the most connections this broker opens, default 10, plus one for LISTEN) go
-    to asyncpg; they also arrive here as keywords from `open_broker` and are accepted only if
-    they match the URL.
+    one database stay apart. Query parameters other than `schema`, `max_depth`, `pool_size`
+    (the most connections this broker opens, default 10, plus one for LISTEN), `migrate` and
+    `server_clock` go to asyncpg; they also arrive here as keywords from `open_broker` and are
+    accepted only if they match the URL. `server_clock` (default true): lease expiry,
+    readiness and the times the broker records follow the database's clock, so hosts whose
+    clocks disagree decide alike (ADR 0006); false: the caller's `now` (a fake clock).
     """
 
     def __init__(
@@ -49,10 +54,16 @@ class PostgresBroker(PostgresAdmin):
         max_depth: int | None = None,
         schema: str | None = None,
         pool_size: int | str | None = None,
+        server_clock: bool | str | None = None,
         **url_params: str,
     ) -> None:
         super().__init__(
-            url, max_depth=max_depth, schema=schema, pool_size=pool_size, url_params=url_params
+            url,
+            max_depth=max_depth,
+            schema=schema,
+            pool_size=pool_size,
+            server_clock=server_clock,
+            url_params=url_params,
         )
         self._enqueue_lock = lock_key("enqueue", self.schema)
 
@@ -70,6 +81,7 @@ class PostgresBroker(PostgresAdmin):
             return []
         ids = [t.id for t in tasks]
         keys = [t.idempotency_key for t in tasks if t.idempotency_key is not None]
+        now = await self._now(now)
 
         async def work(conn: Any) -> list[EnqueueResult]:
             await conn.execute(self.sql(q.LOCK_ENQUEUE), self._enqueue_lock)
@@ -80,7 +92,8 @@ class PostgresBroker(PostgresAdmin):
             if depth + len(fresh) > self.max_depth:  # as the reference: also when none is new
                 raise QueueFull(depth, self.max_depth, len(fresh))
             if fresh:
-                await conn.execute(self.sql(q.INSERT_TASKS), *task_arrays(fresh), float(now))
+                received = [as_received(task, now) for task in fresh]
+                await conn.execute(self.sql(q.INSERT_TASKS), *task_arrays(received), now)
             return results
 
         return await self._transaction(work)
@@ -104,11 +117,12 @@ class PostgresBroker(PostgresAdmin):
         self._live()
         if queues is not None and not queues:
             return []
+        now = await self._now(now)
         expires_at = now + lease_for
         max_key = max(order_key(p, now) for p in Priority)
         wanted = None if queues is None else list(queues)
         rows = await self._fetch(
-            q.RESERVE, float(now), float(expires_at), worker_id, limit, max_key, wanted
+            q.RESERVE, now, float(expires_at), worker_id, limit, max_key, wanted
         )
         rows.sort(key=lambda row: (row["order_key"], row["id"]))
         return [
@@ -134,7 +148,7 @@ class PostgresBroker(PostgresAdmin):
             q.EXTEND,
             [pairs[i][0] for i in chosen],
             [pairs[i][1] for i in chosen],
-            float(now + lease_for),
+            await self._now(now) + float(lease_for),
         )
         held = {(row["id"], row["lease_token"]): row["cancel_requested"] for row in rows}
         statuses: list[LeaseStatus] = []
@@ -149,15 +163,18 @@ class PostgresBroker(PostgresAdmin):
         """Apply a mixed batch of outcomes, each only if its token is current (aligned bools).
 
         One round trip; atomic. A refused outcome (False) changes nothing; a second outcome
-        for the same lease in the batch is refused. A task that becomes queued wakes waiters
-        on commit (NOTIFY).
+        for the same lease in the batch is refused. A retry, snooze or release of a task with a
+        cancel request cancels it (brokers.semantics). A task that becomes queued wakes
+        waiters on commit (NOTIFY).
         """
         self._live()
         if not outcomes:
             return []
         chosen, is_first = first_of_each((o.task_id, o.token) for o in outcomes)
         batch = [outcomes[i] for i in chosen]
-        rows = await self._fetch(q.SETTLE, *settle_arrays(batch), float(now), HEADS)
+        now = await self._now(now)
+        arrays = settle_arrays(batch, now)
+        rows = await self._fetch(q.SETTLE, *arrays[:7], now, HEADS, *arrays[7:])
         applied = {(row["id"], row["token"]) for row in rows}
         return [
             first and (o.task_id, o.token) in applied
@@ -175,8 +192,10 @@ class PostgresBroker(PostgresAdmin):
         check_limit(limit)
         self._live()
 
+        now = await self._now(now)
+
         async def work(conn: Any) -> list[str]:
-            rows = await conn.fetch(self.sql(q.REQUEUE_SELECT), float(now), limit)
+            rows = await conn.fetch(self.sql(q.REQUEUE_SELECT), now, limit)
             if not rows:
                 return []
             await conn.execute(
@@ -185,7 +204,7 @@ class PostgresBroker(PostgresAdmin):
                 [row["lease_token"] for row in rows],
                 [expiry_line(row, now) for row in rows],
                 [row["cancel_requested"] for row in rows],
-                float(now),
+                now,
                 HEADS,
             )
             return [row["id"] for row in rows]

@@ -14,6 +14,7 @@ import msgspec
 from msgspec.structs import replace
 
 from taskengine.brokers.memory import LEASE_EXPIRED
+from taskengine.brokers.semantics import honour_cancel
 from taskengine.model import (
     AttemptRecord,
     Outcome,
@@ -27,7 +28,7 @@ from taskengine.model import (
 from taskengine.model.outcome import ATTEMPT_REFUNDED, NEEDS_RESULT
 from taskengine.model.serializer import pack
 from taskengine.model.worker import WorkerInfo
-from taskengine.policy.priority import HEAD_START, order_key
+from taskengine.policy.priority import HEAD_START, due_at, order_key
 
 CANCELLED_BEFORE_RUN = "cancelled before it ran"
 
@@ -84,7 +85,7 @@ def task_arrays(tasks: Sequence[Task]) -> list[list[Any]]:
         [t.queue for t in tasks],
         [float(t.created_at) for t in tasks],
         [float(t.run_at) for t in tasks],
-        [order_key(t.priority, float(t.run_at)) for t in tasks],
+        [order_key(t.priority, due_at(float(t.run_at), float(t.created_at))) for t in tasks],
         [float(t.timeout) for t in tasks],
         [t.max_attempts for t in tasks],
         [t.attempt for t in tasks],
@@ -92,23 +93,11 @@ def task_arrays(tasks: Sequence[Task]) -> list[list[Any]]:
     ]
 
 
-def settle_arrays(outcomes: Sequence[Outcome]) -> list[list[Any]]:
-    """The seven aligned arrays of queries.SETTLE (the row sets the attempt numbers)."""
-    lines: list[bytes | None] = []
-    for outcome in outcomes:
-        result = outcome.result
-        if outcome.kind in NEEDS_RESULT and result is not None:
-            line = AttemptRecord(
-                attempt=0,
-                status=result.status,
-                worker_id=result.worker_id,
-                finished_at=result.completed_at,
-                duration=result.duration,
-                error=result.error,
-            )
-            lines.append(pack(line))
-        else:
-            lines.append(None)
+def settle_arrays(outcomes: Sequence[Outcome], now: float) -> list[list[Any]]:
+    """The nine aligned arrays of queries.SETTLE (the row sets the attempt numbers): each
+    outcome's own seven ($1-$7), then the result and line of the cancel that replaces it if
+    its task has a cancel request ($10, $11; NULL: the outcome stands)."""
+    honoured = [honour_cancel(o, now) for o in outcomes]
     return [
         [o.task_id for o in outcomes],
         [o.token for o in outcomes],
@@ -116,8 +105,26 @@ def settle_arrays(outcomes: Sequence[Outcome]) -> list[list[Any]]:
         [o.kind in ATTEMPT_REFUNDED for o in outcomes],
         [None if o.run_at is None else float(o.run_at) for o in outcomes],
         [None if o.result is None else pack(o.result) for o in outcomes],
-        lines,
+        [_outcome_line(o) for o in outcomes],
+        [None if h is None or h.result is None else pack(h.result) for h in honoured],
+        [None if h is None else _outcome_line(h) for h in honoured],
     ]
+
+
+def _outcome_line(outcome: Outcome) -> bytes | None:
+    """The history line of an outcome, without its attempt number (or None: no line)."""
+    result = outcome.result
+    if outcome.kind not in NEEDS_RESULT or result is None:
+        return None
+    line = AttemptRecord(
+        attempt=0,
+        status=result.status,
+        worker_id=result.worker_id,
+        finished_at=result.completed_at,
+        duration=result.duration,
+        error=result.error,
+    )
+    return pack(line)
 
 
 def expiry_line(row: Row, now: float) -> bytes:

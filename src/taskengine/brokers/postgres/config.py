@@ -12,7 +12,8 @@ from taskengine.errors import ConfigurationError
 SCHEMES = ("postgresql", "postgres")
 DEFAULT_SCHEMA = "taskengine"
 DEFAULT_POOL_SIZE = 10
-OWN_PARAMS = frozenset({"schema", "max_depth", "pool_size", "migrate"})  # never handed to asyncpg
+# Never handed to asyncpg.
+OWN_PARAMS = frozenset({"schema", "max_depth", "pool_size", "migrate", "server_clock"})
 CHANNEL_PREFIX = "taskengine."  # the NOTIFY channel is this + the schema (see schema.py)
 # Plain identifiers only, so quoting is trivial; short enough that prefix + schema fits the
 # 63-byte limit PostgreSQL puts on channel names.
@@ -31,6 +32,8 @@ class PostgresConfig:
     pool_size: int
     where: str  # host:port/database, for messages (never the password)
     migrate: bool = True  # create or upgrade the schema at start (else only check it)
+    # "now" is the database's clock, or the caller's if false (ADR 0006); None: not in the URL
+    server_clock: bool | None = None
 
     @property
     def quoted_schema(self) -> str:
@@ -51,8 +54,8 @@ def parse_url(
     pool_size: int | str | None = None,
     url_params: dict[str, str] | None = None,
 ) -> PostgresConfig:
-    """Read `postgresql://user@host:5432/db?schema=name&pool_size=10&migrate=false`, checking
-    every option.
+    """Read `postgresql://user@host:5432/db?schema=name&pool_size=10&migrate=false`
+    (and `server_clock=false`), checking every option.
 
     Keyword options must agree with the URL where both give one (`open_broker` passes the
     URL's query parameters as keywords too); asyncpg's own query parameters stay in the DSN.
@@ -89,7 +92,11 @@ def parse_url(
     except ValueError as exc:  # a port that is not a number
         raise ConfigurationError(f"invalid PostgreSQL URL: {exc}") from None
     name = None if "application_name" in in_url else f"taskengine {chosen}"
-    return PostgresConfig(dsn, name, chosen, depth, size, where, BOOLEANS[migrate])
+    clock = in_url.get("server_clock")
+    if clock is not None and clock.lower() not in BOOLEANS:
+        raise ConfigurationError(f"server_clock must be true or false: {clock!r}")
+    server_clock = None if clock is None else BOOLEANS[clock.lower()]
+    return PostgresConfig(dsn, name, chosen, depth, size, where, BOOLEANS[migrate], server_clock)
 
 
 def _agreed(name: str, given: object, in_url: str | None) -> str | None:

@@ -4,7 +4,7 @@ Statements are templates: `{s}` is the broker's schema and `{record}` the column
 is built from (`Sql` fills both once per broker). Batches travel as arrays expanded by
 `unnest`, so a batch of any size is one statement with a fixed text (prepared once per
 connection). `t` is always the tasks table. Every time is a parameter: the database clock is
-never read.
+read only by SERVER_TIME, whose reading comes back as a parameter (ADR 0006).
 """
 
 from __future__ import annotations
@@ -44,14 +44,15 @@ FROM unnest($1::text[], $2::text[], $3::bytea[], $4::smallint[], $5::text[], $6:
 # -- reserve -------------------------------------------------------------------------------
 
 # Inputs: $1 now, $2 lease expiry, $3 worker id, $4 limit, $5 the highest order key a task due
-# at $1 can have (so the index range scan stops there), $6 queues (NULL: all).
+# at $1 can have (so the index range scan stops there), $6 queues (NULL: all). A task is due
+# once its run_at and created_at are both reached (policy.priority.due_at).
 # Output: {record}, lease_token, order_key of each claimed task, in no set order.
 # Invariant: FOR UPDATE SKIP LOCKED gives each due task to one caller only, across every
 # connection; paused queues are skipped; each claim gets its own random token.
 RESERVE = """
 WITH due AS (
     SELECT t.id FROM {s}.tasks t
-    WHERE t.state = 'queued' AND t.order_key <= $5 AND t.run_at <= $1
+    WHERE t.state = 'queued' AND t.order_key <= $5 AND t.run_at <= $1 AND t.created_at <= $1
       AND ($6::text[] IS NULL OR t.queue = ANY($6::text[]))
       AND NOT EXISTS (SELECT 1 FROM {s}.paused_queues p WHERE p.queue = t.queue)
     ORDER BY t.order_key, t.id
@@ -81,26 +82,41 @@ RETURNING t.id, t.lease_token, t.cancel_requested
 
 # Inputs: aligned arrays, one entry per outcome (no (id, token) pair twice): $1 ids, $2 tokens,
 # $3 new states, $4 refund (the attempt is given back), $5 run_at (NULL: keep), $6 TaskResult
-# (NULL: keep), $7 history line (NULL: none); $8 now; $9 head start per priority (index
-# priority + 1). Output: (id, token) of each outcome applied.
+# (NULL: keep), $7 history line (NULL: none), $10 and $11 the TaskResult and line of the
+# cancel that replaces the outcome if the task has a cancel request (NULL: it stands); $8 now;
+# $9 head start per priority (index priority + 1). Output: (id, token) of each outcome applied.
 # Invariant: fenced by the token, which it clears, so a stale or second settle is refused;
-# result_attempt and the line's attempt are the row's attempt, not the caller's.
+# result_attempt and the line's attempt are the row's attempt, not the caller's; a task with
+# a cancel request is never queued again.
 SETTLE = """
 UPDATE {s}.tasks t
-SET state = o.state,
-    attempt = t.attempt - o.refund::int,
-    run_at = coalesce(o.run_at, t.run_at),
-    order_key = coalesce(o.run_at, t.run_at) - ($9::float8[])[t.priority + 1],
-    result = coalesce(o.result, t.result),
-    result_attempt = CASE WHEN o.result IS NULL THEN t.result_attempt ELSE t.attempt END,
-    history_lines = CASE WHEN o.line IS NULL THEN t.history_lines
+SET state = CASE WHEN t.cancel_requested AND o.cancel_result IS NOT NULL THEN 'cancelled'
+                 ELSE o.state END,
+    attempt = CASE WHEN t.cancel_requested AND o.cancel_result IS NOT NULL THEN t.attempt
+                   ELSE t.attempt - o.refund::int END,
+    run_at = CASE WHEN t.cancel_requested AND o.cancel_result IS NOT NULL THEN t.run_at
+                  ELSE coalesce(o.run_at, t.run_at) END,
+    order_key = CASE WHEN t.cancel_requested AND o.cancel_result IS NOT NULL THEN t.order_key
+                     ELSE greatest(coalesce(o.run_at, t.run_at), t.created_at)
+                          - ($9::float8[])[t.priority + 1] END,
+    result = CASE WHEN t.cancel_requested AND o.cancel_result IS NOT NULL THEN o.cancel_result
+                  ELSE coalesce(o.result, t.result) END,
+    result_attempt = CASE WHEN t.cancel_requested AND o.cancel_result IS NOT NULL THEN t.attempt
+                          WHEN o.result IS NULL THEN t.result_attempt ELSE t.attempt END,
+    history_lines = CASE WHEN t.cancel_requested AND o.cancel_result IS NOT NULL
+                             THEN array_append(t.history_lines, o.cancel_line)
+                         WHEN o.line IS NULL THEN t.history_lines
                          ELSE array_append(t.history_lines, o.line) END,
-    history_attempts = CASE WHEN o.line IS NULL THEN t.history_attempts
+    history_attempts = CASE WHEN t.cancel_requested AND o.cancel_result IS NOT NULL
+                                THEN array_append(t.history_attempts, t.attempt)
+                            WHEN o.line IS NULL THEN t.history_attempts
                             ELSE array_append(t.history_attempts, t.attempt) END,
-    finished_at = CASE WHEN o.state = 'queued' THEN t.finished_at ELSE $8 END,
+    finished_at = CASE WHEN t.cancel_requested AND o.cancel_result IS NOT NULL THEN $8
+                       WHEN o.state = 'queued' THEN t.finished_at ELSE $8 END,
     updated_at = $8, lease_token = NULL, lease_expires_at = NULL, cancel_requested = false
 FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[], $5::float8[], $6::bytea[],
-            $7::bytea[]) AS o(id, token, state, refund, run_at, result, line)
+            $7::bytea[], $10::bytea[], $11::bytea[])
+    AS o(id, token, state, refund, run_at, result, line, cancel_result, cancel_line)
 WHERE t.id = o.id AND t.lease_token = o.token AND t.state = 'running'
 RETURNING t.id, o.token
 """
@@ -125,7 +141,7 @@ UPDATE {s}.tasks t
 SET state = CASE WHEN r.cancel THEN 'cancelled' ELSE 'queued' END,
     run_at = CASE WHEN r.cancel THEN t.run_at ELSE $5 END,
     order_key = CASE WHEN r.cancel THEN t.order_key
-                     ELSE $5 - ($6::float8[])[t.priority + 1] END,
+                     ELSE greatest($5, t.created_at) - ($6::float8[])[t.priority + 1] END,
     finished_at = CASE WHEN r.cancel THEN $5 ELSE t.finished_at END,
     history_lines = array_append(t.history_lines, r.line),
     history_attempts = array_append(t.history_attempts, t.attempt),
@@ -166,7 +182,8 @@ REPLAY = """
 WITH replayed AS (
     UPDATE {s}.tasks t
     SET state = 'queued', attempt = 0, run_at = $2,
-        order_key = $2 - ($3::float8[])[t.priority + 1], updated_at = $2,
+        order_key = greatest($2, t.created_at) - ($3::float8[])[t.priority + 1],
+        updated_at = $2,
         finished_at = NULL, worker_id = NULL, cancel_requested = false
     WHERE t.id = ANY($1::text[]) AND t.state IN ('dead', 'cancelled')
     RETURNING t.id
@@ -224,6 +241,10 @@ RETURNING holder
 RESIGN = "DELETE FROM {s}.leader_leases WHERE name = $1 AND holder = $2"
 
 # -- reads ---------------------------------------------------------------------------------
+
+# Inputs: none. Output: the database server's wall clock now, in seconds since the epoch.
+# Invariant: the only statement that reads the database clock (brokers.server_clock).
+SERVER_TIME = "SELECT extract(epoch FROM clock_timestamp())::float8"
 
 # Inputs: $1 ids. Output: {record} of the known ones.
 GET = "SELECT {record} FROM {s}.tasks t WHERE t.id = ANY($1::text[])"

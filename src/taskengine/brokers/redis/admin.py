@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import msgspec
+from redis.exceptions import ResponseError
 
 from taskengine.brokers.base import (
     CancelResult,
@@ -20,6 +21,8 @@ from taskengine.brokers.base import (
 )
 from taskengine.brokers.redis.codec import decode_record, decode_records
 from taskengine.brokers.redis.connection import Connection
+from taskengine.brokers.redis.scripts import unavailable
+from taskengine.brokers.server_clock import ServerClock
 from taskengine.model import Priority, ResultStatus, TaskRecord, TaskResult, TaskState
 from taskengine.model.serializer import pack
 from taskengine.model.state import TERMINAL_STATES
@@ -31,7 +34,43 @@ _worker = msgspec.msgpack.Decoder(WorkerInfo)
 
 
 class RedisAdmin(Connection):
-    """Inspection and control; see BrokerAdmin in brokers/base.py for the contract."""
+    """Inspection and control; see BrokerAdmin in brokers/base.py for the contract.
+
+    With `server_clock` (the default), the server's clock (`TIME`) is the "now" of every
+    operation that takes one, whatever the caller passes (brokers.server_clock, ADR 0006).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_depth: int,
+        namespace: str,
+        url_params: dict[str, str],
+        server_clock: bool = True,
+    ) -> None:
+        super().__init__(url, max_depth=max_depth, namespace=namespace, url_params=url_params)
+        self._clock = ServerClock(self._server_time) if server_clock else None
+
+    async def start(self) -> None:
+        """Connect as Connection.start does; then read the server's time if it is used."""
+        await super().start()
+        if self._clock is not None:
+            await self._clock.sync()
+
+    async def _now(self, now: float) -> float:
+        """The "now" of an operation: the server's time, or the caller's without server_clock."""
+        return float(now) if self._clock is None else await self._clock.now()
+
+    async def _server_time(self) -> float:
+        try:
+            [(seconds, micros)] = await self._transaction(("TIME",))
+        except ResponseError as exc:  # BUSY: as a script call would say it
+            mapped = unavailable(exc)
+            if mapped is None:
+                raise
+            raise mapped from exc
+        return int(seconds) + int(micros) / 1_000_000
 
     async def get(self, ids: Sequence[str]) -> list[TaskRecord | None]:
         """Return each record, or None where unknown.
@@ -93,7 +132,8 @@ class RedisAdmin(Connection):
         """
         if not ids:
             return []
-        args: list[Any] = [float(now)]
+        now = await self._now(now)
+        args: list[Any] = [now]
         for task_id in ids:
             result = TaskResult(
                 task_id=task_id,
@@ -111,7 +151,7 @@ class RedisAdmin(Connection):
         """
         if not ids:
             return []
-        answers = await self._run("replay", float(now), *ids)
+        answers = await self._run("replay", await self._now(now), *ids)
         return [ReplayResult(a.decode()) for a in answers]
 
     async def purge(self, states: Sequence[TaskState], finished_before: float, limit: int) -> int:
@@ -175,9 +215,11 @@ class RedisAdmin(Connection):
     async def leader(self, name: str, holder: str, ttl: float, now: float) -> bool:
         """Take or renew singleton duty `name` for `holder` until `now + ttl`; True if held.
 
-        One round trip (leader.lua), atomic; expiry is judged by the caller's `now`.
+        One round trip (leader.lua), atomic; expiry is judged by the server's clock (or the
+        caller's `now` without server_clock).
         """
-        return bool(await self._run("leader", name, holder, float(now), float(now + ttl)))
+        now = await self._now(now)
+        return bool(await self._run("leader", name, holder, now, now + ttl))
 
     async def resign(self, name: str, holder: str) -> None:
         """Give up `name` if `holder` holds it. One round trip (resign.lua), atomic."""

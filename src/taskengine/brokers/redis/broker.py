@@ -2,7 +2,9 @@
 
 Each hot-path method is one round trip (EVALSHA) that is atomic on the server, whatever the
 batch size; see lua/*.lua for what each script reads and writes and keys.py for the key layout.
-Every "now" is the caller's, passed to the scripts; lease tokens are made here (secrets).
+Every "now" is passed to the scripts: the server's clock (`TIME`, read now and then and carried
+forward; brokers.server_clock) unless `server_clock=false`, then the caller's. Lease tokens are
+made here (secrets).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from taskengine.brokers.base import (
     DEFAULT_MAX_DEPTH,
@@ -20,8 +23,14 @@ from taskengine.brokers.base import (
 from taskengine.brokers.memory import LEASE_EXPIRED
 from taskengine.brokers.redis.admin import RedisAdmin
 from taskengine.brokers.redis.codec import decode_claim, enqueue_args, settle_args
+from taskengine.brokers.semantics import as_received
+from taskengine.brokers.server_clock import flag
 from taskengine.errors import QueueFull
 from taskengine.model import Lease, LeaseStatus, Outcome, ResultStatus, Task
+
+# The most newly due tasks one reserve moves to a queue's ready set (or `limit`, if larger):
+# moving 50,000 at once took 1.5 s with the whole server blocked.
+PROMOTE_STEP = 256
 
 
 class RedisBroker(RedisAdmin):
@@ -29,10 +38,13 @@ class RedisBroker(RedisAdmin):
 
     Every key of a namespace shares the hash tag `{te:<namespace>}`, so namespaces isolate
     engines on one server and the broker works on Redis Cluster (one slot per namespace).
-    Query parameters of the URL other than `namespace` and `max_depth` go to redis-py
-    (they also arrive here as keywords from `open_broker`, and are accepted only if they
-    match the URL). The server must not evict keys (`maxmemory-policy` noeviction or
+    Query parameters of the URL other than `namespace`, `max_depth` and `server_clock` go to
+    redis-py (they also arrive here as keywords from `open_broker`, and are accepted only if
+    they match the URL). The server must not evict keys (`maxmemory-policy` noeviction or
     volatile-*); its persistence decides `capabilities.durable` (read at start, logged).
+    `server_clock` (default true): lease expiry, readiness and the times the broker records
+    follow the server's clock, so hosts whose clocks disagree decide alike (ADR 0006); false:
+    the caller's `now` (tests with a fake clock).
     """
 
     def __init__(
@@ -41,9 +53,16 @@ class RedisBroker(RedisAdmin):
         *,
         max_depth: int = DEFAULT_MAX_DEPTH,
         namespace: str = "default",
+        server_clock: bool | str = True,
         **url_params: str,
     ) -> None:
-        super().__init__(url, max_depth=max_depth, namespace=namespace, url_params=url_params)
+        super().__init__(
+            _without_server_clock(url),
+            max_depth=max_depth,
+            namespace=namespace,
+            url_params=url_params,
+            server_clock=flag("server_clock", server_clock),
+        )
 
     async def enqueue(self, tasks: Sequence[Task], now: float) -> list[EnqueueResult]:
         """Store tasks as queued, one result per task in input order.
@@ -54,9 +73,10 @@ class RedisBroker(RedisAdmin):
         """
         if not tasks:
             return []
-        args: list[Any] = [float(now), self.max_depth, len(tasks)]
+        now = await self._now(now)
+        args: list[Any] = [now, self.max_depth, len(tasks)]
         for task in tasks:
-            args += enqueue_args(task)
+            args += enqueue_args(as_received(task, now))
         status, *rest = await self._run("enqueue", *args)
         if status == b"full":
             depth, offered = rest
@@ -77,17 +97,20 @@ class RedisBroker(RedisAdmin):
         """Claim up to `limit` due tasks of unpaused queues, lowest (order key, id) first.
 
         One round trip (reserve.lua), atomic, so a task is claimed once across every process.
-        Tasks that became due since the last call are moved to their queue's ready set first
-        (cost proportional to them); then the heads of the ready sets are merged. Each lease
-        gets a fresh unguessable token; the attempt counter goes up by one.
+        Tasks that became due since the last call are moved to their queue's ready set first,
+        earliest due first and at most max(PROMOTE_STEP, limit) per queue, so the call's cost
+        is bounded however many fell due at once (later calls move the rest; during such a
+        catch-up, tasks that became due within STARVATION_BOUND of each other may be taken
+        out of tier order). Then the heads of the ready sets are merged. Each lease gets a
+        fresh unguessable token; the attempt counter goes up by one.
         """
         check_limit(limit)
         check_lease_for(lease_for)
-        expires_at = now + lease_for
         chosen: list[str] = [] if queues is None else list(queues)
         if queues is not None and not chosen:
             return []
-        now, expires_at, base = float(now), float(expires_at), secrets.token_hex(16)
+        now = await self._now(now)
+        expires_at, base = now + float(lease_for), secrets.token_hex(16)
         replies = await self._run(
             "reserve",
             worker_id,
@@ -95,6 +118,7 @@ class RedisBroker(RedisAdmin):
             now,
             expires_at,
             base,
+            max(PROMOTE_STEP, limit),
             -1 if queues is None else len(chosen),
             *chosen,
         )
@@ -117,7 +141,7 @@ class RedisBroker(RedisAdmin):
         check_lease_for(lease_for)
         if not leases:
             return []
-        args: list[Any] = [float(now + lease_for)]
+        args: list[Any] = [await self._now(now) + float(lease_for)]
         for lease in leases:
             args += [lease.task_id, lease.token]
         return [LeaseStatus(s.decode()) for s in await self._run("extend", *args)]
@@ -127,13 +151,15 @@ class RedisBroker(RedisAdmin):
 
         One round trip (settle.lua), atomic as a whole; each outcome is applied or refused
         (False) independently of the others, in input order (a later outcome for the same
-        task sees the earlier one's effect). Publishes a wake-up if a task became due.
+        task sees the earlier one's effect). A retry, snooze or release of a task with a cancel
+        request cancels it (brokers.semantics). Publishes a wake-up if a task became due.
         """
         if not outcomes:
             return []
-        args: list[Any] = [float(now)]
+        now = await self._now(now)
+        args: list[Any] = [now]
         for outcome in outcomes:
-            args += settle_args(outcome)
+            args += settle_args(outcome, now)
         return [bool(applied) for applied in await self._run("settle", *args)]
 
     async def requeue_expired(self, now: float, limit: int) -> list[str]:
@@ -144,10 +170,20 @@ class RedisBroker(RedisAdmin):
         check_limit(limit)
         ids = await self._run(
             "requeue_expired",
-            float(now),
+            await self._now(now),
             limit,
             LEASE_EXPIRED,
             ResultStatus.FAILURE.value,
             ResultStatus.CANCELLED.value,
         )
         return [task_id.decode() for task_id in ids]
+
+
+def _without_server_clock(url: str) -> str:
+    """The URL without `server_clock`, an option of the broker, not of redis-py."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query)
+    if all(k != "server_clock" for k, _ in query):
+        return url
+    rest = [(k, v) for k, v in query if k != "server_clock"]
+    return urlunsplit(parts._replace(query=urlencode(rest)))

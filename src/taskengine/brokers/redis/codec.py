@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 from msgspec.structs import replace
 
+from taskengine.brokers.semantics import honour_cancel
 from taskengine.model import AttemptRecord, Outcome, Task, TaskRecord, TaskResult, TaskState
 from taskengine.model.outcome import ATTEMPT_REFUNDED, NEEDS_RESULT
 from taskengine.model.serializer import pack
@@ -34,7 +35,7 @@ def enqueue_args(task: Task) -> list[str | bytes | float | int]:
         "" if task.idempotency_key is None else "=" + task.idempotency_key,  # "=": present
         task.queue,
         float(task.run_at),
-        HEAD_START[task.priority],  # reserve orders by run_at - head start (policy.priority)
+        HEAD_START[task.priority],  # reserve orders by due time - head start (policy.priority)
         int(task.priority),
         float(task.created_at),
         int(task.attempt),
@@ -43,8 +44,18 @@ def enqueue_args(task: Task) -> list[str | bytes | float | int]:
     ]
 
 
-def settle_args(outcome: Outcome) -> list[str | bytes | float | int]:
-    """The seven fields settle.lua reads per outcome."""
+def settle_args(outcome: Outcome, now: float) -> list[str | bytes | float | int]:
+    """The nine fields settle.lua reads per outcome: its own seven, then the result and line
+    that replace them if the task has a cancel request (brokers.semantics; empty: none)."""
+    honoured = honour_cancel(outcome, now)
+    own = _settle_fields(outcome)
+    if honoured is None:
+        return [*own, b"", b""]
+    _, _, _, _, _, result, line = _settle_fields(honoured)
+    return [*own, result, line]
+
+
+def _settle_fields(outcome: Outcome) -> list[str | bytes | float | int]:
     result = outcome.result
     line = b""
     if outcome.kind in NEEDS_RESULT and result is not None:

@@ -31,7 +31,7 @@ FIXED: dict[str, str] = {
 # Families of keys: Lua helper name -> suffix; the member (id, queue, ...) follows the suffix.
 FAMILIES: dict[str, str] = {
     "task_key": "task:",  # hash per task id: the record's blobs and fields (codec.py)
-    "sched_key": "sched:",  # zset per queue: queued ids by run_at, not yet moved to ready
+    "sched_key": "sched:",  # zset per queue: queued ids by due time, not yet moved to ready
     "ready_key": "ready:",  # zset per queue: due ids by order key (ties: by id)
     "group_key": "group:",  # zset per "queue|queued|priority": queued ids by created_at
     "done_key": "done:",  # zset per terminal state: ids by finished_at (purge)

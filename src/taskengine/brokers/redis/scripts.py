@@ -10,15 +10,19 @@ namespace, so every namespace shares one SHA per script.
 from __future__ import annotations
 
 import hashlib
+import re
 from importlib import resources
 from typing import Any
 
 from redis.asyncio import Redis
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from taskengine.brokers.redis.keys import Keys, lua_preamble
+from taskengine.errors import BrokerUnavailable
 
 Arg = str | bytes | int | float
+# BUSY as the server says it, or as redis-py's pipeline quotes it ("... caused error: ('BUSY").
+_BUSY = re.compile(r"^BUSY |\('BUSY ")
 NAMES = (
     "enqueue",
     "reserve",
@@ -73,10 +77,28 @@ class ScriptRunner:
 
     async def run(self, name: str, *args: Arg) -> Any:
         """Run script `name` with `args` after the namespace prefix; one round trip (two if
-        the server lost its script cache, e.g. after a restart or SCRIPT FLUSH)."""
+        the server lost its script cache, e.g. after a restart or SCRIPT FLUSH). A server
+        busy with a long script raises BrokerUnavailable (`unavailable`)."""
         script = SCRIPTS[name]
         keys_and_args = (self._keys.anchor, self._keys.prefix, *args)
         try:
-            return await self._client.evalsha(script.sha, 1, *keys_and_args)
-        except NoScriptError:
-            return await self._client.eval(script.source, 1, *keys_and_args)
+            try:
+                return await self._client.evalsha(script.sha, 1, *keys_and_args)
+            except NoScriptError:
+                return await self._client.eval(script.source, 1, *keys_and_args)
+        except ResponseError as exc:
+            mapped = unavailable(exc)
+            if mapped is None:
+                raise
+            raise mapped from exc
+
+
+def unavailable(exc: ResponseError) -> BrokerUnavailable | None:
+    """The BrokerUnavailable an error reply of the server means, or None (a bug: propagate).
+
+    BUSY: a script (ours or anyone's) has run past the server's busy threshold, and the
+    server answers nothing else until it ends or is killed: the server cannot serve now.
+    """
+    if _BUSY.search(str(exc)):
+        return BrokerUnavailable(f"Redis is busy running a script: {exc}")
+    return None

@@ -12,7 +12,7 @@ from taskengine.model import ResultStatus, TaskResult, TaskState
 from taskengine.model.serializer import pack
 from taskengine.model.state import REPLAYABLE_STATES, TERMINAL_STATES
 from taskengine.model.worker import WorkerInfo
-from taskengine.policy.priority import order_key
+from taskengine.policy.priority import HEAD_START
 
 CANCELLED_BEFORE_RUN = "cancelled before it ran"
 
@@ -67,7 +67,7 @@ def replay(conn: sqlite3.Connection, ids: Sequence[str], now: float) -> list[Rep
         if state not in REPLAYABLE_STATES:
             results.append(ReplayResult.NOT_REPLAYABLE)
             continue
-        conn.execute(q.REPLAY, (now, order_key(priority, now), task_id))
+        conn.execute(q.REPLAY, (now, HEAD_START[priority], task_id))
         known[task_id] = (TaskState.QUEUED, 0, priority)
         results.append(ReplayResult.REPLAYED)
     return results

@@ -8,7 +8,7 @@ from typing import Any
 
 from taskengine.model import AttemptRecord, Priority, Task, TaskRecord, TaskResult, TaskState
 from taskengine.model.serializer import pack, to_json, unpack
-from taskengine.policy.priority import order_key
+from taskengine.policy.priority import due_at, order_key
 
 # The columns a TaskRecord is built from, in the order `record_from_row` reads them.
 RECORD_COLUMNS = (
@@ -36,7 +36,7 @@ def task_params(task: Task, now: float) -> tuple[Any, ...]:
         task.queue,
         task.created_at,
         task.run_at,
-        order_key(task.priority, task.run_at),
+        order_key(task.priority, due_at(task.run_at, task.created_at)),
         task.timeout,
         task.max_attempts,
         task.attempt,

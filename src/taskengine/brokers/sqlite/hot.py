@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 from msgspec.structs import replace
 
 from taskengine.brokers.base import EnqueueResult
+from taskengine.brokers.semantics import as_received, honour_cancel
 from taskengine.brokers.sqlite import queries as q
 from taskengine.brokers.sqlite.codec import (
     attempt_line,
@@ -34,7 +35,7 @@ from taskengine.model import (
 from taskengine.model.outcome import ATTEMPT_REFUNDED, NEEDS_RESULT
 from taskengine.model.serializer import pack
 from taskengine.model.state import TERMINAL_STATES
-from taskengine.policy.priority import order_key
+from taskengine.policy.priority import HEAD_START, due_at, order_key
 
 LEASE_EXPIRED = "lease expired"
 
@@ -50,6 +51,7 @@ class Running(NamedTuple):
     cancel_requested: int
     started_at: float | None
     worker_id: str | None
+    created_at: float
 
 
 def enqueue(
@@ -82,7 +84,8 @@ def enqueue(
     if depth + len(fresh) > max_depth:  # as the reference: also when nothing is new
         raise QueueFull(depth, max_depth, len(fresh))
     if fresh:
-        conn.executemany(q.INSERT_TASK, [task_params(task, now) for task in fresh])
+        rows = [task_params(as_received(task, now), now) for task in fresh]
+        conn.executemany(q.INSERT_TASK, rows)
     return results
 
 
@@ -140,7 +143,8 @@ def extend(
 
 
 def settle(conn: sqlite3.Connection, outcomes: Sequence[Outcome], now: float) -> list[bool]:
-    """Apply each outcome whose token is current, in input order; the rest are refused."""
+    """Apply each outcome whose token is current, in input order; the rest are refused. A
+    retry, snooze or release of a task with a cancel request cancels it (brokers.semantics)."""
     running = _running(conn, [outcome.task_id for outcome in outcomes])
     applied: list[bool] = []
     updates: list[dict[str, Any]] = []
@@ -151,6 +155,8 @@ def settle(conn: sqlite3.Connection, outcomes: Sequence[Outcome], now: float) ->
             applied.append(False)
             continue
         del running[outcome.task_id]  # a second outcome for it in this batch is refused
+        if current.cancel_requested:
+            outcome = honour_cancel(outcome, now) or outcome
         updates.append(_settled(current, outcome, now))
         result = outcome.result
         if outcome.kind in NEEDS_RESULT and result is not None:
@@ -181,7 +187,7 @@ def _settled(current: Running, outcome: Outcome, now: float) -> dict[str, Any]:
         "state": state.value,
         "attempt": current.attempt - 1 if refunded else current.attempt,
         "run_at": run_at,
-        "order_key": order_key(current.priority, run_at),
+        "order_key": order_key(current.priority, due_at(run_at, current.created_at)),
         "result": None if result is None else pack(replace(result, attempt=current.attempt)),
         "finished_at": now if state in TERMINAL_STATES else None,
         "now": now,
@@ -210,7 +216,7 @@ def requeue_expired(conn: sqlite3.Connection, now: float, limit: int) -> list[st
         if cancel:
             cancelled.append((now, task.id))
         else:
-            requeued.append((now, order_key(task.priority, now), task.id))
+            requeued.append((now, HEAD_START[task.priority], task.id))
     if requeued:
         conn.executemany(q.REQUEUE, requeued)
     if cancelled:

@@ -24,7 +24,7 @@ WHERE idempotency_key IN (SELECT value FROM json_each(?1))
 SELECT_DEPTH = "SELECT queued FROM depth WHERE id = 0"
 
 # Inputs: one task (codec.task_params). Output: none. Invariant: the caller checked the id and
-# idempotency key are free; order_key = policy order_key(priority, run_at).
+# idempotency key are free; order_key = policy order_key(priority, due_at(run_at, created_at)).
 INSERT_TASK = """
 INSERT INTO tasks (id, type, payload, priority, queue, created_at, run_at, order_key, timeout,
                    max_attempts, attempt, idempotency_key, state, updated_at)
@@ -35,6 +35,7 @@ VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'queued', ?13)
 
 # Inputs: :now, :expires_at, :worker, :limit, :max_key (the highest order key a task due at
 # :now can have, so the index range scan stops there), :queues (JSON array, or NULL for all).
+# A task is due once run_at and created_at are both reached (policy.priority.due_at).
 # Output: RECORD_COLUMNS + lease_token + order_key of each claimed task, in no set order.
 # Invariant: one statement under the write lock claims each task once, lowest
 # (order_key, id) first, skipping paused queues; each row gets its own random token.
@@ -48,6 +49,7 @@ WHERE rowid IN (
     WHERE state = 'queued' AND order_key <= :max_key AND run_at <= :now
       AND queue NOT IN (SELECT queue FROM paused_queues)
       AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
+      AND created_at <= :now
     ORDER BY order_key, id
     LIMIT :limit
 )
@@ -57,9 +59,10 @@ RETURNING {RECORD_COLUMNS}, lease_token, order_key
 # -- extend, settle, requeue ---------------------------------------------------------------
 
 # Inputs: ?1 JSON array of ids. Output: (id, lease_token, attempt, priority, run_at,
-# cancel_requested, started_at, worker_id) of those that are running.
+# cancel_requested, started_at, worker_id, created_at) of those that are running.
 SELECT_RUNNING = """
-SELECT id, lease_token, attempt, priority, run_at, cancel_requested, started_at, worker_id
+SELECT id, lease_token, attempt, priority, run_at, cancel_requested, started_at, worker_id,
+       created_at
 FROM tasks
 WHERE id IN (SELECT value FROM json_each(?1)) AND state = 'running'
 """
@@ -87,21 +90,23 @@ WHERE id = :id AND lease_token = :token AND state = 'running'
 INSERT_ATTEMPT = "INSERT INTO attempts (task_id, attempt, record) VALUES (?1, ?2, ?3)"
 
 # Inputs: ?1 now, ?2 limit. Output: (id, lease_token, attempt, priority, run_at,
-# cancel_requested, started_at, worker_id) of running tasks whose lease ran out before now,
-# oldest expiry first.
+# cancel_requested, started_at, worker_id, created_at) of running tasks whose lease ran out
+# before now, oldest expiry first.
 SELECT_EXPIRED = """
-SELECT id, lease_token, attempt, priority, run_at, cancel_requested, started_at, worker_id
+SELECT id, lease_token, attempt, priority, run_at, cancel_requested, started_at, worker_id,
+       created_at
 FROM tasks INDEXED BY tasks_leases
 WHERE state = 'running' AND lease_expires_at < ?1
 ORDER BY lease_expires_at, id
 LIMIT ?2
 """
 
-# Inputs: ?1 now, ?2 order_key(priority, now), ?3 id. Output: none.
-# Invariant: the lost attempt stays counted; the task is due at once.
+# Inputs: ?1 now, ?2 HEAD_START[priority], ?3 id. Output: none.
+# Invariant: the lost attempt stays counted; the task is due at once (not before it was
+# created: order_key = ?1 or created_at, the later, minus the head start).
 REQUEUE = """
 UPDATE tasks
-SET state = 'queued', run_at = ?1, order_key = ?2, updated_at = ?1,
+SET state = 'queued', run_at = ?1, order_key = max(?1, created_at) - ?2, updated_at = ?1,
     lease_token = NULL, lease_expires_at = NULL, cancel_requested = 0
 WHERE id = ?3 AND state = 'running'
 """
@@ -133,11 +138,14 @@ REQUEST_CANCEL = """
 UPDATE tasks SET cancel_requested = 1, updated_at = ?1 WHERE id = ?2 AND state = 'running'
 """
 
-# Inputs: ?1 now, ?2 order_key(priority, now), ?3 id. Output: none.
-# Invariant: only dead or cancelled tasks come back; history and last result are kept.
+# Inputs: ?1 now, ?2 HEAD_START[priority], ?3 id. Output: none.
+# Invariant: only dead or cancelled tasks come back, due now (not before they were created:
+# order_key = ?1 or created_at, the later, minus the head start); history and last result
+# are kept.
 REPLAY = """
 UPDATE tasks
-SET state = 'queued', attempt = 0, run_at = ?1, order_key = ?2, updated_at = ?1,
+SET state = 'queued', attempt = 0, run_at = ?1, order_key = max(?1, created_at) - ?2,
+    updated_at = ?1,
     finished_at = NULL, worker_id = NULL, cancel_requested = 0
 WHERE id = ?3 AND state IN ('dead', 'cancelled')
 """

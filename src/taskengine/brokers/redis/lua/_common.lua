@@ -104,16 +104,20 @@ local function regroup(id, from, to)
   move_group(id, f[1], f[2], f[3], from, to)
 end
 
--- Index a task that just became queued (due at run_at, head start `head`) and count it: a
--- task already due goes straight to its queue's ready set, scored as reserve's promote would.
-local function schedule(id, queue, run_at, head, now)
-  if tonumber(run_at) <= tonumber(now) then
-    redis.call('ZADD', ready_key(queue), tonumber(run_at) - tonumber(head), id)
-  else
-    redis.call('ZADD', sched_key(queue), run_at, id)
-  end
+-- Index a task that just became queued and count it. It is due at the later of run_at and
+-- created_at (policy.priority.due_at): a task already due goes straight to its queue's ready
+-- set, scored due - head as reserve's promote would; the others wait in sched_key by due time.
+-- Returns true if the task is due now.
+local function schedule(id, queue, run_at, created_at, head, now)
+  local due = math.max(tonumber(run_at), tonumber(created_at))
   add_once(K.queues, queue)
   depth_delta = depth_delta + 1
+  if due <= tonumber(now) then
+    redis.call('ZADD', ready_key(queue), due - tonumber(head), id)
+    return true
+  end
+  redis.call('ZADD', sched_key(queue), due, id)
+  return false
 end
 
 -- Remove a queued task from its queue's indexes and the count.

@@ -47,7 +47,7 @@ for _, b in ipairs(fresh) do
   end
   redis.call('ZADD', K.all, 0, id)
   group_join(queue, 'queued', priority, id, created_at)
-  schedule(id, queue, run_at, ARGV[b + 4], now)
+  schedule(id, queue, run_at, created_at, ARGV[b + 4], now)
 end
 if #fresh > 0 then wake() end
 flush()

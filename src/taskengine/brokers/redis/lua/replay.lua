@@ -9,7 +9,7 @@ local out, woken = {}, false
 for i = 3, #ARGV do
   local id = ARGV[i]
   local key = task_key(id)
-  local f = redis.call('HMGET', key, 'state', 'queue', 'head')
+  local f = redis.call('HMGET', key, 'state', 'queue', 'head', 'created_at')
   if not f[1] then
     out[#out + 1] = 'not_found'
   elseif f[1] ~= 'dead' and f[1] ~= 'cancelled' then
@@ -19,7 +19,7 @@ for i = 3, #ARGV do
     redis.call('HDEL', key, 'finished_at', 'worker_id', 'cancel_requested')
     redis.call('ZREM', done_key(f[1]), id)
     regroup(id, f[1], 'queued')
-    schedule(id, f[2], now, f[3], now)
+    schedule(id, f[2], now, f[4], f[3], now)
     out[#out + 1] = 'replayed'
     woken = true
   end

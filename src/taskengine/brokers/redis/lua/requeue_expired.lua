@@ -11,7 +11,7 @@ local ids = redis.call('ZRANGEBYSCORE', K.leases, '-inf', '(' .. now, 'LIMIT', 0
 for _, id in ipairs(ids) do
   local key = task_key(id)
   local f = redis.call('HMGET', key, 'attempt', 'worker_id', 'started_at', 'cancel_requested',
-    'queue', 'head')
+    'queue', 'head', 'created_at')
   local cancel = f[4] == '1'
   local line = {attempt = tonumber(f[1]), finished_at = t, error = ARGV[4],
     duration = t - (tonumber(f[3]) or t), status = cancel and ARGV[6] or ARGV[5]}
@@ -25,7 +25,7 @@ for _, id in ipairs(ids) do
   else
     redis.call('HSET', key, 'state', 'queued', 'run_at', now, 'updated_at', now)
     regroup(id, 'running', 'queued')
-    schedule(id, f[5], now, f[6], now)
+    schedule(id, f[5], now, f[7], f[6], now)
   end
 end
 if #ids > 0 then wake() end

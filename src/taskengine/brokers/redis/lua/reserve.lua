@@ -1,24 +1,32 @@
 -- reserve.lua: claim up to `limit` due tasks of unpaused queues, lowest (order key, id) first.
 -- KEYS[1]: the namespace's depth key (routes the call).
 -- ARGV[2]: worker id; ARGV[3]: limit; ARGV[4]: now; ARGV[5]: lease expiry (now + lease_for);
--- ARGV[6]: token base (random; token i is base .. ':' .. i); ARGV[7]: number of queues given
+-- ARGV[6]: token base (random; token i is base .. ':' .. i); ARGV[7]: the most newly due tasks
+--   moved to the ready set per queue (at least `limit`); ARGV[8]: number of queues given
 --   (-1: every known queue); then that many queue names.
 -- Returns: per claimed task, in claim order, the values of its hash fields task, attempt (the
 --   new one), run_at, finished_at, result, result_attempt, history, history_len, priority and
 --   created_at (codec.decode_claim reads them); the claim's own fields are known to the caller: state
 --   running, started_at = updated_at = now, worker_id, lease_expires_at, token base .. ':' .. i.
--- Invariant: a task is claimed only while queued, so never twice; readiness (run_at <= now) is
---   evaluated here for tasks that were not due when queued: due ids move from sched_key(q) to
---   ready_key(q) scored by run_at - head (tasks due at once were put there by `schedule`).
+-- Invariant: a task is claimed only while queued and due (the later of run_at and created_at
+--   <= now), so never twice and never early. Readiness is evaluated here: due ids move from
+--   sched_key(q) (scored by due time) to ready_key(q) scored by due - head (tasks due at once
+--   were put there by `schedule`), earliest due first and at most ARGV[7] per queue per call,
+--   so a call's cost stays bounded however many tasks fell due at once; the rest move in
+--   later calls. Every call moves at least `limit` of them, so it returns due work while some
+--   wait; those still waiting are due no earlier than the ones moved, so only tasks that
+--   became due within STARVATION_BOUND of each other may be taken out of tier order during
+--   the catch-up. A ready task not due by this call's now (queued as due by a caller whose
+--   clock was ahead) goes back to sched_key(q).
 local worker, limit, now, expires, base = ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
-local nq = tonumber(ARGV[7])
+local step, nq = tonumber(ARGV[7]), tonumber(ARGV[8])
 local queues = {}
 if nq < 0 then
   queues = redis.call('SMEMBERS', K.queues)
 else
   local given = {}
   for i = 1, nq do
-    local q = ARGV[7 + i]
+    local q = ARGV[8 + i]
     if not given[q] then
       given[q] = true
       queues[#queues + 1] = q
@@ -26,13 +34,16 @@ else
   end
 end
 
+-- Move up to `step` due ids of queue q, earliest due first, to its ready set.
 local function promote(q)
-  local due = redis.call('ZRANGEBYSCORE', sched_key(q), '-inf', now, 'WITHSCORES')
+  local due = redis.call('ZRANGEBYSCORE', sched_key(q), '-inf', now, 'WITHSCORES', 'LIMIT', 0,
+    step)
   for j = 1, #due, 2 do
     local head = redis.call('HGET', task_key(due[j]), 'head')
     redis.call('ZADD', ready_key(q), tonumber(due[j + 1]) - tonumber(head), due[j])
   end
-  if #due > 0 then redis.call('ZREMRANGEBYSCORE', sched_key(q), '-inf', now) end
+  -- the ids moved are the set's first ones: its lowest scores, ties by id
+  if #due > 0 then redis.call('ZREMRANGEBYRANK', sched_key(q), 0, #due / 2 - 1) end
 end
 
 local candidates, sources = {}, 0
@@ -51,24 +62,33 @@ for _, q in ipairs(queues) do
 end
 if sources > 1 then table.sort(candidates, before) end  -- one queue's ZRANGE is in order
 
-local out, taken = {}, {}
-local n = math.min(limit, #candidates)
-for i = 1, n do
+-- A candidate queued as due by a caller whose clock was ahead of this call's may not be due
+-- yet: it goes back to sched_key, to be moved again when due (as the other brokers wait).
+local out, seen, later = {}, {}, {}
+local t = tonumber(now)
+for i = 1, #candidates do
+  if #out == limit then break end
   local c = candidates[i]
   local key = task_key(c.id)
-  taken[c.queue] = (taken[c.queue] or 0) + 1
+  seen[c.queue] = (seen[c.queue] or 0) + 1
   local f = redis.call('HMGET', key, 'task', 'attempt', 'run_at', 'finished_at', 'result',
     'result_attempt', 'history', 'history_len', 'priority', 'created_at')
-  f[2] = tonumber(f[2]) + 1
-  redis.call('HSET', key, 'attempt', f[2], 'state', 'running', 'updated_at', now,
-    'started_at', now, 'worker_id', worker, 'lease_expires_at', expires,
-    'token', base .. ':' .. i)
-  redis.call('ZADD', K.leases, expires, c.id)
-  move_group(c.id, c.queue, f[9], f[10], 'queued', 'running')
-  out[i] = f
+  local due = math.max(tonumber(f[3]), tonumber(f[10]))
+  if due > t then
+    later[#later + 1] = {queue = c.queue, id = c.id, due = due}
+  else
+    f[2] = tonumber(f[2]) + 1
+    redis.call('HSET', key, 'attempt', f[2], 'state', 'running', 'updated_at', now,
+      'started_at', now, 'worker_id', worker, 'lease_expires_at', expires,
+      'token', base .. ':' .. (#out + 1))
+    redis.call('ZADD', K.leases, expires, c.id)
+    move_group(c.id, c.queue, f[9], f[10], 'queued', 'running')
+    out[#out + 1] = f
+  end
 end
--- What was taken from each queue is a prefix of its ready set, in the set's own order.
-for q, k in pairs(taken) do redis.call('ZREMRANGEBYRANK', ready_key(q), 0, k - 1) end
-depth_delta = depth_delta - n
+-- What was looked at in each queue is a prefix of its ready set, in the set's own order.
+for q, k in pairs(seen) do redis.call('ZREMRANGEBYRANK', ready_key(q), 0, k - 1) end
+for _, c in ipairs(later) do redis.call('ZADD', sched_key(c.queue), c.due, c.id) end
+depth_delta = depth_delta - #out
 flush()
 return out
