@@ -34,7 +34,16 @@ CONNECT_TIMEOUT = 5.0  # seconds to open one connection
 # With bitmap scans allowed, `reserve` sorted every due task instead of walking tasks_ready
 # in order up to its limit (12 ms instead of 0.2 ms at 20,000 queued tasks). None of the
 # broker's statements needs a bitmap scan; planning each execution costs ~0.1 ms.
-SESSION_SETTINGS = {"plan_cache_mode": "force_custom_plan", "enable_bitmapscan": "off"}
+# READ COMMITTED whatever the role's or database's default: `reserve` relies on SKIP LOCKED
+# re-reading rows another reserver just committed; under REPEATABLE READ or SERIALIZABLE such
+# a row fails the statement with a serialization error instead. Sessions get it as their
+# default (single statements run in an implicit transaction) and `_transaction` names it.
+ISOLATION = "read_committed"
+SESSION_SETTINGS = {
+    "plan_cache_mode": "force_custom_plan",
+    "enable_bitmapscan": "off",
+    "default_transaction_isolation": "read committed",
+}
 ATTEMPTS = 3  # tries of a statement or transaction that lost a deadlock
 # Errors that mean "the server is not there (any more)", not "this statement is wrong".
 UNAVAILABLE: tuple[type[BaseException], ...] = (
@@ -160,10 +169,11 @@ class Connection:
         await self._run(lambda conn: conn.execute(self.sql(template), *args))
 
     async def _transaction(self, work: Work[T]) -> T:
-        """Run `work` in one transaction (BEGIN and COMMIT are a round trip each)."""
+        """Run `work` in one READ COMMITTED transaction (BEGIN and COMMIT are a round trip
+        each)."""
 
         async def transaction(conn: Any) -> T:
-            async with conn.transaction():
+            async with conn.transaction(isolation=ISOLATION):
                 return await work(conn)
 
         return await self._run(transaction)
