@@ -24,6 +24,7 @@ from taskengine.brokers.postgres.config import parse_url
 from taskengine.brokers.postgres.schema import SCHEMA_VERSION
 from taskengine.errors import BrokerUnavailable, ConfigurationError, QueueFull, ValidationError
 from taskengine.model import Lease, LeaseStatus, OutcomeKind
+from tests.brokers.stall_proxy import StallProxy
 from tests.brokers.support import T0, Tasks, drop_storage, outcome
 from tests.cli.support import Cli
 
@@ -454,3 +455,31 @@ async def test_concurrent_reserves_succeed_whatever_the_roles_default_isolation(
             await broker.close()
         await server.execute(f"DROP OWNED BY {role}")
         await server.execute(f"DROP ROLE {role}")
+
+
+async def test_a_call_waiting_for_a_pooled_connection_has_a_deadline(
+    server: Any, tasks: Tasks
+) -> None:
+    # The only pooled connection hangs (half-open): the call on it and the one waiting for it
+    # both give up with BrokerUnavailable, and the pool serves again once the network heals.
+    schema = _schema()
+    proxy, url = await StallProxy.to_url(f"{SERVER}?schema={schema}&pool_size=1&timeout=0.5")
+    broker = PostgresBroker(url)
+    try:
+        await broker.start()
+        [task] = tasks.many(1, T0)
+        await broker.enqueue([task], T0)
+        proxy.freeze()
+        holder = asyncio.ensure_future(broker.get([task.id]))
+        waiter = asyncio.ensure_future(broker.get([task.id]))
+        done, _ = await asyncio.wait({holder, waiter}, timeout=5.0)  # ten deadlines
+        assert done == {holder, waiter}, "a call on a hung pool did not return"
+        for call in (holder, waiter):
+            assert isinstance(call.exception(), BrokerUnavailable)
+        proxy.thaw()
+        [record] = await broker.get([task.id])
+        assert record is not None and record.id == task.id
+    finally:
+        await proxy.close()
+        await broker.close()
+        await server.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

@@ -7,12 +7,14 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from taskengine.brokers.base import DEFAULT_MAX_DEPTH, check_limit
+from taskengine.brokers.deadline import DEFAULT_TIMEOUT, TIMEOUT_PARAM, parse_timeout
 from taskengine.errors import ConfigurationError
 
 SCHEMES = ("postgresql", "postgres")
 DEFAULT_SCHEMA = "taskengine"
 DEFAULT_POOL_SIZE = 10
-OWN_PARAMS = frozenset({"schema", "max_depth", "pool_size", "migrate"})  # never handed to asyncpg
+# Never handed to asyncpg (which would send unknown ones to the server as settings).
+OWN_PARAMS = frozenset({"schema", "max_depth", "pool_size", "migrate", TIMEOUT_PARAM})
 CHANNEL_PREFIX = "taskengine."  # the NOTIFY channel is this + the schema (see schema.py)
 # Plain identifiers only, so quoting is trivial; short enough that prefix + schema fits the
 # 63-byte limit PostgreSQL puts on channel names.
@@ -31,6 +33,7 @@ class PostgresConfig:
     pool_size: int
     where: str  # host:port/database, for messages (never the password)
     migrate: bool = True  # create or upgrade the schema at start (else only check it)
+    timeout: float = DEFAULT_TIMEOUT  # seconds: the deadline of each call
 
     @property
     def quoted_schema(self) -> str:
@@ -51,8 +54,8 @@ def parse_url(
     pool_size: int | str | None = None,
     url_params: dict[str, str] | None = None,
 ) -> PostgresConfig:
-    """Read `postgresql://user@host:5432/db?schema=name&pool_size=10&migrate=false`, checking
-    every option.
+    """Read `postgresql://user@host:5432/db?schema=name&pool_size=10&migrate=false&timeout=5`,
+    checking every option.
 
     Keyword options must agree with the URL where both give one (`open_broker` passes the
     URL's query parameters as keywords too); asyncpg's own query parameters stay in the DSN.
@@ -61,7 +64,9 @@ def parse_url(
     if parts.scheme not in SCHEMES:
         raise ConfigurationError(f"not a PostgreSQL URL: {parts.scheme!r}")
     in_url = dict(parse_qsl(parts.query))
-    unknown = {k for k, v in (url_params or {}).items() if in_url.get(k) != str(v)}
+    params = dict(url_params or {})
+    timeout = parse_timeout(params.pop(TIMEOUT_PARAM, None), in_url.get(TIMEOUT_PARAM))
+    unknown = {k for k, v in params.items() if in_url.get(k) != str(v)}
     if unknown:
         raise ConfigurationError(
             f"unknown PostgreSQL broker options {sorted(unknown)}: client options go in the URL"
@@ -89,7 +94,7 @@ def parse_url(
     except ValueError as exc:  # a port that is not a number
         raise ConfigurationError(f"invalid PostgreSQL URL: {exc}") from None
     name = None if "application_name" in in_url else f"taskengine {chosen}"
-    return PostgresConfig(dsn, name, chosen, depth, size, where, BOOLEANS[migrate])
+    return PostgresConfig(dsn, name, chosen, depth, size, where, BOOLEANS[migrate], timeout)
 
 
 def _agreed(name: str, given: object, in_url: str | None) -> str | None:

@@ -2,6 +2,11 @@
 
 Shared by the hot path (broker.py) and the admin half (admin.py). Connection and timeout
 errors from redis-py become BrokerUnavailable; anything else is a bug and propagates.
+
+Every command has a deadline (the `timeout` URL option, connecting and reading), and no
+command is ever re-sent by redis-py: a script whose reply did not come in time may have run,
+and most scripts are not idempotent (a second `reserve` claims more tasks). A command that
+timed out closes its connection, so a late reply is never read as another command's.
 """
 
 from __future__ import annotations
@@ -15,12 +20,13 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
+from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from taskengine.brokers.base import Capabilities, check_limit
+from taskengine.brokers.deadline import TIMEOUT_PARAM, parse_timeout
 from taskengine.brokers.redis.keys import Keys
 from taskengine.brokers.redis.scripts import Arg, ScriptRunner
 from taskengine.brokers.redis.server import CONFIG_NAMES, ServerConfig, check_config
@@ -29,8 +35,8 @@ from taskengine.errors import BrokerUnavailable, ConfigurationError
 
 log = logging.getLogger("taskengine.brokers.redis")
 
-OWN_PARAMS = frozenset({"namespace", "max_depth"})  # URL query parameters the broker reads
-CONNECT_TIMEOUT = 5.0  # seconds, unless the URL says socket_connect_timeout=...
+# URL query parameters the broker reads; the rest go to redis-py.
+OWN_PARAMS = frozenset({"namespace", "max_depth", TIMEOUT_PARAM})
 
 
 def client_url(url: str) -> str:
@@ -51,7 +57,9 @@ class Connection:
         if parts.scheme not in ("redis", "rediss"):
             raise ConfigurationError(f"not a Redis URL: {url!r}")
         in_url = dict(parse_qsl(parts.query))
-        unknown = {k for k, v in url_params.items() if in_url.get(k) != str(v)}
+        params = dict(url_params)
+        self.timeout = parse_timeout(params.pop(TIMEOUT_PARAM, None), in_url.get(TIMEOUT_PARAM))
+        unknown = {k for k, v in params.items() if in_url.get(k) != str(v)}
         if unknown:
             raise ConfigurationError(
                 f"unknown Redis broker options {sorted(unknown)}: client options go in the URL"
@@ -81,10 +89,12 @@ class Connection:
         async with self._starting:
             if self._client is not None:
                 return
+            # The URL's own socket_timeout / socket_connect_timeout, if any, win over these.
             client = Redis.from_url(
                 client_url(self.url),
-                socket_connect_timeout=CONNECT_TIMEOUT,
-                retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 1),
+                socket_timeout=self.timeout,
+                socket_connect_timeout=self.timeout,
+                retry=Retry(NoBackoff(), 0),  # never re-send: see the module's docstring
             )
             wake = WakeListener(client, self.keys.wake)
             try:
