@@ -64,6 +64,11 @@ def open_broker(url: str = DEFAULT_BROKER_URL, **options: Any) -> BrokerBackend:
                 f"invalid SQLite URL {url!r}: use sqlite:///relative.db or sqlite:////abs.db"
             )
         return SqliteBroker(path, **_max_depth(params))
+    if parts.scheme.startswith(("redis+", "rediss+")):  # redis+cluster:// and the like
+        raise ConfigurationError(
+            f"no broker serves {parts.scheme!r}: Redis Cluster is not supported; use "
+            "redis://host:port/db (one server)"
+        )
     if parts.scheme in ("redis", "rediss"):
         from taskengine.brokers.redis import RedisBroker
 

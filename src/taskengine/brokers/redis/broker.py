@@ -28,7 +28,8 @@ class RedisBroker(RedisAdmin):
     """A broker on a Redis 6.2+ server (or a managed one): `redis://host:6379/0?namespace=x`.
 
     Every key of a namespace shares the hash tag `{te:<namespace>}`, so namespaces isolate
-    engines on one server and the broker works on Redis Cluster (one slot per namespace).
+    engines on one server. Redis Cluster is not supported (a cluster URL or a cluster-mode
+    server is refused); the shared hash tag would let a later version run there.
     Query parameters of the URL other than `namespace` and `max_depth` go to redis-py
     (they also arrive here as keywords from `open_broker`, and are accepted only if they
     match the URL). The server must not evict keys (`maxmemory-policy` noeviction or

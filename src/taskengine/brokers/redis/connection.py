@@ -37,6 +37,10 @@ log = logging.getLogger("taskengine.brokers.redis")
 
 # URL query parameters the broker reads; the rest go to redis-py.
 OWN_PARAMS = frozenset({"namespace", "max_depth", TIMEOUT_PARAM})
+NO_CLUSTER = (
+    "Redis Cluster is not supported: the broker runs on one Redis server (a primary, with "
+    "replicas or Sentinel for failover). Its keys share one hash tag, so a later version could."
+)
 
 
 def client_url(url: str) -> str:
@@ -57,6 +61,8 @@ class Connection:
         if parts.scheme not in ("redis", "rediss"):
             raise ConfigurationError(f"not a Redis URL: {url!r}")
         in_url = dict(parse_qsl(parts.query))
+        if "cluster" in in_url or "cluster" in url_params:
+            raise ConfigurationError(NO_CLUSTER)
         params = dict(url_params)
         self.timeout = parse_timeout(params.pop(TIMEOUT_PARAM, None), in_url.get(TIMEOUT_PARAM))
         unknown = {k for k, v in params.items() if in_url.get(k) != str(v)}
@@ -82,9 +88,10 @@ class Connection:
     async def start(self) -> None:
         """Connect, check the server's configuration, load the scripts, subscribe to wake-ups.
 
-        Four round trips (PING, CONFIG GET, SCRIPT LOAD, SUBSCRIBE). Idempotent. Raises
-        BrokerUnavailable if the server cannot be reached and ConfigurationError if its
-        eviction policy may drop tasks; nothing keeps running after a failure.
+        Five round trips (PING, INFO cluster, CONFIG GET, SCRIPT LOAD, SUBSCRIBE). Idempotent.
+        Raises BrokerUnavailable if the server cannot be reached and ConfigurationError if it
+        is a Redis Cluster node or its eviction policy may drop tasks; nothing keeps running
+        after a failure.
         """
         async with self._starting:
             if self._client is not None:
@@ -100,6 +107,7 @@ class Connection:
             try:
                 async with _available():
                     await client.ping()
+                    await _refuse_cluster(client)
                     server = await _inspect(client)
                     scripts = ScriptRunner(client, self.keys)
                     await scripts.preload()
@@ -171,6 +179,18 @@ async def _available() -> AsyncIterator[None]:
         yield
     except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
         raise BrokerUnavailable(f"Redis is unavailable: {exc}") from exc
+
+
+async def _refuse_cluster(client: Redis) -> None:
+    """Refuse a server in cluster mode (one round trip): a plain client would start, then
+    fail on every key another node serves."""
+    try:
+        info = await client.info("cluster")
+    except ResponseError as exc:  # INFO renamed or refused (managed Redis)
+        log.warning("redis INFO refused (%s): cluster mode not checked", exc)
+        return
+    if str(info.get("cluster_enabled", 0)) == "1":
+        raise ConfigurationError(NO_CLUSTER)
 
 
 async def _inspect(client: Redis) -> ServerConfig:
