@@ -36,10 +36,10 @@ class PostgresBroker(PostgresAdmin):
     """A broker on PostgreSQL 13+: `postgresql://user@host:5432/db?schema=name`.
 
     All tables live in `schema` (default `taskengine`), created at start, so engines sharing
-    one database stay apart. Query parameters other than `schema`, `max_depth` and
-    `pool_size` (the most connections this broker opens, default 10, plus one for LISTEN) go
-    to asyncpg; they also arrive here as keywords from `open_broker` and are accepted only if
-    they match the URL.
+    one database stay apart. Query parameters other than `schema`, `max_depth`, `migrate`,
+    `timeout` (the deadline of each call, seconds) and `pool_size` (the most connections this
+    broker opens, default 10, plus one for LISTEN) go to asyncpg; they also arrive here as
+    keywords from `open_broker` and are accepted only if they match the URL.
     """
 
     def __init__(

@@ -30,10 +30,11 @@ class RedisBroker(RedisAdmin):
     Every key of a namespace shares the hash tag `{te:<namespace>}`, so namespaces isolate
     engines on one server. Redis Cluster is not supported (a cluster URL or a cluster-mode
     server is refused); the shared hash tag would let a later version run there.
-    Query parameters of the URL other than `namespace` and `max_depth` go to redis-py
-    (they also arrive here as keywords from `open_broker`, and are accepted only if they
-    match the URL). The server must not evict keys (`maxmemory-policy` noeviction or
-    volatile-*); its persistence decides `capabilities.durable` (read at start, logged).
+    Query parameters of the URL other than `namespace`, `max_depth` and `timeout` (the
+    deadline of each call, seconds) go to redis-py (they also arrive here as keywords from
+    `open_broker`, and are accepted only if they match the URL). The server must not evict
+    keys (`maxmemory-policy` noeviction or volatile-*); its persistence decides
+    `capabilities.durable` (read at start, logged).
     """
 
     def __init__(
