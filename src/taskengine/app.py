@@ -130,7 +130,11 @@ class App:
     def broker(self) -> BrokerBackend:
         """The broker named by the settings (built on first use, started by `start`)."""
         if self._broker is None:
-            self._broker = open_broker(self.settings.broker_url, max_depth=self.settings.max_depth)
+            self._broker = open_broker(
+                self.settings.broker_url,
+                max_depth=self.settings.max_depth,
+                timeout=self.settings.broker_timeout,
+            )
         return self._broker
 
     async def start(self) -> None:
@@ -213,7 +217,11 @@ class App:
         task = self.build(TaskRequest(type=type, payload=payload, **options))
 
         async def once() -> str:
-            broker = open_broker(self.settings.broker_url, max_depth=self.settings.max_depth)
+            broker = open_broker(
+                self.settings.broker_url,
+                max_depth=self.settings.max_depth,
+                timeout=self.settings.broker_timeout,
+            )
             await broker.start()
             try:
                 return (await broker.enqueue([task], self.clock.now()))[0].id

@@ -11,6 +11,7 @@ from typing import Any
 import msgspec
 
 from taskengine.brokers import DEFAULT_BROKER_URL, DEFAULT_MAX_DEPTH
+from taskengine.brokers.deadline import DEFAULT_TIMEOUT
 from taskengine.errors import ConfigurationError, ValidationError
 from taskengine.policy.cron import CronEntry, check_unique
 
@@ -36,6 +37,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     broker_url: str = DEFAULT_BROKER_URL
     max_depth: int = DEFAULT_MAX_DEPTH
+    broker_timeout: float = DEFAULT_TIMEOUT  # deadline of each Redis/PostgreSQL call (seconds)
     # worker pool
     workers: int = 5
     min_workers: int | None = None  # autoscaling floor; None: fixed at `workers`
@@ -98,6 +100,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "cron_catch_up": self.cron_catch_up,
             "max_depth": self.max_depth,
             "unknown_type_grace": self.unknown_type_grace,
+            "broker_timeout": self.broker_timeout,
         }
         for name, value in positive.items():
             if not value > 0:

@@ -24,6 +24,7 @@ from taskengine.brokers.postgres.config import parse_url
 from taskengine.brokers.postgres.schema import SCHEMA_VERSION
 from taskengine.errors import BrokerUnavailable, ConfigurationError, QueueFull, ValidationError
 from taskengine.model import Lease, LeaseStatus, OutcomeKind
+from tests.brokers.stall_proxy import StallProxy
 from tests.brokers.support import T0, Tasks, drop_storage, outcome
 from tests.cli.support import Cli
 
@@ -409,3 +410,76 @@ def test_bad_options_are_refused(url: str, options: dict[str, Any]) -> None:
 def test_bad_max_depth_is_refused() -> None:
     with pytest.raises(ValidationError):
         PostgresBroker(SERVER, max_depth=0)
+
+
+@pytest.mark.parametrize("level", ["repeatable read", "serializable"])
+async def test_concurrent_reserves_succeed_whatever_the_roles_default_isolation(
+    server: Any, tasks: Tasks, level: str
+) -> None:
+    # A role whose sessions default to a stricter isolation level: its reserves must still
+    # never fail with a serialization error (the broker sets READ COMMITTED itself). The
+    # role is the test's own and is dropped at the end, so no server setting outlives it.
+    role = f"te_{uuid.uuid4().hex[:12]}"
+    await server.execute(f"CREATE ROLE {role} LOGIN SUPERUSER")
+    await server.execute(f"ALTER ROLE {role} SET default_transaction_isolation = '{level}'")
+    url = f"postgresql://{role}@127.0.0.1:5432/test"
+    schema = _schema()
+    brokers: list[PostgresBroker] = []
+    try:
+        for _ in range(2):
+            broker = PostgresBroker(url, schema=schema, pool_size=4)
+            await broker.start()
+            brokers.append(broker)
+        one, two = brokers
+        batch = tasks.many(400, T0)
+        await one.enqueue(batch, T0)
+
+        async def reserver(broker: PostgresBroker, name: str) -> list[str]:
+            claimed: list[str] = []
+            while leases := await broker.reserve(name, 3, 300.0, T0):
+                claimed.extend(lease.task_id for lease in leases)
+                applied = await broker.settle(
+                    [outcome(OutcomeKind.SUCCEEDED, lease, T0) for lease in leases], T0
+                )
+                assert all(applied)
+            return claimed
+
+        results = await asyncio.gather(
+            *(reserver(broker, f"w{i}") for i, broker in enumerate([one, two] * 4))
+        )
+        claimed = [task_id for ids in results for task_id in ids]
+        assert sorted(claimed) == sorted(t.id for t in batch)
+    finally:
+        for broker in reversed(brokers):
+            await drop_storage(broker)
+            await broker.close()
+        await server.execute(f"DROP OWNED BY {role}")
+        await server.execute(f"DROP ROLE {role}")
+
+
+async def test_a_call_waiting_for_a_pooled_connection_has_a_deadline(
+    server: Any, tasks: Tasks
+) -> None:
+    # The only pooled connection hangs (half-open): the call on it and the one waiting for it
+    # both give up with BrokerUnavailable, and the pool serves again once the network heals.
+    schema = _schema()
+    proxy, url = await StallProxy.to_url(f"{SERVER}?schema={schema}&pool_size=1&timeout=0.5")
+    broker = PostgresBroker(url)
+    try:
+        await broker.start()
+        [task] = tasks.many(1, T0)
+        await broker.enqueue([task], T0)
+        proxy.freeze()
+        holder = asyncio.ensure_future(broker.get([task.id]))
+        waiter = asyncio.ensure_future(broker.get([task.id]))
+        done, _ = await asyncio.wait({holder, waiter}, timeout=5.0)  # ten deadlines
+        assert done == {holder, waiter}, "a call on a hung pool did not return"
+        for call in (holder, waiter):
+            assert isinstance(call.exception(), BrokerUnavailable)
+        proxy.thaw()
+        [record] = await broker.get([task.id])
+        assert record is not None and record.id == task.id
+    finally:
+        await proxy.close()
+        await broker.close()
+        await server.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
@@ -257,3 +260,55 @@ async def test_list_pages_stay_correct_when_the_scan_budget_runs_out(
             break
 
     assert seen == sorted((t.id for t in batch if t.queue == "rare"), reverse=True)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis+cluster://127.0.0.1:6379/0",
+        "rediss+cluster://127.0.0.1:6379/0",
+        "redis://127.0.0.1:6379/0?cluster=true",
+    ],
+)
+def test_a_cluster_url_is_refused(url: str) -> None:
+    with pytest.raises(ConfigurationError, match="Redis Cluster is not supported"):
+        open_broker(url)
+
+
+async def test_a_server_in_cluster_mode_is_refused_at_start(tmp_path: Path) -> None:
+    # A real redis-server with cluster mode on: a plain client would start on it and then
+    # fail with MOVED on every key another node serves, so start refuses it up front.
+    binary = shutil.which("redis-server")
+    if binary is None:
+        if os.environ.get("CI") == "true":
+            raise AssertionError("redis-server is not installed")
+        pytest.skip("redis-server is not installed")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    node = await asyncio.create_subprocess_exec(
+        *(binary, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes"),
+        *("--cluster-config-file", str(tmp_path / "nodes.conf"), "--dir", str(tmp_path)),
+        *("--save", "", "--appendonly", "no"),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        url = f"redis://127.0.0.1:{port}/0?namespace={_namespace()}"
+        client = Redis.from_url(url.split("?")[0])
+        deadline = time.monotonic() + 30.0
+        while True:
+            try:
+                await client.ping()
+                break
+            except (RedisConnectionError, OSError):
+                assert time.monotonic() < deadline, "the cluster-mode redis-server did not start"
+                await asyncio.sleep(0.05)
+        await client.aclose()
+        broker = RedisBroker(url)
+        with pytest.raises(ConfigurationError, match="Redis Cluster is not supported"):
+            await broker.start()
+        await broker.close()
+    finally:
+        node.terminate()
+        await asyncio.wait_for(node.wait(), 30.0)

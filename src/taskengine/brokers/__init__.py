@@ -43,11 +43,14 @@ def open_broker(url: str = DEFAULT_BROKER_URL, **options: Any) -> BrokerBackend:
     """Build the broker a URL names (not yet started); its client library is imported only now.
 
     `memory://` and `sqlite:///path.db` (relative) or `sqlite:////abs/path.db`. Keyword
-    options (such as `max_depth`) and query parameters, which win, go to the broker.
+    options (such as `max_depth`) and query parameters, which win, go to the broker. The
+    `timeout` of calls (a deadline) concerns only brokers on a server: the others drop it.
     """
     parts = urlsplit(url)
     params: dict[str, Any] = dict(options)
     params.update(parse_qsl(parts.query))  # the URL is the more specific: it wins
+    if parts.scheme in ("memory", "sqlite"):
+        params.pop("timeout", None)  # no connection to wait on (ADR 0007)
     if parts.scheme == "memory":
         from taskengine.brokers.memory import MemoryBroker
 
@@ -61,6 +64,11 @@ def open_broker(url: str = DEFAULT_BROKER_URL, **options: Any) -> BrokerBackend:
                 f"invalid SQLite URL {url!r}: use sqlite:///relative.db or sqlite:////abs.db"
             )
         return SqliteBroker(path, **_max_depth(params))
+    if parts.scheme.startswith(("redis+", "rediss+")):  # redis+cluster:// and the like
+        raise ConfigurationError(
+            f"no broker serves {parts.scheme!r}: Redis Cluster is not supported; use "
+            "redis://host:port/db (one server)"
+        )
     if parts.scheme in ("redis", "rediss"):
         from taskengine.brokers.redis import RedisBroker
 

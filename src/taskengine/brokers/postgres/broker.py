@@ -40,11 +40,12 @@ class PostgresBroker(PostgresAdmin):
 
     All tables live in `schema` (default `taskengine`), created at start, so engines sharing
     one database stay apart. Query parameters other than `schema`, `max_depth`, `pool_size`
-    (the most connections this broker opens, default 10, plus one for LISTEN), `migrate` and
-    `server_clock` go to asyncpg; they also arrive here as keywords from `open_broker` and are
-    accepted only if they match the URL. `server_clock` (default true): lease expiry,
-    readiness and the times the broker records follow the database's clock, so hosts whose
-    clocks disagree decide alike (ADR 0006); false: the caller's `now` (a fake clock).
+    (the most connections this broker opens, default 10, plus one for LISTEN), `migrate`,
+    `timeout` (the deadline of each call, seconds) and `server_clock` go to asyncpg; they also
+    arrive here as keywords from `open_broker` and are accepted only if they match the URL.
+    `server_clock` (default true): lease expiry, readiness and the times the broker records
+    follow the database's clock, so hosts whose clocks disagree decide alike (ADR 0006); false:
+    the caller's `now` (a fake clock).
     """
 
     def __init__(

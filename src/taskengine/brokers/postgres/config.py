@@ -7,13 +7,16 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from taskengine.brokers.base import DEFAULT_MAX_DEPTH, check_limit
+from taskengine.brokers.deadline import DEFAULT_TIMEOUT, TIMEOUT_PARAM, parse_timeout
 from taskengine.errors import ConfigurationError
 
 SCHEMES = ("postgresql", "postgres")
 DEFAULT_SCHEMA = "taskengine"
 DEFAULT_POOL_SIZE = 10
-# Never handed to asyncpg.
-OWN_PARAMS = frozenset({"schema", "max_depth", "pool_size", "migrate", "server_clock"})
+# Never handed to asyncpg (which would send unknown ones to the server as settings).
+OWN_PARAMS = frozenset(
+    {"schema", "max_depth", "pool_size", "migrate", "server_clock", TIMEOUT_PARAM}
+)
 CHANNEL_PREFIX = "taskengine."  # the NOTIFY channel is this + the schema (see schema.py)
 # Plain identifiers only, so quoting is trivial; short enough that prefix + schema fits the
 # 63-byte limit PostgreSQL puts on channel names.
@@ -34,6 +37,7 @@ class PostgresConfig:
     migrate: bool = True  # create or upgrade the schema at start (else only check it)
     # "now" is the database's clock, or the caller's if false (ADR 0006); None: not in the URL
     server_clock: bool | None = None
+    timeout: float = DEFAULT_TIMEOUT  # seconds: the deadline of each call
 
     @property
     def quoted_schema(self) -> str:
@@ -54,7 +58,7 @@ def parse_url(
     pool_size: int | str | None = None,
     url_params: dict[str, str] | None = None,
 ) -> PostgresConfig:
-    """Read `postgresql://user@host:5432/db?schema=name&pool_size=10&migrate=false`
+    """Read `postgresql://user@host:5432/db?schema=name&pool_size=10&migrate=false&timeout=5`
     (and `server_clock=false`), checking every option.
 
     Keyword options must agree with the URL where both give one (`open_broker` passes the
@@ -64,7 +68,9 @@ def parse_url(
     if parts.scheme not in SCHEMES:
         raise ConfigurationError(f"not a PostgreSQL URL: {parts.scheme!r}")
     in_url = dict(parse_qsl(parts.query))
-    unknown = {k for k, v in (url_params or {}).items() if in_url.get(k) != str(v)}
+    params = dict(url_params or {})
+    timeout = parse_timeout(params.pop(TIMEOUT_PARAM, None), in_url.get(TIMEOUT_PARAM))
+    unknown = {k for k, v in params.items() if in_url.get(k) != str(v)}
     if unknown:
         raise ConfigurationError(
             f"unknown PostgreSQL broker options {sorted(unknown)}: client options go in the URL"
@@ -96,7 +102,9 @@ def parse_url(
     if clock is not None and clock.lower() not in BOOLEANS:
         raise ConfigurationError(f"server_clock must be true or false: {clock!r}")
     server_clock = None if clock is None else BOOLEANS[clock.lower()]
-    return PostgresConfig(dsn, name, chosen, depth, size, where, BOOLEANS[migrate], server_clock)
+    return PostgresConfig(
+        dsn, name, chosen, depth, size, where, BOOLEANS[migrate], server_clock, timeout
+    )
 
 
 def _agreed(name: str, given: object, in_url: str | None) -> str | None:

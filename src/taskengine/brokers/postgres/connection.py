@@ -4,6 +4,11 @@ Shared by the hot path (broker.py) and the admin half (admin.py). Connection tro
 asyncpg (and a closed broker) becomes BrokerUnavailable; a deadlock between two batches that
 touch the same rows in another order is retried (the statement was rolled back whole);
 anything else is a bug and propagates.
+
+Every call has a deadline (`config.timeout`, the `timeout` URL option): opening a connection,
+waiting for a pooled one, each statement (asyncpg's command_timeout), and handing the
+connection back. A statement that timed out is cancelled on the server and its connection is
+closed rather than reused, so a half-open connection costs one call, not the pool.
 """
 
 from __future__ import annotations
@@ -27,14 +32,22 @@ from taskengine.errors import BrokerUnavailable
 log = logging.getLogger("taskengine.brokers.postgres")
 
 T = TypeVar("T")
-CONNECT_TIMEOUT = 5.0  # seconds to open one connection
 # A queue table grows and shrinks faster than autoanalyze follows, so plans must not lean on
 # its statistics. A generic plan cached while the table was small kept seq-scanning it for
 # every id lookup (per-call time grew with the table); custom plans see its current size.
 # With bitmap scans allowed, `reserve` sorted every due task instead of walking tasks_ready
 # in order up to its limit (12 ms instead of 0.2 ms at 20,000 queued tasks). None of the
 # broker's statements needs a bitmap scan; planning each execution costs ~0.1 ms.
-SESSION_SETTINGS = {"plan_cache_mode": "force_custom_plan", "enable_bitmapscan": "off"}
+# READ COMMITTED whatever the role's or database's default: `reserve` relies on SKIP LOCKED
+# re-reading rows another reserver just committed; under REPEATABLE READ or SERIALIZABLE such
+# a row fails the statement with a serialization error instead. Sessions get it as their
+# default (single statements run in an implicit transaction) and `_transaction` names it.
+ISOLATION = "read_committed"
+SESSION_SETTINGS = {
+    "plan_cache_mode": "force_custom_plan",
+    "enable_bitmapscan": "off",
+    "default_transaction_isolation": "read committed",
+}
 ATTEMPTS = 3  # tries of a statement or transaction that lost a deadlock
 # Errors that mean "the server is not there (any more)", not "this statement is wrong".
 UNAVAILABLE: tuple[type[BaseException], ...] = (
@@ -85,9 +98,9 @@ class Connection:
         LISTEN for wake-ups. Idempotent.
 
         A few round trips: connect, one migration transaction (migrations run only on a new
-        or older schema), connect and LISTEN. Raises BrokerUnavailable if the server cannot
-        be reached or refuses the connection, and ConfigurationError if the schema is newer
-        than this build; nothing keeps running after a failure.
+        or older schema), open the pool, connect and LISTEN. Raises BrokerUnavailable if the
+        server cannot be reached or refuses the connection, and ConfigurationError if the
+        schema is newer than this build; nothing keeps running after a failure.
         """
         async with self._starting:
             if self._pool is not None:
@@ -96,20 +109,27 @@ class Connection:
             pool: Any = None
             try:
                 async with self._available(starting=True):
-                    pool = await asyncpg.create_pool(
-                        self.config.dsn,
-                        min_size=1,
-                        max_size=self.config.pool_size,
-                        timeout=CONNECT_TIMEOUT,
-                        server_settings=self._settings(SESSION_SETTINGS),
-                    )
-                    async with pool.acquire() as conn:
+                    # A migration may rightly outlast any per-call deadline (an index on a big
+                    # table), and so may waiting for another process's: its own connection,
+                    # with a deadline on connecting only.
+                    conn = await self._connect(SESSION_SETTINGS, statements_bounded=False)
+                    try:
                         applied = 0
                         if self.config.migrate:
                             applied = await migrate(conn, self.config.quoted_schema, self.schema)
                         else:
                             await check_version(conn, self.config.quoted_schema, self.schema)
                         durable = bool(await conn.fetchval(DURABILITY))
+                    finally:
+                        conn.terminate()
+                    pool = await asyncpg.create_pool(
+                        self.config.dsn,
+                        min_size=1,
+                        max_size=self.config.pool_size,
+                        timeout=self.config.timeout,
+                        command_timeout=self.config.timeout,
+                        server_settings=self._settings(SESSION_SETTINGS),
+                    )
                     await wake.start()
             except BaseException:
                 await wake.stop()
@@ -160,10 +180,11 @@ class Connection:
         await self._run(lambda conn: conn.execute(self.sql(template), *args))
 
     async def _transaction(self, work: Work[T]) -> T:
-        """Run `work` in one transaction (BEGIN and COMMIT are a round trip each)."""
+        """Run `work` in one READ COMMITTED transaction (BEGIN and COMMIT are a round trip
+        each)."""
 
         async def transaction(conn: Any) -> T:
-            async with conn.transaction():
+            async with conn.transaction(isolation=ISOLATION):
                 return await work(conn)
 
         return await self._run(transaction)
@@ -175,20 +196,29 @@ class Connection:
         return self._pool
 
     async def _run(self, work: Work[T]) -> T:
+        """Run `work` on a pooled connection. The deadline bounds the wait for a connection,
+        each statement, and the hand-back (a connection whose statement timed out is closed
+        there, once the server has the cancel or the deadline passed)."""
         pool = self._live()
         for attempt in range(1, ATTEMPTS + 1):
             try:
-                async with self._available(), pool.acquire() as conn:
+                async with self._available(), pool.acquire(timeout=self.config.timeout) as conn:
                     return await work(conn)
             except asyncpg.exceptions.DeadlockDetectedError:
                 if attempt == ATTEMPTS:
                     raise
         raise AssertionError("unreachable")
 
-    async def _connect(self) -> Any:
-        """Open one connection outside the pool (for LISTEN)."""
+    async def _connect(
+        self, settings: dict[str, str] | None = None, *, statements_bounded: bool = True
+    ) -> Any:
+        """Open one connection outside the pool (for LISTEN; at start, for migrations), with
+        the deadline on connecting and (unless told otherwise) on each statement."""
         return await asyncpg.connect(
-            self.config.dsn, timeout=CONNECT_TIMEOUT, server_settings=self._settings({})
+            self.config.dsn,
+            timeout=self.config.timeout,
+            command_timeout=self.config.timeout if statements_bounded else None,
+            server_settings=self._settings(settings or {}),
         )
 
     def _settings(self, settings: dict[str, str]) -> dict[str, str]:

@@ -37,14 +37,15 @@ class RedisBroker(RedisAdmin):
     """A broker on a Redis 6.2+ server (or a managed one): `redis://host:6379/0?namespace=x`.
 
     Every key of a namespace shares the hash tag `{te:<namespace>}`, so namespaces isolate
-    engines on one server and the broker works on Redis Cluster (one slot per namespace).
-    Query parameters of the URL other than `namespace`, `max_depth` and `server_clock` go to
-    redis-py (they also arrive here as keywords from `open_broker`, and are accepted only if
-    they match the URL). The server must not evict keys (`maxmemory-policy` noeviction or
-    volatile-*); its persistence decides `capabilities.durable` (read at start, logged).
-    `server_clock` (default true): lease expiry, readiness and the times the broker records
-    follow the server's clock, so hosts whose clocks disagree decide alike (ADR 0006); false:
-    the caller's `now` (tests with a fake clock).
+    engines on one server. Redis Cluster is not supported (a cluster URL or a cluster-mode
+    server is refused); the shared hash tag would let a later version run there.
+    Query parameters of the URL other than `namespace`, `max_depth`, `timeout` (the deadline
+    of each call, seconds) and `server_clock` go to redis-py (they also arrive here as keywords
+    from `open_broker`, and are accepted only if they match the URL). The server must not
+    evict keys (`maxmemory-policy` noeviction or volatile-*); its persistence decides
+    `capabilities.durable` (read at start, logged). `server_clock` (default true): lease
+    expiry, readiness and the times the broker records follow the server's clock, so hosts
+    whose clocks disagree decide alike (ADR 0006); false: the caller's `now` (a fake clock).
     """
 
     def __init__(

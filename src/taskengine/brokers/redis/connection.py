@@ -2,6 +2,11 @@
 
 Shared by the hot path (broker.py) and the admin half (admin.py). Connection and timeout
 errors from redis-py become BrokerUnavailable; anything else is a bug and propagates.
+
+Every command has a deadline (the `timeout` URL option, connecting and reading), and no
+command is ever re-sent by redis-py: a script whose reply did not come in time may have run,
+and most scripts are not idempotent (a second `reserve` claims more tasks). A command that
+timed out closes its connection, so a late reply is never read as another command's.
 """
 
 from __future__ import annotations
@@ -15,12 +20,13 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
+from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from taskengine.brokers.base import Capabilities, check_limit
+from taskengine.brokers.deadline import TIMEOUT_PARAM, parse_timeout
 from taskengine.brokers.redis.keys import Keys
 from taskengine.brokers.redis.scripts import Arg, ScriptRunner
 from taskengine.brokers.redis.server import CONFIG_NAMES, ServerConfig, check_config
@@ -29,8 +35,12 @@ from taskengine.errors import BrokerUnavailable, ConfigurationError
 
 log = logging.getLogger("taskengine.brokers.redis")
 
-OWN_PARAMS = frozenset({"namespace", "max_depth"})  # URL query parameters the broker reads
-CONNECT_TIMEOUT = 5.0  # seconds, unless the URL says socket_connect_timeout=...
+# URL query parameters the broker reads; the rest go to redis-py.
+OWN_PARAMS = frozenset({"namespace", "max_depth", TIMEOUT_PARAM})
+NO_CLUSTER = (
+    "Redis Cluster is not supported: the broker runs on one Redis server (a primary, with "
+    "replicas or Sentinel for failover). Its keys share one hash tag, so a later version could."
+)
 
 
 def client_url(url: str) -> str:
@@ -51,7 +61,11 @@ class Connection:
         if parts.scheme not in ("redis", "rediss"):
             raise ConfigurationError(f"not a Redis URL: {url!r}")
         in_url = dict(parse_qsl(parts.query))
-        unknown = {k for k, v in url_params.items() if in_url.get(k) != str(v)}
+        if "cluster" in in_url or "cluster" in url_params:
+            raise ConfigurationError(NO_CLUSTER)
+        params = dict(url_params)
+        self.timeout = parse_timeout(params.pop(TIMEOUT_PARAM, None), in_url.get(TIMEOUT_PARAM))
+        unknown = {k for k, v in params.items() if in_url.get(k) != str(v)}
         if unknown:
             raise ConfigurationError(
                 f"unknown Redis broker options {sorted(unknown)}: client options go in the URL"
@@ -74,22 +88,26 @@ class Connection:
     async def start(self) -> None:
         """Connect, check the server's configuration, load the scripts, subscribe to wake-ups.
 
-        Four round trips (PING, CONFIG GET, SCRIPT LOAD, SUBSCRIBE). Idempotent. Raises
-        BrokerUnavailable if the server cannot be reached and ConfigurationError if its
-        eviction policy may drop tasks; nothing keeps running after a failure.
+        Five round trips (PING, INFO cluster, CONFIG GET, SCRIPT LOAD, SUBSCRIBE). Idempotent.
+        Raises BrokerUnavailable if the server cannot be reached and ConfigurationError if it
+        is a Redis Cluster node or its eviction policy may drop tasks; nothing keeps running
+        after a failure.
         """
         async with self._starting:
             if self._client is not None:
                 return
+            # The URL's own socket_timeout / socket_connect_timeout, if any, win over these.
             client = Redis.from_url(
                 client_url(self.url),
-                socket_connect_timeout=CONNECT_TIMEOUT,
-                retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 1),
+                socket_timeout=self.timeout,
+                socket_connect_timeout=self.timeout,
+                retry=Retry(NoBackoff(), 0),  # never re-send: see the module's docstring
             )
             wake = WakeListener(client, self.keys.wake)
             try:
                 async with _available():
                     await client.ping()
+                    await _refuse_cluster(client)
                     server = await _inspect(client)
                     scripts = ScriptRunner(client, self.keys)
                     await scripts.preload()
@@ -161,6 +179,18 @@ async def _available() -> AsyncIterator[None]:
         yield
     except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
         raise BrokerUnavailable(f"Redis is unavailable: {exc}") from exc
+
+
+async def _refuse_cluster(client: Redis) -> None:
+    """Refuse a server in cluster mode (one round trip): a plain client would start, then
+    fail on every key another node serves."""
+    try:
+        info = await client.info("cluster")
+    except ResponseError as exc:  # INFO renamed or refused (managed Redis)
+        log.warning("redis INFO refused (%s): cluster mode not checked", exc)
+        return
+    if str(info.get("cluster_enabled", 0)) == "1":
+        raise ConfigurationError(NO_CLUSTER)
 
 
 async def _inspect(client: Redis) -> ServerConfig:

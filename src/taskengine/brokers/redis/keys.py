@@ -1,9 +1,9 @@
 """Every Redis key name of the broker, in one module.
 
-All keys of a namespace start with the prefix `{te:<namespace>}:`, whose hash tag puts them in
-one Redis Cluster slot, so every script may touch any of them atomically. Python builds names
-with `Keys`; the Lua scripts build the same names with helpers generated from the tables below
-(`lua_preamble`), so a name is spelled once, here.
+All keys of a namespace start with the prefix `{te:<namespace>}:`, whose hash tag would put them
+in one Redis Cluster slot (not supported yet), so every script may touch any of them atomically.
+Python builds names with `Keys`; the Lua scripts build the same names with helpers generated
+from the tables below (`lua_preamble`), so a name is spelled once, here.
 """
 
 from __future__ import annotations

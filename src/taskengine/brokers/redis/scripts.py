@@ -2,9 +2,9 @@
 
 Each script is the generated key preamble (keys.lua_preamble), then lua/_common.lua, then the
 script's own file, whose header states its KEYS, ARGV, return value and invariant. Every call
-passes KEYS[1] = the namespace's anchor key (it routes the call on a cluster) and ARGV[1] = the
-namespace's key prefix; the script's own arguments follow. The sources do not depend on the
-namespace, so every namespace shares one SHA per script.
+passes KEYS[1] = the namespace's anchor key (it would route the call on a cluster) and
+ARGV[1] = the namespace's key prefix; the script's own arguments follow. The sources do not
+depend on the namespace, so every namespace shares one SHA per script.
 """
 
 from __future__ import annotations
