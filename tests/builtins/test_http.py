@@ -17,8 +17,11 @@ from taskengine.builtins import (
     builtin_registry,
 )
 from taskengine.builtins.http import HttpPayload, HttpTask, normalize_host, refusal_reason
+from taskengine.model import ResultStatus, TaskState
 from taskengine.policy.retry import Snooze
 from taskengine.registry import InvalidPayload
+from taskengine.runtime.runner import refused_input
+from taskengine.testing import memory_app, running_worker
 
 
 def local(config: BuiltinConfig, **changes: Any) -> BuiltinConfig:
@@ -232,6 +235,7 @@ def test_refusal_reasons() -> None:
         {"url": "http://x/", "headers": {"X-A": "line\r\nInjected: 1"}},
         {"url": "http://x/", "timeout": 0},
         {"url": "http://x/", "extra": 1},
+        {"url": "http://x/", "raise_for_status": "yes"},
     ],
 )
 def test_invalid_payloads_are_refused_at_submit(tmp_path: Path, payload: dict[str, Any]) -> None:
@@ -260,11 +264,80 @@ async def test_a_failing_host_trips_its_breaker_and_later_runs_are_snoozed(
     assert "127.0.0.1" in str(snoozed.value)
 
 
-async def test_a_5xx_answer_is_returned_but_counts_against_the_host(
+async def test_a_5xx_answer_fails_and_counts_against_the_host(
     task: HttpTask, http_server: str
 ) -> None:
     for _ in range(task.breakers.get("127.0.0.1").config.consecutive_failures):
-        result = await task.run(HttpPayload(url=f"{http_server}/status?code=503"))
-        assert result["status"] == 503
+        with pytest.raises(HttpRequestFailed) as info:  # like a connection error: retried
+            await task.run(HttpPayload(url=f"{http_server}/status?code=503"))
+        assert "HTTP 503" in str(info.value)
+        assert not refused_input(info.value)
     with pytest.raises(Snooze):
         await task.run(HttpPayload(url=f"{http_server}/json"))
+
+
+@pytest.mark.parametrize("code", [400, 401, 403, 404, 410, 422])
+async def test_a_4xx_answer_fails_without_retry(
+    task: HttpTask, http_server: str, code: int
+) -> None:
+    with pytest.raises(TaskInputError) as info:
+        await task.run(HttpPayload(url=f"{http_server}/status?code={code}"))
+    assert f"HTTP {code}" in str(info.value) and "127.0.0.1" in str(info.value)
+    assert refused_input(info.value)
+
+
+async def test_a_failure_status_names_the_url_without_its_query(
+    task: HttpTask, http_server: str
+) -> None:
+    secret = "hunter2"
+    with pytest.raises(TaskInputError) as info:
+        await task.run(HttpPayload(url=f"{http_server}/status?code=403&token={secret}"))
+    assert str(info.value) == f"127.0.0.1: HTTP 403 Forbidden from {http_server}/status"
+
+
+@pytest.mark.parametrize("code", [408, 429])
+async def test_try_later_answers_are_retried_without_tripping_the_breaker(
+    task: HttpTask, http_server: str, code: int
+) -> None:
+    for _ in range(task.breakers.get("127.0.0.1").config.consecutive_failures + 1):
+        with pytest.raises(HttpRequestFailed) as info:
+            await task.run(HttpPayload(url=f"{http_server}/status?code={code}"))
+        assert f"HTTP {code}" in str(info.value)
+        assert not refused_input(info.value)
+    assert (await task.run(HttpPayload(url=f"{http_server}/json")))["status"] == 200
+
+
+async def test_raise_for_status_false_returns_every_answer(
+    task: HttpTask, http_server: str
+) -> None:
+    for code, ok in ((200, True), (302, True), (404, False), (503, False)):
+        url = f"{http_server}/status?code={code}"
+        result = await task.run(HttpPayload(url=url, raise_for_status=False))
+        assert (result["status"], result["ok"]) == (code, ok)
+    assert (await task.run(HttpPayload(url=f"{http_server}/json")))["ok"] is True
+
+
+@pytest.mark.parametrize(("code", "runs"), [(503, 2), (404, 1)])
+async def test_an_error_status_ends_the_task_as_a_user_expects(
+    tmp_path: Path, http_server: str, code: int, runs: int
+) -> None:
+    """Through a worker: a 5xx is retried until attempts run out, a 404 is dead at once; an
+    answer accepted with raise_for_status false is a success."""
+    app = memory_app(data_dir=str(tmp_path), http_allow_private=True, retry_base=0.01)
+    url = f"{http_server}/status?code={code}"
+    try:
+        async with running_worker(app):
+            failing = await app.submit("io.http", {"url": url}, max_attempts=2)
+            accepted = await app.submit(
+                "io.http", {"url": url, "raise_for_status": False}, max_attempts=2
+            )
+            failed = await app.result(failing, timeout=60)
+            result = await app.result(accepted, timeout=60)
+        record = await app.get(failing)
+    finally:
+        await app.close()
+    assert record.state is TaskState.DEAD
+    assert [line.attempt for line in record.history] == list(range(1, runs + 1))
+    assert failed.status is ResultStatus.FAILURE and f"HTTP {code}" in (failed.error or "")
+    assert result.status is ResultStatus.SUCCESS
+    assert result.data is not None and result.data["status"] == code

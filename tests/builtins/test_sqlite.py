@@ -10,7 +10,12 @@ from typing import Any
 import pytest
 
 from taskengine.builtins import BuiltinConfig, TaskInputError, TaskRefused, builtin_registry
-from taskengine.builtins.sqlite_query import SqlitePayload, SqliteTask, single_statement
+from taskengine.builtins.sqlite_query import (
+    SqlitePayload,
+    SqliteTask,
+    action_name,
+    single_statement,
+)
 from taskengine.registry import InvalidPayload
 
 RUNAWAY = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c"
@@ -109,6 +114,71 @@ def test_writes_are_refused_while_read_only(db: Path, data_dir: Path, sql: str) 
     with sqlite3.connect(db) as conn:
         assert conn.execute("SELECT count(*) FROM t").fetchone() == (50,)
     conn.close()
+
+
+def reason_items(error: TaskRefused) -> list[str]:
+    """The refused actions a sql_denied message lists, in the order SQLite asked."""
+    prefix = "not allowed in io.sqlite: "
+    assert error.reason == "sql_denied" and str(error).startswith(prefix), str(error)
+    return str(error).removeprefix(prefix).split(", ")
+
+
+@pytest.mark.parametrize(
+    ("sql", "writes", "action"),
+    [
+        ("DELETE FROM t", False, "DELETE t"),
+        ("INSERT INTO t (name) VALUES ('x')", False, "INSERT t"),
+        ("UPDATE t SET name = 'x'", False, "UPDATE t"),
+        # schema changes: SQLite first asks to write its schema table, and stops at the refusal
+        ("CREATE TABLE u (a)", False, "INSERT sqlite_master"),
+        ("DROP TABLE t", False, "DELETE sqlite_master"),
+        ("CREATE TRIGGER t2 AFTER INSERT ON t BEGIN SELECT 1; END", False, "CREATE_TRIGGER t2"),
+        ("CREATE TEMP TRIGGER t3 AFTER INSERT ON t BEGIN SELECT 1; END", False,
+         "CREATE_TEMP_TRIGGER t3"),
+        ("DROP TRIGGER tr", False, "DROP_TRIGGER tr"),
+        ("ALTER TABLE t RENAME TO u", False, "ALTER_TABLE main"),
+        ("REINDEX t_name", False, "REINDEX t_name"),
+        ("BEGIN", False, "TRANSACTION BEGIN"),
+        ("SAVEPOINT s", False, "SAVEPOINT BEGIN"),
+        ("PRAGMA user_version", False, "PRAGMA user_version"),
+        ("PRAGMA user_version = 3", True, "PRAGMA user_version"),
+        ("ATTACH DATABASE ':memory:' AS other", True, "ATTACH :memory:"),
+        ("DETACH DATABASE other", True, "DETACH other"),
+    ],
+)  # fmt: skip
+def test_a_refusal_names_the_refused_action(
+    db: Path, data_dir: Path, sql: str, writes: bool, action: str
+) -> None:
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE INDEX t_name ON t (name)")
+        conn.execute("CREATE TRIGGER tr AFTER INSERT ON t BEGIN SELECT 1; END")
+    conn.close()
+    error = refused(task(data_dir, sqlite_allow_writes=writes), sql)
+    assert reason_items(error)[0] == action
+
+
+def test_a_refused_action_is_named_once(db: Path, data_dir: Path) -> None:
+    # CREATE TABLE asks twice to write the schema table; the message says it once
+    assert reason_items(refused(task(data_dir), "CREATE TABLE u (a)")) == ["INSERT sqlite_master"]
+
+
+# https://www.sqlite.org/c3ref/c_alter_table.html: the authorizer's action codes
+AUTHORIZER_CODES = {
+    1: "CREATE_INDEX", 2: "CREATE_TABLE", 3: "CREATE_TEMP_INDEX", 4: "CREATE_TEMP_TABLE",
+    5: "CREATE_TEMP_TRIGGER", 6: "CREATE_TEMP_VIEW", 7: "CREATE_TRIGGER", 8: "CREATE_VIEW",
+    9: "DELETE", 10: "DROP_INDEX", 11: "DROP_TABLE", 12: "DROP_TEMP_INDEX",
+    13: "DROP_TEMP_TABLE", 14: "DROP_TEMP_TRIGGER", 15: "DROP_TEMP_VIEW", 16: "DROP_TRIGGER",
+    17: "DROP_VIEW", 18: "INSERT", 19: "PRAGMA", 20: "READ", 21: "SELECT", 22: "TRANSACTION",
+    23: "UPDATE", 24: "ATTACH", 25: "DETACH", 26: "ALTER_TABLE", 27: "REINDEX", 28: "ANALYZE",
+    29: "CREATE_VTABLE", 30: "DROP_VTABLE", 31: "FUNCTION", 32: "SAVEPOINT", 33: "RECURSIVE",
+}  # fmt: skip
+
+
+def test_every_authorizer_action_code_has_its_own_name() -> None:
+    # the codes no single statement can reach as its refusal (temp indexes, drops of temp
+    # objects, virtual tables) are named by the same table
+    assert {code: action_name(code) for code in AUTHORIZER_CODES} == AUTHORIZER_CODES
+    assert action_name(99) == "99"
 
 
 @pytest.mark.parametrize(

@@ -267,8 +267,47 @@ async def records(broker: BrokerBackend, ids: Sequence[str]) -> dict[str, TaskRe
             if record is not None:
                 found[task_id] = record
     lost = [task_id for task_id in ids if task_id not in found]
-    assert not lost, f"{len(lost)} tasks lost (first: {lost[:5]})"
+    if lost:
+        report = await storage_report(broker)
+        raise AssertionError(f"{len(lost)} tasks lost (first: {lost[:5]})\n{report}")
     return found
+
+
+async def storage_report(broker: BrokerBackend) -> str:
+    """What the broker still holds, and for Redis what its server says (a FLUSHALL, or a
+    restart of the shared server, which keeps nothing across one, wipes every namespace):
+    tells a record the engine dropped from a store wiped under the test."""
+    lines = []
+    try:
+        counts = await state_counts(broker)
+        held = ", ".join(f"{state}={n}" for state, n in sorted(counts.items()) if n)
+        lines.append(f"the broker counts: {held or 'no task at all'}")
+    except Exception as exc:  # a report must not hide the failure it explains
+        lines.append(f"the broker's counts failed: {exc!r}")
+    url = str(getattr(broker, "url", ""))
+    if url.startswith("redis"):
+        lines.append(await redis_server_report(url))
+    return "\n".join(lines)
+
+
+async def redis_server_report(url: str) -> str:
+    """The Redis server's uptime and the FLUSHALL/FLUSHDB calls it served since it started."""
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(url.split("?", 1)[0], socket_timeout=5)
+    try:
+        server = await client.info("server")
+        stats = await client.info("commandstats")
+    except Exception as exc:
+        return f"redis INFO failed: {exc!r}"
+    finally:
+        await client.aclose()
+    flushes = {
+        name: value.get("calls", 0)
+        for name, value in stats.items()
+        if name in ("cmdstat_flushall", "cmdstat_flushdb")
+    }
+    return f"redis server: up {server.get('uptime_in_seconds')} s, flushes since: {flushes or 0}"
 
 
 async def state_counts(broker: BrokerBackend) -> Counter[TaskState]:

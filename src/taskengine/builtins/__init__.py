@@ -10,13 +10,22 @@ from __future__ import annotations
 from taskengine.builtins import cpu, timed
 from taskengine.builtins.config import BuiltinConfig, TaskInputError, TaskRefused
 from taskengine.builtins.files import FileTask
-from taskengine.builtins.http import HttpRequestFailed, HttpTask, Resolver, system_resolver
+from taskengine.builtins.http import (
+    HttpRequestFailed,
+    HttpStatusFailed,
+    HttpStatusRefused,
+    HttpTask,
+    Resolver,
+    system_resolver,
+)
 from taskengine.builtins.sqlite_query import SqliteTask
 from taskengine.registry import Registry, build_spec
 
 __all__ = [
     "BuiltinConfig",
     "HttpRequestFailed",
+    "HttpStatusFailed",
+    "HttpStatusRefused",
     "TaskInputError",
     "TaskRefused",
     "builtin_registry",

@@ -6,6 +6,12 @@ loopback, private, link-local, multicast, reserved, unspecified and cloud-metada
 rebinding cannot slip past, each redirect hop is vetted when it connects, and TLS still
 verifies the certificate of the real host name. httpx is imported only when the first request
 runs, keeping it out of the server's import path.
+
+What an answer comes to, by default (`raise_for_status`, as in requests): below 400 a success;
+5xx, 408 and 429 a failure worth a retry (HttpStatusFailed; a 5xx also counts against the host's
+circuit breaker, like a connection error); any other 4xx a failure a retry cannot fix
+(HttpStatusRefused). With `raise_for_status` false every complete answer is a result, with
+`ok` saying whether its status is below 400.
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ import asyncio
 import ipaddress
 import socket
 from collections.abc import Awaitable, Callable, Iterable
+from http import HTTPStatus
 from typing import TYPE_CHECKING, Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import msgspec
 
@@ -41,6 +49,9 @@ _SCHEMES = ("http", "https")
 _RESERVED_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 _KEPT_HEADERS = ("content-type", "content-length")
 _TEXT_LIMIT = 256 * 1024  # characters of a text body kept in the result
+# 4xx answers that say "not now" rather than "never": retried like a 5xx (urllib3 and
+# Celery users retry these too), but the host is up, so its breaker is not charged.
+RETRY_STATUSES = frozenset({408, 429})
 
 
 class HttpPayload(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
@@ -51,6 +62,7 @@ class HttpPayload(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_on
     headers: Annotated[dict[HeaderName, HeaderValue], msgspec.Meta(max_length=64)] = {}
     body: Any = msgspec.field(default=msgspec.UNSET, name="json")
     timeout: Annotated[float, msgspec.Meta(gt=0, le=3600)] | None = None
+    raise_for_status: bool = True
 
 
 class HttpRequestFailed(TaskEngineError):
@@ -64,6 +76,47 @@ class HttpRequestFailed(TaskEngineError):
     def __init__(self, host: str, message: str) -> None:
         super().__init__(f"{host}: {message}")
         self.host = host
+
+
+class HttpStatusFailed(HttpRequestFailed):
+    """The server answered 5xx, 408 or 429: the request may pass later; worth a retry."""
+
+    code = "http_status_failed"
+
+    def __init__(self, host: str, status: int, message: str) -> None:
+        super().__init__(host, message)
+        self.status = status
+
+
+class HttpStatusRefused(TaskInputError):
+    """The server answered with a 4xx (not 408 or 429): the same request fails again."""
+
+    code = "http_status_refused"
+
+    def __init__(self, host: str, status: int, message: str) -> None:
+        super().__init__(f"{host}: {message}")
+        self.host = host
+        self.status = status
+
+
+def status_error(host: str, result: dict[str, Any]) -> HttpRequestFailed | TaskInputError | None:
+    """The failure an answer comes to under `raise_for_status` (None below 400)."""
+    status: int = result["status"]
+    if status < 400:
+        return None
+    try:
+        phrase = f" {HTTPStatus(status).phrase}"
+    except ValueError:
+        phrase = ""
+    # Like requests' HTTPError, but neither the query string nor the body: they may hold
+    # secrets, and this message goes to the attempt history and the logs.
+    parts = urlsplit(result["url"])
+    netloc = parts.netloc.rpartition("@")[2]  # no user:password either
+    url = parts._replace(netloc=netloc, query="", fragment="").geturl()
+    message = f"HTTP {status}{phrase} from {url}"
+    if status >= 500 or status in RETRY_STATUSES:
+        return HttpStatusFailed(host, status, message)
+    return HttpStatusRefused(host, status, message)
 
 
 def refusal_reason(ip: IPAddress) -> str | None:
@@ -213,7 +266,8 @@ class HttpTask:
             await client.aclose()
 
     async def run(self, payload: HttpPayload) -> dict[str, Any]:
-        """Send the request, following up to `http_max_redirects` vetted redirects."""
+        """Send the request, following up to `http_max_redirects` vetted redirects; an error
+        status raises (see the module docstring) unless `raise_for_status` is false."""
 
         limit = min(payload.timeout or self.config.http_timeout, self.config.http_timeout)
         request = self._first_request(payload, limit)
@@ -236,6 +290,8 @@ class HttpTask:
             breaker.record_failure(loop.time())
         else:
             breaker.record_success(loop.time())
+        if payload.raise_for_status and (error := status_error(host, result)) is not None:
+            raise error
         return result
 
     async def _send(
@@ -315,6 +371,7 @@ class HttpTask:
         body, truncated = _body(bytes(data), response, head)
         return {
             "status": response.status_code,
+            "ok": response.status_code < 400,
             "headers": headers,
             "body": body,
             "truncated": truncated,

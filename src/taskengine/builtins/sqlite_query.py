@@ -27,11 +27,17 @@ _READ_ONLY_ACTIONS = frozenset(
 )
 _ALWAYS_DENIED = frozenset({sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH, sqlite3.SQLITE_PRAGMA})
 _DENIED_FUNCTIONS = frozenset({"load_extension", "fts3_tokenizer"})
-_ACTION_NAMES = {
-    value: name.removeprefix("SQLITE_")
-    for name, value in vars(sqlite3).items()
-    if name.startswith("SQLITE_") and isinstance(value, int) and 0 < value <= 33
-}
+# The authorizer's action codes only: sqlite3 also exports SQLITE_LIMIT_* and result codes
+# with the same small integers, so a table built from every SQLITE_* name mislabels them.
+_AUTHORIZER_ACTIONS = (
+    "CREATE_INDEX", "CREATE_TABLE", "CREATE_TEMP_INDEX", "CREATE_TEMP_TABLE",
+    "CREATE_TEMP_TRIGGER", "CREATE_TEMP_VIEW", "CREATE_TRIGGER", "CREATE_VIEW", "DELETE",
+    "DROP_INDEX", "DROP_TABLE", "DROP_TEMP_INDEX", "DROP_TEMP_TABLE", "DROP_TEMP_TRIGGER",
+    "DROP_TEMP_VIEW", "DROP_TRIGGER", "DROP_VIEW", "INSERT", "PRAGMA", "READ", "SELECT",
+    "TRANSACTION", "UPDATE", "ATTACH", "DETACH", "ALTER_TABLE", "REINDEX", "ANALYZE",
+    "CREATE_VTABLE", "DROP_VTABLE", "FUNCTION", "SAVEPOINT", "RECURSIVE",
+)  # fmt: skip
+_ACTION_NAMES = {getattr(sqlite3, f"SQLITE_{name}"): name for name in _AUTHORIZER_ACTIONS}
 _PROGRESS_EVERY = 1000  # virtual machine instructions between time-limit checks
 
 
@@ -111,8 +117,9 @@ class SqliteTask:
                 return sqlite3.SQLITE_DENY
             refused = action in _ALWAYS_DENIED or (not writes and action not in _READ_ONLY_ACTIONS)
             if refused:
-                what = _ACTION_NAMES.get(action, str(action))
-                denied.append(what + (f" {arg1}" if arg1 else ""))
+                what = action_name(action) + (f" {arg1}" if arg1 else "")
+                if what not in denied:
+                    denied.append(what)
                 return sqlite3.SQLITE_DENY
             return sqlite3.SQLITE_OK
 
@@ -123,6 +130,11 @@ class SqliteTask:
             return 1 if time.monotonic() > deadline else 0
 
         conn.set_progress_handler(check_time, _PROGRESS_EVERY)
+
+
+def action_name(action: int) -> str:
+    """The name of an SQLite authorizer action code (e.g. 9 -> "DELETE"); unknown ones as digits."""
+    return _ACTION_NAMES.get(action, str(action))
 
 
 def single_statement(sql: str) -> str:
