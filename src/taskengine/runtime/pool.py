@@ -10,7 +10,7 @@ from taskengine.clock import Clock
 from taskengine.metrics import Metrics
 from taskengine.model import Lease, LeaseStatus, Outcome, ResultStatus, TaskResult
 from taskengine.model import outcome as outcomes
-from taskengine.policy.priority import order_key
+from taskengine.policy.priority import due_at, order_key
 from taskengine.runtime.completer import Completer
 from taskengine.runtime.runner import Runner
 from taskengine.runtime.slots import CANCELLED, LEASE_LOST, SHUTDOWN, WorkerSlot
@@ -240,7 +240,7 @@ class Pool:
                 record = lease.record
                 started = clock.now()
                 # Waited since it could first run: a run_at in the past is no wait.
-                waited = started - max(record.run_at, record.created_at)
+                waited = started - due_at(record.run_at, record.created_at)
                 self._metrics.on_started(record.type, waited)
                 try:
                     outcome = await self._runner.run(slot, lease)
@@ -261,7 +261,7 @@ class Pool:
 def buffer_key(lease: Lease) -> float:
     """The broker's priority key of a lease, so the buffer hands out leases in its order."""
     record = lease.record
-    return order_key(record.priority, max(record.run_at, record.created_at))
+    return order_key(record.priority, due_at(record.run_at, record.created_at))
 
 
 def _noop() -> None:
