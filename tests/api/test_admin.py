@@ -157,7 +157,8 @@ def test_healthz(client: httpx.Client) -> None:
 def test_readyz_with_and_without_a_pool(client: httpx.Client, idle_client: httpx.Client) -> None:
     response = client.get("/readyz")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "checks": {"broker": "ok", "pool": "ok"}}
+    duties = {"pool": "ok", "settle": "ok", "reserve": "ok", "heartbeat": "ok"}
+    assert response.json() == {"status": "ok", "checks": {"broker": "ok", **duties}}
     response = idle_client.get("/readyz")
     assert response.status_code == 200
     assert response.json() == {"status": "ok", "checks": {"broker": "ok"}}

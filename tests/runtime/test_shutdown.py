@@ -141,7 +141,8 @@ async def test_a_blocking_handler_past_the_grace_is_handed_back(app: App) -> Non
     await wait_for(lambda: BOARD.events("start") == [("t", 0)], what="the thread to start")
     start = time.monotonic()
     await worker.stop(grace=0.2)
-    assert time.monotonic() - start < 3  # a thread cannot be killed: the worker does not wait
+    # A thread cannot be killed: the worker does not wait for its 30 s (bound generous for load).
+    assert time.monotonic() - start < 15
     record = await app.get(task_id)
     assert (record.state, record.attempt) == (TaskState.QUEUED, 0)
     BOARD.thread_release("t").set()

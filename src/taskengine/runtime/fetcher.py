@@ -114,6 +114,6 @@ class Fetcher:
                 self.failures += 1
                 delay = min(0.05 * 2**self.failures, 5.0)
                 log.exception(
-                    "reserve or wait failed (%d in a row); retrying in %.2f s", self.failures, delay
+                    "reserve failed (%d in a row); retrying in %.2f s", self.failures, delay
                 )
                 await asyncio.sleep(delay)
