@@ -70,10 +70,7 @@ async def serve(
     check_bind(host, tokens)
     await app.start()
     worker = app.worker() if run_workers else None
-    if worker is not None:
-        await worker.start()
     ctx = ApiContext(app=app, worker=worker, tokens=tokens, started_at=app.clock.now())
-    await ctx.live.start()
     config = uvicorn.Config(
         build_api(ctx),
         host=host,
@@ -87,9 +84,13 @@ async def serve(
     server = _Server(config)
     shutdown = _Shutdown(server, ctx, worker)
     loop = asyncio.get_running_loop()
+    # Handlers first: a signal once a task may run must stop gracefully, never kill.
     for sig in SIGNALS:
         loop.add_signal_handler(sig, shutdown.on_signal, sig)
     try:
+        if worker is not None:
+            await worker.start()
+        await ctx.live.start()
         serving = asyncio.create_task(server.serve())
         # uvicorn offers no start-up event; its `started` flag is the documented signal
         while not server.started and not serving.done():  # noqa: ASYNC110
