@@ -102,11 +102,10 @@ class Runner:
         try:
             data = await self._execute(spec, lease, slot)
             check_storable(data)
-        except BaseException as exc:
+        except BaseException as exc:  # every ending is decided below, none escapes
             error = exc
-        finally:
-            slot.end(self._clock.now())
         finished = self._clock.now()
+        slot.end(finished)
         reason = slot.cancel_reason
         if reason is not None:
             _take_back(slot.cancels_sent)
