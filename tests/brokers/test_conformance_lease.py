@@ -170,6 +170,44 @@ async def test_requeue_expired_cancels_when_cancel_was_requested(
     assert await broker.reserve("w", 5, 30.0, clock.now()) == []
 
 
+async def test_requeue_expired_on_the_last_attempt_is_dead_not_queued(
+    broker: BrokerBackend, clock: FakeClock, tasks: Tasks
+) -> None:
+    now = clock.now()
+    last, spare = tasks(now, max_attempts=1), tasks(now, max_attempts=2)
+    await broker.enqueue([last, spare], now)
+    await broker.reserve("w", 2, 10.0, now)
+
+    assert sorted(await broker.requeue_expired(clock.advance(11), 100)) == sorted(
+        [last.id, spare.id]
+    )
+
+    dead, queued = await broker.get([last.id, spare.id])
+    assert dead is not None
+    assert queued is not None
+    assert queued.state is TaskState.QUEUED
+    assert dead.state is TaskState.DEAD
+    assert dead.attempt == 1
+    assert dead.finished_at == clock.now()
+    assert dead.lease_expires_at is None
+    assert dead.result is not None
+    assert dead.result.status is ResultStatus.FAILURE
+    assert dead.result.attempt == 1
+    assert "attempts exhausted (1 of 1)" in (dead.result.error or "")
+    assert "lease expired" in (dead.result.error or "")
+    assert [line.error for line in dead.history] == ["lease expired"]
+    # never reserved again: the attempts never pass max_attempts
+    [again] = await broker.reserve("w", 5, 10.0, clock.now())
+    assert again.task_id == spare.id
+    assert again.record.attempt == 2
+    assert await broker.requeue_expired(clock.advance(11), 100) == [spare.id]
+    [spent] = await broker.get([spare.id])
+    assert spent is not None
+    assert spent.state is TaskState.DEAD
+    assert spent.attempt == 2
+    assert await broker.reserve("w", 5, 10.0, clock.now()) == []
+
+
 async def test_requeue_expired_honours_limit(
     broker: BrokerBackend, clock: FakeClock, tasks: Tasks
 ) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from taskengine.brokers import BrokerBackend
-from taskengine.brokers.memory import LEASE_EXPIRED  # requeue_expired's history line
+from taskengine.brokers.semantics import LEASE_EXPIRED  # requeue_expired's history line
 from taskengine.model import ResultStatus, TaskState
 from tests.chaos.support import (
     Child,

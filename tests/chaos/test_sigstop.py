@@ -19,7 +19,7 @@ import psutil
 import pytest
 
 from taskengine.brokers import BrokerBackend
-from taskengine.brokers.memory import LEASE_EXPIRED  # requeue_expired's history line
+from taskengine.brokers.semantics import LEASE_EXPIRED  # requeue_expired's history line
 from taskengine.model import ResultStatus, TaskRecord, TaskState
 from tests.chaos.support import (
     Child,

@@ -21,7 +21,7 @@ from taskengine.brokers.base import (
     check_lease_for,
     check_limit,
 )
-from taskengine.brokers.semantics import as_received, honour_cancel
+from taskengine.brokers.semantics import LEASE_EXPIRED, as_received, expiry_result, honour_cancel
 from taskengine.errors import QueueFull
 from taskengine.model import (
     AttemptRecord,
@@ -41,7 +41,6 @@ from taskengine.model.task import queued_record
 from taskengine.model.worker import WorkerInfo
 from taskengine.policy.priority import due_at, order_key
 
-LEASE_EXPIRED = "lease expired"
 _CAPABILITIES = Capabilities(durable=False, shared=False, push_wakeup=True)
 
 
@@ -197,7 +196,8 @@ class MemoryBroker:
         return applied
 
     async def requeue_expired(self, now: float, limit: int) -> list[str]:
-        """Requeue (or cancel, if asked) running tasks whose lease ran out before `now`."""
+        """Requeue running tasks whose lease ran out before `now` (cancel them if asked; on
+        their last attempt they are dead)."""
         check_limit(limit)
         expired = sorted(
             (r.lease_expires_at or 0.0, r.id)
@@ -216,16 +216,26 @@ class MemoryBroker:
                 duration=now - (record.started_at or now),
                 error=LEASE_EXPIRED,
             )
+            spent = record.attempt >= record.max_attempts
             record = _left_running(record, now, history_line=line)
             if cancel:
                 record = replace(record, state=TaskState.CANCELLED, finished_at=now)
+            elif spent:
+                result = expiry_result(
+                    task_id,
+                    attempt=record.attempt,
+                    max_attempts=record.max_attempts,
+                    worker_id=line.worker_id,
+                    now=now,
+                    duration=line.duration,
+                )
+                record = replace(record, state=TaskState.DEAD, finished_at=now, result=result)
             else:
                 record = replace(record, state=TaskState.QUEUED, run_at=now)
                 self._queued += 1
+                self._push(record, now)
             self._records[task_id] = record
             del self._tokens[task_id]
-            if not cancel:
-                self._push(record, now)
             ids.append(task_id)
         if ids:
             self._work.set()
@@ -510,4 +520,4 @@ def replayed_record(record: TaskRecord, now: float) -> TaskRecord:
     )
 
 
-__all__ = ["LEASE_EXPIRED", "MemoryBroker"]
+__all__ = ["MemoryBroker"]

@@ -5,6 +5,9 @@ retry, snooze or released (the task would be queued again) ends the task cancell
 with a result and a history line that say so. Success and dead outcomes stand: the run
 finished. `requeue_expired` honours it the same way (its line says the lease expired).
 
+A lease that runs out on a task's last attempt ends the task dead (`expiry_result` says why),
+never queued again: the attempts never pass `max_attempts`.
+
 A task is recorded as created no later than the broker received it (`as_received`), so a
 producer whose clock is ahead of the broker's neither delays a task meant to run at once nor
 pushes it back in the order (ADR 0006).
@@ -17,6 +20,8 @@ from msgspec.structs import replace
 from taskengine.model import Outcome, OutcomeKind, ResultStatus, Task, TaskResult
 
 CANCEL_HONOURED = "cancel requested while it ran: honoured"
+LEASE_EXPIRED = "lease expired"
+EXHAUSTED = "attempts exhausted"
 # Outcomes that would queue the task again, so a pending cancel request turns them into a cancel.
 REQUEUEING = frozenset({OutcomeKind.RETRY, OutcomeKind.SNOOZE, OutcomeKind.RELEASED})
 
@@ -45,6 +50,32 @@ def honour_cancel(outcome: Outcome, now: float) -> Outcome | None:
     )
 
 
+def expiry_error(attempt: int, max_attempts: int) -> str:
+    """The error of a task whose lease ran out on its last attempt (Redis builds it in Lua)."""
+    return f"{EXHAUSTED} ({attempt} of {max_attempts}): {LEASE_EXPIRED}"
+
+
+def expiry_result(
+    task_id: str,
+    *,
+    attempt: int,
+    max_attempts: int,
+    worker_id: str | None,
+    now: float,
+    duration: float,
+) -> TaskResult:
+    """The result of a task whose lease ran out on its last attempt: it is dead."""
+    return TaskResult(
+        task_id=task_id,
+        status=ResultStatus.FAILURE,
+        duration=duration,
+        worker_id=worker_id,
+        completed_at=now,
+        error=expiry_error(attempt, max_attempts),
+        attempt=attempt,
+    )
+
+
 def as_received(task: Task, now: float) -> Task:
     """The task as a broker whose clock says `now` records it at enqueue: created no later
     than now, and if it was to run at once (run_at not after its creation), due no later
@@ -55,4 +86,13 @@ def as_received(task: Task, now: float) -> Task:
     return replace(task, created_at=now, run_at=run_at)
 
 
-__all__ = ["CANCEL_HONOURED", "REQUEUEING", "as_received", "honour_cancel"]
+__all__ = [
+    "CANCEL_HONOURED",
+    "EXHAUSTED",
+    "LEASE_EXPIRED",
+    "REQUEUEING",
+    "as_received",
+    "expiry_error",
+    "expiry_result",
+    "honour_cancel",
+]

@@ -23,6 +23,7 @@ from taskengine.brokers.postgres.admin import PostgresAdmin
 from taskengine.brokers.postgres.batches import first_of_each, split_new
 from taskengine.brokers.postgres.codec import (
     HEADS,
+    expiry_dead_result,
     expiry_line,
     record_from_row,
     settle_arrays,
@@ -184,8 +185,9 @@ class PostgresBroker(PostgresAdmin):
 
     async def requeue_expired(self, now: float, limit: int) -> list[str]:
         """Move up to `limit` running tasks whose lease expired before `now` back to queued
-        (or to cancelled, if cancel was requested), oldest expiry first, each with a history
-        line for the lost attempt; return their ids in that order.
+        (or to cancelled, if cancel was requested; to dead, on their last attempt), oldest
+        expiry first, each with a history line for the lost attempt; return their ids in that
+        order.
 
         One transaction of two statements (four round trips with BEGIN and COMMIT): the rows
         are locked while their history lines are built here. Atomic; wakes waiters.
@@ -207,6 +209,7 @@ class PostgresBroker(PostgresAdmin):
                 [row["cancel_requested"] for row in rows],
                 now,
                 HEADS,
+                [expiry_dead_result(row, now) for row in rows],
             )
             return [row["id"] for row in rows]
 

@@ -13,8 +13,7 @@ from typing import Any, Protocol
 import msgspec
 from msgspec.structs import replace
 
-from taskengine.brokers.memory import LEASE_EXPIRED
-from taskengine.brokers.semantics import honour_cancel
+from taskengine.brokers.semantics import LEASE_EXPIRED, expiry_result, honour_cancel
 from taskengine.model import (
     AttemptRecord,
     Outcome,
@@ -139,6 +138,23 @@ def expiry_line(row: Row, now: float) -> bytes:
         error=LEASE_EXPIRED,
     )
     return pack(line)
+
+
+def expiry_dead_result(row: Row, now: float) -> bytes | None:
+    """The result of a task whose lease ran out on its last attempt (a row of
+    queries.REQUEUE_SELECT), or None if it is requeued or cancelled instead."""
+    if row["cancel_requested"] or row["attempt"] < row["max_attempts"]:
+        return None
+    started = row["started_at"]
+    result = expiry_result(
+        row["id"],
+        attempt=row["attempt"],
+        max_attempts=row["max_attempts"],
+        worker_id=row["worker_id"],
+        now=now,
+        duration=now - (now if started is None else started),
+    )
+    return pack(result)
 
 
 def cancelled_result(task_id: str, now: float) -> bytes:

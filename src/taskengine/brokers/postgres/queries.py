@@ -122,10 +122,12 @@ RETURNING t.id, o.token
 """
 
 # Inputs: $1 now, $2 limit. Output: (id, lease_token, attempt, worker_id, started_at,
-# cancel_requested) of running tasks whose lease ran out before $1, oldest expiry first.
+# cancel_requested, max_attempts) of running tasks whose lease ran out before $1, oldest
+# expiry first.
 # Invariant: run in a transaction; the rows stay locked until REQUEUE_APPLY commits.
 REQUEUE_SELECT = """
-SELECT t.id, t.lease_token, t.attempt, t.worker_id, t.started_at, t.cancel_requested
+SELECT t.id, t.lease_token, t.attempt, t.worker_id, t.started_at, t.cancel_requested,
+       t.max_attempts
 FROM {s}.tasks t
 WHERE t.state = 'running' AND t.lease_expires_at < $1
 ORDER BY t.lease_expires_at, t.id
@@ -133,20 +135,26 @@ LIMIT $2
 FOR UPDATE SKIP LOCKED
 """
 
-# Inputs: aligned $1 ids, $2 tokens, $3 history lines, $4 cancel (cancel was requested);
-# $5 now; $6 head start per priority. Output: none.
-# Invariant: the lost attempt stays counted and gets its line; a requeued task is due at once.
+# Inputs: aligned $1 ids, $2 tokens, $3 history lines, $4 cancel (cancel was requested),
+# $7 dead results (NULL unless the last attempt expired); $5 now; $6 head start per priority.
+# Output: none.
+# Invariant: the lost attempt stays counted and gets its line; a requeued task is due at once;
+# a task whose last attempt expired is dead, never queued again.
 REQUEUE_APPLY = """
 UPDATE {s}.tasks t
-SET state = CASE WHEN r.cancel THEN 'cancelled' ELSE 'queued' END,
-    run_at = CASE WHEN r.cancel THEN t.run_at ELSE $5 END,
-    order_key = CASE WHEN r.cancel THEN t.order_key
+SET state = CASE WHEN r.cancel THEN 'cancelled' WHEN r.result IS NOT NULL THEN 'dead'
+                 ELSE 'queued' END,
+    run_at = CASE WHEN r.cancel OR r.result IS NOT NULL THEN t.run_at ELSE $5 END,
+    order_key = CASE WHEN r.cancel OR r.result IS NOT NULL THEN t.order_key
                      ELSE greatest($5, t.created_at) - ($6::float8[])[t.priority + 1] END,
-    finished_at = CASE WHEN r.cancel THEN $5 ELSE t.finished_at END,
+    finished_at = CASE WHEN r.cancel OR r.result IS NOT NULL THEN $5 ELSE t.finished_at END,
+    result = coalesce(r.result, t.result),
+    result_attempt = CASE WHEN r.result IS NOT NULL THEN t.attempt ELSE t.result_attempt END,
     history_lines = array_append(t.history_lines, r.line),
     history_attempts = array_append(t.history_attempts, t.attempt),
     updated_at = $5, lease_token = NULL, lease_expires_at = NULL, cancel_requested = false
-FROM unnest($1::text[], $2::text[], $3::bytea[], $4::bool[]) AS r(id, token, line, cancel)
+FROM unnest($1::text[], $2::text[], $3::bytea[], $4::bool[], $7::bytea[])
+    AS r(id, token, line, cancel, result)
 WHERE t.id = r.id AND t.lease_token = r.token AND t.state = 'running'
 """
 

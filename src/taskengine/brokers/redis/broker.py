@@ -20,10 +20,9 @@ from taskengine.brokers.base import (
     check_lease_for,
     check_limit,
 )
-from taskengine.brokers.memory import LEASE_EXPIRED
 from taskengine.brokers.redis.admin import RedisAdmin
 from taskengine.brokers.redis.codec import decode_claim, enqueue_args, settle_args
-from taskengine.brokers.semantics import as_received
+from taskengine.brokers.semantics import EXHAUSTED, LEASE_EXPIRED, as_received
 from taskengine.brokers.server_clock import flag
 from taskengine.errors import QueueFull
 from taskengine.model import Lease, LeaseStatus, Outcome, ResultStatus, Task
@@ -165,9 +164,9 @@ class RedisBroker(RedisAdmin):
 
     async def requeue_expired(self, now: float, limit: int) -> list[str]:
         """Move up to `limit` running tasks whose lease expired before `now` back to queued
-        (or to cancelled, if cancel was requested), earliest expiry first (ties by id), each
-        with a history line for the lost attempt. One round trip (requeue_expired.lua),
-        atomic; publishes a wake-up if any moved."""
+        (or to cancelled, if cancel was requested; to dead, on their last attempt), earliest
+        expiry first (ties by id), each with a history line for the lost attempt. One round
+        trip (requeue_expired.lua), atomic; publishes a wake-up if any moved."""
         check_limit(limit)
         ids = await self._run(
             "requeue_expired",
@@ -176,6 +175,7 @@ class RedisBroker(RedisAdmin):
             LEASE_EXPIRED,
             ResultStatus.FAILURE.value,
             ResultStatus.CANCELLED.value,
+            EXHAUSTED,
         )
         return [task_id.decode() for task_id in ids]
 

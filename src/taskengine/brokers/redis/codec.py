@@ -29,7 +29,7 @@ _history = msgspec.msgpack.Decoder(list[AttemptRecord])
 
 
 def enqueue_args(task: Task) -> list[str | bytes | float | int]:
-    """The ten fields enqueue.lua reads per task."""
+    """The eleven fields enqueue.lua reads per task."""
     return [
         task.id,
         "" if task.idempotency_key is None else "=" + task.idempotency_key,  # "=": present
@@ -41,6 +41,7 @@ def enqueue_args(task: Task) -> list[str | bytes | float | int]:
         int(task.attempt),
         task.type,
         pack(task),
+        int(task.max_attempts),  # read by requeue_expired.lua
     ]
 
 

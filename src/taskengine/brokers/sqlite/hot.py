@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 from msgspec.structs import replace
 
 from taskengine.brokers.base import EnqueueResult
-from taskengine.brokers.semantics import as_received, honour_cancel
+from taskengine.brokers.semantics import LEASE_EXPIRED, as_received, expiry_result, honour_cancel
 from taskengine.brokers.sqlite import queries as q
 from taskengine.brokers.sqlite.codec import (
     attempt_line,
@@ -36,8 +36,6 @@ from taskengine.model.outcome import ATTEMPT_REFUNDED, NEEDS_RESULT
 from taskengine.model.serializer import pack
 from taskengine.model.state import TERMINAL_STATES
 from taskengine.policy.priority import HEAD_START, due_at, order_key
-
-LEASE_EXPIRED = "lease expired"
 
 
 class Running(NamedTuple):
@@ -197,12 +195,15 @@ def _settled(current: Running, outcome: Outcome, now: float) -> dict[str, Any]:
 
 
 def requeue_expired(conn: sqlite3.Connection, now: float, limit: int) -> list[str]:
-    """Requeue (or cancel, if asked) running tasks whose lease ran out, oldest expiry first."""
-    expired = [Running(*row) for row in conn.execute(q.SELECT_EXPIRED, (now, limit))]
+    """Requeue running tasks whose lease ran out, oldest expiry first (cancel them if asked;
+    on their last attempt they are dead)."""
+    rows = conn.execute(q.SELECT_EXPIRED, (now, limit)).fetchall()
     requeued: list[tuple[float, float, str]] = []
     cancelled: list[tuple[float, str]] = []
+    dead: list[tuple[float, str, bytes]] = []
     lines: list[tuple[str, int, bytes]] = []
-    for task in expired:
+    for *fields, max_attempts in rows:
+        task = Running(*fields)
         cancel = bool(task.cancel_requested)
         line = AttemptRecord(
             attempt=task.attempt,
@@ -215,15 +216,27 @@ def requeue_expired(conn: sqlite3.Connection, now: float, limit: int) -> list[st
         lines.append((task.id, task.attempt, attempt_line(line)))
         if cancel:
             cancelled.append((now, task.id))
+        elif task.attempt >= max_attempts:
+            result = expiry_result(
+                task.id,
+                attempt=task.attempt,
+                max_attempts=max_attempts,
+                worker_id=task.worker_id,
+                now=now,
+                duration=line.duration,
+            )
+            dead.append((now, task.id, pack(result)))
         else:
             requeued.append((now, HEAD_START[task.priority], task.id))
     if requeued:
         conn.executemany(q.REQUEUE, requeued)
     if cancelled:
         conn.executemany(q.EXPIRE_CANCELLED, cancelled)
+    if dead:
+        conn.executemany(q.EXPIRE_DEAD, dead)
     if lines:
         conn.executemany(q.INSERT_ATTEMPT, lines)
-    return [task.id for task in expired]
+    return [row[0] for row in rows]
 
 
 def data_version(conn: sqlite3.Connection) -> int:

@@ -90,11 +90,11 @@ WHERE id = :id AND lease_token = :token AND state = 'running'
 INSERT_ATTEMPT = "INSERT INTO attempts (task_id, attempt, record) VALUES (?1, ?2, ?3)"
 
 # Inputs: ?1 now, ?2 limit. Output: (id, lease_token, attempt, priority, run_at,
-# cancel_requested, started_at, worker_id, created_at) of running tasks whose lease ran out
-# before now, oldest expiry first.
+# cancel_requested, started_at, worker_id, created_at, max_attempts) of running tasks whose
+# lease ran out before now, oldest expiry first.
 SELECT_EXPIRED = """
 SELECT id, lease_token, attempt, priority, run_at, cancel_requested, started_at, worker_id,
-       created_at
+       created_at, max_attempts
 FROM tasks INDEXED BY tasks_leases
 WHERE state = 'running' AND lease_expires_at < ?1
 ORDER BY lease_expires_at, id
@@ -109,6 +109,15 @@ UPDATE tasks
 SET state = 'queued', run_at = ?1, order_key = max(?1, created_at) - ?2, updated_at = ?1,
     lease_token = NULL, lease_expires_at = NULL, cancel_requested = 0
 WHERE id = ?3 AND state = 'running'
+"""
+
+# Inputs: ?1 now, ?2 id, ?3 its TaskResult (msgpack). Output: none.
+# Invariant: its lease ran out on its last attempt and no cancel was requested.
+EXPIRE_DEAD = """
+UPDATE tasks
+SET state = 'dead', finished_at = ?1, updated_at = ?1, result = ?3,
+    lease_token = NULL, lease_expires_at = NULL, cancel_requested = 0
+WHERE id = ?2 AND state = 'running'
 """
 
 # Inputs: ?1 now, ?2 id. Output: none. Invariant: cancel was requested while it ran.

@@ -1,20 +1,24 @@
--- requeue_expired.lua: move running tasks whose lease ran out back to queued (or cancelled).
+-- requeue_expired.lua: move running tasks whose lease ran out back to queued (or cancelled,
+--   or dead on their last attempt).
 -- KEYS[1]: the namespace's depth key (routes the call).
 -- ARGV[2]: now; ARGV[3]: limit; ARGV[4]: the history line's error text; ARGV[5]: its status
---   when requeued; ARGV[6]: its status when cancel was requested.
+--   when requeued (also the dead result's); ARGV[6]: its status when cancel was requested;
+--   ARGV[7]: the start of the dead result's error (semantics.expiry_error).
 -- Returns: the ids moved, earliest expiry first (ties by id).
 -- Invariant: only leases expired strictly before now are taken; each gets one history line
---   (the lost attempt) and its token is cleared, so the old holder can no longer settle.
+--   (the lost attempt) and its token is cleared, so the old holder can no longer settle; the
+--   attempts never pass max_attempts.
 local now, limit = ARGV[2], tonumber(ARGV[3])
 local t = tonumber(now)
 local ids = redis.call('ZRANGEBYSCORE', K.leases, '-inf', '(' .. now, 'LIMIT', 0, limit)
 for _, id in ipairs(ids) do
   local key = task_key(id)
   local f = redis.call('HMGET', key, 'attempt', 'worker_id', 'started_at', 'cancel_requested',
-    'queue', 'head', 'created_at')
+    'queue', 'head', 'created_at', 'max_attempts')
   local cancel = f[4] == '1'
+  local duration = t - (tonumber(f[3]) or t)
   local line = {attempt = tonumber(f[1]), finished_at = t, error = ARGV[4],
-    duration = t - (tonumber(f[3]) or t), status = cancel and ARGV[6] or ARGV[5]}
+    duration = duration, status = cancel and ARGV[6] or ARGV[5]}
   if f[2] then line.worker_id = f[2] end
   append_line(id, cmsgpack.pack(line))
   drop_lease(id)
@@ -22,6 +26,14 @@ for _, id in ipairs(ids) do
     redis.call('HSET', key, 'state', 'cancelled', 'finished_at', now, 'updated_at', now)
     regroup(id, 'running', 'cancelled')
     redis.call('ZADD', done_key('cancelled'), now, id)
+  elseif f[8] and tonumber(f[1]) >= tonumber(f[8]) then  -- (absent: stored before 2026-12)
+    local result = {task_id = id, status = ARGV[5], completed_at = t, duration = duration,
+      error = ARGV[7] .. ' (' .. f[1] .. ' of ' .. f[8] .. '): ' .. ARGV[4]}
+    if f[2] then result.worker_id = f[2] end
+    redis.call('HSET', key, 'state', 'dead', 'finished_at', now, 'updated_at', now,
+      'result', cmsgpack.pack(result), 'result_attempt', f[1])
+    regroup(id, 'running', 'dead')
+    redis.call('ZADD', done_key('dead'), now, id)
   else
     redis.call('HSET', key, 'state', 'queued', 'run_at', now, 'updated_at', now)
     regroup(id, 'running', 'queued')
