@@ -84,11 +84,12 @@ def one_run(url: str, processes: int, port: int | None) -> tuple[float, ...]:
     env = {**os.environ, "PYTHONPATH": ROOT, "TASKENGINE_PREFETCH": "500"}
     command = [sys.executable, "-m", "taskengine", "--broker", url, "--app", APP, "worker"]
     asyncio.run(_prepare(url))  # the storage exists before the workers race to create it
+    log = tempfile.NamedTemporaryFile("w+", prefix="scale-workers-", suffix=".log")  # noqa: SIM115
     workers = subprocess.Popen(
         [*command, "--processes", str(processes), "--workers", "100", "--log-level", "warning"],
         env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         time.sleep(3)  # the processes are up and waiting
@@ -99,7 +100,11 @@ def one_run(url: str, processes: int, port: int | None) -> tuple[float, ...]:
             partial(_cpu, _server_pid(port)),
         ]
         machine, before = psutil.cpu_times(), [read() for read in readings]
-        rate = asyncio.run(_produce_and_wait(url))
+        try:
+            rate = asyncio.run(_produce_and_wait(url))
+        except RuntimeError as exc:  # say why: the workers' own words, not a bare timeout
+            log.seek(0)
+            raise RuntimeError(f"{exc}; the workers logged:\n{log.read()[-4000:]}") from None
         busy = _busy(machine, psutil.cpu_times())
         elapsed = COUNT / rate
         cores = [(read() - was) / elapsed for read, was in zip(readings, before, strict=True)]
@@ -111,6 +116,7 @@ def one_run(url: str, processes: int, port: int | None) -> tuple[float, ...]:
         except subprocess.TimeoutExpired:
             workers.kill()
         asyncio.run(_drop(url))
+        log.close()
 
 
 async def _prepare(url: str) -> None:
@@ -132,7 +138,8 @@ async def _produce_and_wait(url: str) -> float:
             await broker.enqueue(batch, time.time())
         while await _succeeded(broker) < COUNT:
             if time.perf_counter() > started + 300:
-                raise RuntimeError(f"{url}: not done within 300 s")
+                counts = [(r.state.value, r.count) for r in await broker.counts()]
+                raise RuntimeError(f"{url}: not done within 300 s; the broker counts {counts}")
             await asyncio.sleep(0.05)
         return COUNT / (time.perf_counter() - started)
     finally:
