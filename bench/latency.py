@@ -1,67 +1,180 @@
-"""Submit → start latency at a fixed offered load.
+"""Submit → start latency as a user measures it, with where the time goes.
 
-One process holds the producer and a pool of 10 workers (as `taskengine serve` does). The
-producer submits one no-op task every millisecond, on a schedule (1,000 tasks/s offered, for
-5 s after 0.5 s of warm-up); each task carries the `perf_counter` read just before its submit,
-and the handler notes the delay when it starts. So the figure includes the enqueue, the wake-up
-of an idle fetcher, the reserve and the hand-over to a worker.
+A producer process of its own (`bench.latency_producer`) submits no-op tasks on a fixed
+schedule, 100, 500 and 1,000 tasks/s offered for 5 s, either one per `app.submit` or ten per
+`app.submit_many`; `taskengine worker --processes 2 --workers 100` (`bench.latency_app`) runs
+them. The clock starts before the submit call and stops at the first line of the handler
+(`perf_counter`, the machine's CLOCK_MONOTONIC, so the processes' readings compare). The first
+0.5 s of tasks are warm-up. The memory broker cannot be shared between processes: its producer
+and 100 workers share one process.
+
+Each task's delay splits into stages: the submit call (client, broker script or statement,
+reply), the wake-up (from the submit's return to the start of the reserve that handed the task
+out: pub/sub, NOTIFY or the data_version poll, and the fetcher's turn on the loop), the reserve
+round trip, and the hand-off (from the reserve's return to the handler's first line: the
+worker's buffer, a free worker coroutine, the executor). A stage is negative when a reserve
+already in flight took a task that landed meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
+import math
+import os
+import signal
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from bench import loop_runner, row
-from taskengine.app import App
-from taskengine.settings import Settings
+from taskengine import App
+from taskengine.brokers import open_broker
+from taskengine.model import TaskState
 
-RATE = 1_000  # tasks/s offered
+RATES = (100, 500, 1_000)  # tasks/s offered
+BATCHES = (1, 10)  # tasks per submit call
 SECONDS = 5.0
 WARMUP = 0.5
+PROCESSES, WORKERS = 2, 100
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BROKERS = {
     "memory": "memory://",
     "sqlite": "sqlite:///{tmp}/latency.db",
     "redis": "redis://127.0.0.1:6379/0?namespace=lat{uid}",
     "postgresql": "postgresql://postgres@127.0.0.1:5432/test?schema=lat{uid}",
 }
+STAGES = ("submit", "wake", "reserve", "hand-off")
 
 
-async def latencies(url: str) -> list[float]:
-    """Submit→start delays in ms of every task after the warm-up."""
-    app = App(settings=Settings(broker_url=url, workers=10), builtins=False)
-    delays: list[float] = []
+def delays(submits: Sequence[list[Any]], marks: dict[str, list[float]]) -> dict[str, list[float]]:
+    """Per task after the warm-up, in ms: the whole delay ("total") and each stage."""
+    out: dict[str, list[float]] = {"total": [], **{stage: [] for stage in STAGES}}
+    first = submits[0][1] + WARMUP if submits else 0.0
+    for task_id, began, returned in submits:
+        if began < first:
+            continue
+        started, reserve_began, reserve_returned = marks[task_id]
+        out["total"].append((started - began) * 1000)
+        if not math.isnan(reserve_began):
+            out["submit"].append((returned - began) * 1000)
+            out["wake"].append((reserve_began - returned) * 1000)
+            out["reserve"].append((reserve_returned - reserve_began) * 1000)
+            out["hand-off"].append((started - reserve_returned) * 1000)
+    return out
 
-    @app.task("bench.mark")
-    async def mark(payload: float) -> None:
-        delays.append((time.perf_counter() - payload) * 1000)
 
+async def _marks(url: str, ids: list[str]) -> dict[str, list[float]]:
+    """Wait (at most 120 s) until every task succeeded; return each handler's marks."""
+    broker = open_broker(url)
+    await broker.start()
+    try:
+        deadline = time.monotonic() + 120
+        marks: dict[str, list[float]] = {}
+        pending = ids
+        while pending:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{url}: {len(pending)} tasks not done within 120 s")
+            for start in range(0, len(pending), 500):
+                chunk = pending[start : start + 500]
+                for task_id, record in zip(chunk, await broker.get(chunk), strict=True):
+                    if record is not None and record.state is TaskState.SUCCEEDED:
+                        assert record.result is not None
+                        marks[task_id] = record.result.data
+            pending = [task_id for task_id in pending if task_id not in marks]
+            if pending:
+                await asyncio.sleep(0.2)
+        return marks
+    finally:
+        await _drop(broker)
+        await broker.close()
+
+
+async def _drop(broker: Any) -> None:
+    drop = getattr(broker, "drop_schema", None) or getattr(broker, "drop_namespace", None)
+    if drop is not None:
+        await drop()
+
+
+async def _prepare_and_wait_for_workers(url: str, workers: subprocess.Popen[bytes]) -> None:
+    """Create the storage, then wait until the worker processes have registered."""
+    broker = open_broker(url)
+    await broker.start()
+    try:
+        deadline = time.monotonic() + 60
+        while len(await broker.workers(time.time() - 60)) < PROCESSES:
+            if time.monotonic() > deadline or workers.poll() is not None:
+                raise RuntimeError(f"{url}: the worker processes did not start")
+            await asyncio.sleep(0.1)
+    finally:
+        await broker.close()
+
+
+def one_run(url: str, rate: int, batch: int) -> dict[str, list[float]]:
+    """Delays of one run with a producer process and worker processes."""
+    env = {**os.environ, "PYTHONPATH": ROOT}
+    asyncio.run(open_broker(url).start())  # the storage exists before the processes race
+    command = [sys.executable, "-m", "taskengine", "--broker", url]
+    with tempfile.TemporaryFile() as log:
+        workers = subprocess.Popen(
+            [*command, "--app", "bench.latency_app:app", "worker", "--processes", str(PROCESSES),
+             "--workers", str(WORKERS), "--log-level", "warning"],
+            env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        try:
+            asyncio.run(_prepare_and_wait_for_workers(url, workers))
+            produced = subprocess.run(
+                [sys.executable, "-m", "bench.latency_producer", url, str(rate), str(SECONDS),
+                 str(batch)],
+                env=env, capture_output=True, check=True, timeout=SECONDS * 4 + 60,
+            )  # fmt: skip
+            submits = [json.loads(line) for line in produced.stdout.splitlines()]
+            marks = asyncio.run(_marks(url, [s[0] for s in submits]))
+        except BaseException:
+            log.seek(0)
+            sys.stderr.write(log.read()[-4000:].decode(errors="replace"))
+            raise
+        finally:
+            workers.send_signal(signal.SIGTERM)
+            try:
+                workers.wait(60)
+            except subprocess.TimeoutExpired:
+                workers.kill()
+    return delays(submits, marks)
+
+
+async def _in_process(url: str, rate: int, batch: int) -> dict[str, list[float]]:
+    """Delays of one run with the producer and the workers in this process (memory)."""
+    # Imported here: the probe patches the fetcher, which the other suites must not pay for.
+    from bench import latency_app
+    from bench.latency_producer import produce
+
+    app = App(url, builtins=False)
+    app.task("bench.mark")(latency_app.mark)
     await app.start()
     worker = app.worker()
     await worker.start()
-    total = int(RATE * (SECONDS + WARMUP))
     try:
-        start = time.perf_counter()
-        for n in range(total):
-            wait = start + n / RATE - time.perf_counter()
-            if wait > 0:
-                await asyncio.sleep(wait)
-            await app.submit("bench.mark", time.perf_counter())
-        while len(delays) < total:  # noqa: ASYNC110 (polling a list the handler fills)
-            await asyncio.sleep(0.01)
+        submits = await produce(app, rate, SECONDS, batch)
+        ids = [s[0] for s in submits]
+        deadline = time.monotonic() + 120
+        while True:
+            records = await app.broker.get(ids)
+            if all(r is not None and r.state is TaskState.SUCCEEDED for r in records):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{url}: tasks not done within 120 s")
+            await asyncio.sleep(0.05)
+        marks = {r.id: r.result.data for r in records if r is not None and r.result is not None}
     finally:
         await worker.stop()
-        drop = getattr(app.broker, "drop_schema", None) or getattr(
-            app.broker, "drop_namespace", None
-        )
-        if drop is not None:
-            await drop()
         await app.close()
-    return delays[int(RATE * WARMUP) :]
+    return delays(submits, marks)
 
 
 def _percentile(values: list[float], q: int) -> float:
@@ -69,16 +182,27 @@ def _percentile(values: list[float], q: int) -> float:
 
 
 def run(runs: int = 3, progress: Any = print) -> list[dict[str, Any]]:
-    """p50 and p99 of submit→start, median of `runs` per broker."""
+    """p50 and p99 of submit→start and the p50 of each stage, median of `runs`, per broker,
+    rate and batch size."""
     rows = []
     for name, template in BROKERS.items():
-        p50s, p99s = [], []
-        for _ in range(runs):
-            url = template.format(tmp=tempfile.mkdtemp(), uid=uuid.uuid4().hex[:8])
-            delays = loop_runner(latencies(url))
-            p50s.append(_percentile(delays, 50))
-            p99s.append(_percentile(delays, 99))
-            progress(f"{name}: submit->start p50 {p50s[-1]:.2f} ms, p99 {p99s[-1]:.2f} ms")
-        rows.append(row(f"{name}: submit->start p50 at {RATE:,}/s (ms)", p50s))
-        rows.append(row(f"{name}: submit->start p99 at {RATE:,}/s (ms)", p99s))
+        for rate in RATES:
+            for batch in BATCHES:
+                label = f"{name} {rate:,}/s {'single' if batch == 1 else f'batch {batch}'}"
+                figures: dict[str, list[float]] = {}
+                for _ in range(runs):
+                    url = template.format(tmp=tempfile.mkdtemp(), uid=uuid.uuid4().hex[:8])
+                    if name == "memory":
+                        measured = loop_runner(_in_process(url, rate, batch))
+                    else:
+                        measured = one_run(url, rate, batch)
+                    total = measured["total"]
+                    one = {"p50": _percentile(total, 50), "p99": _percentile(total, 99)}
+                    for stage in STAGES:
+                        if len(measured[stage]) >= 2:
+                            one[f"{stage} p50"] = _percentile(measured[stage], 50)
+                    for key, value in one.items():
+                        figures.setdefault(key, []).append(value)
+                    progress(f"{label}: " + ", ".join(f"{k} {v:.2f}" for k, v in one.items()))
+                rows += [row(f"{label}: {key} (ms)", values) for key, values in figures.items()]
     return rows

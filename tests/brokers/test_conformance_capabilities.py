@@ -17,7 +17,7 @@ from tests.brokers.support import MakeBroker, Tasks, outcome, started
 # What the design promises of each known backend; a new backend adds its line here.
 EXPECTED_FLAGS: dict[str, dict[str, bool]] = {
     "memory": {"durable": False, "shared": False},
-    "sqlite": {"durable": True, "shared": True},
+    "sqlite": {"durable": True, "shared": True, "push_wakeup": True},
     "redis": {"shared": True, "push_wakeup": True},
     "postgresql": {"shared": True, "push_wakeup": True},
 }

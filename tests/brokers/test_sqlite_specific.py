@@ -6,13 +6,14 @@ import asyncio
 import multiprocessing
 import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 import pytest
 
 from taskengine.brokers.sqlite import SqliteBroker
+from taskengine.brokers.sqlite import broker as sqlite_broker
 from taskengine.brokers.sqlite.schema import SCHEMA_VERSION
 from taskengine.errors import BrokerUnavailable, ConfigurationError, QueueFull, ValidationError
 from taskengine.model import OutcomeKind, Task, new_task
@@ -174,6 +175,48 @@ async def test_wait_for_work_sees_another_connection(broker: SqliteBroker, db: s
         assert time.monotonic() - started < 0.5
     finally:
         await other.close()
+
+
+def _enqueue_one(path: str) -> None:
+    async def run() -> None:
+        broker = SqliteBroker(path)
+        await broker.start()
+        try:
+            await broker.enqueue(make_tasks(1), T0)
+        finally:
+            await broker.close()
+
+    asyncio.run(run())
+
+
+async def test_a_commit_in_another_process_rings_the_waiters(
+    broker: SqliteBroker, db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Waiters in other processes are woken by the doorbell, not by polling data_version."""
+    monkeypatch.setattr(sqlite_broker, "POLL_INTERVAL", 3600.0)  # the poll never comes
+    await broker.reserve("w", 1, 30.0, T0)
+    waiter = asyncio.ensure_future(broker.wait_for_work(3600.0))
+    try:
+        bell = broker._doorbell.directory
+        assert bell is not None
+        await until(lambda: any(bell.iterdir()))  # this process listens
+        process = multiprocessing.get_context("spawn").Process(target=_enqueue_one, args=(db,))
+        process.start()
+        await asyncio.to_thread(process.join, 60)
+        assert process.exitcode == 0
+        await asyncio.wait_for(waiter, 30.0)
+    finally:
+        waiter.cancel()
+    await broker.close()
+    assert not bell.exists()  # the last broker out leaves nothing behind
+
+
+async def until(condition: Callable[[], bool], bound: float = 30.0) -> None:
+    """Wait until `condition()` holds (checked every 10 ms), failing after `bound` seconds."""
+    deadline = time.monotonic() + bound
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
 
 
 def _claim_loop(

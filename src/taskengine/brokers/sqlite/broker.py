@@ -26,6 +26,7 @@ from taskengine.brokers.base import (
     check_limit,
 )
 from taskengine.brokers.sqlite import admin, hot, reads
+from taskengine.brokers.sqlite.doorbell import Doorbell
 from taskengine.brokers.sqlite.reads import Reader
 from taskengine.brokers.sqlite.schema import check_synchronous, connect, create_schema
 from taskengine.brokers.sqlite.writer import Writer
@@ -33,8 +34,8 @@ from taskengine.errors import BrokerUnavailable, ConfigurationError
 from taskengine.model import Lease, LeaseStatus, Outcome, Task, TaskRecord, TaskState
 from taskengine.model.worker import WorkerInfo
 
-POLL_INTERVAL = 0.03  # seconds between checks for commits by other processes
-_CAPABILITIES = Capabilities(durable=True, shared=True, push_wakeup=False)
+POLL_INTERVAL = 0.03  # seconds between checks for commits by other processes (doorbell missed)
+_CAPABILITIES = Capabilities(durable=True, shared=True, push_wakeup=True)
 
 
 class SqliteBroker:
@@ -67,11 +68,12 @@ class SqliteBroker:
         self._reader: Reader | None = None
         self._starting = asyncio.Lock()
         self._work = asyncio.Event()
+        self._doorbell = Doorbell(path)  # wakes waiters in other processes (doorbell.py)
         self._seen_version: int | None = None  # data_version as of the last reserve or wake-up
 
     @property
     def capabilities(self) -> Capabilities:
-        """Durable, shared across processes; other processes' work is found by polling."""
+        """Durable, shared across processes; other processes' commits ring a doorbell."""
         return _CAPABILITIES
 
     @property
@@ -111,6 +113,7 @@ class SqliteBroker:
         """Commit every write already submitted, then close both connections. Idempotent."""
         writer, reader = self._writer, self._reader
         self._writer = self._reader = None
+        self._doorbell.close()
         if writer is not None:
             await writer.stop()
         if reader is not None:
@@ -132,7 +135,7 @@ class SqliteBroker:
             functools.partial(hot.enqueue, tasks=list(tasks), now=now, max_depth=self.max_depth)
         )
         if any(result.created for result in results):
-            self._work.set()
+            self._woken()
         return results
 
     async def reserve(
@@ -199,7 +202,7 @@ class SqliteBroker:
             ok and o.state is TaskState.QUEUED and (o.run_at is None or o.run_at <= now)
             for ok, o in zip(applied, outcomes, strict=True)
         ):
-            self._work.set()
+            self._woken()
         return applied
 
     async def requeue_expired(self, now: float, limit: int) -> list[str]:
@@ -209,13 +212,15 @@ class SqliteBroker:
         writer = self._write()
         ids = await writer.submit(functools.partial(hot.requeue_expired, now=now, limit=limit))
         if ids:
-            self._work.set()
+            self._woken()
         return ids
 
     async def wait_for_work(self, timeout: float) -> None:
-        """Return when this process queued work, when another connection committed since the
-        last reserve (checked every POLL_INTERVAL via data_version), or after `timeout`."""
+        """Return when this process queued work, when another process rang the doorbell, when
+        another connection committed since the last reserve (checked every POLL_INTERVAL via
+        data_version, should a ring be missed), or after `timeout`."""
         writer = self._write()
+        self._doorbell.listen(self._work.set)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(timeout, 0.0)
         while True:
@@ -235,6 +240,11 @@ class SqliteBroker:
                 await asyncio.wait_for(self._work.wait(), min(POLL_INTERVAL, remaining))
             except TimeoutError:
                 continue
+
+    def _woken(self) -> None:
+        """Work became ready: wake this process's waiters and ring the other processes'."""
+        self._work.set()
+        self._doorbell.ring()
 
     # -- admin ------------------------------------------------------------------------------
 
@@ -284,7 +294,7 @@ class SqliteBroker:
             return []
         results = await writer.submit(functools.partial(admin.replay, ids=list(ids), now=now))
         if ReplayResult.REPLAYED in results:
-            self._work.set()
+            self._woken()
         return results
 
     async def purge(self, states: Sequence[TaskState], finished_before: float, limit: int) -> int:
@@ -305,7 +315,7 @@ class SqliteBroker:
     async def resume(self, queues: Sequence[str]) -> None:
         """Let `reserve` take these queues again and wake local waiters. One round trip."""
         await self._write().submit(functools.partial(admin.resume, queues=list(queues)))
-        self._work.set()
+        self._woken()
 
     async def paused(self) -> set[str]:
         """The paused queue names. One round trip to the reader."""
