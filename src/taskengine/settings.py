@@ -77,6 +77,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     api_host: str = "127.0.0.1"
     api_port: int = 8080
     api_tokens: str | None = None  # "admin:TOKEN,read:TOKEN"; required beyond loopback
+    # Host names served besides localhost, *.localhost, the bound name and any address (ADR 0012)
+    api_allowed_hosts: tuple[str, ...] = ()
     log_level: str = "info"
     # built-in task types
     data_dir: str = "./data"
@@ -199,6 +201,8 @@ def build_settings(values: Mapping[str, Any]) -> Settings:
 def _parse_env(name: str, raw: str) -> Any:
     if name == "queues":
         return tuple(q.strip() for q in raw.split(",") if q.strip()) or None
+    if name == "api_allowed_hosts":
+        return tuple(h.strip() for h in raw.split(",") if h.strip())
     if name == "cron":
         try:
             return msgspec.json.decode(raw)

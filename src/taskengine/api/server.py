@@ -18,6 +18,7 @@ import uvicorn
 
 from taskengine.api import ApiContext, build_api
 from taskengine.api.auth import Tokens
+from taskengine.api.hosts import AllowedHosts
 from taskengine.app import App
 from taskengine.errors import ConfigurationError
 
@@ -62,15 +63,22 @@ async def serve(
     host: str = "127.0.0.1",
     port: int = 8080,
     tokens: Tokens | None = None,
+    allowed_hosts: tuple[str, ...] = (),
     run_workers: bool = True,
     ready: asyncio.Event | None = None,
 ) -> int:
-    """Serve until a signal; return the exit code (0 after a graceful stop)."""
+    """Serve until a signal; return the exit code (0 after a graceful stop).
+
+    `allowed_hosts`: Host names served besides the defaults and `host` (api/hosts.py).
+    """
     tokens = tokens or Tokens({})
     check_bind(host, tokens)
+    hosts = AllowedHosts.for_server(host, allowed_hosts)
     await app.start()
     worker = app.worker() if run_workers else None
-    ctx = ApiContext(app=app, worker=worker, tokens=tokens, started_at=app.clock.now())
+    ctx = ApiContext(
+        app=app, worker=worker, tokens=tokens, allowed_hosts=hosts, started_at=app.clock.now()
+    )
     config = uvicorn.Config(
         build_api(ctx),
         host=host,
