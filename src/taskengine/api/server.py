@@ -19,6 +19,7 @@ import uvicorn
 from taskengine.api import ApiContext, build_api
 from taskengine.api.auth import Tokens
 from taskengine.api.hosts import AllowedHosts
+from taskengine.api.protocol import HttpLimits, guarded_protocol
 from taskengine.app import App
 from taskengine.errors import ConfigurationError
 
@@ -64,12 +65,14 @@ async def serve(
     port: int = 8080,
     tokens: Tokens | None = None,
     allowed_hosts: tuple[str, ...] = (),
+    limits: HttpLimits | None = None,
     run_workers: bool = True,
     ready: asyncio.Event | None = None,
 ) -> int:
     """Serve until a signal; return the exit code (0 after a graceful stop).
 
-    `allowed_hosts`: Host names served besides the defaults and `host` (api/hosts.py).
+    `allowed_hosts`: Host names served besides the defaults and `host` (api/hosts.py);
+    `limits`: what one client may make the server hold (api/protocol.py).
     """
     tokens = tokens or Tokens({})
     check_bind(host, tokens)
@@ -83,6 +86,8 @@ async def serve(
         build_api(ctx),
         host=host,
         port=port,
+        http=guarded_protocol(limits or HttpLimits()),
+        ws="none",  # the API serves no WebSocket: an upgrade would escape the limits
         lifespan="off",
         access_log=False,
         log_config=None,
