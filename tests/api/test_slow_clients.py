@@ -108,6 +108,18 @@ def test_header_within_the_cap_is_served(limited: Server) -> None:
         assert sock.recv(65536).startswith(b"HTTP/1.1 200 ")
 
 
+def test_pipelined_heads_near_the_cap_are_each_counted_alone(limited: Server) -> None:
+    one = head(["X-Fill: " + "a" * (HEADER_BYTES - 200)])
+    with connect(limited) as sock:
+        sock.sendall(one * 3)
+        answers = b""
+        while answers.count(b"HTTP/1.1 200 ") < 3:
+            chunk = sock.recv(65536)
+            assert chunk, answers
+            answers += chunk
+    assert b"HTTP/1.1 4" not in answers
+
+
 def test_too_many_headers_is_431(limited: Server) -> None:
     with connect(limited) as sock:
         sock.sendall(head([f"X-H{i}: 1" for i in range(HEADERS)]))  # Host + 20

@@ -35,7 +35,7 @@ log = logging.getLogger("taskengine.api")
 
 @dataclass(frozen=True)
 class HttpLimits:
-    """What one client may make the server hold (the TASKENGINE_API_* settings)."""
+    """What one client may make the server hold (settings api_max_header_bytes and the like)."""
 
     max_header_bytes: int = 32 * 1024
     max_headers: int = 100
@@ -67,9 +67,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().__init__(config, server_state, app_state, _loop)
         self._reading_head = True  # between requests or inside a head: next bytes are head bytes
         self._head_bytes = 0  # bytes of the current head fed so far
-        self._headers = 0
         self._completed = 0  # requests read whole on this connection
-        self._deadline: asyncio.TimerHandle | None = None
+        self._since: float | None = None  # loop time the request being read began; None: none
+        self._timer: asyncio.TimerHandle | None = None
         self._refusal: tuple[int, str, str] | None = None  # a callback's, answered after it
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
@@ -82,10 +82,11 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
                 retry_after=True,
             )
             return
-        self._arm()
+        self._start_clock()  # a connection that never sends is closed too
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
+        if self._timer is not None:
+            self._timer.cancel()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -93,10 +94,13 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             if not self._reading_head:
                 super().data_received(data)
                 return
-            if self._deadline is None:  # the first bytes of a request on a kept-alive connection
-                self._arm()
+            if self._since is None:  # the first bytes of a request on a kept-alive connection
+                self._start_clock()
             room = self.limits.max_header_bytes - self._head_bytes
-            piece, data = data[: room + 1], data[room + 1 :]
+            if len(data) > room:
+                piece, data = data[: room + 1], data[room + 1 :]
+            else:
+                piece, data = data, b""
             completed = self._completed
             super().data_received(piece)
             if self.transport.is_closing():
@@ -111,20 +115,10 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     # parser callbacks (run inside super().data_received)
 
-    def on_message_begin(self) -> None:
-        super().on_message_begin()
-        self._headers = 0
-        if self._deadline is None:  # a request pipelined behind another
-            self._arm()
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers += 1
-        if self._headers > self.limits.max_headers:
+    def on_headers_complete(self) -> None:
+        if len(self.headers) > self.limits.max_headers:  # before any of it reaches the app
             self._refusal = self._head_refusal()
             raise _TooManyHeaders
-        super().on_header(name, value)
-
-    def on_headers_complete(self) -> None:
         self._reading_head = False
         super().on_headers_complete()
 
@@ -133,7 +127,7 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         self._reading_head = True
         self._head_bytes = 0
         self._completed += 1
-        self._disarm()
+        self._since = None
 
     def send_400_response(self, msg: str) -> None:
         """uvicorn's answer to a parser error: ours when a callback refused the head."""
@@ -142,28 +136,27 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         else:
             self._refuse(400, "invalid_request", "the request is not valid HTTP/1.1")
 
-    # the limits
+    # the read timeout: one timer per connection, moved on only when it fires (cheap per request)
 
-    def _arm(self) -> None:
-        self._disarm()
-        self._deadline = self.loop.call_later(self.limits.read_timeout, self._on_timeout)
+    def _start_clock(self) -> None:
+        self._since = self.loop.time()
+        if self._timer is None:
+            self._timer = self.loop.call_later(self.limits.read_timeout, self._on_timer)
 
-    def _disarm(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
-
-    def _on_timeout(self) -> None:
-        self._deadline = None
-        if self.transport.is_closing():
-            return
-        if self._reading_head and self._head_bytes > 0:
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._since is None or self.transport.is_closing():
+            return  # no request being read: the keep-alive timeout watches an idle connection
+        left = self._since + self.limits.read_timeout - self.loop.time()
+        if left > 0:  # the request being read began after the timer was set
+            self._timer = self.loop.call_later(left, self._on_timer)
+        elif self._reading_head and self._head_bytes > 0:
             self._refuse(
                 408,
                 "request_timeout",
                 f"the request did not arrive within {self.limits.read_timeout:g} s",
             )
-        else:  # nothing sent (a silent or idle connection), or a body cut short: just close
+        else:  # nothing sent (a silent connection), or a body cut short: just close
             self._log_refusal("request_timeout")
             self.transport.close()
 
@@ -191,7 +184,6 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         lines += [name + b": " + value for name, value in headers]
         self.transport.write(b"\r\n".join(lines) + b"\r\n\r\n" + body)
         self.transport.close()
-        self._disarm()
 
     def _log_refusal(self, code: str) -> None:
         client = f"{self.client[0]}:{self.client[1]}" if self.client else None
