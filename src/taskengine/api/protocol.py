@@ -20,7 +20,7 @@ import asyncio
 import logging
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Any
+from typing import Any, ClassVar
 
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -29,18 +29,29 @@ from uvicorn.server import ServerState
 from taskengine import logging as fields
 from taskengine.api.middleware import SECURITY_HEADERS
 from taskengine.model.serializer import to_json
+from taskengine.settings import Settings
 
 log = logging.getLogger("taskengine.api")
 
 
 @dataclass(frozen=True)
 class HttpLimits:
-    """What one client may make the server hold (settings api_max_header_bytes and the like)."""
+    """What one client may make the server hold."""
 
-    max_header_bytes: int = 32 * 1024
-    max_headers: int = 100
-    read_timeout: float = 15.0
-    max_connections: int = 512
+    max_header_bytes: int
+    max_headers: int
+    read_timeout: float
+    max_connections: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> HttpLimits:
+        """The api_max_header_bytes, api_max_headers, api_read_timeout, api_max_connections."""
+        return cls(
+            max_header_bytes=settings.api_max_header_bytes,
+            max_headers=settings.api_max_headers,
+            read_timeout=settings.api_read_timeout,
+            max_connections=settings.api_max_connections,
+        )
 
 
 def guarded_protocol(limits: HttpLimits) -> type[HttpToolsProtocol]:
@@ -55,7 +66,7 @@ class _TooManyHeaders(Exception):
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
     """HttpToolsProtocol with the limits above; `limits` is set by `guarded_protocol`."""
 
-    limits = HttpLimits()
+    limits: ClassVar[HttpLimits]
 
     def __init__(
         self,

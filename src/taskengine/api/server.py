@@ -72,7 +72,8 @@ async def serve(
     """Serve until a signal; return the exit code (0 after a graceful stop).
 
     `allowed_hosts`: Host names served besides the defaults and `host` (api/hosts.py);
-    `limits`: what one client may make the server hold (api/protocol.py).
+    `limits`: what one client may make the server hold (api/protocol.py; default: the app's
+    settings).
     """
     tokens = tokens or Tokens({})
     check_bind(host, tokens)
@@ -86,7 +87,7 @@ async def serve(
         build_api(ctx),
         host=host,
         port=port,
-        http=guarded_protocol(limits or HttpLimits()),
+        http=guarded_protocol(limits or HttpLimits.from_settings(app.settings)),
         ws="none",  # the API serves no WebSocket: an upgrade would escape the limits
         lifespan="off",
         access_log=False,
@@ -109,7 +110,10 @@ async def serve(
         while not server.started and not serving.done():  # noqa: ASYNC110
             await asyncio.sleep(0.01)
         if server.started:
-            log.info("serving", extra={"url": f"http://{host}:{port}"})
+            log.info(
+                "serving",
+                extra={"url": f"http://{host}:{port}", "allowed_hosts": list(hosts.patterns)},
+            )
             print(f"Task Engine at http://{host}:{port}/ (API docs at /docs)", flush=True)
             if ready is not None:
                 ready.set()

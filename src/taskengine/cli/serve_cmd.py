@@ -28,7 +28,6 @@ def serve(
 ) -> None:
     """Serve the REST API and a worker pool until SIGINT/SIGTERM (see TASKENGINE_API_TOKENS)."""
     from taskengine.api.auth import Tokens
-    from taskengine.api.protocol import HttpLimits
     from taskengine.api.server import serve as serve_api
 
     app = load_app(state_of(ctx))
@@ -49,12 +48,6 @@ def serve(
             port=settings.api_port if port is None else port,
             tokens=tokens,
             allowed_hosts=settings.api_allowed_hosts,
-            limits=HttpLimits(
-                max_header_bytes=settings.api_max_header_bytes,
-                max_headers=settings.api_max_headers,
-                read_timeout=settings.api_read_timeout,
-                max_connections=settings.api_max_connections,
-            ),
             run_workers=not no_workers,
         )
     )
