@@ -77,6 +77,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     api_host: str = "127.0.0.1"
     api_port: int = 8080
     api_tokens: str | None = None  # "admin:TOKEN,read:TOKEN"; required beyond loopback
+    # Host names served besides localhost, *.localhost, the bound name and any address (ADR 0012)
+    api_allowed_hosts: tuple[str, ...] = ()
+    # what one client may make the server hold (api/protocol.py)
+    api_max_header_bytes: int = 32 * 1024  # request line and headers; more is a 431
+    api_max_headers: int = 100
+    api_read_timeout: float = 15.0  # to send a whole request, from its first byte or connecting
+    api_max_connections: int = 512  # open at once; the next is a 503 and closed
     log_level: str = "info"
     # built-in task types
     data_dir: str = "./data"
@@ -101,6 +108,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             "max_depth": self.max_depth,
             "unknown_type_grace": self.unknown_type_grace,
             "broker_timeout": self.broker_timeout,
+            "api_max_header_bytes": self.api_max_header_bytes,
+            "api_max_headers": self.api_max_headers,
+            "api_read_timeout": self.api_read_timeout,
+            "api_max_connections": self.api_max_connections,
         }
         for name, value in positive.items():
             if not value > 0:
@@ -199,6 +210,8 @@ def build_settings(values: Mapping[str, Any]) -> Settings:
 def _parse_env(name: str, raw: str) -> Any:
     if name == "queues":
         return tuple(q.strip() for q in raw.split(",") if q.strip()) or None
+    if name == "api_allowed_hosts":
+        return tuple(h.strip() for h in raw.split(",") if h.strip())
     if name == "cron":
         try:
             return msgspec.json.decode(raw)

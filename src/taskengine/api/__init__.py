@@ -15,7 +15,12 @@ from taskengine.api.errors import (
     handle_engine_error,
     handle_unexpected,
 )
-from taskengine.api.middleware import RequestLogMiddleware, SecurityHeadersMiddleware
+from taskengine.api.hosts import HostCheckMiddleware
+from taskengine.api.middleware import (
+    RequestLogMiddleware,
+    SecurityHeadersMiddleware,
+    UnexpectedErrorMiddleware,
+)
 from taskengine.api.openapi import DOCS_PAGE, DOCS_SCRIPT, openapi_document
 from taskengine.errors import TaskEngineError
 
@@ -65,6 +70,9 @@ def build_api(ctx: ApiContext) -> Starlette:
             Exception: handle_unexpected,
         },
     )
+    # The last added runs first: log -> headers -> Host check -> the 500 of an error -> routes.
+    app.add_middleware(UnexpectedErrorMiddleware)
+    app.add_middleware(HostCheckMiddleware, allowed=ctx.allowed_hosts)
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(RequestLogMiddleware)
     return app

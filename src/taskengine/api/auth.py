@@ -80,7 +80,11 @@ class Tokens:
 
 
 def check_same_origin(request: Request) -> None:
-    """Refuse state-changing requests a browser sent from another site (403)."""
+    """Refuse state-changing requests a browser sent from another site (403).
+
+    Comparing Origin with Host is sound only because Host was checked first (api/hosts.py):
+    a rebinding page controls both.
+    """
     if request.method in SAFE_METHODS:
         return
     site = request.headers.get("sec-fetch-site")

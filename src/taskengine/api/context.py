@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from taskengine.api.auth import Tokens
+from taskengine.api.hosts import AllowedHosts
 from taskengine.app import App
 from taskengine.runtime.worker import Worker
 
@@ -23,6 +24,7 @@ class ApiContext:
     app: App
     worker: Worker | None = None
     tokens: Tokens = field(default_factory=lambda: Tokens({}))
+    allowed_hosts: AllowedHosts = field(default_factory=AllowedHosts)
     max_body: int = MAX_BODY_BYTES
     max_depth: int = MAX_JSON_DEPTH
     started_at: float = 0.0

@@ -8,6 +8,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
+from taskengine import logging as fields
 from taskengine.errors import (
     BrokerUnavailable,
     ConfigurationError,
@@ -83,7 +84,13 @@ async def handle_engine_error(request: Request, exc: Exception) -> Response:
 
 async def handle_unexpected(request: Request, exc: Exception) -> Response:
     """Anything else: logged with its traceback, answered without one."""
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    request_id = request.scope.get("state", {}).get(fields.REQUEST_ID)
+    log.exception(
+        "unhandled error on %s %s",
+        request.method,
+        request.url.path,
+        extra={fields.REQUEST_ID: request_id},
+    )
     if _is_broker_down(exc):
         return error_response(
             ApiError(

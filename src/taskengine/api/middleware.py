@@ -1,4 +1,4 @@
-"""Pure ASGI middleware: request logging with ids and latency, and security headers."""
+"""Pure ASGI middleware: request logging with ids and latency, security headers, and the 500."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ import logging
 import secrets
 import time
 
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from taskengine import logging as fields
+from taskengine.api.errors import handle_unexpected
 
 log = logging.getLogger("taskengine.api")
 
@@ -56,6 +58,7 @@ class RequestLogMiddleware:
             return
         started = time.perf_counter()
         request_id = _incoming_id(scope) or secrets.token_hex(8)
+        scope.setdefault("state", {})[fields.REQUEST_ID] = request_id  # for the error log line
         status = 500
 
         async def send_logged(message: Message) -> None:
@@ -82,6 +85,37 @@ class RequestLogMiddleware:
                         fields.LATENCY_MS: round((time.perf_counter() - started) * 1000, 3),
                     },
                 )
+
+
+class UnexpectedErrorMiddleware:
+    """Answers an unhandled exception inside the other middleware, so its 500 gets their headers.
+
+    Starlette's own handler for `Exception` runs outside every user middleware: its 500 had no
+    X-Request-ID, no CSP, and its log line no request id. A response already started cannot
+    become a 500; that exception goes on to the server, as before.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_watched(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_watched)
+        except Exception as exc:
+            if started:
+                raise
+            response = await handle_unexpected(Request(scope), exc)
+            await response(scope, receive, send)
 
 
 def _incoming_id(scope: Scope) -> str | None:

@@ -18,6 +18,8 @@ import uvicorn
 
 from taskengine.api import ApiContext, build_api
 from taskengine.api.auth import Tokens
+from taskengine.api.hosts import AllowedHosts
+from taskengine.api.protocol import HttpLimits, guarded_protocol
 from taskengine.app import App
 from taskengine.errors import ConfigurationError
 
@@ -62,19 +64,31 @@ async def serve(
     host: str = "127.0.0.1",
     port: int = 8080,
     tokens: Tokens | None = None,
+    allowed_hosts: tuple[str, ...] = (),
+    limits: HttpLimits | None = None,
     run_workers: bool = True,
     ready: asyncio.Event | None = None,
 ) -> int:
-    """Serve until a signal; return the exit code (0 after a graceful stop)."""
+    """Serve until a signal; return the exit code (0 after a graceful stop).
+
+    `allowed_hosts`: Host names served besides the defaults and `host` (api/hosts.py);
+    `limits`: what one client may make the server hold (api/protocol.py; default: the app's
+    settings).
+    """
     tokens = tokens or Tokens({})
     check_bind(host, tokens)
+    hosts = AllowedHosts.for_server(host, allowed_hosts)
     await app.start()
     worker = app.worker() if run_workers else None
-    ctx = ApiContext(app=app, worker=worker, tokens=tokens, started_at=app.clock.now())
+    ctx = ApiContext(
+        app=app, worker=worker, tokens=tokens, allowed_hosts=hosts, started_at=app.clock.now()
+    )
     config = uvicorn.Config(
         build_api(ctx),
         host=host,
         port=port,
+        http=guarded_protocol(limits or HttpLimits.from_settings(app.settings)),
+        ws="none",  # the API serves no WebSocket: an upgrade would escape the limits
         lifespan="off",
         access_log=False,
         log_config=None,
@@ -96,7 +110,10 @@ async def serve(
         while not server.started and not serving.done():  # noqa: ASYNC110
             await asyncio.sleep(0.01)
         if server.started:
-            log.info("serving", extra={"url": f"http://{host}:{port}"})
+            log.info(
+                "serving",
+                extra={"url": f"http://{host}:{port}", "allowed_hosts": list(hosts.patterns)},
+            )
             print(f"Task Engine at http://{host}:{port}/ (API docs at /docs)", flush=True)
             if ready is not None:
                 ready.set()

@@ -47,6 +47,7 @@ def serve(
             host=host or settings.api_host,
             port=settings.api_port if port is None else port,
             tokens=tokens,
+            allowed_hosts=settings.api_allowed_hosts,
             run_workers=not no_workers,
         )
     )
