@@ -84,6 +84,7 @@ class App:
         priority: Priority | int | str = Priority.NORMAL,
         executor: ExecutorKind | None = None,
         retryable: bool = True,
+        breaker: bool = True,
     ) -> Callable[[F], F]:
         """Register a handler as a task type (see Registry.task)."""
         return self.registry.task(
@@ -94,6 +95,7 @@ class App:
             priority=priority,
             executor=executor,
             retryable=retryable,
+            breaker=breaker,
         )
 
     def periodic(

@@ -13,7 +13,7 @@ from taskengine.errors import TaskEngineError, TaskFailed, TaskTimeout, Validati
 from taskengine.model import Lease, Outcome, ResultStatus, TaskResult
 from taskengine.model import outcome as outcomes
 from taskengine.model.serializer import check_storable
-from taskengine.policy.breaker import BreakerRegistry
+from taskengine.policy.breaker import BreakerRegistry, CircuitBreaker
 from taskengine.policy.retry import NoRetry, Retry, RetryPolicy, Snooze, decide_failure
 from taskengine.registry import Registry, TaskContext, TaskSpec, UnknownTaskType
 from taskengine.runtime.known_types import KnownTypes
@@ -93,8 +93,9 @@ class Runner:
                 f"attempts exhausted ({record.max_attempts}): lease expired"
             )
             return outcomes.dead(lease, self._failure(lease, slot, exhausted, now, 0.0))
-        breaker = self._breakers.get(spec.name)
-        if not breaker.allow(now):
+        # A type with breakers of its own (TaskSpec.breaker False) is not counted here.
+        breaker = self._breakers.get(spec.name) if spec.breaker else None
+        if breaker is not None and not breaker.allow(now):
             return outcomes.snooze(lease, now + max(breaker.retry_after(now), 0.001))
         slot.begin(lease, now)
         data: Any = None
@@ -110,17 +111,18 @@ class Runner:
         if reason is not None:
             _take_back(slot.cancels_sent)
             if reason in (CANCELLED, LEASE_LOST):
-                breaker.release(finished)
+                _release(breaker, finished)
                 return self._interrupted(lease, slot, reason, finished)
             if reason == TIMED_OUT:  # whatever the handler did after its deadline
                 error = TaskTimeout(f"timed out after {record.timeout:g} s")
             elif isinstance(error, asyncio.CancelledError):  # SHUTDOWN interrupted the run
-                breaker.release(finished)
+                _release(breaker, finished)
                 return outcomes.released(lease)
         elif isinstance(error, asyncio.CancelledError) and _worker_cancelled():
             raise error  # the worker itself is being cancelled: the pool hands the task back
         if error is None:
-            breaker.record_success(finished)
+            if breaker is not None:
+                breaker.record_success(finished)
             return outcomes.succeeded(
                 lease,
                 TaskResult(
@@ -134,11 +136,11 @@ class Runner:
                 ),
             )
         if isinstance(error, Snooze):
-            breaker.release(finished)
+            _release(breaker, finished)
             return outcomes.snooze(lease, finished + error.delay)
         if refused_input(error):
-            breaker.release(finished)  # the caller's mistake, not a failing dependency
-        else:
+            _release(breaker, finished)  # the caller's mistake, not a failing dependency
+        elif breaker is not None:
             breaker.record_failure(finished)
         return self._failed(spec, lease, slot, error, finished)
 
@@ -256,6 +258,12 @@ class Runner:
             error=describe(exc),
             attempt=lease.record.attempt,
         )
+
+
+def _release(breaker: CircuitBreaker | None, now: float) -> None:
+    """Hand back the probe slot a run may hold (nothing to do for an uncounted type)."""
+    if breaker is not None:
+        breaker.release(now)
 
 
 def refused_input(exc: BaseException) -> bool:
