@@ -290,6 +290,7 @@ def builtin_config(settings: Settings) -> BuiltinConfig:
     return BuiltinConfig(
         data_dir=settings.data_dir,
         http_allow_private=settings.http_allow_private,
+        sqlite_max_bytes=settings.max_result_bytes,
         forbidden_paths=frozenset(forbidden),
     )
 

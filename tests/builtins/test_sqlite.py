@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from taskengine.builtins import BuiltinConfig, TaskInputError, TaskRefused, builtin_registry
@@ -229,6 +230,32 @@ def test_a_runaway_query_is_stopped_by_the_time_limit(db: Path, data_dir: Path) 
     error = refused(task(data_dir, sqlite_time_limit=0.5), RUNAWAY)
     assert error.reason == "time_limit"
     assert time.monotonic() - started < 5
+
+
+def test_a_huge_value_is_refused_before_it_is_built(db: Path, data_dir: Path) -> None:
+    """A value over the byte cap (1 MiB by default) stops the statement at once: SQLite's own
+    length limit, so the 40 MB string is never made."""
+    error = refused(task(data_dir), "SELECT hex(randomblob(20000000))")
+    assert error.reason == "too_large"
+    assert "1048576" in str(error)
+
+
+def test_rows_are_capped_by_bytes(db: Path, data_dir: Path) -> None:
+    sqlite = task(data_dir, sqlite_max_bytes=10_000)
+    sql = "SELECT id, printf('%.1000c', 'x') FROM t"
+    result = sqlite.run(SqlitePayload(database="app.db", sql=sql))
+    assert result["truncated"] is True
+    assert 5 <= len(result["rows"]) < 10
+    assert result["rowcount"] == len(result["rows"])
+    assert len(msgspec.json.encode(result)) <= 10_000
+    assert result["rows"][0] == [1, "x" * 1000]
+
+
+def test_one_long_expression_is_interrupted_at_the_time_limit(db: Path, data_dir: Path) -> None:
+    """The progress handler is not called inside one expression: a timer interrupts it."""
+    sqlite = task(data_dir, sqlite_time_limit=0.2, sqlite_max_bytes=200_000_000)
+    error = refused(sqlite, "SELECT length(hex(randomblob(50000000)))")
+    assert error.reason == "time_limit"
 
 
 def test_bad_sql_and_missing_databases_are_input_errors(db: Path, data_dir: Path) -> None:
