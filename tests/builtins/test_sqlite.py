@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
+import sys
 import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +18,7 @@ import msgspec
 import pytest
 
 from taskengine.builtins import BuiltinConfig, TaskInputError, TaskRefused, builtin_registry
+from taskengine.builtins.sqlite_open import DatabaseUnverified, connect_verified
 from taskengine.builtins.sqlite_query import (
     SqlitePayload,
     SqliteTask,
@@ -214,6 +222,80 @@ def test_the_engine_store_is_refused(db: Path, data_dir: Path) -> None:
     for alias in ("alias.db", "hard.db"):
         with pytest.raises(TaskRefused):
             sqlite.run(SqlitePayload(database=alias, sql="SELECT 1"))
+
+
+def _database(path: Path, name: str) -> None:
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE t (name TEXT)")
+        conn.execute("INSERT INTO t VALUES (?)", (name,))
+    conn.close()
+
+
+@contextmanager
+def flipping(path: Path, target: Path) -> Iterator[subprocess.Popen[str]]:
+    """`path` flips between itself and a symlink to `target` in another process meanwhile."""
+    flipper = subprocess.Popen(
+        [sys.executable, "-m", "tests.builtins.flipper", str(path), str(target), "10000000"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert flipper.stdout is not None and flipper.stdout.readline() == "ready\n"
+        yield flipper
+    finally:
+        flipper.kill()  # this test's own child, by its handle
+        flipper.wait(30)
+
+
+def test_a_symlink_swapped_in_after_the_check_is_never_followed(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    """The issue's race: `app.db` flips between a database inside the data directory and a
+    symlink to one outside while queries run; none may read the outside one."""
+    data_dir.mkdir()
+    outside = tmp_path / "outside.db"
+    _database(outside, "outside")
+    _database(data_dir / "app.db", "inside")
+    sqlite = task(data_dir)
+    payload = SqlitePayload(database="app.db", sql="SELECT name FROM t")
+
+    def query(_: int) -> str:
+        try:
+            return str(sqlite.run(payload)["rows"][0][0])
+        except (TaskRefused, TaskInputError, DatabaseUnverified) as exc:
+            return exc.reason if isinstance(exc, TaskRefused) else type(exc).__name__
+
+    with flipping(data_dir / "app.db", outside) as flipper, ThreadPoolExecutor(8) as pool:
+        seen = Counter(pool.map(query, range(3000)))
+        assert flipper.poll() is None  # still flipping at the end
+    assert seen["outside"] == 0, seen
+    assert seen["inside"] > 0, seen
+
+
+def test_a_connection_to_another_file_than_the_checked_one_is_not_used(tmp_path: Path) -> None:
+    """What SQLite opened is compared with the file that was checked."""
+    checked, opened = tmp_path / "checked.db", tmp_path / "opened.db"
+    _database(checked, "checked")
+    _database(opened, "opened")
+    fd = os.open(opened, os.O_RDONLY)
+    with pytest.raises(DatabaseUnverified):
+        connect_verified(fd, checked.stat(), writes=False, timeout=1)
+    fd = os.open(checked, os.O_RDONLY)
+    conn = connect_verified(fd, checked.stat(), writes=False, timeout=1)
+    try:
+        assert conn.execute("SELECT name FROM t").fetchall() == [("checked",)]
+    finally:
+        conn.close()
+
+
+def test_a_hard_link_is_refused(data_dir: Path, tmp_path: Path) -> None:
+    data_dir.mkdir()
+    outside = tmp_path / "outside.db"
+    _database(outside, "outside")
+    (data_dir / "hard.db").hardlink_to(outside)
+    with pytest.raises(TaskRefused) as info:
+        task(data_dir).run(SqlitePayload(database="hard.db", sql="SELECT name FROM t"))
+    assert info.value.reason == "hard_link"
 
 
 @pytest.mark.parametrize("database", ["../app.db", "/etc/passwd", "x/../../app.db"])

@@ -1,28 +1,29 @@
 """The `io.sqlite` task type: one parameterised statement against a database in the data dir.
 
-Layers of defence: the database path is confined like `io.file` and is never the engine's own
-store; the connection is opened read-only (`mode=ro` and `PRAGMA query_only`) unless writes are
-enabled; exactly one statement is accepted; an authorizer allows only reads (or, with writes
-enabled, refuses ATTACH, DETACH, PRAGMA and extension loading); a timer interrupts the
-statement at the time limit (a progress handler would not: SQLite does not call it inside one
-long expression such as `hex(randomblob(N))`); SQLite's length limit refuses any value over the
-byte cap before it is built; rows are read until `max_rows` or the byte cap, whichever comes
-first.
+Layers of defence: the database file is opened and checked as `io.file` opens files (in the
+data directory, no symlink followed, one link, never the engine's own store) and SQLite is
+shown to hold that very file (see `sqlite_open`); the connection is read-only (`mode=ro` and
+`PRAGMA query_only`) unless writes are enabled; exactly one statement is accepted; an
+authorizer allows only reads (or, with writes enabled, refuses ATTACH, DETACH, PRAGMA and
+extension loading); a timer interrupts the statement at the time limit (a progress handler
+would not: SQLite does not call it inside one long expression such as `hex(randomblob(N))`);
+SQLite's length limit refuses any value over the byte cap before it is built; rows are read
+until `max_rows` or the byte cap, whichever comes first.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
-import stat
 import threading
-import urllib.parse
-from pathlib import Path
+from pathlib import PurePosixPath
 from typing import Annotated, Any
 
 import msgspec
 
+from taskengine.builtins import sqlite_open
 from taskengine.builtins.config import BuiltinConfig, TaskInputError, TaskRefused
-from taskengine.builtins.files import confine
+from taskengine.builtins.files import open_confined
 
 Scalar = str | int | float | bool | None
 _READ_ONLY_ACTIONS = frozenset(
@@ -64,13 +65,16 @@ class SqliteTask:
     def run(self, payload: SqlitePayload) -> dict[str, Any]:
         """Execute the statement; refusals raise TaskRefused, bad SQL TaskInputError."""
         sql = single_statement(payload.sql)
-        path = self._database_path(payload.database)
         writes = self.config.sqlite_allow_writes
         max_rows = min(payload.max_rows or self.config.sqlite_max_rows, self.config.sqlite_max_rows)
-        uri = f"file:{urllib.parse.quote(str(path))}?mode={'rwc' if writes else 'ro'}"
+        if not PurePosixPath(payload.database).parts:
+            raise TaskInputError("the data directory is not a database")
+        # A new database is created here (empty), so SQLite never creates a file by name.
+        flags = os.O_RDONLY | (os.O_CREAT if writes else 0)
+        fd, info = open_confined(self.config, payload.database, flags)
         try:
-            conn = sqlite3.connect(
-                uri, uri=True, timeout=self.config.sqlite_time_limit, isolation_level=None
+            conn = sqlite_open.connect_verified(
+                fd, info, writes=writes, timeout=self.config.sqlite_time_limit
             )
         except sqlite3.Error as exc:
             raise TaskInputError(f"cannot open {payload.database}: {exc}") from None
@@ -88,21 +92,6 @@ class SqliteTask:
         finally:
             alarm.close_connection()
         return {"columns": columns, "rows": rows, "rowcount": rowcount, "truncated": truncated}
-
-    def _database_path(self, database: str) -> Path:
-        root, rel = confine(self.config, database)
-        path = root / rel
-        if not rel.parts:
-            raise TaskInputError("the data directory is not a database")
-        try:
-            mode = path.stat().st_mode
-        except FileNotFoundError:
-            if self.config.sqlite_allow_writes:
-                return path
-            raise TaskInputError(f"database {database} does not exist") from None
-        if not stat.S_ISREG(mode):
-            raise TaskInputError(f"{database} is not a regular file")
-        return path
 
     def _harden(self, conn: sqlite3.Connection, denied: list[str], writes: bool) -> None:
         """Limits, read-only pragma and authorizer, before any user SQL runs."""
@@ -153,7 +142,7 @@ class _Alarm:
         with self._lock:
             conn, self._conn = self._conn, None
         if conn is not None:
-            conn.close()
+            sqlite_open.close(conn)
 
 
 def _read_rows(cursor: sqlite3.Cursor, max_rows: int, budget: int) -> tuple[list[Any], bool]:
