@@ -334,7 +334,9 @@ def test_rows_are_capped_by_bytes(db: Path, data_dir: Path) -> None:
 
 
 def test_one_long_expression_is_interrupted_at_the_time_limit(db: Path, data_dir: Path) -> None:
-    """The progress handler is not called inside one expression: a timer interrupts it."""
+    """A progress handler is not called inside one expression; the timer's interrupt is
+    noticed when it ends, so the statement is refused, not answered (here with the length
+    limit raised, so the expression is allowed to run long)."""
     sqlite = task(data_dir, sqlite_time_limit=0.2, sqlite_max_bytes=200_000_000)
     error = refused(sqlite, "SELECT length(hex(randomblob(50000000)))")
     assert error.reason == "time_limit"

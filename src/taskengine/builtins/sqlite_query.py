@@ -5,9 +5,10 @@ data directory, no symlink followed, one link, never the engine's own store) and
 shown to hold that very file (see `sqlite_open`); the connection is read-only (`mode=ro` and
 `PRAGMA query_only`) unless writes are enabled; exactly one statement is accepted; an
 authorizer allows only reads (or, with writes enabled, refuses ATTACH, DETACH, PRAGMA and
-extension loading); a timer interrupts the statement at the time limit (a progress handler
-would not: SQLite does not call it inside one long expression such as `hex(randomblob(N))`);
-SQLite's length limit refuses any value over the byte cap before it is built; rows are read
+extension loading); a timer interrupts the statement at the time limit (a progress handler is
+not called inside one long expression such as `hex(randomblob(N))`; SQLite notices the
+interrupt when that expression ends, and its length limit, set to the byte cap, keeps every
+value, so every expression, small: a bigger one is refused before it is built); rows are read
 until `max_rows` or the byte cap, whichever comes first.
 """
 
