@@ -84,6 +84,7 @@ class App:
         priority: Priority | int | str = Priority.NORMAL,
         executor: ExecutorKind | None = None,
         retryable: bool = True,
+        breaker: bool = True,
     ) -> Callable[[F], F]:
         """Register a handler as a task type (see Registry.task)."""
         return self.registry.task(
@@ -94,6 +95,7 @@ class App:
             priority=priority,
             executor=executor,
             retryable=retryable,
+            breaker=breaker,
         )
 
     def periodic(
@@ -288,6 +290,7 @@ def builtin_config(settings: Settings) -> BuiltinConfig:
     return BuiltinConfig(
         data_dir=settings.data_dir,
         http_allow_private=settings.http_allow_private,
+        sqlite_max_bytes=settings.max_result_bytes,
         forbidden_paths=frozenset(forbidden),
     )
 

@@ -21,6 +21,12 @@ class ValidationError(TaskEngineError):
     code = "validation_error"
 
 
+class ResultTooLarge(ValidationError):
+    """A task's result is over the configured size cap (`max_result_bytes`); not stored."""
+
+    code = "result_too_large"
+
+
 class InvalidTransition(TaskEngineError):
     """A task was asked to move between states the lifecycle does not allow."""
 

@@ -65,6 +65,10 @@ class TaskSpec(msgspec.Struct, frozen=True, kw_only=True):
     payload_type: Any = None  # a msgspec-convertible type, or None for any JSON
     wants_context: bool = False
     retryable: bool = True
+    # False: failures do not count against the runner's per-type circuit breaker, for a type
+    # that keeps finer breakers of its own (io.http, per host), so one bad target cannot stall
+    # every task of the type.
+    breaker: bool = True
 
     def convert(self, payload: Any) -> Any:
         """Return the payload as the handler's declared type; raise InvalidPayload if it is not."""
@@ -92,12 +96,14 @@ class Registry:
         priority: Priority | int | str = Priority.NORMAL,
         executor: ExecutorKind | None = None,
         retryable: bool = True,
+        breaker: bool = True,
     ) -> Callable[[F], F]:
         """Register the decorated function as task type `name` (default: module.function).
 
         Coroutine functions run on the event loop, plain functions in the thread pool unless
         `executor="process"` (which needs a module-level function). A first parameter
         annotated with a msgspec Struct, dataclass or TypedDict validates payloads at submit.
+        `breaker=False` keeps the type's failures off its circuit breaker (see TaskSpec).
         """
 
         def decorate(fn: F) -> F:
@@ -111,6 +117,7 @@ class Registry:
                     priority=Priority.parse(priority),
                     executor=executor,
                     retryable=retryable,
+                    breaker=breaker,
                 )
             )
             return fn
@@ -158,6 +165,7 @@ def build_spec(
     priority: Priority = Priority.NORMAL,
     executor: ExecutorKind | None = None,
     retryable: bool = True,
+    breaker: bool = True,
 ) -> TaskSpec:
     """Inspect `fn` and build its validated TaskSpec."""
     validate_name("task type", name)
@@ -194,6 +202,7 @@ def build_spec(
         payload_type=_payload_type(fn, params[0].name),
         wants_context=wants_context,
         retryable=retryable,
+        breaker=breaker,
     )
 
 

@@ -13,6 +13,7 @@ import msgspec
 from taskengine.brokers import DEFAULT_BROKER_URL, DEFAULT_MAX_DEPTH
 from taskengine.brokers.deadline import DEFAULT_TIMEOUT
 from taskengine.errors import ConfigurationError, ValidationError
+from taskengine.model.serializer import DEFAULT_MAX_RESULT_BYTES
 from taskengine.policy.cron import CronEntry, check_unique
 
 ENV_PREFIX = "TASKENGINE_"
@@ -85,6 +86,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     api_read_timeout: float = 15.0  # to send a whole request, from its first byte or connecting
     api_max_connections: int = 512  # open at once; the next is a 503 and closed
     log_level: str = "info"
+    # the largest result a task may store, and the longest error text kept (longer: truncated)
+    max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES
     # built-in task types
     data_dir: str = "./data"
     http_allow_private: bool = False
@@ -116,6 +119,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         for name, value in positive.items():
             if not value > 0:
                 raise ConfigurationError(f"{name} must be positive, got {value!r}")
+        if self.max_result_bytes < 1024:  # room for an error's head and its truncation marker
+            raise ConfigurationError(
+                f"max_result_bytes must be >= 1024, got {self.max_result_bytes}"
+            )
         if self.heartbeat_every >= self.lease_for:
             raise ConfigurationError("heartbeat_every must be shorter than lease_for")
         try:

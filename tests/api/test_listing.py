@@ -214,3 +214,34 @@ def test_bad_list_parameters_are_422(idle_client: httpx.Client, params: dict[str
         response = idle_client.get(path, params=params)
         assert response.status_code == 422, (path, params, response.text)
         assert response.json()["error"]["code"] == "validation_error"
+
+
+def test_a_page_ends_at_its_byte_budget_with_a_cursor(idle_client: httpx.Client) -> None:
+    """Twelve tasks of ~600 KB each do not come back as one 7 MB page: a page stops before its
+    JSON passes 4 MiB and hands a cursor; following it lists every task once, newest first."""
+    queue = _queue()
+    payload = {"items": ["x" * 1000] * 600}
+    ids = [
+        submit(idle_client, {"type": "time.batch", "payload": payload, "queue": queue})
+        for _ in range(12)
+    ]
+    seen: list[str] = []
+    pages = 0
+    cursor: str | None = None
+    while True:
+        params: dict[str, Any] = {"queue": queue, "limit": 500}
+        if cursor is not None:
+            params["cursor"] = cursor
+        response = idle_client.get("/api/tasks", params=params)
+        assert response.status_code == 200, response.text[:500]
+        assert len(response.content) <= 4 * 1024 * 1024
+        page = response.json()
+        assert page["items"], "a page holds at least one task"
+        seen += [item["id"] for item in page["items"]]
+        pages += 1
+        cursor = page["next_cursor"]
+        if cursor is None:
+            break
+        assert cursor == seen[-1]
+    assert seen == ids[::-1]
+    assert pages >= 2

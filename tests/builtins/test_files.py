@@ -139,3 +139,23 @@ def test_invalid_payloads_are_refused_at_submit(tmp_path: Path, payload: dict[st
     assert spec.executor == "thread"
     with pytest.raises(InvalidPayload):
         spec.convert(payload)
+
+
+def test_a_hard_link_is_refused_and_never_truncated(
+    files: FileTask, data_dir: Path, tmp_path: Path
+) -> None:
+    """A hard link may lead to a file outside the data directory: a file with more than one
+    link is refused for reading and writing, and a write does not truncate it first."""
+    secret = tmp_path / "secret.txt"
+    secret.write_text("top secret")
+    data_dir.mkdir()
+    (data_dir / "hard").hardlink_to(secret)
+    for payload in (
+        FilePayload(op="read", path="hard"),
+        FilePayload(op="write", path="hard", content="pwned"),
+        FilePayload(op="append", path="hard", content="pwned"),
+    ):
+        with pytest.raises(TaskRefused) as info:
+            files.run(payload)
+        assert info.value.reason == "hard_link"
+    assert secret.read_text() == "top secret"

@@ -341,3 +341,28 @@ async def test_an_error_status_ends_the_task_as_a_user_expects(
     assert failed.status is ResultStatus.FAILURE and f"HTTP {code}" in (failed.error or "")
     assert result.status is ResultStatus.SUCCESS
     assert result.data is not None and result.data["status"] == code
+
+
+async def test_failures_against_one_host_do_not_snooze_requests_to_another(
+    tmp_path: Path, http_server: str
+) -> None:
+    """io.http keeps a breaker per host: five failures against one bad host open that host's
+    breaker only, never the io.http type's, so a request to another host runs at once."""
+    app = memory_app(data_dir=str(tmp_path), http_allow_private=True)
+    bad = "http://127.0.0.2:9/"  # a loopback address where nothing listens
+    try:
+        async with running_worker(app, workers=1) as worker:
+            failing = [await app.submit("io.http", {"url": bad}, max_attempts=1) for _ in range(5)]
+            for task_id in failing:
+                assert (await app.result(task_id, timeout=60)).status is ResultStatus.FAILURE
+            type_breaker = worker.breakers.peek("io.http")
+            assert type_breaker is None or type_breaker.is_closed
+            good = await app.submit("io.http", {"url": f"{http_server}/json"})
+            assert (await app.result(good, timeout=60)).status is ResultStatus.SUCCESS
+        http = app.registry.get("io.http").fn.__self__
+        host_breaker = http.breakers.peek("127.0.0.2")
+        assert host_breaker is not None and not host_breaker.is_closed
+        record = await app.get(good)
+    finally:
+        await app.close()
+    assert [line.attempt for line in record.history] == [1]

@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
+import sys
 import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from taskengine.builtins import BuiltinConfig, TaskInputError, TaskRefused, builtin_registry
+from taskengine.builtins.sqlite_open import DatabaseUnverified, connect_verified
 from taskengine.builtins.sqlite_query import (
     SqlitePayload,
     SqliteTask,
@@ -215,6 +224,80 @@ def test_the_engine_store_is_refused(db: Path, data_dir: Path) -> None:
             sqlite.run(SqlitePayload(database=alias, sql="SELECT 1"))
 
 
+def _database(path: Path, name: str) -> None:
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE t (name TEXT)")
+        conn.execute("INSERT INTO t VALUES (?)", (name,))
+    conn.close()
+
+
+@contextmanager
+def flipping(path: Path, target: Path) -> Iterator[subprocess.Popen[str]]:
+    """`path` flips between itself and a symlink to `target` in another process meanwhile."""
+    flipper = subprocess.Popen(
+        [sys.executable, "-m", "tests.builtins.flipper", str(path), str(target), "10000000"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert flipper.stdout is not None and flipper.stdout.readline() == "ready\n"
+        yield flipper
+    finally:
+        flipper.kill()  # this test's own child, by its handle
+        flipper.wait(30)
+
+
+def test_a_symlink_swapped_in_after_the_check_is_never_followed(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    """The issue's race: `app.db` flips between a database inside the data directory and a
+    symlink to one outside while queries run; none may read the outside one."""
+    data_dir.mkdir()
+    outside = tmp_path / "outside.db"
+    _database(outside, "outside")
+    _database(data_dir / "app.db", "inside")
+    sqlite = task(data_dir)
+    payload = SqlitePayload(database="app.db", sql="SELECT name FROM t")
+
+    def query(_: int) -> str:
+        try:
+            return str(sqlite.run(payload)["rows"][0][0])
+        except (TaskRefused, TaskInputError, DatabaseUnverified) as exc:
+            return exc.reason if isinstance(exc, TaskRefused) else type(exc).__name__
+
+    with flipping(data_dir / "app.db", outside) as flipper, ThreadPoolExecutor(8) as pool:
+        seen = Counter(pool.map(query, range(3000)))
+        assert flipper.poll() is None  # still flipping at the end
+    assert seen["outside"] == 0, seen
+    assert seen["inside"] > 0, seen
+
+
+def test_a_connection_to_another_file_than_the_checked_one_is_not_used(tmp_path: Path) -> None:
+    """What SQLite opened is compared with the file that was checked."""
+    checked, opened = tmp_path / "checked.db", tmp_path / "opened.db"
+    _database(checked, "checked")
+    _database(opened, "opened")
+    fd = os.open(opened, os.O_RDONLY)
+    with pytest.raises(DatabaseUnverified):
+        connect_verified(fd, checked.stat(), writes=False, timeout=1)
+    fd = os.open(checked, os.O_RDONLY)
+    conn = connect_verified(fd, checked.stat(), writes=False, timeout=1)
+    try:
+        assert conn.execute("SELECT name FROM t").fetchall() == [("checked",)]
+    finally:
+        conn.close()
+
+
+def test_a_hard_link_is_refused(data_dir: Path, tmp_path: Path) -> None:
+    data_dir.mkdir()
+    outside = tmp_path / "outside.db"
+    _database(outside, "outside")
+    (data_dir / "hard.db").hardlink_to(outside)
+    with pytest.raises(TaskRefused) as info:
+        task(data_dir).run(SqlitePayload(database="hard.db", sql="SELECT name FROM t"))
+    assert info.value.reason == "hard_link"
+
+
 @pytest.mark.parametrize("database", ["../app.db", "/etc/passwd", "x/../../app.db"])
 def test_databases_outside_the_data_dir_are_refused(
     db: Path, data_dir: Path, database: str
@@ -229,6 +312,34 @@ def test_a_runaway_query_is_stopped_by_the_time_limit(db: Path, data_dir: Path) 
     error = refused(task(data_dir, sqlite_time_limit=0.5), RUNAWAY)
     assert error.reason == "time_limit"
     assert time.monotonic() - started < 5
+
+
+def test_a_huge_value_is_refused_before_it_is_built(db: Path, data_dir: Path) -> None:
+    """A value over the byte cap (1 MiB by default) stops the statement at once: SQLite's own
+    length limit, so the 40 MB string is never made."""
+    error = refused(task(data_dir), "SELECT hex(randomblob(20000000))")
+    assert error.reason == "too_large"
+    assert "1048576" in str(error)
+
+
+def test_rows_are_capped_by_bytes(db: Path, data_dir: Path) -> None:
+    sqlite = task(data_dir, sqlite_max_bytes=10_000)
+    sql = "SELECT id, printf('%.1000c', 'x') FROM t"
+    result = sqlite.run(SqlitePayload(database="app.db", sql=sql))
+    assert result["truncated"] is True
+    assert 5 <= len(result["rows"]) < 10
+    assert result["rowcount"] == len(result["rows"])
+    assert len(msgspec.json.encode(result)) <= 10_000
+    assert result["rows"][0] == [1, "x" * 1000]
+
+
+def test_one_long_expression_is_interrupted_at_the_time_limit(db: Path, data_dir: Path) -> None:
+    """A progress handler is not called inside one expression; the timer's interrupt is
+    noticed when it ends, so the statement is refused, not answered (here with the length
+    limit raised, so the expression is allowed to run long)."""
+    sqlite = task(data_dir, sqlite_time_limit=0.2, sqlite_max_bytes=200_000_000)
+    error = refused(sqlite, "SELECT length(hex(randomblob(50000000)))")
+    assert error.reason == "time_limit"
 
 
 def test_bad_sql_and_missing_databases_are_input_errors(db: Path, data_dir: Path) -> None:

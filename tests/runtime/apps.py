@@ -251,6 +251,16 @@ async def quick(payload: Any) -> Any:
     return payload
 
 
+async def big_result(payload: int) -> str:
+    """A result of `payload` characters."""
+    return "x" * payload
+
+
+async def big_error(payload: int) -> None:
+    """An error whose text is `payload` characters long (and not ASCII, to cut in UTF-8)."""
+    raise ValueError("é" * payload)
+
+
 # -- apps ---------------------------------------------------------------------------------------
 
 HANDLERS: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
@@ -269,6 +279,8 @@ HANDLERS: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
     "thread.gate": (thread_gate, {}),
     "not.json": (not_json, {}),
     "quick": (quick, {}),
+    "big.result": (big_result, {}),
+    "big.error": (big_error, {}),
     "huge.int": (huge_int, {}),
     "lone.surrogate": (lone_surrogate, {}),
     "surrogate.error": (surrogate_error, {}),

@@ -43,6 +43,36 @@ async def test_a_result_no_broker_can_store_fails_alone_and_the_rest_settle(
     assert [by_id[i].result.data for i in good] == list(range(20))  # type: ignore[union-attr]
 
 
+async def test_a_result_over_the_cap_fails_at_once_with_a_clear_error(app_on: MakeApp) -> None:
+    """The default cap (TASKENGINE_MAX_RESULT_BYTES, 1 MiB): a bigger result is not stored, and
+    its attempt fails for good (the same handler returns the same result on every retry)."""
+    app = await app_on()
+    big = await app.submit("big.result", 1024 * 1024 + 1, max_attempts=5)
+    fits = await app.submit("big.result", 1024 * 1024 - 100)
+    async with running_worker(app, workers=2):
+        by_id = {r.id: r for r in await finished(app, [big, fits], timeout=30)}
+    record = by_id[big]
+    assert (record.state, record.attempt) == (TaskState.DEAD, 1)
+    assert record.result is not None and record.result.data is None
+    error = record.result.error or ""
+    assert "ResultTooLarge" in error and "over the 1048576-byte cap" in error, error
+    assert "TASKENGINE_MAX_RESULT_BYTES" in error
+    assert by_id[fits].state is TaskState.SUCCEEDED
+
+
+async def test_an_error_over_the_cap_is_stored_truncated_with_a_marker(app_on: MakeApp) -> None:
+    app = await app_on(max_result_bytes=10_000)
+    task_id = await app.submit("big.error", 50_000, max_attempts=1)
+    async with running_worker(app):
+        [record] = await finished(app, [task_id], timeout=20)
+    assert record.state is TaskState.DEAD
+    assert record.result is not None
+    for error in (record.result.error or "", record.history[0].error or ""):
+        assert error.startswith("ValueError: éé"), error[:50]
+        assert len(error.encode()) <= 10_000
+        assert " [truncated from 100012 bytes to " in error, error[-200:]
+
+
 async def test_an_error_message_with_a_lone_surrogate_is_stored_escaped(app_on: MakeApp) -> None:
     app = await app_on()
     task_id = await app.submit("surrogate.error", max_attempts=1)

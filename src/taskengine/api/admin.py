@@ -11,8 +11,9 @@ from starlette.routing import Route
 from taskengine.api.auth import check_same_origin
 from taskengine.api.context import ApiContext
 from taskengine.api.errors import ApiError
+from taskengine.api.paging import bounded_page
 from taskengine.api.query import cursor, page_limit, task_filter
-from taskengine.api.schemas import HealthView, TaskPage, queue_views, task_view, worker_view
+from taskengine.api.schemas import HealthView, queue_views, worker_view
 from taskengine.api.tasks import json_response
 from taskengine.errors import ValidationError
 from taskengine.model import TaskState
@@ -58,8 +59,9 @@ def routes(ctx: ApiContext) -> list[Route]:
         ctx.tokens.check(request, "read")
         params = request.query_params
         flt = task_filter(params, states=frozenset({TaskState.DEAD}))
-        page = await broker.list_tasks(flt, page_limit(params), cursor(params))
-        return json_response(TaskPage([task_view(r) for r in page.items], page.next_cursor))
+        limit = page_limit(params)
+        body = await bounded_page(broker, flt, limit, cursor(params), ctx.max_list_bytes)
+        return Response(body, media_type="application/json")
 
     async def healthz(request: Request) -> Response:
         return json_response(HealthView("ok"))

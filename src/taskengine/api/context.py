@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 MAX_BODY_BYTES = 1024 * 1024
 MAX_JSON_DEPTH = 32
+MAX_LIST_BYTES = 4 * 1024 * 1024  # of a list page's JSON; a bigger page ends early, with a cursor
 
 
 @dataclass
@@ -27,6 +28,7 @@ class ApiContext:
     allowed_hosts: AllowedHosts = field(default_factory=AllowedHosts)
     max_body: int = MAX_BODY_BYTES
     max_depth: int = MAX_JSON_DEPTH
+    max_list_bytes: int = MAX_LIST_BYTES
     started_at: float = 0.0
     live: LiveFeed = field(init=False)
 

@@ -13,6 +13,7 @@ from taskengine.api.auth import check_same_origin
 from taskengine.api.body import check_json_content, convert, parse_json, read_body
 from taskengine.api.context import ApiContext
 from taskengine.api.errors import ApiError
+from taskengine.api.paging import bounded_page
 from taskengine.api.query import cursor, page_limit, task_filter
 from taskengine.api.schemas import (
     CancelView,
@@ -20,7 +21,6 @@ from taskengine.api.schemas import (
     SubmitTask,
     Submitted,
     SubmittedBatch,
-    TaskPage,
     task_view,
 )
 from taskengine.app import TaskRequest
@@ -87,10 +87,14 @@ def routes(ctx: ApiContext) -> list[Route]:
     async def list_tasks(request: Request) -> Response:
         ctx.tokens.check(request, "read")
         params = request.query_params
-        page = await ctx.app.broker.list_tasks(
-            task_filter(params), page_limit(params), cursor(params)
+        body = await bounded_page(
+            ctx.app.broker,
+            task_filter(params),
+            page_limit(params),
+            cursor(params),
+            ctx.max_list_bytes,
         )
-        return json_response(TaskPage([task_view(r) for r in page.items], page.next_cursor))
+        return Response(body, media_type="application/json")
 
     async def cancel(request: Request) -> Response:
         ctx.tokens.check(request, "admin")

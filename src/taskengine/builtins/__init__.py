@@ -46,7 +46,10 @@ def builtin_registry(config: BuiltinConfig, resolver: Resolver = system_resolver
     ):
         registry.register(build_spec(fn, name=name, executor="process", timeout=_CPU_TIMEOUT))
     http = HttpTask(config, resolver)
-    registry.register(build_spec(http.run, name="io.http", executor="async", timeout=_IO_TIMEOUT))
+    # io.http's breakers are per host (HttpTask.breakers): one bad host must not stall the type
+    registry.register(
+        build_spec(http.run, name="io.http", executor="async", timeout=_IO_TIMEOUT, breaker=False)
+    )
     registry.register(
         build_spec(FileTask(config).run, name="io.file", executor="thread", timeout=_IO_TIMEOUT)
     )

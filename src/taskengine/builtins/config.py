@@ -26,6 +26,7 @@ class BuiltinConfig(msgspec.Struct, frozen=True, kw_only=True):
     sqlite_allow_writes: bool = False
     sqlite_time_limit: float = 5.0
     sqlite_max_rows: int = 10_000
+    sqlite_max_bytes: int = MIB  # of the rows returned, as JSON; also SQLite's value size limit
     forbidden_paths: frozenset[str] = frozenset()
 
 

@@ -4,7 +4,9 @@ Confinement has two layers. First the relative path is checked (no absolute path
 no NUL) and resolved; the result must lie inside the resolved data directory and must not be a
 forbidden path. Then the resolved path is opened one component at a time from a descriptor of
 the data directory with O_NOFOLLOW, so a symlink swapped in after the check is refused
-instead of followed.
+instead of followed, and the open file itself is checked: a regular file, not a forbidden one
+(by inode), with one link only (another hard link may lie outside the data directory, and
+nothing tells where, so a file with two is refused). A write truncates only after the checks.
 """
 
 from __future__ import annotations
@@ -54,7 +56,10 @@ def confine(config: BuiltinConfig, path: str) -> tuple[Path, PurePosixPath]:
     if ".." in pure.parts:
         raise TaskRefused("path_escape", f"path {path!r} has a '..' component")
     root = data_root(config)
-    resolved = (root / pure).resolve()
+    try:
+        resolved = (root / pure).resolve()
+    except OSError as exc:  # e.g. a link swapped for a file while it was read
+        raise TaskInputError(f"path {path!r} cannot be resolved: {exc.strerror}") from None
     if not resolved.is_relative_to(root):
         raise TaskRefused("path_escape", f"path {path!r} leads outside the data directory")
     if _is_forbidden(resolved, config.forbidden_paths):
@@ -105,7 +110,7 @@ class FileTask:
     def _read(self, root: Path, rel: PurePosixPath) -> dict[str, Any]:
         limit = self.config.file_max_bytes
         with _parent_fd(root, rel, create=False) as dir_fd:
-            fd, info = _open_file(rel, os.O_RDONLY, dir_fd)
+            fd, info = _open_file(rel, os.O_RDONLY, dir_fd, self.config.forbidden_paths)
             with os.fdopen(fd, "rb") as f:
                 if info.st_size > limit:
                     raise TaskRefused("too_large", f"{rel} is {info.st_size} bytes, cap {limit}")
@@ -125,14 +130,17 @@ class FileTask:
         limit = self.config.file_max_bytes
         if len(data) > limit:
             raise TaskRefused("too_large", f"writing {len(data)} bytes; the cap is {limit}")
-        flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else os.O_TRUNC)
+        # No O_TRUNC: opening would truncate the file before it is checked.
+        flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if append else 0)
         with _parent_fd(root, rel, create=True) as dir_fd:
-            fd, info = _open_file(rel, flags, dir_fd)
+            fd, info = _open_file(rel, flags, dir_fd, self.config.forbidden_paths)
             with os.fdopen(fd, "wb") as f:
                 if append and info.st_size + len(data) > limit:
                     raise TaskRefused(
                         "too_large", f"appending would make {rel} larger than {limit} bytes"
                     )
+                if not append:
+                    f.truncate(0)
                 f.write(data)
         size = info.st_size + len(data) if append else len(data)
         return {"path": str(rel), "written": len(data), "size": size}
@@ -176,8 +184,21 @@ def _kind(mode: int) -> str:
     return "symlink" if stat.S_ISLNK(mode) else "other"
 
 
-def _open_file(rel: PurePosixPath, flags: int, dir_fd: int) -> tuple[int, os.stat_result]:
-    """Open the last component without following a symlink; refuse anything not regular."""
+def open_confined(
+    config: BuiltinConfig, path: str, flags: int = os.O_RDONLY
+) -> tuple[int, os.stat_result]:
+    """Open `path` in the data directory as `io.file` does (see the module docstring); return
+    the descriptor, which the caller closes, and its fstat."""
+    root, rel = confine(config, path)
+    with _parent_fd(root, rel, create=False) as dir_fd:
+        return _open_file(rel, flags, dir_fd, config.forbidden_paths)
+
+
+def _open_file(
+    rel: PurePosixPath, flags: int, dir_fd: int, forbidden_paths: frozenset[str]
+) -> tuple[int, os.stat_result]:
+    """Open the last component without following a symlink; refuse anything not regular, a
+    forbidden file, or a file with more than one link."""
     if not rel.parts:
         raise TaskInputError("the data directory is not a file")
     try:
@@ -186,10 +207,32 @@ def _open_file(rel: PurePosixPath, flags: int, dir_fd: int) -> tuple[int, os.sta
     except OSError as exc:
         raise _os_error(rel, exc) from exc
     info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode):
+    try:
+        if not stat.S_ISREG(info.st_mode):
+            raise TaskInputError(f"{rel} is not a regular file")
+        if _same_file_as_any(info, forbidden_paths):
+            raise TaskRefused("forbidden_path", f"{rel} is a forbidden file")
+        if info.st_nlink > 1:
+            raise TaskRefused(
+                "hard_link",
+                f"{rel} has {info.st_nlink} hard links; a file with more than one is refused, "
+                "as another may lie outside the data directory",
+            )
+    except BaseException:
         os.close(fd)
-        raise TaskInputError(f"{rel} is not a regular file")
+        raise
     return fd, info
+
+
+def _same_file_as_any(info: os.stat_result, forbidden_paths: frozenset[str]) -> bool:
+    """True if the open file is one of the forbidden ones (or their SQLite side files)."""
+    for base in forbidden_paths:
+        for suffix in _STORE_SUFFIXES:
+            with suppress(OSError):
+                other = os.stat(base + suffix)
+                if (other.st_dev, other.st_ino) == (info.st_dev, info.st_ino):
+                    return True
+    return False
 
 
 @contextmanager

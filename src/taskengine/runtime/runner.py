@@ -12,8 +12,8 @@ from taskengine.clock import Clock
 from taskengine.errors import TaskEngineError, TaskFailed, TaskTimeout, ValidationError
 from taskengine.model import Lease, Outcome, ResultStatus, TaskResult
 from taskengine.model import outcome as outcomes
-from taskengine.model.serializer import check_storable
-from taskengine.policy.breaker import BreakerRegistry
+from taskengine.model.serializer import DEFAULT_MAX_RESULT_BYTES, cap_text, check_storable
+from taskengine.policy.breaker import BreakerRegistry, CircuitBreaker
 from taskengine.policy.retry import NoRetry, Retry, RetryPolicy, Snooze, decide_failure
 from taskengine.registry import Registry, TaskContext, TaskSpec, UnknownTaskType
 from taskengine.runtime.known_types import KnownTypes
@@ -55,6 +55,7 @@ class Runner:
         threads: ThreadPoolExecutor,
         processes: ProcessExecutor,
         unknown_type_grace: float = 600.0,
+        max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
         rng: random.Random | None = None,
     ) -> None:
         self._registry = registry
@@ -64,6 +65,7 @@ class Runner:
         self._threads = threads
         self._processes = processes
         self._rng = rng or random.Random()
+        self._max_bytes = max_result_bytes  # of a stored result, and of each error text
         self.overrunning_threads = 0  # timed-out thread runs still occupying a thread
         self.unknown_types = KnownTypes(unknown_type_grace)
 
@@ -93,15 +95,16 @@ class Runner:
                 f"attempts exhausted ({record.max_attempts}): lease expired"
             )
             return outcomes.dead(lease, self._failure(lease, slot, exhausted, now, 0.0))
-        breaker = self._breakers.get(spec.name)
-        if not breaker.allow(now):
+        # A type with breakers of its own (TaskSpec.breaker False) is not counted here.
+        breaker = self._breakers.get(spec.name) if spec.breaker else None
+        if breaker is not None and not breaker.allow(now):
             return outcomes.snooze(lease, now + max(breaker.retry_after(now), 0.001))
         slot.begin(lease, now)
         data: Any = None
         error: BaseException | None = None
         try:
             data = await self._execute(spec, lease, slot)
-            check_storable(data)
+            check_storable(data, self._max_bytes)
         except BaseException as exc:  # every ending is decided below, none escapes
             error = exc
         finished = self._clock.now()
@@ -110,17 +113,18 @@ class Runner:
         if reason is not None:
             _take_back(slot.cancels_sent)
             if reason in (CANCELLED, LEASE_LOST):
-                breaker.release(finished)
+                _release(breaker, finished)
                 return self._interrupted(lease, slot, reason, finished)
             if reason == TIMED_OUT:  # whatever the handler did after its deadline
                 error = TaskTimeout(f"timed out after {record.timeout:g} s")
             elif isinstance(error, asyncio.CancelledError):  # SHUTDOWN interrupted the run
-                breaker.release(finished)
+                _release(breaker, finished)
                 return outcomes.released(lease)
         elif isinstance(error, asyncio.CancelledError) and _worker_cancelled():
             raise error  # the worker itself is being cancelled: the pool hands the task back
         if error is None:
-            breaker.record_success(finished)
+            if breaker is not None:
+                breaker.record_success(finished)
             return outcomes.succeeded(
                 lease,
                 TaskResult(
@@ -134,11 +138,11 @@ class Runner:
                 ),
             )
         if isinstance(error, Snooze):
-            breaker.release(finished)
+            _release(breaker, finished)
             return outcomes.snooze(lease, finished + error.delay)
         if refused_input(error):
-            breaker.release(finished)  # the caller's mistake, not a failing dependency
-        else:
+            _release(breaker, finished)  # the caller's mistake, not a failing dependency
+        elif breaker is not None:
             breaker.record_failure(finished)
         return self._failed(spec, lease, slot, error, finished)
 
@@ -216,7 +220,6 @@ class Runner:
         self, spec: TaskSpec, lease: Lease, slot: WorkerSlot, exc: BaseException, now: float
     ) -> Outcome:
         record = lease.record
-        result = self._failure(lease, slot, exc, now, now - slot.busy_since)
         retryable = spec.retryable and not refused_input(exc)
         requested = exc.delay if isinstance(exc, Retry) else None
         decision = decide_failure(
@@ -228,6 +231,9 @@ class Runner:
             retryable=retryable,
             requested_delay=requested,
         )
+        retry = decision.kind == "retry" and decision.run_at is not None
+        dead_reason = None if retry else decision.reason
+        result = self._failure(lease, slot, exc, now, now - slot.busy_since, dead_reason)
         log.info(
             "task failed",
             extra={
@@ -238,24 +244,38 @@ class Runner:
                 "decision": decision.kind,
             },
         )
-        if decision.kind == "retry" and decision.run_at is not None:
+        if retry and decision.run_at is not None:
             return outcomes.retry(lease, result, decision.run_at)
-        return outcomes.dead(lease, replace_error(result, decision.reason))
+        return outcomes.dead(lease, result)
 
-    @staticmethod
     def _failure(
-        lease: Lease, slot: WorkerSlot, exc: BaseException, now: float, duration: float
+        self,
+        lease: Lease,
+        slot: WorkerSlot,
+        exc: BaseException,
+        now: float,
+        duration: float,
+        dead_reason: str | None = None,
     ) -> TaskResult:
+        """The failed attempt's result; its error (with the dead-letter reason, if any, after
+        it) within the size cap."""
         timed_out = isinstance(exc, TaskTimeout)
+        suffix = f" ({dead_reason})" if dead_reason else ""
         return TaskResult(
             task_id=lease.task_id,
             status=ResultStatus.TIMEOUT if timed_out else ResultStatus.FAILURE,
             duration=duration,
             worker_id=slot.id,
             completed_at=now,
-            error=describe(exc),
+            error=cap_text(describe(exc), self._max_bytes - len(suffix.encode())) + suffix,
             attempt=lease.record.attempt,
         )
+
+
+def _release(breaker: CircuitBreaker | None, now: float) -> None:
+    """Hand back the probe slot a run may hold (nothing to do for an uncounted type)."""
+    if breaker is not None:
+        breaker.release(now)
 
 
 def refused_input(exc: BaseException) -> bool:
@@ -276,10 +296,3 @@ def describe(exc: BaseException) -> str:
     if not isinstance(exc, TaskFailed):
         text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
-def replace_error(result: TaskResult, reason: str) -> TaskResult:
-    """The result with the dead-letter reason appended to its error."""
-    from msgspec.structs import replace
-
-    return replace(result, error=f"{result.error} ({reason})" if result.error else reason)

@@ -84,6 +84,7 @@ class Worker:
             threads=self._threads,
             processes=self._processes,
             unknown_type_grace=settings.unknown_type_grace,
+            max_result_bytes=settings.max_result_bytes,
         )
         self.completer = Completer(broker, clock, settings.settle_batch)
         self.pool = Pool(
