@@ -39,9 +39,10 @@ def test_submit_options_reach_the_task(tmp_path: Path) -> None:
         "3",
     )
     record = cli.json("status", task_id)
-    assert record["priority"] == 2
+    assert record["priority"] == "HIGH"
     assert record["queue"] == "fast"
-    assert record["run_at"] == pytest.approx(record["created_at"] + 60, abs=0.01)
+    run_at, created_at = (datetime.fromisoformat(record[k]) for k in ("run_at", "created_at"))
+    assert (run_at - created_at).total_seconds() == pytest.approx(60, abs=0.01)
     assert record["timeout"] == 5
     assert record["max_attempts"] == 3
 
@@ -51,7 +52,9 @@ def test_submit_run_at_accepts_iso_and_epoch(tmp_path: Path, when: str) -> None:
     cli = Cli(tmp_path)
     task_id = cli.submit("time.sleep", {"seconds": 0.01}, "--run-at", when)
     expected = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC).timestamp()
-    assert cli.json("status", task_id)["run_at"] == pytest.approx(expected)
+    run_at = cli.json("status", task_id)["run_at"]
+    assert run_at == "2030-01-02T03:04:05Z"  # ISO 8601 in UTC, as the API shows it
+    assert datetime.fromisoformat(run_at).timestamp() == pytest.approx(expected)
 
 
 def test_submit_json_and_idempotency_key(tmp_path: Path) -> None:

@@ -142,7 +142,9 @@ def submit(
         task_id=found.id, status=ResultStatus.CANCELLED, completed_at=found.updated_at
     )
     if as_json:
-        output.print_json(result)
+        from taskengine.views import result_view
+
+        output.print_json(result_view(result))
     else:
         output.show_result(result)
     if found.state is not TaskState.SUCCEEDED:  # dead or cancelled
@@ -192,7 +194,9 @@ def status(ctx: click.Context, task_id: str, as_json: bool) -> None:
 
     record = with_client(state_of(ctx), body)
     if wants_json(ctx, as_json):
-        output.print_json(record)
+        from taskengine.views import task_view
+
+        output.print_json(task_view(record))
     else:
         output.show_record(record)
 
@@ -233,7 +237,9 @@ def list_tasks(
 
     page = with_client(state_of(ctx), body)
     if wants_json(ctx, as_json):
-        output.print_json(page)
+        from taskengine.views import task_page
+
+        output.print_json(task_page(page))
     else:
         output.show_tasks(page.items, page.next_cursor, title="tasks")
 
@@ -273,12 +279,16 @@ def retry(ctx: click.Context, task_id: str, as_json: bool) -> None:
     """Queue a dead or cancelled task again, with a fresh attempt count."""
     from taskengine.brokers import ReplayResult
 
-    async def body(client: Client) -> ReplayResult:
-        return (await client.replay([task_id]))[0]
+    async def body(client: Client) -> tuple[ReplayResult, TaskRecord | None]:
+        answer = (await client.replay([task_id]))[0]
+        replayed = answer is ReplayResult.REPLAYED and wants_json(ctx, as_json)
+        return answer, await client.get(task_id) if replayed else None
 
-    answer = with_client(state_of(ctx), body)
-    if wants_json(ctx, as_json):
-        output.print_json({"id": task_id, "result": answer.value})
+    answer, record = with_client(state_of(ctx), body)
+    if record is not None:  # the task as queued again, like POST /api/tasks/{id}/retry
+        from taskengine.views import task_view
+
+        output.print_json(task_view(record))
     messages = {
         ReplayResult.REPLAYED: (f"queued {task_id} again", 0),
         ReplayResult.NOT_REPLAYABLE: (
