@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -196,3 +197,16 @@ def test_unstorable_payload_value_is_one_line_and_exit_2(
     assert len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.output
     assert cli.json("list")["items"] == []  # nothing was stored
+
+
+def test_wait_table_shows_the_task_id_and_times_with_their_zone(tmp_path: Path) -> None:
+    cli = Cli(tmp_path)
+    task_id = cli.submit("time.sleep", {"seconds": 0}, "--idempotency-key", "shown")
+    cli.ok("cancel", task_id)
+    again = ["submit", "time.sleep", "--payload", '{"seconds": 0}', "--idempotency-key", "shown"]
+    table = cli.invoke(*again, "--wait").stdout
+    assert task_id in table  # which task the result is of
+    completed = next(line for line in table.splitlines() if "completed" in line)
+    assert re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", completed), completed
+    as_json = json.loads(cli.invoke("--json", *again, "--wait").stdout)
+    assert as_json["task_id"] == task_id and as_json["completed_at"].endswith("Z")
