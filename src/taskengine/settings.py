@@ -66,7 +66,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     threads: int = 32
     """threads that run synchronous (`executor="thread"`) handlers"""
     process_pool: int | None = None
-    """processes that run `executor="process"` handlers; unset: the core count (was `PROCESSES`)"""
+    """processes that run `executor="process"` handlers, in each engine process; unset: the core
+    count (`worker --processes` is how many engine processes to start)"""
     # leases and background duties
     lease_for: float = 30.0
     """seconds a lease lasts; a task whose worker stops renewing it is run again after this"""
