@@ -17,6 +17,14 @@ from taskengine.model import AttemptRecord, Priority, TaskRecord, TaskResult
 from taskengine.model.worker import WorkerInfo
 
 
+class Submitted(msgspec.Struct):
+    """What a submission created (or found, for a repeated idempotency key)."""
+
+    id: str
+    created: bool
+    location: str
+
+
 class ResultView(msgspec.Struct):
     """The spec's TaskResult."""
 
@@ -102,6 +110,11 @@ class QueueView(msgspec.Struct):
     states: dict[str, int]
     queued_by_priority: dict[str, int]
     oldest_queued_at: datetime | None
+
+
+def submitted(task_id: str, created: bool) -> Submitted:
+    """The answer to a submission of one task."""
+    return Submitted(task_id, created, f"/api/tasks/{task_id}")
 
 
 def when(seconds: float) -> datetime:

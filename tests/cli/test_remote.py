@@ -225,6 +225,16 @@ def test_cli_json_is_the_rest_json_for_tasks_in_both_modes(remote: Remote) -> No
     assert [item["id"] for item in listed["items"]] == [dead, queued]
     assert remote.json("list", "--queue", "same") == listed
     assert remote.direct_json("list", "--queue", "same") == listed
+    submit = ["submit", "test.echo", "--payload", "1", "--delay", "3600"]
+    first = remote.json(*submit, "--idempotency-key", "same-json")
+    assert first == {"id": first["id"], "created": True, "location": f"/api/tasks/{first['id']}"}
+    body = {"type": "test.echo", "payload": 1, "delay": 3600, "idempotency_key": "same-json"}
+    served_submit = httpx.post(
+        f"{remote.server.url}/api/tasks", json=body, headers={"Authorization": f"Bearer {ADMIN}"}
+    ).json()
+    assert served_submit == {**first, "created": False}
+    assert remote.direct_json(*submit, "--idempotency-key", "same-json") == served_submit
+    remote.ok("cancel", first["id"])
     dead_letters = remote.rest("/api/dead-letters", limit=1)
     assert remote.json("dlq", "list", "--limit", "1") == dead_letters
     assert remote.direct_json("dlq", "list", "--limit", "1") == dead_letters

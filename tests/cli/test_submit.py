@@ -62,8 +62,9 @@ def test_submit_json_and_idempotency_key(tmp_path: Path) -> None:
     cli = Cli(tmp_path)
     first = cli.json("submit", "cpu.fibonacci", "--payload", '{"n": 10}', "--idempotency-key", "k1")
     again = cli.json("submit", "cpu.fibonacci", "--payload", '{"n": 10}', "--idempotency-key", "k1")
-    assert first == again
-    assert set(first) == {"id"}
+    # as POST /api/tasks answers: the second submission found the first task
+    assert first == {"id": first["id"], "created": True, "location": f"/api/tasks/{first['id']}"}
+    assert again == {**first, "created": False}
 
 
 def test_submit_payload_file_and_stdin(tmp_path: Path) -> None:

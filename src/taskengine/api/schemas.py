@@ -13,6 +13,7 @@ from taskengine.views import (  # the response views, shared with the CLI's --js
     CancelView,
     QueueView,
     ResultView,
+    Submitted,
     TaskPage,
     TaskView,
     WorkerView,
@@ -92,14 +93,6 @@ class SubmitBatch(msgspec.Struct, forbid_unknown_fields=True):
     """Several tasks submitted in one broker round trip."""
 
     tasks: Annotated[list[SubmitTask], msgspec.Meta(min_length=1, max_length=MAX_BATCH)]
-
-
-class Submitted(msgspec.Struct):
-    """What a submission created (or found, for a repeated idempotency key)."""
-
-    id: str
-    created: bool
-    location: str
 
 
 class SubmittedBatch(msgspec.Struct):

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from taskengine.app import App, TaskRequest
     from taskengine.brokers import CancelResult, Page, ReplayResult, TaskFilter
     from taskengine.model import TaskRecord
-    from taskengine.views import QueueView, WorkerView
+    from taskengine.views import QueueView, Submitted, WorkerView
 
 T = TypeVar("T")
 
@@ -171,8 +171,9 @@ class Client(Protocol):
     def now(self) -> float:
         """The current time in epoch seconds, as the target sees it."""
 
-    async def submit(self, request: TaskRequest) -> str:
-        """Submit one task; return its id (the first task's for a repeated idempotency key)."""
+    async def submit(self, request: TaskRequest) -> Submitted:
+        """Submit one task: its id (the first task's for a repeated idempotency key), as the API
+        answers."""
 
     async def get(self, task_id: str) -> TaskRecord:
         """A task's record; raise TaskNotFound."""
@@ -231,9 +232,12 @@ class DirectClient:
         """The app's clock."""
         return self.app.clock.now()
 
-    async def submit(self, request: TaskRequest) -> str:
+    async def submit(self, request: TaskRequest) -> Submitted:
         """Submit through the app."""
-        return (await self.app.submit_many([request]))[0]
+        from taskengine.views import submitted
+
+        result = (await self.app.enqueue_tasks([self.app.build(request)]))[0]
+        return submitted(result.id, result.created)
 
     async def get(self, task_id: str) -> TaskRecord:
         """The record from the broker."""

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from taskengine.app import TaskRequest
     from taskengine.brokers import CancelResult, Page, ReplayResult, TaskFilter
     from taskengine.model import TaskRecord
-    from taskengine.views import QueueView, TaskView, WorkerView
+    from taskengine.views import QueueView, Submitted, TaskView, WorkerView
 
 T = TypeVar("T")
 MAX_PAGE = 500  # the API's largest page; longer --limit values are fetched page by page
@@ -76,9 +76,9 @@ class HttpClient:
 
     # -- tasks ----------------------------------------------------------------------------------
 
-    async def submit(self, request: TaskRequest) -> str:
+    async def submit(self, request: TaskRequest) -> Submitted:
         """POST /api/tasks with the set fields of `request`."""
-        from taskengine.api.schemas import Submitted
+        from taskengine.views import Submitted
 
         body = {
             name: value
@@ -86,7 +86,7 @@ class HttpClient:
             if value is not None
         }
         response = await self._request("POST", "/api/tasks", body=body)
-        return self._decode(response, Submitted).id
+        return self._decode(response, Submitted)
 
     async def get(self, task_id: str) -> TaskRecord:
         """GET /api/tasks/{id}; 404 -> TaskNotFound's message and exit code."""

@@ -26,6 +26,7 @@ from taskengine.cli.loading import (
 if TYPE_CHECKING:
     from taskengine.brokers import CancelResult, Page, ReplayResult
     from taskengine.model import TaskRecord
+    from taskengine.views import Submitted
 
 PRIORITIES = click.Choice(["high", "normal", "low"], case_sensitive=False)
 STATE_NAMES = click.Choice(list(output.STATES), case_sensitive=False)
@@ -106,7 +107,7 @@ def submit(
 ) -> None:
     """Submit a task of a registered TYPE; print its id (or its result with --wait)."""
     from taskengine.app import TaskRequest
-    from taskengine.model import ResultStatus, TaskResult, TaskState
+    from taskengine.model import ResultStatus, TaskRecord, TaskResult, TaskState
 
     as_json = wants_json(ctx, as_json)
     if wait_timeout is not None and not wait:
@@ -123,20 +124,20 @@ def submit(
         idempotency_key=idempotency_key,
     )
 
-    async def body(client: Client) -> TaskRecord | str:
-        task_id = await client.submit(request)
+    async def body(client: Client) -> TaskRecord | Submitted:
+        answer = await client.submit(request)
         if not wait:
-            return task_id
-        return await wait_for(client, task_id, wait_timeout, spinner=not as_json)
+            return answer
+        return await wait_for(client, answer.id, wait_timeout, spinner=not as_json)
 
     client = open_client(state_of(ctx))
     client.check(request)  # validate before touching the broker: nothing is created on bad input
     found = with_client(state_of(ctx), body, client=client)
-    if isinstance(found, str):
+    if not isinstance(found, TaskRecord):
         if as_json:
-            output.print_json({"id": found})
+            output.print_json(found)  # as POST /api/tasks answers
         else:
-            click.echo(found)
+            click.echo(found.id)
         return
     result = found.result or TaskResult(
         task_id=found.id, status=ResultStatus.CANCELLED, completed_at=found.updated_at
