@@ -1,8 +1,8 @@
 """Output: JSON for scripts (the API's own views), tables for people.
 
 `--json` prints what the REST API answers for the same object (taskengine.views). Tables use
-rich (imported late), except task lists: rich measures and renders every cell (about 3 ms a
-row), so a list is printed as plain aligned columns, which scale to 10,000 rows.
+rich (imported late), except task lists: rich measures and renders every cell, and 10,000 tasks
+took over 6 s of CPU, so a list is printed as plain aligned columns (0.4 s for the same list).
 """
 
 from __future__ import annotations
