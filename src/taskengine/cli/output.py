@@ -207,9 +207,8 @@ def columns(
         for index, value in enumerate(row):
             widths[index] = max(widths[index], cell_len(value))
     last = len(header) - 1
-    lines = [
-        "  ".join(click.style(name.ljust(widths[i]), bold=True) for i, name in enumerate(header))
-    ]
+    names = [name if i == last else name.ljust(widths[i]) for i, name in enumerate(header)]
+    lines = ["  ".join(click.style(name, bold=True) for name in names)]
     for row in cells:
         parts = []
         for index, value in enumerate(row):
