@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 BROKER ?= sqlite:///taskengine.db
 
-.PHONY: run test lint types unit bench bench-peers chaos clean
+.PHONY: run test lint types unit bench bench-peers chaos clean settings-table
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ types: $(VENV)/.installed-dev
 
 test: lint types
 	$(BIN)/pytest --cov --cov-report=term -q
+
+# The README's settings table, from the Settings fields and their docstrings (a test checks it).
+settings-table: $(VENV)/.installed
+	$(BIN)/python -m taskengine.settings_table --write README.md
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench

@@ -111,7 +111,7 @@ async def cpu_workload(
     url: str, processes: int, count: int = 16, task_type: str = "cpu.sha256", payload: Any = None
 ) -> float:
     """Seconds to run `count` CPU tasks on `processes` (default: SHA-256, 200 KiB, 40 rounds)."""
-    app = make_app(url, workers=8, processes=processes)
+    app = make_app(url, workers=8, process_pool=processes)
     await app.start()
     worker = app.worker()
     await worker.start()  # the process pool starts here, outside the timing
@@ -127,7 +127,7 @@ async def cpu_workload(
 
 async def mixed_workload(url: str, count: int = 5_000) -> float:
     """Seconds to drain a mix: 70% no-op, 25% 10 ms I/O, 5% SHA-256 (200 KiB, 1 round)."""
-    app = make_app(url, workers=100, prefetch=200, processes=2)
+    app = make_app(url, workers=100, prefetch=200, process_pool=2)
     await app.start()
     worker = app.worker()
     await worker.start()  # the process pool starts outside the timing

@@ -5,6 +5,7 @@ from __future__ import annotations
 import difflib
 import logging
 import os
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -28,6 +29,9 @@ OTHER_ENV_NAMES = frozenset(
     }
 )
 ENV_ALIASES = {"broker": "broker_url"}  # TASKENGINE_BROKER is TASKENGINE_BROKER_URL
+# Old names still read, with a warning. `processes` meant the process pool's size, while
+# `worker --processes` starts engine processes: one word, two things (ADR 0018).
+DEPRECATED_NAMES = {"processes": "process_pool"}
 
 log = logging.getLogger("taskengine.settings")
 _warned: set[str] = set()  # unknown names already warned about in this process
@@ -37,60 +41,112 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     """Everything configurable, with the defaults of DESIGN.md; validated when built."""
 
     broker_url: str = DEFAULT_BROKER_URL
+    """where tasks are stored: `memory://`, `sqlite:///path.db` (`?synchronous=NORMAL` trades
+    durability for speed), `redis://host:6379/0` (`?namespace=`), `postgresql://user@host/db`
+    (`?schema=`, `?pool_size=`, `?migrate=false`); also `TASKENGINE_BROKER`"""
     max_depth: int = DEFAULT_MAX_DEPTH
-    broker_timeout: float = DEFAULT_TIMEOUT  # deadline of each Redis/PostgreSQL call (seconds)
+    """queued tasks before submissions are refused (`queue_full`, HTTP 429, exit 3)"""
+    broker_timeout: float = DEFAULT_TIMEOUT
+    """seconds each Redis or PostgreSQL call may take before it counts as a broker failure"""
     # worker pool
     workers: int = 5
-    min_workers: int | None = None  # autoscaling floor; None: fixed at `workers`
-    max_workers: int | None = None  # autoscaling ceiling; None: fixed at `workers`
-    queues: tuple[str, ...] | None = None  # None: every queue
-    prefetch: int | None = None  # leases buffered beyond busy workers; None: as many as workers
+    """worker coroutines per engine process: tasks run at once (`worker -c`)"""
+    min_workers: int | None = None
+    """autoscaling floor; unset: the pool stays at `WORKERS`"""
+    max_workers: int | None = None
+    """autoscaling ceiling; unset: the pool stays at `WORKERS`"""
+    queues: tuple[str, ...] | None = None
+    """comma-separated queues this instance takes tasks from; unset: every queue (`worker -Q`)"""
+    prefetch: int | None = None
+    """leases buffered beyond one per busy worker; unset: adaptive, as many as start within 10 ms at
+    the measured run time, up to `WORKERS`"""
     reserve_batch: int = 256
+    """most tasks leased in one broker round trip"""
     settle_batch: int = 512
-    threads: int = 32  # thread pool for sync handlers
-    processes: int | None = None  # process pool for CPU handlers; None: the core count
+    """most outcomes written in one broker round trip"""
+    threads: int = 32
+    """threads that run synchronous (`executor="thread"`) handlers"""
+    process_pool: int | None = None
+    """processes that run `executor="process"` handlers, in each engine process; unset: the core
+    count (`worker --processes` is how many engine processes to start)"""
     # leases and background duties
     lease_for: float = 30.0
+    """seconds a lease lasts; a task whose worker stops renewing it is run again after this"""
     heartbeat_every: float = 10.0
-    cancel_poll_every: float = 0.5  # how soon a cancel asked elsewhere stops a running task
+    """seconds between lease renewals and worker heartbeats (shorter than `LEASE_FOR`)"""
+    cancel_poll_every: float = 0.5
+    """seconds: how soon a cancel from another instance stops a running task"""
     reaper_every: float = 5.0
-    idle_wait: float = 1.0  # longest wait for work without a wake-up
+    """seconds between sweeps for expired leases"""
+    idle_wait: float = 1.0
+    """longest wait in seconds for work when the broker sends no wake-up"""
     shutdown_grace: float = 25.0
+    """seconds running tasks get to finish at shutdown (`--grace`)"""
     # a task of a type no live instance runs is given back until then, and dead-lettered after
     unknown_type_grace: float = 600.0
+    """seconds a task of a type this instance does not run is given back while another live instance
+    runs it; then dead-lettered"""
     # retries
     max_attempts: int = 25
+    """default attempts of a task type before its task is dead-lettered"""
     task_timeout: float = 30 * 60.0
+    """default seconds one attempt may run"""
     retry_base: float = 1.0
+    """seconds: first retry delay (exponential backoff with full jitter)"""
     retry_cap: float = 3600.0
+    """seconds: longest retry delay"""
     # circuit breaker per task type: open after this many failures in a row, for this long
     breaker_failures: int = 5
+    """failures in a row of a task type that open its circuit breaker (its tasks wait, no attempt
+    spent)"""
     breaker_open_for: float = 30.0
+    """seconds a circuit breaker stays open before one trial task"""
     # retention
     finished_ttl: float = 24 * 3600.0
+    """seconds succeeded and cancelled tasks are kept, then deleted (86400: a day)"""
     dead_ttl: float = 180 * 24 * 3600.0
+    """seconds dead tasks are kept for replay, then deleted (15552000: 180 days)"""
     retention_every: float = 60.0
-    # periodic tasks (TASKENGINE_CRON: a JSON list of {"name", "cron", "type", "payload", ...})
+    """seconds between deletions of expired tasks"""
+    # periodic tasks
     cron: tuple[CronEntry, ...] = ()
+    """periodic tasks: a JSON list of `{"name", "cron", "type", "payload", "priority", "queue"}`
+    (cron in UTC)"""
     scheduler_every: float = 1.0
-    cron_catch_up: float = 60.0  # a slot missed by longer than this is skipped
+    """seconds between checks for due periodic tasks"""
+    cron_catch_up: float = 60.0
+    """seconds: a periodic slot missed by longer than this (all instances down) is skipped"""
     # HTTP API (`taskengine serve`)
     api_host: str = "127.0.0.1"
+    """address `serve` listens on (`--host`)"""
     api_port: int = 8080
-    api_tokens: str | None = None  # "admin:TOKEN,read:TOKEN"; required beyond loopback
-    # Host names served besides localhost, *.localhost, the bound name and any address (ADR 0012)
+    """port `serve` listens on (`--port`)"""
+    api_tokens: str | None = None
+    """`admin:TOKEN,read:TOKEN`; required to listen beyond loopback"""
     api_allowed_hosts: tuple[str, ...] = ()
-    # what one client may make the server hold (api/protocol.py)
-    api_max_header_bytes: int = 32 * 1024  # request line and headers; more is a 431
+    """comma-separated host names served besides any IP address, `localhost`, `*.localhost` and
+    the `--host` name: `name`, `.name` (with subdomains), `*.name`, `*`; other `Host`s get 400
+    (DNS rebinding, ADR 0012)"""
+    api_max_header_bytes: int = 32 * 1024
+    """bytes of request line and headers one request may send; more is a 431"""
     api_max_headers: int = 100
-    api_read_timeout: float = 15.0  # to send a whole request, from its first byte or connecting
-    api_max_connections: int = 512  # open at once; the next is a 503 and closed
+    """headers one request may send; more is a 431"""
+    api_read_timeout: float = 15.0
+    """seconds to send a whole request, from its first byte or from connecting; then 408 or
+    closed"""
+    api_max_connections: int = 512
+    """open HTTP connections; the next gets a 503 and is closed"""
     log_level: str = "info"
-    # the largest result a task may store, and the longest error text kept (longer: truncated)
+    """`debug`, `info`, `warning` or `error` (`--log-level`, `-l`)"""
     max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES
+    """the largest result a task may store (a bigger one fails its attempt for good,
+    `ResultTooLarge`); longer error texts are kept truncated with a marker; also `io.sqlite`'s
+    byte cap"""
     # built-in task types
     data_dir: str = "./data"
+    """the only directory `io.file` and `io.sqlite` may touch; the dashboard's history file"""
     http_allow_private: bool = False
+    """let `io.http` reach private and loopback addresses (cloud metadata addresses stay refused)"""
 
     def __post_init__(self) -> None:
         positive = {
@@ -149,7 +205,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     def with_changes(self, **changes: Any) -> Settings:
         """Return a validated copy with `changes` applied."""
-        return build_settings({**msgspec.structs.asdict(self), **changes})
+        return build_settings({**msgspec.structs.asdict(self), **_renamed(changes)})
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
@@ -161,16 +217,20 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             if key.startswith(ENV_PREFIX):
                 name = key[len(ENV_PREFIX) :].lower()
                 name = ENV_ALIASES.get(name, name)
+                if name in DEPRECATED_NAMES:
+                    name = DEPRECATED_NAMES[name]
+                    if ENV_PREFIX + name.upper() in environ:
+                        continue  # the new name wins
                 if name in fields:
                     values[name] = _parse_env(name, raw)
         warn_unknown_env(environ)
-        values.update({k: v for k, v in overrides.items() if v is not None})
+        values.update({k: v for k, v in _renamed(overrides).items() if v is not None})
         return build_settings(values)
 
 
 def known_env_names() -> frozenset[str]:
     """Every TASKENGINE_* variable the project reads: the settings, their aliases, the rest."""
-    names = [*Settings.__struct_fields__, *ENV_ALIASES]
+    names = [*Settings.__struct_fields__, *ENV_ALIASES, *DEPRECATED_NAMES]
     return frozenset(ENV_PREFIX + name.upper() for name in names) | OTHER_ENV_NAMES
 
 
@@ -189,17 +249,25 @@ def unknown_env_names(names: Iterable[str]) -> list[tuple[str, str | None]]:
 def warn_unknown_env(
     environ: Mapping[str, str] | None = None, say: Callable[[str], None] | None = None
 ) -> None:
-    """Warn once per process about each unknown TASKENGINE_* variable (a misspelling is ignored).
+    """Warn once per process about each unknown TASKENGINE_* variable (a misspelling is ignored)
+    and each deprecated one (still read, under its new name).
 
     `say` shows the message (the CLI prints it); by default it is logged as a warning.
     """
     environ = os.environ if environ is None else environ
+    messages: dict[str, str] = {}
+    for old, new in DEPRECATED_NAMES.items():
+        old_env, new_env = ENV_PREFIX + old.upper(), ENV_PREFIX + new.upper()
+        if old_env in environ:
+            ignored = f"; ignored, as {new_env} is set" if new_env in environ else ""
+            messages[old_env] = f"{old_env} is deprecated: use {new_env}{ignored}"
     for name, closest in unknown_env_names(environ):
+        hint = f" (did you mean {closest}?)" if closest else ""
+        messages[name] = f"unknown environment variable {name} is ignored{hint}"
+    for name, message in messages.items():
         if name in _warned:
             continue
         _warned.add(name)
-        hint = f" (did you mean {closest}?)" if closest else ""
-        message = f"unknown environment variable {name} is ignored{hint}"
         if say is None:
             log.warning("%s", message)
         else:
@@ -209,9 +277,20 @@ def warn_unknown_env(
 def build_settings(values: Mapping[str, Any]) -> Settings:
     """Validate and convert `values` (strings allowed for numbers) into Settings."""
     try:
-        return msgspec.convert(dict(values), Settings, strict=False)
+        return msgspec.convert(_renamed(values), Settings, strict=False)
     except (msgspec.ValidationError, ValidationError) as exc:
         raise ConfigurationError(f"invalid settings: {exc}") from exc
+
+
+def _renamed(values: Mapping[str, Any]) -> dict[str, Any]:
+    """`values` with deprecated names replaced by their new ones (warning once per call site)."""
+    found = dict(values)
+    for old, new in DEPRECATED_NAMES.items():
+        if old in found:
+            warnings.warn(f"{old} is deprecated: use {new}", DeprecationWarning, stacklevel=3)
+            value = found.pop(old)
+            found.setdefault(new, value)  # the new name wins when both are given
+    return found
 
 
 def _parse_env(name: str, raw: str) -> Any:

@@ -58,19 +58,20 @@ def test_workers_table_and_json(tmp_path: Path) -> None:
     for text in ("host:1:abc/w1", "host:1:abc/w2", "busy", "idle", task_id, "14", "50", "ago"):
         assert text in out, text
 
-    found = cli.json("workers")
+    found = cli.json("workers")["workers"]  # as GET /api/workers answers
     assert [item["id"] for item in found] == ["host:1:abc/w1", "host:1:abc/w2"]
     assert found[0]["current_task"] == task_id
-    assert found[0]["busy_percent"] == 50.0
+    assert found[0]["busy_ratio"] == 0.5
     assert found[1]["processed"] == 14
+    assert found[0]["last_heartbeat"].endswith("Z")
 
 
 def test_workers_since_hides_old_workers(tmp_path: Path) -> None:
     cli = Cli(tmp_path)
     old = time.time() - 3600
     record_workers(cli.url, [worker_info(1, task=None, now=old)])
-    assert cli.json("workers") == []
-    assert len(cli.json("workers", "--since", "7200")) == 1
+    assert cli.json("workers") == {"workers": []}
+    assert len(cli.json("workers", "--since", "7200")["workers"]) == 1
 
 
 def test_queues_counts_pause_and_resume(tmp_path: Path) -> None:
@@ -81,17 +82,17 @@ def test_queues_counts_pause_and_resume(tmp_path: Path) -> None:
     cancelled = cli.submit("time.sleep", {"seconds": 0}, "--queue", "reports")
     cli.ok("cancel", cancelled)
 
-    summary = {item["queue"]: item for item in cli.json("queues")}
+    summary = {item["name"]: item for item in cli.json("queues")["queues"]}
     assert set(summary) == {"mail", "reports"}
     assert summary["mail"]["states"]["queued"] == 3
-    assert summary["mail"]["queued_by_priority"] == {"high": 2, "normal": 0, "low": 1}
+    assert summary["mail"]["queued_by_priority"] == {"HIGH": 2, "LOW": 1}
     assert summary["mail"]["oldest_queued_at"] is not None
     assert summary["reports"]["states"]["cancelled"] == 1
-    assert summary["reports"]["states"]["queued"] == 0
+    assert "queued" not in summary["reports"]["states"]
     assert not summary["mail"]["paused"]
 
     assert cli.ok("queues", "pause", "mail", "idle").stdout == "paused mail, idle\n"
-    summary = {item["queue"]: item for item in cli.json("queues")}
+    summary = {item["name"]: item for item in cli.json("queues")["queues"]}
     assert summary["mail"]["paused"]
     assert summary["idle"]["paused"]  # a paused queue shows even with no tasks
     assert not summary["reports"]["paused"]
@@ -101,14 +102,14 @@ def test_queues_counts_pause_and_resume(tmp_path: Path) -> None:
     assert "yes" in human
 
     assert cli.ok("queues", "resume", "mail", "idle").stdout == "resumed mail, idle\n"
-    assert not any(item["paused"] for item in cli.json("queues"))
+    assert not any(item["paused"] for item in cli.json("queues")["queues"])
 
 
 def test_queues_json_before_the_command(tmp_path: Path) -> None:
     cli = Cli(tmp_path)
     cli.submit("time.sleep", {"seconds": 0})
     result = cli.ok("--json", "queues")
-    assert json.loads(result.stdout)[0]["queue"] == "default"
+    assert json.loads(result.stdout)["queues"][0]["name"] == "default"
 
 
 def test_pause_needs_a_queue(tmp_path: Path) -> None:
@@ -127,7 +128,7 @@ def test_migrate_creates_the_store_and_can_run_again(tmp_path: Path) -> None:
     assert first.stdout == f"{cli.url}: storage is up to date\n"
     assert (tmp_path / "t.db").exists()
     cli.ok("migrate")  # idempotent
-    assert cli.json("queues") == []  # the store it made is usable
+    assert cli.json("queues") == {"queues": []}  # the store it made is usable
 
 
 def test_migrate_reports_an_unreachable_broker_and_refuses_api(tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +137,19 @@ class Remote:
             ["--broker", self.server.broker, "--app", "tests.cli.test_remote:server_app", *args],
         )
 
+    def rest(self, path: str, **params: Any) -> Any:
+        """The REST API's own JSON answer for `path`."""
+        headers = {"Authorization": f"Bearer {self.token}"}
+        response = httpx.get(f"{self.server.url}{path}", params=params, headers=headers)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def direct_json(self, *args: str) -> Any:
+        """The same command's --json in direct mode."""
+        result = self.direct("--json", *args)
+        assert result.exit_code == 0, (result.stdout, result.stderr)
+        return json.loads(result.stdout)
+
     def submit(self, task_type: str, payload: Any = None, *options: str) -> str:
         args = ["submit", task_type, *options]
         if payload is not None:
@@ -173,9 +187,10 @@ def test_submit_options_and_status_match_the_direct_mode(remote: Remote) -> None
     options += ["--max-attempts", "3", "--idempotency-key", "remote-k1"]
     task_id = remote.submit("time.sleep", {"seconds": 0.01}, *options)
     record = remote.json("status", task_id)
-    assert record["priority"] == 2
+    assert record["priority"] == "HIGH"
     assert record["queue"] == "later"
-    assert record["run_at"] == pytest.approx(record["created_at"] + 3600, abs=0.01)
+    run_at, created_at = (datetime.fromisoformat(record[k]) for k in ("run_at", "created_at"))
+    assert (run_at - created_at).total_seconds() == pytest.approx(3600, abs=0.01)
     assert (record["timeout"], record["max_attempts"]) == (5, 3)
     assert record["idempotency_key"] == "remote-k1"
     assert remote.submit("time.sleep", {"seconds": 0.01}, *options) == task_id
@@ -188,15 +203,62 @@ def test_submit_options_and_status_match_the_direct_mode(remote: Remote) -> None
 
     direct = remote.direct("--json", "status", task_id)
     assert direct.exit_code == 0, direct.stderr
-    # the same record, field for field (the API's times are to the microsecond)
-    assert json.loads(direct.stdout) == {
-        name: pytest.approx(value, abs=1e-5) if name.endswith("_at") and value else value
-        for name, value in record.items()
-    }
+    assert json.loads(direct.stdout) == record  # the same record, field for field
     human = remote.ok("status", task_id).stdout
     assert human == remote.direct("status", task_id).stdout  # the same table
     assert "later" in human and "high" in human and "0/3" in human
     remote.ok("cancel", task_id)
+
+
+def test_cli_json_is_the_rest_json_for_tasks_in_both_modes(remote: Remote) -> None:
+    queued = remote.submit("test.echo", {"k": [1]}, "--queue", "same", "--delay", "3600")
+    dead = remote.submit("test.fail", None, "--queue", "same", "--priority", "low")
+    remote.wait_state(dead, "dead")  # a result and a history, both with times
+    for task_id in (queued, dead):
+        served = remote.rest(f"/api/tasks/{task_id}")
+        assert remote.json("status", task_id) == served
+        assert remote.direct_json("status", task_id) == served
+    assert served["priority"] == "LOW" and served["created_at"].endswith("Z")
+    assert served["history"][0]["finished_at"].endswith("Z")
+
+    listed = remote.rest("/api/tasks", queue="same")
+    assert [item["id"] for item in listed["items"]] == [dead, queued]
+    assert remote.json("list", "--queue", "same") == listed
+    assert remote.direct_json("list", "--queue", "same") == listed
+    submit = ["submit", "test.echo", "--payload", "1", "--delay", "3600"]
+    first = remote.json(*submit, "--idempotency-key", "same-json")
+    assert first == {"id": first["id"], "created": True, "location": f"/api/tasks/{first['id']}"}
+    body = {"type": "test.echo", "payload": 1, "delay": 3600, "idempotency_key": "same-json"}
+    served_submit = httpx.post(
+        f"{remote.server.url}/api/tasks", json=body, headers={"Authorization": f"Bearer {ADMIN}"}
+    ).json()
+    assert served_submit == {**first, "created": False}
+    assert remote.direct_json(*submit, "--idempotency-key", "same-json") == served_submit
+    remote.ok("cancel", first["id"])
+    dead_letters = remote.rest("/api/dead-letters", limit=1)
+    assert remote.json("dlq", "list", "--limit", "1") == dead_letters
+    assert remote.direct_json("dlq", "list", "--limit", "1") == dead_letters
+    remote.ok("cancel", queued)
+
+
+def test_cli_json_is_the_rest_json_for_queues_in_both_modes(remote: Remote) -> None:
+    remote.submit("test.echo", 1, "--queue", "sameq", "--priority", "high", "--delay", "3600")
+    remote.ok("queues", "pause", "sameq", "emptyq")
+    try:
+        served = remote.rest("/api/queues")
+        assert set(served) == {"queues"}
+        # other tests' queues may still change while the server's workers run: compare these
+        ours = {"sameq", "emptyq"}
+
+        def mine(answer: Any) -> list[Any]:
+            return [view for view in answer["queues"] if view["name"] in ours]
+
+        assert len(mine(served)) == 2
+        assert mine(remote.json("queues")) == mine(served)
+        assert mine(remote.direct_json("queues")) == mine(served)
+        assert mine(served)[1]["queued_by_priority"] == {"HIGH": 1}
+    finally:
+        remote.ok("queues", "resume", "sameq", "emptyq")
 
 
 def test_list_json_filters_and_pages(remote: Remote, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -269,11 +331,11 @@ def test_dead_task_dlq_and_retry(remote: Remote) -> None:
 
 def test_workers(remote: Remote) -> None:
     deadline = time.monotonic() + 15
-    while not (found := remote.json("workers")) and time.monotonic() < deadline:
+    while not (found := remote.json("workers")["workers"]) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert len(found) == 2
     assert {item["id"].rsplit("/", 1)[1] for item in found} == {"w1", "w2"}
-    assert all(0 <= item["busy_percent"] <= 100 for item in found)
+    assert all(0 <= item["busy_ratio"] <= 1 for item in found)
     table = remote.ok("workers").stdout
     assert found[0]["id"] in table and "ago" in table
     assert "no workers" in remote.ok("workers", "--since", "0").stdout
@@ -282,16 +344,16 @@ def test_workers(remote: Remote) -> None:
 def test_queues_pause_and_resume(remote: Remote) -> None:
     remote.submit("test.echo", 1, "--queue", "remoteq", "--priority", "low", "--delay", "3600")
     assert remote.ok("queues", "pause", "remoteq", "other").stdout == "paused remoteq, other\n"
-    summary = {item["queue"]: item for item in remote.json("queues")}
+    summary = {item["name"]: item for item in remote.json("queues")["queues"]}
     assert summary["remoteq"]["paused"] is True
     assert summary["other"]["paused"] is True
     assert summary["remoteq"]["states"]["queued"] == 1
-    assert summary["remoteq"]["queued_by_priority"] == {"high": 0, "normal": 0, "low": 1}
+    assert summary["remoteq"]["queued_by_priority"] == {"LOW": 1}
     assert summary["remoteq"]["oldest_queued_at"] is not None
     table = remote.ok("queues").stdout
     assert "remoteq" in table and "0/0/1" in table and "yes" in table
     assert remote.json("queues", "resume", "remoteq", "other") == {"resumed": ["remoteq", "other"]}
-    assert not any(item["paused"] for item in remote.json("queues"))
+    assert not any(item["paused"] for item in remote.json("queues")["queues"])
     bad = remote.invoke("queues", "pause", "no spaces")
     assert bad.exit_code == EXIT_USAGE
     assert bad.stderr.startswith("error: ")
@@ -349,7 +411,7 @@ def test_api_url_from_the_environment(server: Server) -> None:
     env = {"TASKENGINE_API_URL": server.url, "TASKENGINE_API_TOKEN": ADMIN}
     result = CliRunner().invoke(cli, ["--json", "queues"], env=env)
     assert result.exit_code == 0, result.stderr
-    assert isinstance(json.loads(result.stdout), list)
+    assert isinstance(json.loads(result.stdout)["queues"], list)
 
 
 def test_unreachable_api() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -39,9 +40,10 @@ def test_submit_options_reach_the_task(tmp_path: Path) -> None:
         "3",
     )
     record = cli.json("status", task_id)
-    assert record["priority"] == 2
+    assert record["priority"] == "HIGH"
     assert record["queue"] == "fast"
-    assert record["run_at"] == pytest.approx(record["created_at"] + 60, abs=0.01)
+    run_at, created_at = (datetime.fromisoformat(record[k]) for k in ("run_at", "created_at"))
+    assert (run_at - created_at).total_seconds() == pytest.approx(60, abs=0.01)
     assert record["timeout"] == 5
     assert record["max_attempts"] == 3
 
@@ -51,15 +53,18 @@ def test_submit_run_at_accepts_iso_and_epoch(tmp_path: Path, when: str) -> None:
     cli = Cli(tmp_path)
     task_id = cli.submit("time.sleep", {"seconds": 0.01}, "--run-at", when)
     expected = datetime(2030, 1, 2, 3, 4, 5, tzinfo=UTC).timestamp()
-    assert cli.json("status", task_id)["run_at"] == pytest.approx(expected)
+    run_at = cli.json("status", task_id)["run_at"]
+    assert run_at == "2030-01-02T03:04:05Z"  # ISO 8601 in UTC, as the API shows it
+    assert datetime.fromisoformat(run_at).timestamp() == pytest.approx(expected)
 
 
 def test_submit_json_and_idempotency_key(tmp_path: Path) -> None:
     cli = Cli(tmp_path)
     first = cli.json("submit", "cpu.fibonacci", "--payload", '{"n": 10}', "--idempotency-key", "k1")
     again = cli.json("submit", "cpu.fibonacci", "--payload", '{"n": 10}', "--idempotency-key", "k1")
-    assert first == again
-    assert set(first) == {"id"}
+    # as POST /api/tasks answers: the second submission found the first task
+    assert first == {"id": first["id"], "created": True, "location": f"/api/tasks/{first['id']}"}
+    assert again == {**first, "created": False}
 
 
 def test_submit_payload_file_and_stdin(tmp_path: Path) -> None:
@@ -193,3 +198,16 @@ def test_unstorable_payload_value_is_one_line_and_exit_2(
     assert len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.output
     assert cli.json("list")["items"] == []  # nothing was stored
+
+
+def test_wait_table_shows_the_task_id_and_times_with_their_zone(tmp_path: Path) -> None:
+    cli = Cli(tmp_path)
+    task_id = cli.submit("time.sleep", {"seconds": 0}, "--idempotency-key", "shown")
+    cli.ok("cancel", task_id)
+    again = ["submit", "time.sleep", "--payload", '{"seconds": 0}', "--idempotency-key", "shown"]
+    table = cli.invoke(*again, "--wait").stdout
+    assert task_id in table  # which task the result is of
+    completed = next(line for line in table.splitlines() if "completed" in line)
+    assert re.search(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", completed), completed
+    as_json = json.loads(cli.invoke("--json", *again, "--wait").stdout)
+    assert as_json["task_id"] == task_id and as_json["completed_at"].endswith("Z")

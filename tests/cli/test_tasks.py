@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
+
+import click
 
 from tests.cli.support import Cli
 
@@ -89,8 +92,9 @@ def test_cancel_and_retry(tmp_path: Path) -> None:
     assert again.exit_code == 1
     assert "already finished" in again.stderr
 
-    assert cli.json("retry", task_id) == {"id": task_id, "result": "replayed"}
-    assert cli.json("status", task_id)["state"] == "queued"
+    retried = cli.json("retry", task_id)  # the task queued again, as the API answers
+    assert (retried["id"], retried["state"]) == (task_id, "queued")
+    assert cli.json("status", task_id) == retried
 
     not_dead = cli.invoke("retry", task_id)
     assert not_dead.exit_code == 1
@@ -103,3 +107,29 @@ def test_cancel_and_retry_unknown_ids(tmp_path: Path) -> None:
         result = cli.invoke(command, "01NOPE")
         assert result.exit_code == 1
         assert result.stderr == "error: no task '01NOPE'\n"
+
+
+def test_task_list_columns_align_and_keep_one_line_per_task() -> None:
+    from taskengine.cli.output import columns
+
+    text = click.unstyle(columns(("id", "error"), [("a", "line 1\nline 2\x1b[31m"), ("bbb", "")]))
+    assert text.splitlines() == ["id   error", "a    line 1\\nline 2\\x1b[31m", "bbb"]
+
+
+def test_a_long_list_is_one_line_per_task_with_its_id(tmp_path: Path) -> None:
+    cli = Cli(tmp_path)
+    ids = [cli.submit("time.sleep", {"seconds": 0}, "--delay", "60") for _ in range(3)]
+    lines = cli.ok("list", "--limit", "10000").stdout.splitlines()
+    assert lines[0] == "tasks (3)"
+    assert lines[1].split() == [
+        "id",
+        "type",
+        "state",
+        "priority",
+        "queue",
+        "attempt",
+        "created",
+        "error",
+    ]
+    assert [line.split()[0] for line in lines[2:]] == ids[::-1]
+    assert all(re.search(r" \d{4}-\d\d-\d\dT[\d:.]+Z", line) for line in lines[2:])

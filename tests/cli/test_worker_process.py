@@ -77,7 +77,7 @@ def test_worker_runs_tasks_and_stops_on_sigterm(tmp_path: Path) -> None:
     assert "time.sleep" in out
     assert "stopping gracefully (Ctrl-C again to skip the wait)" in out
     assert "Traceback" not in err
-    assert cli.json("workers") == []  # the stopped instance left the registry
+    assert cli.json("workers") == {"workers": []}  # the stopped instance left the registry
 
 
 def test_second_signal_skips_the_grace_period(tmp_path: Path) -> None:
@@ -104,7 +104,7 @@ def test_processes_start_several_workers(tmp_path: Path) -> None:
         for task_id in ids:
             assert wait_for_state(cli, task_id, {"succeeded", "dead"})["state"] == "succeeded"
         deadline = time.monotonic() + DEADLINE
-        while len({w["instance"] for w in cli.json("workers")}) < 2:
+        while len({w["instance"] for w in cli.json("workers")["workers"]}) < 2:
             assert time.monotonic() < deadline
             time.sleep(0.1)
         code, out, _err, took = stop(proc, GRACE + 10)

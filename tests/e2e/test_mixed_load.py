@@ -91,7 +91,7 @@ def make_app(db: Path, data: Path) -> App:
         max_attempts=MAX_ATTEMPTS,
         retry_base=0.01,
         idle_wait=0.05,
-        processes=2,
+        process_pool=2,
         data_dir=str(data),
     )
     app = App(settings=settings)

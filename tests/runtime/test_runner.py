@@ -165,7 +165,7 @@ async def test_a_sync_handler_that_overruns_is_a_timeout_and_its_thread_is_count
 @pytest.mark.slow
 async def test_process_handlers_run_and_a_runaway_is_killed_at_its_timeout() -> None:
     app = build_app(processes=True)
-    async with running_worker(app, processes=1) as worker:
+    async with running_worker(app, process_pool=1) as worker:
         ok = await app.submit("add.process", {"a": 20, "b": 22})
         first = await app.result(ok, timeout=20)  # the first one also waits for the pool to start
         assert first.status is ResultStatus.SUCCESS

@@ -151,7 +151,7 @@ async def test_a_blocking_handler_past_the_grace_is_handed_back(app: App) -> Non
 @pytest.mark.slow
 async def test_a_process_run_past_the_grace_is_killed_and_handed_back(app: App) -> None:
     task_id = await app.submit("spin", timeout=60)
-    worker = app.worker(workers=1, processes=1)
+    worker = app.worker(workers=1, process_pool=1)
     await worker.start()
     await wait_for(lambda: worker.pool.busy == 1, timeout=10, what="the run to start")
     await asyncio.sleep(0.3)  # well inside the child

@@ -23,11 +23,13 @@ __all__ = ["cli", "main"]
 
 @click.group(cls=EngineGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
+    "-b",
     "--broker",
     metavar="URL",
     help="Broker URL (default: $TASKENGINE_BROKER_URL or sqlite:///taskengine.db).",
 )
 @click.option(
+    "-A",
     "--app",
     "app_path",
     metavar="MODULE:ATTR",

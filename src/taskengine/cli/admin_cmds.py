@@ -21,7 +21,7 @@ from taskengine.cli.loading import (
 
 if TYPE_CHECKING:
     from taskengine.brokers import Page, ReplayResult
-    from taskengine.model import WorkerInfo
+    from taskengine.views import QueueView, WorkerView
 
 
 @click.group()
@@ -47,7 +47,9 @@ def dlq_list(ctx: click.Context, limit: int, cursor: str | None, as_json: bool) 
 
     page = with_client(state_of(ctx), body)
     if wants_json(ctx, as_json):
-        output.print_json(page)
+        from taskengine.views import task_page
+
+        output.print_json(task_page(page))
     else:
         output.show_tasks(page.items, page.next_cursor, title="dead letters")
 
@@ -115,25 +117,14 @@ async def all_dead(client: Client) -> list[str]:
 def workers(ctx: click.Context, since: float, as_json: bool) -> None:
     """The worker registry: every worker of every instance on this broker."""
 
-    async def body(client: Client) -> tuple[list[WorkerInfo], float]:
+    async def body(client: Client) -> tuple[list[WorkerView], float]:
         return await client.workers(since), client.now()
 
     found, now = with_client(state_of(ctx), body)
     if wants_json(ctx, as_json):
-        output.print_json(
-            [
-                {**_as_dict(info), "busy_percent": round(output.busy_percent(info), 1)}
-                for info in found
-            ]
-        )
+        output.print_json({"workers": found})  # as GET /api/workers
     else:
         output.show_workers(found, now)
-
-
-def _as_dict(info: WorkerInfo) -> dict[str, Any]:
-    import msgspec
-
-    return msgspec.structs.asdict(info)
 
 
 @click.group(invoke_without_command=True)
@@ -144,14 +135,14 @@ def queues(ctx: click.Context, as_json: bool) -> None:
     if ctx.invoked_subcommand is not None:
         return
 
-    async def body(client: Client) -> tuple[list[dict[str, Any]], float]:
+    async def body(client: Client) -> tuple[list[QueueView], float]:
         return await client.queues(), client.now()
 
-    summary, now = with_client(state_of(ctx), body)
+    found, now = with_client(state_of(ctx), body)
     if wants_json(ctx, as_json):
-        output.print_json(summary)
+        output.print_json({"queues": found})  # as GET /api/queues
     else:
-        output.show_queues(summary, now)
+        output.show_queues(found, now)
 
 
 @queues.command()

@@ -24,7 +24,8 @@ from taskengine.errors import BrokerUnavailable, TaskEngineError
 if TYPE_CHECKING:
     from taskengine.app import App, TaskRequest
     from taskengine.brokers import CancelResult, Page, ReplayResult, TaskFilter
-    from taskengine.model import TaskRecord, WorkerInfo
+    from taskengine.model import TaskRecord
+    from taskengine.views import QueueView, Submitted, WorkerView
 
 T = TypeVar("T")
 
@@ -170,8 +171,9 @@ class Client(Protocol):
     def now(self) -> float:
         """The current time in epoch seconds, as the target sees it."""
 
-    async def submit(self, request: TaskRequest) -> str:
-        """Submit one task; return its id (the first task's for a repeated idempotency key)."""
+    async def submit(self, request: TaskRequest) -> Submitted:
+        """Submit one task: its id (the first task's for a repeated idempotency key), as the API
+        answers."""
 
     async def get(self, task_id: str) -> TaskRecord:
         """A task's record; raise TaskNotFound."""
@@ -185,11 +187,11 @@ class Client(Protocol):
     async def replay(self, task_ids: Sequence[str]) -> list[ReplayResult]:
         """Queue dead or cancelled tasks again; one answer per id, in order."""
 
-    async def workers(self, since: float) -> list[WorkerInfo]:
-        """Workers seen within the last `since` seconds."""
+    async def workers(self, since: float) -> list[WorkerView]:
+        """Workers seen within the last `since` seconds, as the API shows them."""
 
-    async def queues(self) -> list[dict[str, Any]]:
-        """The queue summary (see output.queue_summary)."""
+    async def queues(self) -> list[QueueView]:
+        """Every queue with its counts, as the API shows them (GET /api/queues)."""
 
     async def metrics(self) -> dict[str, Any]:
         """Figures of the system: the server's snapshot, or what the broker alone can tell."""
@@ -230,9 +232,12 @@ class DirectClient:
         """The app's clock."""
         return self.app.clock.now()
 
-    async def submit(self, request: TaskRequest) -> str:
+    async def submit(self, request: TaskRequest) -> Submitted:
         """Submit through the app."""
-        return (await self.app.submit_many([request]))[0]
+        from taskengine.views import submitted
+
+        result = (await self.app.enqueue_tasks([self.app.build(request)]))[0]
+        return submitted(result.id, result.created)
 
     async def get(self, task_id: str) -> TaskRecord:
         """The record from the broker."""
@@ -254,17 +259,19 @@ class DirectClient:
             answers += await self.app.broker.replay(batch, self.now())
         return answers
 
-    async def workers(self, since: float) -> list[WorkerInfo]:
+    async def workers(self, since: float) -> list[WorkerView]:
         """The worker registry."""
-        return await self.app.broker.workers(self.now() - since)
+        from taskengine.views import worker_view
 
-    async def queues(self) -> list[dict[str, Any]]:
-        """Counts and paused queues folded into the summary."""
-        from taskengine.cli.output import queue_summary
+        return [worker_view(info) for info in await self.app.broker.workers(self.now() - since)]
+
+    async def queues(self) -> list[QueueView]:
+        """Counts and paused queues folded into the API's views."""
+        from taskengine.views import queue_views
 
         rows = await self.app.broker.counts()
         paused = await self.app.broker.paused()
-        return queue_summary(rows, paused)
+        return queue_views(rows, paused)
 
     async def metrics(self) -> dict[str, Any]:
         """What the broker holds: counts by state and priority, workers and how busy they are."""

@@ -1,7 +1,8 @@
 """The Client over HTTP: drives a remote `taskengine serve` through its REST API (`--api URL`).
 
 httpx is imported only when a command connects. Answers are converted back to the engine's own
-types (TaskRecord, WorkerInfo, ...), so output and `--json` are the same as in direct mode, and
+types (TaskRecord) or kept as the views they are (workers, queues), so output and `--json` are
+the same as in direct mode (and as the API's own JSON), and
 HTTP errors become the same one-line messages and exit codes (see `http_error`).
 """
 
@@ -28,10 +29,10 @@ from taskengine.cli.errors import (
 if TYPE_CHECKING:
     import httpx
 
-    from taskengine.api.schemas import QueueView, TaskView, WorkerView
     from taskengine.app import TaskRequest
     from taskengine.brokers import CancelResult, Page, ReplayResult, TaskFilter
-    from taskengine.model import TaskRecord, WorkerInfo
+    from taskengine.model import TaskRecord
+    from taskengine.views import QueueView, Submitted, TaskView, WorkerView
 
 T = TypeVar("T")
 MAX_PAGE = 500  # the API's largest page; longer --limit values are fetched page by page
@@ -75,9 +76,9 @@ class HttpClient:
 
     # -- tasks ----------------------------------------------------------------------------------
 
-    async def submit(self, request: TaskRequest) -> str:
+    async def submit(self, request: TaskRequest) -> Submitted:
         """POST /api/tasks with the set fields of `request`."""
-        from taskengine.api.schemas import Submitted
+        from taskengine.views import Submitted
 
         body = {
             name: value
@@ -85,11 +86,11 @@ class HttpClient:
             if value is not None
         }
         response = await self._request("POST", "/api/tasks", body=body)
-        return self._decode(response, Submitted).id
+        return self._decode(response, Submitted)
 
     async def get(self, task_id: str) -> TaskRecord:
         """GET /api/tasks/{id}; 404 -> TaskNotFound's message and exit code."""
-        from taskengine.api.schemas import TaskView
+        from taskengine.views import TaskView
 
         response = await self._request("GET", f"/api/tasks/{_quote(task_id)}")
         return record_of(self._decode(response, TaskView))
@@ -100,8 +101,8 @@ class HttpClient:
 
     async def cancel(self, task_id: str) -> CancelResult:
         """DELETE /api/tasks/{id}: 200 cancelled, 202 requested, 404 not found, 409 finished."""
-        from taskengine.api.schemas import CancelView
         from taskengine.brokers import CancelResult
+        from taskengine.views import CancelView
 
         response = await self._send("DELETE", f"/api/tasks/{_quote(task_id)}")
         refused = {"task_not_found": CancelResult.NOT_FOUND, "task_finished": CancelResult.FINISHED}
@@ -131,22 +132,21 @@ class HttpClient:
 
     # -- the system -----------------------------------------------------------------------------
 
-    async def workers(self, since: float) -> list[WorkerInfo]:
+    async def workers(self, since: float) -> list[WorkerView]:
         """GET /api/workers (the server lists workers seen within 3 heartbeats), then `since`."""
-        from taskengine.api.schemas import WorkerView
+        from taskengine.views import WorkerView
 
         response = await self._request("GET", "/api/workers")
         views = self._decode(response, dict[str, list[WorkerView]]).get("workers", [])
         oldest = self.now() - since
-        return [info for info in map(worker_of, views) if info.last_seen >= oldest]
+        return [view for view in views if view.last_heartbeat.timestamp() >= oldest]
 
-    async def queues(self) -> list[dict[str, Any]]:
-        """GET /api/queues, as the same summary the direct mode prints."""
-        from taskengine.api.schemas import QueueView
+    async def queues(self) -> list[QueueView]:
+        """GET /api/queues."""
+        from taskengine.views import QueueView
 
         response = await self._request("GET", "/api/queues")
-        views = self._decode(response, dict[str, list[QueueView]]).get("queues", [])
-        return [queue_summary_of(view) for view in views]
+        return self._decode(response, dict[str, list[QueueView]]).get("queues", [])
 
     async def metrics(self) -> dict[str, Any]:
         """GET /api/metrics: the server's counters, rates, latency, pool and process."""
@@ -169,8 +169,8 @@ class HttpClient:
     async def _pages(
         self, path: str, params: dict[str, Any], limit: int, cursor: str | None
     ) -> Page:
-        from taskengine.api.schemas import TaskPage
         from taskengine.brokers import Page
+        from taskengine.views import TaskPage
 
         items: list[TaskRecord] = []
         while True:
@@ -309,40 +309,6 @@ def record_of(view: TaskView) -> TaskRecord:
             for line in view.history
         ],
     )
-
-
-def worker_of(view: WorkerView) -> WorkerInfo:
-    """The WorkerInfo an API WorkerView shows (busy seconds rebuilt from the busy ratio)."""
-    from taskengine.model import WorkerInfo
-
-    started, last_seen = view.started_at.timestamp(), view.last_heartbeat.timestamp()
-    return WorkerInfo(
-        id=view.id,
-        instance=view.instance,
-        host=view.host,
-        pid=view.pid,
-        state=view.state,
-        current_task=view.current_task,
-        processed=view.processed,
-        busy_seconds=view.busy_ratio * max(last_seen - started, 0.0),
-        started_at=started,
-        last_seen=last_seen,
-    )
-
-
-def queue_summary_of(view: QueueView) -> dict[str, Any]:
-    """One entry of output.queue_summary from an API QueueView."""
-    from taskengine.cli.output import STATES
-
-    return {
-        "queue": view.name,
-        "paused": view.paused,
-        "states": {state: view.states.get(state, 0) for state in STATES},
-        "queued_by_priority": {
-            name.lower(): view.queued_by_priority.get(name, 0) for name in ("HIGH", "NORMAL", "LOW")
-        },
-        "oldest_queued_at": _epoch(view.oldest_queued_at),
-    }
 
 
 def _epoch(value: datetime | None) -> float | None:

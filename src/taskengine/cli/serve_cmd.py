@@ -6,36 +6,34 @@ import click
 
 from taskengine.cli.errors import EXIT_OK
 from taskengine.cli.loading import load_app, run, state_of
-from taskengine.cli.worker_cmd import LOG_LEVELS, configure_logging
+from taskengine.cli.pool_options import PoolOptions, log_level_option, pool_options
+from taskengine.cli.worker_cmd import configure_logging
 
 
 @click.command()
-@click.option("--host", help="Address to listen on (default 127.0.0.1; others need a token).")
-@click.option("--port", type=click.IntRange(0, 65535), help="Port (default 8080).")
-@click.option("--workers", type=click.IntRange(min=1), help="Worker coroutines (default 5).")
+@click.option(
+    "--host", help="Address to listen on ($TASKENGINE_API_HOST, 127.0.0.1; others need a token)."
+)
+@click.option("--port", type=click.IntRange(0, 65535), help="Port ($TASKENGINE_API_PORT, 8080).")
+@pool_options
 @click.option("--no-workers", is_flag=True, help="Serve the API only; run workers elsewhere.")
-@click.option("--grace", type=click.FloatRange(min=0), help="Shutdown grace in seconds.")
-@click.option("--log-level", type=LOG_LEVELS, help="Log level (default info).")
+@log_level_option
 @click.pass_context
 def serve(
     ctx: click.Context,
     host: str | None,
     port: int | None,
-    workers: int | None,
+    pool: PoolOptions,
     no_workers: bool,
-    grace: float | None,
     log_level: str | None,
 ) -> None:
     """Serve the REST API and a worker pool until SIGINT/SIGTERM (see TASKENGINE_API_TOKENS)."""
     from taskengine.api.auth import Tokens
     from taskengine.api.server import serve as serve_api
 
+    pool.check()
     app = load_app(state_of(ctx))
-    changes: dict[str, object] = {}
-    if workers is not None:
-        changes["workers"] = workers
-    if grace is not None:
-        changes["shutdown_grace"] = grace
+    changes = pool.changes(app.settings)
     if changes:
         app.settings = app.settings.with_changes(**changes)
     settings = app.settings

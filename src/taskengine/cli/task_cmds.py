@@ -26,6 +26,7 @@ from taskengine.cli.loading import (
 if TYPE_CHECKING:
     from taskengine.brokers import CancelResult, Page, ReplayResult
     from taskengine.model import TaskRecord
+    from taskengine.views import Submitted
 
 PRIORITIES = click.Choice(["high", "normal", "low"], case_sensitive=False)
 STATE_NAMES = click.Choice(list(output.STATES), case_sensitive=False)
@@ -106,7 +107,7 @@ def submit(
 ) -> None:
     """Submit a task of a registered TYPE; print its id (or its result with --wait)."""
     from taskengine.app import TaskRequest
-    from taskengine.model import ResultStatus, TaskResult, TaskState
+    from taskengine.model import ResultStatus, TaskRecord, TaskResult, TaskState
 
     as_json = wants_json(ctx, as_json)
     if wait_timeout is not None and not wait:
@@ -123,26 +124,28 @@ def submit(
         idempotency_key=idempotency_key,
     )
 
-    async def body(client: Client) -> TaskRecord | str:
-        task_id = await client.submit(request)
+    async def body(client: Client) -> TaskRecord | Submitted:
+        answer = await client.submit(request)
         if not wait:
-            return task_id
-        return await wait_for(client, task_id, wait_timeout, spinner=not as_json)
+            return answer
+        return await wait_for(client, answer.id, wait_timeout, spinner=not as_json)
 
     client = open_client(state_of(ctx))
     client.check(request)  # validate before touching the broker: nothing is created on bad input
     found = with_client(state_of(ctx), body, client=client)
-    if isinstance(found, str):
+    if not isinstance(found, TaskRecord):
         if as_json:
-            output.print_json({"id": found})
+            output.print_json(found)  # as POST /api/tasks answers
         else:
-            click.echo(found)
+            click.echo(found.id)
         return
     result = found.result or TaskResult(
         task_id=found.id, status=ResultStatus.CANCELLED, completed_at=found.updated_at
     )
     if as_json:
-        output.print_json(result)
+        from taskengine.views import result_view
+
+        output.print_json(result_view(result))
     else:
         output.show_result(result)
     if found.state is not TaskState.SUCCEEDED:  # dead or cancelled
@@ -192,7 +195,9 @@ def status(ctx: click.Context, task_id: str, as_json: bool) -> None:
 
     record = with_client(state_of(ctx), body)
     if wants_json(ctx, as_json):
-        output.print_json(record)
+        from taskengine.views import task_view
+
+        output.print_json(task_view(record))
     else:
         output.show_record(record)
 
@@ -233,7 +238,9 @@ def list_tasks(
 
     page = with_client(state_of(ctx), body)
     if wants_json(ctx, as_json):
-        output.print_json(page)
+        from taskengine.views import task_page
+
+        output.print_json(task_page(page))
     else:
         output.show_tasks(page.items, page.next_cursor, title="tasks")
 
@@ -273,12 +280,16 @@ def retry(ctx: click.Context, task_id: str, as_json: bool) -> None:
     """Queue a dead or cancelled task again, with a fresh attempt count."""
     from taskengine.brokers import ReplayResult
 
-    async def body(client: Client) -> ReplayResult:
-        return (await client.replay([task_id]))[0]
+    async def body(client: Client) -> tuple[ReplayResult, TaskRecord | None]:
+        answer = (await client.replay([task_id]))[0]
+        replayed = answer is ReplayResult.REPLAYED and wants_json(ctx, as_json)
+        return answer, await client.get(task_id) if replayed else None
 
-    answer = with_client(state_of(ctx), body)
-    if wants_json(ctx, as_json):
-        output.print_json({"id": task_id, "result": answer.value})
+    answer, record = with_client(state_of(ctx), body)
+    if record is not None:  # the task as queued again, like POST /api/tasks/{id}/retry
+        from taskengine.views import task_view
+
+        output.print_json(task_view(record))
     messages = {
         ReplayResult.REPLAYED: (f"queued {task_id} again", 0),
         ReplayResult.NOT_REPLAYABLE: (

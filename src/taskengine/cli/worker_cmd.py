@@ -16,40 +16,25 @@ from urllib.parse import urlsplit, urlunsplit
 import click
 
 from taskengine.cli.errors import EXIT_FAILURE, EXIT_OK
-from taskengine.cli.loading import (
-    CliState,
-    check_queue_names,
-    connected,
-    load_app,
-    run,
-    state_of,
-)
+from taskengine.cli.loading import CliState, connected, load_app, run, state_of
+from taskengine.cli.pool_options import PoolOptions, log_level_option, pool_options
 
 if TYPE_CHECKING:
     from taskengine.app import App
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
-LOG_LEVELS = click.Choice(["debug", "info", "warning", "error"], case_sensitive=False)
 
 
 @click.command()
-@click.option("--workers", type=click.IntRange(min=1), help="Worker coroutines (default 5).")
-@click.option("--min-workers", type=click.IntRange(min=1), help="Autoscaling floor.")
-@click.option("--max-workers", type=click.IntRange(min=1), help="Autoscaling ceiling.")
-@click.option("--queues", help="Comma-separated queues to take tasks from (default: all).")
+@pool_options
 @click.option(
     "--processes",
     type=click.IntRange(min=1),
     default=1,
     show_default=True,
-    help="Engine processes to start, each with its own pool.",
+    help="Engine processes to start, each with its own pool of workers (and process pool).",
 )
-@click.option(
-    "--grace",
-    type=click.FloatRange(min=0),
-    help="Seconds running tasks get to finish at shutdown (default 25).",
-)
-@click.option("--log-level", type=LOG_LEVELS, default="info", show_default=True)
+@log_level_option
 @click.option(
     "--watch-fd",
     type=click.IntRange(min=0),
@@ -59,61 +44,21 @@ LOG_LEVELS = click.Choice(["debug", "info", "warning", "error"], case_sensitive=
 @click.pass_context
 def worker(
     ctx: click.Context,
-    workers: int | None,
-    min_workers: int | None,
-    max_workers: int | None,
-    queues: str | None,
+    pool: PoolOptions,
     processes: int,
-    grace: float | None,
-    log_level: str,
+    log_level: str | None,
     watch_fd: int | None,
 ) -> None:
     """Run workers until SIGINT or SIGTERM (a second signal skips the grace period)."""
     state = state_of(ctx)
-    check_queue_names(queue_names(queues))  # before any child starts
+    pool.check()  # before any child starts
     if processes > 1:
-        args = child_args(workers, min_workers, max_workers, queues, grace, log_level)
-        raise click.exceptions.Exit(supervise(state, args, processes))
-    configure_logging(log_level)
+        args = [*pool.args(), *(["--log-level", log_level] if log_level else [])]
+        raise click.exceptions.Exit(supervise(state, [*args, "--processes", "1"], processes))
     app = load_app(state)
-    overrides = worker_overrides(app, workers, min_workers, max_workers, queues, grace)
-    run(serve(app, overrides, watch_fd=watch_fd))
+    configure_logging(log_level or app.settings.log_level)
+    run(serve(app, pool.changes(app.settings), watch_fd=watch_fd))
     raise click.exceptions.Exit(EXIT_OK)
-
-
-def worker_overrides(
-    app: App,
-    workers: int | None,
-    min_workers: int | None,
-    max_workers: int | None,
-    queues: str | None,
-    grace: float | None,
-) -> dict[str, Any]:
-    """The Settings changes the options ask for (validated when the worker is built)."""
-    overrides: dict[str, Any] = {}
-    if min_workers is not None:
-        overrides["min_workers"] = min_workers
-    if max_workers is not None:
-        overrides["max_workers"] = max_workers
-    if workers is not None:
-        overrides["workers"] = workers
-    elif min_workers is not None or max_workers is not None:
-        # Start inside the autoscaling bounds when only the bounds were given.
-        size = app.settings.workers
-        size = max(size, min_workers or size)
-        overrides["workers"] = min(size, max_workers or size)
-    if queues is not None:
-        names = queue_names(queues)
-        check_queue_names(names)
-        overrides["queues"] = names or None
-    if grace is not None:
-        overrides["shutdown_grace"] = grace
-    return overrides
-
-
-def queue_names(queues: str | None) -> tuple[str, ...]:
-    """The names of a comma-separated --queues value."""
-    return tuple(name.strip() for name in (queues or "").split(",") if name.strip())
 
 
 async def serve(app: App, overrides: dict[str, Any], *, watch_fd: int | None = None) -> None:
@@ -217,28 +162,6 @@ def configure_logging(level: str) -> None:
 
 
 # -- several processes ------------------------------------------------------------------------
-
-
-def child_args(
-    workers: int | None,
-    min_workers: int | None,
-    max_workers: int | None,
-    queues: str | None,
-    grace: float | None,
-    log_level: str,
-) -> list[str]:
-    """The worker options again, for one child process."""
-    args: list[str] = []
-    for name, value in (
-        ("--workers", workers),
-        ("--min-workers", min_workers),
-        ("--max-workers", max_workers),
-        ("--queues", queues),
-        ("--grace", grace),
-    ):
-        if value is not None:
-            args += [name, str(value)]
-    return [*args, "--log-level", log_level, "--processes", "1"]
 
 
 def supervise(state: CliState, args: list[str], count: int) -> int:

@@ -75,7 +75,7 @@ class Worker:
             )
         )
         self._threads = ThreadPoolExecutor(settings.threads, thread_name_prefix="taskengine")
-        self._processes = ProcessExecutor(settings.processes)
+        self._processes = ProcessExecutor(settings.process_pool)
         self.runner = Runner(
             registry,
             clock,

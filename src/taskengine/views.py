@@ -1,0 +1,219 @@
+"""The JSON views of tasks, results, workers and queues: one shape for the REST API and the CLI.
+
+Times are aware UTC datetimes (ISO 8601 with `Z` in JSON), priorities their names. The API
+(api/schemas.py re-exports these) and the CLI's `--json` both build them here, so a task prints
+the same whichever way it is asked for.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+
+from taskengine.brokers.base import CountRow, Page
+from taskengine.model import AttemptRecord, Priority, TaskRecord, TaskResult
+from taskengine.model.worker import WorkerInfo
+
+
+class Submitted(msgspec.Struct):
+    """What a submission created (or found, for a repeated idempotency key)."""
+
+    id: str
+    created: bool
+    location: str
+
+
+class ResultView(msgspec.Struct):
+    """The spec's TaskResult."""
+
+    task_id: str
+    status: str
+    data: Any
+    duration: float
+    worker_id: str | None
+    completed_at: datetime
+    error: str | None
+    attempt: int
+
+
+class AttemptView(msgspec.Struct):
+    """One line of a task's attempt history."""
+
+    attempt: int
+    status: str
+    worker_id: str | None
+    finished_at: datetime
+    duration: float
+    error: str | None
+
+
+class TaskView(msgspec.Struct):
+    """A task with its state, result and history."""
+
+    id: str
+    type: str
+    payload: Any
+    priority: str
+    queue: str
+    state: str
+    attempt: int
+    max_attempts: int
+    timeout: float
+    created_at: datetime
+    run_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    worker_id: str | None
+    cancel_requested: bool
+    idempotency_key: str | None
+    result: ResultView | None
+    history: list[AttemptView]
+
+
+class TaskPage(msgspec.Struct):
+    """A page of tasks, newest first; pass next_cursor as `cursor` for the next page."""
+
+    items: list[TaskView]
+    next_cursor: str | None
+
+
+class CancelView(msgspec.Struct):
+    """What a cancel did: cancelled at once, or requested from the running worker."""
+
+    id: str
+    result: str
+
+
+class WorkerView(msgspec.Struct):
+    """A worker of any instance, as its last heartbeat reported it."""
+
+    id: str
+    instance: str
+    host: str
+    pid: int
+    state: str
+    current_task: str | None
+    processed: int
+    busy_ratio: float
+    started_at: datetime
+    last_heartbeat: datetime
+
+
+class QueueView(msgspec.Struct):
+    """One queue: counts by state and priority, and whether it is paused."""
+
+    name: str
+    paused: bool
+    states: dict[str, int]
+    queued_by_priority: dict[str, int]
+    oldest_queued_at: datetime | None
+
+
+def submitted(task_id: str, created: bool) -> Submitted:
+    """The answer to a submission of one task."""
+    return Submitted(task_id, created, f"/api/tasks/{task_id}")
+
+
+def when(seconds: float) -> datetime:
+    """Epoch seconds as an aware UTC datetime."""
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+def maybe_when(seconds: float | None) -> datetime | None:
+    """Like `when`, passing None through."""
+    return None if seconds is None else when(seconds)
+
+
+def result_view(result: TaskResult) -> ResultView:
+    """The API view of a TaskResult."""
+    return ResultView(
+        task_id=result.task_id,
+        status=str(result.status),
+        data=result.data,
+        duration=result.duration,
+        worker_id=result.worker_id,
+        completed_at=when(result.completed_at),
+        error=result.error,
+        attempt=result.attempt,
+    )
+
+
+def attempt_view(line: AttemptRecord) -> AttemptView:
+    """The API view of one history line."""
+    return AttemptView(
+        attempt=line.attempt,
+        status=str(line.status),
+        worker_id=line.worker_id,
+        finished_at=when(line.finished_at),
+        duration=line.duration,
+        error=line.error,
+    )
+
+
+def task_view(record: TaskRecord) -> TaskView:
+    """The API view of a task record."""
+    return TaskView(
+        id=record.id,
+        type=record.type,
+        payload=record.payload,
+        priority=Priority(record.priority).name,
+        queue=record.queue,
+        state=str(record.state),
+        attempt=record.attempt,
+        max_attempts=record.max_attempts,
+        timeout=record.timeout,
+        created_at=when(record.created_at),
+        run_at=when(record.run_at),
+        updated_at=when(record.updated_at or record.created_at),
+        started_at=maybe_when(record.started_at),
+        finished_at=maybe_when(record.finished_at),
+        worker_id=record.worker_id,
+        cancel_requested=record.cancel_requested,
+        idempotency_key=record.idempotency_key,
+        result=result_view(record.result) if record.result is not None else None,
+        history=[attempt_view(line) for line in record.history],
+    )
+
+
+def worker_view(info: WorkerInfo) -> WorkerView:
+    """The API view of a registry entry."""
+    alive = max(info.last_seen - info.started_at, 1e-9)
+    return WorkerView(
+        id=info.id,
+        instance=info.instance,
+        host=info.host,
+        pid=info.pid,
+        state=info.state,
+        current_task=info.current_task,
+        processed=info.processed,
+        busy_ratio=round(min(info.busy_seconds / alive, 1.0), 4),
+        started_at=when(info.started_at),
+        last_heartbeat=when(info.last_seen),
+    )
+
+
+def queue_views(rows: list[CountRow], paused: set[str]) -> list[QueueView]:
+    """Fold count rows into one view per queue (paused queues with no tasks included)."""
+    views: dict[str, QueueView] = {
+        name: QueueView(name, True, {}, {}, None) for name in sorted(paused)
+    }
+    for row in rows:
+        view = views.setdefault(row.queue, QueueView(row.queue, row.queue in paused, {}, {}, None))
+        view.states[str(row.state)] = view.states.get(str(row.state), 0) + row.count
+        if str(row.state) == "queued":
+            name = Priority(row.priority).name
+            view.queued_by_priority[name] = view.queued_by_priority.get(name, 0) + row.count
+            if row.oldest_created_at is None:
+                continue
+            oldest = when(row.oldest_created_at)
+            if view.oldest_queued_at is None or oldest < view.oldest_queued_at:
+                view.oldest_queued_at = oldest
+    return sorted(views.values(), key=lambda v: v.name)
+
+
+def task_page(page: Page) -> TaskPage:
+    """The API view of a page of task records."""
+    return TaskPage([task_view(record) for record in page.items], page.next_cursor)
