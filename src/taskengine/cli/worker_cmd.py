@@ -213,8 +213,10 @@ def configure_logging(level: str) -> None:
     fatal signal (SIGSEGV, SIGBUS, SIGFPE, SIGABRT, SIGILL) dumps every thread's stack there."""
     import faulthandler
 
-    # SQLite maps its -shm file: a store made unwritable under it can still end in SIGBUS (ADR 0016)
-    faulthandler.enable(file=sys.stderr)
+    # SQLite maps its -shm file: a store made unwritable under it may still be SIGBUS (ADR 0016).
+    # A stderr without a file descriptor (a test runner's) cannot take the dump: nothing to do.
+    with contextlib.suppress(ValueError, OSError, RuntimeError):
+        faulthandler.enable(file=sys.stderr)
     if not logging.getLogger().handlers:
         from taskengine.logging import configure_logging as configure
 
