@@ -6,9 +6,9 @@ SAVEPOINT (a failing operation is rolled back alone and its caller gets the exce
 once, then hands all the answers back to each event loop with one `call_soon_threadsafe`.
 So N concurrent writers cost one fsync, not N.
 
-Before each group the store guard checks that the files are still the ones opened and writable
-(store.py): a group on a removed store is refused, never acknowledged. Storage faults reach
-callers as BrokerUnavailable naming the store.
+Before each group begins and again before it commits, the store guard checks that the files are
+still the ones opened and writable (store.py): a group on a removed store is refused, never
+acknowledged. Storage faults reach callers as BrokerUnavailable naming the store.
 """
 
 from __future__ import annotations
@@ -190,9 +190,11 @@ class Writer:
                     pending = [item for item in pending if item is not culprit]
                     continue
             try:
+                # Again: a group runs for milliseconds, and COMMIT writes the -shm map.
+                self._guard.check()
                 conn.execute("COMMIT")
                 self.commits += 1
-            except sqlite3.Error as exc:
+            except (sqlite3.Error, BrokerUnavailable) as exc:
                 _rollback(conn)
                 failure = self._unavailable(exc, "commit")
                 for item in pending:
