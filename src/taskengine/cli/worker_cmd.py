@@ -154,7 +154,14 @@ def say(message: str) -> None:
 
 
 def configure_logging(level: str) -> None:
-    """Structured log lines on stderr, unless the user's app configured logging already."""
+    """Structured log lines on stderr, unless the user's app configured logging already; a
+    fatal signal (SIGSEGV, SIGBUS, SIGFPE, SIGABRT, SIGILL) dumps every thread's stack there."""
+    import faulthandler
+
+    # SQLite maps its -shm file: a store made unwritable under it may still be SIGBUS (ADR 0016).
+    # A stderr without a file descriptor (a test runner's) cannot take the dump: nothing to do.
+    with contextlib.suppress(ValueError, OSError, RuntimeError):
+        faulthandler.enable(file=sys.stderr)
     if not logging.getLogger().handlers:
         from taskengine.logging import configure_logging as configure
 

@@ -29,6 +29,7 @@ from taskengine.brokers.sqlite import admin, hot, reads
 from taskengine.brokers.sqlite.doorbell import Doorbell
 from taskengine.brokers.sqlite.reads import Reader
 from taskengine.brokers.sqlite.schema import check_synchronous, connect, create_schema
+from taskengine.brokers.sqlite.store import StoreGuard
 from taskengine.brokers.sqlite.writer import Writer
 from taskengine.errors import BrokerUnavailable, ConfigurationError
 from taskengine.model import Lease, LeaseStatus, Outcome, Task, TaskRecord, TaskState
@@ -84,8 +85,9 @@ class SqliteBroker:
     async def start(self) -> None:
         """Open both connections (WAL) and create the schema if missing. Idempotent.
 
-        Two round trips (open, schema) plus opening the reader; atomic: the schema is created
-        in one transaction. On failure nothing keeps running and the error is raised.
+        Three round trips (open, schema, recording the files' identity for the store guard)
+        plus opening the reader; atomic: the schema is created in one transaction. On failure
+        nothing keeps running and the error is raised.
         """
         async with self._starting:
             if self._writer is not None:
@@ -96,12 +98,14 @@ class SqliteBroker:
                 synchronous=self.synchronous,
                 busy_timeout_ms=self.busy_timeout_ms,
             )
-            writer, reader = Writer(opener), Reader(opener)
+            guard = StoreGuard(self.path)
+            writer, reader = Writer(opener, guard), Reader(opener, guard)
             try:
                 await writer.start()
                 try:
                     await writer.submit(create_schema)
                     await reader.start()
+                    await writer.submit(lambda _: guard.capture(), in_transaction=False)
                 except BaseException:
                     await writer.stop()
                     raise

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from taskengine.brokers.base import CountRow, Page, TaskFilter
 from taskengine.brokers.sqlite import queries as q
 from taskengine.brokers.sqlite.codec import RECORD_COLUMNS, json_list, records
+from taskengine.brokers.sqlite.store import StoreGuard
 from taskengine.errors import BrokerUnavailable
 from taskengine.model import Priority, TaskRecord, TaskState
 from taskengine.model.serializer import unpack
@@ -113,8 +114,9 @@ def workers(conn: sqlite3.Connection, seen_since: float) -> list[WorkerInfo]:
 class Reader:
     """Owns the read connection and the one thread that uses it."""
 
-    def __init__(self, connect: Callable[[], sqlite3.Connection]) -> None:
+    def __init__(self, connect: Callable[[], sqlite3.Connection], guard: StoreGuard) -> None:
         self._connect = connect
+        self._guard = guard
         self._pool: ThreadPoolExecutor | None = None
         self._conn: sqlite3.Connection | None = None
 
@@ -130,11 +132,22 @@ class Reader:
         self._pool = pool
 
     async def run(self, read: Callable[[sqlite3.Connection], T]) -> T:
-        """Run `read` on the read thread inside one read transaction."""
+        """Run `read` on the read thread inside one read transaction, once the store guard
+        found the store still the one opened (a removed store would answer stale data)."""
         pool, conn = self._pool, self._conn
         if pool is None or conn is None:
             raise BrokerUnavailable("the SQLite broker is not running")
-        return await asyncio.get_running_loop().run_in_executor(pool, snapshot(read), conn)
+        return await asyncio.get_running_loop().run_in_executor(pool, self._checked, read, conn)
+
+    def _checked(self, read: Callable[[sqlite3.Connection], T], conn: sqlite3.Connection) -> T:
+        self._guard.check()
+        try:
+            return snapshot(read)(conn)
+        except sqlite3.Error as exc:
+            failure = self._guard.fault(exc)
+            if failure is exc:
+                raise
+            raise failure from exc
 
     async def stop(self) -> None:
         """Close the read connection and end its thread once running reads are done."""

@@ -129,6 +129,9 @@ def connect(path: str, *, synchronous: str, busy_timeout_ms: int) -> sqlite3.Con
         conn.execute(f"PRAGMA synchronous = {check_synchronous(synchronous)}")
         # SAVEPOINT sub-journals go to temp storage: a file there doubled the cost of a group.
         conn.execute("PRAGMA temp_store = MEMORY")
+        # No memory-mapped I/O of the main file, whatever the build's default: through a map,
+        # a failing or vanished disk is SIGBUS instead of an error (the -shm map stays: WAL).
+        conn.execute("PRAGMA mmap_size = 0")
     except BaseException:
         conn.close()
         raise

@@ -5,12 +5,17 @@ pending, runs it in one `BEGIN IMMEDIATE` transaction with each operation inside
 SAVEPOINT (a failing operation is rolled back alone and its caller gets the exception), commits
 once, then hands all the answers back to each event loop with one `call_soon_threadsafe`.
 So N concurrent writers cost one fsync, not N.
+
+Before each group begins and again before it commits, the store guard checks that the files are
+still the ones opened and writable (store.py): a group on a removed store is refused, never
+acknowledged. Storage faults reach callers as BrokerUnavailable naming the store.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import queue
 import sqlite3
 import threading
@@ -19,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from taskengine.brokers.sqlite.store import StoreGuard
 from taskengine.errors import BrokerUnavailable
 
 T = TypeVar("T")
@@ -27,6 +33,8 @@ Operation = Callable[[sqlite3.Connection], T]
 MAX_GROUP = 512  # operations per transaction: bounds the time the write lock is held
 BEGIN_ATTEMPTS = 3  # each waits busy_timeout inside SQLite before it gives up
 _BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+
+log = logging.getLogger("taskengine.brokers.sqlite")
 
 
 @dataclass(eq=False)
@@ -44,8 +52,9 @@ _STOP = object()
 class Writer:
     """Owns the write connection and the thread that runs every write, grouped per commit."""
 
-    def __init__(self, connect: Callable[[], sqlite3.Connection]) -> None:
+    def __init__(self, connect: Callable[[], sqlite3.Connection], guard: StoreGuard) -> None:
         self._connect = connect
+        self._guard = guard
         self._queue: queue.SimpleQueue[_Item | object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._stopped: asyncio.Future[None] | None = None
@@ -101,11 +110,24 @@ class Writer:
                 try:
                     self._process(conn, items)
                 except Exception as exc:  # a broken connection or a bug: fail this group only
-                    _abandon(conn, items, exc)
+                    _abandon(conn, items, self._unavailable(exc, "write"))
         finally:
-            conn.close()
+            closable = self._guard.closable()
+            if closable:
+                conn.close()
+            else:
+                log.warning(
+                    "SQLite store %s is not writable: its write connection stays open until the "
+                    "process exits (closing it would write the WAL index map: SIGBUS)",
+                    self._guard.path,
+                    extra={"store": self._guard.path},
+                )
             self._fail_leftovers()
             _call(loop, _settle_future, self._stopped, (True, None))
+            if not closable:
+                # The kernel closes the file at exit and the next opener recovers the WAL, as
+                # after a crash; a daemon thread's frame is never freed, so neither is `conn`.
+                threading.Event().wait()
 
     def _take(self) -> tuple[list[_Item], bool]:
         """Block for one item, then drain what is pending (up to MAX_GROUP)."""
@@ -129,12 +151,21 @@ class Writer:
     def _process(self, conn: sqlite3.Connection, items: list[_Item]) -> None:
         # An operation whose caller was cancelled before the group began is not applied.
         live = [item for item in items if not item.future.cancelled()]
-        grouped = [item for item in live if item.in_transaction]
-        if grouped:
-            self._transaction(conn, grouped)
-        for item in live:
-            if not item.in_transaction:
-                item.answer = _attempt(item.op, conn)
+        try:
+            self._guard.check()
+        except BrokerUnavailable as exc:
+            for item in live:
+                item.answer = (False, exc)
+        else:
+            grouped = [item for item in live if item.in_transaction]
+            if grouped:
+                self._transaction(conn, grouped)
+            for item in live:
+                if not item.in_transaction:
+                    item.answer = _attempt(item.op, conn)
+            for item in live:
+                if not item.answer[0]:
+                    item.answer = (False, self._guard.fault(item.answer[1]))
         self.operations += len(live)
         _deliver(live)
 
@@ -159,15 +190,26 @@ class Writer:
                     pending = [item for item in pending if item is not culprit]
                     continue
             try:
+                # Again: a group runs for milliseconds, and COMMIT writes the -shm map.
+                self._guard.check()
                 conn.execute("COMMIT")
                 self.commits += 1
-            except sqlite3.Error as exc:
+            except (sqlite3.Error, BrokerUnavailable) as exc:
                 _rollback(conn)
-                failure = BrokerUnavailable(f"SQLite commit failed: {exc}")
+                failure = self._unavailable(exc, "commit")
                 for item in pending:
                     if item.answer[0]:
                         item.answer = (False, failure)
+            else:
+                self._guard.succeeded()
             return
+
+    def _unavailable(self, exc: BaseException, doing: str) -> BaseException:
+        """BrokerUnavailable naming the store for a failed commit or group."""
+        failure = self._guard.fault(exc)
+        if failure is exc and not isinstance(exc, BrokerUnavailable):
+            failure = BrokerUnavailable(f"SQLite store {self._guard.path}: {doing} failed: {exc}")
+        return failure
 
     def _fail_leftovers(self) -> None:
         while True:
@@ -201,9 +243,8 @@ def _rollback(conn: sqlite3.Connection) -> None:
             conn.execute("ROLLBACK")
 
 
-def _abandon(conn: sqlite3.Connection, items: list[_Item], exc: Exception) -> None:
+def _abandon(conn: sqlite3.Connection, items: list[_Item], failure: BaseException) -> None:
     _rollback(conn)
-    failure = BrokerUnavailable(f"SQLite write failed: {exc}")
     for item in items:
         item.answer = (False, failure)
     _deliver(items)
