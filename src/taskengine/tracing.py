@@ -2,10 +2,10 @@
 
 Optional (`pip install 'task-engine[otel]'`). A submit span's W3C `traceparent` is stored in
 `Task.trace`; the worker's run span takes it as its parent, so a task's run is a child of the
-request that submitted it. Settle spans cover one batch and link to the run spans in it
-(ADR 0019). Tracing is off, and costs one `None` check per task, while opentelemetry is not
-installed or no SDK TracerProvider is set (the global one, or one given to `App`); a worker
-decides once, when it starts.
+request that submitted it. A settle span covers one batch and links to the run spans in it
+(ADR 0019). Tracing is off while no SDK TracerProvider is set (the global one, or one given to
+`App`): nothing here imports opentelemetry unless the application already did, a submit then
+costs one dictionary lookup and a run one `None` check. A worker decides when it starts.
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ touches the process-wide provider. The trace context crosses the broker in `Task
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -205,3 +207,36 @@ async def test_a_malformed_carried_context_gives_a_root_span(
     await drain(app)
     [run] = named(exporter, "taskengine.run")
     assert run.parent is None
+
+
+NO_OTEL = """
+import asyncio, sys
+{block}
+from taskengine.testing import memory_app, running_worker
+import taskengine.api
+
+async def main():
+    app = memory_app(builtins=False)
+    app.task("echo")(lambda payload: payload)
+    async with running_worker(app):
+        task_id = await app.submit("echo", 1)
+        assert (await app.result(task_id, timeout=10)).data == 1
+    assert (await app.get(task_id)).trace is None
+
+asyncio.run(main())
+print(sorted(n for n, m in sys.modules.items() if m and n.startswith("opentelemetry")))
+"""
+
+
+@pytest.mark.parametrize("installed", [True, False], ids=["installed", "not-installed"])
+def test_nothing_of_opentelemetry_is_loaded_unless_the_application_does(installed: bool) -> None:
+    block = "" if installed else "sys.modules['opentelemetry'] = None  # as if not installed"
+    done = subprocess.run(
+        [sys.executable, "-c", NO_OTEL.format(block=block)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
