@@ -12,7 +12,6 @@ import httpx
 from tests.api.conftest import Server
 
 API_MD = Path(__file__).resolve().parents[2] / "docs" / "API.md"
-STATIC = Path(__file__).resolve().parents[2] / "src" / "taskengine" / "api" / "dashboard" / "static"
 JSON = "application/json"
 
 
