@@ -212,17 +212,20 @@ class App:
     async def enqueue_tasks(self, tasks: Sequence[Task]) -> list[EnqueueResult]:
         """Store built tasks in one broker round trip and count them in the metrics; with
         tracing on, under a submit span whose context the tasks carry to their runs."""
-        tracer = self.tracing.tracer()
-        if tracer is None:
-            results = await self.broker.enqueue(tasks, self.clock.now())
-        else:
-            with submitting(tracer, tasks) as (span, traced):
-                results = await self.broker.enqueue(traced, self.clock.now())
-                span.set_attribute("taskengine.submit.created", sum(r.created for r in results))
+        results = await self._enqueue(self.broker, tasks)
         for task, result in zip(tasks, results, strict=True):
             if result.created:
                 self.metrics.on_submitted(task.type)
         return results
+
+    async def _enqueue(self, broker: BrokerBackend, tasks: Sequence[Task]) -> list[EnqueueResult]:
+        tracer = self.tracing.tracer()
+        if tracer is None:
+            return await broker.enqueue(tasks, self.clock.now())
+        with submitting(tracer, tasks) as (span, traced):
+            results = await broker.enqueue(traced, self.clock.now())
+            span.set_attribute("taskengine.submit.created", sum(r.created for r in results))
+            return results
 
     def submit_sync(self, type: str, payload: Any = None, **options: Any) -> str:
         """Submit from synchronous code (no running event loop)."""
@@ -237,7 +240,7 @@ class App:
             )
             await broker.start()
             try:
-                return (await broker.enqueue([task], self.clock.now()))[0].id
+                return (await self._enqueue(broker, [task]))[0].id
             finally:
                 await broker.close()
 

@@ -6,10 +6,12 @@ touches the process-wide provider. The trace context crosses the broker in `Task
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from msgspec.structs import replace
@@ -240,3 +242,19 @@ def test_nothing_of_opentelemetry_is_loaded_unless_the_application_does(installe
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_submit_sync_is_traced_too(
+    tmp_path: Path, provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    app = build_app(url=f"sqlite:///{tmp_path / 'sync.db'}", tracer_provider=provider)
+    task_id = app.submit_sync("add.async", {"a": 1, "b": 2})
+
+    [submit] = named(exporter, "taskengine.submit")
+    assert (submit.attributes or {})["taskengine.task.id"] == task_id
+
+    async def stored_trace() -> str | None:
+        async with app:
+            return (await app.get(task_id)).trace
+
+    assert asyncio.run(stored_trace()) == traceparent(submit.get_span_context())
