@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import msgspec
@@ -26,6 +26,10 @@ from taskengine.policy.cron import CronEntry, check_unique
 from taskengine.registry import ExecutorKind, InvalidPayload, Registry
 from taskengine.runtime.worker import Worker
 from taskengine.settings import Settings
+from taskengine.tracing import Tracing, submitting
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import TracerProvider
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -59,6 +63,7 @@ class App:
         settings: Settings | None = None,
         clock: Clock = SYSTEM_CLOCK,
         builtins: bool = True,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
         if settings is None:
             settings = Settings.from_env(broker_url=broker_url)
@@ -70,6 +75,7 @@ class App:
         if builtins:
             self.registry.merge(builtin_registry(builtin_config(settings)))
         self.metrics = Metrics()
+        self.tracing = Tracing(tracer_provider)  # OpenTelemetry, when an SDK is set up
         self.periodic_tasks: list[CronEntry] = list(settings.cron)
         self._broker: BrokerBackend | None = None
         self._worker: Worker | None = None
@@ -206,12 +212,22 @@ class App:
         return [result.id for result in results]
 
     async def enqueue_tasks(self, tasks: Sequence[Task]) -> list[EnqueueResult]:
-        """Store built tasks in one broker round trip and count them in the metrics."""
-        results = await self.broker.enqueue(tasks, self.clock.now())
+        """Store built tasks in one broker round trip and count them in the metrics; with
+        tracing on, under a submit span whose context the tasks carry to their runs."""
+        results = await self._enqueue(self.broker, tasks)
         for task, result in zip(tasks, results, strict=True):
             if result.created:
                 self.metrics.on_submitted(task.type)
         return results
+
+    async def _enqueue(self, broker: BrokerBackend, tasks: Sequence[Task]) -> list[EnqueueResult]:
+        tracer = self.tracing.tracer()
+        if tracer is None:
+            return await broker.enqueue(tasks, self.clock.now())
+        with submitting(tracer, tasks) as (span, traced):
+            results = await broker.enqueue(traced, self.clock.now())
+            span.set_attribute("taskengine.submit.created", sum(r.created for r in results))
+            return results
 
     def submit_sync(self, type: str, payload: Any = None, **options: Any) -> str:
         """Submit from synchronous code (no running event loop)."""
@@ -226,7 +242,7 @@ class App:
             )
             await broker.start()
             try:
-                return (await broker.enqueue([task], self.clock.now()))[0].id
+                return (await self._enqueue(broker, [task]))[0].id
             finally:
                 await broker.close()
 
@@ -276,6 +292,7 @@ class App:
             metrics=self.metrics,
             periodic=self.periodic_tasks,
             build_periodic=self.build_periodic,
+            tracing=self.tracing,
         )
         return self._worker
 

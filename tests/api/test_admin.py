@@ -176,7 +176,7 @@ def test_security_headers_and_request_id(client: httpx.Client) -> None:
 
 # -- OpenAPI and docs -------------------------------------------------------------------------
 
-DOCS_ONLY = {"/openapi.json", "/docs", "/docs.js", "/"}  # pages (docs, dashboard), not the API
+DOCS_ONLY = {"/openapi.json", "/docs", "/docs.js", "/", "/favicon.ico"}  # pages, not the API
 
 
 def _served_routes() -> set[tuple[str, str]]:

@@ -233,7 +233,7 @@ def test_json_content_types_are_accepted(idle_client: httpx.Client) -> None:
 
 
 @pytest.mark.parametrize(
-    "path", ["/nope", "/api", "/api/nope", "/api/tasks/x/y/z", "/api/queues/q", "/favicon.ico"]
+    "path", ["/nope", "/api", "/api/nope", "/api/tasks/x/y/z", "/api/queues/q", "/robots.txt"]
 )
 def test_unknown_route_is_404_json(idle_client: httpx.Client, path: str) -> None:
     _error(idle_client.get(path), 404, None)

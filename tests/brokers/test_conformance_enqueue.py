@@ -7,8 +7,8 @@ import pytest
 from taskengine.brokers import BrokerBackend, EnqueueResult
 from taskengine.clock import FakeClock
 from taskengine.errors import QueueFull
-from taskengine.model import Priority, TaskState
-from tests.brokers.support import MakeBroker, Tasks, ids
+from taskengine.model import OutcomeKind, Priority, TaskState
+from tests.brokers.support import MakeBroker, Tasks, ids, outcome
 
 
 async def test_batch_results_are_aligned_and_records_stored(
@@ -179,3 +179,34 @@ async def test_future_task_is_reserved_after_run_at(
     [lease] = await broker.reserve("w", 10, 30.0, clock.advance(3600))
 
     assert lease.task_id == later.id
+
+
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+async def test_the_trace_context_stays_with_the_task_through_retry_and_replay(
+    broker: BrokerBackend, clock: FakeClock, tasks: Tasks
+) -> None:
+    now = clock.now()
+    traced, plain = tasks(now, trace=TRACEPARENT), tasks(now)
+    await broker.enqueue([traced, plain], now)
+
+    stored = await broker.get([traced.id, plain.id])
+    assert [record.trace if record else "missing" for record in stored] == [TRACEPARENT, None]
+    leases = await broker.reserve("w1", 10, 30.0, now)
+    assert {lease.task_id: lease.record.trace for lease in leases} == {
+        traced.id: TRACEPARENT,
+        plain.id: None,
+    }
+    lease = next(lease for lease in leases if lease.task_id == traced.id)
+    again_at = clock.advance(1) + 5
+    failed = outcome(OutcomeKind.RETRY, lease, clock.now(), run_at=again_at, error="boom")
+    assert await broker.settle([failed], clock.now()) == [True]
+    clock.advance(10)
+    [retried] = await broker.reserve("w1", 1, 30.0, clock.now())
+    assert (retried.task_id, retried.record.trace) == (traced.id, TRACEPARENT)
+    dead = outcome(OutcomeKind.DEAD, retried, clock.advance(1), error="fatal")
+    assert await broker.settle([dead], clock.now()) == [True]
+    await broker.replay([traced.id], clock.now())
+    [replayed] = await broker.reserve("w1", 1, 30.0, clock.advance(1))
+    assert (replayed.task_id, replayed.record.trace) == (traced.id, TRACEPARENT)

@@ -84,6 +84,31 @@ async def test_newer_schema_is_refused(db: str) -> None:
         await SqliteBroker(db).start()
 
 
+async def test_a_version_1_store_is_upgraded_and_keeps_its_tasks(db: str) -> None:
+    old = SqliteBroker(db)
+    await old.start()
+    [task] = make_tasks(1)
+    await old.enqueue([task], T0)
+    await old.close()
+    with sqlite3.connect(db) as conn:  # the store as a version 1 build left it
+        conn.execute("ALTER TABLE tasks DROP COLUMN trace")
+        conn.execute("PRAGMA user_version = 1")
+
+    broker = SqliteBroker(db)
+    await broker.start()
+    try:
+        [record] = await broker.get([task.id])
+        assert record is not None and record.trace is None
+        traced = new_task("demo.echo", now=T0, trace="00-" + "1" * 32 + "-" + "2" * 16 + "-01")
+        await broker.enqueue([traced], T0)
+        [stored] = await broker.get([traced.id])
+        assert stored is not None and stored.trace == traced.trace
+    finally:
+        await broker.close()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+
+
 async def test_concurrent_writes_share_one_commit(broker: SqliteBroker) -> None:
     before = broker.commit_count
     batches = [make_tasks(2, start=10 * i) for i in range(50)]

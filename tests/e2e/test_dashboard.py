@@ -442,6 +442,48 @@ def test_page_asks_for_the_token_and_works_once_it_is_given(
             context.close()
 
 
+def test_docs_page_is_styled_under_the_csp_with_a_favicon(browser: Browser, server: Server) -> None:
+    context, board = new_dashboard(browser, f"{server.url}/docs")
+    failed: list[str] = []
+    board.page.on(
+        "response", lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None
+    )
+    try:
+        page = board.page
+        response = page.goto(board.url)
+        assert response is not None and response.status == 200
+        assert "style-src 'self'" in response.headers["content-security-policy"]
+        html = response.text()
+        assert "<style" not in html and " style=" not in html  # nothing the CSP refuses
+        expect(page.locator("#ops li").first).to_be_visible()  # docs.js filled the list
+        styles = page.evaluate(
+            """() => ({
+                maxWidth: getComputedStyle(document.body).maxWidth,
+                code: getComputedStyle(document.querySelector('#ops code')).backgroundColor,
+                icon: document.querySelector('link[rel=icon]').href,
+            })"""
+        )
+        assert styles == {
+            "maxWidth": "960px",  # 60rem: the served stylesheet applies
+            "code": "rgb(243, 243, 243)",
+            "icon": f"{server.url}/favicon.ico",
+        }
+        icon = page.request.get(f"{server.url}/favicon.ico")
+        assert icon.status == 200
+        assert icon.headers["content-type"] == "image/x-icon"
+        assert icon.body()[:4] == b"\x00\x00\x01\x00"  # an ICO file
+        board.assert_clean()
+        assert failed == []
+    finally:
+        context.close()
+
+
+def test_the_dashboard_names_the_served_favicon(dashboard: Dashboard, server: Server) -> None:
+    page = dashboard.open().page
+    icon = page.evaluate("() => document.querySelector('link[rel=icon]').href")
+    assert icon == f"{server.url}/favicon.ico"
+
+
 def test_screenshot_under_load(dashboard: Dashboard, api: httpx.Client, tmp_path: Path) -> None:
     page = dashboard.open().page
     dashboard.wait_live()

@@ -26,7 +26,6 @@ from taskengine.model.state import TERMINAL_STATES
 from taskengine.policy.retry import NoRetry, Retry, Snooze
 from taskengine.registry import TaskContext
 from taskengine.settings import Settings
-from taskengine.testing import memory_app
 
 
 class Board:
@@ -295,16 +294,23 @@ PROCESS_TYPES = frozenset(n for n, (_, o) in HANDLERS.items() if o.get("executor
 
 
 def build_app(
-    *, clock: Clock = SYSTEM_CLOCK, processes: bool = False, url: str | None = None, **settings: Any
+    *,
+    clock: Clock = SYSTEM_CLOCK,
+    processes: bool = False,
+    url: str | None = None,
+    tracer_provider: Any = None,
+    **settings: Any,
 ) -> App:
     """An app with the handlers above (process ones only if `processes`), on the memory
     broker unless `url` names another."""
     settings.setdefault("retry_base", 0.01)
     settings.setdefault("idle_wait", 0.05)
-    if url is None:
-        app = memory_app(clock=clock, builtins=False, **settings)
-    else:
-        app = App(settings=Settings(broker_url=url, **settings), clock=clock, builtins=False)
+    app = App(
+        settings=Settings(broker_url=url or "memory://", **settings),
+        clock=clock,
+        builtins=False,
+        tracer_provider=tracer_provider,
+    )
     for name, (fn, options) in HANDLERS.items():
         if name in PROCESS_TYPES and not processes:
             continue

@@ -23,10 +23,10 @@ from starlette.routing import Route
 from taskengine.api.schemas import worker_view
 from taskengine.api.tasks import json_response
 from taskengine.brokers.base import CountRow
+from taskengine.metrics.figures import broker_figures
 from taskengine.metrics.history import Point
 from taskengine.metrics.prometheus import CONTENT_TYPE, EngineCollector, build_registry, exposition
 from taskengine.metrics.sampler import Sampler
-from taskengine.model import TaskState
 from taskengine.model.worker import WorkerInfo
 from taskengine.process_stats import process_stats
 from taskengine.runtime.service import PeriodicService
@@ -133,18 +133,10 @@ class LiveFeed:
 def snapshot(ctx: ApiContext, rows: list[CountRow]) -> dict[str, Any]:
     """The JSON metrics: counters, rates, timings, depth, pool, breakers, process."""
     now = ctx.app.clock.now()
-    depth: dict[str, int] = {}
-    for row in rows:
-        if row.state in (TaskState.QUEUED, TaskState.RUNNING):
-            key = f"{row.queue}:{row.state}"
-            depth[key] = depth.get(key, 0) + row.count
     body = ctx.app.metrics.snapshot(now)
-    body["queue_depth"] = depth
-    body["queued"] = sum(r.count for r in rows if r.state is TaskState.QUEUED)
-    leased = sum(r.count for r in rows if r.state is TaskState.RUNNING)
     worker = ctx.worker
     # Leased but still in this instance's buffer is not running yet.
-    body["running"] = max(leased - worker.pool.waiting, 0) if worker is not None else leased
+    body.update(broker_figures(rows, worker.pool.waiting if worker is not None else 0))
     body["breakers"] = []
     if worker is not None:
         pool = worker.pool

@@ -260,8 +260,7 @@ def openapi_document() -> dict[str, Any]:
 
 DOCS_PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Task Engine API</title>
-<style>body{font:15px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem}
-code{background:#f3f3f3;padding:.1rem .3rem}h2{margin-top:2rem}li{margin:.3rem 0}</style></head>
+<link rel="icon" href="/favicon.ico"><link rel="stylesheet" href="/static/docs.css"></head>
 <body><h1>Task Engine API</h1><p>The machine-readable document is at
 <a href="/openapi.json"><code>/openapi.json</code></a>.</p><ul id="ops"></ul>
 <script src="/docs.js"></script></body></html>

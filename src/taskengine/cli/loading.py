@@ -274,28 +274,10 @@ class DirectClient:
         return queue_views(rows, paused)
 
     async def metrics(self) -> dict[str, Any]:
-        """What the broker holds: counts by state and priority, workers and how busy they are."""
-        from taskengine.model import TaskState
+        """The figures of /api/metrics that the broker alone holds, by the same names."""
+        from taskengine.metrics.figures import broker_figures
 
-        now = self.now()
-        rows = await self.app.broker.counts()
-        infos = await self.app.broker.workers(now - 3 * self.app.settings.heartbeat_every)
-        by_state: dict[str, int] = {}
-        queued_by_priority: dict[str, int] = {}
-        for row in rows:
-            by_state[str(row.state)] = by_state.get(str(row.state), 0) + row.count
-            if row.state is TaskState.QUEUED:
-                name = row.priority.name
-                queued_by_priority[name] = queued_by_priority.get(name, 0) + row.count
-        return {
-            "source": "broker",
-            "queued": by_state.get("queued", 0),
-            "running": by_state.get("running", 0),
-            "tasks_by_state": by_state,
-            "queued_by_priority": queued_by_priority,
-            "workers": len(infos),
-            "workers_busy": sum(1 for info in infos if info.state == "busy"),
-        }
+        return {"source": "broker", **broker_figures(await self.app.broker.counts())}
 
     async def pause(self, names: Sequence[str]) -> None:
         """Pause in the broker."""

@@ -64,6 +64,8 @@ class Task(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     attempt: int = 0
     idempotency_key: str | None = None
+    # The W3C traceparent of the span that submitted the task (taskengine.tracing), or None.
+    trace: str | None = None
 
 
 class TaskRecord(Task, frozen=True, kw_only=True, gc=False):
@@ -106,6 +108,7 @@ def new_task(
     max_attempts: int = DEFAULT_MAX_ATTEMPTS,
     idempotency_key: str | None = None,
     task_id: str | None = None,
+    trace: str | None = None,
 ) -> Task:
     """Build a validated Task created at `now`; `run_at` or `delay` schedule it for later."""
     validate_name("task type", type)
@@ -139,6 +142,7 @@ def new_task(
         timeout=float(timeout),
         max_attempts=max_attempts,
         idempotency_key=idempotency_key,
+        trace=trace,
     )
 
 

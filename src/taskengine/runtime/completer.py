@@ -11,6 +11,7 @@ from taskengine.clock import Clock
 from taskengine.errors import TaskEngineError
 from taskengine.model import Outcome, OutcomeKind, ResultStatus, TaskResult
 from taskengine.model.serializer import pack
+from taskengine.tracing import WorkerTracing, settled, settling
 
 log = logging.getLogger("taskengine.runtime")
 _RETRY_DELAYS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
@@ -58,6 +59,7 @@ class Completer:
         self.settled = 0
         self.refused = 0
         self.failing = 0  # settle calls failed in a row: while > 0, outcomes are not stored
+        self.tracing: WorkerTracing | None = None  # set by the worker when it starts
 
     def add(self, outcome: Outcome) -> None:
         """Queue an outcome for the next batch (no await, no I/O)."""
@@ -81,7 +83,7 @@ class Completer:
         del self._pending[: len(batch)]
         now = self._clock.now()
         try:
-            applied = await self._broker.settle(batch, now)
+            applied = await self._settle(batch, now)
         except Exception:
             repaired = [storable(outcome, now) for outcome in batch]
             self._pending[:0] = repaired  # put back in order; retried by the caller
@@ -104,6 +106,15 @@ class Completer:
                 stale[:10],
             )
         return done
+
+    async def _settle(self, batch: list[Outcome], now: float) -> list[bool]:
+        tracing = self.tracing
+        if tracing is None:
+            return await self._broker.settle(batch, now)
+        with settling(tracing, batch) as span:
+            applied = await self._broker.settle(batch, now)
+            settled(tracing, span, batch, sum(applied))
+            return applied
 
     async def start(self) -> None:
         """Start settling in the background."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import random
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +20,7 @@ from taskengine.registry import Registry, TaskContext, TaskSpec, UnknownTaskType
 from taskengine.runtime.known_types import KnownTypes
 from taskengine.runtime.process_pool import ProcessExecutor
 from taskengine.runtime.slots import CANCELLED, LEASE_LOST, TIMED_OUT, WorkerSlot
+from taskengine.tracing import WorkerTracing, ran, running
 
 log = logging.getLogger("taskengine.tasks")
 # Errors raised in a child process arrive by name; these mean "do not retry" there too.
@@ -68,6 +70,7 @@ class Runner:
         self._max_bytes = max_result_bytes  # of a stored result, and of each error text
         self.overrunning_threads = 0  # timed-out thread runs still occupying a thread
         self.unknown_types = KnownTypes(unknown_type_grace)
+        self.tracing: WorkerTracing | None = None  # set by the worker when it starts
 
     async def run(self, slot: WorkerSlot, lease: Lease) -> Outcome | None:
         """Run `lease` on `slot`; return the outcome to settle (None: the lease was lost).
@@ -76,6 +79,15 @@ class Runner:
         BaseException, swallows an interruption), the run ends in an outcome; only a
         cancellation of the worker coroutine itself propagates.
         """
+        tracing = self.tracing
+        if tracing is not None:
+            with running(tracing, lease.record, slot.id) as span:
+                outcome = await self._guarded(slot, lease)
+                ran(tracing, span, lease.record, outcome)
+                return outcome
+        return await self._guarded(slot, lease)
+
+    async def _guarded(self, slot: WorkerSlot, lease: Lease) -> Outcome | None:
         try:
             return await self._run(slot, lease)
         except asyncio.CancelledError:
@@ -188,7 +200,10 @@ class Runner:
             deadline.cancel()
 
     async def _in_thread(self, spec: TaskSpec, args: tuple[Any, ...]) -> Any:
-        future = self._threads.submit(spec.fn, *args)
+        if self.tracing is None:
+            future = self._threads.submit(spec.fn, *args)
+        else:  # the handler's own spans are children of the run span
+            future = self._threads.submit(contextvars.copy_context().run, spec.fn, *args)
         try:
             return await asyncio.wrap_future(future)
         except asyncio.CancelledError:

@@ -30,6 +30,7 @@ from taskengine.runtime.runner import Runner
 from taskengine.runtime.scheduler import SCHEDULER, Scheduler
 from taskengine.runtime.service import PeriodicService
 from taskengine.settings import Settings
+from taskengine.tracing import Tracing
 
 log = logging.getLogger("taskengine.runtime")
 REAPER = "reaper"
@@ -60,6 +61,7 @@ class Worker:
         metrics: Metrics | None = None,
         periodic: Sequence[CronEntry] = (),
         build_periodic: Callable[[CronEntry, float, str], Task] | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.broker = broker
         self.registry = registry
@@ -68,6 +70,7 @@ class Worker:
         self.instance = instance or new_instance_id()
         self.host = socket.gethostname()
         self.metrics = metrics or Metrics()
+        self.tracing = tracing or Tracing()
         self.breakers = BreakerRegistry(
             BreakerConfig(
                 consecutive_failures=settings.breaker_failures,
@@ -170,6 +173,7 @@ class Worker:
         await self.broker.start()
         if any(self.registry.get(name).executor == "process" for name in self.registry.names()):
             await self._processes.start()
+        self.runner.tracing = self.completer.tracing = self.tracing.for_worker()
         self.pool.resize(self.settings.workers)
         await self.completer.start()
         await self.fetcher.start()

@@ -1,4 +1,5 @@
-"""The web dashboard: static files served at `/` by the API process (no build step)."""
+"""The web dashboard: static files served at `/` by the API process (no build step), the
+/docs page's stylesheet and the favicon."""
 
 from __future__ import annotations
 
@@ -13,12 +14,16 @@ STATIC = Path(__file__).parent / "static"
 
 
 def routes() -> list[BaseRoute]:
-    """The page at `/` and its assets under `/static`."""
+    """The page at `/`, its assets under `/static` and the site's icon at `/favicon.ico`."""
 
     async def index(request: Request) -> Response:
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
+    async def favicon(request: Request) -> Response:
+        return FileResponse(STATIC / "favicon.ico", media_type="image/x-icon")
+
     return [
         Route("/", index, methods=["GET"]),
+        Route("/favicon.ico", favicon, methods=["GET"]),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]

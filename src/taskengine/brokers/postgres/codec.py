@@ -57,6 +57,7 @@ RECORD_COLUMNS = ", ".join(
         "result_attempt",
         "history_lines",
         "history_attempts",
+        "trace",
     )
 )
 # HEAD_START by priority, 1-based as SQL arrays are: SQL reads it at index `priority + 1`.
@@ -75,7 +76,7 @@ class Row(Protocol):
 
 
 def task_arrays(tasks: Sequence[Task]) -> list[list[Any]]:
-    """The twelve aligned arrays of queries.INSERT_TASKS."""
+    """The thirteen aligned arrays of queries.INSERT_TASKS."""
     return [
         [t.id for t in tasks],
         [t.type for t in tasks],
@@ -89,6 +90,7 @@ def task_arrays(tasks: Sequence[Task]) -> list[list[Any]]:
         [t.max_attempts for t in tasks],
         [t.attempt for t in tasks],
         [t.idempotency_key for t in tasks],
+        [t.trace for t in tasks],
     ]
 
 
@@ -198,6 +200,7 @@ def record_from_row(row: Row) -> TaskRecord:
         cancel_requested=row["cancel_requested"],
         result=result,
         history=history,
+        trace=row["trace"],
     )
 
 

@@ -31,14 +31,15 @@ CROSS JOIN (
 ) keyed
 """
 
-# Inputs: $1..$12 aligned arrays (codec.task_arrays), $13 now. Output: none.
+# Inputs: $1..$13 aligned arrays (codec.task_arrays), $14 now. Output: none.
 # Invariant: the caller checked every id and key is free (under LOCK_ENQUEUE).
 INSERT_TASKS = """
 INSERT INTO {s}.tasks (id, type, payload, priority, queue, created_at, run_at, order_key,
-                       timeout, max_attempts, attempt, idempotency_key, state, updated_at)
-SELECT u.*, 'queued', $13
+                       timeout, max_attempts, attempt, idempotency_key, trace, state, updated_at)
+SELECT u.*, 'queued', $14
 FROM unnest($1::text[], $2::text[], $3::bytea[], $4::smallint[], $5::text[], $6::float8[],
-            $7::float8[], $8::float8[], $9::float8[], $10::int[], $11::int[], $12::text[]) AS u
+            $7::float8[], $8::float8[], $9::float8[], $10::int[], $11::int[], $12::text[],
+            $13::text[]) AS u
 """
 
 # -- reserve -------------------------------------------------------------------------------

@@ -114,8 +114,13 @@ CREATE TABLE {s}.leader_leases (
 );
 """
 
+# Version 2: the W3C traceparent a task was submitted under (taskengine.tracing); NULL: none.
+V2 = """
+ALTER TABLE {s}.tasks ADD COLUMN trace text;
+"""
+
 # (version, script): append only; a released migration is never edited.
-MIGRATIONS: tuple[tuple[int, str], ...] = ((1, V1),)
+MIGRATIONS: tuple[tuple[int, str], ...] = ((1, V1), (2, V2))
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 # Inputs: $1 the advisory lock key. Output: none. Invariant: held until the transaction ends.

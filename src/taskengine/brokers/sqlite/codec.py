@@ -14,9 +14,9 @@ from taskengine.policy.priority import due_at, order_key
 RECORD_COLUMNS = (
     "id, type, payload, priority, queue, created_at, run_at, timeout, max_attempts, attempt,"
     " idempotency_key, state, updated_at, started_at, finished_at, worker_id,"
-    " lease_expires_at, cancel_requested, result"
+    " lease_expires_at, cancel_requested, result, trace"
 )
-_RECORD_WIDTH = 19
+_RECORD_WIDTH = 20
 
 Row = tuple[Any, ...]
 
@@ -42,6 +42,7 @@ def task_params(task: Task, now: float) -> tuple[Any, ...]:
         task.attempt,
         task.idempotency_key,
         now,
+        task.trace,
     )
 
 
@@ -69,6 +70,7 @@ def record_from_row(row: Sequence[Any], history: list[AttemptRecord]) -> TaskRec
         cancel_requested=bool(row[17]),
         result=None if result is None else unpack(result, TaskResult),
         history=history,
+        trace=row[19],
     )
 
 

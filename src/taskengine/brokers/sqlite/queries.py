@@ -27,8 +27,8 @@ SELECT_DEPTH = "SELECT queued FROM depth WHERE id = 0"
 # idempotency key are free; order_key = policy order_key(priority, due_at(run_at, created_at)).
 INSERT_TASK = """
 INSERT INTO tasks (id, type, payload, priority, queue, created_at, run_at, order_key, timeout,
-                   max_attempts, attempt, idempotency_key, state, updated_at)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'queued', ?13)
+                   max_attempts, attempt, idempotency_key, state, updated_at, trace)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'queued', ?13, ?14)
 """
 
 # -- reserve -------------------------------------------------------------------------------

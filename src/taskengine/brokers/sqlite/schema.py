@@ -6,7 +6,7 @@ import sqlite3
 
 from taskengine.errors import ConfigurationError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SYNCHRONOUS_MODES = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
 
 # Inputs: none. Output: the tables below (idempotent: every statement is IF NOT EXISTS).
@@ -44,7 +44,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     lease_token TEXT,
     lease_expires_at REAL,
     cancel_requested INTEGER NOT NULL DEFAULT 0,
-    result BLOB
+    result BLOB,
+    trace TEXT
 );
 CREATE UNIQUE INDEX IF NOT EXISTS tasks_idempotency_key
     ON tasks (idempotency_key) WHERE idempotency_key IS NOT NULL;
@@ -107,6 +108,10 @@ CREATE TABLE IF NOT EXISTS leaders (
 ) WITHOUT ROWID;
 """
 
+# Inputs: none. Output: none. Upgrades a store of schema version 1 (made before `trace`) to 2;
+# the column is nullable, so old rows read as tasks without a trace context.
+UPGRADE_TO_2 = "ALTER TABLE tasks ADD COLUMN trace TEXT"
+
 
 def check_synchronous(value: str) -> str:
     """Return the upper-cased `synchronous` mode, or raise ConfigurationError."""
@@ -145,6 +150,8 @@ def create_schema(conn: sqlite3.Connection) -> None:
         raise ConfigurationError(
             f"the SQLite store has schema version {version}; this build knows {SCHEMA_VERSION}"
         )
+    if version == 1:  # CREATE TABLE IF NOT EXISTS leaves an existing table as it was
+        conn.execute(UPGRADE_TO_2)
     for statement in _statements(SCHEMA):
         conn.execute(statement)
     if version != SCHEMA_VERSION:
