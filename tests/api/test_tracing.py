@@ -36,7 +36,7 @@ async def test_a_task_submitted_over_http_carries_the_requests_trace() -> None:
     await app.start()
     transport = httpx.ASGITransport(app=request_spans(build_api(ApiContext(app=app)), provider))
     try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
             body = {"type": "cpu.primes", "payload": {"limit": 10}}
             response = await client.post("/api/tasks", json=body)
             assert response.status_code == 201, response.text
