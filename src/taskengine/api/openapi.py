@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 
+from taskengine.api.query import FILTERS, MAX_PAGE, NAME, TIME_SCHEMA
 from taskengine.api.schemas import (
     API_VERSION,
     CancelView,
@@ -21,15 +22,17 @@ from taskengine.api.schemas import (
     TaskView,
     WorkerView,
 )
+from taskengine.model.ids import TASK_ID_PATTERN
 
 REF = "#/components/schemas/{name}"
 _ERRORS = {
     "400": "malformed JSON or body",
     "401": "missing or invalid token",
     "403": "token scope too narrow, or a cross-site request",
-    "404": "no such task",
+    "404": "no such task (an id no task can have included)",
     "409": "conflict with the task's state",
     "413": "body over 1 MiB",
+    "415": "a body that is not declared as JSON",
     "422": "invalid field values",
     "429": "queue full (see Retry-After)",
     "503": "broker unavailable",
@@ -55,21 +58,43 @@ def _param(name: str, where: str, schema: dict[str, Any], required: bool = False
     return {"name": name, "in": where, "required": required, "schema": schema}
 
 
-TASK_ID = _param("task_id", "path", {"type": "string", "minLength": 26, "maxLength": 26}, True)
+TASK_ID = _param("task_id", "path", {"type": "string", "pattern": TASK_ID_PATTERN}, True)
+QUEUE = _param("queue", "path", {"type": "string", "pattern": f"^{NAME}$"}, True)
 LIST_PARAMS = [
-    _param(
-        "state",
-        "query",
-        {"type": "string", "enum": ["queued", "running", "succeeded", "dead", "cancelled"]},
+    *(
+        _param(name, "query", {"type": "array", "items": {"type": "string", "pattern": pattern}})
+        for name, pattern in FILTERS.items()
     ),
-    _param("type", "query", {"type": "string"}),
-    _param("queue", "query", {"type": "string"}),
-    _param("priority", "query", {"type": "string", "enum": ["HIGH", "NORMAL", "LOW"]}),
-    _param("created_after", "query", {"type": "string", "format": "date-time"}),
-    _param("created_before", "query", {"type": "string", "format": "date-time"}),
-    _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 500}),
-    _param("cursor", "query", {"type": "string", "minLength": 26, "maxLength": 26}),
+    _param("created_after", "query", TIME_SCHEMA),
+    _param("created_before", "query", TIME_SCHEMA),
+    _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}),
+    _param("cursor", "query", {"type": "string", "pattern": TASK_ID_PATTERN}),
 ]
+# Server-Sent Events: OpenAPI 3.1 has `schema` describe one event (as schemathesis reads it).
+EVENT = {
+    "oneOf": [
+        {
+            "type": "object",
+            "required": ["event", "data"],
+            "properties": {
+                "event": {"const": name},
+                "data": {"type": "string", "contentMediaType": "application/json"},
+            },
+            "description": description,
+        }
+        for name, description in (
+            ("history", "once, first: the body of /api/metrics/history"),
+            ("tick", "every second: {point, metrics (the /api/metrics body), workers}"),
+        )
+    ]
+}
+# `delay` and `run_at` both set (not null) is refused: they are two ways to say one thing.
+ONE_SCHEDULE = {
+    "not": {
+        "required": ["delay", "run_at"],
+        "properties": {"delay": {"not": {"type": "null"}}, "run_at": {"not": {"type": "null"}}},
+    }
+}
 
 
 @functools.cache
@@ -91,6 +116,7 @@ def openapi_document() -> dict[str, Any]:
         ],
         ref_template=REF,
     )
+    components["SubmitTask"] = {**components["SubmitTask"], **ONE_SCHEDULE}
     submit_body = {"oneOf": [_ref("SubmitTask"), _ref("SubmitBatch")]}
     submitted = {"oneOf": [_ref("Submitted"), _ref("SubmittedBatch")]}
     paths = {
@@ -101,13 +127,20 @@ def openapi_document() -> dict[str, Any]:
                     "201": _json(submitted, "created"),
                     "200": _json(_ref("Submitted"), "already submitted with this idempotency key"),
                 },
-                ("400", "401", "403", "409", "413", "422", "429", "503"),
+                ("400", "401", "403", "409", "413", "415", "422", "429", "503"),
                 requestBody={
                     "required": True,
                     "content": {"application/json": {"schema": submit_body}},
                 },
                 parameters=[
-                    _param("Idempotency-Key", "header", {"type": "string", "maxLength": 256})
+                    {
+                        **_param(
+                            "Idempotency-Key",
+                            "header",
+                            {"type": "string", "minLength": 1, "maxLength": 256},
+                        ),
+                        "description": "one task only: with a batch body it is a 422",
+                    }
                 ],
             ),
             "get": _op(
@@ -179,7 +212,7 @@ def openapi_document() -> dict[str, Any]:
                 "Pause a queue",
                 {"200": _json({"type": "object"}, "paused")},
                 ("401", "403", "422"),
-                parameters=[_param("queue", "path", {"type": "string"}, True)],
+                parameters=[QUEUE],
             )
         },
         "/api/queues/{queue}/resume": {
@@ -187,7 +220,7 @@ def openapi_document() -> dict[str, Any]:
                 "Resume a queue",
                 {"200": _json({"type": "object"}, "resumed")},
                 ("401", "403", "422"),
-                parameters=[_param("queue", "path", {"type": "string"}, True)],
+                parameters=[QUEUE],
             )
         },
         "/api/dead-letters": {
@@ -216,7 +249,7 @@ def openapi_document() -> dict[str, Any]:
                 {
                     "200": {
                         "description": "an endless event stream",
-                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                        "content": {"text/event-stream": {"schema": EVENT}},
                     }
                 },
                 ("401",),
