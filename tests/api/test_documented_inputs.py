@@ -208,3 +208,16 @@ def test_sse_events_match_the_documented_event_schema(idle_server: Server) -> No
         json.loads(one["data"])
     assert not _valid(schema, "event: history")
     assert not _valid(schema, {"event": "other", "data": "{}"})
+
+
+def test_operations_have_unique_ids_and_links_name_them() -> None:
+    operations = [op for ops in DOC["paths"].values() for op in ops.values()]
+    ids = [op["operationId"] for op in operations]
+    assert len(ids) == len(set(ids))
+    targets = {
+        link["operationId"]
+        for op in operations
+        for answer in op["responses"].values()
+        for link in answer.get("links", {}).values()
+    }
+    assert targets == {"getTask", "cancelTask", "retryTask"}

@@ -54,6 +54,18 @@ def _op(summary: str, ok: dict[str, Any], errors: tuple[str, ...], **extra: Any)
     return {"summary": summary, "responses": responses, **extra}
 
 
+def _linked(answer: dict[str, Any], pointer: str, *operations: str) -> dict[str, Any]:
+    """`answer` with links: the task id at `pointer` in its body feeds each of `operations`."""
+    links = {
+        operation: {
+            "operationId": operation,
+            "parameters": {"task_id": f"$response.body#{pointer}"},
+        }
+        for operation in operations
+    }
+    return {**answer, "links": links}
+
+
 def _param(name: str, where: str, schema: dict[str, Any], required: bool = False) -> dict[str, Any]:
     return {"name": name, "in": where, "required": required, "schema": schema}
 
@@ -89,6 +101,12 @@ EVENT = {
     ]
 }
 # `delay` and `run_at` both set (not null) is refused: they are two ways to say one thing.
+ONE_TASK = ("getTask", "cancelTask", "retryTask")
+TOGGLED = {
+    "type": "object",
+    "properties": {"queue": {"type": "string"}, "paused": {"type": "boolean"}},
+    "required": ["queue", "paused"],
+}
 ONE_SCHEDULE = {
     "not": {
         "required": ["delay", "run_at"],
@@ -124,10 +142,15 @@ def openapi_document() -> dict[str, Any]:
             "post": _op(
                 "Submit one task, or {tasks: [...]} as a batch",
                 {
-                    "201": _json(submitted, "created"),
-                    "200": _json(_ref("Submitted"), "already submitted with this idempotency key"),
+                    "201": _linked(_json(submitted, "created"), "/id", *ONE_TASK),
+                    "200": _linked(
+                        _json(_ref("Submitted"), "already submitted with this idempotency key"),
+                        "/id",
+                        *ONE_TASK,
+                    ),
                 },
                 ("400", "401", "403", "409", "413", "415", "422", "429", "503"),
+                operationId="submitTasks",
                 requestBody={
                     "required": True,
                     "content": {"application/json": {"schema": submit_body}},
@@ -145,9 +168,10 @@ def openapi_document() -> dict[str, Any]:
             ),
             "get": _op(
                 "List tasks, newest first",
-                {"200": _json(_ref("TaskPage"), "a page")},
+                {"200": _linked(_json(_ref("TaskPage"), "a page"), "/items/0/id", *ONE_TASK)},
                 ("401", "422"),
                 parameters=LIST_PARAMS,
+                operationId="listTasks",
             ),
         },
         "/api/tasks/{task_id}": {
@@ -156,23 +180,36 @@ def openapi_document() -> dict[str, Any]:
                 {"200": _json(_ref("TaskView"), "the task")},
                 ("401", "404"),
                 parameters=[TASK_ID],
+                operationId="getTask",
             ),
             "delete": _op(
                 "Cancel a queued or running task",
                 {
-                    "200": _json(_ref("CancelView"), "cancelled"),
-                    "202": _json(_ref("CancelView"), "cancel requested from its worker"),
+                    "200": _linked(
+                        _json(_ref("CancelView"), "cancelled"), "/id", "getTask", "retryTask"
+                    ),
+                    "202": _linked(
+                        _json(_ref("CancelView"), "cancel requested from its worker"),
+                        "/id",
+                        "getTask",
+                    ),
                 },
                 ("401", "403", "404", "409"),
                 parameters=[TASK_ID],
+                operationId="cancelTask",
             ),
         },
         "/api/tasks/{task_id}/retry": {
             "post": _op(
                 "Queue a dead or cancelled task again",
-                {"200": _json(_ref("TaskView"), "queued again")},
+                {
+                    "200": _linked(
+                        _json(_ref("TaskView"), "queued again"), "/id", "getTask", "cancelTask"
+                    )
+                },
                 ("401", "403", "404", "409"),
                 parameters=[TASK_ID],
+                operationId="retryTask",
             ),
         },
         "/api/workers": {
@@ -190,6 +227,7 @@ def openapi_document() -> dict[str, Any]:
                     )
                 },
                 ("401",),
+                operationId="listWorkers",
             )
         },
         "/api/queues": {
@@ -205,22 +243,25 @@ def openapi_document() -> dict[str, Any]:
                     )
                 },
                 ("401",),
+                operationId="listQueues",
             )
         },
         "/api/queues/{queue}/pause": {
             "post": _op(
                 "Pause a queue",
-                {"200": _json({"type": "object"}, "paused")},
+                {"200": _json(TOGGLED, "paused")},
                 ("401", "403", "422"),
                 parameters=[QUEUE],
+                operationId="pauseQueue",
             )
         },
         "/api/queues/{queue}/resume": {
             "post": _op(
                 "Resume a queue",
-                {"200": _json({"type": "object"}, "resumed")},
+                {"200": _json(TOGGLED, "resumed")},
                 ("401", "403", "422"),
                 parameters=[QUEUE],
+                operationId="resumeQueue",
             )
         },
         "/api/dead-letters": {
@@ -229,11 +270,15 @@ def openapi_document() -> dict[str, Any]:
                 {"200": _json(_ref("TaskPage"), "a page")},
                 ("401", "422"),
                 parameters=LIST_PARAMS[1:],
+                operationId="listDeadLetters",
             )
         },
         "/api/metrics": {
             "get": _op(
-                "A JSON metrics snapshot", {"200": _json({"type": "object"}, "metrics")}, ("401",)
+                "A JSON metrics snapshot",
+                {"200": _json({"type": "object"}, "metrics")},
+                ("401",),
+                operationId="getMetrics",
             )
         },
         "/api/metrics/history": {
@@ -241,6 +286,7 @@ def openapi_document() -> dict[str, Any]:
                 "The last five minutes, one point per second",
                 {"200": _json({"type": "object"}, "history points, oldest first")},
                 ("401",),
+                operationId="getMetricsHistory",
             )
         },
         "/api/events": {
@@ -253,6 +299,7 @@ def openapi_document() -> dict[str, Any]:
                     }
                 },
                 ("401",),
+                operationId="streamEvents",
             )
         },
         "/metrics": {
@@ -265,9 +312,14 @@ def openapi_document() -> dict[str, Any]:
                     }
                 },
                 ("401",),
+                operationId="getPrometheusMetrics",
             )
         },
-        "/healthz": {"get": _op("Alive", {"200": _json(_ref("HealthView"), "alive")}, ())},
+        "/healthz": {
+            "get": _op(
+                "Alive", {"200": _json(_ref("HealthView"), "alive")}, (), operationId="healthz"
+            )
+        },
         "/readyz": {
             "get": _op(
                 "Ready: broker reachable and pool running",
@@ -276,6 +328,7 @@ def openapi_document() -> dict[str, Any]:
                     "503": _json(_ref("HealthView"), "not ready"),
                 },
                 (),
+                operationId="readyz",
             )
         },
     }
