@@ -69,15 +69,11 @@ def task_filter(params: QueryParams, *, states: frozenset[TaskState] | None = No
     """Build a TaskFilter from state, type, queue, priority, created_after, created_before."""
     if states is None:
         states = frozenset(TaskState(n.lower()) for n in _values(params, "state")) or None
-    try:
-        priorities = frozenset(Priority.parse(p) for p in _values(params, "priority")) or None
-    except ValidationError as exc:
-        raise ApiError(422, exc.code, str(exc)) from None
     return TaskFilter(
         states=states,
         types=frozenset(_values(params, "type")) or None,
         queues=frozenset(_values(params, "queue")) or None,
-        priorities=priorities,
+        priorities=frozenset(Priority[p.upper()] for p in _values(params, "priority")) or None,
         created_after=_time(params, "created_after"),
         created_before=_time(params, "created_before"),
     )
