@@ -294,7 +294,7 @@ def test_out_of_range_run_at_is_422(scratch_server: Server, run_at: float) -> No
 
 
 def test_run_at_in_range_is_accepted(idle_client: httpx.Client) -> None:
-    for run_at in ("2020-01-01T00:00:00Z", "2020-01-01T00:00:00", 0, 1_700_000_000.5):
+    for run_at in ("2020-01-01T00:00:00Z", "2020-01-01T00:00:00+00:00", 0, 1_700_000_000.5):
         response = idle_client.post("/api/tasks", json={**PRIMES, "run_at": run_at})
         assert response.status_code == 201, (run_at, response.text)
         view = idle_client.get(response.headers["location"]).json()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -103,7 +103,10 @@ PLAUSIBLE = {
     "queue": st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,20}", fullmatch=True),
     "delay": st.floats(0, 1e6),
     "run_at": st.one_of(
-        st.floats(0, 2e9), st.datetimes(min_value=datetime(1971, 1, 1)).map(datetime.isoformat)
+        st.floats(0, 2e9),
+        st.datetimes(min_value=datetime(1971, 1, 1), timezones=st.just(UTC)).map(
+            datetime.isoformat
+        ),
     ),
     "timeout": st.floats(0.001, 1e5),
     "max_attempts": st.integers(1, 1000),

@@ -7,6 +7,7 @@ from typing import Any
 
 import msgspec
 
+from taskengine.api.query import FILTERS, MAX_PAGE, NAME, TIME_SCHEMA
 from taskengine.api.schemas import (
     API_VERSION,
     CancelView,
@@ -21,15 +22,17 @@ from taskengine.api.schemas import (
     TaskView,
     WorkerView,
 )
+from taskengine.model.ids import TASK_ID_PATTERN
 
 REF = "#/components/schemas/{name}"
 _ERRORS = {
     "400": "malformed JSON or body",
     "401": "missing or invalid token",
     "403": "token scope too narrow, or a cross-site request",
-    "404": "no such task",
+    "404": "no such task (an id no task can have included)",
     "409": "conflict with the task's state",
     "413": "body over 1 MiB",
+    "415": "a body that is not declared as JSON",
     "422": "invalid field values",
     "429": "queue full (see Retry-After)",
     "503": "broker unavailable",
@@ -51,25 +54,65 @@ def _op(summary: str, ok: dict[str, Any], errors: tuple[str, ...], **extra: Any)
     return {"summary": summary, "responses": responses, **extra}
 
 
+def _linked(answer: dict[str, Any], pointer: str, *operations: str) -> dict[str, Any]:
+    """`answer` with links: the task id at `pointer` in its body feeds each of `operations`."""
+    links = {
+        operation: {
+            "operationId": operation,
+            "parameters": {"task_id": f"$response.body#{pointer}"},
+        }
+        for operation in operations
+    }
+    return {**answer, "links": links}
+
+
 def _param(name: str, where: str, schema: dict[str, Any], required: bool = False) -> dict[str, Any]:
     return {"name": name, "in": where, "required": required, "schema": schema}
 
 
-TASK_ID = _param("task_id", "path", {"type": "string", "minLength": 26, "maxLength": 26}, True)
+TASK_ID = _param("task_id", "path", {"type": "string", "pattern": TASK_ID_PATTERN}, True)
+QUEUE = _param("queue", "path", {"type": "string", "pattern": f"^{NAME}$"}, True)
 LIST_PARAMS = [
-    _param(
-        "state",
-        "query",
-        {"type": "string", "enum": ["queued", "running", "succeeded", "dead", "cancelled"]},
+    *(
+        _param(name, "query", {"type": "array", "items": {"type": "string", "pattern": pattern}})
+        for name, pattern in FILTERS.items()
     ),
-    _param("type", "query", {"type": "string"}),
-    _param("queue", "query", {"type": "string"}),
-    _param("priority", "query", {"type": "string", "enum": ["HIGH", "NORMAL", "LOW"]}),
-    _param("created_after", "query", {"type": "string", "format": "date-time"}),
-    _param("created_before", "query", {"type": "string", "format": "date-time"}),
-    _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 500}),
-    _param("cursor", "query", {"type": "string", "minLength": 26, "maxLength": 26}),
+    _param("created_after", "query", TIME_SCHEMA),
+    _param("created_before", "query", TIME_SCHEMA),
+    _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE}),
+    _param("cursor", "query", {"type": "string", "pattern": TASK_ID_PATTERN}),
 ]
+# Server-Sent Events: OpenAPI 3.1 has `schema` describe one event (as schemathesis reads it).
+EVENT = {
+    "oneOf": [
+        {
+            "type": "object",
+            "required": ["event", "data"],
+            "properties": {
+                "event": {"const": name},
+                "data": {"type": "string", "contentMediaType": "application/json"},
+            },
+            "description": description,
+        }
+        for name, description in (
+            ("history", "once, first: the body of /api/metrics/history"),
+            ("tick", "every second: {point, metrics (the /api/metrics body), workers}"),
+        )
+    ]
+}
+# `delay` and `run_at` both set (not null) is refused: they are two ways to say one thing.
+ONE_TASK = ("getTask", "cancelTask", "retryTask")
+TOGGLED = {
+    "type": "object",
+    "properties": {"queue": {"type": "string"}, "paused": {"type": "boolean"}},
+    "required": ["queue", "paused"],
+}
+ONE_SCHEDULE = {
+    "not": {
+        "required": ["delay", "run_at"],
+        "properties": {"delay": {"not": {"type": "null"}}, "run_at": {"not": {"type": "null"}}},
+    }
+}
 
 
 @functools.cache
@@ -91,6 +134,7 @@ def openapi_document() -> dict[str, Any]:
         ],
         ref_template=REF,
     )
+    components["SubmitTask"] = {**components["SubmitTask"], **ONE_SCHEDULE}
     submit_body = {"oneOf": [_ref("SubmitTask"), _ref("SubmitBatch")]}
     submitted = {"oneOf": [_ref("Submitted"), _ref("SubmittedBatch")]}
     paths = {
@@ -98,23 +142,36 @@ def openapi_document() -> dict[str, Any]:
             "post": _op(
                 "Submit one task, or {tasks: [...]} as a batch",
                 {
-                    "201": _json(submitted, "created"),
-                    "200": _json(_ref("Submitted"), "already submitted with this idempotency key"),
+                    "201": _linked(_json(submitted, "created"), "/id", *ONE_TASK),
+                    "200": _linked(
+                        _json(_ref("Submitted"), "already submitted with this idempotency key"),
+                        "/id",
+                        *ONE_TASK,
+                    ),
                 },
-                ("400", "401", "403", "409", "413", "422", "429", "503"),
+                ("400", "401", "403", "409", "413", "415", "422", "429", "503"),
+                operationId="submitTasks",
                 requestBody={
                     "required": True,
                     "content": {"application/json": {"schema": submit_body}},
                 },
                 parameters=[
-                    _param("Idempotency-Key", "header", {"type": "string", "maxLength": 256})
+                    {
+                        **_param(
+                            "Idempotency-Key",
+                            "header",
+                            {"type": "string", "minLength": 1, "maxLength": 256},
+                        ),
+                        "description": "one task only: with a batch body it is a 422",
+                    }
                 ],
             ),
             "get": _op(
                 "List tasks, newest first",
-                {"200": _json(_ref("TaskPage"), "a page")},
+                {"200": _linked(_json(_ref("TaskPage"), "a page"), "/items/0/id", *ONE_TASK)},
                 ("401", "422"),
                 parameters=LIST_PARAMS,
+                operationId="listTasks",
             ),
         },
         "/api/tasks/{task_id}": {
@@ -123,23 +180,36 @@ def openapi_document() -> dict[str, Any]:
                 {"200": _json(_ref("TaskView"), "the task")},
                 ("401", "404"),
                 parameters=[TASK_ID],
+                operationId="getTask",
             ),
             "delete": _op(
                 "Cancel a queued or running task",
                 {
-                    "200": _json(_ref("CancelView"), "cancelled"),
-                    "202": _json(_ref("CancelView"), "cancel requested from its worker"),
+                    "200": _linked(
+                        _json(_ref("CancelView"), "cancelled"), "/id", "getTask", "retryTask"
+                    ),
+                    "202": _linked(
+                        _json(_ref("CancelView"), "cancel requested from its worker"),
+                        "/id",
+                        "getTask",
+                    ),
                 },
                 ("401", "403", "404", "409"),
                 parameters=[TASK_ID],
+                operationId="cancelTask",
             ),
         },
         "/api/tasks/{task_id}/retry": {
             "post": _op(
                 "Queue a dead or cancelled task again",
-                {"200": _json(_ref("TaskView"), "queued again")},
+                {
+                    "200": _linked(
+                        _json(_ref("TaskView"), "queued again"), "/id", "getTask", "cancelTask"
+                    )
+                },
                 ("401", "403", "404", "409"),
                 parameters=[TASK_ID],
+                operationId="retryTask",
             ),
         },
         "/api/workers": {
@@ -157,6 +227,7 @@ def openapi_document() -> dict[str, Any]:
                     )
                 },
                 ("401",),
+                operationId="listWorkers",
             )
         },
         "/api/queues": {
@@ -172,22 +243,25 @@ def openapi_document() -> dict[str, Any]:
                     )
                 },
                 ("401",),
+                operationId="listQueues",
             )
         },
         "/api/queues/{queue}/pause": {
             "post": _op(
                 "Pause a queue",
-                {"200": _json({"type": "object"}, "paused")},
+                {"200": _json(TOGGLED, "paused")},
                 ("401", "403", "422"),
-                parameters=[_param("queue", "path", {"type": "string"}, True)],
+                parameters=[QUEUE],
+                operationId="pauseQueue",
             )
         },
         "/api/queues/{queue}/resume": {
             "post": _op(
                 "Resume a queue",
-                {"200": _json({"type": "object"}, "resumed")},
+                {"200": _json(TOGGLED, "resumed")},
                 ("401", "403", "422"),
-                parameters=[_param("queue", "path", {"type": "string"}, True)],
+                parameters=[QUEUE],
+                operationId="resumeQueue",
             )
         },
         "/api/dead-letters": {
@@ -196,11 +270,15 @@ def openapi_document() -> dict[str, Any]:
                 {"200": _json(_ref("TaskPage"), "a page")},
                 ("401", "422"),
                 parameters=LIST_PARAMS[1:],
+                operationId="listDeadLetters",
             )
         },
         "/api/metrics": {
             "get": _op(
-                "A JSON metrics snapshot", {"200": _json({"type": "object"}, "metrics")}, ("401",)
+                "A JSON metrics snapshot",
+                {"200": _json({"type": "object"}, "metrics")},
+                ("401",),
+                operationId="getMetrics",
             )
         },
         "/api/metrics/history": {
@@ -208,6 +286,7 @@ def openapi_document() -> dict[str, Any]:
                 "The last five minutes, one point per second",
                 {"200": _json({"type": "object"}, "history points, oldest first")},
                 ("401",),
+                operationId="getMetricsHistory",
             )
         },
         "/api/events": {
@@ -216,10 +295,11 @@ def openapi_document() -> dict[str, Any]:
                 {
                     "200": {
                         "description": "an endless event stream",
-                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                        "content": {"text/event-stream": {"schema": EVENT}},
                     }
                 },
                 ("401",),
+                operationId="streamEvents",
             )
         },
         "/metrics": {
@@ -232,9 +312,14 @@ def openapi_document() -> dict[str, Any]:
                     }
                 },
                 ("401",),
+                operationId="getPrometheusMetrics",
             )
         },
-        "/healthz": {"get": _op("Alive", {"200": _json(_ref("HealthView"), "alive")}, ())},
+        "/healthz": {
+            "get": _op(
+                "Alive", {"200": _json(_ref("HealthView"), "alive")}, (), operationId="healthz"
+            )
+        },
         "/readyz": {
             "get": _op(
                 "Ready: broker reachable and pool running",
@@ -243,6 +328,7 @@ def openapi_document() -> dict[str, Any]:
                     "503": _json(_ref("HealthView"), "not ready"),
                 },
                 (),
+                operationId="readyz",
             )
         },
     }

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
 
-from taskengine.model.task import MAX_ATTEMPTS_LIMIT, MAX_TIMEOUT
+from taskengine.api.times import parse_date_time
+from taskengine.errors import ValidationError
+from taskengine.model.task import LATEST_RUN_AT, MAX_ATTEMPTS_LIMIT, MAX_DELAY, MAX_TIMEOUT
 from taskengine.views import (  # the response views, shared with the CLI's --json (re-exported)
     AttemptView,
     CancelView,
@@ -62,7 +63,9 @@ Name = Annotated[
     str, msgspec.Meta(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:\-]*$")
 ]
 Seconds = Annotated[float, msgspec.Meta(gt=0, le=MAX_TIMEOUT)]
-Delay = Annotated[float, msgspec.Meta(ge=0, le=MAX_TIMEOUT * 52)]
+Delay = Annotated[float, msgspec.Meta(ge=0, le=MAX_DELAY)]
+DateTime = Annotated[str, msgspec.Meta(extra_json_schema={"format": "date-time"})]
+EpochSeconds = Annotated[float, msgspec.Meta(ge=0, le=LATEST_RUN_AT)]
 Attempts = Annotated[int, msgspec.Meta(ge=1, le=MAX_ATTEMPTS_LIMIT)]
 Key = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 MAX_BATCH = 1000
@@ -76,17 +79,23 @@ class SubmitTask(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     priority: PriorityName | Annotated[int, msgspec.Meta(ge=0, le=2)] | None = None
     queue: Name | None = None
     delay: Delay | None = None
-    run_at: datetime | float | None = None
+    run_at: DateTime | EpochSeconds | None = None
     timeout: Seconds | None = None
     max_attempts: Attempts | None = None
     idempotency_key: Key | None = None
 
     def run_at_epoch(self) -> float | None:
-        """run_at as seconds since the epoch (naive datetimes are UTC)."""
-        if isinstance(self.run_at, datetime):
-            when = self.run_at if self.run_at.tzinfo else self.run_at.replace(tzinfo=UTC)
-            return when.timestamp()
-        return self.run_at
+        """run_at as seconds since the epoch; a date-time is clamped to 1970..9999 (see API.md)."""
+        if not isinstance(self.run_at, str):
+            return self.run_at
+        try:
+            seconds = parse_date_time(self.run_at)
+        except ValueError:
+            raise ValidationError(
+                f"run_at {self.run_at!r} must be an RFC 3339 date-time with an offset "
+                "(2026-01-31T12:00:00Z) or seconds since the epoch"
+            ) from None
+        return min(max(seconds, 0.0), LATEST_RUN_AT)
 
 
 class SubmitBatch(msgspec.Struct, forbid_unknown_fields=True):

@@ -27,8 +27,10 @@ from taskengine.app import TaskRequest
 from taskengine.brokers import CancelResult, ReplayResult
 from taskengine.errors import ValidationError
 from taskengine.model import Task, TaskRecord
+from taskengine.model.ids import is_task_id
 
 _encoder = msgspec.json.Encoder()
+_INTEGER_FIELDS = ("priority", "max_attempts")
 
 
 def json_response(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -56,9 +58,11 @@ def routes(ctx: ApiContext) -> list[Route]:
                     "the Idempotency-Key header applies to one task; in a batch set "
                     "idempotency_key on each task",
                 )
+            if isinstance(raw["tasks"], list):
+                raw["tasks"] = [_whole_numbers_as_int(item) for item in raw["tasks"]]
             items = convert(raw, SubmitBatch).tasks
         else:
-            items = [convert(raw, SubmitTask)]
+            items = [convert(_whole_numbers_as_int(raw), SubmitTask)]
             if header_key is not None:
                 if not 0 < len(header_key) <= 256:
                     raise ApiError(422, "validation_error", "Idempotency-Key is 1-256 characters")
@@ -82,7 +86,7 @@ def routes(ctx: ApiContext) -> list[Route]:
 
     async def get_task(request: Request) -> Response:
         ctx.tokens.check(request, "read")
-        return json_response(task_view(await ctx.app.get(request.path_params["task_id"])))
+        return json_response(task_view(await ctx.app.get(_task_id(request))))
 
     async def list_tasks(request: Request) -> Response:
         ctx.tokens.check(request, "read")
@@ -99,7 +103,7 @@ def routes(ctx: ApiContext) -> list[Route]:
     async def cancel(request: Request) -> Response:
         ctx.tokens.check(request, "admin")
         check_same_origin(request)
-        task_id = request.path_params["task_id"]
+        task_id = _task_id(request)
         result = await ctx.app.cancel(task_id)
         if result is CancelResult.NOT_FOUND:
             raise ApiError(404, "task_not_found", f"no task {task_id!r}")
@@ -111,7 +115,7 @@ def routes(ctx: ApiContext) -> list[Route]:
     async def retry(request: Request) -> Response:
         ctx.tokens.check(request, "admin")
         check_same_origin(request)
-        task_id = request.path_params["task_id"]
+        task_id = _task_id(request)
         result = await ctx.app.retry(task_id)
         if result is ReplayResult.NOT_FOUND:
             raise ApiError(404, "task_not_found", f"no task {task_id!r}")
@@ -128,19 +132,37 @@ def routes(ctx: ApiContext) -> list[Route]:
     ]
 
 
+def _whole_numbers_as_int(item: Any) -> Any:
+    """JSON Schema counts 1.0 as an integer, as the document does: msgspec wants an int."""
+    if isinstance(item, dict):
+        for name in _INTEGER_FIELDS:
+            value = item.get(name)
+            if isinstance(value, float) and value.is_integer():
+                item[name] = int(value)
+    return item
+
+
+def _task_id(request: Request) -> str:
+    """The path's task id; 404 at once for one no task can have (never sent to the broker)."""
+    task_id: str = request.path_params["task_id"]
+    if not is_task_id(task_id):
+        raise ApiError(404, "task_not_found", f"no task {task_id!r}")
+    return task_id
+
+
 def _build(ctx: ApiContext, item: SubmitTask, index: int, count: int) -> Task:
-    request = TaskRequest(
-        type=item.type,
-        payload=item.payload,
-        priority=item.priority,
-        queue=item.queue,
-        delay=item.delay,
-        run_at=item.run_at_epoch(),
-        timeout=item.timeout,
-        max_attempts=item.max_attempts,
-        idempotency_key=item.idempotency_key,
-    )
     try:
+        request = TaskRequest(
+            type=item.type,
+            payload=item.payload,
+            priority=item.priority,
+            queue=item.queue,
+            delay=item.delay,
+            run_at=item.run_at_epoch(),
+            timeout=item.timeout,
+            max_attempts=item.max_attempts,
+            idempotency_key=item.idempotency_key,
+        )
         return ctx.app.build(request)
     except ValidationError as exc:
         where = f"tasks[{index}]: " if count > 1 else ""

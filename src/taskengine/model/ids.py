@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 
 from taskengine.errors import ValidationError
 
@@ -13,7 +14,9 @@ _PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]  # 10 bits -> 2 character
 # random.seed() must never make two processes (or two runs) draw the same ids.
 _random = random.Random()
 os.register_at_fork(after_in_child=_random.seed)
-_ID_CHARS = frozenset(_ALPHABET)
+# What `new_id` can make: 48 bits of milliseconds fill 10 characters, so the first is 0-7.
+TASK_ID_PATTERN = "^[0-7][0-9A-HJKMNP-TV-Z]{25}$"
+_TASK_ID = re.compile(TASK_ID_PATTERN)
 _MAX_MS = (1 << 48) - 1
 _last: tuple[int, str] = (-1, "")  # one object, so threads never see half an update
 
@@ -54,9 +57,14 @@ def new_id(now: float) -> str:
     )
 
 
+def is_task_id(value: str) -> bool:
+    """True if `value` is an id `new_id` can make (anything else names no task)."""
+    return _TASK_ID.fullmatch(value) is not None
+
+
 def check_cursor(value: str) -> str:
     """Return `value` if it can be a page cursor (a task id); ValidationError otherwise."""
-    if len(value) != 26 or not _ID_CHARS.issuperset(value):
+    if not is_task_id(value):
         raise ValidationError("cursor must be a next_cursor from a previous page")
     return value
 

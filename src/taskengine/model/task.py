@@ -117,7 +117,9 @@ def new_task(
         raise ValidationError("give run_at or delay, not both")
     if delay is not None:
         if not 0 <= delay <= MAX_DELAY:
-            raise ValidationError(f"delay {delay!r} must be between 0 and one year")
+            raise ValidationError(
+                f"delay {delay!r} must be between 0 and 366 days ({MAX_DELAY:.0f} s)"
+            )
         run_at = now + delay
     if run_at is None:
         run_at = now
