@@ -48,6 +48,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     settle_batch: int = 512
     threads: int = 32  # thread pool for sync handlers
     processes: int | None = None  # process pool for CPU handlers; None: the core count
+    process_memory_mb: int = 1024  # address space per process-pool child; 0: no cap
+    process_cpu_seconds: int = 300  # CPU time per process task, then its child is killed; 0: none
+    # a loop that has not run for min(task timeout, lease_for) + this ends the process
+    watchdog: bool = True
+    watchdog_margin: float = 10.0
     # leases and background duties
     lease_for: float = 30.0
     heartbeat_every: float = 10.0
@@ -113,6 +118,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise ConfigurationError(str(exc)) from None
         if self.shutdown_grace < 0:
             raise ConfigurationError("shutdown_grace must not be negative")
+        if self.process_memory_mb != 0 and self.process_memory_mb < 64:
+            raise ConfigurationError("process_memory_mb must be 0 (no cap) or at least 64")
+        if self.process_cpu_seconds < 0 or self.watchdog_margin < 0:
+            raise ConfigurationError("process_cpu_seconds and watchdog_margin must not be negative")
         low, high = self.scale_bounds
         if not 1 <= low <= self.workers <= high:
             raise ConfigurationError(

@@ -9,7 +9,13 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from taskengine.clock import Clock
-from taskengine.errors import TaskEngineError, TaskFailed, TaskTimeout, ValidationError
+from taskengine.errors import (
+    ResourceCapExceeded,
+    TaskEngineError,
+    TaskFailed,
+    TaskTimeout,
+    ValidationError,
+)
 from taskengine.model import Lease, Outcome, ResultStatus, TaskResult
 from taskengine.model import outcome as outcomes
 from taskengine.model.serializer import check_storable
@@ -259,9 +265,10 @@ class Runner:
 
 
 def refused_input(exc: BaseException) -> bool:
-    """True for errors that say the task itself is wrong (NoRetry, invalid input): retrying
-    cannot help, and they say nothing about the health of what the handler depends on."""
-    return isinstance(exc, NoRetry | ValidationError) or (
+    """True for errors that say the task itself is wrong (NoRetry, invalid input, a resource
+    cap passed): retrying cannot help, and they say nothing about the health of what the
+    handler depends on."""
+    return isinstance(exc, NoRetry | ValidationError | ResourceCapExceeded) or (
         isinstance(exc, TaskFailed) and exc.error_type in NOT_RETRYABLE_IN_CHILD
     )
 

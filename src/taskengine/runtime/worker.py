@@ -75,7 +75,11 @@ class Worker:
             )
         )
         self._threads = ThreadPoolExecutor(settings.threads, thread_name_prefix="taskengine")
-        self._processes = ProcessExecutor(settings.processes)
+        self._processes = ProcessExecutor(
+            settings.processes,
+            memory_mb=settings.process_memory_mb,
+            cpu_seconds=settings.process_cpu_seconds,
+        )
         self.runner = Runner(
             registry,
             clock,
