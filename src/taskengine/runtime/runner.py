@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from concurrent.futures import Executor, Future
+from typing import Any, NamedTuple
 
 from taskengine.clock import Clock
 from taskengine.errors import (
@@ -31,6 +31,15 @@ log = logging.getLogger("taskengine.tasks")
 NOT_RETRYABLE_IN_CHILD = frozenset(
     {"NoRetry", "ValidationError", "InvalidPayload", "TaskRefused", "TaskInputError"}
 )
+
+
+class Abandoned(NamedTuple):
+    """A thread run that was stopped (timeout, cancel, shutdown) but whose thread still runs."""
+
+    task_id: str
+    task_type: str
+    worker_id: str
+    since: float  # loop time when its run was stopped
 
 
 def _take_back(sent: int) -> None:
@@ -58,7 +67,7 @@ class Runner:
         *,
         retry_policy: RetryPolicy,
         breakers: BreakerRegistry,
-        threads: ThreadPoolExecutor,
+        threads: Executor,
         processes: ProcessExecutor,
         unknown_type_grace: float = 600.0,
         rng: random.Random | None = None,
@@ -70,7 +79,7 @@ class Runner:
         self._threads = threads
         self._processes = processes
         self._rng = rng or random.Random()
-        self.overrunning_threads = 0  # timed-out thread runs still occupying a thread
+        self.abandoned: dict[Future[Any], Abandoned] = {}  # stopped runs still in a thread
         self.unknown_types = KnownTypes(unknown_type_grace)
 
     async def run(self, slot: WorkerSlot, lease: Lease) -> Outcome | None:
@@ -185,22 +194,28 @@ class Runner:
         try:
             if spec.executor == "async":
                 return await spec.fn(*args)
-            return await self._in_thread(spec, args)
+            return await self._in_thread(spec, args, lease, slot)
         finally:
             deadline.cancel()
 
-    async def _in_thread(self, spec: TaskSpec, args: tuple[Any, ...]) -> Any:
+    @property
+    def overrunning_threads(self) -> int:
+        """Thread runs stopped (timed out, cancelled, shut down) that still hold a thread."""
+        return len(self.abandoned)
+
+    async def _in_thread(
+        self, spec: TaskSpec, args: tuple[Any, ...], lease: Lease, slot: WorkerSlot
+    ) -> Any:
         future = self._threads.submit(spec.fn, *args)
         try:
             return await asyncio.wrap_future(future)
         except asyncio.CancelledError:
             if not future.done():  # a thread cannot be killed: account for it until it ends
-                self.overrunning_threads += 1
-                future.add_done_callback(self._thread_ended)
+                loop = asyncio.get_running_loop()
+                self.abandoned[future] = Abandoned(lease.task_id, spec.name, slot.id, loop.time())
+                # called in the thread as it ends; one dict operation is atomic
+                future.add_done_callback(lambda done: self.abandoned.pop(done, None))
             raise
-
-    def _thread_ended(self, _: object) -> None:
-        self.overrunning_threads -= 1
 
     def _interrupted(
         self, lease: Lease, slot: WorkerSlot, reason: str, now: float
