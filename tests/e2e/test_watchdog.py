@@ -148,3 +148,38 @@ def test_a_cpu_hog_on_the_process_executor_is_stopped_by_its_cap_once(tmp_path: 
     assert record["attempt"] == 1  # not retried: the same input uses as much again
     assert record["result"]["status"] == "TIMEOUT"
     assert "CPU time" in record["result"]["error"], record
+
+
+def test_a_process_ended_by_the_watchdog_leaves_no_pool_child_running(tmp_path: Path) -> None:
+    cli = Cli(tmp_path, app_path=APP)
+    out = tmp_path / "worker.out"
+    pid_file = tmp_path / "child.pid"
+    proc = start(cli, out, "worker", "--workers", "2", env={"TASKENGINE_PROCESSES": "1"})
+    child = 0
+    try:
+        cli.submit("stuck.process", {"pid_file": str(pid_file)})
+        deadline = time.monotonic() + DEADLINE
+        while not pid_file.exists() or not pid_file.read_text():
+            assert time.monotonic() < deadline, out.read_text()[-3000:]
+            time.sleep(0.05)
+        child = int(pid_file.read_text())
+        cli.submit("stuck.loop")
+        assert proc.wait(DEADLINE) == 75, out.read_text()[-3000:]
+        deadline = time.monotonic() + 10
+        while alive(child):
+            assert time.monotonic() < deadline, "the pool's child outlived its worker"
+            time.sleep(0.05)
+    finally:
+        if proc.poll() is None:
+            kill_leftovers(proc, set())
+        if child and alive(child):
+            os.kill(child, signal.SIGKILL)
+
+
+def alive(pid: int) -> bool:
+    """True while `pid` runs (a zombie counts as gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status

@@ -15,6 +15,7 @@ cannot be stopped, only abandoned), and ends the process when such runs hold eve
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import sys
@@ -23,6 +24,8 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+
+import psutil
 
 log = logging.getLogger("taskengine.watchdog")
 
@@ -98,7 +101,7 @@ class LoopWatchdog:
         self.lease_for = lease_for
         self.margin = margin
         self.tick = tick
-        self._on_stall = on_stall or end_process
+        self.on_stall = on_stall or end_process  # what ends the process (tests record instead)
         self._monotonic = monotonic
         self._petted = self._looked = monotonic()
         self._reported: set[str] = set()  # overrunning runs already logged, by task id
@@ -125,9 +128,13 @@ class LoopWatchdog:
             self._pet_handle.cancel()
             self._pet_handle = None
 
+    def alive(self) -> None:
+        """Note that the loop ran just now."""
+        self._petted = self._monotonic()
+
     def pet(self) -> None:
         """On the loop: say it runs, and come back in a tick."""
-        self._petted = self._monotonic()
+        self.alive()
         if not self._stopping.is_set():
             loop = asyncio.get_running_loop()
             self._pet_handle = loop.call_later(self.tick, self.pet)
@@ -178,12 +185,13 @@ class LoopWatchdog:
         while not self._stopping.wait(self.tick):
             stall = self.check()
             if stall is not None and not self._stopping.is_set():
-                self._on_stall(stall, self.loop_stack())
+                self.on_stall(stall, self.loop_stack())
                 return
 
 
 def end_process(stall: Stall, stack: str) -> None:
-    """Log why (naming the task), flush the logs and exit with EXIT_WATCHDOG, at once."""
+    """Log why (naming the task), end this process's descendants, flush the logs and exit with
+    EXIT_WATCHDOG, at once."""
     backstop = threading.Timer(EXIT_DEADLINE, os._exit, (EXIT_WATCHDOG,))
     backstop.daemon = True
     backstop.start()
@@ -206,8 +214,18 @@ def end_process(stall: Stall, stack: str) -> None:
     if stall.overruns:
         fields["task_ids"] = [run.task_id for run in stall.overruns]
     log.critical("watchdog: %s; ending the process: %s", stall.reason, ADVICE, extra=fields)
+    kill_descendants()
     for handler in logging.getLogger().handlers:
         handler.flush()
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
     os._exit(EXIT_WATCHDOG)
+
+
+def kill_descendants() -> None:
+    """SIGKILL every process started under this one: a process-pool child would otherwise run
+    its task to the end with nobody to take the result."""
+    with contextlib.suppress(psutil.Error):
+        for child in psutil.Process().children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                child.kill()
