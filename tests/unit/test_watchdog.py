@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import pytest
@@ -133,3 +134,18 @@ def test_stopped_runs_holding_every_thread_are_a_stall() -> None:
     stall = dog.check()
     assert stall is not None
     assert [run.task_id for run in stall.overruns] == ["T0", "T1"]
+
+
+def test_a_loop_that_ended_is_not_a_stall() -> None:
+    time = Time()
+    dog = watchdog(time)
+    dog.tick = 3600.0  # the thread never looks by itself; the test does
+
+    async def started() -> None:
+        dog.start()
+
+    asyncio.run(started())  # a worker left running when its loop ended
+    try:
+        assert advance(dog, time, 60.0) is None
+    finally:
+        dog.stop()

@@ -25,7 +25,6 @@ from taskengine.cli.loading import (
     run,
     state_of,
 )
-from taskengine.runtime.watchdog import EXIT_WATCHDOG
 
 if TYPE_CHECKING:
     from taskengine.app import App
@@ -308,6 +307,8 @@ def wait_all(
 ) -> list[int]:
     """Wait for every child; say so as soon as one exits with an error. A child ended by its
     watchdog is replaced in `children` by what `restart` starts (None: not replaced)."""
+    from taskengine.runtime.watchdog import EXIT_WATCHDOG  # the runtime loads only here
+
     codes: dict[int, int] = {}
     while len(codes) < len(children):
         for index, child in enumerate(children):

@@ -105,6 +105,7 @@ class LoopWatchdog:
         self._monotonic = monotonic
         self._petted = self._looked = monotonic()
         self._reported: set[str] = set()  # overrunning runs already logged, by task id
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
         self._pet_handle: asyncio.TimerHandle | None = None
         self._thread: threading.Thread | None = None
@@ -114,6 +115,7 @@ class LoopWatchdog:
         """Start petting from the running loop and watching from a daemon thread."""
         if self._thread is not None:
             return
+        self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self._stopping.clear()
         self.pet()
@@ -145,6 +147,12 @@ class LoopWatchdog:
         late = now - self._looked
         self._looked = now
         if late > FROZEN:  # the whole process was stopped: the loop gets a fresh chance
+            self._petted = now
+            return None
+        loop = self._loop
+        if loop is not None and not loop.is_running():  # ended or between runs, not stuck
+            if loop.is_closed():
+                self._stopping.set()  # left running by a worker never stopped: nothing to watch
             self._petted = now
             return None
         stalled = now - self._petted

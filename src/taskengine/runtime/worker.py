@@ -183,9 +183,9 @@ class Worker:
             return
         self._state = "running"
         self._loop = asyncio.get_running_loop()
+        await self.broker.start()
         if self.watchdog is not None:
             self.watchdog.start()
-        await self.broker.start()
         if any(self.registry.get(name).executor == "process" for name in self.registry.names()):
             await self._processes.start()
         self.pool.resize(self.settings.workers)
