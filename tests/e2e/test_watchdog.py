@@ -12,6 +12,7 @@ import contextlib
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -66,6 +67,17 @@ def pids_in(text: str) -> set[int]:
     return found | {int(p) for p in re.findall(r"restarted as pid (\d+)", text)}
 
 
+def wait_all_started(out: Path) -> None:
+    """Wait until every worker process the supervisor started (restarts too) says so."""
+    deadline = time.monotonic() + DEADLINE
+    while True:
+        text = out.read_text()
+        if len(re.findall(r"^worker \S+ started: ", text, re.M)) >= len(pids_in(text)):
+            return
+        assert time.monotonic() < deadline, text[-3000:]
+        time.sleep(0.05)
+
+
 def kill_leftovers(proc: subprocess.Popen[str], pids: set[int]) -> None:
     """SIGKILL what a failed test left running, by the PIDs it started."""
     for pid in {proc.pid, *pids}:
@@ -85,6 +97,7 @@ def test_a_handler_that_blocks_the_loop_is_ended_and_dies_after_its_attempts(
         record = wait_for(cli, task_id, {"dead"}, out)
         assert "attempts exhausted (2)" in record["result"]["error"], record
         assert record["attempt"] == 3  # two runs, then dead-lettered without a third
+        wait_all_started(out)  # a child killed before its signal handlers exits -15
         began = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
@@ -183,3 +196,24 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return "\nState:\tZ" not in status
+
+
+def test_serve_with_a_blocked_loop_is_ended_and_says_which_task(tmp_path: Path) -> None:
+    cli = Cli(tmp_path, app_path=APP)
+    out = tmp_path / "serve.out"
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = start(cli, out, "serve", "--port", str(port), "--workers", "1")
+    try:
+        deadline = time.monotonic() + DEADLINE
+        while "Task Engine at http://" not in out.read_text():
+            assert proc.poll() is None and time.monotonic() < deadline, out.read_text()[-3000:]
+            time.sleep(0.05)
+        task_id = cli.submit("stuck.loop")
+        assert proc.wait(DEADLINE) == 75, out.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            kill_leftovers(proc, set())
+    blocked = [line for line in out.read_text().splitlines() if "event loop blocked" in line]
+    assert len(blocked) == 1 and task_id in blocked[0], out.read_text()[-3000:]

@@ -8,10 +8,17 @@ from typing import Any
 
 import pytest
 
-from taskengine.errors import CpuTimeExceeded, MemoryCapExceeded, TaskFailed
+from taskengine.errors import (
+    ConfigurationError,
+    CpuTimeExceeded,
+    MemoryCapExceeded,
+    TaskFailed,
+    ValidationError,
+)
 from taskengine.registry import TaskSpec, build_spec
 from taskengine.runtime.process_pool import ProcessExecutor
 from taskengine.runtime.runner import refused_input
+from taskengine.settings import Settings
 from tests.runtime import handlers
 
 pytestmark = pytest.mark.slow
@@ -77,3 +84,17 @@ async def test_without_caps_a_large_allocation_succeeds() -> None:
 
 def test_a_memory_error_without_a_cap_stays_a_plain_failure() -> None:
     assert not refused_input(TaskFailed("MemoryError", "boom"))
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [{"process_memory_mb": 10}, {"process_cpu_seconds": -1}, {"watchdog_margin": -1}],
+)
+def test_settings_refuse_caps_that_cannot_work(changes: dict[str, int]) -> None:
+    with pytest.raises(ConfigurationError):
+        Settings(**changes)
+
+
+def test_the_executor_refuses_negative_caps() -> None:
+    with pytest.raises(ValidationError):
+        ProcessExecutor(1, memory_mb=-1)

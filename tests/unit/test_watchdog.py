@@ -20,13 +20,22 @@ RUN = Culprit("worker i/w1", "T1", "stuck.loop", "i/w1", timeout=5.0)
 
 
 class Time:
-    """A monotonic clock the test moves."""
+    """A monotonic clock the test moves, and the process's CPU time (moved with `burn`)."""
 
     def __init__(self) -> None:
         self.now = 100.0
+        self.used = 0.0
 
     def __call__(self) -> float:
         return self.now
+
+    def cpu(self) -> float:
+        return self.used
+
+    def burn(self, seconds: float) -> None:
+        """Time passes with one core busy (C code holding the GIL)."""
+        self.now += seconds
+        self.used += seconds
 
 
 def watchdog(
@@ -43,6 +52,7 @@ def watchdog(
         lease_for=30.0,
         margin=2.0,
         monotonic=time,
+        cpu=time.cpu,
     )
 
 
@@ -101,6 +111,14 @@ def test_a_frozen_process_gives_the_loop_a_fresh_chance() -> None:
     assert dog.check() is None
     assert advance(dog, time, 6.5) is None
     assert advance(dog, time, 1.0) is not None  # still stuck after it resumed
+
+
+def test_a_late_look_with_the_cpu_busy_is_still_a_stall() -> None:
+    time = Time()
+    dog = watchdog(time)
+    time.burn(FROZEN + 60)  # one C call held the GIL: the watchdog could not look
+    stall = dog.check()
+    assert stall is not None and stall.culprit == RUN
 
 
 def test_thread_overruns_are_logged_once_each(caplog: pytest.LogCaptureFixture) -> None:

@@ -31,7 +31,7 @@ log = logging.getLogger("taskengine.watchdog")
 
 EXIT_WATCHDOG = 75  # EX_TEMPFAIL: the process was ended on purpose; start a new one
 TICK = 0.5  # seconds between pets, and between the watchdog's looks
-FROZEN = 5.0  # a look this late means the whole process was stopped (SIGSTOP, a suspend)
+FROZEN = 5.0  # a look this late, with the CPU idle meanwhile: the process was stopped
 EXIT_DEADLINE = 5.0  # a log handler stuck behind the blocked loop cannot delay the exit longer
 _STACK_LINES = 12
 ADVICE = "CPU-bound or blocking code belongs on the process executor (executor='process')"
@@ -93,6 +93,7 @@ class LoopWatchdog:
         tick: float = TICK,
         on_stall: Callable[[Stall, str], None] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        cpu: Callable[[], float] = time.process_time,
     ) -> None:
         self._identify = identify
         self._overruns = overruns
@@ -103,7 +104,9 @@ class LoopWatchdog:
         self.tick = tick
         self.on_stall = on_stall or end_process  # what ends the process (tests record instead)
         self._monotonic = monotonic
+        self._cpu = cpu
         self._petted = self._looked = monotonic()
+        self._cpu_looked = cpu()
         self._reported: set[str] = set()  # overrunning runs already logged, by task id
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread: int | None = None
@@ -118,6 +121,7 @@ class LoopWatchdog:
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self._stopping.clear()
+        self._looked, self._cpu_looked = self._monotonic(), self._cpu()
         self.pet()
         self._thread = threading.Thread(target=self._watch, name="taskengine-watchdog", daemon=True)
         self._thread.start()
@@ -143,10 +147,12 @@ class LoopWatchdog:
 
     def check(self) -> Stall | None:
         """One look: the reason to end the process, or None. Logs new thread overruns."""
-        now = self._monotonic()
-        late = now - self._looked
-        self._looked = now
-        if late > FROZEN:  # the whole process was stopped: the loop gets a fresh chance
+        now, cpu = self._monotonic(), self._cpu()
+        late, busy = now - self._looked, cpu - self._cpu_looked
+        self._looked, self._cpu_looked = now, cpu
+        # Late with the CPU idle: the whole process was stopped (SIGSTOP, a suspended host), so
+        # the loop gets a fresh chance. Late with the CPU busy: C code held the GIL, still stuck.
+        if late > FROZEN and busy < late / 2:
             self._petted = now
             return None
         loop = self._loop
