@@ -90,3 +90,22 @@ class TaskFailed(TaskEngineError):
         super().__init__(f"{error_type}: {message}")
         self.error_type = error_type
         self.message = message
+
+
+class ResourceCapExceeded(TaskEngineError):
+    """A process task passed its child's memory or CPU-time cap; the same input would pass it
+    again, so the task is not retried."""
+
+    code = "resource_cap_exceeded"
+
+
+class MemoryCapExceeded(ResourceCapExceeded):
+    """A process task allocated past its child's memory cap (MemoryError in the child)."""
+
+    code = "memory_cap_exceeded"
+
+
+class CpuTimeExceeded(ResourceCapExceeded, TaskTimeout):
+    """A process task used more CPU time than one task may; its child was killed."""
+
+    code = "cpu_time_exceeded"

@@ -69,6 +69,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     process_pool: int | None = None
     """processes that run `executor="process"` handlers, in each engine process; unset: the core
     count (`worker --processes` is how many engine processes to start)"""
+    process_memory_mb: int = 1024
+    """address space in MiB of each process-pool child; passing it fails that task alone
+    (`MemoryCapExceeded`, no retry); 0: no cap"""
+    process_cpu_seconds: int = 300
+    """CPU seconds one process-pool task may use, then its child is killed and the task fails
+    (`CpuTimeExceeded`, no retry); 0: no cap"""
+    watchdog: bool = True
+    """end the process (exit 75) when its event loop has not run for min(task timeout,
+    `LEASE_FOR`) + `WATCHDOG_MARGIN`, naming the task that blocked it (ADR 0015)"""
+    watchdog_margin: float = 10.0
+    """seconds past the limit before the watchdog ends a blocked process"""
     # leases and background duties
     lease_for: float = 30.0
     """seconds a lease lasts; a task whose worker stops renewing it is run again after this"""
@@ -187,6 +198,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise ConfigurationError(str(exc)) from None
         if self.shutdown_grace < 0:
             raise ConfigurationError("shutdown_grace must not be negative")
+        if self.process_memory_mb != 0 and self.process_memory_mb < 64:
+            raise ConfigurationError("process_memory_mb must be 0 (no cap) or at least 64")
+        if self.process_cpu_seconds < 0 or self.watchdog_margin < 0:
+            raise ConfigurationError("process_cpu_seconds and watchdog_margin must not be negative")
         low, high = self.scale_bounds
         if not 1 <= low <= self.workers <= high:
             raise ConfigurationError(

@@ -60,3 +60,9 @@ class _Unprintable(Exception):
 def unprintable(payload: Any) -> None:
     """Raise an exception whose str() fails."""
     raise _Unprintable
+
+
+def allocate(payload: int) -> dict[str, int]:
+    """Allocate `payload` MB at once (zero-filled, so only the address space is asked for)."""
+    block = bytearray(payload * 1024 * 1024)
+    return {"allocated": len(block), "pid": os.getpid()}

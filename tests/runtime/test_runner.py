@@ -11,6 +11,7 @@ import pytest
 
 from taskengine.clock import FakeClock
 from taskengine.model import ResultStatus, TaskState
+from taskengine.runtime.watchdog import Stall
 from taskengine.testing import drain, running_worker
 from tests.runtime.apps import BOARD, build_app, finished, wait_for
 
@@ -259,3 +260,29 @@ async def test_result_waits_for_the_task() -> None:
         result = await asyncio.wait_for(app.result(task_id), 5)
     assert result.data == "slept"
     assert result.attempt == 1
+
+
+async def test_the_watchdog_names_the_run_that_blocks_the_loop() -> None:
+    app = build_app()
+
+    @app.task("block.loop")
+    async def block(payload: float) -> None:
+        time.sleep(payload)  # noqa: ASYNC251 (the point: a handler that holds the loop)
+
+    task_id = await app.submit("block.loop", 3.0, timeout=0.2, max_attempts=1)
+    worker = app.worker(watchdog_margin=0.5)
+    assert worker.watchdog is not None
+    stalls: list[tuple[Stall, str]] = []
+    worker.watchdog.on_stall = lambda stall, stack: stalls.append((stall, stack))
+    worker.watchdog.tick = 0.1
+    await worker.start()
+    try:
+        await finished(app, [task_id])
+    finally:
+        await worker.stop()
+    [(stall, stack)] = stalls  # one look past the limit ends the watch (it would exit)
+    assert stall.culprit is not None
+    assert (stall.culprit.task_id, stall.culprit.task_type) == (task_id, "block.loop")
+    assert stall.culprit.worker_id == f"{worker.instance}/w1"
+    assert stall.limit == 0.2 + 0.5
+    assert "time.sleep(payload)" in stack

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -178,6 +179,7 @@ def supervise(state: CliState, args: list[str], count: int) -> int:
     through us; the second signal is forwarded too and skips their grace period.
     Each child holds the read end of a pipe whose write end only we hold: when we die, however
     (even SIGKILL), the kernel closes it and the children see EOF and stop gracefully.
+    A child ended by its watchdog (EXIT_WATCHDOG) is replaced unless we are stopping.
     Returns 0 if every child exited 0.
     """
     watch, lifeline = os.pipe()  # both non-inheritable: only pass_fds hands `watch` on
@@ -194,6 +196,12 @@ def supervise(state: CliState, args: list[str], count: int) -> int:
     children: list[subprocess.Popen[bytes]] = []
     received: list[int] = []
 
+    def spawn() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(command, process_group=0, pass_fds=(watch,))
+
+    def restart() -> subprocess.Popen[bytes] | None:
+        return None if received else spawn()
+
     def forward(signum: int, frame: object) -> None:
         if not received:
             say(
@@ -207,32 +215,45 @@ def supervise(state: CliState, args: list[str], count: int) -> int:
 
     previous = {signum: signal.signal(signum, forward) for signum in SIGNALS}
     try:
-        try:
-            for _ in range(count):
-                children.append(subprocess.Popen(command, process_group=0, pass_fds=(watch,)))
-        finally:
-            os.close(watch)  # the children have theirs; `lifeline` stays open while we live
+        for _ in range(count):
+            children.append(spawn())
         say(
             f"started {count} worker processes: pids "
             + ", ".join(str(child.pid) for child in children)
         )
-        codes = wait_all(children)
+        codes = wait_all(children, restart)
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         os.close(lifeline)
+        os.close(watch)  # kept for replacements; only `lifeline` decides the children's EOF
     failed = [(child.pid, code) for child, code in zip(children, codes, strict=True) if code]
     return EXIT_FAILURE if failed else EXIT_OK
 
 
-def wait_all(children: list[subprocess.Popen[bytes]]) -> list[int]:
-    """Wait for every child; say so as soon as one exits with an error."""
+def wait_all(
+    children: list[subprocess.Popen[bytes]],
+    restart: Callable[[], subprocess.Popen[bytes] | None] | None = None,
+) -> list[int]:
+    """Wait for every child; say so as soon as one exits with an error. A child ended by its
+    watchdog is replaced in `children` by what `restart` starts (None: not replaced)."""
+    from taskengine.runtime.watchdog import EXIT_WATCHDOG  # the runtime loads only here
+
     codes: dict[int, int] = {}
     while len(codes) < len(children):
-        for child in children:
-            if child.pid not in codes and (code := child.poll()) is not None:
-                codes[child.pid] = code
-                if code:
-                    click.echo(f"error: worker process {child.pid} exited with {code}", err=True)
+        for index, child in enumerate(children):
+            if child.pid in codes or (code := child.poll()) is None:
+                continue
+            if code == EXIT_WATCHDOG and restart is not None and (new := restart()) is not None:
+                children[index] = new
+                click.echo(
+                    f"error: worker process {child.pid} exited with {code} (watchdog); "
+                    f"restarted as pid {new.pid}",
+                    err=True,
+                )
+                continue
+            codes[child.pid] = code
+            if code:
+                click.echo(f"error: worker process {child.pid} exited with {code}", err=True)
         time.sleep(0.1)
     return [codes[child.pid] for child in children]

@@ -5,6 +5,10 @@ qualified name and the payload as JSON bytes, and answers with JSON bytes holdin
 result or an error (type name, message, short traceback). Nothing the user supplies is ever
 pickled. A run past its timeout, or whose awaiting asyncio task is cancelled, has its child
 hard-killed by pebble, which starts a replacement, so one runaway task never breaks the pool.
+
+Each child may also be capped (`child_limits`): its address space, so an allocation past the
+cap is a MemoryError that fails that task alone, and the CPU time of each task, past which the
+kernel ends the child and the task fails without retry (the same input would use as much).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import importlib
 import inspect
 import multiprocessing
 import os
+import signal
 import traceback
 from collections.abc import Callable
 from concurrent.futures import CancelledError as FutureCancelled
@@ -24,12 +29,21 @@ from typing import Any, get_type_hints
 import msgspec
 import pebble
 
-from taskengine.errors import TaskEngineError, TaskFailed, TaskTimeout, ValidationError
+from taskengine.errors import (
+    CpuTimeExceeded,
+    MemoryCapExceeded,
+    TaskEngineError,
+    TaskFailed,
+    TaskTimeout,
+    ValidationError,
+)
 from taskengine.model.serializer import from_json, to_json
 from taskengine.registry import TaskSpec
+from taskengine.runtime.child_limits import limit_child, memory_cap_mb, start_cpu_budget
 
 _TRACEBACK_LIMIT = 4000  # characters of the child's traceback kept for the parent
 _CLOSED_ERROR = "ExecutorClosed"
+_MEMORY_CAP_ERROR = "MemoryCapExceeded"
 
 
 class _Reply(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -45,11 +59,17 @@ class _Reply(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
 class ProcessExecutor:
     """Runs `executor="process"` handlers in child processes, one task per child at a time."""
 
-    def __init__(self, processes: int | None = None) -> None:
+    def __init__(
+        self, processes: int | None = None, *, memory_mb: int = 0, cpu_seconds: int = 0
+    ) -> None:
         count = processes if processes is not None else (os.cpu_count() or 1)
         if count < 1:
             raise ValidationError(f"processes must be >= 1, got {count}")
+        if memory_mb < 0 or cpu_seconds < 0:
+            raise ValidationError("memory_mb and cpu_seconds must be >= 0 (0: no cap)")
         self.processes = count
+        self.memory_mb = memory_mb  # address space per child; 0: no cap
+        self.cpu_seconds = cpu_seconds  # CPU time per task; 0: no cap
         self._pool: pebble.ProcessPool | None = None
         self._closed = False
         self._running: set[Future[bytes]] = set()  # ProcessFuture.cancel kills a running child
@@ -65,7 +85,12 @@ class ProcessExecutor:
             raise TaskEngineError("the process executor is closed")
         if self._pool is not None:
             return
-        pool = pebble.ProcessPool(max_workers=self.processes, context=_mp_context())
+        pool = pebble.ProcessPool(
+            max_workers=self.processes,
+            context=_mp_context(),
+            initializer=limit_child,
+            initargs=(self.memory_mb, self.cpu_seconds),
+        )
         self._pool = pool
         # Reading `active` starts the pool: its threads and the first children.
         await asyncio.to_thread(lambda: pool.active)
@@ -86,8 +111,9 @@ class ProcessExecutor:
         """Run `spec`'s handler on `payload` in a child; return its JSON-decoded result.
 
         Raises TaskFailed when the handler raised (or returned something that is not JSON),
-        TaskTimeout when it ran past `timeout` seconds (its child is killed). Cancelling the
-        awaiting task cancels the run and kills its child.
+        TaskTimeout when it ran past `timeout` seconds (its child is killed), MemoryCapExceeded
+        or CpuTimeExceeded past the child's caps. Cancelling the awaiting task cancels the run
+        and kills its child.
         """
         if self._pool is None or self._closed:
             raise TaskEngineError("the process executor is not running")
@@ -115,6 +141,11 @@ class ProcessExecutor:
         except FutureCancelled:
             raise TaskFailed(_CLOSED_ERROR, "the process executor closed") from None
         except pebble.ProcessExpired as exc:
+            if exc.exitcode == -signal.SIGXCPU:
+                raise CpuTimeExceeded(
+                    f"{spec.name} used more than {self.cpu_seconds} s of CPU time "
+                    "(TASKENGINE_PROCESS_CPU_SECONDS); its child was killed"
+                ) from None
             raise TaskFailed(
                 "ProcessExpired", f"the child process died (exit code {exc.exitcode})"
             ) from None
@@ -141,7 +172,12 @@ def run_in_child(module: str, qualname: str, body: bytes) -> bytes:
         payload = from_json(body)
         if payload_type is not None:
             payload = msgspec.convert(payload, payload_type)
+        start_cpu_budget()
         result = fn(payload)
+    except MemoryError as exc:
+        if memory_cap_mb() > 0:
+            return _memory_cap_reply(exc)
+        return _error_reply(exc)
     except BaseException as exc:  # SIGTERM exits via os._exit, so nothing needed escapes here
         return _error_reply(exc)
     try:
@@ -195,10 +231,22 @@ def _error_reply(exc: BaseException) -> bytes:
         return to_json(_Reply(ok=False, error_type=type(exc).__name__, message="(unprintable)"))
 
 
+def _memory_cap_reply(exc: MemoryError) -> bytes:
+    """The reply of a handler that allocated past the child's cap (freed by now)."""
+    detail = f" ({exc})" if str(exc) else ""
+    message = (
+        f"memory cap exceeded: the task allocated past its child's {memory_cap_mb()} MB "
+        f"(TASKENGINE_PROCESS_MEMORY_MB){detail}"
+    )
+    return to_json(_Reply(ok=False, error_type=_MEMORY_CAP_ERROR, message=message))
+
+
 def _decode_reply(data: bytes) -> Any:
     reply = msgspec.convert(from_json(data), _Reply)
     if reply.ok:
         return reply.result
+    if reply.error_type == _MEMORY_CAP_ERROR:
+        raise MemoryCapExceeded(reply.message)
     error = TaskFailed(reply.error_type, reply.message)
     if reply.traceback:
         error.add_note(f"traceback in the child process:\n{reply.traceback}")

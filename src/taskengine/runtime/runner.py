@@ -6,11 +6,17 @@ import asyncio
 import contextvars
 import logging
 import random
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from concurrent.futures import Executor, Future
+from typing import Any, NamedTuple
 
 from taskengine.clock import Clock
-from taskengine.errors import TaskEngineError, TaskFailed, TaskTimeout, ValidationError
+from taskengine.errors import (
+    ResourceCapExceeded,
+    TaskEngineError,
+    TaskFailed,
+    TaskTimeout,
+    ValidationError,
+)
 from taskengine.model import Lease, Outcome, ResultStatus, TaskResult
 from taskengine.model import outcome as outcomes
 from taskengine.model.serializer import DEFAULT_MAX_RESULT_BYTES, cap_text, check_storable
@@ -27,6 +33,15 @@ log = logging.getLogger("taskengine.tasks")
 NOT_RETRYABLE_IN_CHILD = frozenset(
     {"NoRetry", "ValidationError", "InvalidPayload", "TaskRefused", "TaskInputError"}
 )
+
+
+class Abandoned(NamedTuple):
+    """A thread run that was stopped (timeout, cancel, shutdown) but whose thread still runs."""
+
+    task_id: str
+    task_type: str
+    worker_id: str
+    since: float  # loop time when its run was stopped
 
 
 def _take_back(sent: int) -> None:
@@ -54,7 +69,7 @@ class Runner:
         *,
         retry_policy: RetryPolicy,
         breakers: BreakerRegistry,
-        threads: ThreadPoolExecutor,
+        threads: Executor,
         processes: ProcessExecutor,
         unknown_type_grace: float = 600.0,
         max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
@@ -68,7 +83,7 @@ class Runner:
         self._processes = processes
         self._rng = rng or random.Random()
         self._max_bytes = max_result_bytes  # of a stored result, and of each error text
-        self.overrunning_threads = 0  # timed-out thread runs still occupying a thread
+        self.abandoned: dict[Future[Any], Abandoned] = {}  # stopped runs still in a thread
         self.unknown_types = KnownTypes(unknown_type_grace)
         self.tracing: WorkerTracing | None = None  # set by the worker when it starts
 
@@ -195,11 +210,18 @@ class Runner:
         try:
             if spec.executor == "async":
                 return await spec.fn(*args)
-            return await self._in_thread(spec, args)
+            return await self._in_thread(spec, args, lease, slot)
         finally:
             deadline.cancel()
 
-    async def _in_thread(self, spec: TaskSpec, args: tuple[Any, ...]) -> Any:
+    @property
+    def overrunning_threads(self) -> int:
+        """Thread runs stopped (timed out, cancelled, shut down) that still hold a thread."""
+        return len(self.abandoned)
+
+    async def _in_thread(
+        self, spec: TaskSpec, args: tuple[Any, ...], lease: Lease, slot: WorkerSlot
+    ) -> Any:
         if self.tracing is None:
             future = self._threads.submit(spec.fn, *args)
         else:  # the handler's own spans are children of the run span
@@ -208,12 +230,11 @@ class Runner:
             return await asyncio.wrap_future(future)
         except asyncio.CancelledError:
             if not future.done():  # a thread cannot be killed: account for it until it ends
-                self.overrunning_threads += 1
-                future.add_done_callback(self._thread_ended)
+                loop = asyncio.get_running_loop()
+                self.abandoned[future] = Abandoned(lease.task_id, spec.name, slot.id, loop.time())
+                # called in the thread as it ends; one dict operation is atomic
+                future.add_done_callback(lambda done: self.abandoned.pop(done, None))
             raise
-
-    def _thread_ended(self, _: object) -> None:
-        self.overrunning_threads -= 1
 
     def _interrupted(
         self, lease: Lease, slot: WorkerSlot, reason: str, now: float
@@ -294,9 +315,10 @@ def _release(breaker: CircuitBreaker | None, now: float) -> None:
 
 
 def refused_input(exc: BaseException) -> bool:
-    """True for errors that say the task itself is wrong (NoRetry, invalid input): retrying
-    cannot help, and they say nothing about the health of what the handler depends on."""
-    return isinstance(exc, NoRetry | ValidationError) or (
+    """True for errors that say the task itself is wrong (NoRetry, invalid input, a resource
+    cap passed): retrying cannot help, and they say nothing about the health of what the
+    handler depends on."""
+    return isinstance(exc, NoRetry | ValidationError | ResourceCapExceeded) or (
         isinstance(exc, TaskFailed) and exc.error_type in NOT_RETRYABLE_IN_CHILD
     )
 

@@ -10,7 +10,6 @@ import os
 import secrets
 import socket
 from collections.abc import Awaitable, Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 
 from taskengine.brokers.base import BrokerBackend
 from taskengine.clock import SYSTEM_CLOCK, Clock
@@ -29,6 +28,8 @@ from taskengine.runtime.process_pool import ProcessExecutor
 from taskengine.runtime.runner import Runner
 from taskengine.runtime.scheduler import SCHEDULER, Scheduler
 from taskengine.runtime.service import PeriodicService
+from taskengine.runtime.threads import DaemonThreadPool
+from taskengine.runtime.watchdog import ADVICE, Culprit, LoopWatchdog, Overrun
 from taskengine.settings import Settings
 from taskengine.tracing import Tracing
 
@@ -77,8 +78,12 @@ class Worker:
                 open_for=settings.breaker_open_for,
             )
         )
-        self._threads = ThreadPoolExecutor(settings.threads, thread_name_prefix="taskengine")
-        self._processes = ProcessExecutor(settings.process_pool)
+        self._threads = DaemonThreadPool(settings.threads, thread_name_prefix="taskengine")
+        self._processes = ProcessExecutor(
+            settings.process_pool,
+            memory_mb=settings.process_memory_mb,
+            cpu_seconds=settings.process_cpu_seconds,
+        )
         self.runner = Runner(
             registry,
             clock,
@@ -142,6 +147,17 @@ class Worker:
         self.scheduling = PeriodicService(
             "scheduler", settings.scheduler_every, self.scheduler.run_once
         )
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.watchdog: LoopWatchdog | None = None
+        if settings.watchdog:
+            self.watchdog = LoopWatchdog(
+                self._culprit,
+                self._overruns,
+                settings.threads,
+                instance=self.instance,
+                lease_for=settings.lease_for,
+                margin=settings.watchdog_margin,
+            )
         self._idle_rounds = 0
         self._forgotten: set[str] = set()
         self._force = asyncio.Event()
@@ -170,7 +186,10 @@ class Worker:
         if self._state != "new":
             return
         self._state = "running"
+        self._loop = asyncio.get_running_loop()
         await self.broker.start()
+        if self.watchdog is not None:
+            self.watchdog.start()
         if any(self.registry.get(name).executor == "process" for name in self.registry.names()):
             await self._processes.start()
         self.runner.tracing = self.completer.tracing = self.tracing.for_worker()
@@ -193,6 +212,32 @@ class Worker:
         if low != high:
             services.append(self.autoscaler)
         return services
+
+    # -- the watchdog's view (called from its thread) ------------------------------------------
+
+    def _culprit(self) -> Culprit:
+        """The run holding the loop now, if a worker of the pool runs it."""
+        loop = self._loop
+        current = asyncio.current_task(loop) if loop is not None else None
+        for slot in list(self.pool.slots.values()):
+            lease = slot.lease
+            if current is not None and slot.task is current and lease is not None:
+                record = lease.record
+                return Culprit(
+                    f"worker {slot.id}", lease.task_id, record.type, slot.id, record.timeout
+                )
+        return Culprit(current.get_name() if current is not None else "a callback outside tasks")
+
+    def _overruns(self) -> list[Overrun]:
+        """Thread runs stopped but still in their thread, with how long ago they were stopped."""
+        loop = self._loop
+        if loop is None:
+            return []
+        now = loop.time()
+        return [
+            Overrun(run.task_id, run.task_type, run.worker_id, now - run.since)
+            for run in list(self.runner.abandoned.values())
+        ]
 
     # -- background duties ------------------------------------------------------------------
 
@@ -335,6 +380,9 @@ class Worker:
         finally:
             self._threads.shutdown(wait=False, cancel_futures=True)
             await _step(self._processes.close(), failed, "close the process pool")
+            self._report_abandoned()
+            if self.watchdog is not None:
+                self.watchdog.stop()
             self._state = "stopped"
             self._stopped.set()
         unsettled = self.completer.pending_ids()
@@ -351,6 +399,18 @@ class Worker:
             raise ShutdownIncomplete(
                 f"{len(unsettled)} outcomes could not be handed to the broker (first: "
                 f"{', '.join(unsettled[:5])}); their tasks run again once their leases expire"
+            )
+
+    def _report_abandoned(self) -> None:
+        """Name the tasks whose thread still runs: the process exits without them (daemons)."""
+        ids = [run.task_id for run in list(self.runner.abandoned.values())]
+        if ids:
+            log.error(
+                "shutdown: abandoned the threads of %d runs that never returned (%s); %s",
+                len(ids),
+                ", ".join(ids[:10]),
+                ADVICE,
+                extra={"task_ids": ids, "instance": self.instance},
             )
 
     async def _leave(self) -> None:
