@@ -144,7 +144,7 @@ def test_a_spinning_thread_does_not_keep_a_stopped_worker_alive(tmp_path: Path) 
 def test_a_cpu_hog_on_the_process_executor_is_stopped_by_its_cap_once(tmp_path: Path) -> None:
     cli = Cli(tmp_path)  # the built-in task types
     out = tmp_path / "worker.out"
-    cap = {"TASKENGINE_PROCESS_CPU_SECONDS": "2", "TASKENGINE_PROCESSES": "1"}
+    cap = {"TASKENGINE_PROCESS_CPU_SECONDS": "2", "TASKENGINE_PROCESS_POOL": "1"}
     proc = start(cli, out, "worker", "--workers", "1", "--grace", "1", env=cap)
     try:
         # 80 bytes that ask for 64 MiB x 1000 rounds: minutes of one core per attempt
@@ -167,7 +167,7 @@ def test_a_process_ended_by_the_watchdog_leaves_no_pool_child_running(tmp_path: 
     cli = Cli(tmp_path, app_path=APP)
     out = tmp_path / "worker.out"
     pid_file = tmp_path / "child.pid"
-    proc = start(cli, out, "worker", "--workers", "2", env={"TASKENGINE_PROCESSES": "1"})
+    proc = start(cli, out, "worker", "--workers", "2", env={"TASKENGINE_PROCESS_POOL": "1"})
     child = 0
     try:
         cli.submit("stuck.process", {"pid_file": str(pid_file)})
