@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from taskengine.metrics import Metrics, Throughput, Timings, outcome_labels
-from taskengine.metrics.history import History, Point
 from taskengine.model import Lease, Outcome, OutcomeKind, ResultStatus, TaskResult, new_task
 from taskengine.model.task import queued_record
+from taskengine.telemetry.history import History, Point
 
 NOW = 1_700_000_000.0
 

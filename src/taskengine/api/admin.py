@@ -18,6 +18,7 @@ from taskengine.api.tasks import json_response
 from taskengine.errors import ValidationError
 from taskengine.model import TaskState
 from taskengine.model.task import validate_name
+from taskengine.telemetry.cluster import cluster_workers
 
 READY_TIMEOUT = 2.0
 
@@ -29,8 +30,7 @@ def routes(ctx: ApiContext) -> list[Route]:
 
     async def workers(request: Request) -> Response:
         ctx.tokens.check(request, "read")
-        seen_since = clock.now() - 3 * ctx.app.settings.heartbeat_every
-        infos = await broker.workers(seen_since)
+        infos = await cluster_workers(broker, ctx.app.settings.heartbeat_every, clock.now())
         return json_response({"workers": [worker_view(info) for info in infos]})
 
     async def queues(request: Request) -> Response:

@@ -8,8 +8,6 @@ a client that stops reading loses old ticks, never slows the others.
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,13 +21,18 @@ from starlette.routing import Route
 from taskengine.api.schemas import worker_view
 from taskengine.api.tasks import json_response
 from taskengine.brokers.base import CountRow
-from taskengine.metrics.figures import broker_figures
-from taskengine.metrics.history import Point
-from taskengine.metrics.prometheus import CONTENT_TYPE, EngineCollector, build_registry, exposition
-from taskengine.metrics.sampler import Sampler
-from taskengine.model.worker import WorkerInfo
-from taskengine.process_stats import process_stats
 from taskengine.runtime.service import PeriodicService
+from taskengine.runtime.status import EngineStatus
+from taskengine.telemetry.cluster import cluster_workers
+from taskengine.telemetry.history import Point
+from taskengine.telemetry.prometheus import (
+    CONTENT_TYPE,
+    EngineCollector,
+    build_registry,
+    exposition,
+)
+from taskengine.telemetry.sampler import Sampler
+from taskengine.telemetry.snapshot import metrics_snapshot
 
 if TYPE_CHECKING:
     from taskengine.api.context import ApiContext
@@ -54,16 +57,32 @@ class LiveFeed:
             app.metrics,
             app.broker,
             app.clock,
-            pool=ctx.worker.pool if ctx.worker is not None else None,
+            status=self.status,
             history_path=Path(app.settings.data_dir) / HISTORY_FILE,
         )
         self.sampler.expect_next_in(SAMPLE_EVERY)
         self.service = PeriodicService("sampler", SAMPLE_EVERY, self.tick)
-        self.registry = build_registry(
-            EngineCollector(app.metrics, self.sampler, lambda: self.ctx.worker)
-        )
+        self.registry = build_registry(EngineCollector(app.metrics, self.sampler, self.status))
         self.closed = False
         self._subscribers: set[asyncio.Queue[bytes]] = set()
+
+    def status(self, now: float | None = None) -> EngineStatus | None:
+        """The engine's status as of `now` (default: the clock's); None without a pool here."""
+        worker = self.ctx.worker
+        return worker.status(now) if worker is not None else None
+
+    def snapshot(
+        self, rows: list[CountRow], status: EngineStatus | None, now: float
+    ) -> dict[str, Any]:
+        """The JSON metrics as of `now`, from `rows` (counts) and `status` (taken at `now`)."""
+        return metrics_snapshot(
+            self.ctx.app.metrics,
+            rows,
+            status,
+            self.sampler,
+            now=now,
+            started_at=self.ctx.started_at,
+        )
 
     async def start(self) -> None:
         """Load the saved history and start sampling."""
@@ -86,12 +105,15 @@ class LiveFeed:
         """Sample once; send the tick to every subscriber."""
         point = await self.sampler.run_once()
         if self._subscribers:
-            workers = await self.ctx.app.broker.workers(self._seen_since())
+            app = self.ctx.app
+            now = app.clock.now()
+            status = self.status(now)
+            workers = await cluster_workers(app.broker, app.settings.heartbeat_every, now, status)
             payload = _encoder.encode(
                 {
                     "point": point,
-                    "metrics": snapshot(self.ctx, self.sampler.counts),
-                    "workers": [worker_view(info) for info in self._fresh(workers)],
+                    "metrics": self.snapshot(self.sampler.counts, status, now),
+                    "workers": [worker_view(info) for info in workers],
                 }
             )
             for queue in self._subscribers:
@@ -111,55 +133,6 @@ class LiveFeed:
         finally:
             self._subscribers.discard(queue)
 
-    def _seen_since(self) -> float:
-        return self.ctx.app.clock.now() - 3 * self.ctx.app.settings.heartbeat_every
-
-    def _fresh(self, infos: list[WorkerInfo]) -> list[WorkerInfo]:
-        """Registry entries, with this process's workers as they are now (not at last heartbeat)."""
-        worker = self.ctx.worker
-        if worker is None:
-            return infos
-        now = self.ctx.app.clock.now()
-        host, pid = socket.gethostname(), os.getpid()
-        local = {
-            slot.id: slot.info(worker.instance, host, pid, now)
-            for slot in worker.pool.slots.values()
-            if slot.task is not None  # retired slots left the registry too
-        }
-        merged = [local.pop(info.id, info) for info in infos]
-        return sorted([*merged, *local.values()], key=lambda info: info.id)
-
-
-def snapshot(ctx: ApiContext, rows: list[CountRow]) -> dict[str, Any]:
-    """The JSON metrics: counters, rates, timings, depth, pool, breakers, process."""
-    now = ctx.app.clock.now()
-    body = ctx.app.metrics.snapshot(now)
-    worker = ctx.worker
-    # Leased but still in this instance's buffer is not running yet.
-    body.update(broker_figures(rows, worker.pool.waiting if worker is not None else 0))
-    body["breakers"] = []
-    if worker is not None:
-        pool = worker.pool
-        body["pool"] = {
-            "instance": worker.instance,
-            "size": pool.size,
-            "busy": pool.busy,
-            "utilisation": pool.busy / pool.size if pool.size else 0.0,
-            "efficiency": round(ctx.live.sampler.efficiency(), 4),
-            "buffered": pool.waiting,
-            "overrunning_threads": worker.runner.overrunning_threads,
-        }
-        body["breakers"] = [
-            {"name": name, "state": str(snap.state), "retry_after": snap.retry_after}
-            for name, snap in sorted(worker.breakers.snapshots(now).items())
-        ]
-    sampler = ctx.live.sampler
-    # the sampler's reading: CPU % over its last second, not since a call milliseconds ago
-    stats = sampler.process or process_stats()
-    body["process"] = {**stats, "loop_lag_seconds": sampler.loop_lag}
-    body["uptime_seconds"] = now - ctx.started_at if ctx.started_at else 0.0
-    return body
-
 
 def routes(ctx: ApiContext) -> list[Route]:
     """/api/metrics, /api/metrics/history, /api/events and /metrics bound to `ctx`."""
@@ -167,7 +140,9 @@ def routes(ctx: ApiContext) -> list[Route]:
 
     async def metrics(request: Request) -> Response:
         ctx.tokens.check(request, "read")
-        return json_response(snapshot(ctx, await ctx.app.broker.counts()))
+        rows = await ctx.app.broker.counts()
+        now = ctx.app.clock.now()
+        return json_response(live.snapshot(rows, live.status(now), now))
 
     async def history(request: Request) -> Response:
         ctx.tokens.check(request, "read")

@@ -147,7 +147,7 @@ class _Shutdown:
 
     def running(self) -> int:
         """Tasks running in this process's pool now."""
-        return 0 if self.worker is None else self.worker.pool.busy
+        return 0 if self.worker is None else self.worker.status().busy
 
     def on_signal(self, signum: signal.Signals) -> None:
         """Count the signal and act on it (called on the loop)."""

@@ -275,7 +275,7 @@ class DirectClient:
 
     async def metrics(self) -> dict[str, Any]:
         """The figures of /api/metrics that the broker alone holds, by the same names."""
-        from taskengine.metrics.figures import broker_figures
+        from taskengine.telemetry.figures import broker_figures
 
         return {"source": "broker", **broker_figures(await self.app.broker.counts())}
 

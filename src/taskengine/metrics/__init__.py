@@ -1,4 +1,5 @@
-"""Metrics: the collector fed by the runtime, the per-second sampler and history, Prometheus."""
+"""The metrics collector: counters and timings the runtime feeds (the telemetry that reads them
+sits above the runtime, in `taskengine.telemetry`)."""
 
 from taskengine.metrics.collector import Metrics, Throughput, Timings, outcome_labels, percentile
 

@@ -54,6 +54,11 @@ class WorkerSlot:
         """True while a task runs on this worker."""
         return self.lease is not None
 
+    @property
+    def active(self) -> bool:
+        """True while its coroutine runs (False once retired, even if cancelled before it began)."""
+        return self.task is not None and not self.task.done()
+
     def begin(self, lease: Lease, now: float) -> None:
         """Mark the start of a run."""
         self.lease = lease

@@ -23,11 +23,13 @@ from taskengine.policy.retry import RetryPolicy
 from taskengine.registry import Registry
 from taskengine.runtime.completer import Completer
 from taskengine.runtime.fetcher import Fetcher
+from taskengine.runtime.liveness import live_workers
 from taskengine.runtime.pool import Pool
 from taskengine.runtime.process_pool import ProcessExecutor
 from taskengine.runtime.runner import Runner
 from taskengine.runtime.scheduler import SCHEDULER, Scheduler
 from taskengine.runtime.service import PeriodicService
+from taskengine.runtime.status import EngineStatus, worker_statuses
 from taskengine.runtime.threads import DaemonThreadPool
 from taskengine.runtime.watchdog import ADVICE, Culprit, LoopWatchdog, Overrun
 from taskengine.settings import Settings
@@ -181,6 +183,24 @@ class Worker:
             checks[duty] = f"failing ({failures} in a row)" if failures else "ok"
         return checks
 
+    def status(self, now: float | None = None) -> EngineStatus:
+        """The pool, its workers, the breakers and overrunning threads as of `now` (default:
+        the clock's): what the sampler, the metrics, the live feed and Prometheus read."""
+        now = self.clock.now() if now is None else now
+        pool = self.pool
+        return EngineStatus(
+            instance=self.instance,
+            at=now,
+            size=pool.size,
+            busy=pool.busy,
+            buffered=pool.waiting,
+            overrunning_threads=self.runner.overrunning_threads,
+            workers=worker_statuses(
+                pool.slots.values(), self.instance, self.host, os.getpid(), now
+            ),
+            breakers=self.breakers.snapshots(now),
+        )
+
     async def start(self) -> None:
         """Start the workers and every background duty."""
         if self._state != "new":
@@ -251,14 +271,14 @@ class Worker:
                 self.pool.lease_status(lease, status)
         pid = os.getpid()
         slots = list(self.pool.slots.values())
-        live = [s for s in slots if s.task is not None and not s.task.done()]
+        live = [s for s in slots if s.active]
         types = tuple(self.registry.names())
         await self.broker.record_workers(
             [s.info(self.instance, self.host, pid, now, types) for s in live]
         )
         if self.runner.unknown_types.wanted:  # a task of a type not run here: who runs it?
-            seen_since = now - 3 * self.settings.heartbeat_every
-            self.runner.unknown_types.update(await self.broker.workers(seen_since))
+            alive = await live_workers(self.broker, self.settings.heartbeat_every, now)
+            self.runner.unknown_types.update(alive)
         self._forgotten.difference_update(s.id for s in live)  # a number in use again
         ended = [s.id for s in slots if s not in live and s.id not in self._forgotten]
         if ended:  # retired by the autoscaler: leave the registry

@@ -1,13 +1,13 @@
 """Prometheus exposition: the collector's counters read at scrape time, never updated per task.
 
-A custom prometheus_client collector turns the plain counters of `Metrics` and the sampler's
-latest counts into metric families, so the hot path takes no lock for Prometheus.
+A custom prometheus_client collector turns the plain counters of `Metrics`, the sampler's
+latest counts and the engine's status into metric families, so the hot path takes no lock for
+Prometheus.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -23,10 +23,8 @@ from prometheus_client.registry import Collector
 
 from taskengine.metrics.collector import Metrics, Timings
 from taskengine.policy.breaker import BreakerState
-
-if TYPE_CHECKING:
-    from taskengine.metrics.sampler import Sampler
-    from taskengine.runtime.worker import Worker
+from taskengine.runtime.status import EngineStatus
+from taskengine.telemetry.sampler import Sampler
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -35,11 +33,11 @@ class EngineCollector(Collector):
     """Task, queue, worker, breaker and event-loop families of one engine process."""
 
     def __init__(
-        self, metrics: Metrics, sampler: Sampler, worker: Callable[[], Worker | None]
+        self, metrics: Metrics, sampler: Sampler, status: Callable[[], EngineStatus | None]
     ) -> None:
         self.metrics = metrics
         self.sampler = sampler
-        self.worker = worker
+        self.status = status  # the engine's status now; None: this process runs no pool
 
     def collect(self) -> Iterator[Metric]:
         """Yield every family as of now (called by the registry on each scrape)."""
@@ -93,18 +91,17 @@ class EngineCollector(Collector):
         yield depth
 
     def _workers(self) -> Iterator[Metric]:
-        worker = self.worker()
-        if worker is None:
+        status = self.status()
+        if status is None:
             return
-        pool = worker.pool
         size = GaugeMetricFamily("taskengine_pool_size", "Workers in this process's pool.")
-        size.add_metric([], pool.size)
+        size.add_metric([], status.size)
         busy = GaugeMetricFamily("taskengine_pool_busy", "Workers running a task now.")
-        busy.add_metric([], pool.busy)
+        busy.add_metric([], status.busy)
         buffered = GaugeMetricFamily(
             "taskengine_pool_buffered", "Leases reserved and waiting for a worker."
         )
-        buffered.add_metric([], pool.waiting)
+        buffered.add_metric([], status.buffered)
         efficiency = GaugeMetricFamily(
             "taskengine_pool_efficiency",
             "Share of worker time busy while tasks waited, over the last minute (1 = none idle).",
@@ -124,8 +121,7 @@ class EngineCollector(Collector):
             "1 for the state each task type's circuit breaker is in.",
             labels=["breaker", "state"],
         )
-        now = worker.clock.now()
-        for name, snapshot in sorted(worker.breakers.snapshots(now).items()):
+        for name, snapshot in sorted(status.breakers.items()):
             for state in BreakerState:
                 breakers.add_metric([name, str(state)], 1.0 if snapshot.state is state else 0.0)
         yield from (size, busy, buffered, efficiency, ratio, breakers)

@@ -9,21 +9,22 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from taskengine.brokers import BrokerBackend
 from taskengine.brokers.base import CountRow
 from taskengine.clock import Clock
 from taskengine.metrics.collector import Metrics
-from taskengine.metrics.history import History, Point
 from taskengine.model import Priority, TaskState
 from taskengine.process_stats import process_stats
-
-if TYPE_CHECKING:
-    from taskengine.runtime.pool import Pool
+from taskengine.runtime.status import EngineStatus
+from taskengine.telemetry.history import History, Point
 
 log = logging.getLogger("taskengine.metrics")
+
+StatusAt = Callable[[float], EngineStatus | None]  # the engine's status at a time; None: no pool
 
 EFFICIENCY_WINDOW = 60  # seconds of samples the efficiency score looks at
 SAVE_EVERY = 10  # points between saves of the history file
@@ -38,14 +39,14 @@ class Sampler:
         broker: BrokerBackend,
         clock: Clock,
         *,
-        pool: Pool | None = None,
+        status: StatusAt | None = None,
         history: History | None = None,
         history_path: Path | None = None,
     ) -> None:
         self.metrics = metrics
         self.broker = broker
         self.clock = clock
-        self.pool = pool
+        self.status = status
         self.history = history or History()
         self.history_path = history_path
         self.counts: list[CountRow] = []
@@ -91,8 +92,9 @@ class Sampler:
                 depth[row.priority.name] += row.count
             elif row.state is TaskState.RUNNING:
                 running += row.count
-        if self.pool is not None:  # leased but still in this instance's buffer: not running
-            running = max(running - self.pool.waiting, 0)
+        status = self.status(now) if self.status is not None else None
+        if status is not None:  # leased but still in this instance's buffer: not running
+            running = max(running - status.buffered, 0)
         stats = self.process = process_stats()
         point = Point(
             t=float(second),
@@ -100,7 +102,7 @@ class Sampler:
             failed=failed,
             depth=depth,
             running=running,
-            busy=self._busy_fractions(now),
+            busy=self._busy_fractions(now, status),
             rss_bytes=stats["rss_bytes"],
             cpu_percent=stats["cpu_percent"],
             loop_lag_seconds=round(self.loop_lag, 6),
@@ -127,25 +129,25 @@ class Sampler:
         wasted = sum(w for _, w in self._worker_seconds)
         return busy / (busy + wasted) if busy + wasted else 1.0
 
-    def _busy_fractions(self, now: float) -> dict[str, float]:
-        pool = self.pool
-        if pool is None:
+    def _busy_fractions(self, now: float, status: EngineStatus | None) -> dict[str, float]:
+        if status is None:
             return {}
         elapsed = now - self._sampled_at if self._sampled_at is not None else 0.0
         self._sampled_at = now
         fractions: dict[str, float] = {}
         before = self._busy_before
         seen: dict[str, float] = {}
-        for slot in pool.slots.values():
-            total = slot.busy_seconds + (now - slot.busy_since if slot.busy else 0.0)
-            seen[slot.id] = total
-            if elapsed > 0 and slot.id in before:
-                fraction = (total - before[slot.id]) / elapsed
+        for worker in status.workers:
+            info = worker.info
+            total = info.busy_seconds  # up to `now`, the current run included
+            seen[info.id] = total
+            if elapsed > 0 and info.id in before:
+                fraction = (total - before[info.id]) / elapsed
             else:
-                fraction = 1.0 if slot.busy else 0.0
-            fractions[slot.id] = round(min(max(fraction, 0.0), 1.0), 3)
+                fraction = 1.0 if info.current_task is not None else 0.0
+            fractions[info.id] = round(min(max(fraction, 0.0), 1.0), 3)
         self._busy_before = seen
         busy = sum(fractions.values())
-        waiting = pool.waiting > 0
+        waiting = status.buffered > 0
         self._worker_seconds.append((busy, (len(fractions) - busy) if waiting else 0.0))
         return fractions

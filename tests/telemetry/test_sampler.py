@@ -3,22 +3,34 @@
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any
 
 from taskengine.brokers import open_broker
 from taskengine.clock import FakeClock
 from taskengine.metrics import Metrics
-from taskengine.metrics.sampler import Sampler
 from taskengine.model import Lease, new_task
 from taskengine.model.task import queued_record
 from taskengine.runtime.slots import WorkerSlot
+from taskengine.runtime.status import EngineStatus, worker_statuses
+from taskengine.telemetry.sampler import Sampler, StatusAt
 
 NOW = 1_700_000_000.0
 
 
-def _pool(*slots: WorkerSlot, waiting: int = 0) -> Any:
-    return SimpleNamespace(slots={s.number: s for s in slots}, waiting=waiting)
+def _pool(*slots: WorkerSlot, waiting: int = 0) -> StatusAt:
+    """The status of a pool of `slots` with `waiting` leases buffered, as the worker builds it."""
+
+    def status(now: float) -> EngineStatus:
+        return EngineStatus(
+            instance="i",
+            at=now,
+            size=len(slots),
+            busy=sum(1 for s in slots if s.busy),
+            buffered=waiting,
+            overrunning_threads=0,
+            workers=worker_statuses(slots, "i", "host", 1, now),
+        )
+
+    return status
 
 
 def _lease(now: float) -> Lease:
@@ -60,7 +72,7 @@ async def test_busy_fractions_and_efficiency() -> None:
     await broker.start()
     busy, idle = WorkerSlot("i", 1, NOW), WorkerSlot("i", 2, NOW)
     pool = _pool(busy, idle, waiting=3)
-    sampler = Sampler(Metrics(), broker, clock, pool=pool)
+    sampler = Sampler(Metrics(), broker, clock, status=pool)
     try:
         first = await sampler.run_once()
         busy.begin(_lease(NOW), NOW)
@@ -84,7 +96,7 @@ async def test_efficiency_is_full_when_nothing_waits() -> None:
     clock = FakeClock(NOW)
     broker = open_broker("memory://")
     await broker.start()
-    sampler = Sampler(Metrics(), broker, clock, pool=_pool(WorkerSlot("i", 1, NOW)))
+    sampler = Sampler(Metrics(), broker, clock, status=_pool(WorkerSlot("i", 1, NOW)))
     try:
         for _ in range(3):
             clock.advance(1)
