@@ -45,7 +45,11 @@ class TaskRequest(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class App:
-    """The entry point of the Python API.
+    """The entry point of the Python API: your task types, the broker, submit and results.
+
+    It runs only the task types registered on it; `builtins=True` adds the built-in ones
+    (`cpu.*`, `io.http`, `io.file`, `io.sqlite`, `time.*`), as `taskengine serve` without
+    `--app` does.
 
     >>> app = App("sqlite:///tasks.db")
     >>> @app.task("email.send", max_attempts=5)
@@ -58,7 +62,7 @@ class App:
         *,
         settings: Settings | None = None,
         clock: Clock = SYSTEM_CLOCK,
-        builtins: bool = True,
+        builtins: bool = False,
     ) -> None:
         if settings is None:
             settings = Settings.from_env(broker_url=broker_url)
