@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -26,6 +27,7 @@ from taskengine.policy.cron import CronEntry, check_unique
 from taskengine.registry import ExecutorKind, InvalidPayload, Registry
 from taskengine.runtime.worker import Worker
 from taskengine.settings import Settings
+from taskengine.sync import SyncClient
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -77,6 +79,8 @@ class App:
         self.periodic_tasks: list[CronEntry] = list(settings.cron)
         self._broker: BrokerBackend | None = None
         self._worker: Worker | None = None
+        self._sync: SyncClient | None = None
+        self._sync_lock = threading.Lock()
 
     def task(
         self,
@@ -149,6 +153,8 @@ class App:
         """Stop the worker built here, if any, and disconnect."""
         if self._worker is not None:
             await self._worker.stop()
+        if self._sync is not None:
+            await asyncio.to_thread(self._sync.close)
         await close_builtins(self.registry)
         if self._broker is not None:
             await self._broker.close()
@@ -215,24 +221,16 @@ class App:
                 self.metrics.on_submitted(task.type)
         return results
 
+    def sync(self) -> SyncClient:
+        """The blocking client for synchronous code: one connection, reused by every call."""
+        with self._sync_lock:
+            if self._sync is None:
+                self._sync = SyncClient(self)
+            return self._sync
+
     def submit_sync(self, type: str, payload: Any = None, **options: Any) -> str:
-        """Submit from synchronous code (no running event loop)."""
-
-        task = self.build(TaskRequest(type=type, payload=payload, **options))
-
-        async def once() -> str:
-            broker = open_broker(
-                self.settings.broker_url,
-                max_depth=self.settings.max_depth,
-                timeout=self.settings.broker_timeout,
-            )
-            await broker.start()
-            try:
-                return (await broker.enqueue([task], self.clock.now()))[0].id
-            finally:
-                await broker.close()
-
-        return asyncio.run(once())
+        """Submit from synchronous code (no running event loop), over `sync()`'s connection."""
+        return self.sync().submit(type, payload, **options)
 
     # -- inspecting and controlling ---------------------------------------------------------
 
