@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 BROKER ?= sqlite:///taskengine.db
 
-.PHONY: run test lint types unit bench bench-peers chaos clean settings-table
+.PHONY: run test lint types unit bench bench-peers chaos dist clean settings-table
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,10 @@ bench-peers: $(VENV)/.installed-dev $(PEERS)/.installed
 
 chaos: $(VENV)/.installed-dev
 	CHAOS_LONG=1 $(BIN)/pytest tests/chaos -q
+
+# the sdist and wheel, as a package index would get them (tests/e2e/test_install.py installs them)
+dist: $(VENV)/.installed-dev
+	$(BIN)/python -m build
 
 clean:
 	rm -rf $(VENV) .coverage .coverage.* .pytest_cache .mypy_cache .ruff_cache

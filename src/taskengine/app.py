@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -26,6 +27,7 @@ from taskengine.policy.cron import CronEntry, check_unique
 from taskengine.registry import ExecutorKind, InvalidPayload, Registry
 from taskengine.runtime.worker import Worker
 from taskengine.settings import Settings
+from taskengine.sync import SyncClient
 from taskengine.tracing import Tracing, submitting
 
 if TYPE_CHECKING:
@@ -49,7 +51,11 @@ class TaskRequest(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class App:
-    """The entry point of the Python API.
+    """The entry point of the Python API: your task types, the broker, submit and results.
+
+    It runs only the task types registered on it; `builtins=True` adds the built-in ones
+    (`cpu.*`, `io.http`, `io.file`, `io.sqlite`, `time.*`), as `taskengine serve` without
+    `--app` does.
 
     >>> app = App("sqlite:///tasks.db")
     >>> @app.task("email.send", max_attempts=5)
@@ -62,7 +68,7 @@ class App:
         *,
         settings: Settings | None = None,
         clock: Clock = SYSTEM_CLOCK,
-        builtins: bool = True,
+        builtins: bool = False,
         tracer_provider: TracerProvider | None = None,
     ) -> None:
         if settings is None:
@@ -79,6 +85,8 @@ class App:
         self.periodic_tasks: list[CronEntry] = list(settings.cron)
         self._broker: BrokerBackend | None = None
         self._worker: Worker | None = None
+        self._sync: SyncClient | None = None
+        self._sync_lock = threading.Lock()
 
     def task(
         self,
@@ -153,6 +161,8 @@ class App:
         """Stop the worker built here, if any, and disconnect."""
         if self._worker is not None:
             await self._worker.stop()
+        if self._sync is not None:
+            await asyncio.to_thread(self._sync.close)
         await close_builtins(self.registry)
         if self._broker is not None:
             await self._broker.close()
@@ -229,24 +239,16 @@ class App:
             span.set_attribute("taskengine.submit.created", sum(r.created for r in results))
             return results
 
+    def sync(self) -> SyncClient:
+        """The blocking client for synchronous code: one connection, reused by every call."""
+        with self._sync_lock:
+            if self._sync is None:
+                self._sync = SyncClient(self)
+            return self._sync
+
     def submit_sync(self, type: str, payload: Any = None, **options: Any) -> str:
-        """Submit from synchronous code (no running event loop)."""
-
-        task = self.build(TaskRequest(type=type, payload=payload, **options))
-
-        async def once() -> str:
-            broker = open_broker(
-                self.settings.broker_url,
-                max_depth=self.settings.max_depth,
-                timeout=self.settings.broker_timeout,
-            )
-            await broker.start()
-            try:
-                return (await self._enqueue(broker, [task]))[0].id
-            finally:
-                await broker.close()
-
-        return asyncio.run(once())
+        """Submit from synchronous code (no running event loop), over `sync()`'s connection."""
+        return self.sync().submit(type, payload, **options)
 
     # -- inspecting and controlling ---------------------------------------------------------
 

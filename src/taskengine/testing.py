@@ -12,7 +12,7 @@ from taskengine.runtime.worker import Worker
 from taskengine.settings import Settings
 
 
-def memory_app(*, clock: Clock = SYSTEM_CLOCK, builtins: bool = True, **settings: Any) -> App:
+def memory_app(*, clock: Clock = SYSTEM_CLOCK, builtins: bool = False, **settings: Any) -> App:
     """An App on the in-memory broker (nothing persisted, nothing to clean up)."""
     return App(
         settings=Settings(broker_url="memory://", **settings), clock=clock, builtins=builtins

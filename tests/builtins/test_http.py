@@ -323,7 +323,9 @@ async def test_an_error_status_ends_the_task_as_a_user_expects(
 ) -> None:
     """Through a worker: a 5xx is retried until attempts run out, a 404 is dead at once; an
     answer accepted with raise_for_status false is a success."""
-    app = memory_app(data_dir=str(tmp_path), http_allow_private=True, retry_base=0.01)
+    app = memory_app(
+        data_dir=str(tmp_path), http_allow_private=True, retry_base=0.01, builtins=True
+    )
     url = f"{http_server}/status?code={code}"
     try:
         async with running_worker(app):

@@ -36,7 +36,7 @@ READER = "read-token-0123456789abcdef"
 
 def server_app() -> App:
     """The served App: the built-in types plus the test ones (test.echo, test.fail)."""
-    return register(App())
+    return register(App(builtins=True))
 
 
 def free_port() -> int:

@@ -94,7 +94,7 @@ def make_app(db: Path, data: Path) -> App:
         process_pool=2,
         data_dir=str(data),
     )
-    app = App(settings=settings)
+    app = App(settings=settings, builtins=True)
     app.task("mix.async")(mix_async)
     app.task("mix.sync")(mix_sync)
     return app

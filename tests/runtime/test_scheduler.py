@@ -37,7 +37,7 @@ async def stored_keys(broker: BrokerBackend) -> list[str]:
 
 @pytest.fixture
 async def app() -> App:
-    app = App("memory://", clock=FakeClock(T0))
+    app = App("memory://", clock=FakeClock(T0), builtins=True)
     await app.start()
     yield app  # type: ignore[misc]
     await app.close()
@@ -86,22 +86,22 @@ async def test_slots_from_before_the_start_and_the_catch_up_window_are_skipped(
 
 
 async def test_periodic_tasks_are_checked_when_the_worker_is_built() -> None:
-    app = App("memory://")
+    app = App("memory://", builtins=True)
     app.periodic("x", "* * * * *", "no.such.type")
     with pytest.raises(ValidationError):
         app.worker()
-    app = App("memory://")
+    app = App("memory://", builtins=True)
     app.periodic("y", "* * * * *", "cpu.fibonacci", {"n": "not a number"})
     with pytest.raises(ValidationError):
         app.worker()
-    app = App("memory://")
+    app = App("memory://", builtins=True)
     app.periodic("z", "* * * * *", "cpu.fibonacci", {"n": 3})
     with pytest.raises(ValidationError, match="named 'z'"):
         app.periodic("z", "*/2 * * * *", "cpu.fibonacci", {"n": 3})
 
 
 async def test_a_worker_runs_its_periodic_tasks() -> None:
-    app = App("memory://")
+    app = App("memory://", builtins=True)
     app.periodic("every-second", "* * * * * *", "time.sleep", {"seconds": 0})
     async with app:
         worker = app.worker(scheduler_every=0.2)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -70,17 +72,33 @@ def open_broker(url: str = DEFAULT_BROKER_URL, **options: Any) -> BrokerBackend:
             "redis://host:port/db (one server)"
         )
     if parts.scheme in ("redis", "rediss"):
-        from taskengine.brokers.redis import RedisBroker
+        with _driver("Redis", "redis", "redis"):
+            from taskengine.brokers.redis import RedisBroker
 
         return RedisBroker(url, **_max_depth(params))
     if parts.scheme in ("postgresql", "postgres"):
-        from taskengine.brokers.postgres import PostgresBroker
+        with _driver("PostgreSQL", "asyncpg", "postgres"):
+            from taskengine.brokers.postgres import PostgresBroker
 
         return PostgresBroker(url, **_max_depth(params))
     raise UnknownBroker(
         f"no broker serves {parts.scheme or url!r}: use memory://, sqlite:///, redis:// "
         "or postgresql://"
     )
+
+
+@contextlib.contextmanager
+def _driver(broker: str, module: str, extra: str) -> Iterator[None]:
+    """Turn the absence of a broker's client library into an error naming the extra to install."""
+    try:
+        yield
+    except ModuleNotFoundError as exc:
+        if exc.name != module and not (exc.name or "").startswith(f"{module}."):
+            raise  # something else is missing: not ours to explain
+        raise ConfigurationError(
+            f"the {broker} broker needs the {extra!r} extra ({module} is not installed): "
+            f"pip install 'task-engine[{extra}]'"
+        ) from exc
 
 
 def _max_depth(params: dict[str, Any]) -> dict[str, Any]:

@@ -67,7 +67,7 @@ def load_app(state: CliState) -> App:
     from taskengine.app import App
 
     if state.app_path is None:
-        return App(state.broker)
+        return App(state.broker, builtins=True)
     found = _import_attr(state.app_path)
     if callable(found) and not isinstance(found, App):
         found = found()  # a factory

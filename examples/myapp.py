@@ -1,0 +1,42 @@
+# myapp.py
+import asyncio
+
+import msgspec
+
+from taskengine import App
+from taskengine.policy.retry import NoRetry
+
+app = App("sqlite:///tasks.db")  # your task types only (builtins=True adds cpu.*, io.*, time.*)
+
+
+class Email(msgspec.Struct):
+    to: str
+    subject: str
+
+
+@app.task("email.send", max_attempts=5, timeout=30)
+async def send(email: Email) -> dict:
+    # Payloads are validated against Email when submitted, and converted when run.
+    if email.to.endswith(".invalid"):
+        raise NoRetry("unknown domain")  # dead letter now, no retry
+    return {"sent_to": email.to}
+
+
+@app.task("report.render", executor="process")  # CPU-bound: runs in a child process
+def render(payload: dict) -> dict:
+    return {"pages": payload["pages"]}
+
+
+async def main() -> None:
+    async with app:
+        worker = app.worker()  # workers in this process; or `taskengine --app myapp:app worker`
+        await worker.start()
+        try:
+            task_id = await app.submit("email.send", {"to": "a@example.com", "subject": "hi"})
+            print(await app.result(task_id, timeout=60))
+        finally:
+            await worker.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
