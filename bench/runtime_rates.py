@@ -43,7 +43,7 @@ class Result:
 
 def make_app(url: str, **settings: Any) -> App:
     """An app with the bench task types (and the built-ins for the CPU figures)."""
-    app = App(settings=Settings(broker_url=url, max_depth=10**8, **settings))
+    app = App(settings=Settings(broker_url=url, max_depth=10**8, **settings), builtins=True)
 
     @app.task(NOOP)
     async def noop(payload: Any) -> None:
