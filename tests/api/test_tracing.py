@@ -32,7 +32,7 @@ async def test_a_task_submitted_over_http_carries_the_requests_trace() -> None:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    app = App("memory://", tracer_provider=provider)
+    app = App("memory://", tracer_provider=provider, builtins=True)
     await app.start()
     transport = httpx.ASGITransport(app=request_spans(build_api(ApiContext(app=app)), provider))
     try:

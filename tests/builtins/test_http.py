@@ -350,7 +350,7 @@ async def test_failures_against_one_host_do_not_snooze_requests_to_another(
 ) -> None:
     """io.http keeps a breaker per host: five failures against one bad host open that host's
     breaker only, never the io.http type's, so a request to another host runs at once."""
-    app = memory_app(data_dir=str(tmp_path), http_allow_private=True)
+    app = memory_app(data_dir=str(tmp_path), http_allow_private=True, builtins=True)
     bad = "http://127.0.0.2:9/"  # a loopback address where nothing listens
     try:
         async with running_worker(app, workers=1) as worker:
