@@ -24,6 +24,7 @@ from taskengine.model.serializer import check_storable, from_json, to_json
 from taskengine.model.state import TERMINAL_STATES
 from taskengine.model.storable import find_unstorable
 from taskengine.policy.cron import CronEntry, check_unique
+from taskengine.policy.idempotency import check_batch, check_repeat
 from taskengine.registry import ExecutorKind, InvalidPayload, Registry
 from taskengine.runtime.worker import Worker
 from taskengine.settings import Settings
@@ -223,12 +224,34 @@ class App:
 
     async def enqueue_tasks(self, tasks: Sequence[Task]) -> list[EnqueueResult]:
         """Store built tasks in one broker round trip and count them in the metrics; with
-        tracing on, under a submit span whose context the tasks carry to their runs."""
+        tracing on, under a submit span whose context the tasks carry to their runs.
+
+        A repeated idempotency key must come with the same request (type, payload, priority,
+        queue, compared as canonical JSON), else IdempotencyConflict: within the batch it is
+        raised before anything is stored; against a stored task, after the batch was stored
+        (its other tasks stay stored, and a retry with the same keys finds them)."""
+        check_batch(tasks)
         results = await self._enqueue(self.broker, tasks)
         for task, result in zip(tasks, results, strict=True):
             if result.created:
                 self.metrics.on_submitted(task.type)
+        await self._check_repeats(tasks, results)
         return results
+
+    async def _check_repeats(self, tasks: Sequence[Task], results: Sequence[EnqueueResult]) -> None:
+        """IdempotencyConflict if a key that found a stored task came with another request."""
+        repeats = [
+            (index, task, result.id)
+            for index, (task, result) in enumerate(zip(tasks, results, strict=True))
+            if not result.created and task.idempotency_key is not None
+        ]
+        if not repeats:
+            return
+        records = await self.broker.get([task_id for _, _, task_id in repeats])
+        for (index, task, task_id), record in zip(repeats, records, strict=True):
+            if record is not None:  # purged since: nothing left to differ from
+                where = f"tasks[{index}]: " if len(tasks) > 1 else ""
+                check_repeat(task, record, task_id, where)
 
     async def _enqueue(self, broker: BrokerBackend, tasks: Sequence[Task]) -> list[EnqueueResult]:
         tracer = self.tracing.tracer()

@@ -27,6 +27,18 @@ class ResultTooLarge(ValidationError):
     code = "result_too_large"
 
 
+class IdempotencyConflict(TaskEngineError):
+    """An idempotency key was already used for another request (type, payload, priority or
+    queue differ), or twice in one batch with different requests."""
+
+    code = "idempotency_conflict"
+
+    def __init__(self, message: str, *, key: str, existing_id: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+        self.existing_id = existing_id
+
+
 class InvalidTransition(TaskEngineError):
     """A task was asked to move between states the lifecycle does not allow."""
 

@@ -181,6 +181,68 @@ def test_idempotency_key_in_the_body_and_in_batches(client: httpx.Client) -> Non
     assert again.json()["created"] is False
 
 
+def test_idempotency_payloads_are_compared_as_canonical_json(client: httpx.Client) -> None:
+    key = f"idem-{uuid.uuid4()}"
+    first = client.post(
+        "/api/tasks",
+        json={"type": "time.batch", "payload": {"items": [1]}},
+        headers={"Idempotency-Key": key},
+    )
+    assert first.status_code == 201
+    for items in ([1.0], [True]):
+        other = client.post(
+            "/api/tasks",
+            json={"type": "time.batch", "payload": {"items": items}},
+            headers={"Idempotency-Key": key},
+        )
+        assert other.status_code == 409, items
+        assert other.json()["error"]["code"] == "idempotency_conflict"
+    reordered = {"payload": {"items": [1]}, "type": "time.batch", "idempotency_key": key}
+    assert client.post("/api/tasks", json=reordered).status_code == 200
+
+
+def test_a_batch_refuses_a_key_used_for_another_request(client: httpx.Client) -> None:
+    key = f"idem-{uuid.uuid4()}"
+    item = {"type": "cpu.primes", "payload": {"limit": 60}, "idempotency_key": key}
+    first = client.post("/api/tasks", json=item)
+    assert first.status_code == 201
+    other = {**item, "payload": {"limit": 61}}
+    response = client.post(
+        "/api/tasks", json={"tasks": [{"type": "cpu.primes", "payload": {"limit": 10}}, other]}
+    )
+    assert response.status_code == 409
+    error = response.json()["error"]
+    assert error["code"] == "idempotency_conflict"
+    assert error["message"].startswith("tasks[1]: ") and first.json()["id"] in error["message"]
+
+
+def test_a_batch_refuses_one_key_for_two_requests(client: httpx.Client) -> None:
+    key = f"idem-{uuid.uuid4()}"
+    queue = f"q{uuid.uuid4().hex[:12]}"
+    one = {"type": "time.batch", "payload": {"items": [1]}, "queue": queue, "idempotency_key": key}
+    two = {**one, "payload": {"items": [1.0]}}
+    response = client.post("/api/tasks", json={"tasks": [one, two]})
+    assert response.status_code == 409
+    assert response.json()["error"]["code"] == "idempotency_conflict"
+    assert client.get("/api/tasks", params={"queue": queue}).json()["items"] == []
+    same = client.post("/api/tasks", json={"tasks": [one, one]})
+    assert same.status_code == 201
+    ids = [item["id"] for item in same.json()["tasks"]]
+    assert ids[0] == ids[1]
+
+
+def test_a_header_key_and_another_body_key_are_refused(client: httpx.Client) -> None:
+    key = f"idem-{uuid.uuid4()}"
+    body = {"type": "cpu.primes", "payload": {"limit": 10}, "idempotency_key": f"{key}-body"}
+    response = client.post("/api/tasks", json=body, headers={"Idempotency-Key": key})
+    assert response.status_code == 422
+    assert response.json()["error"]["code"] == "ambiguous_idempotency_key"
+    agreeing = client.post(
+        "/api/tasks", json={**body, "idempotency_key": key}, headers={"Idempotency-Key": key}
+    )
+    assert agreeing.status_code == 201
+
+
 def test_idempotency_header_is_refused_on_a_batch_and_when_empty_or_long(
     client: httpx.Client,
 ) -> None:

@@ -200,6 +200,10 @@ def test_submit_options_and_status_match_the_direct_mode(remote: Remote) -> None
     )
     assert conflict.exit_code == EXIT_FAILURE
     assert "was already used for another task" in conflict.stderr
+    whole = ["submit", "time.sleep", "--delay", "3600", "--idempotency-key", "remote-k2"]
+    kept = remote.submit("time.sleep", {"seconds": 0}, *whole[2:])
+    again = remote.invoke(*whole, "--payload", '{"seconds": 0.0}')  # == in Python, not in JSON
+    assert again.exit_code == EXIT_FAILURE and kept in again.stderr
 
     direct = remote.direct("--json", "status", task_id)
     assert direct.exit_code == 0, direct.stderr

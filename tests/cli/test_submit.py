@@ -161,6 +161,18 @@ def test_wait_timeout_without_a_worker(tmp_path: Path) -> None:
     assert "did not finish within 0.2s" in result.stderr
 
 
+def test_a_key_used_for_another_request_is_refused(tmp_path: Path) -> None:
+    cli = Cli(tmp_path)
+    first = cli.submit("time.batch", {"items": [1]}, "--idempotency-key", "k1")
+    for payload in ('{"items": [2]}', '{"items": [1.0]}', '{"items": [true]}'):
+        args = ["submit", "time.batch", "--payload", payload, "--idempotency-key", "k1"]
+        result = cli.invoke(*args)
+        assert result.exit_code == 1, (payload, result.output)
+        assert result.stderr.startswith("error: idempotency key 'k1' was already used")
+        assert first in result.stderr
+    assert cli.submit("time.batch", {"items": [1]}, "--idempotency-key", "k1") == first
+
+
 def test_wait_on_a_cancelled_task_exits_1(tmp_path: Path) -> None:
     cli = Cli(tmp_path)
     task_id = cli.submit("time.sleep", {"seconds": 0}, "--idempotency-key", "same")

@@ -9,7 +9,7 @@ import pytest
 
 from taskengine.app import App, TaskRequest
 from taskengine.brokers import ReplayResult
-from taskengine.errors import TaskNotFound, ValidationError
+from taskengine.errors import IdempotencyConflict, TaskNotFound, ValidationError
 from taskengine.model import Priority, ResultStatus, TaskState
 from taskengine.registry import InvalidPayload, UnknownTaskType
 from taskengine.settings import Settings
@@ -84,6 +84,49 @@ async def test_an_idempotency_key_returns_the_first_task() -> None:
     assert again == first
     await drain(app, timeout=5)
     assert (await app.result(first, timeout=1)).data == 1
+
+
+async def test_a_repeated_key_with_another_request_is_a_conflict() -> None:
+    app = build_app()
+    first = await app.submit("quick", [1], idempotency_key="k1")
+    for payload in ([2], [1.0], [True]):  # canonical JSON, not Python's ==
+        with pytest.raises(IdempotencyConflict) as info:
+            await app.submit("quick", payload, idempotency_key="k1")
+        assert info.value.code == "idempotency_conflict"
+        assert (info.value.key, info.value.existing_id) == ("k1", first)
+        assert "was already used for another task" in str(info.value)
+    for options in ({"priority": "HIGH"}, {"queue": "other"}):
+        with pytest.raises(IdempotencyConflict):
+            await app.submit("quick", [1], idempotency_key="k1", **options)
+    assert await app.submit("quick", [1], idempotency_key="k1") == first
+
+
+async def test_a_batch_item_whose_key_names_another_request_is_a_conflict() -> None:
+    app = build_app()
+    first = await app.submit("quick", {"n": 1}, idempotency_key="k1")
+    batch = [
+        TaskRequest(type="quick", payload={"n": 0}),
+        TaskRequest(type="quick", payload={"n": 1.0}, idempotency_key="k1"),
+    ]
+    with pytest.raises(IdempotencyConflict, match=r"^tasks\[1\]: .*already used") as info:
+        await app.submit_many(batch)
+    assert info.value.existing_id == first
+    same = [TaskRequest(type="quick", payload={"n": 1}, idempotency_key="k1")]
+    assert await app.submit_many(same) == [first]
+
+
+async def test_one_key_twice_in_a_batch_must_name_one_request() -> None:
+    app = build_app()
+    clash = [
+        TaskRequest(type="quick", payload=[1], idempotency_key="k2"),
+        TaskRequest(type="quick", payload=[1.0], idempotency_key="k2"),
+    ]
+    with pytest.raises(IdempotencyConflict, match=r"tasks\[1\].*tasks\[0\]"):
+        await app.submit_many(clash)
+    assert await app.broker.counts() == []  # refused before anything was stored
+    twice = [clash[0], clash[0]]
+    ids = await app.submit_many(twice)
+    assert ids[0] == ids[1]
 
 
 async def test_get_of_an_unknown_task_raises() -> None:

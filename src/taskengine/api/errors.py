@@ -12,6 +12,7 @@ from taskengine import logging as fields
 from taskengine.errors import (
     BrokerUnavailable,
     ConfigurationError,
+    IdempotencyConflict,
     QueueFull,
     TaskEngineError,
     TaskNotFound,
@@ -59,6 +60,8 @@ def from_engine_error(exc: TaskEngineError) -> ApiError:
     """Map an engine error to its HTTP status, keeping its stable code."""
     if isinstance(exc, QueueFull):
         return ApiError(429, exc.code, str(exc), headers={"Retry-After": "1"})
+    if isinstance(exc, IdempotencyConflict):
+        return ApiError(409, exc.code, str(exc))
     if isinstance(exc, TaskNotFound):
         return ApiError(404, exc.code, str(exc))
     if isinstance(exc, BrokerUnavailable):

@@ -26,7 +26,7 @@ from taskengine.api.schemas import (
 from taskengine.app import TaskRequest
 from taskengine.brokers import CancelResult, ReplayResult
 from taskengine.errors import ValidationError
-from taskengine.model import Task, TaskRecord
+from taskengine.model import Task
 from taskengine.model.ids import is_task_id
 
 _encoder = msgspec.json.Encoder()
@@ -66,13 +66,19 @@ def routes(ctx: ApiContext) -> list[Route]:
             if header_key is not None:
                 if not 0 < len(header_key) <= 256:
                     raise ApiError(422, "validation_error", "Idempotency-Key is 1-256 characters")
+                body_key = items[0].idempotency_key
+                if body_key is not None and body_key != header_key:
+                    raise ApiError(
+                        422,
+                        "ambiguous_idempotency_key",
+                        f"the Idempotency-Key header ({header_key!r}) and the body's "
+                        f"idempotency_key ({body_key!r}) differ: send one",
+                    )
                 items[0].idempotency_key = header_key
         tasks = [_build(ctx, item, index, len(items)) for index, item in enumerate(items)]
         results = await ctx.app.enqueue_tasks(tasks)
         if not is_batch:
             result = results[0]
-            if not result.created:
-                await _check_same_request(ctx, tasks[0], result.id)
             location = f"/api/tasks/{result.id}"
             return json_response(
                 Submitted(result.id, result.created, location),
@@ -168,20 +174,3 @@ def _build(ctx: ApiContext, item: SubmitTask, index: int, count: int) -> Task:
         where = f"tasks[{index}]: " if count > 1 else ""
         raise ApiError(422, exc.code, f"{where}{exc}") from None
 
-
-async def _check_same_request(ctx: ApiContext, task: Task, existing_id: str) -> None:
-    """A repeated idempotency key must come with the same request (409 otherwise)."""
-    record: TaskRecord = await ctx.app.get(existing_id)
-    same = (
-        record.type == task.type
-        and record.payload == task.payload
-        and record.priority == task.priority
-        and record.queue == task.queue
-    )
-    if not same:
-        raise ApiError(
-            409,
-            "idempotency_conflict",
-            f"idempotency key {task.idempotency_key!r} was already used for another task "
-            f"({existing_id})",
-        )
