@@ -18,6 +18,7 @@ from taskengine.builtins import builtin_registry, close_builtins
 from taskengine.builtins.config import BuiltinConfig
 from taskengine.clock import SYSTEM_CLOCK, Clock
 from taskengine.errors import TaskNotFound, ValidationError
+from taskengine.inspector import Inspector
 from taskengine.metrics import Metrics
 from taskengine.model import Priority, ResultStatus, Task, TaskRecord, TaskResult, new_task
 from taskengine.model.serializer import check_storable, from_json, to_json
@@ -88,6 +89,7 @@ class App:
         self._worker: Worker | None = None
         self._sync: SyncClient | None = None
         self._sync_lock = threading.Lock()
+        self.inspector = Inspector(self)  # the faces' door to tasks, queues and workers
 
     def task(
         self,

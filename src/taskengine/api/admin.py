@@ -18,24 +18,23 @@ from taskengine.api.tasks import json_response
 from taskengine.errors import ValidationError
 from taskengine.model import TaskState
 from taskengine.model.task import validate_name
-from taskengine.telemetry.cluster import cluster_workers
 
 READY_TIMEOUT = 2.0
 
 
 def routes(ctx: ApiContext) -> list[Route]:
     """The admin and health routes bound to `ctx`."""
-    broker = ctx.app.broker
+    inspector = ctx.app.inspector
     clock = ctx.app.clock
 
     async def workers(request: Request) -> Response:
         ctx.tokens.check(request, "read")
-        infos = await cluster_workers(broker, ctx.app.settings.heartbeat_every, clock.now())
+        infos = await inspector.live_workers(clock.now())
         return json_response({"workers": [worker_view(info) for info in infos]})
 
     async def queues(request: Request) -> Response:
         ctx.tokens.check(request, "read")
-        rows, paused = await asyncio.gather(broker.counts(), broker.paused())
+        rows, paused = await asyncio.gather(inspector.counts(), inspector.paused())
         return json_response({"queues": queue_views(rows, paused)})
 
     async def pause(request: Request) -> Response:
@@ -52,7 +51,7 @@ def routes(ctx: ApiContext) -> list[Route]:
             validate_name("queue", name)
         except ValidationError as exc:
             raise ApiError(422, exc.code, str(exc)) from None
-        await (broker.pause([name]) if pause else broker.resume([name]))
+        await (inspector.pause([name]) if pause else inspector.resume([name]))
         return json_response({"queue": name, "paused": pause})
 
     async def dead_letters(request: Request) -> Response:
@@ -60,7 +59,7 @@ def routes(ctx: ApiContext) -> list[Route]:
         params = request.query_params
         flt = task_filter(params, states=frozenset({TaskState.DEAD}))
         limit = page_limit(params)
-        body = await bounded_page(broker, flt, limit, cursor(params), ctx.max_list_bytes)
+        body = await bounded_page(inspector, flt, limit, cursor(params), ctx.max_list_bytes)
         return Response(body, media_type="application/json")
 
     async def healthz(request: Request) -> Response:
@@ -70,7 +69,7 @@ def routes(ctx: ApiContext) -> list[Route]:
         checks: dict[str, str] = {}
         try:
             async with asyncio.timeout(READY_TIMEOUT):
-                await broker.paused()
+                await inspector.paused()
             checks["broker"] = "ok"
         except Exception as exc:
             checks["broker"] = f"unreachable: {type(exc).__name__}"

@@ -23,7 +23,6 @@ from taskengine.api.tasks import json_response
 from taskengine.brokers.base import CountRow
 from taskengine.runtime.service import PeriodicService
 from taskengine.runtime.status import EngineStatus
-from taskengine.telemetry.cluster import cluster_workers
 from taskengine.telemetry.history import Point
 from taskengine.telemetry.prometheus import (
     CONTENT_TYPE,
@@ -31,7 +30,6 @@ from taskengine.telemetry.prometheus import (
     build_registry,
     exposition,
 )
-from taskengine.telemetry.sampler import Sampler
 from taskengine.telemetry.snapshot import metrics_snapshot
 
 if TYPE_CHECKING:
@@ -53,12 +51,8 @@ class LiveFeed:
     def __init__(self, ctx: ApiContext) -> None:
         self.ctx = ctx
         app = ctx.app
-        self.sampler = Sampler(
-            app.metrics,
-            app.broker,
-            app.clock,
-            status=self.status,
-            history_path=Path(app.settings.data_dir) / HISTORY_FILE,
+        self.sampler = app.inspector.sampler(
+            self.status, Path(app.settings.data_dir) / HISTORY_FILE
         )
         self.sampler.expect_next_in(SAMPLE_EVERY)
         self.service = PeriodicService("sampler", SAMPLE_EVERY, self.tick)
@@ -108,7 +102,7 @@ class LiveFeed:
             app = self.ctx.app
             now = app.clock.now()
             status = self.status(now)
-            workers = await cluster_workers(app.broker, app.settings.heartbeat_every, now, status)
+            workers = await app.inspector.live_workers(now, status)
             payload = _encoder.encode(
                 {
                     "point": point,
@@ -140,7 +134,7 @@ def routes(ctx: ApiContext) -> list[Route]:
 
     async def metrics(request: Request) -> Response:
         ctx.tokens.check(request, "read")
-        rows = await ctx.app.broker.counts()
+        rows = await ctx.app.inspector.counts()
         now = ctx.app.clock.now()
         return json_response(live.snapshot(rows, live.status(now), now))
 

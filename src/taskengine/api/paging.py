@@ -1,6 +1,6 @@
 """List responses bounded in bytes: a page of tasks ends early, with a cursor, at its budget.
 
-Records are fetched from the broker in chunks (the first small, the next sized by the mean
+Records are fetched through the Inspector in chunks (the first small, the next sized by the mean
 item so far) and each is encoded as it comes, so neither the response nor the records held for
 it grow with `limit` times the size of a task. A page holds at least one task, however big, so
 following `next_cursor` always makes progress.
@@ -11,7 +11,8 @@ from __future__ import annotations
 import msgspec
 
 from taskengine.api.schemas import task_view
-from taskengine.brokers.base import BrokerBackend, TaskFilter
+from taskengine.brokers.base import TaskFilter
+from taskengine.inspector import Inspector
 
 FIRST_CHUNK = 20
 _ENVELOPE = 64  # bytes of the page around its items: '{"items":[', '],"next_cursor":', the id
@@ -19,7 +20,7 @@ _encoder = msgspec.json.Encoder()
 
 
 async def bounded_page(
-    broker: BrokerBackend, task_filter: TaskFilter, limit: int, cursor: str | None, budget: int
+    inspector: Inspector, task_filter: TaskFilter, limit: int, cursor: str | None, budget: int
 ) -> bytes:
     """The JSON of a TaskPage of at most `limit` matching tasks after `cursor`, newest first,
     that ends before its JSON passes `budget` bytes (but holds at least one task)."""
@@ -34,7 +35,7 @@ async def bounded_page(
             want = min(want, (room - used) * len(items) // used + 1)
         else:
             want = min(want, FIRST_CHUNK)
-        page = await broker.list_tasks(task_filter, want, cursor)
+        page = await inspector.list_tasks(task_filter, want, cursor)
         for record in page.items:
             encoded = _encoder.encode(task_view(record))
             if items and used + len(encoded) + 1 > room:

@@ -98,7 +98,7 @@ def routes(ctx: ApiContext) -> list[Route]:
         ctx.tokens.check(request, "read")
         params = request.query_params
         body = await bounded_page(
-            ctx.app.broker,
+            ctx.app.inspector,
             task_filter(params),
             page_limit(params),
             cursor(params),
@@ -173,4 +173,3 @@ def _build(ctx: ApiContext, item: SubmitTask, index: int, count: int) -> Task:
     except ValidationError as exc:
         where = f"tasks[{index}]: " if count > 1 else ""
         raise ApiError(422, exc.code, f"{where}{exc}") from None
-

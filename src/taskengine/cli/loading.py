@@ -206,8 +206,6 @@ class Client(Protocol):
 class DirectClient:
     """The Client over an App: opens the broker in this process."""
 
-    replay_batch = 500
-
     def __init__(self, app: App) -> None:
         self.app = app
 
@@ -244,48 +242,42 @@ class DirectClient:
         return await self.app.get(task_id)
 
     async def list_tasks(self, task_filter: TaskFilter, limit: int, cursor: str | None) -> Page:
-        """A page straight from the broker."""
-        return await self.app.broker.list_tasks(task_filter, limit, cursor)
+        """A page through the app's inspector."""
+        return await self.app.inspector.list_tasks(task_filter, limit, cursor)
 
     async def cancel(self, task_id: str) -> CancelResult:
         """Cancel through the app."""
         return await self.app.cancel(task_id)
 
     async def replay(self, task_ids: Sequence[str]) -> list[ReplayResult]:
-        """Replay in broker batches."""
-        answers: list[ReplayResult] = []
-        for start in range(0, len(task_ids), self.replay_batch):
-            batch = list(task_ids[start : start + self.replay_batch])
-            answers += await self.app.broker.replay(batch, self.now())
-        return answers
+        """Replay through the app's inspector (in broker batches)."""
+        return await self.app.inspector.replay(task_ids)
 
     async def workers(self, since: float) -> list[WorkerView]:
         """The worker registry."""
         from taskengine.views import worker_view
 
-        return [worker_view(info) for info in await self.app.broker.workers(self.now() - since)]
+        return [worker_view(info) for info in await self.app.inspector.workers(since)]
 
     async def queues(self) -> list[QueueView]:
         """Counts and paused queues folded into the API's views."""
         from taskengine.views import queue_views
 
-        rows = await self.app.broker.counts()
-        paused = await self.app.broker.paused()
+        rows = await self.app.inspector.counts()
+        paused = await self.app.inspector.paused()
         return queue_views(rows, paused)
 
     async def metrics(self) -> dict[str, Any]:
         """The figures of /api/metrics that the broker alone holds, by the same names."""
-        from taskengine.telemetry.figures import broker_figures
-
-        return {"source": "broker", **broker_figures(await self.app.broker.counts())}
+        return {"source": "broker", **await self.app.inspector.figures()}
 
     async def pause(self, names: Sequence[str]) -> None:
-        """Pause in the broker."""
-        await self.app.broker.pause(list(names))
+        """Pause through the app's inspector."""
+        await self.app.inspector.pause(names)
 
     async def resume(self, names: Sequence[str]) -> None:
-        """Resume in the broker."""
-        await self.app.broker.resume(list(names))
+        """Resume through the app's inspector."""
+        await self.app.inspector.resume(names)
 
 
 def open_client(state: CliState) -> Client:

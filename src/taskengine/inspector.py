@@ -1,0 +1,83 @@
+"""Inspector: what the faces (HTTP API, CLI) read and steer besides submitting, over the broker.
+
+The API and the CLI reach the broker only through `App` and the `Inspector` it owns, so a rule
+(a batch size, which workers count as alive, what readiness asks) is written once and holds for
+every face alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from taskengine.brokers import Page, ReplayResult
+from taskengine.brokers.base import CountRow, TaskFilter
+from taskengine.model import WorkerInfo
+from taskengine.runtime.status import EngineStatus
+from taskengine.telemetry.cluster import cluster_workers
+from taskengine.telemetry.figures import broker_figures
+
+if TYPE_CHECKING:
+    from taskengine.app import App
+    from taskengine.telemetry.sampler import Sampler, StatusAt
+
+REPLAY_BATCH = 500  # ids per broker call when many tasks are replayed at once
+
+
+class Inspector:
+    """Tasks, queues and workers as the broker holds them; owned by an App (`App.inspector`)."""
+
+    def __init__(self, app: App) -> None:
+        self._app = app
+
+    async def list_tasks(self, task_filter: TaskFilter, limit: int, cursor: str | None) -> Page:
+        """A page of matching tasks, newest first, after `cursor` (one broker call)."""
+        return await self._app.broker.list_tasks(task_filter, limit, cursor)
+
+    async def replay(self, task_ids: Sequence[str]) -> list[ReplayResult]:
+        """Queue dead or cancelled tasks again; one answer per id, in order (in broker batches)."""
+        answers: list[ReplayResult] = []
+        now = self._app.clock.now()
+        for start in range(0, len(task_ids), REPLAY_BATCH):
+            batch = list(task_ids[start : start + REPLAY_BATCH])
+            answers += await self._app.broker.replay(batch, now)
+        return answers
+
+    async def counts(self) -> list[CountRow]:
+        """Task counts per (queue, state, priority)."""
+        return await self._app.broker.counts()
+
+    async def figures(self) -> dict[str, Any]:
+        """The figures of the JSON metrics that the broker alone holds (one `counts` call)."""
+        return broker_figures(await self.counts())
+
+    async def paused(self) -> set[str]:
+        """The paused queues' names."""
+        return await self._app.broker.paused()
+
+    async def pause(self, names: Sequence[str]) -> None:
+        """Stop workers everywhere from taking tasks of these queues."""
+        await self._app.broker.pause(list(names))
+
+    async def resume(self, names: Sequence[str]) -> None:
+        """Let workers take tasks of these queues again."""
+        await self._app.broker.resume(list(names))
+
+    async def workers(self, since: float) -> list[WorkerInfo]:
+        """Registered workers seen within the last `since` seconds, by id."""
+        return await self._app.broker.workers(self._app.clock.now() - since)
+
+    async def live_workers(self, now: float, local: EngineStatus | None = None) -> list[WorkerInfo]:
+        """The workers of every instance seen in the last three heartbeats; with `local`, this
+        process's own as that status shows them."""
+        return await cluster_workers(
+            self._app.broker, self._app.settings.heartbeat_every, now, local
+        )
+
+    def sampler(self, status: StatusAt, history_path: Path) -> Sampler:
+        """The once-a-second sampler of this app's metrics and broker counts."""
+        from taskengine.telemetry.sampler import Sampler  # psutil: only the server samples
+
+        app = self._app
+        return Sampler(app.metrics, app.broker, app.clock, status=status, history_path=history_path)
