@@ -9,6 +9,7 @@ import sys
 from collections.abc import Mapping, MutableMapping
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 
 def _structlog_without_rich() -> ModuleType:
@@ -70,6 +71,15 @@ def redact(value: Any, depth: int = 0) -> Any:
     if isinstance(value, str) and "earer" in value:
         return _BEARER.sub(r"\1" + REDACTED, value)
     return value
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced, fit for logs and messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _redact_processor(

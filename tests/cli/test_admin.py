@@ -12,7 +12,7 @@ import pytest
 from taskengine.app import App
 from taskengine.brokers import open_broker
 from taskengine.cli import cli as cli_root
-from taskengine.cli import loading
+from taskengine.cli import client as loading
 from taskengine.errors import BrokerUnavailable
 from taskengine.model import WorkerInfo
 from tests.cli.support import Cli

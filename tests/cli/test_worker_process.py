@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from taskengine.cli.worker_cmd import redact
+from taskengine.logging import redact_url as redact
 from tests.cli.support import Cli
 
 pytestmark = pytest.mark.slow

@@ -6,12 +6,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from taskengine.api.auth import Tokens
+from taskengine.api.feed import LiveFeed
 from taskengine.api.hosts import AllowedHosts
 from taskengine.app import App
-from taskengine.runtime.worker import Worker
 
 if TYPE_CHECKING:
-    from taskengine.api.live import LiveFeed
+    from taskengine.runtime.worker import Worker
 
 MAX_BODY_BYTES = 1024 * 1024
 MAX_JSON_DEPTH = 32
@@ -33,6 +33,4 @@ class ApiContext:
     live: LiveFeed = field(init=False)
 
     def __post_init__(self) -> None:
-        from taskengine.api.live import LiveFeed  # it needs a built context
-
-        self.live = LiveFeed(self)
+        self.live = LiveFeed(self.app, lambda: self.worker, self.started_at)

@@ -8,15 +8,14 @@ from urllib.parse import parse_qsl, urlencode
 import click
 
 from taskengine.cli import output
+from taskengine.cli.client import Client, with_client
 from taskengine.cli.errors import EXIT_FAILURE, EXIT_USAGE, fail
 from taskengine.cli.loading import (
-    Client,
     check_cursor,
     check_queue_names,
     json_option,
     state_of,
     wants_json,
-    with_client,
 )
 
 if TYPE_CHECKING:
@@ -207,8 +206,9 @@ def migrate(ctx: click.Context) -> None:
     on it, or to check that a database is reachable and current.
     """
     from taskengine.app import App
-    from taskengine.cli.loading import connected, load_app, run
-    from taskengine.cli.worker_cmd import redact
+    from taskengine.cli.client import connected
+    from taskengine.cli.loading import load_app, run
+    from taskengine.logging import redact_url
 
     app = load_app(state_of(ctx))
     migrating = App(
@@ -220,7 +220,7 @@ def migrate(ctx: click.Context) -> None:
             pass
 
     run(body())
-    click.echo(f"{redact(app.settings.broker_url)}: storage is up to date")
+    click.echo(f"{redact_url(app.settings.broker_url)}: storage is up to date")
 
 
 def _without_param(url: str, name: str) -> str:

@@ -82,8 +82,9 @@ def bench(
     that take every queue would take them too: run it where none is running.
     """
     from taskengine.benchmark import FRESH_SCHEMES, WORKLOADS, Plan, measure
-    from taskengine.cli.loading import connected, run
-    from taskengine.cli.worker_cmd import redact
+    from taskengine.cli.client import connected
+    from taskengine.cli.loading import run
+    from taskengine.logging import redact_url
     from taskengine.settings import Settings
 
     state = state_of(ctx)
@@ -92,7 +93,7 @@ def bench(
     url = state.broker or Settings.from_env().broker_url
     if urlsplit(url).scheme not in FRESH_SCHEMES and not yes:
         fail(
-            f"bench writes tasks into {redact(url)}: give --yes to run it there anyway, "
+            f"bench writes tasks into {redact_url(url)}: give --yes to run it there anyway, "
             "or use --broker memory:// or sqlite:///PATH",
             EXIT_USAGE,
         )
@@ -109,9 +110,9 @@ def bench(
     if wants_json(ctx, as_json):
         from taskengine.cli.output import print_json
 
-        print_json(report(plan, figures, redact(url)))
+        print_json(report(plan, figures, redact_url(url)))
     else:
-        show_figures(plan, figures, redact(url))
+        show_figures(plan, figures, redact_url(url))
 
 
 def report(plan: Plan, figures: list[Figure], broker: str) -> dict[str, Any]:

@@ -42,7 +42,7 @@ TOKEN_HINT = "see --token or $TASKENGINE_API_TOKEN"
 
 
 class HttpClient:
-    """The Client interface (cli.loading.Client) over the REST API of a `taskengine serve`."""
+    """The Client interface (cli.client.Client) over the REST API of a `taskengine serve`."""
 
     def __init__(self, url: str, token: str | None = None) -> None:
         parts = urlsplit(url)

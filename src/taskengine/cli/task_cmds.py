@@ -12,16 +12,9 @@ import click
 import msgspec
 
 from taskengine.cli import output
+from taskengine.cli.client import Client, open_client, with_client
 from taskengine.cli.errors import EXIT_FAILURE, EXIT_USAGE, fail
-from taskengine.cli.loading import (
-    Client,
-    check_cursor,
-    json_option,
-    open_client,
-    state_of,
-    wants_json,
-    with_client,
-)
+from taskengine.cli.loading import check_cursor, json_option, state_of, wants_json
 
 if TYPE_CHECKING:
     from taskengine.brokers import CancelResult, Page, ReplayResult

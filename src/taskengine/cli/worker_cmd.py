@@ -12,13 +12,14 @@ import sys
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
 import click
 
+from taskengine.cli.client import connected
 from taskengine.cli.errors import EXIT_FAILURE, EXIT_OK
-from taskengine.cli.loading import CliState, connected, load_app, run, state_of
+from taskengine.cli.loading import CliState, load_app, run, state_of
 from taskengine.cli.pool_options import PoolOptions, log_level_option, pool_options
+from taskengine.logging import redact_url
 
 if TYPE_CHECKING:
     from taskengine.app import App
@@ -134,19 +135,10 @@ def start_line(
     low, high = bounds
     size = f"{workers} workers" + (f" (autoscaling {low}-{high})" if low != high else "")
     return (
-        f"worker {instance} started: broker {redact(app.settings.broker_url)}, {size}, "
+        f"worker {instance} started: broker {redact_url(app.settings.broker_url)}, {size}, "
         f"queues {','.join(queues) if queues else 'all'}, "
         f"task types {', '.join(app.registry.names()) or 'none'}"
     )
-
-
-def redact(url: str) -> str:
-    """The URL with any password replaced, fit for logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def say(message: str) -> None:

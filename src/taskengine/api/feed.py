@@ -1,0 +1,127 @@
+"""The live feed: a once-a-second sample, fanned out to every open dashboard as an SSE tick.
+
+Each tick (the new history point, the metrics snapshot and the workers of every instance) is
+encoded once for all clients; a client that stops reading loses old ticks, never slows the
+others. The routes that serve it are in `api/live.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from sse_starlette import ServerSentEvent
+
+from taskengine.api.schemas import worker_view
+from taskengine.brokers.base import CountRow
+from taskengine.runtime.service import PeriodicService
+from taskengine.runtime.status import EngineStatus
+from taskengine.telemetry.history import Point
+from taskengine.telemetry.prometheus import EngineCollector, build_registry
+from taskengine.telemetry.snapshot import metrics_snapshot
+
+if TYPE_CHECKING:
+    from taskengine.app import App
+    from taskengine.runtime.worker import Worker
+
+SAMPLE_EVERY = 1.0
+BACKLOG_PER_CLIENT = 5  # ticks a slow client may fall behind before old ones are dropped
+HISTORY_FILE = "metrics-history.json"
+
+END = b""  # put in a subscriber's queue: the stream ends
+_encoder = msgspec.json.Encoder()
+
+
+class LiveFeed:
+    """Samples once a second and fans the tick out to SSE subscribers."""
+
+    def __init__(
+        self, app: App, worker: Callable[[], Worker | None], started_at: float = 0.0
+    ) -> None:
+        self.app = app
+        self.worker = worker  # this process's pool, if it runs one (read at each call)
+        self.started_at = started_at
+        self.sampler = app.inspector.sampler(
+            self.status, Path(app.settings.data_dir) / HISTORY_FILE
+        )
+        self.sampler.expect_next_in(SAMPLE_EVERY)
+        self.service = PeriodicService("sampler", SAMPLE_EVERY, self.tick)
+        self.registry = build_registry(EngineCollector(app.metrics, self.sampler, self.status))
+        self.closed = False
+        self._subscribers: set[asyncio.Queue[bytes]] = set()
+
+    def status(self, now: float | None = None) -> EngineStatus | None:
+        """The engine's status as of `now` (default: the clock's); None without a pool here."""
+        worker = self.worker()
+        return worker.status(now) if worker is not None else None
+
+    def snapshot(
+        self, rows: list[CountRow], status: EngineStatus | None, now: float
+    ) -> dict[str, Any]:
+        """The JSON metrics as of `now`, from `rows` (counts) and `status` (taken at `now`)."""
+        return metrics_snapshot(
+            self.app.metrics,
+            rows,
+            status,
+            self.sampler,
+            now=now,
+            started_at=self.started_at,
+        )
+
+    async def start(self) -> None:
+        """Load the saved history and start sampling."""
+        await asyncio.to_thread(self.sampler.load_history)
+        await self.service.start()
+
+    def close_streams(self) -> None:
+        """End every open stream and refuse new ones (shutdown: uvicorn waits for streams)."""
+        self.closed = True
+        for queue in self._subscribers:
+            _put_dropping_oldest(queue, END)
+
+    async def stop(self) -> None:
+        """End every stream, stop sampling and save the history."""
+        self.close_streams()
+        await self.service.stop()
+        await self.sampler.save()
+
+    async def tick(self) -> Point:
+        """Sample once; send the tick to every subscriber."""
+        point = await self.sampler.run_once()
+        if self._subscribers:
+            app = self.app
+            now = app.clock.now()
+            status = self.status(now)
+            workers = await app.inspector.live_workers(now, status)
+            payload = _encoder.encode(
+                {
+                    "point": point,
+                    "metrics": self.snapshot(self.sampler.counts, status, now),
+                    "workers": [worker_view(info) for info in workers],
+                }
+            )
+            for queue in self._subscribers:
+                _put_dropping_oldest(queue, payload)
+        return point
+
+    async def events(self) -> AsyncIterator[ServerSentEvent]:
+        """The stream of one client: the history, then ticks until it leaves or we stop."""
+        queue: asyncio.Queue[bytes] = asyncio.Queue(BACKLOG_PER_CLIENT)
+        self._subscribers.add(queue)
+        try:
+            if self.closed:
+                return
+            yield ServerSentEvent(self.sampler.history.encode().decode(), event="history")
+            while (payload := await queue.get()) != END:
+                yield ServerSentEvent(payload.decode(), event="tick")
+        finally:
+            self._subscribers.discard(queue)
+
+
+def _put_dropping_oldest(queue: asyncio.Queue[bytes], item: bytes) -> None:
+    if queue.full():
+        queue.get_nowait()
+    queue.put_nowait(item)
