@@ -10,8 +10,6 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
-import msgspec
-
 from taskengine.brokers import CancelResult, EnqueueResult, ReplayResult, open_broker
 from taskengine.brokers.base import BrokerBackend
 from taskengine.builtins import builtin_registry, close_builtins
@@ -26,7 +24,8 @@ from taskengine.model.state import TERMINAL_STATES
 from taskengine.model.storable import find_unstorable
 from taskengine.policy.cron import CronEntry, check_unique
 from taskengine.policy.idempotency import check_batch, check_repeat
-from taskengine.registry import ExecutorKind, InvalidPayload, Registry
+from taskengine.registry import ExecutorKind, InvalidPayload, Registry, UnknownTaskType
+from taskengine.request import TaskRequest as TaskRequest  # re-exported: App's request
 from taskengine.runtime.worker import Worker
 from taskengine.settings import Settings
 from taskengine.sync import SyncClient
@@ -36,20 +35,6 @@ if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-class TaskRequest(msgspec.Struct, frozen=True, kw_only=True):
-    """One task to submit; unset fields take the task type's registered defaults."""
-
-    type: str
-    payload: Any = None
-    priority: Priority | int | str | None = None
-    queue: str | None = None
-    delay: float | None = None
-    run_at: float | None = None
-    timeout: float | None = None
-    max_attempts: int | None = None
-    idempotency_key: str | None = None
 
 
 class App:
@@ -89,7 +74,8 @@ class App:
         self._worker: Worker | None = None
         self._sync: SyncClient | None = None
         self._sync_lock = threading.Lock()
-        self.inspector = Inspector(self)  # the faces' door to tasks, queues and workers
+        # the faces' door to tasks, queues and workers
+        self.inspector = Inspector(self)
 
     def task(
         self,
@@ -215,6 +201,13 @@ class App:
             idempotency_key=request.idempotency_key,
         )
 
+    def check(self, request: TaskRequest) -> None:
+        """Validate a request without storing it: an unknown type names the known ones."""
+        if request.type not in self.registry:
+            known = ", ".join(self.registry.names()) or "none"
+            raise UnknownTaskType(f"unknown task type {request.type!r}; known types: {known}")
+        self.build(request)
+
     async def submit(self, type: str, payload: Any = None, **options: Any) -> str:
         """Submit one task; return its id (the existing one for a repeated idempotency key)."""
         return (await self.submit_many([TaskRequest(type=type, payload=payload, **options)]))[0]
@@ -270,6 +263,14 @@ class App:
             if self._sync is None:
                 self._sync = SyncClient(self)
             return self._sync
+
+    def twin(self) -> App:
+        """An App sharing these settings, clock, task types and tracing, with a broker of its
+        own (the sync client's, on its own event loop)."""
+        twin = App(settings=self.settings, clock=self.clock)
+        twin.registry = self.registry
+        twin.tracing = self.tracing
+        return twin
 
     def submit_sync(self, type: str, payload: Any = None, **options: Any) -> str:
         """Submit from synchronous code (no running event loop), over `sync()`'s connection."""

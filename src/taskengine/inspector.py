@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from taskengine.brokers import Page, ReplayResult
 from taskengine.brokers.base import CountRow, TaskFilter
@@ -19,16 +19,39 @@ from taskengine.telemetry.cluster import cluster_workers
 from taskengine.telemetry.figures import broker_figures
 
 if TYPE_CHECKING:
-    from taskengine.app import App
+    from taskengine.brokers.base import BrokerBackend
+    from taskengine.clock import Clock
+    from taskengine.metrics import Metrics
+    from taskengine.settings import Settings
     from taskengine.telemetry.sampler import Sampler, StatusAt
 
 REPLAY_BATCH = 500  # ids per broker call when many tasks are replayed at once
 
 
+class Inspected(Protocol):
+    """What the inspector reads of its App (`taskengine.app.App` is one)."""
+
+    @property
+    def broker(self) -> BrokerBackend:
+        """The broker, built on first use."""
+
+    @property
+    def clock(self) -> Clock:
+        """The source of now."""
+
+    @property
+    def metrics(self) -> Metrics:
+        """The collector the pool feeds."""
+
+    @property
+    def settings(self) -> Settings:
+        """The current settings."""
+
+
 class Inspector:
     """Tasks, queues and workers as the broker holds them; owned by an App (`App.inspector`)."""
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: Inspected) -> None:
         self._app = app
 
     async def list_tasks(self, task_filter: TaskFilter, limit: int, cursor: str | None) -> Page:
@@ -79,5 +102,10 @@ class Inspector:
         """The once-a-second sampler of this app's metrics and broker counts."""
         from taskengine.telemetry.sampler import Sampler  # psutil: only the server samples
 
-        app = self._app
-        return Sampler(app.metrics, app.broker, app.clock, status=status, history_path=history_path)
+        return Sampler(
+            self._app.metrics,
+            self._app.broker,
+            self._app.clock,
+            status=status,
+            history_path=history_path,
+        )

@@ -8,15 +8,47 @@ import contextvars
 import threading
 from collections.abc import Callable, Coroutine, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from taskengine.errors import ConfigurationError
+from taskengine.request import TaskRequest
 
 if TYPE_CHECKING:
-    from taskengine.app import App, TaskRequest
-    from taskengine.model import TaskRecord, TaskResult
+    from taskengine.brokers.base import BrokerBackend
+    from taskengine.model import Task, TaskRecord, TaskResult
+    from taskengine.settings import Settings
 
 T = TypeVar("T")
+
+
+class AsyncApp(Protocol):
+    """What the sync client needs of an App (`taskengine.app.App` is one)."""
+
+    @property
+    def settings(self) -> Settings:
+        """The app's settings."""
+
+    @property
+    def broker(self) -> BrokerBackend:
+        """The app's broker."""
+
+    def build(self, request: TaskRequest) -> Task:
+        """Validate a request (raise on bad input)."""
+
+    def twin(self) -> AsyncApp:
+        """An app of the same settings and task types with a broker of its own."""
+
+    async def start(self) -> None:
+        """Connect."""
+
+    async def submit_many(self, requests: Sequence[TaskRequest]) -> list[str]:
+        """Submit a batch."""
+
+    async def get(self, task_id: str) -> TaskRecord:
+        """A task's record."""
+
+    async def result(self, task_id: str, timeout: float | None = None) -> TaskResult:
+        """Wait for a task's last result."""
 
 
 class SyncClient:
@@ -27,17 +59,15 @@ class SyncClient:
     App's task types validate every submission, as `App.submit` does.
     """
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: AsyncApp) -> None:
         self._app = app
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._twin: App | None = None
+        self._twin: AsyncApp | None = None
 
     def submit(self, type: str, payload: Any = None, **options: Any) -> str:
         """Submit one task; return its id (see `App.submit`)."""
-        from taskengine.app import TaskRequest
-
         return self.submit_many([TaskRequest(type=type, payload=payload, **options)])[0]
 
     def submit_many(self, requests: Sequence[TaskRequest]) -> list[str]:
@@ -79,7 +109,7 @@ class SyncClient:
     ) -> None:
         self.close()
 
-    def _call(self, make: Callable[[App], Coroutine[Any, Any, T]]) -> T:
+    def _call(self, make: Callable[[AsyncApp], Coroutine[Any, Any, T]]) -> T:
         """Run `make(twin)`'s coroutine on the background loop and wait for its answer."""
         _refuse_a_running_loop()
         loop, twin = self._open()
@@ -94,18 +124,14 @@ class SyncClient:
         loop.call_soon_threadsafe(begin)
         return answer.result()
 
-    def _open(self) -> tuple[asyncio.AbstractEventLoop, App]:
+    def _open(self) -> tuple[asyncio.AbstractEventLoop, AsyncApp]:
         """The background loop and its started App, made on first use (one, across threads)."""
-        from taskengine.app import App
-
         with self._lock:
             if self._loop is not None and self._twin is not None:
                 return self._loop, self._twin
-            # The twin shares the App's settings and task types; its broker belongs to this loop
-            # (and it closes only that broker: the App's own resources stay the App's).
-            twin = App(settings=self._app.settings, clock=self._app.clock)
-            twin.registry = self._app.registry
-            twin.tracing = self._app.tracing
+            # The twin's broker belongs to this loop (and it closes only that broker: the App's
+            # own resources stay the App's).
+            twin = self._app.twin()
             if not twin.broker.capabilities.shared:
                 raise ConfigurationError(
                     f"the sync client opens its own connection, which cannot see a broker "

@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from taskengine.api.auth import Tokens
-from taskengine.api.feed import LiveFeed
 from taskengine.api.hosts import AllowedHosts
 from taskengine.app import App
+from taskengine.feed import LiveFeed
 
 if TYPE_CHECKING:
     from taskengine.runtime.worker import Worker

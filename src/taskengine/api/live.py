@@ -1,4 +1,4 @@
-"""The metrics routes and the live feed's stream (the feed itself is `api/feed.py`).
+"""The metrics routes and the live feed's stream (the feed itself is `taskengine/feed.py`).
 
 `GET /api/events` sends the history once, then one `tick` a second (the new history point, the
 metrics snapshot and the workers of every instance).
@@ -6,14 +6,15 @@ metrics snapshot and the workers of every instance).
 
 from __future__ import annotations
 
-from sse_starlette import EventSourceResponse
+from collections.abc import AsyncIterator
+
+from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from taskengine.api.context import ApiContext
 from taskengine.api.tasks import json_response
-from taskengine.telemetry.prometheus import CONTENT_TYPE, exposition
 
 PING_EVERY = 15.0
 SEND_TIMEOUT = 10.0
@@ -36,7 +37,7 @@ def routes(ctx: ApiContext) -> list[Route]:
     async def events(request: Request) -> Response:
         ctx.tokens.check(request, "read")
         return EventSourceResponse(
-            live.events(),
+            _sse(live.events()),
             ping=PING_EVERY,
             send_timeout=SEND_TIMEOUT,
             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
@@ -45,7 +46,8 @@ def routes(ctx: ApiContext) -> list[Route]:
     async def prometheus(request: Request) -> Response:
         ctx.tokens.check(request, "read")
         # on the loop, not a thread: the collector reads dicts the loop is updating
-        return Response(exposition(live.registry), media_type=CONTENT_TYPE)
+        body, content_type = live.exposition()
+        return Response(body, media_type=content_type)
 
     return [
         Route("/api/metrics", metrics, methods=["GET"]),
@@ -53,3 +55,9 @@ def routes(ctx: ApiContext) -> list[Route]:
         Route("/api/events", events, methods=["GET"]),
         Route("/metrics", prometheus, methods=["GET"]),
     ]
+
+
+async def _sse(events: AsyncIterator[tuple[str, str]]) -> AsyncIterator[ServerSentEvent]:
+    """The feed's (event, data) pairs as server-sent events."""
+    async for event, data in events:
+        yield ServerSentEvent(data, event=event)

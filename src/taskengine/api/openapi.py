@@ -162,7 +162,8 @@ def openapi_document() -> dict[str, Any]:
                             "header",
                             {"type": "string", "minLength": 1, "maxLength": 256},
                         ),
-                        "description": "one task only: with a batch body it is a 422",
+                        "description": "one task only: with a batch body, or with a body "
+                        "idempotency_key that differs, it is a 422",
                     }
                 ],
             ),

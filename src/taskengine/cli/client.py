@@ -109,12 +109,7 @@ class DirectClient:
 
     def check(self, request: TaskRequest) -> None:
         """Refuse unknown types (naming the known ones) and invalid fields, before any I/O."""
-        from taskengine.registry import UnknownTaskType
-
-        if request.type not in self.app.registry:
-            known = ", ".join(self.app.registry.names()) or "none"
-            raise UnknownTaskType(f"unknown task type {request.type!r}; known types: {known}")
-        self.app.build(request)
+        self.app.check(request)
 
     async def start(self) -> None:
         """Start the app's broker; unreachable -> BrokerUnavailable."""

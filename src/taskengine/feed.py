@@ -2,7 +2,8 @@
 
 Each tick (the new history point, the metrics snapshot and the workers of every instance) is
 encoded once for all clients; a client that stops reading loses old ticks, never slows the
-others. The routes that serve it are in `api/live.py`.
+others. The API's routes serve it (`api/live.py`): this
+module knows no HTTP.
 """
 
 from __future__ import annotations
@@ -13,15 +14,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-from sse_starlette import ServerSentEvent
 
-from taskengine.api.schemas import worker_view
 from taskengine.brokers.base import CountRow
 from taskengine.runtime.service import PeriodicService
 from taskengine.runtime.status import EngineStatus
 from taskengine.telemetry.history import Point
-from taskengine.telemetry.prometheus import EngineCollector, build_registry
+from taskengine.telemetry.prometheus import (
+    CONTENT_TYPE,
+    EngineCollector,
+    build_registry,
+    exposition,
+)
 from taskengine.telemetry.snapshot import metrics_snapshot
+from taskengine.views import worker_view
 
 if TYPE_CHECKING:
     from taskengine.app import App
@@ -107,18 +112,23 @@ class LiveFeed:
                 _put_dropping_oldest(queue, payload)
         return point
 
-    async def events(self) -> AsyncIterator[ServerSentEvent]:
-        """The stream of one client: the history, then ticks until it leaves or we stop."""
+    async def events(self) -> AsyncIterator[tuple[str, str]]:
+        """The stream of one client as (event, data): the history, then ticks until it leaves
+        or we stop."""
         queue: asyncio.Queue[bytes] = asyncio.Queue(BACKLOG_PER_CLIENT)
         self._subscribers.add(queue)
         try:
             if self.closed:
                 return
-            yield ServerSentEvent(self.sampler.history.encode().decode(), event="history")
+            yield "history", self.sampler.history.encode().decode()
             while (payload := await queue.get()) != END:
-                yield ServerSentEvent(payload.decode(), event="tick")
+                yield "tick", payload.decode()
         finally:
             self._subscribers.discard(queue)
+
+    def exposition(self) -> tuple[bytes, str]:
+        """The Prometheus text of this process's registry and its content type."""
+        return exposition(self.registry), CONTENT_TYPE
 
 
 def _put_dropping_oldest(queue: asyncio.Queue[bytes], item: bytes) -> None:

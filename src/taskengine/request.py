@@ -1,0 +1,23 @@
+"""TaskRequest: one task to submit, as every face (Python, HTTP, CLI) hands it to the App."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+from taskengine.model import Priority
+
+
+class TaskRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """One task to submit; unset fields take the task type's registered defaults."""
+
+    type: str
+    payload: Any = None
+    priority: Priority | int | str | None = None
+    queue: str | None = None
+    delay: float | None = None
+    run_at: float | None = None
+    timeout: float | None = None
+    max_attempts: int | None = None
+    idempotency_key: str | None = None
