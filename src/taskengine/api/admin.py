@@ -10,6 +10,7 @@ from starlette.routing import Route
 
 from taskengine.api.auth import check_same_origin
 from taskengine.api.context import ApiContext
+from taskengine.api.endpoints import ADMIN, bind
 from taskengine.api.errors import ApiError
 from taskengine.api.paging import bounded_page
 from taskengine.api.query import cursor, page_limit, task_filter
@@ -80,12 +81,15 @@ def routes(ctx: ApiContext) -> list[Route]:
             HealthView("ok" if ready else "unavailable", checks), 200 if ready else 503
         )
 
-    return [
-        Route("/api/workers", workers, methods=["GET"]),
-        Route("/api/queues", queues, methods=["GET"]),
-        Route("/api/queues/{queue}/pause", pause, methods=["POST"]),
-        Route("/api/queues/{queue}/resume", resume, methods=["POST"]),
-        Route("/api/dead-letters", dead_letters, methods=["GET"]),
-        Route("/healthz", healthz, methods=["GET"]),
-        Route("/readyz", readyz, methods=["GET"]),
-    ]
+    return bind(
+        ADMIN,
+        {
+            "listWorkers": workers,
+            "listQueues": queues,
+            "pauseQueue": pause,
+            "resumeQueue": resume,
+            "listDeadLetters": dead_letters,
+            "healthz": healthz,
+            "readyz": readyz,
+        },
+    )

@@ -14,6 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from taskengine.api.context import ApiContext
+from taskengine.api.endpoints import LIVE, bind
 from taskengine.api.tasks import json_response
 
 PING_EVERY = 15.0
@@ -49,12 +50,15 @@ def routes(ctx: ApiContext) -> list[Route]:
         body, content_type = live.exposition()
         return Response(body, media_type=content_type)
 
-    return [
-        Route("/api/metrics", metrics, methods=["GET"]),
-        Route("/api/metrics/history", history, methods=["GET"]),
-        Route("/api/events", events, methods=["GET"]),
-        Route("/metrics", prometheus, methods=["GET"]),
-    ]
+    return bind(
+        LIVE,
+        {
+            "getMetrics": metrics,
+            "getMetricsHistory": history,
+            "streamEvents": events,
+            "getPrometheusMetrics": prometheus,
+        },
+    )
 
 
 async def _sse(events: AsyncIterator[tuple[str, str]]) -> AsyncIterator[ServerSentEvent]:

@@ -12,6 +12,7 @@ from starlette.routing import Route
 from taskengine.api.auth import check_same_origin
 from taskengine.api.body import check_json_content, convert, parse_json, read_body
 from taskengine.api.context import ApiContext
+from taskengine.api.endpoints import TASKS, bind
 from taskengine.api.errors import ApiError
 from taskengine.api.paging import bounded_page
 from taskengine.api.query import cursor, page_limit, task_filter
@@ -129,13 +130,16 @@ def routes(ctx: ApiContext) -> list[Route]:
             raise ApiError(409, "not_replayable", f"task {task_id} is not dead or cancelled")
         return json_response(task_view(await ctx.app.get(task_id)))
 
-    return [
-        Route("/api/tasks", submit, methods=["POST"]),
-        Route("/api/tasks", list_tasks, methods=["GET"]),
-        Route("/api/tasks/{task_id}", get_task, methods=["GET"]),
-        Route("/api/tasks/{task_id}", cancel, methods=["DELETE"]),
-        Route("/api/tasks/{task_id}/retry", retry, methods=["POST"]),
-    ]
+    return bind(
+        TASKS,
+        {
+            "submitTasks": submit,
+            "listTasks": list_tasks,
+            "getTask": get_task,
+            "cancelTask": cancel,
+            "retryTask": retry,
+        },
+    )
 
 
 def _whole_numbers_as_int(item: Any) -> Any:
