@@ -36,10 +36,10 @@ from taskengine.model import (
     TaskState,
 )
 from taskengine.model.outcome import ATTEMPT_REFUNDED, NEEDS_RESULT
+from taskengine.model.priority import due_at, order_key
 from taskengine.model.state import REPLAYABLE_STATES, TERMINAL_STATES
 from taskengine.model.task import queued_record
 from taskengine.model.worker import WorkerInfo
-from taskengine.policy.priority import due_at, order_key
 
 _CAPABILITIES = Capabilities(durable=False, shared=False, push_wakeup=True)
 
@@ -54,7 +54,7 @@ class MemoryBroker:
         self._tokens: dict[str, str] = {}
         self._by_key: dict[str, str] = {}
         # Queued tasks: `_ready` per queue ordered by (order_key, id) once due (at once
-        # when queued due), `_later` by due time (policy.priority.due_at) until then.
+        # when queued due), `_later` by due time (model.priority.due_at) until then.
         # Entries are checked against the record when popped (lazy deletion).
         self._ready: dict[str, list[tuple[float, str]]] = {}
         self._later: list[tuple[float, str]] = []

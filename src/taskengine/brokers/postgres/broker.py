@@ -33,7 +33,7 @@ from taskengine.brokers.postgres.schema import lock_key
 from taskengine.brokers.semantics import as_received
 from taskengine.errors import QueueFull
 from taskengine.model import Lease, LeaseStatus, Outcome, Priority, Task
-from taskengine.policy.priority import order_key
+from taskengine.model.priority import order_key
 
 
 class PostgresBroker(PostgresAdmin):

@@ -25,9 +25,9 @@ from taskengine.model import (
     TaskState,
 )
 from taskengine.model.outcome import ATTEMPT_REFUNDED, NEEDS_RESULT
+from taskengine.model.priority import HEAD_START, due_at, order_key
 from taskengine.model.serializer import pack
 from taskengine.model.worker import WorkerInfo
-from taskengine.policy.priority import HEAD_START, due_at, order_key
 
 CANCELLED_BEFORE_RUN = "cancelled before it ran"
 

@@ -18,8 +18,8 @@ from msgspec.structs import replace
 from taskengine.brokers.semantics import honour_cancel
 from taskengine.model import AttemptRecord, Outcome, Task, TaskRecord, TaskResult, TaskState
 from taskengine.model.outcome import ATTEMPT_REFUNDED, NEEDS_RESULT
+from taskengine.model.priority import HEAD_START
 from taskengine.model.serializer import pack
-from taskengine.policy.priority import HEAD_START
 
 Fields = dict[bytes, bytes]
 
@@ -35,7 +35,7 @@ def enqueue_args(task: Task) -> list[str | bytes | float | int]:
         "" if task.idempotency_key is None else "=" + task.idempotency_key,  # "=": present
         task.queue,
         float(task.run_at),
-        HEAD_START[task.priority],  # reserve orders by due time - head start (policy.priority)
+        HEAD_START[task.priority],  # reserve orders by due time - head start (model.priority)
         int(task.priority),
         float(task.created_at),
         int(task.attempt),

@@ -9,10 +9,10 @@ from taskengine.brokers.base import CancelResult, ReplayResult
 from taskengine.brokers.sqlite import queries as q
 from taskengine.brokers.sqlite.codec import json_list
 from taskengine.model import ResultStatus, TaskResult, TaskState
+from taskengine.model.priority import HEAD_START
 from taskengine.model.serializer import pack
 from taskengine.model.state import REPLAYABLE_STATES, TERMINAL_STATES
 from taskengine.model.worker import WorkerInfo
-from taskengine.policy.priority import HEAD_START
 
 CANCELLED_BEFORE_RUN = "cancelled before it ran"
 

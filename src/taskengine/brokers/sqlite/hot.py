@@ -33,9 +33,9 @@ from taskengine.model import (
     Task,
 )
 from taskengine.model.outcome import ATTEMPT_REFUNDED, NEEDS_RESULT
+from taskengine.model.priority import HEAD_START, due_at, order_key
 from taskengine.model.serializer import pack
 from taskengine.model.state import TERMINAL_STATES
-from taskengine.policy.priority import HEAD_START, due_at, order_key
 
 
 class Running(NamedTuple):
