@@ -105,7 +105,7 @@ class Broker(Protocol):
         duplicate: nothing changes and the existing id is returned. Atomic: if the new tasks
         would take the queued count past the depth limit, QueueFull is raised and nothing is
         stored. A task created after `now` (a producer's clock ahead) is recorded as created
-        at `now`, and due then if it was to run at once (brokers.semantics.as_received).
+        at `now`, and due then if it was to run at once (model.records.as_received).
         """
         ...
 
