@@ -10,7 +10,7 @@ from taskengine.brokers import BrokerBackend
 from taskengine.clock import FakeClock
 from taskengine.errors import ValidationError
 from taskengine.model import Lease, OutcomeKind, Priority, TaskState
-from taskengine.policy.priority import HEAD_START, STARVATION_BOUND
+from taskengine.model.priority import HEAD_START, STARVATION_BOUND
 from tests.brokers.support import Tasks, ids, outcome
 
 

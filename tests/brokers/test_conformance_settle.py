@@ -6,9 +6,9 @@ import pytest
 from msgspec.structs import replace
 
 from taskengine.brokers import BrokerBackend, CancelResult
-from taskengine.brokers.semantics import CANCEL_HONOURED
 from taskengine.clock import FakeClock
 from taskengine.model import Lease, LeaseStatus, OutcomeKind, ResultStatus, TaskRecord, TaskState
+from taskengine.model.records import CANCEL_HONOURED
 from tests.brokers.support import Tasks, ids, outcome
 
 

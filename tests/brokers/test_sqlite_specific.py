@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from taskengine.brokers.sqlite import SqliteBroker
-from taskengine.brokers.sqlite import broker as sqlite_broker
+from taskengine.brokers.sqlite import connection as sqlite_broker
 from taskengine.brokers.sqlite.schema import SCHEMA_VERSION
 from taskengine.errors import BrokerUnavailable, ConfigurationError, QueueFull, ValidationError
 from taskengine.model import OutcomeKind, Task, new_task

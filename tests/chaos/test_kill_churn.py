@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from taskengine.brokers import BrokerBackend
-from taskengine.brokers.semantics import LEASE_EXPIRED  # requeue_expired's history line
 from taskengine.model import ResultStatus, TaskState
+from taskengine.model.records import LEASE_EXPIRED  # requeue_expired's history line
 from tests.chaos.support import (
     Child,
     Children,

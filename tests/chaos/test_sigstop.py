@@ -19,8 +19,8 @@ import psutil
 import pytest
 
 from taskengine.brokers import BrokerBackend
-from taskengine.brokers.semantics import LEASE_EXPIRED  # requeue_expired's history line
 from taskengine.model import ResultStatus, TaskRecord, TaskState
+from taskengine.model.records import LEASE_EXPIRED  # requeue_expired's history line
 from tests.chaos.support import (
     Child,
     Children,

@@ -102,9 +102,6 @@ CONTRACT_VALUES = frozenset(
 )
 # Telemetry reads the engine only through its status snapshot and the liveness rule.
 TELEMETRY_READS = frozenset({"taskengine.runtime.status", "taskengine.runtime.liveness"})
-# TEMPORARY (#14): brokers order tasks by policy/priority.py's order key, which is moving to
-# model/; remove this allowance when that move merges.
-TEMPORARY = frozenset({("brokers", "taskengine.policy.priority")})
 # Names the faces take from the runtime, each for a reason: the type of the pool `App.worker()`
 # builds, which the serve process runs and its readiness reads; the exit code of a process its
 # watchdog ended, which `worker --processes` restarts.
@@ -168,8 +165,6 @@ def layer_violations(edges: list[tuple[str, str, frozenset[str], int]]) -> list[
         if theirs == mine or theirs in MAY_IMPORT[mine]:
             if mine == "telemetry" and theirs == "runtime" and imported not in TELEMETRY_READS:
                 found.append(f"{importer}:{line} -> {imported} (telemetry reads only the status)")
-            continue
-        if (mine, imported) in TEMPORARY:
             continue
         if mine in ("api", "cli") and names:
             if theirs == "brokers" and names <= CONTRACT_VALUES:

@@ -1,4 +1,4 @@
-"""policy.priority: the head-start order key and its starvation bound."""
+"""model.priority: the head-start order key and its starvation bound."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from taskengine.model import Priority
-from taskengine.policy.priority import HEAD_START, STARVATION_BOUND, order_key
+from taskengine.model.priority import HEAD_START, STARVATION_BOUND, order_key
 
 times = st.floats(min_value=0, max_value=4e9, allow_nan=False)
 

@@ -2,7 +2,8 @@
 
 Every hot-path method takes and returns a sequence so a batch moves in one round trip; results
 are aligned with the input and never raised on the first bad item. Every "now" is passed in.
-Brokers store; they never decide: backoff, attempts and priority weights live in `policy/`.
+Brokers store; they never decide: backoff and breaking live in `policy/`; the priority order key
+and the records every broker writes (history lines, results) are built in `model/`.
 """
 
 from __future__ import annotations
@@ -104,7 +105,7 @@ class Broker(Protocol):
         duplicate: nothing changes and the existing id is returned. Atomic: if the new tasks
         would take the queued count past the depth limit, QueueFull is raised and nothing is
         stored. A task created after `now` (a producer's clock ahead) is recorded as created
-        at `now`, and due then if it was to run at once (brokers.semantics.as_received).
+        at `now`, and due then if it was to run at once (model.records.as_received).
         """
         ...
 
@@ -117,7 +118,7 @@ class Broker(Protocol):
         queues: Sequence[str] | None = None,
     ) -> list[Lease]:
         """Claim up to `limit` due tasks (run_at <= now) of unpaused queues, lowest order key
-        first (policy.priority), each under a new token until `now + lease_for`. The attempt
+        first (model.priority), each under a new token until `now + lease_for`. The attempt
         counter goes up by one. A task is claimed by one caller only, across processes for
         shared backends."""
         ...

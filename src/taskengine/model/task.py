@@ -26,7 +26,7 @@ _VALID_NAMES_KEPT = 10_000
 
 
 class Priority(IntEnum):
-    """Three tiers; higher runs first (see policy.priority for the starvation bound)."""
+    """Three tiers; higher runs first (see model.priority for the starvation bound)."""
 
     LOW = 0
     NORMAL = 1

@@ -1,1 +1,1 @@
-"""Pure decisions: priority order, retry backoff, circuit breaking. Nothing here does I/O."""
+"""Pure decisions: retry backoff, circuit breaking, autoscaling, cron. Nothing here does I/O."""

@@ -10,7 +10,7 @@ from taskengine.clock import Clock
 from taskengine.metrics import Metrics
 from taskengine.model import Lease, LeaseStatus, Outcome, ResultStatus, TaskResult
 from taskengine.model import outcome as outcomes
-from taskengine.policy.priority import due_at, order_key
+from taskengine.model.priority import due_at, order_key
 from taskengine.runtime.completer import Completer
 from taskengine.runtime.runner import Runner
 from taskengine.runtime.slots import CANCELLED, LEASE_LOST, SHUTDOWN, WorkerSlot

@@ -13,16 +13,16 @@ from taskengine.brokers.base import (
     TaskFilter,
     check_limit,
 )
+from taskengine.brokers.batches import unique_sorted
 from taskengine.brokers.postgres import queries as q
-from taskengine.brokers.postgres.batches import unique_sorted
 from taskengine.brokers.postgres.codec import (
     HEADS,
-    cancelled_result,
+    cancelled_result_blob,
     decode_worker,
     record_from_row,
     worker_arrays,
 )
-from taskengine.brokers.postgres.connection import Connection
+from taskengine.brokers.postgres.connection import PostgresConnection
 from taskengine.brokers.postgres.listing import list_query
 from taskengine.brokers.server_clock import ServerClock, flag
 from taskengine.errors import ConfigurationError
@@ -31,7 +31,7 @@ from taskengine.model.state import TERMINAL_STATES
 from taskengine.model.worker import WorkerInfo
 
 
-class PostgresAdmin(Connection):
+class PostgresAdmin(PostgresConnection):
     """Inspection and control; see BrokerAdmin in brokers/base.py for the contract.
 
     With `server_clock` (the default), the database's clock (`clock_timestamp()`) is the
@@ -63,7 +63,7 @@ class PostgresAdmin(Connection):
         self._clock = None if use is False else ServerClock(self._server_time)
 
     async def start(self) -> None:
-        """Start as Connection.start does; then read the database's time if it is used."""
+        """Start as PostgresConnection.start does; then read the database's time if it is used."""
         await super().start()
         if self._clock is not None:
             await self._clock.sync()
@@ -121,7 +121,7 @@ class PostgresAdmin(Connection):
             return []
         unique = unique_sorted(ids)
         now = await self._now(now)
-        blobs = [cancelled_result(task_id, now) for task_id in unique]
+        blobs = [cancelled_result_blob(task_id, now) for task_id in unique]
         rows = await self._fetch(q.CANCEL, unique, blobs, now)
         changed = {row["id"]: row["changed"] for row in rows}
         results: list[CancelResult] = []

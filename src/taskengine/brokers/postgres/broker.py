@@ -18,22 +18,21 @@ from taskengine.brokers.base import (
     check_lease_for,
     check_limit,
 )
+from taskengine.brokers.batches import first_of_each, split_new
 from taskengine.brokers.postgres import queries as q
 from taskengine.brokers.postgres.admin import PostgresAdmin
-from taskengine.brokers.postgres.batches import first_of_each, split_new
 from taskengine.brokers.postgres.codec import (
     HEADS,
-    expiry_dead_result,
-    expiry_line,
+    expiry_arrays,
     record_from_row,
     settle_arrays,
     task_arrays,
 )
 from taskengine.brokers.postgres.schema import lock_key
-from taskengine.brokers.semantics import as_received
 from taskengine.errors import QueueFull
 from taskengine.model import Lease, LeaseStatus, Outcome, Priority, Task
-from taskengine.policy.priority import order_key
+from taskengine.model.priority import order_key
+from taskengine.model.records import as_received
 
 
 class PostgresBroker(PostgresAdmin):
@@ -166,7 +165,7 @@ class PostgresBroker(PostgresAdmin):
 
         One round trip; atomic. A refused outcome (False) changes nothing; a second outcome
         for the same lease in the batch is refused. A retry, snooze or release of a task with a
-        cancel request cancels it (brokers.semantics). A task that becomes queued wakes
+        cancel request cancels it (model.records). A task that becomes queued wakes
         waiters on commit (NOTIFY).
         """
         self._live()
@@ -201,15 +200,16 @@ class PostgresBroker(PostgresAdmin):
             rows = await conn.fetch(self.sql(q.REQUEUE_SELECT), now, limit)
             if not rows:
                 return []
+            lines, dead_results = expiry_arrays(rows, now)
             await conn.execute(
                 self.sql(q.REQUEUE_APPLY),
                 [row["id"] for row in rows],
                 [row["lease_token"] for row in rows],
-                [expiry_line(row, now) for row in rows],
+                lines,
                 [row["cancel_requested"] for row in rows],
                 now,
                 HEADS,
-                [expiry_dead_result(row, now) for row in rows],
+                dead_results,
             )
             return [row["id"] for row in rows]
 

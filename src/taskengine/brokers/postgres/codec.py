@@ -13,23 +13,25 @@ from typing import Any, Protocol
 import msgspec
 from msgspec.structs import replace
 
-from taskengine.brokers.semantics import LEASE_EXPIRED, expiry_result, honour_cancel
 from taskengine.model import (
     AttemptRecord,
     Outcome,
     Priority,
-    ResultStatus,
     Task,
     TaskRecord,
     TaskResult,
     TaskState,
 )
-from taskengine.model.outcome import ATTEMPT_REFUNDED, NEEDS_RESULT
+from taskengine.model.outcome import ATTEMPT_REFUNDED
+from taskengine.model.priority import HEAD_START, due_at, order_key
+from taskengine.model.records import (
+    cancelled_result,
+    expire,
+    honour_cancel,
+    outcome_line,
+)
 from taskengine.model.serializer import pack
 from taskengine.model.worker import WorkerInfo
-from taskengine.policy.priority import HEAD_START, due_at, order_key
-
-CANCELLED_BEFORE_RUN = "cancelled before it ran"
 
 # The columns a TaskRecord is built from (tasks aliased `t`), read by name in `record_from_row`.
 RECORD_COLUMNS = ", ".join(
@@ -114,61 +116,34 @@ def settle_arrays(outcomes: Sequence[Outcome], now: float) -> list[list[Any]]:
 
 def _outcome_line(outcome: Outcome) -> bytes | None:
     """The history line of an outcome, without its attempt number (or None: no line)."""
-    result = outcome.result
-    if outcome.kind not in NEEDS_RESULT or result is None:
-        return None
-    line = AttemptRecord(
-        attempt=0,
-        status=result.status,
-        worker_id=result.worker_id,
-        finished_at=result.completed_at,
-        duration=result.duration,
-        error=result.error,
-    )
-    return pack(line)
+    line = outcome_line(outcome)
+    return None if line is None else pack(line)
 
 
-def expiry_line(row: Row, now: float) -> bytes:
-    """The history line of an attempt whose lease ran out (a row of queries.REQUEUE_SELECT)."""
-    started = row["started_at"]
-    line = AttemptRecord(
-        attempt=row["attempt"],
-        status=ResultStatus.CANCELLED if row["cancel_requested"] else ResultStatus.FAILURE,
-        worker_id=row["worker_id"],
-        finished_at=now,
-        duration=now - (now if started is None else started),
-        error=LEASE_EXPIRED,
-    )
-    return pack(line)
-
-
-def expiry_dead_result(row: Row, now: float) -> bytes | None:
-    """The result of a task whose lease ran out on its last attempt (a row of
-    queries.REQUEUE_SELECT), or None if it is requeued or cancelled instead."""
-    if row["cancel_requested"] or row["attempt"] < row["max_attempts"]:
-        return None
-    started = row["started_at"]
-    result = expiry_result(
-        row["id"],
-        attempt=row["attempt"],
-        max_attempts=row["max_attempts"],
-        worker_id=row["worker_id"],
-        now=now,
-        duration=now - (now if started is None else started),
-    )
-    return pack(result)
-
-
-def cancelled_result(task_id: str, now: float) -> bytes:
-    """The result of a task cancelled before it ran (its attempt comes from the row)."""
-    return pack(
-        TaskResult(
-            task_id=task_id,
-            status=ResultStatus.CANCELLED,
-            completed_at=now,
-            error=CANCELLED_BEFORE_RUN,
+def expiry_arrays(rows: Sequence[Row], now: float) -> tuple[list[bytes], list[bytes | None]]:
+    """The aligned history lines and dead results ($3, $7) of queries.REQUEUE_APPLY for rows
+    of queries.REQUEUE_SELECT whose lease ran out at `now` (model.records.expire)."""
+    expiries = [
+        expire(
+            row["id"],
+            attempt=row["attempt"],
+            max_attempts=row["max_attempts"],
+            cancel_requested=row["cancel_requested"],
+            worker_id=row["worker_id"],
+            started_at=row["started_at"],
+            now=now,
         )
+        for row in rows
+    ]
+    return (
+        [pack(e.line) for e in expiries],
+        [None if e.result is None else pack(e.result) for e in expiries],
     )
+
+
+def cancelled_result_blob(task_id: str, now: float) -> bytes:
+    """The result of a task cancelled before it ran (its attempt comes from the row)."""
+    return pack(cancelled_result(task_id, now))
 
 
 def record_from_row(row: Row) -> TaskRecord:

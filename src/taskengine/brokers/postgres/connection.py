@@ -64,7 +64,7 @@ UNAVAILABLE: tuple[type[BaseException], ...] = (
 Work = Callable[[Any], Awaitable[T]]  # run with one pooled asyncpg connection
 
 
-class Connection:
+class PostgresConnection:
     """An asyncpg pool on one schema, its statements, and the LISTEN connection."""
 
     def __init__(

@@ -46,7 +46,7 @@ FROM unnest($1::text[], $2::text[], $3::bytea[], $4::smallint[], $5::text[], $6:
 
 # Inputs: $1 now, $2 lease expiry, $3 worker id, $4 limit, $5 the highest order key a task due
 # at $1 can have (so the index range scan stops there), $6 queues (NULL: all). A task is due
-# once its run_at and created_at are both reached (policy.priority.due_at).
+# once its run_at and created_at are both reached (model.priority.due_at).
 # Output: {record}, lease_token, order_key of each claimed task, in no set order.
 # Invariant: FOR UPDATE SKIP LOCKED gives each due task to one caller only, across every
 # connection; paused queues are skipped; each claim gets its own random token.

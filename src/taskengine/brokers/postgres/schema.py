@@ -15,7 +15,7 @@ from taskengine.errors import ConfigurationError
 
 # Inputs: none. Output: the first version of every table.
 # Invariants:
-# - tasks.order_key = policy.priority.order_key(priority, due_at(run_at, created_at)):
+# - tasks.order_key = model.priority.order_key(priority, due_at(run_at, created_at)):
 #   written whenever run_at changes; tasks_ready serves `reserve` in (order_key, id) order
 #   (ADR 0002, ADR 0006).
 # - lease_token is set exactly while state = 'running'; extend and settle match on it.

@@ -20,20 +20,20 @@ from taskengine.brokers.base import (
     check_limit,
 )
 from taskengine.brokers.redis.codec import decode_record, decode_records
-from taskengine.brokers.redis.connection import Connection
+from taskengine.brokers.redis.connection import RedisConnection
 from taskengine.brokers.redis.scripts import unavailable
 from taskengine.brokers.server_clock import ServerClock
-from taskengine.model import Priority, ResultStatus, TaskRecord, TaskResult, TaskState
+from taskengine.model import Priority, TaskRecord, TaskState
+from taskengine.model.records import cancelled_result
 from taskengine.model.serializer import pack
 from taskengine.model.state import TERMINAL_STATES
 from taskengine.model.worker import WorkerInfo
 
-CANCELLED_BEFORE_RUN = "cancelled before it ran"
 LIST_BUDGET = 5000  # ids one list_tasks call examines at most, however selective the filter
 _worker = msgspec.msgpack.Decoder(WorkerInfo)
 
 
-class RedisAdmin(Connection):
+class RedisAdmin(RedisConnection):
     """Inspection and control; see BrokerAdmin in brokers/base.py for the contract.
 
     With `server_clock` (the default), the server's clock (`TIME`) is the "now" of every
@@ -53,7 +53,7 @@ class RedisAdmin(Connection):
         self._clock = ServerClock(self._server_time) if server_clock else None
 
     async def start(self) -> None:
-        """Connect as Connection.start does; then read the server's time if it is used."""
+        """Connect as RedisConnection.start does; then read the server's time if it is used."""
         await super().start()
         if self._clock is not None:
             await self._clock.sync()
@@ -135,13 +135,7 @@ class RedisAdmin(Connection):
         now = await self._now(now)
         args: list[Any] = [now]
         for task_id in ids:
-            result = TaskResult(
-                task_id=task_id,
-                status=ResultStatus.CANCELLED,
-                completed_at=now,
-                error=CANCELLED_BEFORE_RUN,
-            )
-            args += [task_id, pack(result)]
+            args += [task_id, pack(cancelled_result(task_id, now))]
         return [CancelResult(a.decode()) for a in await self._run("cancel", *args)]
 
     async def replay(self, ids: Sequence[str], now: float) -> list[ReplayResult]:

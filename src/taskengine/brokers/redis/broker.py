@@ -22,10 +22,10 @@ from taskengine.brokers.base import (
 )
 from taskengine.brokers.redis.admin import RedisAdmin
 from taskengine.brokers.redis.codec import decode_claim, enqueue_args, settle_args
-from taskengine.brokers.semantics import EXHAUSTED, LEASE_EXPIRED, as_received
 from taskengine.brokers.server_clock import flag
 from taskengine.errors import QueueFull
 from taskengine.model import Lease, LeaseStatus, Outcome, ResultStatus, Task
+from taskengine.model.records import EXHAUSTED, LEASE_EXPIRED, as_received
 
 # The most newly due tasks one reserve moves to a queue's ready set (or `limit`, if larger):
 # moving 50,000 at once took 1.5 s with the whole server blocked.
@@ -152,7 +152,7 @@ class RedisBroker(RedisAdmin):
         One round trip (settle.lua), atomic as a whole; each outcome is applied or refused
         (False) independently of the others, in input order (a later outcome for the same
         task sees the earlier one's effect). A retry, snooze or release of a task with a cancel
-        request cancels it (brokers.semantics). Publishes a wake-up if a task became due.
+        request cancels it (model.records). Publishes a wake-up if a task became due.
         """
         if not outcomes:
             return []

@@ -15,11 +15,11 @@ from typing import Any
 import msgspec
 from msgspec.structs import replace
 
-from taskengine.brokers.semantics import honour_cancel
 from taskengine.model import AttemptRecord, Outcome, Task, TaskRecord, TaskResult, TaskState
-from taskengine.model.outcome import ATTEMPT_REFUNDED, NEEDS_RESULT
+from taskengine.model.outcome import ATTEMPT_REFUNDED
+from taskengine.model.priority import HEAD_START
+from taskengine.model.records import honour_cancel, outcome_line
 from taskengine.model.serializer import pack
-from taskengine.policy.priority import HEAD_START
 
 Fields = dict[bytes, bytes]
 
@@ -35,7 +35,7 @@ def enqueue_args(task: Task) -> list[str | bytes | float | int]:
         "" if task.idempotency_key is None else "=" + task.idempotency_key,  # "=": present
         task.queue,
         float(task.run_at),
-        HEAD_START[task.priority],  # reserve orders by due time - head start (policy.priority)
+        HEAD_START[task.priority],  # reserve orders by due time - head start (model.priority)
         int(task.priority),
         float(task.created_at),
         int(task.attempt),
@@ -47,7 +47,7 @@ def enqueue_args(task: Task) -> list[str | bytes | float | int]:
 
 def settle_args(outcome: Outcome, now: float) -> list[str | bytes | float | int]:
     """The nine fields settle.lua reads per outcome: its own seven, then the result and line
-    that replace them if the task has a cancel request (brokers.semantics; empty: none)."""
+    that replace them if the task has a cancel request (model.records; empty: none)."""
     honoured = honour_cancel(outcome, now)
     own = _settle_fields(outcome)
     if honoured is None:
@@ -58,19 +58,7 @@ def settle_args(outcome: Outcome, now: float) -> list[str | bytes | float | int]
 
 def _settle_fields(outcome: Outcome) -> list[str | bytes | float | int]:
     result = outcome.result
-    line = b""
-    if outcome.kind in NEEDS_RESULT and result is not None:
-        # The script sets the attempt number: only the store knows it.
-        line = pack(
-            AttemptRecord(
-                attempt=0,
-                status=result.status,
-                worker_id=result.worker_id,
-                finished_at=result.completed_at,
-                duration=result.duration,
-                error=result.error,
-            )
-        )
+    line = outcome_line(outcome)  # the script sets its attempt number: only the store knows it
     return [
         outcome.task_id,
         outcome.token,
@@ -78,7 +66,7 @@ def _settle_fields(outcome: Outcome) -> list[str | bytes | float | int]:
         "1" if outcome.kind in ATTEMPT_REFUNDED else "0",
         "" if outcome.run_at is None else float(outcome.run_at),
         b"" if result is None else pack(result),
-        line,
+        b"" if line is None else pack(line),
     ]
 
 

@@ -50,7 +50,7 @@ def client_url(url: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(rest)))
 
 
-class Connection:
+class RedisConnection:
     """A redis.asyncio client (connection pool), the namespace's scripts and wake-ups."""
 
     def __init__(

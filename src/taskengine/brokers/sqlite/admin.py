@@ -1,117 +1,125 @@
-"""The admin write operations: functions of the write connection run by the writer thread."""
+"""The admin half of the SQLite broker: inspection, cancel/replay/purge, pause, registry, leader.
+
+Writes run as functions of writes.py on the writer thread, reads as functions of reads.py on
+the reader thread, each in one round trip.
+"""
 
 from __future__ import annotations
 
-import sqlite3
+import functools
 from collections.abc import Sequence
 
-from taskengine.brokers.base import CancelResult, ReplayResult
-from taskengine.brokers.sqlite import queries as q
-from taskengine.brokers.sqlite.codec import json_list
-from taskengine.model import ResultStatus, TaskResult, TaskState
-from taskengine.model.serializer import pack
-from taskengine.model.state import REPLAYABLE_STATES, TERMINAL_STATES
+from taskengine.brokers.base import (
+    CancelResult,
+    CountRow,
+    Page,
+    ReplayResult,
+    TaskFilter,
+    check_limit,
+)
+from taskengine.brokers.sqlite import reads, writes
+from taskengine.brokers.sqlite.connection import SqliteConnection
+from taskengine.model import TaskRecord, TaskState
 from taskengine.model.worker import WorkerInfo
-from taskengine.policy.priority import HEAD_START
-
-CANCELLED_BEFORE_RUN = "cancelled before it ran"
 
 
-def _states(conn: sqlite3.Connection, ids: Sequence[str]) -> dict[str, tuple[TaskState, int, int]]:
-    """(state, attempt, priority) of each known task among `ids`."""
-    if not ids:
-        return {}
-    rows = conn.execute(q.SELECT_STATES, (json_list(ids),))
-    return {row[0]: (TaskState(row[1]), row[2], row[3]) for row in rows}
+class SqliteAdmin(SqliteConnection):
+    """Inspection and control; see BrokerAdmin in brokers/base.py for the contract."""
 
+    async def get(self, ids: Sequence[str]) -> list[TaskRecord | None]:
+        """Each task's record with its history (None where unknown), in input order.
 
-def cancel(conn: sqlite3.Connection, ids: Sequence[str], now: float) -> list[CancelResult]:
-    """Cancel queued tasks, flag running ones; answers in input order, repeats see the first."""
-    known = _states(conn, ids)
-    results: list[CancelResult] = []
-    for task_id in ids:
-        found = known.get(task_id)
-        if found is None:
-            results.append(CancelResult.NOT_FOUND)
-            continue
-        state, attempt, priority = found
-        if state is TaskState.QUEUED:
-            result = TaskResult(
-                task_id=task_id,
-                status=ResultStatus.CANCELLED,
-                completed_at=now,
-                error=CANCELLED_BEFORE_RUN,
-                attempt=attempt,
+        One round trip to the reader, two queries in one snapshot.
+        """
+        reader = self._read()
+        if not ids:
+            return []
+        return await reader.run(functools.partial(reads.get, ids=list(ids)))
+
+    async def list_tasks(self, filter: TaskFilter, limit: int, cursor: str | None = None) -> Page:
+        """Matching tasks newest first (by id), at most `limit`, with ids below `cursor`.
+
+        One round trip to the reader, two queries in one snapshot; next_cursor is the last
+        id when more tasks match.
+        """
+        check_limit(limit)
+        reader = self._read()
+        return await reader.run(
+            functools.partial(reads.list_tasks, filter=filter, limit=limit, cursor=cursor)
+        )
+
+    async def counts(self) -> list[CountRow]:
+        """Task counts per (queue, state, priority), ordered so; one round trip (a full scan)."""
+        return await self._read().run(reads.counts)
+
+    async def cancel(self, ids: Sequence[str], now: float) -> list[CancelResult]:
+        """Cancel queued tasks at once and flag running ones for their worker's next extend.
+
+        One round trip; atomic; aligned with `ids` (a repeated id sees the first's effect).
+        """
+        writer = self._write()
+        if not ids:
+            return []
+        return await writer.submit(functools.partial(writes.cancel, ids=list(ids), now=now))
+
+    async def replay(self, ids: Sequence[str], now: float) -> list[ReplayResult]:
+        """Move dead or cancelled tasks back to queued, due now, attempt count 0, history kept.
+
+        One round trip; atomic; aligned with `ids` (a repeated id sees the first's effect).
+        """
+        writer = self._write()
+        if not ids:
+            return []
+        results = await writer.submit(functools.partial(writes.replay, ids=list(ids), now=now))
+        if ReplayResult.REPLAYED in results:
+            self._woken()
+        return results
+
+    async def purge(self, states: Sequence[TaskState], finished_before: float, limit: int) -> int:
+        """Delete up to `limit` terminal tasks in `states` finished before the cutoff (oldest
+        first) with their history; return how many. One round trip; atomic."""
+        check_limit(limit)
+        writer = self._write()
+        return await writer.submit(
+            functools.partial(
+                writes.purge, states=list(states), finished_before=finished_before, limit=limit
             )
-            conn.execute(q.CANCEL_QUEUED, (now, pack(result), task_id))
-            known[task_id] = (TaskState.CANCELLED, attempt, priority)
-            results.append(CancelResult.CANCELLED)
-        elif state is TaskState.RUNNING:
-            conn.execute(q.REQUEST_CANCEL, (now, task_id))
-            results.append(CancelResult.REQUESTED)
-        else:
-            results.append(CancelResult.FINISHED)
-    return results
+        )
 
+    async def pause(self, queues: Sequence[str]) -> None:
+        """Stop `reserve` (of every process) from taking these queues. One round trip."""
+        await self._write().submit(functools.partial(writes.pause, queues=list(queues)))
 
-def replay(conn: sqlite3.Connection, ids: Sequence[str], now: float) -> list[ReplayResult]:
-    """Queue dead or cancelled tasks again, due now, attempt count reset; in input order."""
-    known = _states(conn, ids)
-    results: list[ReplayResult] = []
-    for task_id in ids:
-        found = known.get(task_id)
-        if found is None:
-            results.append(ReplayResult.NOT_FOUND)
-            continue
-        state, _, priority = found
-        if state not in REPLAYABLE_STATES:
-            results.append(ReplayResult.NOT_REPLAYABLE)
-            continue
-        conn.execute(q.REPLAY, (now, HEAD_START[priority], task_id))
-        known[task_id] = (TaskState.QUEUED, 0, priority)
-        results.append(ReplayResult.REPLAYED)
-    return results
+    async def resume(self, queues: Sequence[str]) -> None:
+        """Let `reserve` take these queues again and wake local waiters. One round trip."""
+        await self._write().submit(functools.partial(writes.resume, queues=list(queues)))
+        self._woken()
 
+    async def paused(self) -> set[str]:
+        """The paused queue names. One round trip to the reader."""
+        return await self._read().run(reads.paused)
 
-def purge(
-    conn: sqlite3.Connection, states: Sequence[TaskState], finished_before: float, limit: int
-) -> int:
-    """Delete up to `limit` terminal tasks (and their history), finished longest ago first."""
-    wanted = sorted(TaskState(state).value for state in set(states) & TERMINAL_STATES)
-    if not wanted:
-        return 0
-    rows = conn.execute(q.SELECT_PURGEABLE, (json_list(wanted), finished_before, limit))
-    doomed = json_list(row[0] for row in rows)
-    conn.execute(q.DELETE_ATTEMPTS, (doomed,))
-    return conn.execute(q.DELETE_TASKS, (doomed,)).rowcount
+    async def record_workers(self, workers: Sequence[WorkerInfo]) -> None:
+        """Insert or replace these workers by id. One round trip; atomic."""
+        await self._write().submit(functools.partial(writes.record_workers, workers=list(workers)))
 
+    async def forget_workers(self, ids: Sequence[str]) -> None:
+        """Remove these workers. One round trip; atomic."""
+        await self._write().submit(functools.partial(writes.forget_workers, ids=list(ids)))
 
-def pause(conn: sqlite3.Connection, queues: Sequence[str]) -> None:
-    """Mark the queues paused (idempotent)."""
-    conn.executemany(q.PAUSE, [(name,) for name in queues])
+    async def workers(self, seen_since: float) -> list[WorkerInfo]:
+        """Workers last seen at or after `seen_since`, by id. One round trip to the reader."""
+        return await self._read().run(functools.partial(reads.workers, seen_since=seen_since))
 
+    async def leader(self, name: str, holder: str, ttl: float, now: float) -> bool:
+        """Take `name` if free or expired, renew it if `holder` has it; True if held.
 
-def resume(conn: sqlite3.Connection, queues: Sequence[str]) -> None:
-    """Unmark the queues (idempotent)."""
-    conn.executemany(q.RESUME, [(name,) for name in queues])
+        One round trip, one atomic upsert: two processes never both hold `name`.
+        """
+        return await self._write().submit(
+            functools.partial(writes.leader, name=name, holder=holder, ttl=ttl, now=now)
+        )
 
-
-def record_workers(conn: sqlite3.Connection, workers: Sequence[WorkerInfo]) -> None:
-    """Insert or replace each worker by id (a later duplicate in the batch wins)."""
-    conn.executemany(q.RECORD_WORKER, [(w.id, w.last_seen, pack(w)) for w in workers])
-
-
-def forget_workers(conn: sqlite3.Connection, ids: Sequence[str]) -> None:
-    """Delete the workers with these ids."""
-    conn.executemany(q.FORGET_WORKER, [(worker_id,) for worker_id in ids])
-
-
-def leader(conn: sqlite3.Connection, name: str, holder: str, ttl: float, now: float) -> bool:
-    """Take, renew or fail to take the singleton lease `name` in one upsert."""
-    params = {"name": name, "holder": holder, "now": now, "expires_at": now + ttl}
-    return conn.execute(q.LEADER, params).fetchone() is not None
-
-
-def resign(conn: sqlite3.Connection, name: str, holder: str) -> None:
-    """Free `name` if `holder` holds it."""
-    conn.execute(q.RESIGN, (name, holder))
+    async def resign(self, name: str, holder: str) -> None:
+        """Free `name` if `holder` holds it. One round trip."""
+        await self._write().submit(functools.partial(writes.resign, name=name, holder=holder))

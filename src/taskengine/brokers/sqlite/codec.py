@@ -7,8 +7,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from taskengine.model import AttemptRecord, Priority, Task, TaskRecord, TaskResult, TaskState
+from taskengine.model.priority import due_at, order_key
 from taskengine.model.serializer import pack, to_json, unpack
-from taskengine.policy.priority import due_at, order_key
 
 # The columns a TaskRecord is built from, in the order `record_from_row` reads them.
 RECORD_COLUMNS = (

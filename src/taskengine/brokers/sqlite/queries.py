@@ -24,7 +24,7 @@ WHERE idempotency_key IN (SELECT value FROM json_each(?1))
 SELECT_DEPTH = "SELECT queued FROM depth WHERE id = 0"
 
 # Inputs: one task (codec.task_params). Output: none. Invariant: the caller checked the id and
-# idempotency key are free; order_key = policy order_key(priority, due_at(run_at, created_at)).
+# idempotency key are free; order_key = model.priority.order_key(priority, due_at(...)).
 INSERT_TASK = """
 INSERT INTO tasks (id, type, payload, priority, queue, created_at, run_at, order_key, timeout,
                    max_attempts, attempt, idempotency_key, state, updated_at, trace)
@@ -35,7 +35,7 @@ VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'queued', ?13, ?14)
 
 # Inputs: :now, :expires_at, :worker, :limit, :max_key (the highest order key a task due at
 # :now can have, so the index range scan stops there), :queues (JSON array, or NULL for all).
-# A task is due once run_at and created_at are both reached (policy.priority.due_at).
+# A task is due once run_at and created_at are both reached (model.priority.due_at).
 # Output: RECORD_COLUMNS + lease_token + order_key of each claimed task, in no set order.
 # Invariant: one statement under the write lock claims each task once, lowest
 # (order_key, id) first, skipping paused queues; each row gets its own random token.

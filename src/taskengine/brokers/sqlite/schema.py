@@ -11,7 +11,7 @@ SYNCHRONOUS_MODES = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
 
 # Inputs: none. Output: the tables below (idempotent: every statement is IF NOT EXISTS).
 # Invariants:
-# - tasks.order_key = policy.priority.order_key(priority, due_at(run_at, created_at)),
+# - tasks.order_key = model.priority.order_key(priority, due_at(run_at, created_at)),
 #   written by the broker whenever run_at changes; tasks_ready serves `reserve` without
 #   touching the table for most rows it skips (covering: order_key, id, run_at, queue;
 #   created_at, which a task also waits for, is read from the table).

@@ -105,7 +105,7 @@ local function regroup(id, from, to)
 end
 
 -- Index a task that just became queued and count it. It is due at the later of run_at and
--- created_at (policy.priority.due_at): a task already due goes straight to its queue's ready
+-- created_at (model.priority.due_at): a task already due goes straight to its queue's ready
 -- set, scored due - head as reserve's promote would; the others wait in sched_key by due time.
 -- Returns true if the task is due now.
 local function schedule(id, queue, run_at, created_at, head, now)

@@ -3,7 +3,7 @@
 -- KEYS[1]: the namespace's depth key (routes the call).
 -- ARGV[2]: now; ARGV[3]: limit; ARGV[4]: the history line's error text; ARGV[5]: its status
 --   when requeued (also the dead result's); ARGV[6]: its status when cancel was requested;
---   ARGV[7]: the start of the dead result's error (semantics.expiry_error).
+--   ARGV[7]: the start of the dead result's error (model.records.expiry_error).
 -- Returns: the ids moved, earliest expiry first (ties by id).
 -- Invariant: only leases expired strictly before now are taken; each gets one history line
 --   (the lost attempt) and its token is cleared, so the old holder can no longer settle; the

@@ -1,11 +1,16 @@
 """Records every broker writes the same way, built once here; each broker stores them.
 
+Every history line and every result a broker writes (rather than one a worker sent in an
+outcome) is built here: the line an outcome leaves (`outcome_line`), the line of a lease that
+ran out (`expire`), the result of a task cancelled before it ran (`cancelled_result`). A
+broker only translates them to its storage form.
+
 A cancel asked while a task runs is honoured by whatever settles that run: a run that ends as
 retry, snooze or released (the task would be queued again) ends the task cancelled instead,
 with a result and a history line that say so. Success and dead outcomes stand: the run
 finished. `requeue_expired` honours it the same way (its line says the lease expired).
 
-A lease that runs out on a task's last attempt ends the task dead (`expiry_result` says why),
+A lease that runs out on a task's last attempt ends the task dead (`expire` says why),
 never queued again: the attempts never pass `max_attempts`.
 
 A task is recorded as created no later than the broker received it (`as_received`), so a
@@ -15,10 +20,16 @@ pushes it back in the order (ADR 0006).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from msgspec.structs import replace
 
-from taskengine.model import Outcome, OutcomeKind, ResultStatus, Task, TaskResult
+from taskengine.model.outcome import NEEDS_RESULT, Outcome, OutcomeKind
+from taskengine.model.result import AttemptRecord, ResultStatus, TaskResult
+from taskengine.model.state import TaskState
+from taskengine.model.task import Task
 
+CANCELLED_BEFORE_RUN = "cancelled before it ran"
 CANCEL_HONOURED = "cancel requested while it ran: honoured"
 LEASE_EXPIRED = "lease expired"
 EXHAUSTED = "attempts exhausted"
@@ -50,30 +61,80 @@ def honour_cancel(outcome: Outcome, now: float) -> Outcome | None:
     )
 
 
+def outcome_line(outcome: Outcome, attempt: int = 0) -> AttemptRecord | None:
+    """The history line an applied outcome leaves (None: it leaves none). A broker that only
+    learns the attempt number in its store builds it with 0 and sets the number there."""
+    result = outcome.result
+    if outcome.kind not in NEEDS_RESULT or result is None:
+        return None
+    return AttemptRecord(
+        attempt=attempt,
+        status=result.status,
+        worker_id=result.worker_id,
+        finished_at=result.completed_at,
+        duration=result.duration,
+        error=result.error,
+    )
+
+
+def cancelled_result(task_id: str, now: float, attempt: int = 0) -> TaskResult:
+    """The result of a queued task cancelled at `now`, before it ran."""
+    return TaskResult(
+        task_id=task_id,
+        status=ResultStatus.CANCELLED,
+        completed_at=now,
+        error=CANCELLED_BEFORE_RUN,
+        attempt=attempt,
+    )
+
+
 def expiry_error(attempt: int, max_attempts: int) -> str:
     """The error of a task whose lease ran out on its last attempt (Redis builds it in Lua)."""
     return f"{EXHAUSTED} ({attempt} of {max_attempts}): {LEASE_EXPIRED}"
 
 
-def expiry_result(
+class Expiry(NamedTuple):
+    """What requeue_expired writes for one running task whose lease ran out."""
+
+    state: TaskState  # QUEUED (due at once), CANCELLED (a cancel was asked) or DEAD (last attempt)
+    line: AttemptRecord  # the history line of the lost attempt, which stays counted
+    result: TaskResult | None  # the result of a DEAD task; None otherwise (the last one stays)
+
+
+def expire(
     task_id: str,
     *,
     attempt: int,
     max_attempts: int,
+    cancel_requested: bool,
     worker_id: str | None,
+    started_at: float | None,
     now: float,
-    duration: float,
-) -> TaskResult:
-    """The result of a task whose lease ran out on its last attempt: it is dead."""
-    return TaskResult(
+) -> Expiry:
+    """What becomes of a task whose lease ran out at `now`: a pending cancel wins; on its last
+    attempt it is dead; otherwise it is queued again. Every case leaves a history line."""
+    line = AttemptRecord(
+        attempt=attempt,
+        status=ResultStatus.CANCELLED if cancel_requested else ResultStatus.FAILURE,
+        worker_id=worker_id,
+        finished_at=now,
+        duration=now - (now if started_at is None else started_at),
+        error=LEASE_EXPIRED,
+    )
+    if cancel_requested:
+        return Expiry(TaskState.CANCELLED, line, None)
+    if attempt < max_attempts:
+        return Expiry(TaskState.QUEUED, line, None)
+    result = TaskResult(
         task_id=task_id,
         status=ResultStatus.FAILURE,
-        duration=duration,
+        duration=line.duration,
         worker_id=worker_id,
         completed_at=now,
         error=expiry_error(attempt, max_attempts),
         attempt=attempt,
     )
+    return Expiry(TaskState.DEAD, line, result)
 
 
 def as_received(task: Task, now: float) -> Task:
@@ -87,12 +148,16 @@ def as_received(task: Task, now: float) -> Task:
 
 
 __all__ = [
+    "CANCELLED_BEFORE_RUN",
     "CANCEL_HONOURED",
     "EXHAUSTED",
     "LEASE_EXPIRED",
     "REQUEUEING",
+    "Expiry",
     "as_received",
+    "cancelled_result",
+    "expire",
     "expiry_error",
-    "expiry_result",
     "honour_cancel",
+    "outcome_line",
 ]

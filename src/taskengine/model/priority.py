@@ -1,5 +1,8 @@
 """Priority without starvation: a head start in time (ADR 0002, ADR 0006).
 
+The order key is data: every broker stores it with the task and recomputes it whenever run_at
+changes, so it lives beside the task, not among the decisions of `policy/`.
+
 Due tasks are taken in order of one key, `due_at - HEAD_START[priority]`, where `due_at` is
 the later of the task's run_at and its creation: a run_at in the past (even 0) gains nothing
 over a task created at the same moment, and a task is never due before it was created. A HIGH

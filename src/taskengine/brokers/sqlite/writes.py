@@ -1,4 +1,4 @@
-"""The hot-path write operations: functions of the write connection run by the writer thread.
+"""The write operations: functions of the write connection run by the writer thread.
 
 Each runs inside the writer's transaction (and its own SAVEPOINT), so it sees a stable store,
 holds the write lock throughout, and is undone alone if it raises.
@@ -12,8 +12,8 @@ from typing import Any, NamedTuple
 
 from msgspec.structs import replace
 
-from taskengine.brokers.base import EnqueueResult
-from taskengine.brokers.semantics import LEASE_EXPIRED, as_received, expiry_result, honour_cancel
+from taskengine.brokers.base import CancelResult, EnqueueResult, ReplayResult
+from taskengine.brokers.batches import split_new
 from taskengine.brokers.sqlite import queries as q
 from taskengine.brokers.sqlite.codec import (
     attempt_line,
@@ -23,19 +23,19 @@ from taskengine.brokers.sqlite.codec import (
     task_params,
 )
 from taskengine.errors import QueueFull
-from taskengine.model import (
-    AttemptRecord,
-    Lease,
-    LeaseStatus,
-    Outcome,
-    Priority,
-    ResultStatus,
-    Task,
+from taskengine.model import Lease, LeaseStatus, Outcome, Priority, Task, TaskState
+from taskengine.model.outcome import ATTEMPT_REFUNDED
+from taskengine.model.priority import HEAD_START, due_at, order_key
+from taskengine.model.records import (
+    as_received,
+    cancelled_result,
+    expire,
+    honour_cancel,
+    outcome_line,
 )
-from taskengine.model.outcome import ATTEMPT_REFUNDED, NEEDS_RESULT
 from taskengine.model.serializer import pack
-from taskengine.model.state import TERMINAL_STATES
-from taskengine.policy.priority import HEAD_START, due_at, order_key
+from taskengine.model.state import REPLAYABLE_STATES, TERMINAL_STATES
+from taskengine.model.worker import WorkerInfo
 
 
 class Running(NamedTuple):
@@ -63,21 +63,7 @@ def enqueue(
     known_keys: dict[str, str] = (
         dict(conn.execute(q.SELECT_KNOWN_KEYS, (json_list(keys),))) if keys else {}
     )
-    results: list[EnqueueResult] = []
-    fresh: list[Task] = []
-    for task in tasks:
-        if task.id in known_ids:
-            results.append(EnqueueResult(task.id, False))
-            continue
-        key = task.idempotency_key
-        if key is not None and key in known_keys:
-            results.append(EnqueueResult(known_keys[key], False))
-            continue
-        known_ids.add(task.id)
-        if key is not None:
-            known_keys[key] = task.id
-        fresh.append(task)
-        results.append(EnqueueResult(task.id, True))
+    results, fresh = split_new(tasks, known_ids, known_keys)
     depth = int(conn.execute(q.SELECT_DEPTH).fetchone()[0])
     if depth + len(fresh) > max_depth:  # as the reference: also when nothing is new
         raise QueueFull(depth, max_depth, len(fresh))
@@ -142,7 +128,7 @@ def extend(
 
 def settle(conn: sqlite3.Connection, outcomes: Sequence[Outcome], now: float) -> list[bool]:
     """Apply each outcome whose token is current, in input order; the rest are refused. A
-    retry, snooze or release of a task with a cancel request cancels it (brokers.semantics)."""
+    retry, snooze or release of a task with a cancel request cancels it (model.records)."""
     running = _running(conn, [outcome.task_id for outcome in outcomes])
     applied: list[bool] = []
     updates: list[dict[str, Any]] = []
@@ -156,16 +142,8 @@ def settle(conn: sqlite3.Connection, outcomes: Sequence[Outcome], now: float) ->
         if current.cancel_requested:
             outcome = honour_cancel(outcome, now) or outcome
         updates.append(_settled(current, outcome, now))
-        result = outcome.result
-        if outcome.kind in NEEDS_RESULT and result is not None:
-            line = AttemptRecord(
-                attempt=current.attempt,
-                status=result.status,
-                worker_id=result.worker_id,
-                finished_at=result.completed_at,
-                duration=result.duration,
-                error=result.error,
-            )
+        line = outcome_line(outcome, current.attempt)
+        if line is not None:
             lines.append((current.id, current.attempt, attempt_line(line)))
         applied.append(True)
     if updates:
@@ -204,28 +182,20 @@ def requeue_expired(conn: sqlite3.Connection, now: float, limit: int) -> list[st
     lines: list[tuple[str, int, bytes]] = []
     for *fields, max_attempts in rows:
         task = Running(*fields)
-        cancel = bool(task.cancel_requested)
-        line = AttemptRecord(
+        expiry = expire(
+            task.id,
             attempt=task.attempt,
-            status=ResultStatus.CANCELLED if cancel else ResultStatus.FAILURE,
+            max_attempts=max_attempts,
+            cancel_requested=bool(task.cancel_requested),
             worker_id=task.worker_id,
-            finished_at=now,
-            duration=now - (task.started_at if task.started_at is not None else now),
-            error=LEASE_EXPIRED,
+            started_at=task.started_at,
+            now=now,
         )
-        lines.append((task.id, task.attempt, attempt_line(line)))
-        if cancel:
+        lines.append((task.id, task.attempt, attempt_line(expiry.line)))
+        if expiry.state is TaskState.CANCELLED:
             cancelled.append((now, task.id))
-        elif task.attempt >= max_attempts:
-            result = expiry_result(
-                task.id,
-                attempt=task.attempt,
-                max_attempts=max_attempts,
-                worker_id=task.worker_id,
-                now=now,
-                duration=line.duration,
-            )
-            dead.append((now, task.id, pack(result)))
+        elif expiry.result is not None:
+            dead.append((now, task.id, pack(expiry.result)))
         else:
             requeued.append((now, HEAD_START[task.priority], task.id))
     if requeued:
@@ -248,3 +218,100 @@ def _running(conn: sqlite3.Connection, ids: list[str]) -> dict[str, Running]:
     if not ids:
         return {}
     return {row[0]: Running(*row) for row in conn.execute(q.SELECT_RUNNING, (json_list(ids),))}
+
+
+# -- admin ---------------------------------------------------------------------------------
+
+
+def _states(conn: sqlite3.Connection, ids: Sequence[str]) -> dict[str, tuple[TaskState, int, int]]:
+    """(state, attempt, priority) of each known task among `ids`."""
+    if not ids:
+        return {}
+    rows = conn.execute(q.SELECT_STATES, (json_list(ids),))
+    return {row[0]: (TaskState(row[1]), row[2], row[3]) for row in rows}
+
+
+def cancel(conn: sqlite3.Connection, ids: Sequence[str], now: float) -> list[CancelResult]:
+    """Cancel queued tasks, flag running ones; answers in input order, repeats see the first."""
+    known = _states(conn, ids)
+    results: list[CancelResult] = []
+    for task_id in ids:
+        found = known.get(task_id)
+        if found is None:
+            results.append(CancelResult.NOT_FOUND)
+            continue
+        state, attempt, priority = found
+        if state is TaskState.QUEUED:
+            result = cancelled_result(task_id, now, attempt)
+            conn.execute(q.CANCEL_QUEUED, (now, pack(result), task_id))
+            known[task_id] = (TaskState.CANCELLED, attempt, priority)
+            results.append(CancelResult.CANCELLED)
+        elif state is TaskState.RUNNING:
+            conn.execute(q.REQUEST_CANCEL, (now, task_id))
+            results.append(CancelResult.REQUESTED)
+        else:
+            results.append(CancelResult.FINISHED)
+    return results
+
+
+def replay(conn: sqlite3.Connection, ids: Sequence[str], now: float) -> list[ReplayResult]:
+    """Queue dead or cancelled tasks again, due now, attempt count reset; in input order."""
+    known = _states(conn, ids)
+    results: list[ReplayResult] = []
+    for task_id in ids:
+        found = known.get(task_id)
+        if found is None:
+            results.append(ReplayResult.NOT_FOUND)
+            continue
+        state, _, priority = found
+        if state not in REPLAYABLE_STATES:
+            results.append(ReplayResult.NOT_REPLAYABLE)
+            continue
+        conn.execute(q.REPLAY, (now, HEAD_START[priority], task_id))
+        known[task_id] = (TaskState.QUEUED, 0, priority)
+        results.append(ReplayResult.REPLAYED)
+    return results
+
+
+def purge(
+    conn: sqlite3.Connection, states: Sequence[TaskState], finished_before: float, limit: int
+) -> int:
+    """Delete up to `limit` terminal tasks (and their history), finished longest ago first."""
+    wanted = sorted(TaskState(state).value for state in set(states) & TERMINAL_STATES)
+    if not wanted:
+        return 0
+    rows = conn.execute(q.SELECT_PURGEABLE, (json_list(wanted), finished_before, limit))
+    doomed = json_list(row[0] for row in rows)
+    conn.execute(q.DELETE_ATTEMPTS, (doomed,))
+    return conn.execute(q.DELETE_TASKS, (doomed,)).rowcount
+
+
+def pause(conn: sqlite3.Connection, queues: Sequence[str]) -> None:
+    """Mark the queues paused (idempotent)."""
+    conn.executemany(q.PAUSE, [(name,) for name in queues])
+
+
+def resume(conn: sqlite3.Connection, queues: Sequence[str]) -> None:
+    """Unmark the queues (idempotent)."""
+    conn.executemany(q.RESUME, [(name,) for name in queues])
+
+
+def record_workers(conn: sqlite3.Connection, workers: Sequence[WorkerInfo]) -> None:
+    """Insert or replace each worker by id (a later duplicate in the batch wins)."""
+    conn.executemany(q.RECORD_WORKER, [(w.id, w.last_seen, pack(w)) for w in workers])
+
+
+def forget_workers(conn: sqlite3.Connection, ids: Sequence[str]) -> None:
+    """Delete the workers with these ids."""
+    conn.executemany(q.FORGET_WORKER, [(worker_id,) for worker_id in ids])
+
+
+def leader(conn: sqlite3.Connection, name: str, holder: str, ttl: float, now: float) -> bool:
+    """Take, renew or fail to take the singleton lease `name` in one upsert."""
+    params = {"name": name, "holder": holder, "now": now, "expires_at": now + ttl}
+    return conn.execute(q.LEADER, params).fetchone() is not None
+
+
+def resign(conn: sqlite3.Connection, name: str, holder: str) -> None:
+    """Free `name` if `holder` holds it."""
+    conn.execute(q.RESIGN, (name, holder))

@@ -1,0 +1,137 @@
+"""The admin half of the in-memory broker: inspection, cancel/replay/purge, pause, registry,
+leader. Each method runs without an await: atomic, no round trip."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from taskengine.brokers.base import (
+    CancelResult,
+    CountRow,
+    Page,
+    ReplayResult,
+    TaskFilter,
+    check_limit,
+)
+from taskengine.brokers.memory import codec
+from taskengine.brokers.memory.connection import MemoryConnection
+from taskengine.brokers.memory.queries import count_rows, matches
+from taskengine.model import TaskRecord, TaskState
+from taskengine.model.state import REPLAYABLE_STATES, TERMINAL_STATES
+from taskengine.model.worker import WorkerInfo
+
+
+class MemoryAdmin(MemoryConnection):
+    """Inspection and control; see BrokerAdmin in brokers/base.py for the contract."""
+
+    async def get(self, ids: Sequence[str]) -> list[TaskRecord | None]:
+        """Return each record, or None where unknown."""
+        return [self._records.get(task_id) for task_id in ids]
+
+    async def list_tasks(self, filter: TaskFilter, limit: int, cursor: str | None = None) -> Page:
+        """Return matching tasks newest first by id, after `cursor` (O(n) scan)."""
+        check_limit(limit)
+        matching = sorted(
+            (r for r in self._records.values() if matches(r, filter, cursor)),
+            key=lambda r: r.id,
+            reverse=True,
+        )
+        items = matching[:limit]
+        more = len(matching) > limit
+        return Page(items, items[-1].id if more else None)
+
+    async def counts(self) -> list[CountRow]:
+        """Count tasks per (queue, state, priority), with the oldest queued one's creation time."""
+        return count_rows(self._records.values())
+
+    async def cancel(self, ids: Sequence[str], now: float) -> list[CancelResult]:
+        """Cancel queued tasks now; flag running ones for their worker's next extend."""
+        results: list[CancelResult] = []
+        for task_id in ids:
+            record = self._records.get(task_id)
+            if record is None:
+                results.append(CancelResult.NOT_FOUND)
+            elif record.state is TaskState.QUEUED:
+                self._records[task_id] = codec.cancelled(record, now)
+                self._queued -= 1
+                results.append(CancelResult.CANCELLED)
+            elif record.state is TaskState.RUNNING:
+                self._records[task_id] = codec.cancel_requested(record, now)
+                results.append(CancelResult.REQUESTED)
+            else:
+                results.append(CancelResult.FINISHED)
+        return results
+
+    async def replay(self, ids: Sequence[str], now: float) -> list[ReplayResult]:
+        """Move dead or cancelled tasks back to queued, due now, attempt count reset."""
+        results: list[ReplayResult] = []
+        for task_id in ids:
+            record = self._records.get(task_id)
+            if record is None:
+                results.append(ReplayResult.NOT_FOUND)
+            elif record.state not in REPLAYABLE_STATES:
+                results.append(ReplayResult.NOT_REPLAYABLE)
+            else:
+                self._store_queued(codec.replayed(record, now), now)
+                results.append(ReplayResult.REPLAYED)
+        if ReplayResult.REPLAYED in results:
+            self._work.set()
+        return results
+
+    async def purge(self, states: Sequence[TaskState], finished_before: float, limit: int) -> int:
+        """Delete up to `limit` terminal tasks in `states` finished before the cutoff."""
+        check_limit(limit)
+        wanted = set(states) & TERMINAL_STATES
+        doomed = sorted(
+            (r.finished_at or 0.0, r.id)
+            for r in self._records.values()
+            if r.state in wanted and (r.finished_at or 0.0) < finished_before
+        )[:limit]
+        for _, task_id in doomed:
+            record = self._records.pop(task_id)
+            if record.idempotency_key is not None:
+                self._by_key.pop(record.idempotency_key, None)
+        return len(doomed)
+
+    async def pause(self, queues: Sequence[str]) -> None:
+        """Stop reserving from these queues."""
+        self._paused.update(queues)
+
+    async def resume(self, queues: Sequence[str]) -> None:
+        """Reserve from these queues again."""
+        self._paused.difference_update(queues)
+        self._work.set()
+
+    async def paused(self) -> set[str]:
+        """Return the paused queues."""
+        return set(self._paused)
+
+    async def record_workers(self, workers: Sequence[WorkerInfo]) -> None:
+        """Insert or replace workers by id."""
+        for worker in workers:
+            self._workers[worker.id] = worker
+
+    async def forget_workers(self, ids: Sequence[str]) -> None:
+        """Remove workers by id."""
+        for worker_id in ids:
+            self._workers.pop(worker_id, None)
+
+    async def workers(self, seen_since: float) -> list[WorkerInfo]:
+        """Return workers seen at or after `seen_since`, by id."""
+        return sorted(
+            (w for w in self._workers.values() if w.last_seen >= seen_since), key=lambda w: w.id
+        )
+
+    async def leader(self, name: str, holder: str, ttl: float, now: float) -> bool:
+        """Take `name` if free or expired, renew it if `holder` has it."""
+        current = self._leaders.get(name)
+        if current is None or current[0] == holder or current[1] <= now:
+            self._leaders[name] = (holder, now + ttl)
+            return True
+        return False
+
+    async def resign(self, name: str, holder: str) -> None:
+        """Free `name` if `holder` has it."""
+        current = self._leaders.get(name)
+        if current is not None and current[0] == holder:
+            del self._leaders[name]

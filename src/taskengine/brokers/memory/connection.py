@@ -1,0 +1,113 @@
+"""The in-memory broker's store: its dicts and heaps, the wake-up event, and their indexing.
+
+There is no connection to open: the "store" is this process's memory and every operation runs
+on the event loop without an await, so each is atomic. Queued tasks are indexed in `_ready`
+per queue, ordered by (order_key, id) once due (at once when queued due), and in `_later` by
+due time (model.priority.due_at) until then. Entries are checked against the record when
+popped (lazy deletion), so a record that changed leaves a stale entry that is skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+
+from taskengine.brokers.base import DEFAULT_MAX_DEPTH, Capabilities, check_limit
+from taskengine.brokers.memory.queries import Heap
+from taskengine.model import TaskRecord, TaskState
+from taskengine.model.priority import due_at, order_key
+from taskengine.model.worker import WorkerInfo
+
+_CAPABILITIES = Capabilities(durable=False, shared=False, push_wakeup=True)
+
+
+class MemoryConnection:
+    """The records, lease tokens and indexes of one in-process store."""
+
+    def __init__(self, *, max_depth: int = DEFAULT_MAX_DEPTH) -> None:
+        check_limit(max_depth, "max_depth")
+        self.max_depth = max_depth
+        self._records: dict[str, TaskRecord] = {}
+        self._tokens: dict[str, str] = {}
+        self._by_key: dict[str, str] = {}
+        self._ready: dict[str, Heap] = {}
+        self._later: Heap = []
+        self._queued = 0
+        self._paused: set[str] = set()
+        self._workers: dict[str, WorkerInfo] = {}
+        self._leaders: dict[str, tuple[str, float]] = {}
+        self._work = asyncio.Event()
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """Not durable, not shared across processes; wakes waiters on enqueue."""
+        return _CAPABILITIES
+
+    async def start(self) -> None:
+        """Nothing to connect."""
+
+    async def close(self) -> None:
+        """Nothing to flush."""
+
+    async def wait_for_work(self, timeout: float) -> None:
+        """Return as soon as something is enqueued or requeued, or after `timeout`."""
+        if not self._work.is_set():
+            try:
+                await asyncio.wait_for(self._work.wait(), timeout)
+            except TimeoutError:
+                return
+        self._work.clear()
+
+    # -- storage ----------------------------------------------------------------------------
+
+    def _held(self, task_id: str, token: str) -> TaskRecord | None:
+        """The running record `token` leases, or None if the lease is not current."""
+        record = self._records.get(task_id)
+        if record is None or record.state is not TaskState.RUNNING:
+            return None
+        return record if self._tokens.get(task_id) == token else None
+
+    def _store_queued(self, record: TaskRecord, now: float) -> None:
+        """Store a record that became queued, count it and index it."""
+        self._records[record.id] = record
+        self._queued += 1
+        self._push(record, now)
+
+    def _push(self, record: TaskRecord, now: float) -> None:
+        """Index a queued record: in its queue's ready heap if due, else in `_later`."""
+        due = due_at(record.run_at, record.created_at)
+        if due <= now:
+            self._make_ready(record, due)
+        else:
+            heapq.heappush(self._later, (due, record.id))
+
+    def _make_ready(self, record: TaskRecord, due: float) -> None:
+        heap = self._ready.get(record.queue)
+        if heap is None:  # not setdefault: no throwaway list per call on the hot path
+            heap = self._ready[record.queue] = []
+        heapq.heappush(heap, (order_key(record.priority, due), record.id))
+
+    def _promote(self, now: float) -> None:
+        """Move entries now due from `_later` to their queue's ready heap."""
+        later = self._later
+        while later and later[0][0] <= now:
+            due, task_id = heapq.heappop(later)
+            record = self._records.get(task_id)
+            if (
+                record is None
+                or record.state is not TaskState.QUEUED
+                or due_at(record.run_at, record.created_at) != due
+            ):
+                continue
+            self._make_ready(record, due)
+
+    def _is_entry(self, task_id: str, key: float) -> TaskRecord | None:
+        """The queued record a ready-heap entry still stands for, or None if it is stale."""
+        record = self._records.get(task_id)
+        if record is None or record.state is not TaskState.QUEUED:
+            return None
+        due = due_at(record.run_at, record.created_at)
+        return record if order_key(record.priority, due) == key else None
+
+
+__all__ = ["MemoryConnection"]
