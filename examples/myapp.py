@@ -3,8 +3,7 @@ import asyncio
 
 import msgspec
 
-from taskengine import App
-from taskengine.policy.retry import NoRetry
+from taskengine import App, NoRetry
 
 app = App("sqlite:///tasks.db")  # your task types only (builtins=True adds cpu.*, io.*, time.*)
 

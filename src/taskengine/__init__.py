@@ -8,6 +8,7 @@ from taskengine.clock import Clock, FakeClock, SystemClock
 from taskengine.errors import (
     BrokerUnavailable,
     ConfigurationError,
+    IdempotencyConflict,
     InvalidTransition,
     LeaseLost,
     QueueFull,
@@ -25,6 +26,7 @@ from taskengine.model import (
     TaskState,
     new_task,
 )
+from taskengine.policy.retry import NoRetry, Retry, Snooze
 
 __version__ = "0.1.0"
 
@@ -54,12 +56,16 @@ __all__ = [
     "Clock",
     "ConfigurationError",
     "FakeClock",
+    "IdempotencyConflict",
     "InvalidTransition",
     "LeaseLost",
+    "NoRetry",
     "Priority",
     "QueueFull",
     "ResultStatus",
+    "Retry",
     "Settings",
+    "Snooze",
     "SystemClock",
     "Task",
     "TaskEngineError",

@@ -9,7 +9,7 @@ EXPECTED = {
     "InvalidTransition", "LeaseLost", "Priority", "QueueFull", "ResultStatus", "Settings",
     "SystemClock", "Task", "TaskEngineError", "TaskNotFound", "TaskRecord", "TaskRequest",
     "TaskResult", "TaskState", "UnknownBroker", "ValidationError", "__version__", "new_task",
-    "open_broker",
+    "open_broker", "NoRetry", "Retry", "Snooze", "IdempotencyConflict",
 }  # fmt: skip
 
 
