@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -307,8 +308,9 @@ class App:
         """Queue a dead or cancelled task again with a fresh attempt count."""
         return (await self.broker.replay([task_id], self.clock.now()))[0]
 
-    def worker(self, **overrides: Any) -> Worker:
-        """Build this app's worker pool (start it with `await worker.start()`)."""
+    def engine(self, **overrides: Any) -> Worker:
+        """Build this app's engine: its worker pool and background services (start it with
+        `await engine.start()`)."""
         settings = self.settings.with_changes(**overrides) if overrides else self.settings
         for entry in self.periodic_tasks:  # fail at start, not at the first slot
             self.build_periodic(entry, self.clock.now(), "check")
@@ -323,6 +325,15 @@ class App:
             tracing=self.tracing,
         )
         return self._worker
+
+    def worker(self, **overrides: Any) -> Worker:
+        """Deprecated since 0.1: `engine()` under its old name; warns DeprecationWarning."""
+        warnings.warn(
+            "App.worker() is deprecated: use App.engine(), which builds the same engine",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return self.engine(**overrides)
 
 
 def builtin_config(settings: Settings) -> BuiltinConfig:

@@ -17,7 +17,8 @@ from taskengine.clock import FakeClock
 from taskengine.errors import BrokerUnavailable
 from taskengine.model import ResultStatus, TaskResult, TaskState
 from taskengine.model import outcome as outcomes
-from taskengine.runtime import worker as worker_module
+from taskengine.runtime import reaper as reaper_module
+from taskengine.runtime import retention as retention_module
 from taskengine.runtime.completer import Completer
 from taskengine.runtime.worker import Worker
 from tests.runtime.apps import BOARD, FlakyBroker, build_app, finished, wait_for
@@ -239,7 +240,7 @@ async def test_only_the_leader_requeues_expired_leases(app: App, clock: FakeCloc
 async def test_the_reaper_requeues_every_expired_lease_in_one_round(
     app: App, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(worker_module, "REQUEUE_BATCH", 2)  # many batches from few leases
+    monkeypatch.setattr(reaper_module, "REQUEUE_BATCH", 2)  # many batches from few leases
     ids = [await app.submit("quick", n) for n in range(5)]
     assert len(await app.broker.reserve("crashed/w1", 5, LEASE, clock.now())) == 5
     clock.advance(LEASE + 1)
@@ -281,7 +282,7 @@ async def test_retention_purges_finished_tasks_after_their_ttl(app: App, clock: 
 async def test_retention_keeps_purging_until_nothing_is_past_its_ttl(
     app: App, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(worker_module, "PURGE_BATCH", 2)  # many batches from few tasks
+    monkeypatch.setattr(retention_module, "PURGE_BATCH", 2)  # many batches from few tasks
     worker = make_worker(app, finished_ttl=10)
     ids = [await app.submit("quick", n) for n in range(5)]
     async with running(worker):

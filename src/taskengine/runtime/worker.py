@@ -1,4 +1,5 @@
-"""The worker: composes the pool, fetcher, completer and background duties, and shuts down
+"""The worker: composes the pool, fetcher, completer and the background services (heartbeat,
+cancel watch, reaper, retention, autoscaler, scheduler: one file each), and shuts down
 gracefully (stop reserving, release the buffer, let runs finish within the grace period,
 interrupt and release the rest, settle everything, leave the registry)."""
 
@@ -15,17 +16,20 @@ from taskengine.brokers.base import BrokerBackend
 from taskengine.clock import SYSTEM_CLOCK, Clock
 from taskengine.errors import ShutdownIncomplete
 from taskengine.metrics import Metrics
-from taskengine.model import LeaseStatus, Task, TaskState
-from taskengine.policy.autoscale import PoolSample, desired_size
+from taskengine.model import Task
 from taskengine.policy.breaker import BreakerConfig, BreakerRegistry
 from taskengine.policy.cron import CronEntry
 from taskengine.policy.retry import RetryPolicy
 from taskengine.registry import Registry
+from taskengine.runtime.autoscaler import Autoscaler
+from taskengine.runtime.cancel_watch import CancelWatch
 from taskengine.runtime.completer import Completer
 from taskengine.runtime.fetcher import Fetcher
-from taskengine.runtime.liveness import live_workers
+from taskengine.runtime.heartbeat import Heartbeat
 from taskengine.runtime.pool import Pool
 from taskengine.runtime.process_pool import ProcessExecutor
+from taskengine.runtime.reaper import REAPER, Reaper
+from taskengine.runtime.retention import RETENTION, Retention
 from taskengine.runtime.runner import Runner
 from taskengine.runtime.scheduler import SCHEDULER, Scheduler
 from taskengine.runtime.service import PeriodicService
@@ -36,10 +40,6 @@ from taskengine.settings import Settings
 from taskengine.tracing import Tracing
 
 log = logging.getLogger("taskengine.runtime")
-REAPER = "reaper"
-RETENTION = "retention"
-REQUEUE_BATCH = 1_000  # expired leases requeued per broker call
-PURGE_BATCH = 10_000  # tasks deleted per broker call (one write transaction each)
 INTERRUPT_WAIT = 2.0  # shutdown: how long interrupted runs get to hand their task back
 SETTLE_WAIT = 30.0  # shutdown: how long the last outcomes get to reach the broker
 LEAVE_WAIT = 5.0  # shutdown: leaving the worker registry and the leader leases
@@ -118,25 +118,29 @@ class Worker:
             deliver=self.pool.deliver,
         )
         self.pool.space_available = self.fetcher.space_available
-        # No backoff: a heartbeat late past the lease after a broker outage loses every run.
-        # Bounded by its interval: a call stuck on a half-open connection must not stop the
-        # heartbeats that keep every lease of this instance alive.
-        self.heartbeat = PeriodicService(
-            "heartbeat",
-            settings.heartbeat_every,
-            self.heartbeat_once,
-            max_backoff=1,
-            deadline=settings.heartbeat_every,
+        self.heartbeat = Heartbeat(
+            broker,
+            clock,
+            self.pool,
+            registry,
+            self.runner.unknown_types,
+            instance=self.instance,
+            host=self.host,
+            lease_for=settings.lease_for,
+            every=settings.heartbeat_every,
         )
-        self.cancel_watch = PeriodicService(
-            "cancel-watch",
-            settings.cancel_poll_every,
-            self.cancel_watch_once,
-            deadline=max(settings.cancel_poll_every, 1.0),
+        self.cancel_watch = CancelWatch(broker, self.pool, every=settings.cancel_poll_every)
+        self.reaper = Reaper(broker, clock, instance=self.instance, every=settings.reaper_every)
+        self.retention = Retention(
+            broker,
+            clock,
+            instance=self.instance,
+            every=settings.retention_every,
+            finished_ttl=settings.finished_ttl,
+            dead_ttl=settings.dead_ttl,
         )
-        self.reaper = PeriodicService(REAPER, settings.reaper_every, self.reap_once)
-        self.retention = PeriodicService(RETENTION, settings.retention_every, self.purge_once)
-        self.autoscaler = PeriodicService("autoscaler", 1.0, self.autoscale_once)
+        low, high = settings.scale_bounds
+        self.autoscaler = Autoscaler(self.pool, self.fetcher, low=low, high=high)
         self.scheduler = Scheduler(
             broker,
             clock,
@@ -160,8 +164,6 @@ class Worker:
                 lease_for=settings.lease_for,
                 margin=settings.watchdog_margin,
             )
-        self._idle_rounds = 0
-        self._forgotten: set[str] = set()
         self._force = asyncio.Event()
         self._state = "new"
         self._stopped = asyncio.Event()
@@ -228,8 +230,7 @@ class Worker:
         services = [self.heartbeat, self.cancel_watch, self.reaper, self.retention]
         if self.scheduler.entries:
             services.append(self.scheduling)
-        low, high = self.settings.scale_bounds
-        if low != high:
+        if self.autoscaler.low != self.autoscaler.high:
             services.append(self.autoscaler)
         return services
 
@@ -259,103 +260,27 @@ class Worker:
             for run in list(self.runner.abandoned.values())
         ]
 
-    # -- background duties ------------------------------------------------------------------
+    # -- one round of each background service, now (tests and scripts) ---------------------
 
     async def heartbeat_once(self) -> None:
         """Extend every held lease, act on lost and cancelled ones, report the workers."""
-        now = self.clock.now()
-        leases = list(self.pool.held.values())
-        if leases:
-            statuses = await self.broker.extend(leases, self.settings.lease_for, now)
-            for lease, status in zip(leases, statuses, strict=True):
-                self.pool.lease_status(lease, status)
-        pid = os.getpid()
-        slots = list(self.pool.slots.values())
-        live = [s for s in slots if s.active]
-        types = tuple(self.registry.names())
-        await self.broker.record_workers(
-            [s.info(self.instance, self.host, pid, now, types) for s in live]
-        )
-        if self.runner.unknown_types.wanted:  # a task of a type not run here: who runs it?
-            alive = await live_workers(self.broker, self.settings.heartbeat_every, now)
-            self.runner.unknown_types.update(alive)
-        self._forgotten.difference_update(s.id for s in live)  # a number in use again
-        ended = [s.id for s in slots if s not in live and s.id not in self._forgotten]
-        if ended:  # retired by the autoscaler: leave the registry
-            await self.broker.forget_workers(ended)
-            self._forgotten.update(ended)
+        await self.heartbeat.run_once()
 
     async def cancel_watch_once(self) -> int:
-        """Stop running tasks whose cancel was asked elsewhere; return how many.
-
-        A read of the running tasks' records, so a cancel from any instance reaches the run
-        within `cancel_poll_every` instead of a heartbeat interval. Nothing is read while idle.
-        """
-        leases = [slot.lease for slot in self.pool.slots.values() if slot.lease is not None]
-        if not leases:
-            return 0
-        records = await self.broker.get([lease.task_id for lease in leases])
-        asked = 0
-        for lease, record in zip(leases, records, strict=True):
-            if record is not None and record.cancel_requested and record.state is TaskState.RUNNING:
-                self.pool.lease_status(lease, LeaseStatus.CANCEL_REQUESTED)
-                asked += 1
-        return asked
+        """Stop running tasks whose cancel was asked elsewhere; return how many."""
+        return await self.cancel_watch.run_once()
 
     async def reap_once(self) -> list[str]:
         """If this instance leads, requeue tasks whose lease expired."""
-        now = self.clock.now()
-        if not await self.broker.leader(REAPER, self.instance, self.settings.reaper_every * 3, now):
-            return []
-        ids: list[str] = []
-        while len(batch := await self.broker.requeue_expired(now, REQUEUE_BATCH)) > 0:
-            ids += batch  # a crash of many workers expires more leases than one batch holds
-            if len(batch) < REQUEUE_BATCH:
-                break
-        if ids:
-            log.warning("requeued %d tasks whose lease expired", len(ids))
-        return ids
+        return await self.reaper.run_once()
 
     async def purge_once(self) -> int:
         """If this instance leads, delete finished tasks past their retention."""
-        now = self.clock.now()
-        ttl = self.settings.retention_every * 3
-        if not await self.broker.leader(RETENTION, self.instance, ttl, now):
-            return 0
-        finished = [TaskState.SUCCEEDED, TaskState.CANCELLED]
-        purged = 0
-        for states, keep in (
-            (finished, self.settings.finished_ttl),
-            ([TaskState.DEAD], self.settings.dead_ttl),
-        ):
-            # Batch after batch until done: one batch a round would cap retention at
-            # PURGE_BATCH per `retention_every`, far below what a busy engine finishes.
-            while (batch := await self.broker.purge(states, now - keep, PURGE_BATCH)) > 0:
-                purged += batch
-                if batch < PURGE_BATCH:
-                    break
-        return purged
+        return await self.retention.run_once()
 
     async def autoscale_once(self) -> int:
         """Resize the pool by backlog; return the new size."""
-        pool = self.pool
-        busy = pool.busy
-        self._idle_rounds = self._idle_rounds + 1 if busy * 2 <= pool.size else 0
-        sample = PoolSample(
-            size=pool.size,
-            busy=busy,
-            waiting=pool.waiting,
-            saturated=self.fetcher.last_full,
-            idle_rounds=self._idle_rounds,
-        )
-        low, high = self.settings.scale_bounds
-        size = desired_size(sample, low, high)
-        if size != pool.size:
-            log.info("pool resized", extra={"from": pool.size, "to": size})
-            pool.resize(size)
-            if size < sample.size:
-                self._idle_rounds = 0
-        return size
+        return await self.autoscaler.run_once()
 
     # -- shutdown ---------------------------------------------------------------------------
 

@@ -1,0 +1,72 @@
+"""The heartbeat: keeps this instance's leases alive and its workers in the registry."""
+
+from __future__ import annotations
+
+import os
+
+from taskengine.brokers.base import BrokerBackend
+from taskengine.clock import Clock
+from taskengine.registry import Registry
+from taskengine.runtime.known_types import KnownTypes
+from taskengine.runtime.liveness import live_workers
+from taskengine.runtime.pool import Pool
+from taskengine.runtime.service import PeriodicService
+
+HEARTBEAT = "heartbeat"
+
+
+class Heartbeat(PeriodicService):
+    """Every `every` seconds: extend every held lease, act on lost and cancelled ones, and
+    record the pool's workers (and forget the retired ones) in the worker registry."""
+
+    def __init__(
+        self,
+        broker: BrokerBackend,
+        clock: Clock,
+        pool: Pool,
+        registry: Registry,
+        unknown_types: KnownTypes,
+        *,
+        instance: str,
+        host: str,
+        lease_for: float,
+        every: float,
+    ) -> None:
+        # No backoff: a heartbeat late past the lease after a broker outage loses every run.
+        # Bounded by its interval: a call stuck on a half-open connection must not stop the
+        # heartbeats that keep every lease of this instance alive.
+        super().__init__(HEARTBEAT, every, self.run_once, max_backoff=1, deadline=every)
+        self.broker = broker
+        self.clock = clock
+        self.pool = pool
+        self.registry = registry
+        self.unknown_types = unknown_types
+        self.instance = instance
+        self.host = host
+        self.lease_for = lease_for
+        self._forgotten: set[str] = set()  # retired workers already taken out of the registry
+
+    async def run_once(self) -> None:
+        """Extend every held lease, act on lost and cancelled ones, report the workers."""
+        now = self.clock.now()
+        pool = self.pool
+        leases = list(pool.held.values())
+        if leases:
+            statuses = await self.broker.extend(leases, self.lease_for, now)
+            for lease, status in zip(leases, statuses, strict=True):
+                pool.lease_status(lease, status)
+        pid = os.getpid()
+        slots = list(pool.slots.values())
+        live = [s for s in slots if s.active]
+        types = tuple(self.registry.names())
+        await self.broker.record_workers(
+            [s.info(self.instance, self.host, pid, now, types) for s in live]
+        )
+        if self.unknown_types.wanted:  # a task of a type not run here: who runs it?
+            alive = await live_workers(self.broker, self.interval, now)
+            self.unknown_types.update(alive)
+        self._forgotten.difference_update(s.id for s in live)  # a number in use again
+        ended = [s.id for s in slots if s not in live and s.id not in self._forgotten]
+        if ended:  # retired by the autoscaler: leave the registry
+            await self.broker.forget_workers(ended)
+            self._forgotten.update(ended)
