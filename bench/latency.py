@@ -157,7 +157,7 @@ async def _in_process(url: str, rate: int, batch: int) -> dict[str, list[float]]
     app = App(url, builtins=False)
     app.task("bench.mark")(latency_app.mark)
     await app.start()
-    worker = app.worker()
+    worker = app.engine()
     await worker.start()
     try:
         submits = await produce(app, rate, SECONDS, batch)

@@ -29,7 +29,7 @@ async def soak(url: str, total: int = TOTAL) -> tuple[list[tuple[int, float]], i
     """(completed tasks, RSS in MB) samples, and how many tasks the store held at the end."""
     app = make_app(url, workers=100, prefetch=500, finished_ttl=2.0, retention_every=1.0)
     await app.start()
-    worker = app.worker()
+    worker = app.engine()
     await worker.start()
     process = psutil.Process()
     batch = [TaskRequest(type=NOOP) for _ in range(100)]

@@ -79,7 +79,7 @@ async def throughput(url: str, count: int, *, producer: bool, **settings: Any) -
     if not producer:
         for _ in range(count // 100):
             await app.submit_many(batch)
-    worker = app.worker()
+    worker = app.engine()
     started = time.perf_counter()
     await worker.start()
     if producer:
@@ -97,7 +97,7 @@ async def io_workload(url: str, count: int = 5000, workers: int = 100) -> float:
     app = make_app(url, workers=workers, prefetch=workers * 2)
     await app.start()
     await app.submit_many([TaskRequest(type=SLEEP) for _ in range(count)])
-    worker = app.worker()
+    worker = app.engine()
     started = time.perf_counter()
     await worker.start()
     await _until_done(app, count)
@@ -113,7 +113,7 @@ async def cpu_workload(
     """Seconds to run `count` CPU tasks on `processes` (default: SHA-256, 200 KiB, 40 rounds)."""
     app = make_app(url, workers=8, process_pool=processes)
     await app.start()
-    worker = app.worker()
+    worker = app.engine()
     await worker.start()  # the process pool starts here, outside the timing
     payload = SHA if payload is None else payload
     started = time.perf_counter()
@@ -129,7 +129,7 @@ async def mixed_workload(url: str, count: int = 5_000) -> float:
     """Seconds to drain a mix: 70% no-op, 25% 10 ms I/O, 5% SHA-256 (200 KiB, 1 round)."""
     app = make_app(url, workers=100, prefetch=200, process_pool=2)
     await app.start()
-    worker = app.worker()
+    worker = app.engine()
     await worker.start()  # the process pool starts outside the timing
     kinds = [TaskRequest(type=NOOP)] * 14 + [TaskRequest(type=SLEEP)] * 5
     kinds.append(TaskRequest(type="cpu.sha256", payload={"size": 200 * 1024, "rounds": 1}))

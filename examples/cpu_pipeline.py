@@ -54,8 +54,8 @@ async def report(totals: Totals) -> str:
 async def main(limit: int = 2_000_000, chunks: int = 8) -> str:
     size = -(-limit // chunks)
     async with app:
-        worker = app.worker(processes=4)
-        await worker.start()
+        engine = app.engine(processes=4)
+        await engine.start()
         try:
             stage1 = await app.submit_many(
                 [
@@ -72,7 +72,7 @@ async def main(limit: int = 2_000_000, chunks: int = 8) -> str:
             summary = await app.result(await app.submit("primes.report", totals), timeout=60)
             return str(summary.data)
         finally:
-            await worker.stop()
+            await engine.stop()
 
 
 if __name__ == "__main__":

@@ -44,12 +44,12 @@ async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         if workers == 0:
             yield  # submit only; workers run elsewhere
             return
-        worker = app.worker(workers=workers)
-        await worker.start()
+        engine = app.engine(workers=workers)
+        await engine.start()
         try:
             yield
         finally:
-            await worker.stop()  # hand back what is not done; nothing is lost
+            await engine.stop()  # hand back what is not done; nothing is lost
 
 
 api = FastAPI(lifespan=lifespan)

@@ -28,13 +28,13 @@ def render(payload: dict) -> dict:
 
 async def main() -> None:
     async with app:
-        worker = app.worker()  # workers in this process; or `taskengine --app myapp:app worker`
-        await worker.start()
+        engine = app.engine()  # workers in this process; or `taskengine --app myapp:app worker`
+        await engine.start()
         try:
             task_id = await app.submit("email.send", {"to": "a@example.com", "subject": "hi"})
             print(await app.result(task_id, timeout=60))
         finally:
-            await worker.stop()
+            await engine.stop()
 
 
 if __name__ == "__main__":

@@ -41,15 +41,15 @@ async def nightly(payload: dict[str, int]) -> dict[str, int]:
 async def main(ticks: int = 3) -> None:
     async with app:
         started = app.clock.now()
-        worker = app.worker(scheduler_every=0.2)  # how often the scheduler looks for due slots
-        await worker.start()
+        engine = app.engine(scheduler_every=0.2)  # how often the scheduler looks for due slots
+        await engine.start()
         try:
             async with asyncio.timeout(ticks + 30):
                 while len(seen) < ticks:
                     await ticked.wait()
                     ticked.clear()
         finally:
-            await worker.stop()
+            await engine.stop()
         ran = TaskFilter(types=frozenset({"status.heartbeat"}), created_after=started)
         page = await app.broker.list_tasks(ran, 100)
         print(f"{len(seen)} heartbeats ran, from {len(page.items)} tasks (one per slot):")

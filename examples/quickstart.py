@@ -18,8 +18,8 @@ async def main() -> None:
     # builtins=True: cpu.primes, cpu.sha256, time.sleep, io.http... (a plain App has only yours)
     app = App("sqlite:///quickstart.db", builtins=True)
     async with app:
-        worker = app.worker(processes=2)  # cpu.* run in child processes
-        await worker.start()
+        engine = app.engine(processes=2)  # cpu.* run in child processes
+        await engine.start()
         try:
             primes = await app.submit("cpu.primes", {"limit": 100_000})
             digest = await app.submit("cpu.sha256", {"size": 1_048_576}, priority="high")
@@ -29,7 +29,7 @@ async def main() -> None:
                 record = await app.get(task_id)
                 print(f"{record.type:<12} {result.status}  {result.data}")
         finally:
-            await worker.stop()
+            await engine.stop()
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from taskengine.policy.cron import CronEntry, check_unique
 from taskengine.policy.idempotency import check_batch, check_repeat
 from taskengine.registry import ExecutorKind, InvalidPayload, Registry, UnknownTaskType
 from taskengine.request import TaskRequest as TaskRequest  # re-exported: App's request
-from taskengine.runtime.worker import Worker
+from taskengine.runtime.engine import Engine
 from taskengine.settings import Settings
 from taskengine.sync import SyncClient
 from taskengine.tracing import Tracing, submitting
@@ -72,7 +72,7 @@ class App:
         self.tracing = Tracing(tracer_provider)  # OpenTelemetry, when an SDK is set up
         self.periodic_tasks: list[CronEntry] = list(settings.cron)
         self._broker: BrokerBackend | None = None
-        self._worker: Worker | None = None
+        self._engine: Engine | None = None
         self._sync: SyncClient | None = None
         self._sync_lock = threading.Lock()
         # the faces' door to tasks, queues and workers
@@ -149,8 +149,8 @@ class App:
 
     async def close(self) -> None:
         """Stop the worker built here, if any, and disconnect."""
-        if self._worker is not None:
-            await self._worker.stop()
+        if self._engine is not None:
+            await self._engine.stop()
         if self._sync is not None:
             await asyncio.to_thread(self._sync.close)
         await close_builtins(self.registry)
@@ -300,21 +300,21 @@ class App:
     async def cancel(self, task_id: str) -> CancelResult:
         """Cancel a queued or running task (a running one stops at its worker)."""
         result = (await self.broker.cancel([task_id], self.clock.now()))[0]
-        if result is CancelResult.REQUESTED and self._worker is not None:
-            self._worker.pool.cancel_local(task_id)
+        if result is CancelResult.REQUESTED and self._engine is not None:
+            self._engine.pool.cancel_local(task_id)
         return result
 
     async def retry(self, task_id: str) -> ReplayResult:
         """Queue a dead or cancelled task again with a fresh attempt count."""
         return (await self.broker.replay([task_id], self.clock.now()))[0]
 
-    def engine(self, **overrides: Any) -> Worker:
+    def engine(self, **overrides: Any) -> Engine:
         """Build this app's engine: its worker pool and background services (start it with
         `await engine.start()`)."""
         settings = self.settings.with_changes(**overrides) if overrides else self.settings
         for entry in self.periodic_tasks:  # fail at start, not at the first slot
             self.build_periodic(entry, self.clock.now(), "check")
-        self._worker = Worker(
+        self._engine = Engine(
             self.broker,
             self.registry,
             settings,
@@ -324,9 +324,9 @@ class App:
             build_periodic=self.build_periodic,
             tracing=self.tracing,
         )
-        return self._worker
+        return self._engine
 
-    def worker(self, **overrides: Any) -> Worker:
+    def worker(self, **overrides: Any) -> Engine:
         """Deprecated since 0.1: `engine()` under its old name; warns DeprecationWarning."""
         warnings.warn(
             "App.worker() is deprecated: use App.engine(), which builds the same engine",

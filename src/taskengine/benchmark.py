@@ -230,7 +230,7 @@ class _Bench:
             submit_rate = count / (self.timer() - started)
             self.progress.begin(f"{label}: drain")
             started = self.timer()
-            await app.worker(queues=self._queues(target)).start()
+            await app.engine(queues=self._queues(target)).start()
             await self._until_succeeded(app, count)
             return submit_rate, count / (self.timer() - started)
 
@@ -240,7 +240,7 @@ class _Bench:
         async with self._app(workload) as (app, target):
             self.progress.begin(f"{label}: end-to-end")
             started = self.timer()
-            await app.worker(queues=self._queues(target)).start()
+            await app.engine(queues=self._queues(target)).start()
             await self._submit(app, workload, count, report=False)
             await self._until_succeeded(app, count)
             return count / (self.timer() - started)

@@ -30,7 +30,7 @@ from taskengine.views import worker_view
 
 if TYPE_CHECKING:
     from taskengine.app import App
-    from taskengine.runtime.worker import Worker
+    from taskengine.runtime.engine import Engine
 
 SAMPLE_EVERY = 1.0
 BACKLOG_PER_CLIENT = 5  # ticks a slow client may fall behind before old ones are dropped
@@ -44,10 +44,10 @@ class LiveFeed:
     """Samples once a second and fans the tick out to SSE subscribers."""
 
     def __init__(
-        self, app: App, worker: Callable[[], Worker | None], started_at: float = 0.0
+        self, app: App, engine: Callable[[], Engine | None], started_at: float = 0.0
     ) -> None:
         self.app = app
-        self.worker = worker  # this process's pool, if it runs one (read at each call)
+        self.engine = engine  # this process's engine, if it runs one (read at each call)
         self.started_at = started_at
         self.sampler = app.inspector.sampler(
             self.status, Path(app.settings.data_dir) / HISTORY_FILE
@@ -60,8 +60,8 @@ class LiveFeed:
 
     def status(self, now: float | None = None) -> EngineStatus | None:
         """The engine's status as of `now` (default: the clock's); None without a pool here."""
-        worker = self.worker()
-        return worker.status(now) if worker is not None else None
+        engine = self.engine()
+        return engine.status(now) if engine is not None else None
 
     def snapshot(
         self, rows: list[CountRow], status: EngineStatus | None, now: float

@@ -8,7 +8,7 @@ from typing import Any
 
 from taskengine.app import App
 from taskengine.clock import SYSTEM_CLOCK, Clock
-from taskengine.runtime.worker import Worker
+from taskengine.runtime.engine import Engine
 from taskengine.settings import Settings
 
 
@@ -20,10 +20,10 @@ def memory_app(*, clock: Clock = SYSTEM_CLOCK, builtins: bool = False, **setting
 
 
 @asynccontextmanager
-async def running_worker(app: App, **overrides: Any) -> AsyncIterator[Worker]:
+async def running_worker(app: App, **overrides: Any) -> AsyncIterator[Engine]:
     """Start the app's worker pool for the duration of the block, then stop it gracefully."""
     await app.start()
-    worker = app.worker(**overrides)
+    worker = app.engine(**overrides)
     await worker.start()
     try:
         yield worker

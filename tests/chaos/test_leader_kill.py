@@ -28,7 +28,7 @@ pytestmark = pytest.mark.slow
 WORKERS = pick(2, 3)
 KILLS = pick(1, 5)
 SCHEDULER_EVERY = 0.2
-TTL = 5 * SCHEDULER_EVERY  # runtime.worker: the scheduler's leader lease
+TTL = 5 * SCHEDULER_EVERY  # runtime.engine: the scheduler's leader lease
 CRON = [{"name": "beat", "cron": "* * * * * *", "type": TASK_TYPE, "payload": {"seconds": 0}}]
 SETTINGS = {
     "cron": json.dumps(CRON),

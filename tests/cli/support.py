@@ -83,7 +83,7 @@ def run_worker_until_idle(url: str) -> None:
     async def main() -> None:
         test_app = make_app(url)
         async with test_app:
-            worker = test_app.worker(workers=2, idle_wait=0.05)
+            worker = test_app.engine(workers=2, idle_wait=0.05)
             await worker.start()
             try:
                 await worker.run_until_idle(timeout=20)

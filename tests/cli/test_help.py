@@ -64,7 +64,7 @@ def test_python_dash_m_help_is_fast_and_lazy() -> None:
         "    main()\n"
         "except SystemExit as exc:\n"
         "    assert exc.code == 0, exc.code\n"
-        "heavy = [m for m in ('rich', 'taskengine.app', 'taskengine.runtime.worker')"
+        "heavy = [m for m in ('rich', 'taskengine.app', 'taskengine.runtime.engine')"
         " if m in sys.modules]\n"
         "print('HEAVY', heavy)\n"
     )

@@ -19,7 +19,7 @@ import pytest
 from taskengine.app import App, TaskRequest
 from taskengine.model import ResultStatus, TaskState
 from taskengine.registry import TaskContext
-from taskengine.runtime.worker import Worker
+from taskengine.runtime.engine import Engine
 from taskengine.settings import Settings
 
 pytestmark = pytest.mark.slow
@@ -112,9 +112,9 @@ async def test_every_task_ends_as_the_retry_policy_dictates(tmp_path: Path) -> N
         assert len(set(ids)) == TASKS
         # The default breaker (5 failures in a row open a type for 30 s) would trip on this
         # failure rate and only add 30 s pauses: this test is about retries, not breaking.
-        workers: list[Worker] = [
-            producer.worker(workers=3, breaker_failures=10_000),
-            other.worker(workers=2, breaker_failures=10_000),
+        workers: list[Engine] = [
+            producer.engine(workers=3, breaker_failures=10_000),
+            other.engine(workers=2, breaker_failures=10_000),
         ]
         for worker in workers:
             await worker.start()

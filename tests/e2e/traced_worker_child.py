@@ -35,7 +35,7 @@ def one_line(span: ReadableSpan) -> str:
 async def run(provider: TracerProvider) -> None:
     trace.set_tracer_provider(provider)
     async with app:
-        worker = app.worker(workers=2, idle_wait=0.05)
+        worker = app.engine(workers=2, idle_wait=0.05)
         await worker.start()
         await worker.run_until_idle(60)
         await worker.stop()

@@ -45,7 +45,7 @@ async def slow(payload: dict[str, float], ctx: TaskContext) -> dict[str, float]:
 
 async def serve(workers: int, grace: float, until_idle: bool) -> None:
     async with app:
-        worker = app.worker(workers=workers, shutdown_grace=grace, idle_wait=0.1)
+        worker = app.engine(workers=workers, shutdown_grace=grace, idle_wait=0.1)
         stopping: list[asyncio.Task[None]] = []
 
         def on_signal() -> None:

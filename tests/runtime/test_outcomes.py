@@ -11,7 +11,7 @@ from taskengine.brokers import CancelResult
 from taskengine.model import ResultStatus, TaskResult, TaskState
 from taskengine.model import outcome as outcomes
 from taskengine.runtime.completer import Completer
-from taskengine.runtime.worker import Worker
+from taskengine.runtime.engine import Engine
 from taskengine.testing import running_worker
 from tests.runtime.apps import BOARD, FlakyBroker, build_app, finished, wait_for
 from tests.runtime.conftest import MakeApp
@@ -171,7 +171,7 @@ async def test_readiness_says_so_while_settles_fail() -> None:
     app = build_app()
     flaky = FlakyBroker(app.broker)
     await app.start()
-    worker = Worker(flaky, app.registry, app.settings, clock=app.clock)  # type: ignore[arg-type]
+    worker = Engine(flaky, app.registry, app.settings, clock=app.clock)  # type: ignore[arg-type]
     await worker.start()
     try:
         assert set(worker.health().values()) == {"ok"}

@@ -83,12 +83,12 @@ class WaitFails:
 
 
 async def test_the_fetcher_survives_a_failing_wait_for_work() -> None:
-    from taskengine.runtime.worker import Worker
+    from taskengine.runtime.engine import Engine
 
     app = build_app()
     await app.start()
     broker = WaitFails(app.broker, times=3)
-    worker = Worker(broker, app.registry, app.settings, clock=app.clock)  # type: ignore[arg-type]
+    worker = Engine(broker, app.registry, app.settings, clock=app.clock)  # type: ignore[arg-type]
     await worker.start()
     try:
         await wait_for(lambda: broker.times == 0, what="the failures")

@@ -270,7 +270,7 @@ async def test_the_watchdog_names_the_run_that_blocks_the_loop() -> None:
         time.sleep(payload)  # noqa: ASYNC251 (the point: a handler that holds the loop)
 
     task_id = await app.submit("block.loop", 3.0, timeout=0.2, max_attempts=1)
-    worker = app.worker(watchdog_margin=0.5)
+    worker = app.engine(watchdog_margin=0.5)
     assert worker.watchdog is not None
     stalls: list[tuple[Stall, str]] = []
     worker.watchdog.on_stall = lambda stall, stack: stalls.append((stall, stack))

@@ -89,11 +89,11 @@ async def test_periodic_tasks_are_checked_when_the_worker_is_built() -> None:
     app = App("memory://", builtins=True)
     app.periodic("x", "* * * * *", "no.such.type")
     with pytest.raises(ValidationError):
-        app.worker()
+        app.engine()
     app = App("memory://", builtins=True)
     app.periodic("y", "* * * * *", "cpu.fibonacci", {"n": "not a number"})
     with pytest.raises(ValidationError):
-        app.worker()
+        app.engine()
     app = App("memory://", builtins=True)
     app.periodic("z", "* * * * *", "cpu.fibonacci", {"n": 3})
     with pytest.raises(ValidationError, match="named 'z'"):
@@ -104,7 +104,7 @@ async def test_a_worker_runs_its_periodic_tasks() -> None:
     app = App("memory://", builtins=True)
     app.periodic("every-second", "* * * * * *", "time.sleep", {"seconds": 0})
     async with app:
-        worker = app.worker(scheduler_every=0.2)
+        worker = app.engine(scheduler_every=0.2)
         await worker.start()
         try:
             for _ in range(100):

@@ -20,7 +20,7 @@ from taskengine.model import outcome as outcomes
 from taskengine.runtime import reaper as reaper_module
 from taskengine.runtime import retention as retention_module
 from taskengine.runtime.completer import Completer
-from taskengine.runtime.worker import Worker
+from taskengine.runtime.engine import Engine
 from tests.runtime.apps import BOARD, FlakyBroker, build_app, finished, wait_for
 
 LEASE = 30.0
@@ -50,14 +50,14 @@ async def app(clock: FakeClock) -> AsyncIterator[App]:
 
 def make_worker(
     app: App, *, broker: Any = None, instance: str | None = None, **changes: Any
-) -> Worker:
+) -> Engine:
     settings = app.settings.with_changes(**changes) if changes else app.settings
     backend: BrokerBackend = broker if broker is not None else app.broker
-    return Worker(backend, app.registry, settings, clock=app.clock, instance=instance)
+    return Engine(backend, app.registry, settings, clock=app.clock, instance=instance)
 
 
 @asynccontextmanager
-async def running(worker: Worker) -> AsyncIterator[Worker]:
+async def running(worker: Engine) -> AsyncIterator[Engine]:
     await worker.start()
     try:
         yield worker
@@ -326,7 +326,7 @@ async def test_the_autoscaler_grows_when_saturated_and_shrinks_after_idle_rounds
         assert sizes[19] == 4
         assert sizes[-1] == 1  # never below min_workers
         await wait_for(
-            lambda: sum(1 for s in pool.slots.values() if s.task is not None) == 1,
+            lambda: sum(1 for s in pool.workers.values() if s.task is not None) == 1,
             what="the retired workers to end",
         )
         again = await app.submit("quick", "still works")

@@ -13,7 +13,7 @@ import pytest
 from taskengine.app import App
 from taskengine.errors import BrokerUnavailable, ShutdownIncomplete
 from taskengine.model import TaskState
-from taskengine.runtime.worker import Worker
+from taskengine.runtime.engine import Engine
 from tests.runtime.apps import BOARD, build_app, wait_for
 
 
@@ -34,7 +34,7 @@ async def states(app: App, ids: list[str]) -> list[tuple[TaskState, int]]:
     return [((r := await app.get(i)).state, r.attempt) for i in ids]
 
 
-async def loaded_worker(app: App) -> tuple[Worker, dict[str, str]]:
+async def loaded_worker(app: App) -> tuple[Engine, dict[str, str]]:
     """A worker of 2 with 3 leases buffered: 'fin' and 'slow' running, b0-b2 waiting, and
     two more tasks still queued in the broker."""
     ids = {
@@ -43,7 +43,7 @@ async def loaded_worker(app: App) -> tuple[Worker, dict[str, str]]:
     }
     for key in ("b0", "b1", "b2", "q0", "q1"):
         ids[key] = await app.submit("gate", {"key": key})
-    worker = app.worker(workers=2, prefetch=3)
+    worker = app.engine(workers=2, prefetch=3)
     await worker.start()
     await asyncio.wait_for(BOARD.started("fin").wait(), 5)
     await asyncio.wait_for(BOARD.started("slow").wait(), 5)
@@ -98,7 +98,7 @@ async def test_a_stopped_worker_hands_everything_to_the_next_one(app: App) -> No
     BOARD.reset()
     for key in ids:
         BOARD.release(key).set()
-    again = app.worker(workers=5)
+    again = app.engine(workers=5)
     await again.start()
     try:
         await again.run_until_idle(5)
@@ -136,7 +136,7 @@ async def test_a_second_stop_waits_for_the_first(app: App) -> None:
 
 async def test_a_blocking_handler_past_the_grace_is_handed_back(app: App) -> None:
     task_id = await app.submit("thread.gate", {"key": "t"})
-    worker = app.worker(workers=1)
+    worker = app.engine(workers=1)
     await worker.start()
     await wait_for(lambda: BOARD.events("start") == [("t", 0)], what="the thread to start")
     start = time.monotonic()
@@ -151,7 +151,7 @@ async def test_a_blocking_handler_past_the_grace_is_handed_back(app: App) -> Non
 @pytest.mark.slow
 async def test_a_process_run_past_the_grace_is_killed_and_handed_back(app: App) -> None:
     task_id = await app.submit("spin", timeout=60)
-    worker = app.worker(workers=1, process_pool=1)
+    worker = app.engine(workers=1, process_pool=1)
     await worker.start()
     await wait_for(lambda: worker.pool.busy == 1, timeout=10, what="the run to start")
     await asyncio.sleep(0.3)  # well inside the child
@@ -184,7 +184,7 @@ class SlowReply:
 async def test_a_stop_during_a_reserve_hands_back_what_the_broker_granted(app: App) -> None:
     ids = [await app.submit("gate", {"key": f"k{n}"}) for n in range(3)]
     broker = SlowReply(app.broker)
-    worker = Worker(broker, app.registry, app.settings, clock=app.clock)
+    worker = Engine(broker, app.registry, app.settings, clock=app.clock)
     await worker.start()
     await asyncio.wait_for(broker.granted.wait(), 5)
     assert await states(app, ids) == [(TaskState.RUNNING, 1)] * 3  # granted, reply on its way
@@ -198,7 +198,7 @@ async def test_a_stop_during_a_reserve_hands_back_what_the_broker_granted(app: A
 
 async def test_a_run_that_swallows_every_cancellation_does_not_hold_up_shutdown(app: App) -> None:
     task_id = await app.submit("swallow.every.cancel", {"key": "w"})
-    worker = app.worker(workers=1)
+    worker = app.engine(workers=1)
     await worker.start()
     await asyncio.wait_for(BOARD.started("w").wait(), 5)
     await asyncio.wait_for(worker.stop(grace=0.2), 10)
@@ -234,7 +234,7 @@ async def test_stop_with_the_broker_gone_finishes_every_step_and_says_what_it_ke
 ) -> None:
     ids = [await app.submit("gate", {"key": f"d{n}"}) for n in range(2)]
     broker = DownBroker(app.broker)
-    worker = Worker(broker, app.registry, app.settings, clock=app.clock)
+    worker = Engine(broker, app.registry, app.settings, clock=app.clock)
     await worker.start()
     await asyncio.wait_for(BOARD.started("d0").wait(), 5)
     await asyncio.wait_for(BOARD.started("d1").wait(), 5)

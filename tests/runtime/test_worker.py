@@ -91,7 +91,7 @@ async def test_workers_have_stable_ids_and_count_what_they_did() -> None:
     async with running_worker(app, workers=3) as worker:
         instance = worker.instance
         ids = [f"{instance}/w{n}" for n in (1, 2, 3)]
-        assert [slot.id for slot in worker.pool.slots.values()] == ids
+        assert [slot.id for slot in worker.pool.workers.values()] == ids
         await asyncio.wait_for(BOARD.started("held").wait(), 5)
         clock.advance(7)
         await worker.heartbeat_once()
@@ -124,9 +124,9 @@ async def test_workers_have_stable_ids_and_count_what_they_did() -> None:
 
         # Shrinking and growing again reuses the same numbers.
         worker.pool.resize(1)
-        await wait_for(lambda: worker.pool.slots[3].task is None, what="w3 to retire")
+        await wait_for(lambda: worker.pool.workers[3].task is None, what="w3 to retire")
         worker.pool.resize(3)
-        assert [s.id for s in worker.pool.slots.values() if not s.retiring] == ids
+        assert [s.id for s in worker.pool.workers.values() if not s.retiring] == ids
 
 
 async def test_the_registry_lists_only_live_workers_after_the_pool_shrinks() -> None:
@@ -136,7 +136,7 @@ async def test_the_registry_lists_only_live_workers_after_the_pool_shrinks() -> 
         await asyncio.sleep(0.01)  # let the workers start
         worker.pool.resize(1)
         await wait_for(
-            lambda: all(s.task is None for n, s in worker.pool.slots.items() if n > 1),
+            lambda: all(s.task is None for n, s in worker.pool.workers.items() if n > 1),
             what="two workers to retire",
         )
         clock.advance(1)

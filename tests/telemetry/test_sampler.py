@@ -9,14 +9,14 @@ from taskengine.clock import FakeClock
 from taskengine.metrics import Metrics
 from taskengine.model import Lease, new_task
 from taskengine.model.task import queued_record
-from taskengine.runtime.slots import WorkerSlot
 from taskengine.runtime.status import EngineStatus, worker_statuses
+from taskengine.runtime.workers import Worker
 from taskengine.telemetry.sampler import Sampler, StatusAt
 
 NOW = 1_700_000_000.0
 
 
-def _pool(*slots: WorkerSlot, waiting: int = 0) -> StatusAt:
+def _pool(*slots: Worker, waiting: int = 0) -> StatusAt:
     """The status of a pool of `slots` with `waiting` leases buffered, as the worker builds it."""
 
     def status(now: float) -> EngineStatus:
@@ -70,7 +70,7 @@ async def test_busy_fractions_and_efficiency() -> None:
     clock = FakeClock(NOW)
     broker = open_broker("memory://")
     await broker.start()
-    busy, idle = WorkerSlot("i", 1, NOW), WorkerSlot("i", 2, NOW)
+    busy, idle = Worker("i", 1, NOW), Worker("i", 2, NOW)
     pool = _pool(busy, idle, waiting=3)
     sampler = Sampler(Metrics(), broker, clock, status=pool)
     try:
@@ -96,7 +96,7 @@ async def test_efficiency_is_full_when_nothing_waits() -> None:
     clock = FakeClock(NOW)
     broker = open_broker("memory://")
     await broker.start()
-    sampler = Sampler(Metrics(), broker, clock, status=_pool(WorkerSlot("i", 1, NOW)))
+    sampler = Sampler(Metrics(), broker, clock, status=_pool(Worker("i", 1, NOW)))
     try:
         for _ in range(3):
             clock.advance(1)

@@ -102,11 +102,11 @@ CONTRACT_VALUES = frozenset(
 )
 # Telemetry reads the engine only through its status snapshot and the liveness rule.
 TELEMETRY_READS = frozenset({"taskengine.runtime.status", "taskengine.runtime.liveness"})
-# Names the faces take from the runtime, each for a reason: the type of the pool `App.worker()`
+# Names the faces take from the runtime, each for a reason: the type of the engine `App.engine()`
 # builds, which the serve process runs and its readiness reads; the exit code of a process its
 # watchdog ended, which `worker --processes` restarts.
 FACE_NAMES = {
-    "taskengine.runtime.worker": frozenset({"Worker"}),
+    "taskengine.runtime.engine": frozenset({"Engine"}),
     "taskengine.runtime.watchdog": frozenset({"EXIT_WATCHDOG"}),
 }
 
@@ -233,7 +233,7 @@ def test_no_modules_import_each_other_in_a_circle() -> None:
 @pytest.mark.parametrize(
     ("importer", "imported", "names"),
     [
-        ("taskengine.model.task", "taskengine.runtime.worker", frozenset({"Worker"})),
+        ("taskengine.model.task", "taskengine.runtime.engine", frozenset({"Engine"})),
         ("taskengine.policy.retry", "taskengine.brokers.base", frozenset({"Broker"})),
         ("taskengine.brokers.memory", "taskengine.policy.retry", frozenset({"decide_failure"})),
         ("taskengine.runtime.pool", "taskengine.telemetry.sampler", frozenset({"Sampler"})),
@@ -241,7 +241,7 @@ def test_no_modules_import_each_other_in_a_circle() -> None:
         ("taskengine.app", "taskengine.api.server", frozenset({"serve"})),
         ("taskengine.api.admin", "taskengine.brokers.base", frozenset({"BrokerBackend"})),
         ("taskengine.cli.task_cmds", "taskengine.runtime.pool", frozenset({"Pool"})),
-        ("taskengine.api.context", "taskengine.runtime.worker", frozenset({"build_worker"})),
+        ("taskengine.api.context", "taskengine.runtime.engine", frozenset({"build_worker"})),
         ("taskengine.cli.task_cmds", "taskengine.telemetry.figures", frozenset({"figures"})),
     ],
 )

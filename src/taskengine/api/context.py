@@ -11,7 +11,7 @@ from taskengine.app import App
 from taskengine.feed import LiveFeed
 
 if TYPE_CHECKING:
-    from taskengine.runtime.worker import Worker
+    from taskengine.runtime.engine import Engine
 
 MAX_BODY_BYTES = 1024 * 1024
 MAX_JSON_DEPTH = 32
@@ -23,7 +23,7 @@ class ApiContext:
     """Shared by the routes of one API instance."""
 
     app: App
-    worker: Worker | None = None
+    worker: Engine | None = None
     tokens: Tokens = field(default_factory=lambda: Tokens({}))
     allowed_hosts: AllowedHosts = field(default_factory=AllowedHosts)
     max_body: int = MAX_BODY_BYTES

@@ -24,7 +24,7 @@ from taskengine.app import App
 from taskengine.errors import ConfigurationError
 
 if TYPE_CHECKING:
-    from taskengine.runtime.worker import Worker
+    from taskengine.runtime.engine import Engine
 
 log = logging.getLogger("taskengine.api")
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -79,7 +79,7 @@ async def serve(
     check_bind(host, tokens)
     hosts = AllowedHosts.for_server(host, allowed_hosts)
     await app.start()
-    worker = app.worker() if run_workers else None
+    worker = app.engine() if run_workers else None
     ctx = ApiContext(
         app=app, worker=worker, tokens=tokens, allowed_hosts=hosts, started_at=app.clock.now()
     )
@@ -136,7 +136,7 @@ async def serve(
 class _Shutdown:
     """What SIGTERM/SIGINT do to a running `serve`: the first stops gracefully, the next at once."""
 
-    def __init__(self, server: uvicorn.Server, ctx: ApiContext, worker: Worker | None) -> None:
+    def __init__(self, server: uvicorn.Server, ctx: ApiContext, worker: Engine | None) -> None:
         self.server = server
         self.ctx = ctx
         self.worker = worker

@@ -69,7 +69,7 @@ async def serve(app: App, overrides: dict[str, Any], *, watch_fd: int | None = N
     With `watch_fd` (a child of `--processes`), EOF on that pipe means the supervisor died:
     the worker stops gracefully as on a first SIGTERM.
     """
-    pool = app.worker(**overrides)
+    pool = app.engine(**overrides)
     loop = asyncio.get_running_loop()
     started = asyncio.Event()
     stopping: list[asyncio.Task[None]] = []

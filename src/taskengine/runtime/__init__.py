@@ -1,5 +1,5 @@
 """The only place with concurrency: fetcher, pool, runner, completer and background duties."""
 
-from taskengine.runtime.worker import Worker
+from taskengine.runtime.engine import Engine
 
-__all__ = ["Worker"]
+__all__ = ["Engine"]

@@ -25,7 +25,7 @@ class CancelWatch(PeriodicService):
 
     async def run_once(self) -> int:
         """Stop running tasks whose cancel was asked elsewhere; return how many."""
-        leases = [slot.lease for slot in self.pool.slots.values() if slot.lease is not None]
+        leases = [worker.lease for worker in self.pool.workers.values() if worker.lease is not None]
         if not leases:
             return 0
         records = await self.broker.get([lease.task_id for lease in leases])

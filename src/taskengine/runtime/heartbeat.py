@@ -56,8 +56,8 @@ class Heartbeat(PeriodicService):
             for lease, status in zip(leases, statuses, strict=True):
                 pool.lease_status(lease, status)
         pid = os.getpid()
-        slots = list(pool.slots.values())
-        live = [s for s in slots if s.active]
+        workers = list(pool.workers.values())
+        live = [s for s in workers if s.active]
         types = tuple(self.registry.names())
         await self.broker.record_workers(
             [s.info(self.instance, self.host, pid, now, types) for s in live]
@@ -66,7 +66,7 @@ class Heartbeat(PeriodicService):
             alive = await live_workers(self.broker, self.interval, now)
             self.unknown_types.update(alive)
         self._forgotten.difference_update(s.id for s in live)  # a number in use again
-        ended = [s.id for s in slots if s not in live and s.id not in self._forgotten]
+        ended = [s.id for s in workers if s not in live and s.id not in self._forgotten]
         if ended:  # retired by the autoscaler: leave the registry
             await self.broker.forget_workers(ended)
             self._forgotten.update(ended)

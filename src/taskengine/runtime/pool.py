@@ -13,7 +13,7 @@ from taskengine.model import outcome as outcomes
 from taskengine.model.priority import due_at, order_key
 from taskengine.runtime.completer import Completer
 from taskengine.runtime.runner import Runner
-from taskengine.runtime.slots import CANCELLED, LEASE_LOST, SHUTDOWN, WorkerSlot
+from taskengine.runtime.workers import CANCELLED, LEASE_LOST, SHUTDOWN, Worker
 
 log = logging.getLogger("taskengine.runtime")
 
@@ -51,7 +51,7 @@ class Pool:
         self.prefetch = prefetch
         self.adaptive = adaptive  # False: always buffer `prefetch` (as configured)
         self.mean_run: float | None = None  # seconds, over recent runs; None before the first
-        self.slots: dict[int, WorkerSlot] = {}
+        self.workers: dict[int, Worker] = {}
         self.held: dict[str, Lease] = {}  # by lease token
         self._newest: dict[str, str] = {}  # task id -> token of its newest lease held here
         self._buffer: asyncio.PriorityQueue[tuple[float, int, Lease]] = asyncio.PriorityQueue()
@@ -64,12 +64,12 @@ class Pool:
     @property
     def size(self) -> int:
         """Workers not retiring."""
-        return sum(1 for slot in self.slots.values() if not slot.retiring)
+        return sum(1 for worker in self.workers.values() if not worker.retiring)
 
     @property
     def busy(self) -> int:
         """Workers running a task."""
-        return sum(1 for slot in self.slots.values() if slot.busy)
+        return sum(1 for worker in self.workers.values() if worker.busy)
 
     @property
     def waiting(self) -> int:
@@ -96,25 +96,29 @@ class Pool:
         now = self._clock.now()
         number = 1
         while self.size < size:
-            slot = self.slots.get(number)
-            if slot is None or (slot.retiring and (slot.task is None or slot.task.cancelling())):
-                slot = WorkerSlot(self._instance, number, now)
-                self.slots[number] = slot
-                slot.task = asyncio.create_task(self._work(slot), name=f"taskengine:{slot.id}")
-            elif slot.retiring:
-                slot.retiring = False
+            worker = self.workers.get(number)
+            if worker is None or (
+                worker.retiring and (worker.task is None or worker.task.cancelling())
+            ):
+                worker = Worker(self._instance, number, now)
+                self.workers[number] = worker
+                worker.task = asyncio.create_task(
+                    self._work(worker), name=f"taskengine:{worker.id}"
+                )
+            elif worker.retiring:
+                worker.retiring = False
             number += 1
-        for slot in sorted(self.slots.values(), key=lambda s: -s.number):
+        for worker in sorted(self.workers.values(), key=lambda s: -s.number):
             if self.size <= size:
                 break
-            if not slot.retiring:
-                self._retire(slot)
+            if not worker.retiring:
+                self._retire(worker)
         self.space_available()  # a grown pool has room for more leases
 
-    def _retire(self, slot: WorkerSlot) -> None:
-        slot.retiring = True
-        if not slot.busy and slot.task is not None:
-            slot.task.cancel()  # idle: waiting on the buffer, nothing to lose
+    def _retire(self, worker: Worker) -> None:
+        worker.retiring = True
+        if not worker.busy and worker.task is not None:
+            worker.task.cancel()  # idle: waiting on the buffer, nothing to lose
 
     # -- leases -----------------------------------------------------------------------------
 
@@ -140,8 +144,8 @@ class Pool:
         if status is LeaseStatus.HELD or lease.token not in self.held:
             return  # nothing to do, or the lease's run has already ended
         reason = LEASE_LOST if status is LeaseStatus.LOST else CANCELLED
-        for slot in self.slots.values():
-            if slot.cancel_run(lease.token, reason):
+        for worker in self.workers.values():
+            if worker.cancel_run(lease.token, reason):
                 return
         self._drop_buffered(lease, reason)
 
@@ -198,28 +202,28 @@ class Pool:
     def interrupt_running(self) -> int:
         """Interrupt every run (shutdown): each settles as released; return how many."""
         count = 0
-        for slot in self.slots.values():
-            if slot.lease is not None and slot.cancel_run(slot.lease.token, SHUTDOWN):
+        for worker in self.workers.values():
+            if worker.lease is not None and worker.cancel_run(worker.lease.token, SHUTDOWN):
                 count += 1
         return count
 
     async def stop_workers(self, timeout: float = 1.0) -> list[str]:
         """Stop every worker coroutine, waiting up to `timeout` seconds for them; hand back
         the tasks of runs that ignore every cancellation and return their ids."""
-        for slot in self.slots.values():
-            slot.retiring = True
-            if slot.lease is not None:
-                slot.cancel_run(slot.lease.token, SHUTDOWN)
-            elif slot.task is not None:
-                slot.task.cancel()
-        tasks = [slot.task for slot in self.slots.values() if slot.task is not None]
+        for worker in self.workers.values():
+            worker.retiring = True
+            if worker.lease is not None:
+                worker.cancel_run(worker.lease.token, SHUTDOWN)
+            elif worker.task is not None:
+                worker.task.cancel()
+        tasks = [worker.task for worker in self.workers.values() if worker.task is not None]
         if not tasks:
             return []
         _, pending = await asyncio.wait(tasks, timeout=timeout)
         abandoned: list[str] = []
-        for slot in self.slots.values():
-            lease = slot.lease
-            if slot.task in pending and lease is not None:
+        for worker in self.workers.values():
+            lease = worker.lease
+            if worker.task in pending and lease is not None:
                 abandoned.append(lease.task_id)
                 self._finish(lease, outcomes.released(lease))
         if abandoned:
@@ -228,11 +232,11 @@ class Pool:
 
     # -- the worker loop --------------------------------------------------------------------
 
-    async def _work(self, slot: WorkerSlot) -> None:
+    async def _work(self, worker: Worker) -> None:
         buffer = self._buffer
         clock = self._clock
         try:
-            while not slot.retiring:
+            while not worker.retiring:
                 _, _, lease = await buffer.get()
                 if lease.token in self._dropped:
                     self._dropped.discard(lease.token)
@@ -243,7 +247,7 @@ class Pool:
                 waited = started - due_at(record.run_at, record.created_at)
                 self._metrics.on_started(record.type, waited)
                 try:
-                    outcome = await self._runner.run(slot, lease)
+                    outcome = await self._runner.run(worker, lease)
                 except asyncio.CancelledError:  # the worker itself was cancelled mid-run
                     self._finish(lease, outcomes.released(lease))
                     raise
@@ -251,11 +255,11 @@ class Pool:
                 mean = self.mean_run
                 self.mean_run = ran if mean is None else mean + _MEAN_WEIGHT * (ran - mean)
                 self._finish(lease, outcome)
-                task = slot.task
+                task = worker.task
                 if task is not None and task.cancelling():
                     raise asyncio.CancelledError  # a cancellation of the worker met a run's
         finally:
-            slot.task = None
+            worker.task = None
 
 
 def buffer_key(lease: Lease) -> float:

@@ -25,7 +25,7 @@ from taskengine.policy.retry import NoRetry, Retry, RetryPolicy, Snooze, decide_
 from taskengine.registry import Registry, TaskContext, TaskSpec, UnknownTaskType
 from taskengine.runtime.known_types import KnownTypes
 from taskengine.runtime.process_pool import ProcessExecutor
-from taskengine.runtime.slots import CANCELLED, LEASE_LOST, TIMED_OUT, WorkerSlot
+from taskengine.runtime.workers import CANCELLED, LEASE_LOST, TIMED_OUT, Worker
 from taskengine.tracing import WorkerTracing, ran, running
 
 log = logging.getLogger("taskengine.tasks")
@@ -45,7 +45,7 @@ class Abandoned(NamedTuple):
 
 
 def _take_back(sent: int) -> None:
-    """Take back the cancellations the slot sent to this run (delivered or swallowed), so a
+    """Take back the cancellations the worker sent to this run (delivered or swallowed), so a
     cancellation of the worker itself still stands."""
     current = asyncio.current_task()
     if current is not None:
@@ -87,8 +87,8 @@ class Runner:
         self.unknown_types = KnownTypes(unknown_type_grace)
         self.tracing: WorkerTracing | None = None  # set by the worker when it starts
 
-    async def run(self, slot: WorkerSlot, lease: Lease) -> Outcome | None:
-        """Run `lease` on `slot`; return the outcome to settle (None: the lease was lost).
+    async def run(self, worker: Worker, lease: Lease) -> Outcome | None:
+        """Run `lease` on `worker`; return the outcome to settle (None: the lease was lost).
 
         Whatever the handler does (returns, raises, raises CancelledError or another
         BaseException, swallows an interruption), the run ends in an outcome; only a
@@ -96,52 +96,52 @@ class Runner:
         """
         tracing = self.tracing
         if tracing is not None:
-            with running(tracing, lease.record, slot.id) as span:
-                outcome = await self._guarded(slot, lease)
+            with running(tracing, lease.record, worker.id) as span:
+                outcome = await self._guarded(worker, lease)
                 ran(tracing, span, lease.record, outcome)
                 return outcome
-        return await self._guarded(slot, lease)
+        return await self._guarded(worker, lease)
 
-    async def _guarded(self, slot: WorkerSlot, lease: Lease) -> Outcome | None:
+    async def _guarded(self, worker: Worker, lease: Lease) -> Outcome | None:
         try:
-            return await self._run(slot, lease)
+            return await self._run(worker, lease)
         except asyncio.CancelledError:
             raise
         except BaseException as exc:  # an engine bug: the attempt still counts, never a loop
             log.exception("running %s failed inside the engine", lease.task_id)
-            return self._crashed(lease, slot, exc)
+            return self._crashed(lease, worker, exc)
 
-    async def _run(self, slot: WorkerSlot, lease: Lease) -> Outcome | None:
+    async def _run(self, worker: Worker, lease: Lease) -> Outcome | None:
         record = lease.record
         now = self._clock.now()
         spec = self._registry.find(record.type)
         if spec is None:
-            return self._unknown_type(lease, slot, now)
+            return self._unknown_type(lease, worker, now)
         if record.attempt > record.max_attempts:  # a lease expired on the last attempt
             exhausted = TaskEngineError(
                 f"attempts exhausted ({record.max_attempts}): lease expired"
             )
-            return outcomes.dead(lease, self._failure(lease, slot, exhausted, now, 0.0))
+            return outcomes.dead(lease, self._failure(lease, worker, exhausted, now, 0.0))
         # A type with breakers of its own (TaskSpec.breaker False) is not counted here.
         breaker = self._breakers.get(spec.name) if spec.breaker else None
         if breaker is not None and not breaker.allow(now):
             return outcomes.snooze(lease, now + max(breaker.retry_after(now), 0.001))
-        slot.begin(lease, now)
+        worker.begin(lease, now)
         data: Any = None
         error: BaseException | None = None
         try:
-            data = await self._execute(spec, lease, slot)
+            data = await self._execute(spec, lease, worker)
             check_storable(data, self._max_bytes)
         except BaseException as exc:  # every ending is decided below, none escapes
             error = exc
         finished = self._clock.now()
-        slot.end(finished)
-        reason = slot.cancel_reason
+        worker.end(finished)
+        reason = worker.cancel_reason
         if reason is not None:
-            _take_back(slot.cancels_sent)
+            _take_back(worker.cancels_sent)
             if reason in (CANCELLED, LEASE_LOST):
                 _release(breaker, finished)
-                return self._interrupted(lease, slot, reason, finished)
+                return self._interrupted(lease, worker, reason, finished)
             if reason == TIMED_OUT:  # whatever the handler did after its deadline
                 error = TaskTimeout(f"timed out after {record.timeout:g} s")
             elif isinstance(error, asyncio.CancelledError):  # SHUTDOWN interrupted the run
@@ -158,8 +158,8 @@ class Runner:
                     task_id=record.id,
                     status=ResultStatus.SUCCESS,
                     data=data,
-                    duration=finished - slot.busy_since,
-                    worker_id=slot.id,
+                    duration=finished - worker.busy_since,
+                    worker_id=worker.id,
                     completed_at=finished,
                     attempt=record.attempt,
                 ),
@@ -171,9 +171,9 @@ class Runner:
             _release(breaker, finished)  # the caller's mistake, not a failing dependency
         elif breaker is not None:
             breaker.record_failure(finished)
-        return self._failed(spec, lease, slot, error, finished)
+        return self._failed(spec, lease, worker, error, finished)
 
-    def _unknown_type(self, lease: Lease, slot: WorkerSlot, now: float) -> Outcome:
+    def _unknown_type(self, lease: Lease, worker: Worker, now: float) -> Outcome:
         """A type this instance does not know: give it back for one that does (a rolling
         deploy), until no live instance has known it for the configured grace."""
         record = lease.record
@@ -181,19 +181,19 @@ class Runner:
         if retry_at is not None:
             return outcomes.snooze(lease, retry_at)
         error = UnknownTaskType(f"unknown task type {record.type!r}: no live instance runs it")
-        return outcomes.dead(lease, self._failure(lease, slot, error, now, 0.0))
+        return outcomes.dead(lease, self._failure(lease, worker, error, now, 0.0))
 
-    def _crashed(self, lease: Lease, slot: WorkerSlot, exc: BaseException) -> Outcome:
+    def _crashed(self, lease: Lease, worker: Worker, exc: BaseException) -> Outcome:
         now = self._clock.now()
         try:
             spec = self._registry.find(lease.record.type)
             if spec is not None:
-                return self._failed(spec, lease, slot, exc, now)
+                return self._failed(spec, lease, worker, exc, now)
         except Exception:
             log.exception("could not decide the failure of %s", lease.task_id)
-        return outcomes.dead(lease, self._failure(lease, slot, exc, now, 0.0))
+        return outcomes.dead(lease, self._failure(lease, worker, exc, now, 0.0))
 
-    async def _execute(self, spec: TaskSpec, lease: Lease, slot: WorkerSlot) -> Any:
+    async def _execute(self, spec: TaskSpec, lease: Lease, worker: Worker) -> Any:
         record = lease.record
         payload = spec.convert(record.payload)
         timeout = record.timeout
@@ -201,16 +201,16 @@ class Runner:
             return await self._processes.run(spec, payload, timeout)
         args: tuple[Any, ...] = (payload,)
         if spec.wants_context:
-            slot.context = TaskContext(record.id, record.attempt, slot.id)
-            args = (payload, slot.context)
+            worker.context = TaskContext(record.id, record.attempt, worker.id)
+            args = (payload, worker.context)
         # One timer handle, not asyncio.timeout (a third of the cost per run): at the deadline
-        # the slot's run is cancelled like any other interruption.
+        # the worker's run is cancelled like any other interruption.
         loop = asyncio.get_running_loop()
-        deadline = loop.call_at(loop.time() + timeout, slot.cancel_run, lease.token, TIMED_OUT)
+        deadline = loop.call_at(loop.time() + timeout, worker.cancel_run, lease.token, TIMED_OUT)
         try:
             if spec.executor == "async":
                 return await spec.fn(*args)
-            return await self._in_thread(spec, args, lease, slot)
+            return await self._in_thread(spec, args, lease, worker)
         finally:
             deadline.cancel()
 
@@ -220,7 +220,7 @@ class Runner:
         return len(self.abandoned)
 
     async def _in_thread(
-        self, spec: TaskSpec, args: tuple[Any, ...], lease: Lease, slot: WorkerSlot
+        self, spec: TaskSpec, args: tuple[Any, ...], lease: Lease, worker: Worker
     ) -> Any:
         if self.tracing is None:
             future = self._threads.submit(spec.fn, *args)
@@ -231,21 +231,19 @@ class Runner:
         except asyncio.CancelledError:
             if not future.done():  # a thread cannot be killed: account for it until it ends
                 loop = asyncio.get_running_loop()
-                self.abandoned[future] = Abandoned(lease.task_id, spec.name, slot.id, loop.time())
+                self.abandoned[future] = Abandoned(lease.task_id, spec.name, worker.id, loop.time())
                 # called in the thread as it ends; one dict operation is atomic
                 future.add_done_callback(lambda done: self.abandoned.pop(done, None))
             raise
 
-    def _interrupted(
-        self, lease: Lease, slot: WorkerSlot, reason: str, now: float
-    ) -> Outcome | None:
+    def _interrupted(self, lease: Lease, worker: Worker, reason: str, now: float) -> Outcome | None:
         if reason != CANCELLED:
             return None  # lease lost: whoever holds it now settles it
         result = TaskResult(
             task_id=lease.task_id,
             status=ResultStatus.CANCELLED,
-            duration=now - slot.busy_since,
-            worker_id=slot.id,
+            duration=now - worker.busy_since,
+            worker_id=worker.id,
             completed_at=now,
             error="cancelled while running",
             attempt=lease.record.attempt,
@@ -253,7 +251,7 @@ class Runner:
         return outcomes.cancelled(lease, result)
 
     def _failed(
-        self, spec: TaskSpec, lease: Lease, slot: WorkerSlot, exc: BaseException, now: float
+        self, spec: TaskSpec, lease: Lease, worker: Worker, exc: BaseException, now: float
     ) -> Outcome:
         record = lease.record
         retryable = spec.retryable and not refused_input(exc)
@@ -269,7 +267,7 @@ class Runner:
         )
         retry = decision.kind == "retry" and decision.run_at is not None
         dead_reason = None if retry else decision.reason
-        result = self._failure(lease, slot, exc, now, now - slot.busy_since, dead_reason)
+        result = self._failure(lease, worker, exc, now, now - worker.busy_since, dead_reason)
         log.info(
             "task failed",
             extra={
@@ -287,7 +285,7 @@ class Runner:
     def _failure(
         self,
         lease: Lease,
-        slot: WorkerSlot,
+        worker: Worker,
         exc: BaseException,
         now: float,
         duration: float,
@@ -301,7 +299,7 @@ class Runner:
             task_id=lease.task_id,
             status=ResultStatus.TIMEOUT if timed_out else ResultStatus.FAILURE,
             duration=duration,
-            worker_id=slot.id,
+            worker_id=worker.id,
             completed_at=now,
             error=cap_text(describe(exc), self._max_bytes - len(suffix.encode())) + suffix,
             attempt=lease.record.attempt,

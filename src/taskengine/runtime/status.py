@@ -1,6 +1,6 @@
 """The engine's status: one snapshot of the pool, its workers, breakers and stuck threads.
 
-The worker builds it (`Worker.status`) and everything that reports on the engine reads it: the
+The engine builds it (`Engine.status`) and everything that reports on the engine reads it: the
 sampler, the JSON metrics, the live feed and Prometheus. None of them reaches into the pool,
 the runner or the breakers, so telemetry depends on this shape only.
 """
@@ -13,7 +13,7 @@ import msgspec
 
 from taskengine.model.worker import WorkerInfo
 from taskengine.policy.breaker import BreakerSnapshot
-from taskengine.runtime.slots import WorkerSlot
+from taskengine.runtime.workers import Worker
 
 
 class WorkerStatus(msgspec.Struct, frozen=True, kw_only=True):
@@ -37,9 +37,10 @@ class EngineStatus(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def worker_statuses(
-    slots: Iterable[WorkerSlot], instance: str, host: str, pid: int, now: float
+    workers: Iterable[Worker], instance: str, host: str, pid: int, now: float
 ) -> tuple[WorkerStatus, ...]:
-    """The status of each of `slots` as of `now`, in their order."""
+    """The status of each of `workers` as of `now`, in their order."""
     return tuple(
-        WorkerStatus(info=slot.info(instance, host, pid, now), active=slot.active) for slot in slots
+        WorkerStatus(info=worker.info(instance, host, pid, now), active=worker.active)
+        for worker in workers
     )

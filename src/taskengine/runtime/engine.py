@@ -1,4 +1,4 @@
-"""The worker: composes the pool, fetcher, completer and the background services (heartbeat,
+"""The engine: composes the pool, fetcher, completer and the background services (heartbeat,
 cancel watch, reaper, retention, autoscaler, scheduler: one file each), and shuts down
 gracefully (stop reserving, release the buffer, let runs finish within the grace period,
 interrupt and release the rest, settle everything, leave the registry)."""
@@ -50,7 +50,7 @@ def new_instance_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
 
 
-class Worker:
+class Engine:
     """One engine process's worker pool against a broker."""
 
     def __init__(
@@ -198,7 +198,7 @@ class Worker:
             buffered=pool.waiting,
             overrunning_threads=self.runner.overrunning_threads,
             workers=worker_statuses(
-                pool.slots.values(), self.instance, self.host, os.getpid(), now
+                pool.workers.values(), self.instance, self.host, os.getpid(), now
             ),
             breakers=self.breakers.snapshots(now),
         )
@@ -240,12 +240,12 @@ class Worker:
         """The run holding the loop now, if a worker of the pool runs it."""
         loop = self._loop
         current = asyncio.current_task(loop) if loop is not None else None
-        for slot in list(self.pool.slots.values()):
-            lease = slot.lease
-            if current is not None and slot.task is current and lease is not None:
+        for worker in list(self.pool.workers.values()):
+            lease = worker.lease
+            if current is not None and worker.task is current and lease is not None:
                 record = lease.record
                 return Culprit(
-                    f"worker {slot.id}", lease.task_id, record.type, slot.id, record.timeout
+                    f"worker {worker.id}", lease.task_id, record.type, worker.id, record.timeout
                 )
         return Culprit(current.get_name() if current is not None else "a callback outside tasks")
 
@@ -360,7 +360,7 @@ class Worker:
 
     async def _leave(self) -> None:
         async with asyncio.timeout(LEAVE_WAIT):
-            await self.broker.forget_workers([slot.id for slot in self.pool.slots.values()])
+            await self.broker.forget_workers([worker.id for worker in self.pool.workers.values()])
             for name in (REAPER, RETENTION, SCHEDULER):
                 await self.broker.resign(name, self.instance)
 

@@ -8,7 +8,7 @@ from taskengine.model import Lease
 from taskengine.model.worker import WorkerInfo
 from taskengine.registry import TaskContext
 
-# Why a run was interrupted from outside (WorkerSlot.cancel_run) and what is settled then.
+# Why a run was interrupted from outside (Worker.cancel_run) and what is settled then.
 CANCELLED = "cancelled"  # cancel requested: settle CANCELLED
 LEASE_LOST = "lease_lost"  # another worker may have it now: settle nothing
 SHUTDOWN = "shutdown"  # the pool is stopping: hand it back, no attempt burned
@@ -17,7 +17,7 @@ TIMED_OUT = "timed_out"  # past its timeout: a failure like any other (retry or 
 _RANK = {SHUTDOWN: 0, TIMED_OUT: 1, CANCELLED: 2, LEASE_LOST: 3}
 
 
-class WorkerSlot:
+class Worker:
     """One worker of the pool: a stable id, its current run and its counters."""
 
     __slots__ = (
