@@ -67,6 +67,16 @@ def pids_in(text: str) -> set[int]:
     return found | {int(p) for p in re.findall(r"restarted as pid (\d+)", text)}
 
 
+def wait_for_restarts(out: Path, count: int) -> None:
+    """Wait until the supervisor has restarted `count` children the watchdog ended."""
+    deadline = time.monotonic() + DEADLINE
+    while (
+        len(re.findall(r"exited with 75 \(watchdog\); restarted", text := out.read_text())) < count
+    ):
+        assert time.monotonic() < deadline, text[-3000:]
+        time.sleep(0.05)
+
+
 def wait_all_started(out: Path) -> None:
     """Wait until every worker process the supervisor started (restarts too) says so."""
     deadline = time.monotonic() + DEADLINE
@@ -97,6 +107,9 @@ def test_a_handler_that_blocks_the_loop_is_ended_and_dies_after_its_attempts(
         record = wait_for(cli, task_id, {"dead"}, out)
         assert "attempts exhausted (2 of 2): lease expired" in record["result"]["error"], record
         assert record["attempt"] == 2  # two runs: the second lease's expiry dead-letters it
+        # The second run's lease may run out (and the task die) before its process's watchdog
+        # ends it: stop only once both blocked processes were ended and replaced.
+        wait_for_restarts(out, 2)
         wait_all_started(out)  # a child killed before its signal handlers exits -15
         began = time.monotonic()
         proc.send_signal(signal.SIGTERM)
