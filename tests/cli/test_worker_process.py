@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from taskengine.cli.worker_cmd import wait_all
 from taskengine.logging import redact_url as redact
 from tests.cli.support import Cli
 
@@ -214,3 +215,22 @@ def test_worker_refuses_a_bad_queue_name_before_starting(tmp_path: Path, process
     assert result.stderr.startswith("error: invalid queue 'bad queue': "), result.stderr
     assert len(result.stderr.splitlines()) == 1
     assert "started" not in result.stdout
+
+
+def test_a_child_killed_by_a_signal_is_replaced_and_one_that_fails_is_not() -> None:
+    """A crash or the OOM killer (death by a signal) costs a replacement, not the capacity; an
+    error exit (a bad setting, say) is final, or a misconfigured child would restart forever."""
+    killed = subprocess.Popen([sys.executable, "-c", "import os; os.kill(os.getpid(), 9)"])
+    failing = subprocess.Popen([sys.executable, "-c", "raise SystemExit(2)"])
+    started: list[subprocess.Popen[bytes]] = []
+
+    def restart() -> subprocess.Popen[bytes]:
+        started.append(subprocess.Popen([sys.executable, "-c", "pass"]))
+        return started[-1]
+
+    children = [killed, failing]
+    codes = wait_all(children, restart)
+
+    assert len(started) == 1
+    assert children == [started[0], failing]
+    assert codes == [0, 2]

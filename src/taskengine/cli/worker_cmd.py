@@ -171,7 +171,8 @@ def supervise(state: CliState, args: list[str], count: int) -> int:
     through us; the second signal is forwarded too and skips their grace period.
     Each child holds the read end of a pipe whose write end only we hold: when we die, however
     (even SIGKILL), the kernel closes it and the children see EOF and stop gracefully.
-    A child ended by its watchdog (EXIT_WATCHDOG) is replaced unless we are stopping.
+    A child ended by its watchdog (EXIT_WATCHDOG) or killed by a signal is replaced unless we
+    are stopping; one that exits with an error code (a bad setting, say) is not.
     Returns 0 if every child exited 0.
     """
     watch, lifeline = os.pipe()  # both non-inheritable: only pass_fds hands `watch` on
@@ -228,7 +229,8 @@ def wait_all(
     restart: Callable[[], subprocess.Popen[bytes] | None] | None = None,
 ) -> list[int]:
     """Wait for every child; say so as soon as one exits with an error. A child ended by its
-    watchdog is replaced in `children` by what `restart` starts (None: not replaced)."""
+    watchdog or killed by a signal (a crash, the OOM killer) is replaced in `children` by what
+    `restart` starts (None: not replaced, as while stopping)."""
     from taskengine.runtime.watchdog import EXIT_WATCHDOG  # the runtime loads only here
 
     codes: dict[int, int] = {}
@@ -236,10 +238,12 @@ def wait_all(
         for index, child in enumerate(children):
             if child.pid in codes or (code := child.poll()) is None:
                 continue
-            if code == EXIT_WATCHDOG and restart is not None and (new := restart()) is not None:
+            lost = code == EXIT_WATCHDOG or code < 0  # its watchdog, a crash, the OOM killer
+            if lost and restart is not None and (new := restart()) is not None:
                 children[index] = new
+                why = "watchdog" if code == EXIT_WATCHDOG else signal.Signals(-code).name
                 click.echo(
-                    f"error: worker process {child.pid} exited with {code} (watchdog); "
+                    f"error: worker process {child.pid} exited with {code} ({why}); "
                     f"restarted as pid {new.pid}",
                     err=True,
                 )
