@@ -19,6 +19,7 @@ from taskengine.errors import (
 )
 from taskengine.model import Lease, Outcome, ResultStatus, TaskResult
 from taskengine.model import outcome as outcomes
+from taskengine.model.records import expiry_error
 from taskengine.model.serializer import DEFAULT_MAX_RESULT_BYTES, cap_text, check_storable
 from taskengine.policy.breaker import BreakerRegistry, CircuitBreaker
 from taskengine.policy.retry import NoRetry, Retry, RetryPolicy, Snooze, decide_failure
@@ -117,10 +118,10 @@ class Runner:
         spec = self._registry.find(record.type)
         if spec is None:
             return self._unknown_type(lease, worker, now)
-        if record.attempt > record.max_attempts:  # a lease expired on the last attempt
-            exhausted = TaskEngineError(
-                f"attempts exhausted ({record.max_attempts}): lease expired"
-            )
+        # Brokers dead-letter a task whose last lease ran out; a Redis task stored before its
+        # hash kept max_attempts is requeued instead, and ends here, with the same words.
+        if record.attempt > record.max_attempts:
+            exhausted = TaskEngineError(expiry_error(record.max_attempts, record.max_attempts))
             return outcomes.dead(lease, self._failure(lease, worker, exhausted, now, 0.0))
         # A type with breakers of its own (TaskSpec.breaker False) is not counted here.
         breaker = self._breakers.get(spec.name) if spec.breaker else None
