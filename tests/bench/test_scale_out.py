@@ -11,9 +11,10 @@ import asyncpg
 import psutil
 import pytest
 import redis
+from bench.private_nats import nats_binary, private_nats
 from bench.private_redis import private_redis
 
-from bench import cpu_meter, scale_out
+from bench import cpu_meter, scale_out, transport_floor
 
 
 def test_every_process_count_reports_cpu_per_task_beside_the_rate(
@@ -72,3 +73,18 @@ def test_the_redis_server_of_a_run_is_its_own_and_ends_with_it() -> None:
 
 def _zombie(pid: int) -> Any:
     return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+async def test_the_transport_floor_gives_server_and_client_cpu_per_phase() -> None:
+    if nats_binary() is None:
+        pytest.skip("no nats-server")
+    with private_redis() as redis_server, private_nats() as nats_server:
+        assert redis_server.pid is not None and nats_server.pid is not None
+        runs = [
+            await transport_floor.redis_streams(redis_server.port, redis_server.pid, 500),
+            await transport_floor.jetstream(nats_server.port, nats_server.pid, 500),
+            await transport_floor.redis_broker(redis_server.port, redis_server.pid, 500),
+        ]
+    for costs in runs:
+        assert list(costs) == ["enqueue", "reserve", "settle"]
+        assert all(server >= 0 and client >= 0 for server, client in costs.values())
