@@ -13,6 +13,7 @@ server's other clients and its background processes are not counted); SQLite has
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import signal
 import subprocess
@@ -103,6 +104,7 @@ class _Window:
 
     def __init__(self, workers: int, server: Server | None) -> None:
         self._workers, self._server = workers, server
+        self._unseen = False
         self._start: tuple[Any, ...] = ()
         self._end: tuple[Any, ...] = ()
 
@@ -112,7 +114,11 @@ class _Window:
         if self._server.pid is not None:
             return cpu_by_pid([self._server.pid])
         clients = [*tree(self._workers), os.getpid()]
-        return cpu_by_pid(backends_of(self._server.port, client_ports(self._server.port, clients)))
+        ports = client_ports(self._server.port, clients)
+        backends = backends_of(self._server.port, ports)
+        if ports and not backends:  # another user's processes (not root): no figure, not zero
+            self._unseen = True
+        return cpu_by_pid(backends)
 
     def start(self) -> None:
         """Read the server, the workers, the producer, the machine, then start the clock."""
@@ -130,9 +136,8 @@ class _Window:
         """The run's figures from the two readings."""
         (server0, workers0, producer0, machine0, clock0) = self._start
         (server1, workers1, producer1, machine1, clock1) = self._end
-        used = Spent(
-            spent(workers0, workers1), spent(producer0, producer1), spent(server0, server1)
-        )
+        server = math.nan if self._unseen else spent(server0, server1)
+        used = Spent(spent(workers0, workers1), spent(producer0, producer1), server)
         return figures(count, clock1 - clock0, _busy(machine0, machine1), used)
 
 

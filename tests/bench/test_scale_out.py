@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -88,3 +89,17 @@ async def test_the_transport_floor_gives_server_and_client_cpu_per_phase() -> No
     for costs in runs:
         assert list(costs) == ["enqueue", "reserve", "settle"]
         assert all(server >= 0 and client >= 0 for server, client in costs.values())
+
+
+def test_a_server_share_it_cannot_see_is_no_figure_rather_than_zero(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # not root: the backends serving our connections belong to another user, their pids unseen
+    monkeypatch.setattr(scale_out, "client_ports", lambda port, clients: {40001, 40002})
+    monkeypatch.setattr(scale_out, "backends_of", lambda port, ports: [])
+    window = scale_out._Window(os.getpid(), scale_out.POSTGRES)
+    window.start()
+    window.end()
+    figures = window.figures(1_000)
+    assert math.isnan(figures.server_us) and math.isnan(figures.server_cores)
+    assert not math.isnan(figures.workers_us)
