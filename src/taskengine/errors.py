@@ -27,6 +27,18 @@ class ResultTooLarge(ValidationError):
     code = "result_too_large"
 
 
+class UnknownParent(ValidationError):
+    """A task depends on a task that is not stored (nor earlier in its batch): nothing of the
+    batch was stored."""
+
+    code = "unknown_parent"
+
+    def __init__(self, task_id: str, missing: list[str]) -> None:
+        super().__init__(f"task {task_id} depends on unknown tasks: {', '.join(missing)}")
+        self.task_id = task_id
+        self.missing = missing
+
+
 class IdempotencyConflict(TaskEngineError):
     """An idempotency key was already used for another request (type, payload, priority or
     queue differ), or twice in one batch with different requests."""

@@ -46,6 +46,10 @@ ALLOWED = {
     (S.RUNNING, S.CANCELLED),
     (S.DEAD, S.QUEUED),
     (S.CANCELLED, S.QUEUED),
+    (S.BLOCKED, S.QUEUED),  # the last parent settled
+    (S.BLOCKED, S.CANCELLED),  # a parent failed, or cancelled by hand
+    (S.DEAD, S.BLOCKED),  # replayed while a parent is unfinished
+    (S.CANCELLED, S.BLOCKED),
 }
 
 
@@ -65,7 +69,7 @@ def test_terminal_states_leave_only_by_replay() -> None:
     assert {S.SUCCEEDED, S.DEAD, S.CANCELLED} == TERMINAL_STATES
     assert {S.DEAD, S.CANCELLED} == REPLAYABLE_STATES
     for state in TERMINAL_STATES:
-        assert TRANSITIONS[state] <= {S.QUEUED}
+        assert TRANSITIONS[state] <= {S.QUEUED, S.BLOCKED}
     assert set(TRANSITIONS) == set(TaskState)
 
 

@@ -62,6 +62,7 @@ class TaskFilter(msgspec.Struct, frozen=True, kw_only=True):
     priorities: frozenset[Priority] | None = None
     created_after: float | None = None  # inclusive
     created_before: float | None = None  # exclusive
+    workflow: str | None = None  # the nodes of one workflow (Task.workflow)
 
 
 class Page(msgspec.Struct, frozen=True):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 
 from taskengine.brokers.base import EnqueueResult
+from taskengine.errors import UnknownParent
 from taskengine.model import Task
 
 Pair = tuple[str, str]  # (task id, lease token)
@@ -37,6 +38,24 @@ def split_new(
         fresh.append(task)
         results.append(EnqueueResult(task.id, True))
     return results, fresh
+
+
+def parents_to_find(fresh: Sequence[Task]) -> list[str]:
+    """The distinct parents of the new tasks that are not themselves new in the batch: the
+    ids a broker must find stored (sorted: a stable lock order)."""
+    new_ids = {task.id for task in fresh}
+    return sorted({p for task in fresh for p in task.depends_on if p not in new_ids})
+
+
+def check_parents_known(fresh: Sequence[Task], stored: Iterable[str]) -> None:
+    """Raise UnknownParent unless every new task's parents are stored or earlier in the
+    batch (a parent later in the batch is unknown when its child is gated)."""
+    seen = set(stored)
+    for task in fresh:
+        missing = [p for p in task.depends_on if p not in seen]
+        if missing:
+            raise UnknownParent(task.id, missing)
+        seen.add(task.id)
 
 
 def first_of_each(pairs: Iterable[Pair]) -> tuple[list[int], list[bool]]:

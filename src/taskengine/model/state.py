@@ -10,6 +10,7 @@ from taskengine.errors import InvalidTransition
 class TaskState(StrEnum):
     """Where a task is in its life; scheduled and retrying tasks are `queued`, due later."""
 
+    BLOCKED = "blocked"  # waits for its parents (depends_on) to succeed; then queued
     QUEUED = "queued"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
@@ -19,13 +20,14 @@ class TaskState(StrEnum):
 
 # Every move a task may make, and nothing else. Terminal states leave only by replay.
 TRANSITIONS: dict[TaskState, frozenset[TaskState]] = {
+    TaskState.BLOCKED: frozenset({TaskState.QUEUED, TaskState.CANCELLED}),
     TaskState.QUEUED: frozenset({TaskState.RUNNING, TaskState.CANCELLED}),
     TaskState.RUNNING: frozenset(
         {TaskState.QUEUED, TaskState.SUCCEEDED, TaskState.DEAD, TaskState.CANCELLED}
     ),
     TaskState.SUCCEEDED: frozenset(),
-    TaskState.DEAD: frozenset({TaskState.QUEUED}),
-    TaskState.CANCELLED: frozenset({TaskState.QUEUED}),
+    TaskState.DEAD: frozenset({TaskState.QUEUED, TaskState.BLOCKED}),
+    TaskState.CANCELLED: frozenset({TaskState.QUEUED, TaskState.BLOCKED}),
 }
 
 TERMINAL_STATES = frozenset({TaskState.SUCCEEDED, TaskState.DEAD, TaskState.CANCELLED})

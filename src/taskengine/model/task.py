@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from enum import IntEnum
 from typing import Any
 
 import msgspec
 
 from taskengine.errors import ValidationError
-from taskengine.model.ids import new_id
+from taskengine.model.deps import check_parents
+from taskengine.model.ids import is_task_id, new_id
 from taskengine.model.result import AttemptRecord, TaskResult
 from taskengine.model.state import TaskState
 
@@ -66,6 +68,12 @@ class Task(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     idempotency_key: str | None = None
     # The W3C traceparent of the span that submitted the task (taskengine.tracing), or None.
     trace: str | None = None
+    # The tasks that must succeed before this one is queued (model.deps); it waits `blocked`.
+    depends_on: tuple[str, ...] = ()
+    # What a parent ending dead or cancelled does to it: "cancel" it, or "run" it anyway.
+    on_parent_failure: str = "cancel"
+    # The workflow (chain, group, chord, DAG) this task is a node of, by the workflow's id.
+    workflow: str | None = None
 
 
 class TaskRecord(Task, frozen=True, kw_only=True, gc=False):
@@ -78,6 +86,7 @@ class TaskRecord(Task, frozen=True, kw_only=True, gc=False):
     worker_id: str | None = None
     lease_expires_at: float | None = None
     cancel_requested: bool = False
+    waiting: int = 0  # parents not yet settled, while blocked
     result: TaskResult | None = None
     history: list[AttemptRecord] = msgspec.field(default_factory=list)
 
@@ -109,6 +118,9 @@ def new_task(
     idempotency_key: str | None = None,
     task_id: str | None = None,
     trace: str | None = None,
+    depends_on: Sequence[str] = (),
+    on_parent_failure: str = "cancel",
+    workflow: str | None = None,
 ) -> Task:
     """Build a validated Task created at `now`; `run_at` or `delay` schedule it for later."""
     validate_name("task type", type)
@@ -133,8 +145,15 @@ def new_task(
         raise ValidationError(f"max_attempts must be between 1 and {MAX_ATTEMPTS_LIMIT}")
     if idempotency_key is not None and not 0 < len(idempotency_key) <= 256:
         raise ValidationError("idempotency_key must be 1-256 characters")
+    task_id = task_id or new_id(now)
+    parents = check_parents(task_id, depends_on, on_parent_failure)
+    for parent in parents:
+        if not is_task_id(parent):
+            raise ValidationError(f"depends_on: {parent!r} is not a task id")
+    if workflow is not None and not is_task_id(workflow):
+        raise ValidationError(f"workflow {workflow!r} is not an id")
     return Task(
-        id=task_id or new_id(now),
+        id=task_id,
         type=type,
         payload=payload,
         priority=Priority.parse(priority),
@@ -145,6 +164,9 @@ def new_task(
         max_attempts=max_attempts,
         idempotency_key=idempotency_key,
         trace=trace,
+        depends_on=parents,
+        on_parent_failure=on_parent_failure,
+        workflow=workflow,
     )
 
 

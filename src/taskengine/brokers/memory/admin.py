@@ -17,6 +17,7 @@ from taskengine.brokers.memory import codec
 from taskengine.brokers.memory.connection import MemoryConnection
 from taskengine.brokers.memory.queries import count_rows, matches
 from taskengine.model import TaskRecord, TaskState
+from taskengine.model.deps import gate
 from taskengine.model.state import REPLAYABLE_STATES, TERMINAL_STATES
 from taskengine.model.worker import WorkerInfo
 
@@ -51,9 +52,11 @@ class MemoryAdmin(MemoryConnection):
             record = self._records.get(task_id)
             if record is None:
                 results.append(CancelResult.NOT_FOUND)
-            elif record.state is TaskState.QUEUED:
+            elif record.state in (TaskState.QUEUED, TaskState.BLOCKED):
                 self._records[task_id] = codec.cancelled(record, now)
-                self._queued -= 1
+                if record.state is TaskState.QUEUED:
+                    self._queued -= 1
+                self._release(task_id, TaskState.CANCELLED, now)
                 results.append(CancelResult.CANCELLED)
             elif record.state is TaskState.RUNNING:
                 self._records[task_id] = codec.cancel_requested(record, now)
@@ -69,14 +72,21 @@ class MemoryAdmin(MemoryConnection):
             record = self._records.get(task_id)
             if record is None:
                 results.append(ReplayResult.NOT_FOUND)
-            elif record.state not in REPLAYABLE_STATES:
+            elif record.state not in REPLAYABLE_STATES or self._parent_failed(record):
                 results.append(ReplayResult.NOT_REPLAYABLE)
             else:
-                self._store_queued(codec.replayed(record, now), now)
+                self._store_gated(codec.replayed(record, now), now)
                 results.append(ReplayResult.REPLAYED)
         if ReplayResult.REPLAYED in results:
             self._work.set()
         return results
+
+    def _parent_failed(self, record: TaskRecord) -> bool:
+        """Whether a parent of `record` ended so that a replay would cancel it again."""
+        if not record.depends_on:
+            return False
+        states = [self._state_of(parent) for parent in record.depends_on]
+        return gate(record.depends_on, states, record.on_parent_failure).failed is not None
 
     async def purge(self, states: Sequence[TaskState], finished_before: float, limit: int) -> int:
         """Delete up to `limit` terminal tasks in `states` finished before the cutoff."""
@@ -89,6 +99,7 @@ class MemoryAdmin(MemoryConnection):
         )[:limit]
         for _, task_id in doomed:
             record = self._records.pop(task_id)
+            self._waits.pop(task_id, None)
             if record.idempotency_key is not None:
                 self._by_key.pop(record.idempotency_key, None)
         return len(doomed)

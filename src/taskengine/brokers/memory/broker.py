@@ -12,7 +12,7 @@ import secrets
 from collections.abc import Sequence
 
 from taskengine.brokers.base import EnqueueResult, check_lease_for, check_limit
-from taskengine.brokers.batches import split_new
+from taskengine.brokers.batches import check_parents_known, parents_to_find, split_new
 from taskengine.brokers.memory import codec
 from taskengine.brokers.memory.admin import MemoryAdmin
 from taskengine.brokers.memory.queries import lowest
@@ -37,10 +37,11 @@ class MemoryBroker(MemoryAdmin):
         results, fresh = split_new(tasks, known_ids, known_keys)
         if self._queued + len(fresh) > self.max_depth:
             raise QueueFull(self._queued, self.max_depth, len(fresh))
+        check_parents_known(fresh, (p for p in parents_to_find(fresh) if p in self._records))
         for task in fresh:
             if task.idempotency_key is not None:
                 self._by_key[task.idempotency_key] = task.id
-            self._store_queued(queued_record(as_received(task, now), now), now)
+            self._store_gated(queued_record(as_received(task, now), now), now)
         if fresh:
             self._work.set()
         return results
@@ -122,6 +123,8 @@ class MemoryBroker(MemoryAdmin):
                     self._work.set()
             else:
                 self._records[record.id] = record
+                if record.id in self._waits:
+                    self._release(record.id, record.state, now)
             applied.append(True)
         return applied
 
@@ -151,6 +154,8 @@ class MemoryBroker(MemoryAdmin):
                 self._store_queued(record, now)
             else:
                 self._records[task_id] = record
+                if task_id in self._waits:
+                    self._release(task_id, record.state, now)
         if expired:
             self._work.set()
         return [task_id for _, task_id in expired]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from msgspec.structs import replace
 
 from taskengine.model import AttemptRecord, Outcome, TaskRecord, TaskState
+from taskengine.model.deps import parent_failed_result
 from taskengine.model.outcome import ATTEMPT_REFUNDED
 from taskengine.model.records import Expiry, cancelled_result, outcome_line
 from taskengine.model.state import TERMINAL_STATES
@@ -64,7 +65,27 @@ def cancelled(record: TaskRecord, now: float) -> TaskRecord:
     """A queued record cancelled before it ran; its result says CANCELLED."""
     result = cancelled_result(record.id, now, record.attempt)
     return replace(
-        record, state=TaskState.CANCELLED, updated_at=now, finished_at=now, result=result
+        record,
+        state=TaskState.CANCELLED,
+        waiting=0,
+        updated_at=now,
+        finished_at=now,
+        result=result,
+    )
+
+
+def parent_failed(
+    record: TaskRecord, parent_id: str, parent_state: TaskState, now: float
+) -> TaskRecord:
+    """A blocked (or new) record cancelled because a parent ended dead or cancelled."""
+    result = parent_failed_result(record.id, parent_id, parent_state, now, record.attempt)
+    return replace(
+        record,
+        state=TaskState.CANCELLED,
+        waiting=0,
+        updated_at=now,
+        finished_at=now,
+        result=result,
     )
 
 

@@ -13,8 +13,12 @@ import asyncio
 import heapq
 
 from taskengine.brokers.base import DEFAULT_MAX_DEPTH, Capabilities, check_limit
+from msgspec.structs import replace
+
+from taskengine.brokers.memory import codec
 from taskengine.brokers.memory.queries import Heap
 from taskengine.model import TaskRecord, TaskState
+from taskengine.model.deps import gate, releases
 from taskengine.model.priority import due_at, order_key
 from taskengine.model.worker import WorkerInfo
 
@@ -34,6 +38,7 @@ class MemoryConnection:
         self._later: Heap = []
         self._queued = 0
         self._paused: set[str] = set()
+        self._waits: dict[str, set[str]] = {}  # parent -> its blocked dependents (model.deps)
         self._workers: dict[str, WorkerInfo] = {}
         self._leaders: dict[str, tuple[str, float]] = {}
         self._work = asyncio.Event()
@@ -72,6 +77,53 @@ class MemoryConnection:
         self._records[record.id] = record
         self._queued += 1
         self._push(record, now)
+
+    def _store_gated(self, record: TaskRecord, now: float) -> TaskRecord:
+        """Store a new or replayed record as its parents' states say (model.deps.gate):
+        queued, blocked (with an edge from each unsettled parent) or cancelled at once."""
+        if not record.depends_on:
+            self._store_queued(record, now)
+            return record
+        states = [self._state_of(parent) for parent in record.depends_on]
+        decided = gate(record.depends_on, states, record.on_parent_failure)
+        if decided.state is TaskState.QUEUED:
+            record = replace(record, state=TaskState.QUEUED, waiting=0)
+            self._store_queued(record, now)
+        elif decided.state is TaskState.BLOCKED:
+            record = replace(record, state=TaskState.BLOCKED, waiting=len(decided.waiting))
+            self._records[record.id] = record
+            for parent in decided.waiting:
+                self._waits.setdefault(parent, set()).add(record.id)
+        else:
+            assert decided.failed is not None
+            record = codec.parent_failed(record, *decided.failed, now)
+            self._records[record.id] = record
+        return record
+
+    def _state_of(self, task_id: str) -> TaskState | None:
+        record = self._records.get(task_id)
+        return None if record is None else record.state
+
+    def _release(self, parent_id: str, state: TaskState, now: float) -> None:
+        """A task ended in terminal `state`: take it off its dependents' waiting counts
+        (queueing those at zero), or cancel them and their own dependents (model.deps)."""
+        pending = [(parent_id, state)]
+        while pending:
+            parent, parent_state = pending.pop()
+            for child_id in sorted(self._waits.pop(parent, ())):
+                child = self._records.get(child_id)
+                if child is None or child.state is not TaskState.BLOCKED:
+                    continue
+                if releases(parent_state, child.on_parent_failure):
+                    child = replace(child, waiting=child.waiting - 1, updated_at=now)
+                    if child.waiting <= 0:
+                        self._store_queued(replace(child, state=TaskState.QUEUED), now)
+                        self._work.set()
+                    else:
+                        self._records[child_id] = child
+                else:
+                    self._records[child_id] = codec.parent_failed(child, parent, parent_state, now)
+                    pending.append((child_id, TaskState.CANCELLED))
 
     def _push(self, record: TaskRecord, now: float) -> None:
         """Index a queued record: in its queue's ready heap if due, else in `_later`."""

@@ -29,6 +29,7 @@ def matches(record: TaskRecord, f: TaskFilter, cursor: str | None) -> bool:
         and (f.priorities is None or record.priority in f.priorities)
         and (f.created_after is None or record.created_at >= f.created_after)
         and (f.created_before is None or record.created_at < f.created_before)
+        and (f.workflow is None or record.workflow == f.workflow)
     )
 
 
