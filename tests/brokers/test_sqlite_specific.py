@@ -16,7 +16,7 @@ from taskengine.brokers.sqlite import SqliteBroker
 from taskengine.brokers.sqlite import connection as sqlite_broker
 from taskengine.brokers.sqlite.schema import SCHEMA_VERSION
 from taskengine.errors import BrokerUnavailable, ConfigurationError, QueueFull, ValidationError
-from taskengine.model import OutcomeKind, Task, new_task
+from taskengine.model import OutcomeKind, Task, TaskState, new_task
 from tests.brokers.support import T0, outcome
 
 
@@ -91,6 +91,7 @@ async def test_a_version_1_store_is_upgraded_and_keeps_its_tasks(db: str) -> Non
     await old.enqueue([task], T0)
     await old.close()
     with sqlite3.connect(db) as conn:  # the store as a version 1 build left it
+        _drop_version_3(conn)
         conn.execute("ALTER TABLE tasks DROP COLUMN trace")
         conn.execute("PRAGMA user_version = 1")
 
@@ -106,7 +107,38 @@ async def test_a_version_1_store_is_upgraded_and_keeps_its_tasks(db: str) -> Non
     finally:
         await broker.close()
     with sqlite3.connect(db) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+
+
+def _drop_version_3(conn: sqlite3.Connection) -> None:
+    """Take out what schema version 3 added (dependencies, ADR 0037)."""
+    conn.execute("DROP INDEX tasks_workflow")
+    conn.execute("DROP TABLE waits")
+    for column in ("depends_on", "on_parent_failure", "workflow", "waiting"):
+        conn.execute(f"ALTER TABLE tasks DROP COLUMN {column}")
+
+
+async def test_a_version_2_store_is_upgraded_and_takes_dependencies(db: str) -> None:
+    old = SqliteBroker(db)
+    await old.start()
+    [task] = make_tasks(1)
+    await old.enqueue([task], T0)
+    await old.close()
+    with sqlite3.connect(db) as conn:  # the store as a version 2 build left it
+        _drop_version_3(conn)
+        conn.execute("PRAGMA user_version = 2")
+
+    broker = SqliteBroker(db)
+    await broker.start()
+    try:
+        [record] = await broker.get([task.id])
+        assert record is not None and record.depends_on == () and record.waiting == 0
+        child = new_task("demo.echo", now=T0, depends_on=[task.id])
+        await broker.enqueue([child], T0)
+        [stored] = await broker.get([child.id])
+        assert stored is not None and stored.state is TaskState.BLOCKED
+    finally:
+        await broker.close()
 
 
 async def test_concurrent_writes_share_one_commit(broker: SqliteBroker) -> None:

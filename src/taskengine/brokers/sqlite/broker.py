@@ -97,10 +97,10 @@ class SqliteBroker(SqliteAdmin):
         writer = self._write()
         if not outcomes:
             return []
-        applied = await writer.submit(
+        applied, released = await writer.submit(
             functools.partial(writes.settle, outcomes=list(outcomes), now=now)
         )
-        if any(
+        if released or any(
             ok and o.state is TaskState.QUEUED and (o.run_at is None or o.run_at <= now)
             for ok, o in zip(applied, outcomes, strict=True)
         ):

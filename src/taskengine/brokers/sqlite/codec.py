@@ -8,15 +8,16 @@ from typing import Any
 
 from taskengine.model import AttemptRecord, Priority, Task, TaskRecord, TaskResult, TaskState
 from taskengine.model.priority import due_at, order_key
-from taskengine.model.serializer import pack, to_json, unpack
+from taskengine.model.serializer import from_json, pack, to_json, unpack
 
 # The columns a TaskRecord is built from, in the order `record_from_row` reads them.
 RECORD_COLUMNS = (
     "id, type, payload, priority, queue, created_at, run_at, timeout, max_attempts, attempt,"
     " idempotency_key, state, updated_at, started_at, finished_at, worker_id,"
-    " lease_expires_at, cancel_requested, result, trace"
+    " lease_expires_at, cancel_requested, result, trace, depends_on, on_parent_failure,"
+    " workflow, waiting"
 )
-_RECORD_WIDTH = 20
+_RECORD_WIDTH = 24
 
 Row = tuple[Any, ...]
 
@@ -26,8 +27,15 @@ def json_list(values: Iterable[Any]) -> str:
     return to_json(list(values)).decode()
 
 
-def task_params(task: Task, now: float) -> tuple[Any, ...]:
-    """The parameters of queries.INSERT_TASK for a freshly enqueued task."""
+def task_params(
+    task: Task,
+    now: float,
+    state: TaskState = TaskState.QUEUED,
+    waiting: int = 0,
+    result: TaskResult | None = None,
+) -> tuple[Any, ...]:
+    """The parameters of queries.INSERT_TASK for a freshly enqueued task (blocked, or
+    cancelled at once, when its parents say so: model.deps.gate)."""
     return (
         task.id,
         task.type,
@@ -43,6 +51,13 @@ def task_params(task: Task, now: float) -> tuple[Any, ...]:
         task.idempotency_key,
         now,
         task.trace,
+        state.value,
+        json_list(task.depends_on) if task.depends_on else None,
+        None if task.on_parent_failure == "cancel" else task.on_parent_failure,
+        task.workflow,
+        waiting,
+        None if result is None else pack(result),
+        None if result is None else now,
     )
 
 
@@ -71,6 +86,10 @@ def record_from_row(row: Sequence[Any], history: list[AttemptRecord]) -> TaskRec
         result=None if result is None else unpack(result, TaskResult),
         history=history,
         trace=row[19],
+        depends_on=() if row[20] is None else tuple(from_json(row[20])),
+        on_parent_failure=row[21] or "cancel",
+        workflow=row[22],
+        waiting=row[23],
     )
 
 

@@ -24,11 +24,66 @@ WHERE idempotency_key IN (SELECT value FROM json_each(?1))
 SELECT_DEPTH = "SELECT queued FROM depth WHERE id = 0"
 
 # Inputs: one task (codec.task_params). Output: none. Invariant: the caller checked the id and
-# idempotency key are free; order_key = model.priority.order_key(priority, due_at(...)).
+# idempotency key are free; order_key = model.priority.order_key(priority, due_at(...)); the
+# state is queued, or blocked / cancelled as model.deps.gate decided from the parents.
 INSERT_TASK = """
 INSERT INTO tasks (id, type, payload, priority, queue, created_at, run_at, order_key, timeout,
-                   max_attempts, attempt, idempotency_key, state, updated_at, trace)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'queued', ?13, ?14)
+                   max_attempts, attempt, idempotency_key, updated_at, trace, state,
+                   depends_on, on_parent_failure, workflow, waiting, result, finished_at)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18,
+        ?19, ?20, ?21)
+"""
+
+# -- dependencies (model.deps) -------------------------------------------------------------
+
+# Inputs: ?1 parent id, ?2 child id. Output: none. Invariant: only pending edges are stored.
+INSERT_WAIT = "INSERT OR IGNORE INTO waits (parent, child) VALUES (?1, ?2)"
+
+# Inputs: ?1 JSON array of task ids. Output: those that have pending dependents.
+SELECT_WAITED = """
+SELECT DISTINCT parent FROM waits WHERE parent IN (SELECT value FROM json_each(?1))
+"""
+
+# Inputs: ?1 parent id. Output: (id, state, waiting, on_parent_failure, attempt) of the tasks
+# waiting on it, by id; the edges are deleted by DELETE_WAITS in the same transaction.
+SELECT_WAITING = """
+SELECT t.id, t.state, t.waiting, t.on_parent_failure, t.attempt
+FROM waits w JOIN tasks t ON t.id = w.child
+WHERE w.parent = ?1
+ORDER BY t.id
+"""
+DELETE_WAITS = "DELETE FROM waits WHERE parent = ?1"
+
+# Inputs: ?1 now, ?2 id. Output: none. Invariant: a blocked task one parent fewer waits on;
+# at zero it is queued (the depth trigger counts it), due as it was submitted.
+RELEASE_ONE = """
+UPDATE tasks
+SET waiting = waiting - 1, updated_at = ?1,
+    state = CASE WHEN waiting <= 1 THEN 'queued' ELSE state END
+WHERE id = ?2 AND state = 'blocked'
+"""
+
+# Inputs: ?1 now, ?2 msgpack TaskResult (CANCELLED, naming the parent), ?3 id. Output: none.
+# Invariant: a blocked task whose parent ended dead or cancelled.
+CANCEL_BLOCKED = """
+UPDATE tasks SET state = 'cancelled', waiting = 0, updated_at = ?1, finished_at = ?1,
+    result = ?2
+WHERE id = ?3 AND state = 'blocked'
+"""
+
+# Inputs: ?1 JSON array of ids. Output: (id, state, depends_on, on_parent_failure).
+SELECT_PARENTS = """
+SELECT id, state, depends_on, on_parent_failure FROM tasks
+WHERE id IN (SELECT value FROM json_each(?1))
+"""
+
+# Inputs: ?1 now, ?2 waiting, ?3 id. Output: none. Invariant: a dead or cancelled task
+# replayed while a parent is unfinished waits again (its edges are inserted alongside).
+REPLAY_BLOCKED = """
+UPDATE tasks
+SET state = 'blocked', waiting = ?2, attempt = 0, run_at = ?1, updated_at = ?1,
+    finished_at = NULL, worker_id = NULL, cancel_requested = 0
+WHERE id = ?3 AND state IN ('dead', 'cancelled')
 """
 
 # -- reserve -------------------------------------------------------------------------------
@@ -136,10 +191,11 @@ SELECT id, state, attempt, priority FROM tasks WHERE id IN (SELECT value FROM js
 """
 
 # Inputs: ?1 now, ?2 msgpack TaskResult (CANCELLED), ?3 id. Output: none.
-# Invariant: only a queued task is cancelled at once (a running one is flagged instead).
+# Invariant: only a queued or blocked task is cancelled at once (a running one is flagged instead).
 CANCEL_QUEUED = """
-UPDATE tasks SET state = 'cancelled', updated_at = ?1, finished_at = ?1, result = ?2
-WHERE id = ?3 AND state = 'queued'
+UPDATE tasks SET state = 'cancelled', waiting = 0, updated_at = ?1, finished_at = ?1,
+    result = ?2
+WHERE id = ?3 AND state IN ('queued', 'blocked')
 """
 
 # Inputs: ?1 now, ?2 id. Output: none. Invariant: the worker learns it through extend.

@@ -82,6 +82,9 @@ def list_query(filter: TaskFilter, limit: int, cursor: str | None) -> tuple[str,
     member(
         "priority", None if filter.priorities is None else frozenset(map(int, filter.priorities))
     )
+    if filter.workflow is not None:
+        where.append("workflow = ?")
+        params.append(filter.workflow)
     if filter.created_after is not None:
         where.append("created_at >= ?")
         params.append(filter.created_after)

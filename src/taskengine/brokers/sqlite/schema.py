@@ -6,7 +6,7 @@ import sqlite3
 
 from taskengine.errors import ConfigurationError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SYNCHRONOUS_MODES = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
 
 # Inputs: none. Output: the tables below (idempotent: every statement is IF NOT EXISTS).
@@ -21,6 +21,9 @@ SYNCHRONOUS_MODES = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
 # - finished_at is set exactly while the state is terminal (succeeded, dead, cancelled).
 # - no (state, id) index: it cost a third of enqueue throughput. list_tasks walks the primary
 #   key newest first; the dead-letter listing alone has its own small index (tasks_dead).
+# - depends_on (JSON array or NULL), on_parent_failure (NULL: cancel) and workflow are as
+#   submitted; waiting = the number of rows in waits whose child is this task, while blocked
+#   (model.deps). waits holds only pending edges: a parent's rows go when it settles.
 # - attempts is insert-only (deleted with its task by purge); seq gives the history order.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -45,7 +48,11 @@ CREATE TABLE IF NOT EXISTS tasks (
     lease_expires_at REAL,
     cancel_requested INTEGER NOT NULL DEFAULT 0,
     result BLOB,
-    trace TEXT
+    trace TEXT,
+    depends_on TEXT,
+    on_parent_failure TEXT,
+    workflow TEXT,
+    waiting INTEGER NOT NULL DEFAULT 0
 );
 CREATE UNIQUE INDEX IF NOT EXISTS tasks_idempotency_key
     ON tasks (idempotency_key) WHERE idempotency_key IS NOT NULL;
@@ -56,6 +63,13 @@ CREATE INDEX IF NOT EXISTS tasks_leases
 CREATE INDEX IF NOT EXISTS tasks_finished
     ON tasks (finished_at, id) WHERE finished_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS tasks_dead ON tasks (id) WHERE state = 'dead';
+CREATE INDEX IF NOT EXISTS tasks_workflow ON tasks (workflow, id) WHERE workflow IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS waits (
+    parent TEXT NOT NULL,
+    child TEXT NOT NULL,
+    PRIMARY KEY (parent, child)
+) WITHOUT ROWID;
 
 CREATE TABLE IF NOT EXISTS attempts (
     seq INTEGER PRIMARY KEY,
@@ -112,6 +126,15 @@ CREATE TABLE IF NOT EXISTS leaders (
 # the column is nullable, so old rows read as tasks without a trace context.
 UPGRADE_TO_2 = "ALTER TABLE tasks ADD COLUMN trace TEXT"
 
+# Inputs: none. Output: none. Upgrades a store of schema version 2 to 3 (dependencies, ADR
+# 0037): old rows have no parents, are in no workflow and wait for nothing.
+UPGRADE_TO_3 = (
+    "ALTER TABLE tasks ADD COLUMN depends_on TEXT",
+    "ALTER TABLE tasks ADD COLUMN on_parent_failure TEXT",
+    "ALTER TABLE tasks ADD COLUMN workflow TEXT",
+    "ALTER TABLE tasks ADD COLUMN waiting INTEGER NOT NULL DEFAULT 0",
+)
+
 
 def check_synchronous(value: str) -> str:
     """Return the upper-cased `synchronous` mode, or raise ConfigurationError."""
@@ -152,6 +175,9 @@ def create_schema(conn: sqlite3.Connection) -> None:
         )
     if version == 1:  # CREATE TABLE IF NOT EXISTS leaves an existing table as it was
         conn.execute(UPGRADE_TO_2)
+    if version in (1, 2):
+        for statement in UPGRADE_TO_3:
+            conn.execute(statement)
     for statement in _statements(SCHEMA):
         conn.execute(statement)
     if version != SCHEMA_VERSION:

@@ -15,19 +15,18 @@ from msgspec.structs import replace
 from taskengine.brokers.base import CancelResult, EnqueueResult, ReplayResult
 from taskengine.brokers.batches import split_new
 from taskengine.brokers.sqlite import queries as q
+from taskengine.brokers.sqlite import waits
 from taskengine.brokers.sqlite.codec import (
     attempt_line,
     histories,
     json_list,
     record_from_row,
-    task_params,
 )
 from taskengine.errors import QueueFull
 from taskengine.model import Lease, LeaseStatus, Outcome, Priority, Task, TaskState
 from taskengine.model.outcome import ATTEMPT_REFUNDED
 from taskengine.model.priority import HEAD_START, due_at, order_key
 from taskengine.model.records import (
-    as_received,
     cancelled_result,
     expire,
     honour_cancel,
@@ -68,8 +67,7 @@ def enqueue(
     if depth + len(fresh) > max_depth:  # as the reference: also when nothing is new
         raise QueueFull(depth, max_depth, len(fresh))
     if fresh:
-        rows = [task_params(as_received(task, now), now) for task in fresh]
-        conn.executemany(q.INSERT_TASK, rows)
+        waits.insert(conn, fresh, now)
     return results
 
 
@@ -126,13 +124,18 @@ def extend(
     return statuses
 
 
-def settle(conn: sqlite3.Connection, outcomes: Sequence[Outcome], now: float) -> list[bool]:
+def settle(
+    conn: sqlite3.Connection, outcomes: Sequence[Outcome], now: float
+) -> tuple[list[bool], bool]:
     """Apply each outcome whose token is current, in input order; the rest are refused. A
-    retry, snooze or release of a task with a cancel request cancels it (model.records)."""
+    retry, snooze or release of a task with a cancel request cancels it (model.records).
+    Tasks that ended release or cancel their dependents (waits.release); the second value
+    says whether one became queued."""
     running = _running(conn, [outcome.task_id for outcome in outcomes])
     applied: list[bool] = []
     updates: list[dict[str, Any]] = []
     lines: list[tuple[str, int, bytes]] = []
+    ended: list[tuple[str, TaskState]] = []
     for outcome in outcomes:
         current = running.get(outcome.task_id)
         if current is None or current.token != outcome.token:
@@ -142,6 +145,8 @@ def settle(conn: sqlite3.Connection, outcomes: Sequence[Outcome], now: float) ->
         if current.cancel_requested:
             outcome = honour_cancel(outcome, now) or outcome
         updates.append(_settled(current, outcome, now))
+        if outcome.state in TERMINAL_STATES:
+            ended.append((current.id, outcome.state))
         line = outcome_line(outcome, current.attempt)
         if line is not None:
             lines.append((current.id, current.attempt, attempt_line(line)))
@@ -150,7 +155,7 @@ def settle(conn: sqlite3.Connection, outcomes: Sequence[Outcome], now: float) ->
         conn.executemany(q.SETTLE, updates)
     if lines:
         conn.executemany(q.INSERT_ATTEMPT, lines)
-    return applied
+    return applied, waits.release(conn, ended, now)
 
 
 def _settled(current: Running, outcome: Outcome, now: float) -> dict[str, Any]:
@@ -206,6 +211,9 @@ def requeue_expired(conn: sqlite3.Connection, now: float, limit: int) -> list[st
         conn.executemany(q.EXPIRE_DEAD, dead)
     if lines:
         conn.executemany(q.INSERT_ATTEMPT, lines)
+    ended = [(task_id, TaskState.CANCELLED) for _, task_id in cancelled]
+    ended += [(task_id, TaskState.DEAD) for _, task_id, _ in dead]
+    waits.release(conn, ended, now)
     return [row[0] for row in rows]
 
 
@@ -241,10 +249,11 @@ def cancel(conn: sqlite3.Connection, ids: Sequence[str], now: float) -> list[Can
             results.append(CancelResult.NOT_FOUND)
             continue
         state, attempt, priority = found
-        if state is TaskState.QUEUED:
+        if state in (TaskState.QUEUED, TaskState.BLOCKED):
             result = cancelled_result(task_id, now, attempt)
             conn.execute(q.CANCEL_QUEUED, (now, pack(result), task_id))
             known[task_id] = (TaskState.CANCELLED, attempt, priority)
+            waits.release(conn, [(task_id, TaskState.CANCELLED)], now)
             results.append(CancelResult.CANCELLED)
         elif state is TaskState.RUNNING:
             conn.execute(q.REQUEST_CANCEL, (now, task_id))
@@ -257,6 +266,7 @@ def cancel(conn: sqlite3.Connection, ids: Sequence[str], now: float) -> list[Can
 def replay(conn: sqlite3.Connection, ids: Sequence[str], now: float) -> list[ReplayResult]:
     """Queue dead or cancelled tasks again, due now, attempt count reset; in input order."""
     known = _states(conn, ids)
+    parents = waits.Parents(conn, ids)
     results: list[ReplayResult] = []
     for task_id in ids:
         found = known.get(task_id)
@@ -267,8 +277,13 @@ def replay(conn: sqlite3.Connection, ids: Sequence[str], now: float) -> list[Rep
         if state not in REPLAYABLE_STATES:
             results.append(ReplayResult.NOT_REPLAYABLE)
             continue
-        conn.execute(q.REPLAY, (now, HEAD_START[priority], task_id))
-        known[task_id] = (TaskState.QUEUED, 0, priority)
+        gated = parents.replay(task_id, now)  # a blocked one is stored there
+        if gated is None:
+            results.append(ReplayResult.NOT_REPLAYABLE)
+            continue
+        if gated is TaskState.QUEUED:
+            conn.execute(q.REPLAY, (now, HEAD_START[priority], task_id))
+        known[task_id] = (gated, 0, priority)
         results.append(ReplayResult.REPLAYED)
     return results
 
