@@ -107,6 +107,7 @@ class RedisAdmin(RedisConnection):
                 args.append(-1)
             else:
                 args.extend([len(values), *values])
+        args.append(filter.workflow or "")
         more, resume, *flats = await self._run("list", *args)
         items = decode_records(flats)
         if resume:

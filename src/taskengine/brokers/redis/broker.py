@@ -23,7 +23,7 @@ from taskengine.brokers.base import (
 from taskengine.brokers.redis.admin import RedisAdmin
 from taskengine.brokers.redis.codec import decode_claim, enqueue_args, settle_args
 from taskengine.brokers.server_clock import flag
-from taskengine.errors import QueueFull
+from taskengine.errors import QueueFull, UnknownParent
 from taskengine.model import Lease, LeaseStatus, Outcome, ResultStatus, Task
 from taskengine.model.records import EXHAUSTED, LEASE_EXPIRED, as_received
 
@@ -81,6 +81,9 @@ class RedisBroker(RedisAdmin):
         if status == b"full":
             depth, offered = rest
             raise QueueFull(int(depth), self.max_depth, int(offered))
+        if status == b"unknown":
+            task_id, *missing = rest
+            raise UnknownParent(task_id.decode(), [m.decode() for m in missing])
         return [
             EnqueueResult(task_id.decode(), bool(created))
             for task_id, created in zip(rest[::2], rest[1::2], strict=True)

@@ -29,7 +29,7 @@ _history = msgspec.msgpack.Decoder(list[AttemptRecord])
 
 
 def enqueue_args(task: Task) -> list[str | bytes | float | int]:
-    """The eleven fields enqueue.lua reads per task."""
+    """The fourteen fields enqueue.lua reads per task."""
     return [
         task.id,
         "" if task.idempotency_key is None else "=" + task.idempotency_key,  # "=": present
@@ -42,6 +42,9 @@ def enqueue_args(task: Task) -> list[str | bytes | float | int]:
         task.type,
         pack(task),
         int(task.max_attempts),  # read by requeue_expired.lua
+        ",".join(task.depends_on),  # ids hold no comma (model.ids)
+        "" if task.on_parent_failure == "cancel" else task.on_parent_failure,
+        task.workflow or "",
     ]
 
 
@@ -114,6 +117,7 @@ def decode_record(fields: Fields) -> TaskRecord:
         worker_id=None if worker is None else worker.decode(),
         lease_expires_at=_float(get(b"lease_expires_at")),
         cancel_requested=get(b"cancel_requested") == b"1",
+        waiting=int(get(b"waiting") or 0),
         result=_result_of(get(b"result"), get(b"result_attempt")),
         history=_history_of(get(b"history"), get(b"history_len")),
     )

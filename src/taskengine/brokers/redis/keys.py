@@ -36,6 +36,8 @@ FAMILIES: dict[str, str] = {
     "group_key": "group:",  # zset per "queue|queued|priority": queued ids by created_at
     "done_key": "done:",  # zset per terminal state: ids by finished_at (purge)
     "leader_key": "leader:",  # hash per singleton duty: holder, expires_at
+    "waits_key": "waits:",  # set per task id: its blocked dependents (pending edges only)
+    "workflow_key": "workflow:",  # zset per workflow id, every score 0: its task ids
 }
 
 

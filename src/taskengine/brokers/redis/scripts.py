@@ -19,6 +19,7 @@ from redis.exceptions import NoScriptError, ResponseError
 
 from taskengine.brokers.redis.keys import Keys, lua_preamble
 from taskengine.errors import BrokerUnavailable
+from taskengine.model.deps import PARENT_FAILED
 
 Arg = str | bytes | int | float
 # BUSY as the server says it, or as redis-py's pipeline quotes it ("... caused error: ('BUSY").
@@ -54,8 +55,13 @@ def _read(name: str) -> str:
 
 def load_scripts() -> dict[str, Script]:
     """Build every script from its files (no I/O to Redis)."""
-    head = lua_preamble() + _read("_common")
+    head = lua_preamble() + _constants() + _read("_common")
     return {name: Script(name, head + _read(name)) for name in NAMES}
+
+
+def _constants() -> str:
+    """Lua constants spelled once in Python: the start of a parent-failed error (model.deps)."""
+    return f"local PARENT_FAILED = '{PARENT_FAILED}'\n"
 
 
 SCRIPTS = load_scripts()

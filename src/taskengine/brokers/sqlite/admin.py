@@ -60,7 +60,10 @@ class SqliteAdmin(SqliteConnection):
         writer = self._write()
         if not ids:
             return []
-        return await writer.submit(functools.partial(writes.cancel, ids=list(ids), now=now))
+        results = await writer.submit(functools.partial(writes.cancel, ids=list(ids), now=now))
+        if CancelResult.CANCELLED in results:  # a dependent that runs anyway may be queued
+            self._woken()
+        return results
 
     async def replay(self, ids: Sequence[str], now: float) -> list[ReplayResult]:
         """Move dead or cancelled tasks back to queued, due now, attempt count 0, history kept.

@@ -3,7 +3,8 @@
 -- ARGV[2]: cursor ('' = from the newest; else ids below it); ARGV[3]: limit; ARGV[4]: scan
 --   budget (ids examined at most); ARGV[5]: created_after ('' = any, inclusive); ARGV[6]:
 --   created_before ('' = any, exclusive); then four sets, each a count and that many values:
---   states, types, queues, priorities (count -1 = any).
+--   states, types, queues, priorities (count -1 = any); then the workflow id ('' = any: the
+--   walk goes over K.all, else over that workflow's own set).
 -- Returns: {more, resume, rec1, rec2, ...}: recN is a matching task's HGETALL array (at most
 --   limit); more is 1 if a further match exists; resume is '' or, when the budget ran out
 --   first, the last id examined (the next page starts below it).
@@ -21,6 +22,8 @@ for s = 1, 4 do
     pos = pos + n
   end
 end
+local walked = K.all
+if ARGV[pos] and ARGV[pos] ~= '' then walked = workflow_key(ARGV[pos]) end
 local function matches(f)
   if sets[1] and not sets[1][f[1]] then return false end
   if sets[2] and not sets[2][f[2]] then return false end
@@ -35,7 +38,7 @@ local out = {0, ''}
 local found, scanned, chunk = 0, 0, math.min(math.max(limit + 1, 64), 1000)
 local max = cursor == '' and '+' or '(' .. cursor
 while true do
-  local ids = redis.call('ZREVRANGEBYLEX', K.all, max, '-', 'LIMIT', 0, chunk)
+  local ids = redis.call('ZREVRANGEBYLEX', walked, max, '-', 'LIMIT', 0, chunk)
   for _, id in ipairs(ids) do
     scanned = scanned + 1
     local f = redis.call('HMGET', task_key(id), 'state', 'type', 'queue', 'priority',

@@ -19,7 +19,8 @@ local n = math.min(limit, #candidates)
 for i = 1, n do
   local c = candidates[i]
   local key = task_key(c.id)
-  local f = redis.call('HMGET', key, 'idempotency_key', 'queue', 'priority')
+  local f = redis.call('HMGET', key, 'idempotency_key', 'queue', 'priority', 'workflow')
+  if f[4] then redis.call('ZREM', workflow_key(f[4]), c.id) end
   if f[1] and redis.call('HGET', K.ikeys, f[1]) == c.id then redis.call('HDEL', K.ikeys, f[1]) end
   redis.call('ZREM', K.all, c.id)
   redis.call('ZREM', done_key(c.state), c.id)

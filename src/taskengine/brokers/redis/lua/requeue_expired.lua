@@ -7,7 +7,8 @@
 -- Returns: the ids moved, earliest expiry first (ties by id).
 -- Invariant: only leases expired strictly before now are taken; each gets one history line
 --   (the lost attempt) and its token is cleared, so the old holder can no longer settle; the
---   attempts never pass max_attempts.
+--   attempts never pass max_attempts; a task that ends dead or cancelled cancels its
+--   dependents (release()).
 local now, limit = ARGV[2], tonumber(ARGV[3])
 local t = tonumber(now)
 local ids = redis.call('ZRANGEBYSCORE', K.leases, '-inf', '(' .. now, 'LIMIT', 0, limit)
@@ -26,6 +27,7 @@ for _, id in ipairs(ids) do
     redis.call('HSET', key, 'state', 'cancelled', 'finished_at', now, 'updated_at', now)
     regroup(id, 'running', 'cancelled')
     redis.call('ZADD', done_key('cancelled'), now, id)
+    release(id, 'cancelled', now)
   elseif f[8] and tonumber(f[1]) >= tonumber(f[8]) then  -- (absent: stored before 2026-12)
     local result = {task_id = id, status = ARGV[5], completed_at = t, duration = duration,
       error = ARGV[7] .. ' (' .. f[1] .. ' of ' .. f[8] .. '): ' .. ARGV[4]}
@@ -34,6 +36,7 @@ for _, id in ipairs(ids) do
       'result', cmsgpack.pack(result), 'result_attempt', f[1])
     regroup(id, 'running', 'dead')
     redis.call('ZADD', done_key('dead'), now, id)
+    release(id, 'dead', now)
   else
     redis.call('HSET', key, 'state', 'queued', 'run_at', now, 'updated_at', now)
     regroup(id, 'running', 'queued')

@@ -8,7 +8,8 @@
 -- Returns: 1 (applied) or 0 (token not current) per outcome, in input order.
 -- Invariant: an outcome applies only to a running task with that token, and clears the token,
 --   so a second settle or a stale worker's settle is refused; a task with a cancel request is
---   never queued again. Publishes a wake-up if a task became queued and due.
+--   never queued again. A task that ends releases or cancels its dependents (release()).
+--   Publishes a wake-up if a task became queued and due.
 local now = ARGV[2]
 local W = 9
 local out, woken = {}, false
@@ -58,6 +59,7 @@ for b = 3, #ARGV, W do
       if schedule(id, queue, run_at, f[7], f[8], now) then woken = true end
     else
       redis.call('ZADD', done_key(state), now, id)
+      if release(id, state, now) then woken = true end
     end
     out[#out + 1] = 1
   end
