@@ -4,6 +4,7 @@ leader. Each method is one statement: one round trip, atomic."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from taskengine.brokers.base import (
     CancelResult,
@@ -15,6 +16,7 @@ from taskengine.brokers.base import (
 )
 from taskengine.brokers.batches import unique_sorted
 from taskengine.brokers.postgres import queries as q
+from taskengine.brokers.postgres import waits
 from taskengine.brokers.postgres.codec import (
     HEADS,
     cancelled_result_blob,
@@ -122,7 +124,14 @@ class PostgresAdmin(PostgresConnection):
         unique = unique_sorted(ids)
         now = await self._now(now)
         blobs = [cancelled_result_blob(task_id, now) for task_id in unique]
-        rows = await self._fetch(q.CANCEL, unique, blobs, now)
+
+        async def work(conn: Any) -> list[Any]:
+            rows = await conn.fetch(self.sql(q.CANCEL), unique, blobs, now)
+            ended = [(row["id"], TaskState.CANCELLED) for row in rows if row["changed"] == "cancelled"]
+            await waits.release(conn, self.sql, ended, now)
+            return list(rows)
+
+        rows = await self._transaction(work)
         changed = {row["id"]: row["changed"] for row in rows}
         results: list[CancelResult] = []
         answered: set[str] = set()
@@ -146,8 +155,12 @@ class PostgresAdmin(PostgresConnection):
         """
         if not ids:
             return []
-        rows = await self._fetch(q.REPLAY, unique_sorted(ids), await self._now(now), HEADS)
-        replayed = {row["id"]: row["replayed"] for row in rows}
+        now = await self._now(now)
+
+        async def work(conn: Any) -> dict[str, bool]:
+            return await waits.replay(conn, self.sql, ids, now, HEADS)
+
+        replayed = await self._transaction(work)
         results: list[ReplayResult] = []
         answered: set[str] = set()
         for task_id in ids:

@@ -18,8 +18,9 @@ from taskengine.brokers.base import (
     check_lease_for,
     check_limit,
 )
-from taskengine.brokers.batches import first_of_each, split_new
+from taskengine.brokers.batches import Pair, first_of_each, split_new
 from taskengine.brokers.postgres import queries as q
+from taskengine.brokers.postgres import waits
 from taskengine.brokers.postgres.admin import PostgresAdmin
 from taskengine.brokers.postgres.codec import (
     HEADS,
@@ -30,7 +31,7 @@ from taskengine.brokers.postgres.codec import (
 )
 from taskengine.brokers.postgres.schema import lock_key
 from taskengine.errors import QueueFull
-from taskengine.model import Lease, LeaseStatus, Outcome, Priority, Task
+from taskengine.model import TERMINAL_STATES, Lease, LeaseStatus, Outcome, Priority, Task, TaskState
 from taskengine.model.priority import order_key
 from taskengine.model.records import as_received
 
@@ -94,7 +95,10 @@ class PostgresBroker(PostgresAdmin):
                 raise QueueFull(depth, self.max_depth, len(fresh))
             if fresh:
                 received = [as_received(task, now) for task in fresh]
-                await conn.execute(self.sql(q.INSERT_TASKS), *task_arrays(received), now)
+                gates, edges = await waits.gate_new(conn, self.sql, received, now)
+                arrays = task_arrays(received, gates)
+                await conn.execute(self.sql(q.INSERT_TASKS), *arrays[:13], now, *arrays[13:])
+                await waits.store_edges(conn, self.sql, edges)
             return results
 
         return await self._transaction(work)
@@ -175,12 +179,32 @@ class PostgresBroker(PostgresAdmin):
         batch = [outcomes[i] for i in chosen]
         now = await self._now(now)
         arrays = settle_arrays(batch, now)
-        rows = await self._fetch(q.SETTLE, *arrays[:7], now, HEADS, *arrays[7:])
+        rows = await self._fetch(q.SETTLE, *arrays[:7], now, HEADS, *arrays[7:], False)
         applied = {(row["id"], row["token"]) for row in rows}
+        left = [o for o in batch if (o.task_id, o.token) not in applied]
+        if left:  # refused, or a task with dependents: settled with their release
+            applied |= await self._settle_waited(left, now)
         return [
             first and (o.task_id, o.token) in applied
             for o, first in zip(outcomes, is_first, strict=True)
         ]
+
+    async def _settle_waited(self, outcomes: Sequence[Outcome], now: float) -> set[Pair]:
+        """Settle outcomes the fast path left (tasks with dependents, or stale tokens) in one
+        transaction that also releases or cancels the dependents of those that ended."""
+        arrays = settle_arrays(outcomes, now)
+
+        async def work(conn: Any) -> set[Pair]:
+            rows = await conn.fetch(self.sql(q.SETTLE), *arrays[:7], now, HEADS, *arrays[7:], True)
+            ended = [
+                (row["id"], TaskState(row["state"]))
+                for row in rows
+                if row["state"] in TERMINAL_STATES
+            ]
+            await waits.release(conn, self.sql, ended, now)
+            return {(row["id"], row["token"]) for row in rows}
+
+        return await self._transaction(work)
 
     async def requeue_expired(self, now: float, limit: int) -> list[str]:
         """Move up to `limit` running tasks whose lease expired before `now` back to queued
@@ -211,6 +235,12 @@ class PostgresBroker(PostgresAdmin):
                 HEADS,
                 dead_results,
             )
+            ended = [
+                (row["id"], TaskState.CANCELLED if row["cancel_requested"] else TaskState.DEAD)
+                for row, dead in zip(rows, dead_results, strict=True)
+                if row["waited"] and (row["cancel_requested"] or dead is not None)
+            ]
+            await waits.release(conn, self.sql, ended, now)
             return [row["id"] for row in rows]
 
         return await self._transaction(work)

@@ -8,7 +8,7 @@ is applied in SQL and only the row knows the attempt then.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import msgspec
 from msgspec.structs import replace
@@ -60,6 +60,10 @@ RECORD_COLUMNS = ", ".join(
         "history_lines",
         "history_attempts",
         "trace",
+        "depends_on",
+        "on_parent_failure",
+        "workflow",
+        "waiting",
     )
 )
 # HEAD_START by priority, 1-based as SQL arrays are: SQL reads it at index `priority + 1`.
@@ -77,8 +81,11 @@ class Row(Protocol):
     def __getitem__(self, key: str | int) -> Any: ...
 
 
-def task_arrays(tasks: Sequence[Task]) -> list[list[Any]]:
-    """The thirteen aligned arrays of queries.INSERT_TASKS."""
+def task_arrays(tasks: Sequence[Task], gates: Sequence[Gated] | None = None) -> list[list[Any]]:
+    """The twenty aligned arrays of queries.INSERT_TASKS; `gates` (default: every task
+    queued) say where tasks with parents start (model.deps.gate)."""
+    if gates is None:
+        gates = [_QUEUED] * len(tasks)
     return [
         [t.id for t in tasks],
         [t.type for t in tasks],
@@ -93,7 +100,25 @@ def task_arrays(tasks: Sequence[Task]) -> list[list[Any]]:
         [t.attempt for t in tasks],
         [t.idempotency_key for t in tasks],
         [t.trace for t in tasks],
+        [g.state.value for g in gates],
+        [",".join(t.depends_on) if t.depends_on else None for t in tasks],
+        [None if t.on_parent_failure == "cancel" else t.on_parent_failure for t in tasks],
+        [t.workflow for t in tasks],
+        [g.waiting for g in gates],
+        [None if g.result is None else pack(g.result) for g in gates],
     ]
+
+
+class Gated(NamedTuple):
+    """Where a new task starts: its state, how many parents it waits on, and the result of
+    one cancelled at once because a parent failed."""
+
+    state: TaskState
+    waiting: int = 0
+    result: TaskResult | None = None
+
+
+_QUEUED = Gated(TaskState.QUEUED)
 
 
 def settle_arrays(outcomes: Sequence[Outcome], now: float) -> list[list[Any]]:
@@ -176,6 +201,10 @@ def record_from_row(row: Row) -> TaskRecord:
         result=result,
         history=history,
         trace=row["trace"],
+        depends_on=tuple(row["depends_on"] or ()),
+        on_parent_failure=row["on_parent_failure"] or "cancel",
+        workflow=row["workflow"],
+        waiting=row["waiting"],
     )
 
 

@@ -35,6 +35,8 @@ def list_query(filter: TaskFilter, limit: int, cursor: str | None) -> tuple[str,
         condition("t.queue = ANY(?::text[])", sorted(filter.queues))
     if filter.priorities is not None:
         condition("t.priority = ANY(?::smallint[])", sorted(int(p) for p in filter.priorities))
+    if filter.workflow is not None:
+        condition("t.workflow = ?", filter.workflow)
     if filter.created_after is not None:
         condition("t.created_at >= ?", float(filter.created_after))
     if filter.created_before is not None:

@@ -31,15 +31,99 @@ CROSS JOIN (
 ) keyed
 """
 
-# Inputs: $1..$13 aligned arrays (codec.task_arrays), $14 now. Output: none.
-# Invariant: the caller checked every id and key is free (under LOCK_ENQUEUE).
+# Inputs: $1..$13, $15..$20 aligned arrays (codec.task_arrays), $14 now. Output: none.
+# Invariant: the caller checked every id and key is free (under LOCK_ENQUEUE); the state is
+# queued, or blocked / cancelled (with its result) as model.deps.gate decided.
+# The parents' depends_on travel as one text per task (a Postgres array of arrays must be
+# rectangular): NULL or the ids joined by ','.
 INSERT_TASKS = """
 INSERT INTO {s}.tasks (id, type, payload, priority, queue, created_at, run_at, order_key,
-                       timeout, max_attempts, attempt, idempotency_key, trace, state, updated_at)
-SELECT u.*, 'queued', $14
+                       timeout, max_attempts, attempt, idempotency_key, trace, state,
+                       depends_on, on_parent_failure, workflow, waiting, result, result_attempt,
+                       finished_at, updated_at)
+SELECT u.id, u.type, u.payload, u.priority, u.queue, u.created_at, u.run_at, u.order_key,
+       u.timeout, u.max_attempts, u.attempt, u.ikey, u.trace, u.state,
+       string_to_array(u.deps, ','), u.opf, u.workflow, u.waiting, u.result,
+       CASE WHEN u.result IS NULL THEN NULL ELSE u.attempt END,
+       CASE WHEN u.state = 'cancelled' THEN $14::float8 END, $14::float8
 FROM unnest($1::text[], $2::text[], $3::bytea[], $4::smallint[], $5::text[], $6::float8[],
             $7::float8[], $8::float8[], $9::float8[], $10::int[], $11::int[], $12::text[],
-            $13::text[]) AS u
+            $13::text[], $15::text[], $16::text[], $17::text[], $18::text[], $19::int[],
+            $20::bytea[])
+    AS u(id, type, payload, priority, queue, created_at, run_at, order_key, timeout,
+         max_attempts, attempt, ikey, trace, state, deps, opf, workflow, waiting, result)
+"""
+
+# -- dependencies (model.deps) -------------------------------------------------------------
+
+# Inputs: $1 ids. Output: (id, state) of the stored ones. Invariant: marks them `waited` and
+# holds their row locks to the end of the transaction, so a parent's settle cannot slip
+# between reading its state here and storing the edge to it.
+MARK_PARENTS = """
+UPDATE {s}.tasks t SET waited = true WHERE t.id = ANY($1::text[]) RETURNING t.id, t.state
+"""
+
+# Inputs: $1 parent ids, $2 child ids (aligned). Output: none. Pending edges only.
+INSERT_WAITS = """
+INSERT INTO {s}.waits (parent, child) SELECT * FROM unnest($1::text[], $2::text[])
+ON CONFLICT DO NOTHING
+"""
+
+# Inputs: $1 ids of tasks that ended. Output: (parent, child, on_parent_failure) of every
+# pending edge from them, which are deleted. Invariant: run in the transaction that ended
+# them, after it (a new snapshot: READ COMMITTED), so edges committed meanwhile are seen.
+TAKE_WAITS = """
+WITH gone AS (
+    DELETE FROM {s}.waits w WHERE w.parent = ANY($1::text[]) RETURNING w.parent, w.child
+)
+SELECT g.parent, g.child, t.on_parent_failure
+FROM gone g JOIN {s}.tasks t ON t.id = g.child
+ORDER BY g.child, g.parent
+"""
+
+# Inputs: $1 ids, $2 how many parents each is released from (aligned), $3 now. Output: (id,
+# state) of each changed. Invariant: only blocked tasks; at zero waiting a task is queued
+# (the trigger counts it and NOTIFYs), due as submitted.
+RELEASE = """
+UPDATE {s}.tasks t
+SET waiting = t.waiting - r.n, updated_at = $3,
+    state = CASE WHEN t.waiting - r.n <= 0 THEN 'queued' ELSE t.state END
+FROM unnest($1::text[], $2::int[]) AS r(id, n)
+WHERE t.id = r.id AND t.state = 'blocked'
+RETURNING t.id, t.state
+"""
+
+# Inputs: $1 ids, $2 aligned CANCELLED results naming the failed parent, $3 now. Output: the
+# ids cancelled. Invariant: only blocked tasks (one cancelled meanwhile stays as it is).
+CANCEL_BLOCKED = """
+UPDATE {s}.tasks t
+SET state = 'cancelled', waiting = 0, finished_at = $3, updated_at = $3, result = c.result,
+    result_attempt = t.attempt
+FROM unnest($1::text[], $2::bytea[]) AS c(id, result)
+WHERE t.id = c.id AND t.state = 'blocked'
+RETURNING t.id
+"""
+
+# Inputs: $1 ids. Output: none. Invariant: run after their edges were taken (TAKE_WAITS).
+UNMARK = "UPDATE {s}.tasks t SET waited = false WHERE t.id = ANY($1::text[]) AND t.waited"
+
+# Inputs: $1 ids. Output: (id, state, depends_on, on_parent_failure) of the known
+# ones, locked for the transaction (replay reads them, then changes them).
+REPLAY_LOOKUP = """
+SELECT t.id, t.state, t.depends_on, t.on_parent_failure FROM {s}.tasks t
+WHERE t.id = ANY($1::text[]) ORDER BY t.id FOR UPDATE
+"""
+
+# Inputs: $1 ids, $2 now, $3 head start per priority, $4 aligned states (queued or blocked),
+# $5 aligned waiting counts. Output: none. Invariant: only dead or cancelled tasks come back,
+# due now with attempt 0; history and the last result are kept.
+REPLAY_GATED = """
+UPDATE {s}.tasks t
+SET state = r.state, waiting = r.waiting, attempt = 0, run_at = $2,
+    order_key = greatest($2, t.created_at) - ($3::float8[])[t.priority + 1],
+    updated_at = $2, finished_at = NULL, worker_id = NULL, cancel_requested = false
+FROM unnest($1::text[], $4::text[], $5::int[]) AS r(id, state, waiting)
+WHERE t.id = r.id AND t.state IN ('dead', 'cancelled')
 """
 
 # -- reserve -------------------------------------------------------------------------------
@@ -85,7 +169,9 @@ RETURNING t.id, t.lease_token, t.cancel_requested
 # $3 new states, $4 refund (the attempt is given back), $5 run_at (NULL: keep), $6 TaskResult
 # (NULL: keep), $7 history line (NULL: none), $10 and $11 the TaskResult and line of the
 # cancel that replaces the outcome if the task has a cancel request (NULL: it stands); $8 now;
-# $9 head start per priority (index priority + 1). Output: (id, token) of each outcome applied.
+# $9 head start per priority (index priority + 1); $12 whether tasks with dependents are
+# taken (false on the fast path: those are settled again in a transaction that releases
+# their dependents, model.deps). Output: (id, token, state) of each outcome applied.
 # Invariant: fenced by the token, which it clears, so a stale or second settle is refused;
 # result_attempt and the line's attempt are the row's attempt, not the caller's; a task with
 # a cancel request is never queued again.
@@ -118,17 +204,17 @@ SET state = CASE WHEN t.cancel_requested AND o.cancel_result IS NOT NULL THEN 'c
 FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[], $5::float8[], $6::bytea[],
             $7::bytea[], $10::bytea[], $11::bytea[])
     AS o(id, token, state, refund, run_at, result, line, cancel_result, cancel_line)
-WHERE t.id = o.id AND t.lease_token = o.token AND t.state = 'running'
-RETURNING t.id, o.token
+WHERE t.id = o.id AND t.lease_token = o.token AND t.state = 'running' AND (NOT t.waited OR $12)
+RETURNING t.id, o.token, t.state
 """
 
 # Inputs: $1 now, $2 limit. Output: (id, lease_token, attempt, worker_id, started_at,
-# cancel_requested, max_attempts) of running tasks whose lease ran out before $1, oldest
+# cancel_requested, max_attempts, waited) of running tasks whose lease ran out before $1, oldest
 # expiry first.
 # Invariant: run in a transaction; the rows stay locked until REQUEUE_APPLY commits.
 REQUEUE_SELECT = """
 SELECT t.id, t.lease_token, t.attempt, t.worker_id, t.started_at, t.cancel_requested,
-       t.max_attempts
+       t.max_attempts, t.waited
 FROM {s}.tasks t
 WHERE t.state = 'running' AND t.lease_expires_at < $1
 ORDER BY t.lease_expires_at, t.id
@@ -162,21 +248,22 @@ WHERE t.id = r.id AND t.lease_token = r.token AND t.state = 'running'
 # -- admin ---------------------------------------------------------------------------------
 
 # Inputs: $1 ids (no repeats), $2 aligned TaskResult (CANCELLED) per id, $3 now.
-# Output: (id, changed) of each known id: changed is 'cancelled' (was queued), 'running'
-# (cancel requested) or NULL (already finished).
+# Output: (id, changed) of each known id: changed is 'cancelled' (was queued or blocked),
+# 'running' (cancel requested) or NULL (already finished).
 # Invariant: one statement; a task that changes state meanwhile is judged by its new state
 # (READ COMMITTED re-evaluates the row), so a task just reserved gets a cancel request.
 CANCEL = """
 WITH changed AS (
     UPDATE {s}.tasks t
-    SET state = CASE WHEN t.state = 'queued' THEN 'cancelled' ELSE t.state END,
-        finished_at = CASE WHEN t.state = 'queued' THEN $3 ELSE t.finished_at END,
-        result = CASE WHEN t.state = 'queued' THEN c.result ELSE t.result END,
-        result_attempt = CASE WHEN t.state = 'queued' THEN t.attempt ELSE t.result_attempt END,
+    SET state = CASE WHEN t.state = 'running' THEN t.state ELSE 'cancelled' END,
+        finished_at = CASE WHEN t.state = 'running' THEN t.finished_at ELSE $3 END,
+        result = CASE WHEN t.state = 'running' THEN t.result ELSE c.result END,
+        result_attempt = CASE WHEN t.state = 'running' THEN t.result_attempt ELSE t.attempt END,
         cancel_requested = (t.state = 'running'),
+        waiting = 0,
         updated_at = $3
     FROM unnest($1::text[], $2::bytea[]) AS c(id, result)
-    WHERE t.id = c.id AND t.state IN ('queued', 'running')
+    WHERE t.id = c.id AND t.state IN ('queued', 'blocked', 'running')
     RETURNING t.id, t.state
 )
 SELECT t.id, changed.state AS changed

@@ -119,8 +119,34 @@ V2 = """
 ALTER TABLE {s}.tasks ADD COLUMN trace text;
 """
 
+# Version 3: dependencies and workflows (model.deps, ADR 0037).
+# - state may be 'blocked': waiting = the rows in waits whose child is this task.
+# - waits holds only pending edges (parent -> blocked child); a parent's rows go in the
+#   transaction that ends it.
+# - waited is true on a task that may have rows in waits as a parent: settle takes such a task
+#   only in a transaction that also releases its dependents (the fast path skips it), and an
+#   enqueue or replay that adds an edge sets it under the parent's row lock, so the two
+#   never miss each other.
+V3 = """
+ALTER TABLE {s}.tasks DROP CONSTRAINT tasks_state_check;
+ALTER TABLE {s}.tasks ADD CONSTRAINT tasks_state_check
+    CHECK (state IN ('blocked', 'queued', 'running', 'succeeded', 'dead', 'cancelled'));
+ALTER TABLE {s}.tasks
+    ADD COLUMN depends_on text[],
+    ADD COLUMN on_parent_failure text,
+    ADD COLUMN workflow text COLLATE "C",
+    ADD COLUMN waiting integer NOT NULL DEFAULT 0,
+    ADD COLUMN waited boolean NOT NULL DEFAULT false;
+CREATE INDEX tasks_workflow ON {s}.tasks (workflow, id) WHERE workflow IS NOT NULL;
+CREATE TABLE {s}.waits (
+    parent text COLLATE "C" NOT NULL,
+    child text COLLATE "C" NOT NULL,
+    PRIMARY KEY (parent, child)
+);
+"""
+
 # (version, script): append only; a released migration is never edited.
-MIGRATIONS: tuple[tuple[int, str], ...] = ((1, V1), (2, V2))
+MIGRATIONS: tuple[tuple[int, str], ...] = ((1, V1), (2, V2), (3, V3))
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 # Inputs: $1 the advisory lock key. Output: none. Invariant: held until the transaction ends.
