@@ -27,7 +27,7 @@ from hypothesis.stateful import (
 
 from taskengine.brokers import BrokerBackend, TaskFilter
 from taskengine.clock import FakeClock
-from taskengine.errors import QueueFull
+from taskengine.errors import QueueFull, UnknownParent
 from taskengine.model import Lease, Outcome, OutcomeKind, Priority, Task, TaskState, new_task
 from tests.brokers.support import (
     MEMORY_URL,
@@ -55,6 +55,9 @@ task_specs = st.fixed_dictionaries(
         "delay": st.sampled_from([0.0, 0.0, 5.0, 30.0, 200.0]),
         "queue": st.sampled_from(QUEUES),
         "key": st.sampled_from(KEYS),
+        # parents: indexes into the known ids and this batch's (model.deps); -1: an unknown one
+        "parents": st.sampled_from([[], [], []]) | st.lists(st.integers(-1, 1000), max_size=2),
+        "on_parent_failure": st.sampled_from(["cancel", "cancel", "run"]),
     }
 )
 recent = st.integers(0, 5) | st.integers(0, 1000)  # counted back from the newest lease
@@ -127,6 +130,12 @@ class Agreement(RuleBasedStateMachine):
             task_id = make_id(now, self.seq)
             if spec["dup_of"] is not None and self.ids:
                 task_id = self.pick_id(spec["dup_of"])
+            candidates = [*self.ids, *(t.id for t in batch)]
+            parents: list[str] = []
+            for index in spec["parents"]:
+                parent = UNKNOWN if index < 0 or not candidates else candidates[index % len(candidates)]
+                if parent != task_id and parent not in parents:
+                    parents.append(parent)
             batch.append(
                 new_task(
                     "demo.echo",
@@ -138,6 +147,8 @@ class Agreement(RuleBasedStateMachine):
                     idempotency_key=spec["key"],
                     max_attempts=3,
                     task_id=task_id,
+                    depends_on=parents,
+                    on_parent_failure=spec["on_parent_failure"],
                 )
             )
 
@@ -146,10 +157,12 @@ class Agreement(RuleBasedStateMachine):
                 return await broker.enqueue(batch, now)
             except QueueFull:
                 return "QueueFull"
+            except UnknownParent as exc:
+                return ("UnknownParent", exc.task_id, exc.missing)
 
         ref, other = self.both(op)
         self.agree("enqueue", ref, other)
-        if ref != "QueueFull":
+        if isinstance(ref, list):
             self.ids.extend(r.id for r in ref if r.id not in self.ids)
 
     @rule(

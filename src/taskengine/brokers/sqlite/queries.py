@@ -77,11 +77,13 @@ SELECT id, state, depends_on, on_parent_failure FROM tasks
 WHERE id IN (SELECT value FROM json_each(?1))
 """
 
-# Inputs: ?1 now, ?2 waiting, ?3 id. Output: none. Invariant: a dead or cancelled task
-# replayed while a parent is unfinished waits again (its edges are inserted alongside).
+# Inputs: ?1 now, ?2 waiting, ?3 id, ?4 HEAD_START[priority]. Output: none. Invariant: a dead
+# or cancelled task replayed while a parent is unfinished waits again (its edges are inserted
+# alongside), keyed as REPLAY keys a queued one.
 REPLAY_BLOCKED = """
 UPDATE tasks
 SET state = 'blocked', waiting = ?2, attempt = 0, run_at = ?1, updated_at = ?1,
+    order_key = max(?1, created_at) - ?4,
     finished_at = NULL, worker_id = NULL, cancel_requested = 0
 WHERE id = ?3 AND state IN ('dead', 'cancelled')
 """

@@ -93,7 +93,7 @@ class Parents:
         for task_id, state, _, _ in conn.execute(q.SELECT_PARENTS, (json_list(parents),)):
             self.states[task_id] = TaskState(state)
 
-    def replay(self, task_id: str, now: float) -> TaskState | None:
+    def replay(self, task_id: str, now: float, head: float) -> TaskState | None:
         """Gate a replayed task: None if a parent's failure would cancel it again; BLOCKED
         (its waits stored, its row updated here) or QUEUED (the caller queues it)."""
         found = self.deps.get(task_id)
@@ -105,7 +105,7 @@ class Parents:
         if decided.failed is not None:
             return None
         if decided.state is TaskState.BLOCKED:
-            self._conn.execute(q.REPLAY_BLOCKED, (now, len(decided.waiting), task_id))
+            self._conn.execute(q.REPLAY_BLOCKED, (now, len(decided.waiting), task_id, head))
             self._conn.executemany(q.INSERT_WAIT, [(p, task_id) for p in decided.waiting])
         self.states[task_id] = decided.state
         return decided.state

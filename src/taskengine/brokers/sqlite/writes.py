@@ -277,7 +277,7 @@ def replay(conn: sqlite3.Connection, ids: Sequence[str], now: float) -> list[Rep
         if state not in REPLAYABLE_STATES:
             results.append(ReplayResult.NOT_REPLAYABLE)
             continue
-        gated = parents.replay(task_id, now)  # a blocked one is stored there
+        gated = parents.replay(task_id, now, HEAD_START[priority])  # a blocked one is stored there
         if gated is None:
             results.append(ReplayResult.NOT_REPLAYABLE)
             continue
