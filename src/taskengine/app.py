@@ -11,15 +11,26 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
+import msgspec
+
 from taskengine.brokers import CancelResult, EnqueueResult, ReplayResult, open_broker
-from taskengine.brokers.base import BrokerBackend
+from taskengine.brokers.base import BrokerBackend, TaskFilter
 from taskengine.builtins import builtin_registry, close_builtins
 from taskengine.builtins.config import BuiltinConfig
 from taskengine.clock import SYSTEM_CLOCK, Clock
-from taskengine.errors import TaskNotFound, ValidationError
+from taskengine.errors import TaskNotFound, ValidationError, WorkflowNotFound
 from taskengine.inspector import Inspector
 from taskengine.metrics import Metrics
-from taskengine.model import Priority, ResultStatus, Task, TaskRecord, TaskResult, new_task
+from taskengine.model import (
+    Priority,
+    ResultStatus,
+    Task,
+    TaskRecord,
+    TaskResult,
+    TaskState,
+    new_id,
+    new_task,
+)
 from taskengine.model.serializer import check_storable, from_json, to_json
 from taskengine.model.state import TERMINAL_STATES
 from taskengine.model.storable import find_unstorable
@@ -31,11 +42,20 @@ from taskengine.runtime.engine import Engine
 from taskengine.settings import Settings
 from taskengine.sync import SyncClient
 from taskengine.tracing import Tracing, submitting
+from taskengine.workflows import (
+    Node,
+    Step,
+    Workflow,
+    nodes_of,
+    records_in_order,
+    topological,
+)
 
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
 
 F = TypeVar("F", bound=Callable[..., Any])
+WORKFLOW_PAGE = 1000  # tasks per broker call when a workflow is read
 
 
 class App:
@@ -171,8 +191,11 @@ class App:
 
     # -- submitting -------------------------------------------------------------------------
 
-    def build(self, request: TaskRequest) -> Task:
-        """Validate a request against the registry and return the Task to store."""
+    def build(
+        self, request: TaskRequest, *, workflow: str | None = None, task_id: str | None = None
+    ) -> Task:
+        """Validate a request against the registry and return the Task to store (a node of
+        `workflow`, when given, with the id `task_id`)."""
         spec = self.registry.get(request.type)
         try:
             payload = from_json(to_json(request.payload))  # JSON only, as it will be stored
@@ -200,6 +223,10 @@ class App:
             if request.max_attempts is None
             else request.max_attempts,
             idempotency_key=request.idempotency_key,
+            depends_on=request.depends_on or (),
+            on_parent_failure=request.on_parent_failure,
+            workflow=workflow,
+            task_id=task_id,
         )
 
     def check(self, request: TaskRequest) -> None:
@@ -307,6 +334,70 @@ class App:
     async def retry(self, task_id: str) -> ReplayResult:
         """Queue a dead or cancelled task again with a fresh attempt count."""
         return (await self.broker.replay([task_id], self.clock.now()))[0]
+
+    # -- workflows (taskengine.workflows, ADR 0037) -------------------------------------------
+
+    async def submit_workflow(self, flow: Step | Sequence[Node]) -> Workflow:
+        """Submit a chain, group, chord or DAG (a list of nodes) in one enqueue batch, every
+        task tagged with one new workflow id; return that id and each node's task id."""
+        nodes = topological(nodes_of(flow))
+        workflow_id = new_id(self.clock.now())
+        ids: dict[str, str] = {}
+        tasks: list[Task] = []
+        for node in nodes:
+            request = node.task
+            if request.idempotency_key is not None:
+                raise ValidationError(
+                    f"workflow node {node.name!r}: idempotency keys are not taken in a workflow"
+                )
+            if node.after:
+                request = msgspec.structs.replace(
+                    request,
+                    depends_on=[*(request.depends_on or ()), *(ids[a] for a in node.after)],
+                    on_parent_failure=node.on_parent_failure,
+                )
+            task = self.build(request, workflow=workflow_id)
+            ids[node.name] = task.id
+            tasks.append(task)
+        await self.enqueue_tasks(tasks)
+        return Workflow(workflow_id, ids)
+
+    async def workflow(self, workflow_id: str) -> list[TaskRecord]:
+        """Every task of a workflow, parents first; WorkflowNotFound if it has none."""
+        records: list[TaskRecord] = []
+        cursor: str | None = None
+        wanted = TaskFilter(workflow=workflow_id)
+        while True:
+            page = await self.broker.list_tasks(wanted, WORKFLOW_PAGE, cursor)
+            records += page.items
+            if (cursor := page.next_cursor) is None:
+                break
+        if not records:
+            raise WorkflowNotFound(f"no workflow {workflow_id!r}")
+        return records_in_order(records)
+
+    async def cancel_workflow(self, workflow_id: str) -> dict[str, CancelResult]:
+        """Cancel every unfinished task of a workflow (running ones stop at their worker);
+        each task's answer by id."""
+        unfinished = [
+            r.id for r in await self.workflow(workflow_id) if r.state not in TERMINAL_STATES
+        ]
+        answers = await self.broker.cancel(unfinished, self.clock.now()) if unfinished else []
+        for task_id, answer in zip(unfinished, answers, strict=True):
+            if answer is CancelResult.REQUESTED and self._engine is not None:
+                self._engine.pool.cancel_local(task_id)
+        return dict(zip(unfinished, answers, strict=True))
+
+    async def replay_workflow(self, workflow_id: str) -> dict[str, ReplayResult]:
+        """Replay every dead or cancelled task of a workflow, parents first, so a task its
+        parent's failure cancelled waits for the replayed parent; each answer by id."""
+        ended = [
+            r.id
+            for r in await self.workflow(workflow_id)
+            if r.state in (TaskState.DEAD, TaskState.CANCELLED)
+        ]
+        answers = await self.inspector.replay(ended)
+        return dict(zip(ended, answers, strict=True))
 
     def engine(self, **overrides: Any) -> Engine:
         """Build this app's engine: its worker pool and background services (start it with

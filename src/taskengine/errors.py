@@ -75,6 +75,12 @@ class TaskNotFound(TaskEngineError):
     code = "task_not_found"
 
 
+class WorkflowNotFound(TaskEngineError):
+    """No task is a node of a workflow with that id."""
+
+    code = "workflow_not_found"
+
+
 class LeaseLost(TaskEngineError):
     """The lease on a task expired or was taken over; its run must stop."""
 

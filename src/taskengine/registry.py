@@ -35,14 +35,31 @@ class InvalidPayload(ValidationError):
 
 
 class TaskContext:
-    """What a handler that asks for a second argument gets: the task's id, attempt and progress."""
+    """What a handler that asks for a second argument gets: the task's id, attempt, progress,
+    and the results of the tasks it depends on (`parent_results`: each parent's result data,
+    in `depends_on` order; a chain step's is the previous step's, a chord callback's every
+    member's, in order)."""
 
-    __slots__ = ("attempt", "progress_done", "progress_total", "task_id", "worker_id")
+    __slots__ = (
+        "attempt",
+        "parent_results",
+        "progress_done",
+        "progress_total",
+        "task_id",
+        "worker_id",
+    )
 
-    def __init__(self, task_id: str, attempt: int, worker_id: str) -> None:
+    def __init__(
+        self,
+        task_id: str,
+        attempt: int,
+        worker_id: str,
+        parent_results: list[Any] | None = None,
+    ) -> None:
         self.task_id = task_id
         self.attempt = attempt
         self.worker_id = worker_id
+        self.parent_results: list[Any] = parent_results or []
         self.progress_done = 0
         self.progress_total = 0
 

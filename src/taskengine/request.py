@@ -21,3 +21,7 @@ class TaskRequest(msgspec.Struct, frozen=True, kw_only=True):
     timeout: float | None = None
     max_attempts: int | None = None
     idempotency_key: str | None = None
+    # Tasks that must succeed first (model.deps): it waits `blocked` until then.
+    depends_on: list[str] | None = None
+    # A parent ending dead or cancelled: "cancel" this task, or "run" it anyway.
+    on_parent_failure: str = "cancel"

@@ -243,9 +243,9 @@ async def test_replaying_a_workflow_in_order_blocks_the_dependent_again(
     # alone, the child would be cancelled again: its parent is still dead
     assert await broker.replay([child.id], clock.now()) == [ReplayResult.NOT_REPLAYABLE]
 
-    assert await broker.replay([parent.id, child.id], clock.advance(1)) == [
-        ReplayResult.REPLAYED
-    ] * 2
+    assert (
+        await broker.replay([parent.id, child.id], clock.advance(1)) == [ReplayResult.REPLAYED] * 2
+    )
 
     record = await _get(broker, child.id)
     assert (record.state, record.waiting, record.attempt) == (TaskState.BLOCKED, 1, 0)

@@ -133,7 +133,9 @@ class Agreement(RuleBasedStateMachine):
             candidates = [*self.ids, *(t.id for t in batch)]
             parents: list[str] = []
             for index in spec["parents"]:
-                parent = UNKNOWN if index < 0 or not candidates else candidates[index % len(candidates)]
+                parent = (
+                    UNKNOWN if index < 0 or not candidates else candidates[index % len(candidates)]
+                )
                 if parent != task_id and parent not in parents:
                     parents.append(parent)
             batch.append(

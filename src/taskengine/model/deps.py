@@ -31,11 +31,15 @@ class ParentFailure(StrEnum):
     RUN = "run"  # the dependent counts the parent as settled and runs anyway
 
 
-def check_parents(task_id: str, depends_on: Sequence[str], on_parent_failure: str) -> tuple[str, ...]:
+def check_parents(
+    task_id: str, depends_on: Sequence[str], on_parent_failure: str
+) -> tuple[str, ...]:
     """The parents as stored: distinct strings, not the task itself, at most MAX_PARENTS
     (model.task.new_task checks each is a task id)."""
     if on_parent_failure not in ParentFailure.__members__.values():
-        raise ValidationError(f"on_parent_failure must be 'cancel' or 'run', got {on_parent_failure!r}")
+        raise ValidationError(
+            f"on_parent_failure must be 'cancel' or 'run', got {on_parent_failure!r}"
+        )
     if not depends_on:
         return ()
     if isinstance(depends_on, str):

@@ -6,11 +6,13 @@ interrupt and release the rest, settle everything, leave the registry)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import secrets
 import socket
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from taskengine.brokers.base import BrokerBackend
 from taskengine.clock import SYSTEM_CLOCK, Clock
@@ -96,6 +98,7 @@ class Engine:
             unknown_type_grace=settings.unknown_type_grace,
             max_result_bytes=settings.max_result_bytes,
         )
+        self.runner.parent_results = functools.partial(parent_results, broker)
         self.completer = Completer(broker, clock, settings.settle_batch)
         self.pool = Pool(
             self.runner,
@@ -400,3 +403,9 @@ async def _step(action: Awaitable[object], failed: list[str], name: str) -> None
 
 def _no_build(entry: CronEntry, slot: float, key: str) -> Task:
     raise AssertionError("no periodic tasks without a builder")
+
+
+async def parent_results(broker: BrokerBackend, ids: Sequence[str]) -> list[Any]:
+    """The result data of each parent, in order (None for one purged or without a result)."""
+    records = await broker.get(list(ids))
+    return [None if r is None or r.result is None else r.result.data for r in records]

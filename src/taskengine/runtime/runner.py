@@ -6,6 +6,7 @@ import asyncio
 import contextvars
 import logging
 import random
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Executor, Future
 from typing import Any, NamedTuple
 
@@ -60,6 +61,9 @@ def _worker_cancelled() -> bool:
     return current is not None and current.cancelling() > 0
 
 
+ParentResults = Callable[[Sequence[str]], Awaitable[list[Any]]]
+
+
 class Runner:
     """Executes leases: checks the breaker, runs the handler under its timeout, decides."""
 
@@ -87,6 +91,8 @@ class Runner:
         self.abandoned: dict[Future[Any], Abandoned] = {}  # stopped runs still in a thread
         self.unknown_types = KnownTypes(unknown_type_grace)
         self.tracing: WorkerTracing | None = None  # set by the worker when it starts
+        # Reads the parents' result data for a dependent task's context (set by the engine).
+        self.parent_results: ParentResults | None = None
 
     async def run(self, worker: Worker, lease: Lease) -> Outcome | None:
         """Run `lease` on `worker`; return the outcome to settle (None: the lease was lost).
@@ -202,7 +208,11 @@ class Runner:
             return await self._processes.run(spec, payload, timeout)
         args: tuple[Any, ...] = (payload,)
         if spec.wants_context:
-            worker.context = TaskContext(record.id, record.attempt, worker.id)
+            parents: list[Any] = []
+            if record.depends_on and self.parent_results is not None:
+                # one read per dependent task whose handler asks for its context, none else
+                parents = await self.parent_results(record.depends_on)
+            worker.context = TaskContext(record.id, record.attempt, worker.id, parents)
             args = (payload, worker.context)
         # One timer handle, not asyncio.timeout (a third of the cost per run): at the deadline
         # the worker's run is cancelled like any other interruption.

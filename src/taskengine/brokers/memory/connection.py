@@ -12,9 +12,9 @@ from __future__ import annotations
 import asyncio
 import heapq
 
-from taskengine.brokers.base import DEFAULT_MAX_DEPTH, Capabilities, check_limit
 from msgspec.structs import replace
 
+from taskengine.brokers.base import DEFAULT_MAX_DEPTH, Capabilities, check_limit
 from taskengine.brokers.memory import codec
 from taskengine.brokers.memory.queries import Heap
 from taskengine.model import TaskRecord, TaskState

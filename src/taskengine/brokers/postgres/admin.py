@@ -127,7 +127,9 @@ class PostgresAdmin(PostgresConnection):
 
         async def work(conn: Any) -> list[Any]:
             rows = await conn.fetch(self.sql(q.CANCEL), unique, blobs, now)
-            ended = [(row["id"], TaskState.CANCELLED) for row in rows if row["changed"] == "cancelled"]
+            ended = [
+                (row["id"], TaskState.CANCELLED) for row in rows if row["changed"] == "cancelled"
+            ]
             await waits.release(conn, self.sql, ended, now)
             return list(rows)
 

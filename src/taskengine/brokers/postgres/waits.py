@@ -57,14 +57,10 @@ async def store_edges(conn: Any, sql: Sql, edges: Sequence[tuple[str, str]]) -> 
     the batch too); nothing when there are none."""
     if edges:
         await conn.fetch(sql(q.MARK_PARENTS), sorted({p for p, _ in edges}))
-        await conn.execute(
-            sql(q.INSERT_WAITS), [p for p, _ in edges], [c for _, c in edges]
-        )
+        await conn.execute(sql(q.INSERT_WAITS), [p for p, _ in edges], [c for _, c in edges])
 
 
-async def release(
-    conn: Any, sql: Sql, ended: Sequence[tuple[str, TaskState]], now: float
-) -> bool:
+async def release(conn: Any, sql: Sql, ended: Sequence[tuple[str, TaskState]], now: float) -> bool:
     """Tasks ended in terminal states: release their dependents (queued at zero waiting) or
     cancel them and theirs, a level of the graph per round. True if a task became queued."""
     queued = False
@@ -89,9 +85,7 @@ async def release(
                 pending[row["id"]] = TaskState.CANCELLED
         released = sorted(c for c in counts if c not in failed)
         if released:
-            rows = await conn.fetch(
-                sql(q.RELEASE), released, [counts[c] for c in released], now
-            )
+            rows = await conn.fetch(sql(q.RELEASE), released, [counts[c] for c in released], now)
             queued = queued or any(row["state"] == TaskState.QUEUED for row in rows)
     return queued
 
@@ -103,9 +97,7 @@ async def replay(
     leaves them (model.deps); whether each known id was replayed (a repeat: False)."""
     rows = await conn.fetch(sql(q.REPLAY_LOOKUP), sorted(set(ids)))
     found = {row["id"]: row for row in rows}
-    parents = sorted(
-        {p for row in rows for p in (row["depends_on"] or ())} - set(found)
-    )
+    parents = sorted({p for row in rows for p in (row["depends_on"] or ())} - set(found))
     states: dict[str, TaskState] = {i: TaskState(row["state"]) for i, row in found.items()}
     if parents:
         for row in await conn.fetch(sql(q.MARK_PARENTS), parents):
@@ -118,7 +110,8 @@ async def replay(
         if row is None or task_id in answers:
             continue
         replayable = states[task_id] in (TaskState.DEAD, TaskState.CANCELLED)
-        decided_state, waiting = TaskState.QUEUED, ()
+        decided_state: TaskState = TaskState.QUEUED
+        waiting: tuple[str, ...] = ()
         if replayable and row["depends_on"]:
             depends_on = tuple(row["depends_on"])
             decided = gate(

@@ -26,8 +26,7 @@ def insert(conn: sqlite3.Connection, fresh: Sequence[Task], now: float) -> None:
         return
     wanted = parents_to_find(fresh)
     states: dict[str, TaskState] = {
-        row[0]: TaskState(row[1])
-        for row in conn.execute(q.SELECT_PARENTS, (json_list(wanted),))
+        row[0]: TaskState(row[1]) for row in conn.execute(q.SELECT_PARENTS, (json_list(wanted),))
     }
     check_parents_known(fresh, states)
     rows: list[tuple[Any, ...]] = []
@@ -56,9 +55,7 @@ def release(conn: sqlite3.Connection, ended: Sequence[tuple[str, TaskState]], no
     cancel them and theirs, down the graph. True if a task became queued."""
     if not ended:
         return False
-    waited = {
-        row[0] for row in conn.execute(q.SELECT_WAITED, (json_list(i for i, _ in ended),))
-    }
+    waited = {row[0] for row in conn.execute(q.SELECT_WAITED, (json_list(i for i, _ in ended),))}
     pending = [(task_id, state) for task_id, state in ended if task_id in waited]
     queued = False
     while pending:
