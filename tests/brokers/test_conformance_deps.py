@@ -302,3 +302,22 @@ async def test_the_workflow_id_is_kept(
     assert [r.on_parent_failure for r in records if r is not None] == ["cancel", "run"]
     page = await broker.list_tasks(TaskFilter(workflow=workflow), 10)
     assert [r.id for r in page.items] == [child.id, parent.id]
+
+
+async def test_a_dependent_named_with_its_parent_is_cancelled_as_asked(
+    broker: BrokerBackend, clock: FakeClock, tasks: Tasks
+) -> None:
+    now = clock.now()
+    parent = tasks(now, delay=60.0)
+    child = tasks(now, depends_on=[parent.id])
+    below = tasks(now, depends_on=[child.id])
+    await broker.enqueue([parent, child, below], now)
+
+    answers = await broker.cancel([parent.id, child.id], clock.advance(1))
+
+    assert answers == [CancelResult.CANCELLED, CancelResult.CANCELLED]
+    records = await broker.get([child.id, below.id])
+    errors = [r.result.error if r and r.result else None for r in records]
+    assert errors[0] is not None and not errors[0].startswith(PARENT_FAILED)
+    assert errors[1] is not None and errors[1].startswith(PARENT_FAILED)
+    assert child.id in errors[1]

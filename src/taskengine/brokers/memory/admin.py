@@ -46,8 +46,10 @@ class MemoryAdmin(MemoryConnection):
         return count_rows(self._records.values())
 
     async def cancel(self, ids: Sequence[str], now: float) -> list[CancelResult]:
-        """Cancel queued tasks now; flag running ones for their worker's next extend."""
+        """Cancel queued and blocked tasks now, then what depends on them (model.deps); flag
+        running ones for their worker's next extend."""
         results: list[CancelResult] = []
+        ended: list[str] = []
         for task_id in ids:
             record = self._records.get(task_id)
             if record is None:
@@ -56,13 +58,15 @@ class MemoryAdmin(MemoryConnection):
                 self._records[task_id] = codec.cancelled(record, now)
                 if record.state is TaskState.QUEUED:
                     self._queued -= 1
-                self._release(task_id, TaskState.CANCELLED, now)
+                ended.append(task_id)
                 results.append(CancelResult.CANCELLED)
             elif record.state is TaskState.RUNNING:
                 self._records[task_id] = codec.cancel_requested(record, now)
                 results.append(CancelResult.REQUESTED)
             else:
                 results.append(CancelResult.FINISHED)
+        for task_id in ended:  # the ids named are cancelled as asked; then their dependents
+            self._release(task_id, TaskState.CANCELLED, now)
         return results
 
     async def replay(self, ids: Sequence[str], now: float) -> list[ReplayResult]:

@@ -243,6 +243,7 @@ def cancel(conn: sqlite3.Connection, ids: Sequence[str], now: float) -> list[Can
     """Cancel queued tasks, flag running ones; answers in input order, repeats see the first."""
     known = _states(conn, ids)
     results: list[CancelResult] = []
+    ended: list[tuple[str, TaskState]] = []
     for task_id in ids:
         found = known.get(task_id)
         if found is None:
@@ -253,13 +254,14 @@ def cancel(conn: sqlite3.Connection, ids: Sequence[str], now: float) -> list[Can
             result = cancelled_result(task_id, now, attempt)
             conn.execute(q.CANCEL_QUEUED, (now, pack(result), task_id))
             known[task_id] = (TaskState.CANCELLED, attempt, priority)
-            waits.release(conn, [(task_id, TaskState.CANCELLED)], now)
+            ended.append((task_id, TaskState.CANCELLED))
             results.append(CancelResult.CANCELLED)
         elif state is TaskState.RUNNING:
             conn.execute(q.REQUEST_CANCEL, (now, task_id))
             results.append(CancelResult.REQUESTED)
         else:
             results.append(CancelResult.FINISHED)
+    waits.release(conn, ended, now)  # the ids named are cancelled as asked; then dependents
     return results
 
 

@@ -3,9 +3,10 @@
 -- ARGV[2]: now; then pairs: task id, MessagePack TaskResult to store if it was queued.
 -- Returns: 'cancelled', 'requested', 'finished' or 'not_found' per id, in input order.
 -- Invariant: a queued task leaves its queue's indexes and the depth count in the same step; a
---   queued or blocked task cancelled cancels its dependents (release()).
+--   queued or blocked task cancelled cancels its dependents (release()) once every id named
+--   was answered, so a dependent named in the same call is cancelled as asked.
 local now = ARGV[2]
-local out, woken = {}, false
+local out, woken, ended = {}, false, {}
 for i = 3, #ARGV, 2 do
   local id = ARGV[i]
   local key = task_key(id)
@@ -18,7 +19,7 @@ for i = 3, #ARGV, 2 do
     if f[1] == 'queued' then unschedule(id, f[3]) end
     regroup(id, f[1], 'cancelled')
     redis.call('ZADD', done_key('cancelled'), now, id)
-    if release(id, 'cancelled', now) then woken = true end
+    ended[#ended + 1] = id
     out[#out + 1] = 'cancelled'
   elseif f[1] == 'running' then
     redis.call('HSET', key, 'cancel_requested', '1', 'updated_at', now)
@@ -26,6 +27,9 @@ for i = 3, #ARGV, 2 do
   else
     out[#out + 1] = 'finished'
   end
+end
+for _, id in ipairs(ended) do  -- the ids named are cancelled as asked; then dependents
+  if release(id, 'cancelled', now) then woken = true end
 end
 if woken then wake() end
 flush()
