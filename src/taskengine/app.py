@@ -18,7 +18,7 @@ from taskengine.brokers.base import BrokerBackend, TaskFilter
 from taskengine.builtins import builtin_registry, close_builtins
 from taskengine.builtins.config import BuiltinConfig
 from taskengine.clock import SYSTEM_CLOCK, Clock
-from taskengine.errors import TaskNotFound, ValidationError, WorkflowNotFound
+from taskengine.errors import InvalidWorkflow, TaskNotFound, ValidationError, WorkflowNotFound
 from taskengine.inspector import Inspector
 from taskengine.metrics import Metrics
 from taskengine.model import (
@@ -347,7 +347,7 @@ class App:
         for node in nodes:
             request = node.task
             if request.idempotency_key is not None:
-                raise ValidationError(
+                raise InvalidWorkflow(
                     f"workflow node {node.name!r}: idempotency keys are not taken in a workflow"
                 )
             if node.after:

@@ -75,6 +75,13 @@ class TaskNotFound(TaskEngineError):
     code = "task_not_found"
 
 
+class InvalidWorkflow(ValidationError):
+    """A workflow's graph is not one: a node named twice, `after` naming an unknown node, a
+    cycle, or a rule a single task would pass (an idempotency key on a node)."""
+
+    code = "invalid_workflow"
+
+
 class WorkflowNotFound(TaskEngineError):
     """No task is a node of a workflow with that id."""
 

@@ -71,6 +71,48 @@ class TaskView(msgspec.Struct):
     idempotency_key: str | None
     result: ResultView | None
     history: list[AttemptView]
+    depends_on: list[str] = msgspec.field(default_factory=list)
+    on_parent_failure: str = "cancel"
+    waiting: int = 0  # parents not yet settled, while blocked
+    workflow: str | None = None
+
+
+class WorkflowNode(msgspec.Struct):
+    """One task of a workflow, as its graph shows it."""
+
+    id: str
+    type: str
+    state: str
+    depends_on: list[str]
+    on_parent_failure: str
+    waiting: int
+    attempt: int
+    error: str | None
+
+
+class WorkflowView(msgspec.Struct):
+    """A workflow: one word for its state, its tasks parents first, and its edges."""
+
+    id: str
+    state: str
+    counts: dict[str, int]
+    nodes: list[WorkflowNode]
+    edges: list[list[str]]  # [parent id, child id]
+
+
+class WorkflowSubmitted(msgspec.Struct):
+    """What a workflow submission created: its id and each node's task id by name."""
+
+    id: str
+    tasks: dict[str, str]
+    location: str
+
+
+class WorkflowAction(msgspec.Struct):
+    """What cancelling or replaying a workflow did to each of its tasks."""
+
+    id: str
+    tasks: dict[str, str]
 
 
 class TaskPage(msgspec.Struct):
@@ -175,6 +217,36 @@ def task_view(record: TaskRecord) -> TaskView:
         idempotency_key=record.idempotency_key,
         result=result_view(record.result) if record.result is not None else None,
         history=[attempt_view(line) for line in record.history],
+        depends_on=list(record.depends_on),
+        on_parent_failure=record.on_parent_failure,
+        waiting=record.waiting,
+        workflow=record.workflow,
+    )
+
+
+def workflow_view(workflow_id: str, records: list[TaskRecord], state: str) -> WorkflowView:
+    """The view of a workflow's records (parents first) in the one-word `state`."""
+    counts: dict[str, int] = {}
+    for record in records:
+        counts[str(record.state)] = counts.get(str(record.state), 0) + 1
+    return WorkflowView(
+        id=workflow_id,
+        state=state,
+        counts=counts,
+        nodes=[
+            WorkflowNode(
+                id=r.id,
+                type=r.type,
+                state=str(r.state),
+                depends_on=list(r.depends_on),
+                on_parent_failure=r.on_parent_failure,
+                waiting=r.waiting,
+                attempt=r.attempt,
+                error=None if r.result is None else r.result.error,
+            )
+            for r in records
+        ],
+        edges=[[parent, r.id] for r in records for parent in r.depends_on],
     )
 
 

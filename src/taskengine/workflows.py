@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from taskengine.errors import ValidationError
+from taskengine.errors import InvalidWorkflow
 from taskengine.model import TaskRecord, TaskState
 from taskengine.model.deps import MAX_PARENTS
 from taskengine.request import TaskRequest
@@ -56,7 +56,7 @@ Step = TaskRequest | Canvas
 def chain(*steps: Step) -> Canvas:
     """Run `steps` one after another; each receives the previous one's results."""
     if not steps:
-        raise ValidationError("a chain needs at least one step")
+        raise InvalidWorkflow("a chain needs at least one step")
     return Canvas("chain", tuple(steps))
 
 
@@ -64,7 +64,7 @@ def group(steps: Iterable[Step]) -> Canvas:
     """Run `steps` side by side; the group as a whole is the workflow's id."""
     members = tuple(steps)
     if not members:
-        raise ValidationError("a group needs at least one step")
+        raise InvalidWorkflow("a group needs at least one step")
     return Canvas("group", members)
 
 
@@ -101,27 +101,27 @@ def _walk(step: Step, after: list[str], nodes: list[Node]) -> list[str]:
 
 
 def topological(nodes: Sequence[Node]) -> list[Node]:
-    """The nodes parents first (stable: input order among ready ones); ValidationError on an
+    """The nodes parents first (stable: input order among ready ones); InvalidWorkflow on an
     unknown name, a repeated name, a cycle, or past the limits."""
     if not nodes:
-        raise ValidationError("a workflow needs at least one task")
+        raise InvalidWorkflow("a workflow needs at least one task")
     if len(nodes) > MAX_NODES:
-        raise ValidationError(f"a workflow has at most {MAX_NODES} tasks, got {len(nodes)}")
+        raise InvalidWorkflow(f"a workflow has at most {MAX_NODES} tasks, got {len(nodes)}")
     by_name: dict[str, Node] = {}
     for node in nodes:
         if node.name in by_name:
-            raise ValidationError(f"workflow node {node.name!r} is named twice")
+            raise InvalidWorkflow(f"workflow node {node.name!r} is named twice")
         by_name[node.name] = node
     for node in nodes:
         missing = [a for a in node.after if a not in by_name]
         if missing:
-            raise ValidationError(f"workflow node {node.name!r} runs after unknown {missing}")
+            raise InvalidWorkflow(f"workflow node {node.name!r} runs after unknown {missing}")
         if len(set(node.after)) != len(node.after) or len(node.after) > MAX_PARENTS:
-            raise ValidationError(f"workflow node {node.name!r}: `after` repeats or is too long")
+            raise InvalidWorkflow(f"workflow node {node.name!r}: `after` repeats or is too long")
     order = kahn([n.name for n in nodes], {n.name: n.after for n in nodes})
     if len(order) < len(nodes):
         names = ", ".join(sorted(set(by_name) - set(order)))
-        raise ValidationError(f"workflow has a cycle among: {names}")
+        raise InvalidWorkflow(f"workflow has a cycle among: {names}")
     return [by_name[name] for name in order]
 
 

@@ -175,9 +175,15 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> FreshApi:
 # A well-formed submission may still name a type this server does not have, or carry a payload
 # that type refuses: the registry is the server's configuration, not part of the document.
 REGISTRY_REFUSALS = {"unknown_task_type", "invalid_payload"}
+# A task may depend only on stored tasks, and a workflow's nodes must form a graph (names
+# unique, `after` naming nodes, no cycle): rules across items, or against the store.
+GRAPH_RULES = {"unknown_parent", "invalid_workflow"}
 # An Idempotency-Key header with another body idempotency_key is refused (#14 item 5): a rule
 # across a header and a body field, which the document states in words but no schema can.
 ACROSS_FIELDS = {"ambiguous_idempotency_key"}
+
+
+SUBMISSIONS = {"POST /api/tasks", "POST /api/workflows"}
 
 
 def submission_accepted(ctx: Any, response: Any, case: Any) -> bool | None:
@@ -188,7 +194,7 @@ def submission_accepted(ctx: Any, response: Any, case: Any) -> bool | None:
         return True
     assert response.status_code == 422, f"a valid submission got {response.status_code}"
     code = response.json()["error"]["code"]
-    assert code in REGISTRY_REFUSALS | ACROSS_FIELDS, response.text
+    assert code in REGISTRY_REFUSALS | ACROSS_FIELDS | GRAPH_RULES, response.text
     return True
 
 
@@ -202,7 +208,7 @@ def test_the_served_document_is_the_one_tested(api: FreshApi) -> None:
 
 @schema.parametrize()
 def test_every_operation_keeps_the_documented_contract(case: Any, api: FreshApi) -> None:
-    if case.operation.label == "POST /api/tasks":
+    if case.operation.label in SUBMISSIONS:
         case.call_and_validate(
             app=api,
             base_url=BASE_URL,
@@ -227,7 +233,7 @@ class Workflow(schema.as_state_machine()):  # type: ignore[misc]
     def validate_response(
         self, response: Any, case: Any, additional_checks: Any = None, **kwargs: Any
     ) -> None:
-        if case.operation.label != "POST /api/tasks":
+        if case.operation.label not in SUBMISSIONS:
             return super().validate_response(response, case, additional_checks, **kwargs)
         case.validate_response(
             response,

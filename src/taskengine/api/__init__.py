@@ -7,7 +7,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Match, Route
 
-from taskengine.api import admin, dashboard, live, tasks
+from taskengine.api import admin, dashboard, live, tasks, workflows
 from taskengine.api.context import ApiContext
 from taskengine.api.errors import (
     ApiError,
@@ -53,6 +53,7 @@ def build_api(ctx: ApiContext) -> Starlette:
 
     routes: list[BaseRoute] = [
         *tasks.routes(ctx),
+        *workflows.routes(ctx),
         *admin.routes(ctx),
         *live.routes(ctx),
         Route("/openapi.json", openapi, methods=["GET"]),

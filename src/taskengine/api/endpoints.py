@@ -31,6 +31,12 @@ TASKS = (
     Endpoint("DELETE", "/api/tasks/{task_id}", "cancelTask"),
     Endpoint("POST", "/api/tasks/{task_id}/retry", "retryTask"),
 )
+WORKFLOWS = (
+    Endpoint("POST", "/api/workflows", "submitWorkflow"),
+    Endpoint("GET", "/api/workflows/{workflow_id}", "getWorkflow"),
+    Endpoint("POST", "/api/workflows/{workflow_id}/cancel", "cancelWorkflow"),
+    Endpoint("POST", "/api/workflows/{workflow_id}/replay", "replayWorkflow"),
+)
 ADMIN = (
     Endpoint("GET", "/api/workers", "listWorkers"),
     Endpoint("GET", "/api/queues", "listQueues"),
@@ -46,7 +52,9 @@ LIVE = (
     Endpoint("GET", "/api/events", "streamEvents"),
     Endpoint("GET", "/metrics", "getPrometheusMetrics"),
 )
-DOCUMENTED = TASKS + ADMIN + LIVE  # what /openapi.json describes (not the docs and dashboard)
+DOCUMENTED = (
+    TASKS + WORKFLOWS + ADMIN + LIVE
+)  # what /openapi.json describes (not the docs and dashboard)
 
 
 def bind(endpoints: Sequence[Endpoint], handlers: Mapping[str, Handler]) -> list[Route]:

@@ -16,6 +16,7 @@ from taskengine.errors import (
     QueueFull,
     TaskEngineError,
     TaskNotFound,
+    WorkflowNotFound,
     ValidationError,
 )
 from taskengine.model.serializer import to_json
@@ -62,7 +63,7 @@ def from_engine_error(exc: TaskEngineError) -> ApiError:
         return ApiError(429, exc.code, str(exc), headers={"Retry-After": "1"})
     if isinstance(exc, IdempotencyConflict):
         return ApiError(409, exc.code, str(exc))
-    if isinstance(exc, TaskNotFound):
+    if isinstance(exc, TaskNotFound | WorkflowNotFound):
         return ApiError(404, exc.code, str(exc))
     if isinstance(exc, BrokerUnavailable):
         return ApiError(503, exc.code, str(exc), headers={"Retry-After": "1"})

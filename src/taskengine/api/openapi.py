@@ -19,9 +19,13 @@ from taskengine.api.schemas import (
     SubmitTask,
     Submitted,
     SubmittedBatch,
+    SubmitWorkflow,
     TaskPage,
     TaskView,
     WorkerView,
+    WorkflowAction,
+    WorkflowSubmitted,
+    WorkflowView,
 )
 from taskengine.model.ids import TASK_ID_PATTERN
 
@@ -30,7 +34,7 @@ _ERRORS = {
     "400": "malformed JSON or body",
     "401": "missing or invalid token",
     "403": "token scope too narrow, or a cross-site request",
-    "404": "no such task (an id no task can have included)",
+    "404": "no such task or workflow (an id none can have included)",
     "409": "conflict with the task's state",
     "413": "body over 1 MiB",
     "415": "a body that is not declared as JSON",
@@ -72,6 +76,7 @@ def _param(name: str, where: str, schema: dict[str, Any], required: bool = False
 
 
 TASK_ID = _param("task_id", "path", {"type": "string", "pattern": TASK_ID_PATTERN}, True)
+WORKFLOW_ID = _param("workflow_id", "path", {"type": "string", "pattern": TASK_ID_PATTERN}, True)
 QUEUE = _param("queue", "path", {"type": "string", "pattern": f"^{NAME}$"}, True)
 LIST_PARAMS = [
     *(
@@ -132,6 +137,10 @@ def openapi_document() -> dict[str, Any]:
             QueueView,
             HealthView,
             ErrorView,
+            SubmitWorkflow,
+            WorkflowSubmitted,
+            WorkflowView,
+            WorkflowAction,
         ],
         ref_template=REF,
     )
@@ -207,6 +216,37 @@ def openapi_document() -> dict[str, Any]:
             ("401", "403", "404", "409"),
             parameters=[TASK_ID],
             operationId="retryTask",
+        ),
+        _op(
+            "Submit a workflow: a DAG of tasks (a chain, group or chord) in one batch",
+            {"201": _json(_ref("WorkflowSubmitted"), "created")},
+            ("400", "401", "403", "413", "415", "422", "429", "503"),
+            operationId="submitWorkflow",
+            requestBody={
+                "required": True,
+                "content": {"application/json": {"schema": _ref("SubmitWorkflow")}},
+            },
+        ),
+        _op(
+            "A workflow: its state, its tasks parents first, and its edges",
+            {"200": _json(_ref("WorkflowView"), "the workflow")},
+            ("401", "404"),
+            parameters=[WORKFLOW_ID],
+            operationId="getWorkflow",
+        ),
+        _op(
+            "Cancel every unfinished task of a workflow",
+            {"200": _json(_ref("WorkflowAction"), "each task's answer")},
+            ("401", "403", "404"),
+            parameters=[WORKFLOW_ID],
+            operationId="cancelWorkflow",
+        ),
+        _op(
+            "Replay every dead or cancelled task of a workflow, parents first",
+            {"200": _json(_ref("WorkflowAction"), "each task's answer")},
+            ("401", "403", "404"),
+            parameters=[WORKFLOW_ID],
+            operationId="replayWorkflow",
         ),
         _op(
             "Every worker of every instance",

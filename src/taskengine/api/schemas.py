@@ -8,6 +8,8 @@ import msgspec
 
 from taskengine.api.times import parse_date_time
 from taskengine.errors import ValidationError
+from taskengine.model.deps import MAX_PARENTS
+from taskengine.model.ids import TASK_ID_PATTERN
 from taskengine.model.task import LATEST_RUN_AT, MAX_ATTEMPTS_LIMIT, MAX_DELAY, MAX_TIMEOUT
 from taskengine.views import (  # the response views, shared with the CLI's --json (re-exported)
     AttemptView,
@@ -18,6 +20,10 @@ from taskengine.views import (  # the response views, shared with the CLI's --js
     TaskPage,
     TaskView,
     WorkerView,
+    WorkflowAction,
+    WorkflowNode,
+    WorkflowSubmitted,
+    WorkflowView,
     attempt_view,
     queue_views,
     result_view,
@@ -49,6 +55,12 @@ __all__ = [
     "TaskPage",
     "TaskView",
     "WorkerView",
+    "SubmitWorkflow",
+    "WorkflowAction",
+    "WorkflowNode",
+    "WorkflowStep",
+    "WorkflowSubmitted",
+    "WorkflowView",
     "attempt_view",
     "queue_views",
     "result_view",
@@ -69,6 +81,9 @@ EpochSeconds = Annotated[float, msgspec.Meta(ge=0, le=LATEST_RUN_AT)]
 Attempts = Annotated[int, msgspec.Meta(ge=1, le=MAX_ATTEMPTS_LIMIT)]
 Key = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 MAX_BATCH = 1000
+TaskId = Annotated[str, msgspec.Meta(pattern=TASK_ID_PATTERN)]
+ParentFailureName = Literal["cancel", "run"]
+NodeName = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 
 
 class SubmitTask(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -83,6 +98,8 @@ class SubmitTask(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     timeout: Seconds | None = None
     max_attempts: Attempts | None = None
     idempotency_key: Key | None = None
+    depends_on: Annotated[list[TaskId], msgspec.Meta(max_length=MAX_PARENTS)] | None = None
+    on_parent_failure: ParentFailureName = "cancel"
 
     def run_at_epoch(self) -> float | None:
         """run_at as seconds since the epoch; a date-time is clamped to 1970..9999 (see API.md)."""
@@ -96,6 +113,24 @@ class SubmitTask(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
                 "(2026-01-31T12:00:00Z) or seconds since the epoch"
             ) from None
         return min(max(seconds, 0.0), LATEST_RUN_AT)
+
+
+class WorkflowStep(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """One node of a workflow: a unique name, its task (no idempotency key), and the names of
+    the nodes it runs after (their results reach its handler in this order)."""
+
+    name: NodeName
+    task: SubmitTask
+    after: Annotated[list[NodeName], msgspec.Meta(max_length=MAX_PARENTS)] = msgspec.field(
+        default_factory=list
+    )
+    on_parent_failure: ParentFailureName = "cancel"
+
+
+class SubmitWorkflow(msgspec.Struct, forbid_unknown_fields=True):
+    """A DAG of tasks submitted in one batch: a chain, group or chord is such a list."""
+
+    nodes: Annotated[list[WorkflowStep], msgspec.Meta(min_length=1, max_length=MAX_BATCH)]
 
 
 class SubmitBatch(msgspec.Struct, forbid_unknown_fields=True):

@@ -60,10 +60,10 @@ def routes(ctx: ApiContext) -> list[Route]:
                     "idempotency_key on each task",
                 )
             if isinstance(raw["tasks"], list):
-                raw["tasks"] = [_whole_numbers_as_int(item) for item in raw["tasks"]]
+                raw["tasks"] = [whole_numbers_as_int(item) for item in raw["tasks"]]
             items = convert(raw, SubmitBatch).tasks
         else:
-            items = [convert(_whole_numbers_as_int(raw), SubmitTask)]
+            items = [convert(whole_numbers_as_int(raw), SubmitTask)]
             if header_key is not None:
                 if not 0 < len(header_key) <= 256:
                     raise ApiError(422, "validation_error", "Idempotency-Key is 1-256 characters")
@@ -142,7 +142,7 @@ def routes(ctx: ApiContext) -> list[Route]:
     )
 
 
-def _whole_numbers_as_int(item: Any) -> Any:
+def whole_numbers_as_int(item: Any) -> Any:
     """JSON Schema counts 1.0 as an integer, as the document does: msgspec wants an int."""
     if isinstance(item, dict):
         for name in _INTEGER_FIELDS:
@@ -160,20 +160,26 @@ def _task_id(request: Request) -> str:
     return task_id
 
 
+def request_of(item: SubmitTask) -> TaskRequest:
+    """The TaskRequest a submitted item stands for."""
+    return TaskRequest(
+        type=item.type,
+        payload=item.payload,
+        priority=item.priority,
+        queue=item.queue,
+        delay=item.delay,
+        run_at=item.run_at_epoch(),
+        timeout=item.timeout,
+        max_attempts=item.max_attempts,
+        idempotency_key=item.idempotency_key,
+        depends_on=item.depends_on,
+        on_parent_failure=item.on_parent_failure,
+    )
+
+
 def _build(ctx: ApiContext, item: SubmitTask, index: int, count: int) -> Task:
     try:
-        request = TaskRequest(
-            type=item.type,
-            payload=item.payload,
-            priority=item.priority,
-            queue=item.queue,
-            delay=item.delay,
-            run_at=item.run_at_epoch(),
-            timeout=item.timeout,
-            max_attempts=item.max_attempts,
-            idempotency_key=item.idempotency_key,
-        )
-        return ctx.app.build(request)
+        return ctx.app.build(request_of(item))
     except ValidationError as exc:
         where = f"tasks[{index}]: " if count > 1 else ""
         raise ApiError(422, exc.code, f"{where}{exc}") from None
