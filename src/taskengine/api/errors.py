@@ -16,8 +16,8 @@ from taskengine.errors import (
     QueueFull,
     TaskEngineError,
     TaskNotFound,
-    WorkflowNotFound,
     ValidationError,
+    WorkflowNotFound,
 )
 from taskengine.model.serializer import to_json
 
