@@ -17,6 +17,7 @@ from taskengine.cli.loading import CliState
 from taskengine.cli.serve_cmd import serve
 from taskengine.cli.task_cmds import cancel, list_tasks, retry, status, submit
 from taskengine.cli.worker_cmd import worker
+from taskengine.cli.workflow_cmds import workflow
 
 __all__ = ["cli", "main"]
 
@@ -111,6 +112,7 @@ for command in (
     list_tasks,
     cancel,
     retry,
+    workflow,
     dlq,
     workers,
     queues,

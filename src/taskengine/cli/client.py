@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from taskengine.app import App, TaskRequest
     from taskengine.brokers import CancelResult, Page, ReplayResult, TaskFilter
     from taskengine.model import TaskRecord
-    from taskengine.views import QueueView, Submitted, WorkerView
+    from taskengine.views import QueueView, Submitted, WorkerView, WorkflowAction, WorkflowView
 
 T = TypeVar("T")
 
@@ -85,6 +85,15 @@ class Client(Protocol):
     async def replay(self, task_ids: Sequence[str]) -> list[ReplayResult]:
         """Queue dead or cancelled tasks again; one answer per id, in order."""
 
+    async def workflow(self, workflow_id: str) -> WorkflowView:
+        """A workflow's graph; WorkflowNotFound (or its API answer) if it has no task."""
+
+    async def cancel_workflow(self, workflow_id: str) -> WorkflowAction:
+        """Cancel every unfinished task of a workflow."""
+
+    async def replay_workflow(self, workflow_id: str) -> WorkflowAction:
+        """Replay a workflow's dead and cancelled tasks, parents first."""
+
     async def workers(self, since: float) -> list[WorkerView]:
         """Workers seen within the last `since` seconds, as the API shows them."""
 
@@ -145,6 +154,28 @@ class DirectClient:
     async def replay(self, task_ids: Sequence[str]) -> list[ReplayResult]:
         """Replay through the app's inspector (in broker batches)."""
         return await self.app.inspector.replay(task_ids)
+
+    async def workflow(self, workflow_id: str) -> WorkflowView:
+        """The workflow's graph through the app."""
+        from taskengine.views import workflow_view
+        from taskengine.workflows import workflow_state
+
+        records = await self.app.workflow(workflow_id)
+        return workflow_view(workflow_id, records, workflow_state(records))
+
+    async def cancel_workflow(self, workflow_id: str) -> WorkflowAction:
+        """Cancel every unfinished task of the workflow through the app."""
+        from taskengine.views import WorkflowAction
+
+        answers = await self.app.cancel_workflow(workflow_id)
+        return WorkflowAction(workflow_id, {k: str(v) for k, v in answers.items()})
+
+    async def replay_workflow(self, workflow_id: str) -> WorkflowAction:
+        """Replay the workflow's dead and cancelled tasks, parents first, through the app."""
+        from taskengine.views import WorkflowAction
+
+        answers = await self.app.replay_workflow(workflow_id)
+        return WorkflowAction(workflow_id, {k: str(v) for k, v in answers.items()})
 
     async def workers(self, since: float) -> list[WorkerView]:
         """The worker registry."""

@@ -21,9 +21,9 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from taskengine.model import TaskRecord, TaskResult
-    from taskengine.views import QueueView, WorkerView
+    from taskengine.views import QueueView, WorkerView, WorkflowView
 
-STATES = ("queued", "running", "succeeded", "dead", "cancelled")
+STATES = ("blocked", "queued", "running", "succeeded", "dead", "cancelled")
 WIDE = 200  # columns when stdout is not a terminal, so ids are never cut in pipes and tests
 
 
@@ -127,6 +127,13 @@ def show_record(record: TaskRecord) -> None:
         rows.append(("cancel", "requested"))
     if record.idempotency_key:
         rows.append(("idempotency key", escape(record.idempotency_key)))
+    if record.depends_on:
+        rows.append(("depends on", " ".join(record.depends_on)))
+        rows.append(("on parent failure", record.on_parent_failure))
+    if record.state.value == "blocked":
+        rows.append(("waiting for", f"{record.waiting} parent(s)"))
+    if record.workflow:
+        rows.append(("workflow", record.workflow))
     for name, value in rows:
         grid.add_row(name, value)
     out.print(grid)
@@ -187,6 +194,24 @@ def show_tasks(records: Sequence[TaskRecord], next_cursor: str | None, title: st
         click.echo(columns(header, rows, styles={2: state_style}))
     if next_cursor:
         click.echo(f"more: --cursor {next_cursor}")
+
+
+def show_workflow(view: WorkflowView) -> None:
+    """A workflow: its state, then its tasks parents first with what each waits on."""
+    click.echo(click.style(f"workflow {view.id}: {view.state}", bold=True))
+    header = ("id", "type", "state", "after", "attempt", "error")
+    rows = [
+        (
+            node.id,
+            node.type,
+            node.state,
+            ",".join(node.depends_on) or "-",
+            str(node.attempt),
+            short(node.error or "", 60),
+        )
+        for node in view.nodes
+    ]
+    click.echo(columns(header, rows, styles={2: state_style}))
 
 
 def columns(

@@ -32,7 +32,14 @@ if TYPE_CHECKING:
     from taskengine.app import TaskRequest
     from taskengine.brokers import CancelResult, Page, ReplayResult, TaskFilter
     from taskengine.model import TaskRecord
-    from taskengine.views import QueueView, Submitted, TaskView, WorkerView
+    from taskengine.views import (
+        QueueView,
+        Submitted,
+        TaskView,
+        WorkerView,
+        WorkflowAction,
+        WorkflowView,
+    )
 
 T = TypeVar("T")
 MAX_PAGE = 500  # the API's largest page; longer --limit values are fetched page by page
@@ -132,6 +139,27 @@ class HttpClient:
 
     # -- the system -----------------------------------------------------------------------------
 
+    async def workflow(self, workflow_id: str) -> WorkflowView:
+        """GET /api/workflows/{id}."""
+        from taskengine.views import WorkflowView
+
+        response = await self._request("GET", f"/api/workflows/{_quote(workflow_id)}")
+        return self._decode(response, WorkflowView)
+
+    async def cancel_workflow(self, workflow_id: str) -> WorkflowAction:
+        """POST /api/workflows/{id}/cancel."""
+        from taskengine.views import WorkflowAction
+
+        path = f"/api/workflows/{_quote(workflow_id)}/cancel"
+        return self._decode(await self._request("POST", path), WorkflowAction)
+
+    async def replay_workflow(self, workflow_id: str) -> WorkflowAction:
+        """POST /api/workflows/{id}/replay."""
+        from taskengine.views import WorkflowAction
+
+        path = f"/api/workflows/{_quote(workflow_id)}/replay"
+        return self._decode(await self._request("POST", path), WorkflowAction)
+
     async def workers(self, since: float) -> list[WorkerView]:
         """GET /api/workers (the server lists workers seen within 3 heartbeats), then `since`."""
         from taskengine.views import WorkerView
@@ -228,7 +256,7 @@ def http_error(url: str, status: int, code: str | None, message: str) -> CliErro
     """The CLI error for an API error answer: the same message and exit code as direct mode."""
     if status in (401, 403) and code != "cross_site_request":
         return CliError(f"{message} ({TOKEN_HINT})", EXIT_USAGE)
-    if status == 404 and code == "task_not_found":
+    if status == 404 and code in ("task_not_found", "workflow_not_found"):
         return CliError(message, EXIT_FAILURE)
     if status == 429:
         return CliError(message, EXIT_QUEUE_FULL)
@@ -285,6 +313,10 @@ def record_of(view: TaskView) -> TaskRecord:
         finished_at=_epoch(view.finished_at),
         worker_id=view.worker_id,
         cancel_requested=view.cancel_requested,
+        depends_on=tuple(view.depends_on),
+        on_parent_failure=view.on_parent_failure,
+        waiting=view.waiting,
+        workflow=view.workflow,
         result=None
         if result is None
         else TaskResult(

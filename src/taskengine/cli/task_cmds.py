@@ -76,6 +76,20 @@ def parse_time(value: str) -> float:
     "--max-attempts", type=click.IntRange(min=1), help="Attempts before the task is dead-lettered."
 )
 @click.option("--idempotency-key", help="A repeated key returns the first task's id.")
+@click.option(
+    "--depends-on",
+    "depends_on",
+    multiple=True,
+    metavar="ID",
+    help="A task that must succeed first (repeatable); until then this one is blocked.",
+)
+@click.option(
+    "--on-parent-failure",
+    type=click.Choice(["cancel", "run"]),
+    default="cancel",
+    show_default=True,
+    help="When a parent ends dead or cancelled: cancel this task, or run it anyway.",
+)
 @click.option("--wait", is_flag=True, help="Wait for the result and print it.")
 @click.option(
     "--wait-timeout", type=click.FloatRange(min=0), help="Give up waiting after this many seconds."
@@ -94,6 +108,8 @@ def submit(
     timeout: float | None,
     max_attempts: int | None,
     idempotency_key: str | None,
+    depends_on: tuple[str, ...],
+    on_parent_failure: str,
     wait: bool,
     wait_timeout: float | None,
     as_json: bool,
@@ -115,6 +131,8 @@ def submit(
         timeout=timeout,
         max_attempts=max_attempts,
         idempotency_key=idempotency_key,
+        depends_on=list(depends_on) or None,
+        on_parent_failure=on_parent_failure,
     )
 
     async def body(client: Client) -> TaskRecord | Submitted:
