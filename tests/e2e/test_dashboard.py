@@ -322,6 +322,42 @@ def test_submitting_and_cancelling_a_queued_task_from_the_page(
     dashboard.assert_clean()
 
 
+def test_the_task_dialog_draws_the_workflow_and_cancels_it_whole(
+    dashboard: Dashboard, api: httpx.Client
+) -> None:
+    step = {"type": "time.sleep", "payload": {"seconds": 0}, "delay": 3600}
+    later = {"type": "time.sleep", "payload": {"seconds": 0}}
+    nodes = [
+        {"name": "a", "task": step},
+        {"name": "b", "task": step},
+        {"name": "join", "task": later, "after": ["a", "b"]},
+    ]
+    created = api.post("/api/workflows", json={"nodes": nodes}).json()
+    join = created["tasks"]["join"]
+
+    page = dashboard.open().page
+    row = page.locator(f"#recent-table tbody tr[data-id='{join}']")
+    expect(row).to_be_visible(timeout=LIVE_TIMEOUT)
+    row.click()
+    dialog = page.locator("#task-dialog")
+    expect(dialog.locator("#detail-state")).to_have_text("blocked")
+    expect(dialog.locator("#detail-workflow")).to_be_visible()
+    expect(dialog.locator("#wf-state")).to_have_text("running")
+    expect(dialog.locator("#wf-graph .wf-node")).to_have_count(3)
+    expect(dialog.locator("#wf-graph .wf-edges line")).to_have_count(2)
+    expect(dialog.locator("#wf-graph .wf-node.current")).to_have_count(1)
+    expect(dialog.locator("#wf-graph .wf-node.state-blocked")).to_have_count(1)
+
+    dialog.locator("#wf-cancel").click()
+    expect(dialog.locator("#wf-state")).to_have_text("cancelled")
+    expect(dialog.locator("#wf-graph .wf-node.state-cancelled")).to_have_count(3)
+    expect(dialog.locator("#wf-replay")).to_be_visible()
+    view = api.get(f"/api/workflows/{created['id']}").json()
+    assert view["counts"] == {"cancelled": 3}
+    dialog.locator("#detail-close").click()
+    dashboard.assert_clean()
+
+
 def test_submit_form_shows_the_servers_refusal(dashboard: Dashboard) -> None:
     page = dashboard.open().page
     page.fill("#submit-type", "cpu.fibonacci")

@@ -77,6 +77,7 @@ export async function request(method, path, body) {
 }
 
 const task = (id) => `/api/tasks/${encodeURIComponent(id)}`;
+const workflow = (id) => `/api/workflows/${encodeURIComponent(id)}`;
 
 export const api = {
   metrics: () => request("GET", "/api/metrics"),
@@ -87,4 +88,7 @@ export const api = {
   cancelTask: (id) => request("DELETE", task(id)),
   retryTask: (id) => request("POST", `${task(id)}/retry`),
   submitTask: (body) => request("POST", "/api/tasks", body),
+  getWorkflow: (id) => request("GET", workflow(id)),
+  cancelWorkflow: (id) => request("POST", `${workflow(id)}/cancel`),
+  replayWorkflow: (id) => request("POST", `${workflow(id)}/replay`),
 };

@@ -3,11 +3,12 @@
 
 import { api } from "./api.js";
 import { ago, badge, el, fillRows, json, seconds, shortId, when } from "./format.js";
+import { drawWorkflow } from "./graph.js";
 
 const LIST_LIMIT = 20;
 const REFRESH_MS = 2000; // the lists are fetched at most this often
 const FOLLOW_MS = 1000; // an open, unfinished task is re-read this often
-const ACTIVE = new Set(["queued", "running"]);
+const ACTIVE = new Set(["blocked", "queued", "running"]);
 const REPLAYABLE = new Set(["dead", "cancelled"]);
 
 /** Example payloads for the built-in types, shown when the type changes. */
@@ -123,6 +124,45 @@ export class TaskViews {
     document.getElementById("detail-replay").addEventListener("click", () => {
       if (this.detailId) this.replay(this.detailId, document.getElementById("detail-replay"));
     });
+    document.getElementById("wf-cancel").addEventListener("click", () => this.workflowAction("cancel"));
+    document.getElementById("wf-replay").addEventListener("click", () => this.workflowAction("replay"));
+  }
+
+  async showWorkflow(task) {
+    const section = document.getElementById("detail-workflow");
+    this.workflowId = task.workflow ?? null;
+    if (!task.workflow) {
+      section.hidden = true;
+      return;
+    }
+    let workflow;
+    try {
+      workflow = await api.getWorkflow(task.workflow);
+    } catch (exc) {
+      this.message(errorText(exc), true);
+      return;
+    }
+    if (this.detailId !== task.id) return;
+    section.hidden = false;
+    document.getElementById("wf-state").replaceWith(Object.assign(badge(workflow.state), { id: "wf-state" }));
+    document.getElementById("wf-id").textContent = `${workflow.id} · ${workflow.nodes.length} tasks`;
+    drawWorkflow(document.getElementById("wf-graph"), workflow, task.id, (id) => this.open(id));
+    document.getElementById("wf-cancel").hidden = workflow.state !== "running";
+    document.getElementById("wf-replay").hidden = !["failed", "cancelled"].includes(workflow.state);
+  }
+
+  async workflowAction(kind) {
+    const id = this.workflowId;
+    if (!id) return;
+    try {
+      const answer = kind === "cancel" ? await api.cancelWorkflow(id) : await api.replayWorkflow(id);
+      const done = Object.values(answer.tasks).filter((a) => a === "cancelled" || a === "requested" || a === "replayed");
+      this.message(`${kind === "cancel" ? "Cancelled" : "Replayed"} ${done.length} of the workflow's tasks.`);
+    } catch (exc) {
+      this.message(errorText(exc), true);
+    }
+    if (this.detailId) await this.showDetail(this.detailId);
+    await this.refresh({ force: true });
   }
 
   async open(id) {
@@ -155,6 +195,11 @@ export class TaskViews {
       ["worker", task.worker_id ?? "—"], ["idempotency key", task.idempotency_key ?? "—"],
     ];
     if (task.cancel_requested) fields.push(["cancel", "requested"]);
+    if (task.depends_on?.length) {
+      fields.push(["depends on", task.depends_on.join(" ")]);
+      fields.push(["on parent failure", task.on_parent_failure]);
+    }
+    if (task.state === "blocked") fields.push(["waiting for", `${task.waiting} parent(s)`]);
     document.getElementById("detail-fields").replaceChildren(
       ...fields.flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]),
     );
@@ -175,6 +220,7 @@ export class TaskViews {
     document.getElementById("detail-cancel").disabled = task.cancel_requested;
     document.getElementById("detail-replay").hidden = !REPLAYABLE.has(task.state);
     document.getElementById("detail-replay").disabled = false;
+    await this.showWorkflow(task);
     if (ACTIVE.has(task.state)) {
       this.followTimer = setTimeout(() => {
         if (this.detailId === id && this.dialog.open) this.showDetail(id);
