@@ -119,6 +119,12 @@ def test_quickstart_runs_the_builtin_types(tmp_path: Path) -> None:
     assert "time.sleep   SUCCESS" in out
 
 
+def test_chord_of_100_and_a_chain_run_end_to_end(tmp_path: Path) -> None:
+    out = _example("chord.py", cwd=tmp_path)
+    assert "chord of 100: sum of squares = 328350" in out  # sum of k^2 for k < 100
+    assert "chain 1+2+3+4 = 10" in out
+
+
 def test_cpu_pipeline_fans_out_to_child_processes(tmp_path: Path) -> None:
     out = _example("cpu_pipeline.py", "1000000", cwd=tmp_path)
     assert out.strip() == "78498 primes below 1000000 (8 chunks)"  # pi(10^6) = 78498
