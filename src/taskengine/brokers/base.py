@@ -4,6 +4,26 @@ Every hot-path method takes and returns a sequence so a batch moves in one round
 are aligned with the input and never raised on the first bad item. Every "now" is passed in.
 Brokers store; they never decide: backoff and breaking live in `policy/`; the priority order key
 and the records every broker writes (history lines, results) are built in `model/`.
+
+Dependencies (ADR 0037, `model.deps`), the part of the contract every method below shares:
+
+- A task with `depends_on` is stored `blocked`, with `waiting` = its parents not yet ended
+  (`model.deps.gate` on their states), and a pending edge from each such parent; queued at
+  once if every parent has succeeded (or ended at all, with `on_parent_failure="run"`);
+  cancelled at once, with `model.deps.parent_failed_result`, if a parent already ended dead
+  or cancelled and the task says "cancel". Every parent must be stored or earlier in the same
+  `enqueue` batch, else `UnknownParent` and nothing of the batch is stored
+  (`batches.check_parents_known`).
+- Whatever ends a task (settle, requeue_expired, cancel) releases its dependents in the same
+  atomic step: each blocked dependent's `waiting` goes down by one (queued at zero, due as
+  submitted), or, when the parent failed and the dependent says "cancel", the dependent is
+  cancelled with a result naming the parent, and so on down the graph. A blocked task is never
+  reserved and is not counted in the depth.
+- `cancel` cancels blocked tasks like queued ones; the ids named are answered first, then their
+  dependents are cancelled. `replay` gates a replayed task again: blocked while a parent is
+  unfinished (so replaying a workflow parents first re-blocks what waited), NOT_REPLAYABLE
+  while a parent's failure would cancel it again.
+- `TaskFilter.workflow` lists the tasks of one workflow (`Task.workflow`).
 """
 
 from __future__ import annotations
@@ -100,7 +120,8 @@ class Broker(Protocol):
         ...
 
     async def enqueue(self, tasks: Sequence[Task], now: float) -> list[EnqueueResult]:
-        """Store tasks as queued, one result per task in input order.
+        """Store tasks as queued (blocked or cancelled, by their parents: see the module's
+        docstring), one result per task in input order.
 
         A task whose id or idempotency key is already stored (or earlier in the batch) is a
         duplicate: nothing changes and the existing id is returned. Atomic: if the new tasks
@@ -134,7 +155,8 @@ class Broker(Protocol):
 
     async def settle(self, outcomes: Sequence[Outcome], now: float) -> list[bool]:
         """Apply a mixed batch of outcomes; each is applied only if its token is current
-        (True) and refused otherwise (False), independently of the others."""
+        (True) and refused otherwise (False), independently of the others. A task that ends
+        releases or cancels its dependents in the same atomic step (module docstring)."""
         ...
 
     async def requeue_expired(self, now: float, limit: int) -> list[str]:
@@ -163,11 +185,13 @@ class BrokerAdmin(Protocol):
         ...
 
     async def cancel(self, ids: Sequence[str], now: float) -> list[CancelResult]:
-        """Cancel queued tasks at once and flag running ones for their worker."""
+        """Cancel queued and blocked tasks at once (then their dependents) and flag running
+        ones for their worker."""
         ...
 
     async def replay(self, ids: Sequence[str], now: float) -> list[ReplayResult]:
-        """Move dead or cancelled tasks back to queued, due now, with a fresh attempt count."""
+        """Move dead or cancelled tasks back to queued (or blocked, by their parents), due now,
+        with a fresh attempt count, in input order."""
         ...
 
     async def purge(self, states: Sequence[TaskState], finished_before: float, limit: int) -> int:
