@@ -271,24 +271,6 @@ FROM {s}.tasks t LEFT JOIN changed ON changed.id = t.id
 WHERE t.id = ANY($1::text[])
 """
 
-# Inputs: $1 ids, $2 now, $3 head start per priority. Output: (id, replayed) of each known id.
-# Invariant: only dead or cancelled tasks come back, due now with attempt 0; history and the
-# last result are kept.
-REPLAY = """
-WITH replayed AS (
-    UPDATE {s}.tasks t
-    SET state = 'queued', attempt = 0, run_at = $2,
-        order_key = greatest($2, t.created_at) - ($3::float8[])[t.priority + 1],
-        updated_at = $2,
-        finished_at = NULL, worker_id = NULL, cancel_requested = false
-    WHERE t.id = ANY($1::text[]) AND t.state IN ('dead', 'cancelled')
-    RETURNING t.id
-)
-SELECT t.id, replayed.id IS NOT NULL AS replayed
-FROM {s}.tasks t LEFT JOIN replayed ON replayed.id = t.id
-WHERE t.id = ANY($1::text[])
-"""
-
 # Inputs: $1 terminal states, $2 cutoff, $3 limit. Output: how many tasks were deleted.
 # Invariant: finished_at is set exactly in terminal states; earliest finished go first.
 PURGE = """
