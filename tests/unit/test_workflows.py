@@ -81,6 +81,14 @@ def test_a_long_chain_is_ordered_in_linear_time() -> None:
     assert ordered[-1].after == ["9998"]
 
 
+def test_a_workflow_with_too_many_dependencies_is_refused() -> None:
+    wide = group([signature("s") for _ in range(400)])
+    with pytest.raises(InvalidWorkflow, match="at most 100000 dependencies, this one 160000"):
+        topological(nodes_of(chain(wide, wide)))
+    joined = chain(wide, signature("join"), wide)  # 800 edges through one step
+    assert len(topological(nodes_of(joined))) == 801
+
+
 def _record(task_id: str, state: TaskState, *parents: str) -> TaskRecord:
     return TaskRecord(
         id=task_id, type="t", created_at=0.0, run_at=0.0, state=state, depends_on=parents
