@@ -25,7 +25,7 @@ from taskengine.model.deps import MAX_PARENTS
 from taskengine.request import TaskRequest
 
 Signature = TaskRequest
-MAX_NODES = 10_000  # nodes of one workflow: one enqueue batch
+MAX_NODES = 20_000  # nodes of one workflow: one enqueue batch
 # Dependencies of one workflow: every edge is stored, and released one by one. A chain of two
 # groups of m and n tasks has m * n; measured: a chain of 100 groups of 100 (990,000 edges)
 # took 16 s to submit on SQLite and one Redis script past its 5 s deadline.
