@@ -8,7 +8,7 @@ import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate
 from urllib.parse import urlsplit
 
 from taskengine.brokers import CancelResult, EnqueueResult, ReplayResult, open_broker
@@ -17,6 +17,7 @@ from taskengine.builtins import builtin_registry, close_builtins
 from taskengine.builtins.config import BuiltinConfig
 from taskengine.clock import SYSTEM_CLOCK, Clock
 from taskengine.errors import TaskNotFound, ValidationError
+from taskengine.handles import P, R, Rest, Submitter, TaskHandle
 from taskengine.inspector import Inspector
 from taskengine.metrics import Metrics
 from taskengine.model import Priority, ResultStatus, Task, TaskRecord, TaskResult, new_task
@@ -25,7 +26,13 @@ from taskengine.model.state import TERMINAL_STATES
 from taskengine.model.storable import find_unstorable
 from taskengine.policy.cron import CronEntry, check_unique
 from taskengine.policy.idempotency import check_batch, check_repeat
-from taskengine.registry import ExecutorKind, InvalidPayload, Registry, UnknownTaskType
+from taskengine.registry import (
+    ExecutorKind,
+    InvalidPayload,
+    Registry,
+    UnknownTaskType,
+    task_name,
+)
 from taskengine.request import TaskRequest as TaskRequest  # re-exported: App's request
 from taskengine.runtime.engine import Engine
 from taskengine.settings import Settings
@@ -34,8 +41,6 @@ from taskengine.tracing import Tracing, submitting
 
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 class App:
@@ -89,9 +94,11 @@ class App:
         executor: ExecutorKind | None = None,
         retryable: bool = True,
         breaker: bool = True,
-    ) -> Callable[[F], F]:
-        """Register a handler as a task type (see Registry.task)."""
-        return self.registry.task(
+        keep_result: float | None = None,
+    ) -> Callable[[Callable[Concatenate[P, Rest], R]], TaskHandle[P, Rest, R]]:
+        """Register a handler as a task type (see Registry.task); return its typed handle,
+        which still runs the handler when called (taskengine.handles)."""
+        register = self.registry.task(
             name,
             timeout=timeout or self.settings.task_timeout,
             max_attempts=max_attempts or self.settings.max_attempts,
@@ -100,7 +107,14 @@ class App:
             executor=executor,
             retryable=retryable,
             breaker=breaker,
+            keep_result=keep_result,
         )
+        submitter = Submitter(self.submit_many, self.sync)
+
+        def decorate(fn: Callable[Concatenate[P, Rest], R]) -> TaskHandle[P, Rest, R]:
+            return TaskHandle(register(fn), task_name(fn, name), submitter)
+
+        return decorate
 
     def periodic(
         self,
@@ -200,6 +214,7 @@ class App:
             if request.max_attempts is None
             else request.max_attempts,
             idempotency_key=request.idempotency_key,
+            keep_result=spec.keep_result if request.keep_result is None else request.keep_result,
         )
 
     def check(self, request: TaskRequest) -> None:
