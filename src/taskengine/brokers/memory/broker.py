@@ -19,7 +19,7 @@ from taskengine.brokers.memory.queries import lowest
 from taskengine.errors import QueueFull
 from taskengine.model import Lease, LeaseStatus, Outcome, Task, TaskState
 from taskengine.model.priority import due_at
-from taskengine.model.records import as_received, expire, honour_cancel
+from taskengine.model.records import as_received, deleted_at_settle, expire, honour_cancel
 from taskengine.model.task import queued_record
 
 
@@ -116,7 +116,9 @@ class MemoryBroker(MemoryAdmin):
                 outcome = honour_cancel(outcome, now) or outcome
             record = codec.settled(record, outcome, now)
             del self._tokens[record.id]
-            if record.state is TaskState.QUEUED:
+            if deleted_at_settle(record.state, record.keep_result):
+                self._forget(record.id)
+            elif record.state is TaskState.QUEUED:
                 self._store_queued(record, now)
                 if due_at(record.run_at, record.created_at) <= now:
                     self._work.set()

@@ -49,6 +49,13 @@ class MemoryConnection:
     async def close(self) -> None:
         """Nothing to flush."""
 
+    def _forget(self, task_id: str) -> None:
+        """Delete a finished task's record and free its idempotency key."""
+        record = self._records.pop(task_id, None)
+        key = None if record is None else record.idempotency_key
+        if key is not None and self._by_key.get(key) == task_id:
+            del self._by_key[key]
+
     async def wait_for_work(self, timeout: float) -> None:
         """Return as soon as something is enqueued or requeued, or after `timeout`."""
         if not self._work.is_set():
