@@ -29,7 +29,7 @@ _history = msgspec.msgpack.Decoder(list[AttemptRecord])
 
 
 def enqueue_args(task: Task) -> list[str | bytes | float | int]:
-    """The eleven fields enqueue.lua reads per task."""
+    """The twelve fields enqueue.lua reads per task."""
     return [
         task.id,
         "" if task.idempotency_key is None else "=" + task.idempotency_key,  # "=": present
@@ -42,6 +42,7 @@ def enqueue_args(task: Task) -> list[str | bytes | float | int]:
         task.type,
         pack(task),
         int(task.max_attempts),  # read by requeue_expired.lua
+        "" if task.keep_result is None else float(task.keep_result),  # settle.lua, ADR 0035
     ]
 
 

@@ -1,14 +1,15 @@
 -- enqueue.lua: store a batch of tasks as queued, all or nothing.
 -- KEYS[1]: the namespace's depth key (routes the call; other keys come from the preamble).
--- ARGV[2]: now; ARGV[3]: max_depth; ARGV[4]: n; then n groups of 11 fields, per task:
+-- ARGV[2]: now; ARGV[3]: max_depth; ARGV[4]: n; then n groups of 12 fields, per task:
 --   id, '=' .. idempotency key ('' = none), queue, run_at, head start, priority, created_at,
---   attempt, type, MessagePack Task blob, max_attempts.
+--   attempt, type, MessagePack Task blob, max_attempts, keep_result ('' = none: the global
+--   retention; stored only when set).
 -- Returns: {'ok', id1, created1, id2, created2, ...} in input order (created: 1 or 0), or
 --   {'full', depth, fresh} when the fresh tasks would pass max_depth (nothing stored).
 -- Invariant: a task whose id or idempotency key is stored, or earlier in the batch, is a
 --   duplicate answered with the first task's id; depth counts queued tasks exactly.
 local now, max_depth, n = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
-local W = 11
+local W = 12
 local out, fresh, seen, batch_keys = {'ok'}, {}, {}, {}
 for i = 0, n - 1 do
   local b = 5 + i * W
@@ -42,6 +43,7 @@ for _, b in ipairs(fresh) do
     'attempt', ARGV[b + 7], 'run_at', run_at, 'updated_at', now, 'queue', queue,
     'priority', priority, 'head', ARGV[b + 4], 'created_at', created_at, 'type', ARGV[b + 8],
     'max_attempts', ARGV[b + 10])
+  if ARGV[b + 11] ~= '' then redis.call('HSET', task_key(id), 'keep_result', ARGV[b + 11]) end
   if has_key then
     redis.call('HSET', K.ikeys, ikey, id)
     redis.call('HSET', task_key(id), 'idempotency_key', ikey)
