@@ -161,7 +161,7 @@ class RedisAdmin(RedisConnection):
         """Delete up to `limit` succeeded tasks whose own retention ran out before `now`,
         earliest expiry first. One round trip (purge_kept.lua), atomic."""
         check_limit(limit)
-        return int(await self._run("purge_kept", float(now), limit))
+        return int(await self._run("purge_kept", await self._now(now), limit))
 
     async def pause(self, queues: Sequence[str]) -> None:
         """Stop `reserve` from taking tasks of these queues. One round trip (SADD)."""
