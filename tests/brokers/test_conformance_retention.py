@@ -73,9 +73,7 @@ async def test_keep_result_zero_is_not_deleted_by_a_retry(
     task = tasks(now, keep_result=0.0)
     await broker.enqueue([task], now)
     [lease] = await broker.reserve("w", 1, 30.0, now)
-    assert await broker.settle([outcome(OutcomeKind.RETRY, lease, now, run_at=now)], now) == [
-        True
-    ]
+    assert await broker.settle([outcome(OutcomeKind.RETRY, lease, now, run_at=now)], now) == [True]
     [record] = await broker.get([task.id])
     assert record is not None and record.state is TaskState.QUEUED
 
