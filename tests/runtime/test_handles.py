@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import msgspec
 import pytest
 
+from taskengine.app import App
 from taskengine.handles import Signature, TaskHandle
 from taskengine.model import Priority, ResultStatus, TaskState
 from taskengine.registry import InvalidPayload, TaskContext
+from taskengine.settings import Settings
 from taskengine.testing import drain
 from tests.runtime.handled import Email, app, attempt, count, send
 
@@ -81,3 +85,23 @@ async def test_a_process_handler_is_found_by_its_handle_in_the_child() -> None:
     record = await app.get(task_id)
     assert record.state is TaskState.SUCCEEDED, record.history
     assert record.result is not None and record.result.data == 4
+
+
+def test_the_sync_face_of_a_handle_submits_from_blocking_code(tmp_path: Path) -> None:
+    local = App(settings=Settings(broker_url=f"sqlite:///{tmp_path}/sync.db", idle_wait=0.05))
+
+    @local.task("email.sync")
+    async def deliver(email: Email) -> str:
+        return email.to
+
+    try:
+        one = deliver.sync.submit(Email(to="e@example.com"), priority="low")
+        more = deliver.sync.submit_many([Email(to="f"), Email(to="g")], keep_result=60)
+        with pytest.raises(InvalidPayload):
+            deliver.sync.submit({"to": 3})  # type: ignore[arg-type]
+        client = local.sync()
+        assert client.get(one).priority is Priority.LOW
+        assert [client.get(i).keep_result for i in more] == [60.0, 60.0]
+        assert client.get(more[1]).payload == {"to": "g", "subject": ""}
+    finally:
+        local.sync().close()
