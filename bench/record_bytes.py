@@ -30,8 +30,7 @@ async def measure(url: str, tasks: int, keep_result: float | None) -> int:
     try:
         now = 1_800_000_000.0
         batch = [
-            new_task("email.send", PAYLOAD, now=now, keep_result=keep_result)
-            for _ in range(tasks)
+            new_task("email.send", PAYLOAD, now=now, keep_result=keep_result) for _ in range(tasks)
         ]
         await broker.enqueue(batch, now)
         leases = await broker.reserve("bench/w1", tasks, 30.0, now)
