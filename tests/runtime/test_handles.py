@@ -13,7 +13,7 @@ from taskengine.model import Priority, ResultStatus, TaskState
 from taskengine.registry import InvalidPayload, TaskContext
 from taskengine.settings import Settings
 from taskengine.testing import drain
-from tests.runtime.handled import Email, app, attempt, count, send
+from tests.runtime.handled import Email, app, attempt, count, log, send
 
 
 @pytest.fixture(autouse=True)
@@ -48,6 +48,15 @@ async def test_a_wrong_payload_is_refused_at_submit_as_by_name() -> None:
     with pytest.raises(InvalidPayload):
         await send.submit_many([Email(to="ok"), {"to": 2}])  # type: ignore[list-item]
     assert await app.broker.counts() == []  # nothing stored, not even the good one
+
+
+async def test_a_types_keep_result_applies_unless_the_submit_says_otherwise() -> None:
+    gone = await log.submit(Email(to="h"))
+    kept = await log.submit(Email(to="i"), keep_result=60)
+    await drain(app)
+    assert await app.broker.get([gone]) == [None]  # deleted as it succeeded
+    record = await app.get(kept)
+    assert (record.state, record.keep_result) == (TaskState.SUCCEEDED, 60.0)
 
 
 async def test_submitting_by_name_still_works() -> None:
