@@ -116,8 +116,10 @@ def _child(
     except BaseException:
         traceback.print_exc()
     finally:
-        try:
-            atexit._run_exitfuncs()  # what a normal interpreter exit runs, then no unwinding
+        try:  # what a normal interpreter exit runs (as multiprocessing's forked children do),
+            # then no unwinding into the supervisor's frames
+            getattr(threading, "_shutdown", lambda: None)()  # joins non-daemon threads
+            atexit._run_exitfuncs()
             sys.stdout.flush()
             sys.stderr.flush()
         finally:
