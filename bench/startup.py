@@ -9,7 +9,8 @@ process has printed its start line and a second has passed with nothing to do, t
 each engine process (the supervisor of `--processes` counted apart) and the number of processes
 below the command are read. The app is `bench.scale_app:app` (one no-op type, no built-ins); the
 quick start's app (no `--app`: the built-ins, three of which run in child processes) is measured
-too, for what it holds idle.
+too, for what it holds idle, and then for how long its first and second `cpu.primes` tasks take
+(the first also starts the process pool).
 """
 
 from __future__ import annotations
@@ -125,6 +126,26 @@ async def _until_succeeded(url: str, task_id: str, spawned: Spawned) -> float:
         await broker.close()
 
 
+async def _one_process_task(url: str) -> float:
+    """Seconds from queueing one `cpu.primes` task (a process-executor built-in) until it
+    succeeded: on an idle engine, the first such task also waits for the pool to start."""
+    broker = open_broker(url)
+    await broker.start()
+    try:
+        task = new_task("cpu.primes", {"limit": 10}, now=time.time())
+        began = time.perf_counter()
+        await broker.enqueue([task], time.time())
+        while True:
+            (record,) = await broker.get([task.id])
+            if record is not None and record.state is TaskState.SUCCEEDED:
+                return time.perf_counter() - began
+            if time.perf_counter() - began > DEADLINE:
+                raise RuntimeError(f"{url}: the cpu.primes task did not complete")
+            await asyncio.sleep(0.005)
+    finally:
+        await broker.close()
+
+
 async def _drop(url: str) -> None:
     broker = open_broker(url)
     await broker.start()
@@ -153,15 +174,19 @@ def _idle(spawned: Spawned, processes: int) -> tuple[float, float, int]:
 
 def one_run(
     url: str, processes: int, app: str | None, *, otel_sdk: bool = True
-) -> tuple[float, float, float, int]:
+) -> tuple[float, ...]:
     """(seconds to the first task completed, idle RSS per engine process in MB, PSS of the
-    whole command in MB, processes below the command) for one spawn of `taskengine worker`."""
+    whole command in MB, processes below the command) for one spawn of `taskengine worker`;
+    with the quick start's app, then the seconds of its first and second `cpu.primes` tasks."""
     task_id = asyncio.run(_queue_one(url, app))  # also creates the storage
     spawned = Spawned(url, processes, app, otel_sdk=otel_sdk)
     try:
         seconds = asyncio.run(_until_succeeded(url, task_id, spawned))
         rss, pss, children = _idle(spawned, processes)
-        return seconds, rss, pss, children
+        if app is not None:
+            return seconds, rss, pss, children
+        first, second = (asyncio.run(_one_process_task(url)) for _ in range(2))
+        return seconds, rss, pss, children, first, second
     finally:
         spawned.stop()
         asyncio.run(_drop(url))
@@ -180,7 +205,7 @@ def run(runs: int = 3, progress: Any = print) -> list[dict[str, Any]]:
                 if not attempt:
                     continue  # the warm-up: it compiled what this case imports
                 results.append(result)
-                seconds, rss, pss, children = result
+                seconds, rss, pss, children = result[:4]
                 progress(
                     f"startup {name} x{processes} {app or 'quick start'}"
                     f"{'' if otel_sdk else ' (no OpenTelemetry SDK)'}: first task in "
@@ -188,9 +213,8 @@ def run(runs: int = 3, progress: Any = print) -> list[dict[str, Any]]:
                     f"{pss:.1f} MB PSS in all, {children} child processes "
                     f"(load {os.getloadavg()[0]:.2f})"
                 )
-            seconds_col, rss_col, pss_col, children_col = (
-                list(c) for c in zip(*results, strict=True)
-            )
+            columns = [list(c) for c in zip(*results, strict=True)]
+            seconds_col, rss_col, pss_col, children_col = columns[:4]
             label = f"{name}, worker" + (" --processes 2" if processes > 1 else "")
             label += "" if app else " (quick start: built-ins, no --app)"
             label += "" if otel_sdk else " (OpenTelemetry SDK not installed)"
@@ -200,6 +224,11 @@ def run(runs: int = 3, progress: Any = print) -> list[dict[str, Any]]:
                 row(f"{label}: idle PSS of every process, summed (MB)", pss_col),
                 row(f"{label}: child processes", [float(c) for c in children_col]),
             ]
+            if len(columns) > 4:
+                rows += [
+                    row(f"{label}: first process task, queued to done (s)", columns[4]),
+                    row(f"{label}: second process task, queued to done (s)", columns[5]),
+                ]
     return rows
 
 

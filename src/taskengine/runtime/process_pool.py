@@ -289,5 +289,10 @@ def _mp_context() -> Any:
     """forkserver where the platform has it (children start clean, no inherited threads)."""
     import multiprocessing
 
-    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-    return multiprocessing.get_context(method)
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    # The forkserver imports the child side once; each child forked from it starts with it
+    # loaded, instead of importing the engine again (about 0.1 s of CPU per child).
+    context.set_forkserver_preload([__name__])
+    return context
