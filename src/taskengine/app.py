@@ -13,8 +13,6 @@ from urllib.parse import urlsplit
 
 from taskengine.brokers import CancelResult, EnqueueResult, ReplayResult, open_broker
 from taskengine.brokers.base import BrokerBackend
-from taskengine.builtins import builtin_registry, close_builtins
-from taskengine.builtins.config import BuiltinConfig
 from taskengine.clock import SYSTEM_CLOCK, Clock
 from taskengine.errors import TaskNotFound, ValidationError
 from taskengine.handles import P, R, Rest, Submitter, TaskHandle
@@ -41,6 +39,8 @@ from taskengine.tracing import Tracing, submitting
 
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
+
+    from taskengine.builtins.config import BuiltinConfig
 
 
 class App:
@@ -71,7 +71,9 @@ class App:
         self.settings = settings
         self.clock = clock
         self.registry = Registry()
-        if builtins:
+        if builtins:  # imported only here: an App without them never loads their code
+            from taskengine.builtins import builtin_registry
+
             self.registry.merge(builtin_registry(builtin_config(settings)))
         self.metrics = Metrics()
         self.tracing = Tracing(tracer_provider)  # OpenTelemetry, when an SDK is set up
@@ -167,7 +169,10 @@ class App:
             await self._engine.stop()
         if self._sync is not None:
             await asyncio.to_thread(self._sync.close)
-        await close_builtins(self.registry)
+        if "io.http" in self.registry:  # the built-ins' shared HTTP client
+            from taskengine.builtins import close_builtins
+
+            await close_builtins(self.registry)
         if self._broker is not None:
             await self._broker.close()
 
@@ -353,6 +358,8 @@ class App:
 
 def builtin_config(settings: Settings) -> BuiltinConfig:
     """The built-in task types' configuration; the engine's own store is off limits to them."""
+    from taskengine.builtins.config import BuiltinConfig
+
     forbidden: set[str] = set()
     parts = urlsplit(settings.broker_url)
     if parts.scheme == "sqlite":
