@@ -1,19 +1,22 @@
 -- enqueue.lua: store a batch of tasks as queued, all or nothing.
 -- KEYS[1]: the namespace's depth key (routes the call; other keys come from the preamble).
--- ARGV[2]: now; ARGV[3]: max_depth; ARGV[4]: n; then n groups of 11 fields, per task:
---   id, '=' .. idempotency key ('' = none), queue, run_at, head start, priority, created_at,
---   attempt, type, MessagePack Task blob, max_attempts.
+-- ARGV[2]: now; ARGV[3]: max_depth; ARGV[4]: the batch, one MessagePack array of strings
+--   (codec.enqueue_batch), 11 per task: id, '=' .. idempotency key ('' = none), queue,
+--   run_at, head start, priority, created_at, attempt, type, MessagePack Task blob,
+--   max_attempts. One packed value: the server parses one argument, not eleven per task.
 -- Returns: {'ok', id1, created1, id2, created2, ...} in input order (created: 1 or 0), or
 --   {'full', depth, fresh} when the fresh tasks would pass max_depth (nothing stored).
 -- Invariant: a task whose id or idempotency key is stored, or earlier in the batch, is a
 --   duplicate answered with the first task's id; depth counts queued tasks exactly.
-local now, max_depth, n = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local now, max_depth = ARGV[2], tonumber(ARGV[3])
+local A = cmsgpack.unpack(ARGV[4])
 local W = 11
+local n = #A / W
 local out, fresh, seen, batch_keys = {'ok'}, {}, {}, {}
 for i = 0, n - 1 do
-  local b = 5 + i * W
-  local id, ikey = ARGV[b], string.sub(ARGV[b + 1], 2)
-  local has_key = ARGV[b + 1] ~= ''
+  local b = 1 + i * W
+  local id, ikey = A[b], string.sub(A[b + 1], 2)
+  local has_key = A[b + 1] ~= ''
   local existing = nil
   if seen[id] or redis.call('EXISTS', task_key(id)) == 1 then
     existing = id
@@ -34,21 +37,21 @@ end
 local depth = tonumber(redis.call('GET', K.depth) or '0')
 if depth + #fresh > max_depth then return {'full', depth, #fresh} end
 for _, b in ipairs(fresh) do
-  local id, ikey, queue, run_at = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
+  local id, ikey, queue, run_at = A[b], A[b + 1], A[b + 2], A[b + 3]
   local has_key = ikey ~= ''
   ikey = string.sub(ikey, 2)
-  local priority, created_at = ARGV[b + 5], ARGV[b + 6]
-  redis.call('HSET', task_key(id), 'task', ARGV[b + 9], 'state', 'queued',
-    'attempt', ARGV[b + 7], 'run_at', run_at, 'updated_at', now, 'queue', queue,
-    'priority', priority, 'head', ARGV[b + 4], 'created_at', created_at, 'type', ARGV[b + 8],
-    'max_attempts', ARGV[b + 10])
+  local priority, created_at = A[b + 5], A[b + 6]
+  redis.call('HSET', task_key(id), 'task', A[b + 9], 'state', 'queued',
+    'attempt', A[b + 7], 'run_at', run_at, 'updated_at', now, 'queue', queue,
+    'priority', priority, 'head', A[b + 4], 'created_at', created_at, 'type', A[b + 8],
+    'max_attempts', A[b + 10])
   if has_key then
     redis.call('HSET', K.ikeys, ikey, id)
     redis.call('HSET', task_key(id), 'idempotency_key', ikey)
   end
   redis.call('ZADD', K.all, 0, id)
   group_join(queue, 'queued', priority, id, created_at)
-  schedule(id, queue, run_at, created_at, ARGV[b + 4], now)
+  schedule(id, queue, run_at, created_at, A[b + 4], now)
 end
 if #fresh > 0 then wake() end
 flush()
