@@ -67,9 +67,10 @@ class RedisBroker(RedisAdmin):
     async def enqueue(self, tasks: Sequence[Task], now: float) -> list[EnqueueResult]:
         """Store tasks as queued, one result per task in input order.
 
-        One round trip (enqueue.lua, the batch as one packed argument); atomic: on QueueFull nothing is stored. Duplicates by
-        id, then idempotency key, stored or earlier in the batch, answer the first task's id
-        with created=False. Publishes a wake-up if anything was stored.
+        One round trip (enqueue.lua, the batch as one packed argument); atomic: on QueueFull
+        nothing is stored. Duplicates by id, then idempotency key, stored or earlier in the
+        batch, answer the first task's id with created=False. Publishes a wake-up if anything
+        was stored.
         """
         if not tasks:
             return []
