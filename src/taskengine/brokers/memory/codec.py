@@ -80,11 +80,18 @@ def left_running(record: TaskRecord, now: float, line: AttemptRecord | None) -> 
 
 
 def settled(record: TaskRecord, outcome: Outcome, now: float) -> TaskRecord:
-    """The record after `outcome` (already checked against the current token)."""
-    result = outcome.result
-    done = left_running(record, now, outcome_line(outcome, record.attempt))
+    """The record after `outcome` (already checked against the current token): its lease
+    cleared, one history line added where the outcome leaves one; one copy of the struct."""
+    line = outcome_line(outcome, record.attempt)
     state = outcome.state
-    changes: dict[str, object] = {"state": state}
+    changes: dict[str, object] = {
+        "state": state,
+        "updated_at": now,
+        "lease_expires_at": None,
+        "cancel_requested": False,
+        "history": _kept((*record.history, line) if line else record.history),
+    }
+    result = outcome.result
     if result is not None:
         changes["result"] = replace(result, attempt=record.attempt)
     if outcome.kind in ATTEMPT_REFUNDED:
@@ -93,7 +100,7 @@ def settled(record: TaskRecord, outcome: Outcome, now: float) -> TaskRecord:
         changes["run_at"] = outcome.run_at
     if state in TERMINAL_STATES:
         changes["finished_at"] = now
-    return replace(done, **changes)
+    return replace(record, **changes)
 
 
 def expired(record: TaskRecord, expiry: Expiry, now: float) -> TaskRecord:
