@@ -12,13 +12,25 @@ local now, max_depth = ARGV[2], tonumber(ARGV[3])
 local A = cmsgpack.unpack(ARGV[4])
 local W = 11
 local n = #A / W
+-- Which ids are stored: one ZMSCORE on the index of every id (a task's hash and its entry
+-- there are written and deleted together) per run of ids, not one EXISTS per task.
+local RUN = 1000
+local stored = {}
+for first = 0, n - 1, RUN do
+  local ids = {}
+  for i = first, math.min(first + RUN, n) - 1 do ids[#ids + 1] = A[1 + i * W] end
+  local scores = redis.call('ZMSCORE', K.all, unpack(ids))
+  for j = 1, #ids do
+    if scores[j] then stored[ids[j]] = true end
+  end
+end
 local out, fresh, seen, batch_keys = {'ok'}, {}, {}, {}
 for i = 0, n - 1 do
   local b = 1 + i * W
   local id, ikey = A[b], string.sub(A[b + 1], 2)
   local has_key = A[b + 1] ~= ''
   local existing = nil
-  if seen[id] or redis.call('EXISTS', task_key(id)) == 1 then
+  if seen[id] or stored[id] then
     existing = id
   elseif has_key then
     existing = batch_keys[ikey] or redis.call('HGET', K.ikeys, ikey)
@@ -36,10 +48,9 @@ for i = 0, n - 1 do
 end
 local depth = tonumber(redis.call('GET', K.depth) or '0')
 if depth + #fresh > max_depth then return {'full', depth, #fresh} end
--- The sorted-set adds of the batch, gathered per key and sent ZADD_RUN members a call: a
+-- The sorted-set adds of the batch, gathered per key and sent RUN members a call: a
 -- batch names a few keys (the id index, each queue's ready set, each group), so the server
 -- runs a few calls, not three per task.
-local ZADD_RUN = 1000
 local zadds, zkeys = {}, {}
 local function zadd_later(key, score, member)
   local args = zadds[key]
@@ -81,8 +92,8 @@ for _, b in ipairs(fresh) do
 end
 for _, key in ipairs(zkeys) do
   local args = zadds[key]
-  for first = 1, #args, 2 * ZADD_RUN do
-    redis.call('ZADD', key, unpack(args, first, math.min(first + 2 * ZADD_RUN - 1, #args)))
+  for first = 1, #args, 2 * RUN do
+    redis.call('ZADD', key, unpack(args, first, math.min(first + 2 * RUN - 1, #args)))
   end
 end
 if #fresh > 0 then wake() end
