@@ -80,10 +80,10 @@ class RedisBroker(RedisAdmin):
         if status == b"full":
             depth, offered = rest
             raise QueueFull(int(depth), self.max_depth, int(offered))
-        return [
-            EnqueueResult(task_id.decode(), bool(created))
-            for task_id, created in zip(rest[::2], rest[1::2], strict=True)
-        ]
+        results = [EnqueueResult(task.id, True) for task in tasks]
+        for index, existing in zip(rest[::2], rest[1::2], strict=True):
+            results[int(index)] = EnqueueResult(existing.decode(), False)
+        return results
 
     async def reserve(
         self,

@@ -4,7 +4,9 @@
 --   (codec.enqueue_batch), 11 per task: id, '=' .. idempotency key ('' = none), queue,
 --   run_at, head start, priority, created_at, attempt, type, MessagePack Task blob,
 --   max_attempts. One packed value: the server parses one argument, not eleven per task.
--- Returns: {'ok', id1, created1, id2, created2, ...} in input order (created: 1 or 0), or
+-- Returns: {'ok', i1, id1, i2, id2, ...}: only the duplicates, each as its 0-based place in the
+--   batch and the id of the stored task it names (every other task was stored under its own
+--   id: a reply of two values per task cost both sides more than the script's work), or
 --   {'full', depth, fresh} when the fresh tasks would pass max_depth (nothing stored).
 -- Invariant: a task whose id or idempotency key is stored, or earlier in the batch, is a
 --   duplicate answered with the first task's id; depth counts queued tasks exactly.
@@ -36,14 +38,12 @@ for i = 0, n - 1 do
     existing = batch_keys[ikey] or redis.call('HGET', K.ikeys, ikey)
   end
   if existing then
+    out[#out + 1] = i
     out[#out + 1] = existing
-    out[#out + 1] = 0
   else
     seen[id] = true
     if has_key then batch_keys[ikey] = id end
     fresh[#fresh + 1] = b
-    out[#out + 1] = id
-    out[#out + 1] = 1
   end
 end
 local depth = tonumber(redis.call('GET', K.depth) or '0')
