@@ -34,20 +34,26 @@ def enqueue_batch(tasks: Sequence[Task]) -> bytes:
     fields: list[str | msgspec.Raw] = []
     for task in tasks:
         key = task.idempotency_key
+        created = repr(float(task.created_at))
+        run_at = created if task.run_at == task.created_at else repr(float(task.run_at))
         fields += (
             task.id,
             "" if key is None else "=" + key,  # "=": present
             task.queue,
-            repr(float(task.run_at)),
-            repr(HEAD_START[task.priority]),  # reserve orders by due - head (model.priority)
-            str(int(task.priority)),
-            repr(float(task.created_at)),
+            run_at,
+            _HEAD[task.priority],  # reserve orders by due - head start (model.priority)
+            _PRIORITY[task.priority],
+            created,
             str(int(task.attempt)),
             task.type,
             _as_str(pack(task)),
             str(int(task.max_attempts)),  # read by requeue_expired.lua
         )
     return pack(fields)
+
+
+_HEAD = {priority: repr(float(head)) for priority, head in HEAD_START.items()}
+_PRIORITY = {priority: str(int(priority)) for priority in HEAD_START}
 
 
 def _as_str(blob: bytes) -> msgspec.Raw:
