@@ -74,6 +74,13 @@ class TaskSpec(msgspec.Struct, frozen=True, kw_only=True):
     # every task of the type.
     breaker: bool = True
 
+    def check(self, payload: Any) -> None:
+        """Raise InvalidPayload unless the payload converts to the declared type; a payload
+        already of a bare declared type (`dict`, `list`, `str`...) costs one type check."""
+        if self.payload_type is None or type(payload) is self.payload_type:
+            return
+        self.convert(payload)
+
     def convert(self, payload: Any) -> Any:
         """Return the payload as the handler's declared type; raise InvalidPayload if it is not."""
         if self.payload_type is None:

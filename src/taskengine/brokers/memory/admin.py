@@ -27,7 +27,8 @@ class MemoryAdmin(MemoryConnection):
 
     async def get(self, ids: Sequence[str]) -> list[TaskRecord | None]:
         """Return each record, or None where unknown."""
-        return [self._records.get(task_id) for task_id in ids]
+        records = [self._records.get(task_id) for task_id in ids]
+        return [None if record is None else codec.shown(record) for record in records]
 
     async def list_tasks(self, filter: TaskFilter, limit: int, cursor: str | None = None) -> Page:
         """Return matching tasks newest first by id, after `cursor` (O(n) scan)."""
@@ -37,7 +38,7 @@ class MemoryAdmin(MemoryConnection):
             key=lambda r: r.id,
             reverse=True,
         )
-        items = matching[:limit]
+        items = [codec.shown(record) for record in matching[:limit]]
         more = len(matching) > limit
         return Page(items, items[-1].id if more else None)
 
