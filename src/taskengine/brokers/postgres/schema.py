@@ -119,8 +119,14 @@ V2 = """
 ALTER TABLE {s}.tasks ADD COLUMN trace text;
 """
 
+# Version 3: the last progress a run reported (MessagePack model.Progress; NULL: none), written
+# only under the current lease token (ADR 0034).
+V3 = """
+ALTER TABLE {s}.tasks ADD COLUMN progress bytea;
+"""
+
 # (version, script): append only; a released migration is never edited.
-MIGRATIONS: tuple[tuple[int, str], ...] = ((1, V1), (2, V2))
+MIGRATIONS: tuple[tuple[int, str], ...] = ((1, V1), (2, V2), (3, V3))
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 # Inputs: $1 the advisory lock key. Output: none. Invariant: held until the transaction ends.

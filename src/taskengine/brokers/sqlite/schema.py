@@ -6,7 +6,7 @@ import sqlite3
 
 from taskengine.errors import ConfigurationError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SYNCHRONOUS_MODES = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
 
 # Inputs: none. Output: the tables below (idempotent: every statement is IF NOT EXISTS).
@@ -21,6 +21,7 @@ SYNCHRONOUS_MODES = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
 # - finished_at is set exactly while the state is terminal (succeeded, dead, cancelled).
 # - no (state, id) index: it cost a third of enqueue throughput. list_tasks walks the primary
 #   key newest first; the dead-letter listing alone has its own small index (tasks_dead).
+# - progress (msgpack model.Progress or NULL) changes only under the current lease token.
 # - attempts is insert-only (deleted with its task by purge); seq gives the history order.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
@@ -45,7 +46,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     lease_expires_at REAL,
     cancel_requested INTEGER NOT NULL DEFAULT 0,
     result BLOB,
-    trace TEXT
+    trace TEXT,
+    progress BLOB
 );
 CREATE UNIQUE INDEX IF NOT EXISTS tasks_idempotency_key
     ON tasks (idempotency_key) WHERE idempotency_key IS NOT NULL;
@@ -111,6 +113,9 @@ CREATE TABLE IF NOT EXISTS leaders (
 # Inputs: none. Output: none. Upgrades a store of schema version 1 (made before `trace`) to 2;
 # the column is nullable, so old rows read as tasks without a trace context.
 UPGRADE_TO_2 = "ALTER TABLE tasks ADD COLUMN trace TEXT"
+# Inputs: none. Output: none. Upgrades a store of schema version 2 (made before progress
+# reports, ADR 0034) to 3; the column is nullable, so old rows read as without progress.
+UPGRADE_TO_3 = "ALTER TABLE tasks ADD COLUMN progress BLOB"
 
 
 def check_synchronous(value: str) -> str:
@@ -152,6 +157,8 @@ def create_schema(conn: sqlite3.Connection) -> None:
         )
     if version == 1:  # CREATE TABLE IF NOT EXISTS leaves an existing table as it was
         conn.execute(UPGRADE_TO_2)
+    if 1 <= version <= 2:
+        conn.execute(UPGRADE_TO_3)
     for statement in _statements(SCHEMA):
         conn.execute(statement)
     if version != SCHEMA_VERSION:
