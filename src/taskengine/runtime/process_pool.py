@@ -2,7 +2,7 @@
 
 Only plain text crosses the process boundary: the child receives the handler's module name,
 qualified name and the payload as JSON bytes, and answers with JSON bytes holding either the
-result or an error (type name, message, short traceback). Nothing the user supplies is ever
+result or an error (type name, message, traceback). Nothing the user supplies is ever
 pickled. A run past its timeout, or whose awaiting asyncio task is cancelled, has its child
 hard-killed by pebble, which starts a replacement, so one runaway task never breaks the pool.
 
@@ -41,7 +41,7 @@ from taskengine.model.serializer import from_json, to_json
 from taskengine.registry import TaskSpec
 from taskengine.runtime.child_limits import limit_child, memory_cap_mb, start_cpu_budget
 
-_TRACEBACK_LIMIT = 4000  # characters of the child's traceback kept for the parent
+_TRACEBACK_LIMIT = 8192  # characters of the child's traceback kept (its tail) for the parent
 _CLOSED_ERROR = "ExecutorClosed"
 _MEMORY_CAP_ERROR = "MemoryCapExceeded"
 
@@ -218,7 +218,7 @@ def _payload_type(fn: Callable[..., Any]) -> Any:
 def _error_reply(exc: BaseException) -> bytes:
     """Describe `exc` in JSON; never raises, so pebble never has an exception to pickle."""
     try:
-        text = "".join(traceback.format_exception(exc, limit=-5))
+        text = "".join(traceback.format_exception(exc))
         return to_json(
             _Reply(
                 ok=False,
@@ -247,7 +247,7 @@ def _decode_reply(data: bytes) -> Any:
         return reply.result
     if reply.error_type == _MEMORY_CAP_ERROR:
         raise MemoryCapExceeded(reply.message)
-    error = TaskFailed(reply.error_type, reply.message)
+    error = TaskFailed(reply.error_type, reply.message, reply.traceback)
     if reply.traceback:
         error.add_note(f"traceback in the child process:\n{reply.traceback}")
     raise error

@@ -1,0 +1,94 @@
+"""Progress reports: handlers post them here (from the loop, a thread or a child process's
+reader) and a service writes the latest of each run through the broker once a second.
+
+Reporting costs a dict write under a lock, never I/O: however often a handler reports, its
+task's record changes at most once a flush, and every run's report of a flush goes to the broker
+in one `record_progress` call (ADR 0034). A report is fenced by its run's lease token, so a
+stale run's progress is dropped by the broker; a report of a run that has just settled is
+dropped too (the record keeps the last one flushed before).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from taskengine.brokers.base import BrokerBackend
+from taskengine.clock import Clock
+from taskengine.model import Lease, Progress, ProgressReport
+from taskengine.runtime.service import PeriodicService
+
+PROGRESS = "progress"
+FLUSH_EVERY = 1.0  # seconds: the most often a task's progress is written
+
+
+class ProgressBoard:
+    """The latest unflushed report of each run, by lease token; safe from any thread."""
+
+    def __init__(self, clock: Clock) -> None:
+        self._clock = clock
+        self._pending: dict[str, ProgressReport] = {}
+        self._lock = threading.Lock()  # held for a dict operation, never across an await
+
+    def reporter(self, lease: Lease) -> Callable[[int, int, str | None], None]:
+        """The callback a run's TaskContext calls with (done, total, note)."""
+
+        def report(done: int, total: int, note: str | None) -> None:
+            self.post(lease, done, total, note)
+
+        return report
+
+    def post(self, lease: Lease, done: int, total: int, note: str | None) -> None:
+        """Keep this report of the run holding `lease`, replacing its unflushed one."""
+        progress = Progress(
+            done=done, total=total, note=note, at=self._clock.now(), attempt=lease.record.attempt
+        )
+        report = ProgressReport(task_id=lease.task_id, token=lease.token, progress=progress)
+        with self._lock:
+            self._pending[lease.token] = report
+
+    def take(self) -> list[ProgressReport]:
+        """Every unflushed report, oldest run first; the board is empty after."""
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        return list(pending.values())
+
+    def give_back(self, reports: list[ProgressReport]) -> None:
+        """Keep reports a failed flush could not write, unless a newer one came meanwhile."""
+        with self._lock:
+            for report in reports:
+                self._pending.setdefault(report.token, report)
+
+    @property
+    def pending(self) -> int:
+        """How many runs have a report waiting for the next flush."""
+        return len(self._pending)
+
+
+class ProgressFlusher(PeriodicService):
+    """Every second: write the board's reports through the broker in one call (none if empty)."""
+
+    def __init__(
+        self,
+        broker: BrokerBackend,
+        clock: Clock,
+        board: ProgressBoard,
+        *,
+        every: float = FLUSH_EVERY,
+    ) -> None:
+        super().__init__(PROGRESS, every, self.run_once, deadline=max(every, 5.0))
+        self.broker = broker
+        self.clock = clock
+        self.board = board
+
+    async def run_once(self) -> int:
+        """Flush the pending reports; return how many the broker stored (fenced ones are not)."""
+        reports = self.board.take()
+        if not reports:
+            return 0
+        try:
+            stored = await self.broker.record_progress(reports, self.clock.now())
+        except BaseException:
+            self.board.give_back(reports)
+            raise
+        return sum(stored)
