@@ -1,9 +1,9 @@
 """The live feed: a once-a-second sample, fanned out to every open dashboard as an SSE tick.
 
 Each tick (the new history point, the metrics snapshot, the workers of every instance and the
-progress of the tasks they run, read in one broker call) is encoded once for all clients; a client that stops reading loses old ticks, never slows the
-others. The API's routes serve it (`api/live.py`): this
-module knows no HTTP.
+progress of the tasks they run, read in one broker call) is encoded once for all clients; a
+client that stops reading loses old ticks, never slows the others. The API's routes serve it
+(`api/live.py`): this module knows no HTTP.
 """
 
 from __future__ import annotations
