@@ -294,6 +294,13 @@ async def progress_async(payload: Key, ctx: TaskContext) -> str:
     return "done"
 
 
+async def progress_quick(payload: int, ctx: TaskContext) -> int:
+    """Reports `payload` steps and ends at once, long before the next flush."""
+    for step in range(1, payload + 1):
+        ctx.progress(step, payload)
+    return payload
+
+
 def progress_thread(payload: Key, ctx: TaskContext) -> str:
     """Reports from its thread, then waits for the test."""
     ctx.progress(2, 5, "from a thread")
@@ -337,6 +344,7 @@ HANDLERS: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
     "fail.long": (fail_long, {}),
     "progress.async": (progress_async, {}),
     "progress.thread": (progress_thread, {"executor": "thread"}),
+    "progress.quick": (progress_quick, {}),
 }
 PROCESS_TYPES = frozenset(n for n, (_, o) in HANDLERS.items() if o.get("executor") == "process")
 

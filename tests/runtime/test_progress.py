@@ -57,6 +57,18 @@ async def test_progress_of_every_run_is_written_in_one_broker_call(
         assert record.progress is not None and record.progress.done == 3
 
 
+async def test_a_run_that_ends_before_the_flush_keeps_its_last_report(app_on: MakeApp) -> None:
+    """The completer writes a settling run's pending report just before its settle (in one
+    call for the batch), so a finished task shows how far it got, not an earlier report."""
+    app = await app_on()
+    ids = [await app.submit("progress.quick", n) for n in (3, 5)]
+    async with running_worker(app, workers=2) as engine:
+        await engine.progress_flusher.stop()  # only the completer writes
+        records = await finished(app, ids, timeout=20)
+
+    assert [(r.progress.done, r.progress.total) for r in records if r.progress] == [(3, 3), (5, 5)]
+
+
 async def test_a_thread_handler_reports_progress(app_on: MakeApp) -> None:
     app = await app_on()
     task_id = await app.submit("progress.thread", {"key": "t"})

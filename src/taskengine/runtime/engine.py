@@ -99,7 +99,7 @@ class Engine:
             max_result_bytes=settings.max_result_bytes,
             progress=self.progress,
         )
-        self.completer = Completer(broker, clock, settings.settle_batch)
+        self.completer = Completer(broker, clock, settings.settle_batch, self.progress)
         self.pool = Pool(
             self.runner,
             self.completer,

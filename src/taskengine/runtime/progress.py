@@ -4,14 +4,15 @@ reader) and a service writes the latest of each run through the broker once a se
 Reporting costs a dict write under a lock, never I/O: however often a handler reports, its
 task's record changes at most once a flush, and every run's report of a flush goes to the broker
 in one `record_progress` call (ADR 0034). A report is fenced by its run's lease token, so a
-stale run's progress is dropped by the broker; a report of a run that has just settled is
-dropped too (the record keeps the last one flushed before).
+stale run's progress is dropped by the broker. The completer writes a settling run's unflushed
+report just before the settle, one call for the batch (`take_runs`), so a finished task keeps
+the last report its run made.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from taskengine.brokers.base import BrokerBackend
 from taskengine.clock import Clock
@@ -52,6 +53,12 @@ class ProgressBoard:
         with self._lock:
             pending, self._pending = self._pending, {}
         return list(pending.values())
+
+    def take_runs(self, tokens: Sequence[str]) -> list[ProgressReport]:
+        """The unflushed reports of these runs (by lease token), taken off the board."""
+        with self._lock:
+            pending = self._pending
+            return [pending.pop(token) for token in tokens if token in pending]
 
     def give_back(self, reports: list[ProgressReport]) -> None:
         """Keep reports a failed flush could not write, unless a newer one came meanwhile."""
