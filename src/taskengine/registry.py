@@ -224,11 +224,8 @@ def build_spec(
     if not 1 <= len(params) <= 2:
         raise ValidationError(f"{name}: a handler takes (payload) or (payload, ctx)")
     wants_context = len(params) == 2
-    if executor == "process":
-        if wants_context:
-            raise ValidationError(f"{name}: process handlers take only (payload)")
-        if "<locals>" in fn.__qualname__:
-            raise ValidationError(f"{name}: process handlers must be module-level functions")
+    if executor == "process" and "<locals>" in fn.__qualname__:
+        raise ValidationError(f"{name}: process handlers must be module-level functions")
     return TaskSpec(
         name=name,
         fn=fn,

@@ -301,6 +301,22 @@ async def progress_quick(payload: int, ctx: TaskContext) -> int:
     return payload
 
 
+def progress_process(payload: dict[str, Any], ctx: TaskContext) -> int:
+    """In a child process: reports `steps` steps, the first then waiting until the file named
+    `gate` exists (the test reads the first report meanwhile), then ends."""
+    import pathlib
+    import time
+
+    steps, gate = payload["steps"], pathlib.Path(payload["gate"])
+    ctx.progress(1, steps, "first")
+    deadline = time.monotonic() + 30
+    while not gate.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    for step in range(2, steps + 1):
+        ctx.progress(step, steps, f"step {step}")
+    return steps
+
+
 def progress_thread(payload: Key, ctx: TaskContext) -> str:
     """Reports from its thread, then waits for the test."""
     ctx.progress(2, 5, "from a thread")
@@ -345,6 +361,7 @@ HANDLERS: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
     "progress.async": (progress_async, {}),
     "progress.thread": (progress_thread, {"executor": "thread"}),
     "progress.quick": (progress_quick, {}),
+    "progress.process": (progress_process, {"executor": "process"}),
 }
 PROCESS_TYPES = frozenset(n for n, (_, o) in HANDLERS.items() if o.get("executor") == "process")
 

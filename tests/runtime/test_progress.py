@@ -4,6 +4,7 @@ in one call per flush, from the event loop and from threads; a settled run keeps
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,7 +13,7 @@ from taskengine.errors import ValidationError
 from taskengine.model import ProgressReport, TaskState
 from taskengine.registry import TaskContext
 from taskengine.testing import running_worker
-from tests.runtime.apps import BOARD, finished, wait_for
+from tests.runtime.apps import BOARD, build_app, finished, wait_for
 from tests.runtime.conftest import MakeApp
 
 
@@ -96,6 +97,29 @@ async def test_the_engine_flushes_by_itself_within_seconds(app_on: MakeApp) -> N
         await wait_for(written, 20, "the flusher's write")
         BOARD.release("s").set()
         await finished(app, [task_id], timeout=20)
+
+
+async def test_a_process_handler_reports_progress_from_its_child(tmp_path: Path) -> None:
+    app = build_app(processes=True)
+    gate = tmp_path / "gate"
+    async with app:
+        task_id = await app.submit("progress.process", {"steps": 500, "gate": str(gate)})
+        async with running_worker(app, workers=1, process_pool=1) as engine:
+            await engine.progress_flusher.stop()
+
+            async def first_written() -> bool:
+                await engine.progress_once()
+                progress = (await app.get(task_id)).progress
+                return progress is not None and progress.note == "first"
+
+            await wait_for(first_written, 30, "the child's first report")
+            gate.touch()
+            [record] = await finished(app, [task_id], timeout=30)
+
+    assert record.state is TaskState.SUCCEEDED
+    assert record.progress is not None  # the last report came back with the result
+    assert (record.progress.done, record.progress.note) == (500, "step 500")
+    assert record.progress.attempt == 1
 
 
 @pytest.mark.parametrize(

@@ -82,12 +82,13 @@ class Engine:
             )
         )
         self._threads = DaemonThreadPool(settings.threads, thread_name_prefix="taskengine")
+        self.progress = ProgressBoard(clock)
         self._processes = ProcessExecutor(
             settings.process_pool,
             memory_mb=settings.process_memory_mb,
             cpu_seconds=settings.process_cpu_seconds,
+            on_progress=self.progress.post_run,
         )
-        self.progress = ProgressBoard(clock)
         self.runner = Runner(
             registry,
             clock,

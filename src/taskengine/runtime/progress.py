@@ -41,12 +41,18 @@ class ProgressBoard:
 
     def post(self, lease: Lease, done: int, total: int, note: str | None) -> None:
         """Keep this report of the run holding `lease`, replacing its unflushed one."""
+        self.post_run(lease.task_id, lease.token, lease.record.attempt, done, total, note)
+
+    def post_run(
+        self, task_id: str, token: str, attempt: int, done: int, total: int, note: str | None
+    ) -> None:
+        """Keep this report of the run under lease `token` (a child process's, as it sent it)."""
         progress = Progress(
-            done=done, total=total, note=note, at=self._clock.now(), attempt=lease.record.attempt
+            done=done, total=total, note=note, at=self._clock.now(), attempt=attempt
         )
-        report = ProgressReport(task_id=lease.task_id, token=lease.token, progress=progress)
+        report = ProgressReport(task_id=task_id, token=token, progress=progress)
         with self._lock:
-            self._pending[lease.token] = report
+            self._pending[token] = report
 
     def take(self) -> list[ProgressReport]:
         """Every unflushed report, oldest run first; the board is empty after."""

@@ -24,6 +24,7 @@ from taskengine.model.serializer import DEFAULT_MAX_RESULT_BYTES, cap_text, chec
 from taskengine.policy.breaker import BreakerRegistry, CircuitBreaker
 from taskengine.policy.retry import NoRetry, Retry, RetryPolicy, Snooze, decide_failure
 from taskengine.registry import Registry, TaskContext, TaskSpec, UnknownTaskType
+from taskengine.runtime.child_progress import RunKey
 from taskengine.runtime.known_types import KnownTypes
 from taskengine.runtime.process_pool import ProcessExecutor
 from taskengine.runtime.progress import ProgressBoard
@@ -204,7 +205,8 @@ class Runner:
         payload = spec.convert(record.payload)
         timeout = record.timeout
         if spec.executor == "process":
-            return await self._processes.run(spec, payload, timeout)
+            run = RunKey(record.id, lease.token, record.attempt)
+            return await self._processes.run(spec, payload, timeout, run)
         args: tuple[Any, ...] = (payload,)
         if spec.wants_context:
             board = self.progress
