@@ -158,3 +158,20 @@ async def test_a_cancel_honoured_at_settle_keeps_the_runs_traceback(
 
     assert record is not None and record.state is TaskState.CANCELLED
     assert [line.traceback for line in record.history] == [TRACEBACK]
+
+
+async def test_the_next_lease_carries_the_last_progress_as_get_does(
+    broker: BrokerBackend, clock: FakeClock, tasks: Tasks
+) -> None:
+    now = clock.now()
+    await broker.enqueue([tasks(now)], now)
+    [lease] = await broker.reserve("w", 1, 30.0, now)
+    await broker.record_progress([report(lease.task_id, lease.token, 6, now, "six")], now)
+    await broker.settle([outcome(OutcomeKind.RETRY, lease, now, run_at=now)], clock.advance(1))
+
+    [again] = await broker.reserve("w", 1, 30.0, clock.now())
+
+    [record] = await broker.get([lease.task_id])
+    assert record is not None and record.progress is not None
+    assert again.record.progress == record.progress
+    assert (record.progress.done, record.progress.note) == (6, "six")

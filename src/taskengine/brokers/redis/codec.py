@@ -153,6 +153,7 @@ def decode_claim(
         cancel_requested=False,
         result=_result_of(result, result_attempt),
         history=_history_of(lines, count),
+        progress=_progress_of(values[10] if len(values) > 10 else None),
     )
 
 
