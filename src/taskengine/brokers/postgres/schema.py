@@ -120,9 +120,10 @@ ALTER TABLE {s}.tasks ADD COLUMN trace text;
 """
 
 # Version 3: the last progress a run reported (MessagePack model.Progress; NULL: none), written
-# only under the current lease token (ADR 0034).
+# only under the current lease token (ADR 0034). IF NOT EXISTS: it may be renumbered when
+# branches that each added a migration 3 merge, and still run once per schema.
 V3 = """
-ALTER TABLE {s}.tasks ADD COLUMN progress bytea;
+ALTER TABLE {s}.tasks ADD COLUMN IF NOT EXISTS progress bytea;
 """
 
 # (version, script): append only; a released migration is never edited.

@@ -113,9 +113,10 @@ CREATE TABLE IF NOT EXISTS leaders (
 # Inputs: none. Output: none. Upgrades a store of schema version 1 (made before `trace`) to 2;
 # the column is nullable, so old rows read as tasks without a trace context.
 UPGRADE_TO_2 = "ALTER TABLE tasks ADD COLUMN trace TEXT"
-# Inputs: none. Output: none. Upgrades a store of schema version 2 (made before progress
-# reports, ADR 0034) to 3; the column is nullable, so old rows read as without progress.
-UPGRADE_TO_3 = "ALTER TABLE tasks ADD COLUMN progress BLOB"
+# Inputs: none. Output: none. Upgrades a store made before progress reports (ADR 0034): run
+# when the tasks table lacks the column, whatever the version; nullable, so old rows read as
+# without progress.
+ADD_PROGRESS = "ALTER TABLE tasks ADD COLUMN progress BLOB"
 
 
 def check_synchronous(value: str) -> str:
@@ -157,12 +158,17 @@ def create_schema(conn: sqlite3.Connection) -> None:
         )
     if version == 1:  # CREATE TABLE IF NOT EXISTS leaves an existing table as it was
         conn.execute(UPGRADE_TO_2)
-    if 1 <= version <= 2:
-        conn.execute(UPGRADE_TO_3)
+    if version >= 1 and not _has_column(conn, "tasks", "progress"):
+        conn.execute(ADD_PROGRESS)
     for statement in _statements(SCHEMA):
         conn.execute(statement)
     if version != SCHEMA_VERSION:
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _has_column(conn: sqlite3.Connection, table: str, column: str) -> bool:
+    """Whether `table` has `column` (PRAGMA table_info)."""
+    return any(row[1] == column for row in conn.execute(f"PRAGMA table_info({table})"))
 
 
 def _statements(script: str) -> list[str]:
