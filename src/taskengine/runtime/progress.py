@@ -23,59 +23,68 @@ PROGRESS = "progress"
 FLUSH_EVERY = 1.0  # seconds: the most often a task's progress is written
 
 
+# A report as posted: (task_id, attempt, done, total, note, at); made a struct only when taken,
+# so a handler reporting in a tight loop pays for a tuple, not two structs, per call.
+_Posted = tuple[str, int, int, int, str | None, float]
+
+
 class ProgressBoard:
     """The latest unflushed report of each run, by lease token; safe from any thread."""
 
     def __init__(self, clock: Clock) -> None:
         self._clock = clock
-        self._pending: dict[str, ProgressReport] = {}
+        self._pending: dict[str, _Posted] = {}
         self._lock = threading.Lock()  # held for a dict operation, never across an await
 
     def reporter(self, lease: Lease) -> Callable[[int, int, str | None], None]:
         """The callback a run's TaskContext calls with (done, total, note)."""
+        task_id, token, attempt = lease.task_id, lease.token, lease.record.attempt
 
         def report(done: int, total: int, note: str | None) -> None:
-            self.post(lease, done, total, note)
+            self.post_run(task_id, token, attempt, done, total, note)
 
         return report
-
-    def post(self, lease: Lease, done: int, total: int, note: str | None) -> None:
-        """Keep this report of the run holding `lease`, replacing its unflushed one."""
-        self.post_run(lease.task_id, lease.token, lease.record.attempt, done, total, note)
 
     def post_run(
         self, task_id: str, token: str, attempt: int, done: int, total: int, note: str | None
     ) -> None:
-        """Keep this report of the run under lease `token` (a child process's, as it sent it)."""
-        progress = Progress(
-            done=done, total=total, note=note, at=self._clock.now(), attempt=attempt
-        )
-        report = ProgressReport(task_id=task_id, token=token, progress=progress)
+        """Keep this report of the run under lease `token`, replacing its unflushed one."""
+        posted = (task_id, attempt, done, total, note, self._clock.now())
         with self._lock:
-            self._pending[token] = report
+            self._pending[token] = posted
 
     def take(self) -> list[ProgressReport]:
         """Every unflushed report, oldest run first; the board is empty after."""
         with self._lock:
             pending, self._pending = self._pending, {}
-        return list(pending.values())
+        return [_report(token, posted) for token, posted in pending.items()]
 
     def take_runs(self, tokens: Sequence[str]) -> list[ProgressReport]:
         """The unflushed reports of these runs (by lease token), taken off the board."""
         with self._lock:
             pending = self._pending
-            return [pending.pop(token) for token in tokens if token in pending]
+            taken = [(token, pending.pop(token)) for token in tokens if token in pending]
+        return [_report(token, posted) for token, posted in taken]
 
     def give_back(self, reports: list[ProgressReport]) -> None:
         """Keep reports a failed flush could not write, unless a newer one came meanwhile."""
         with self._lock:
-            for report in reports:
-                self._pending.setdefault(report.token, report)
+            for r in reports:
+                p = r.progress
+                self._pending.setdefault(
+                    r.token, (r.task_id, p.attempt, p.done, p.total, p.note, p.at)
+                )
 
     @property
     def pending(self) -> int:
         """How many runs have a report waiting for the next flush."""
         return len(self._pending)
+
+
+def _report(token: str, posted: _Posted) -> ProgressReport:
+    task_id, attempt, done, total, note, at = posted
+    progress = Progress(done=done, total=total, note=note, at=at, attempt=attempt)
+    return ProgressReport(task_id=task_id, token=token, progress=progress)
 
 
 class ProgressFlusher(PeriodicService):
