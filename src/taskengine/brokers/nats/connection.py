@@ -12,6 +12,7 @@ errors become BrokerUnavailable; a write whose answer did not come in time may s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import logging
 import re
@@ -26,7 +27,14 @@ import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import DeliverPolicy, DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import (
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
 
 from taskengine.brokers.base import Capabilities, check_limit
 from taskengine.brokers.deadline import parse_timeout
@@ -88,6 +96,7 @@ class NatsConnection:
         self._max_payload = 1024 * 1024
         self._broken: str | None = None
         self._sub: Any = None
+        self._reconnects = 0
 
     @property
     def capabilities(self) -> Capabilities:
@@ -108,8 +117,9 @@ class NatsConnection:
                     connect_timeout=self.timeout,
                     allow_reconnect=True,
                     max_reconnect_attempts=-1,
-                    reconnect_time_wait=0.5,
+                    reconnect_time_wait=0.1,
                     error_cb=self._on_error,
+                    reconnected_cb=self._on_reconnected,
                 ),
                 self.timeout * 2,
             )
@@ -129,14 +139,7 @@ class NatsConnection:
                 self._nc.connected_server_version,
                 checked.window,
             )
-            self._sub = await self._js.subscribe(
-                self.subject,
-                stream=self.stream,
-                cb=self._on_message,
-                ordered_consumer=True,
-                deliver_policy=DeliverPolicy.ALL,
-                pending_bytes_limit=PENDING_BYTES,
-            )
+            await self._subscribe()
             self._writer = asyncio.create_task(self._write_loop(), name="nats-writer")
             await self._caught_up()
         except BaseException:
@@ -144,6 +147,32 @@ class NatsConnection:
             self._nc = self._js = None
             self._starting = None
             raise
+
+    async def _subscribe(self) -> None:
+        """Follow the log from the first message the replica has not applied."""
+        self._sub = await self._live().subscribe(
+            self.subject,
+            stream=self.stream,
+            cb=self._on_message,
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            config=ConsumerConfig(opt_start_seq=self._applied + 1),
+            pending_bytes_limit=PENDING_BYTES,
+        )
+
+    async def _on_reconnected(self) -> None:
+        """Follow the log again at once: what the old consumer pushed into the broken
+        connection is lost, and its heartbeats would notice only seconds later."""
+        self._reconnects += 1
+        old, self._sub = self._sub, None
+        if old is None or self._js is None:
+            return
+        with contextlib.suppress(*_NATS_ERRORS):
+            await asyncio.wait_for(old.unsubscribe(), self.timeout)
+        try:
+            await self._subscribe()
+        except (*_NATS_ERRORS, BrokerUnavailable):
+            log.warning("NATS: following the log again after a reconnect failed", exc_info=True)
 
     async def _ensure_stream(self) -> Any:
         """The stream's info, creating the stream (file storage, no limits) if missing."""
@@ -210,9 +239,17 @@ class NatsConnection:
         future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
         self._queue.append((data, future))
         self._kick.set()
+        reconnects = self._reconnects
         try:
-            result = await asyncio.wait_for(asyncio.shield(future), self.timeout)
+            try:
+                result = await asyncio.wait_for(asyncio.shield(future), self.timeout)
+            except TimeoutError:
+                if reconnects == self._reconnects and not self._nc_reconnecting():
+                    raise
+                # the connection broke and came back meanwhile: one more deadline for it
+                result = await asyncio.wait_for(asyncio.shield(future), self.timeout)
         except TimeoutError:
+            future.cancel()  # if still queued, it is never sent (a late write surprises)
             raise BrokerUnavailable(
                 f"NATS gave no answer within {self.timeout} s (the operation may still apply)"
             ) from None
@@ -225,6 +262,7 @@ class NatsConnection:
         while True:
             await self._kick.wait()
             self._kick.clear()
+            self._queue = [(op, future) for op, future in self._queue if not future.done()]
             while self._queue:
                 size, taken = ENVELOPE, 0
                 while taken < len(self._queue) and (
@@ -233,7 +271,9 @@ class NatsConnection:
                     size += len(self._queue[taken][0])
                     taken += 1
                 group, self._queue = self._queue[:taken], self._queue[taken:]
-                await self._publish(group)
+                group = [(op, future) for op, future in group if not future.done()]
+                if group:
+                    await self._publish(group)
 
     async def _publish(self, group: list[tuple[bytes, asyncio.Future[object]]]) -> None:
         self._ids += 1
@@ -242,7 +282,10 @@ class NatsConnection:
         self._waiting[batch_id] = futures
         data = encode_batch(batch_id, [op for op, _ in group])
         try:
-            await self._call(self._live().publish(self.subject, data, stream=self.stream))
+            publish = self._live().publish(
+                self.subject, data, timeout=2 * self.timeout, stream=self.stream
+            )
+            await self._call(publish, 2 * self.timeout)  # the callers' waits decide
         except BrokerUnavailable as exc:
             if self._waiting.pop(batch_id, None) is not None:
                 for future in futures:
@@ -313,10 +356,13 @@ class NatsConnection:
             raise BrokerUnavailable("the NATS broker is not started (or is closed)")
         return self._js
 
-    async def _call(self, call: Awaitable[T]) -> T:
+    def _nc_reconnecting(self) -> bool:
+        return self._nc is not None and bool(self._nc.is_reconnecting)
+
+    async def _call(self, call: Awaitable[T], timeout: float | None = None) -> T:
         """Run one NATS request under the deadline; its failures as BrokerUnavailable."""
         try:
-            async with asyncio.timeout(self.timeout):  # not wait_for: it can swallow a cancel
+            async with asyncio.timeout(timeout or self.timeout):  # not wait_for: it can swallow a cancel
                 return await call
         except (*_NATS_ERRORS, TimeoutError) as exc:
             raise BrokerUnavailable(f"NATS call failed: {exc!r}") from exc
