@@ -50,8 +50,13 @@ class NatsServer:
         """host:port to put in a nats:// URL."""
         return f"127.0.0.1:{self.port}"
 
+    def url(self, stream: str) -> str:
+        """The broker URL of `stream` on this server."""
+        return f"nats://{self.address}?stream={stream}"
+
     def start(self) -> None:
-        """Start the server and wait (up to 30 s) until it accepts connections."""
+        """Start the server (again: same port, same store) and wait (up to 30 s) until it
+        accepts connections."""
         self.store.mkdir(parents=True, exist_ok=True)
         config = self.store / "server.conf"
         config.write_text(
@@ -78,6 +83,14 @@ class NatsServer:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(30)
+
+    def crash(self) -> None:
+        """SIGKILL: what JetStream acknowledged is in its files (the OS has it)."""
+        self.kill()
+
+    def close(self) -> None:
+        """Kill the server (the store is removed with the test's directory)."""
+        self.kill()
 
     def stop(self) -> None:
         """SIGTERM the server (by its PID) and wait for it, killing it after 10 s."""
