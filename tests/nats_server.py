@@ -60,8 +60,7 @@ class NatsServer:
         self.store.mkdir(parents=True, exist_ok=True)
         config = self.store / "server.conf"
         config.write_text(
-            f'listen: "127.0.0.1:{self.port}"\n'
-            f'jetstream {{ store_dir: "{self.store / "js"}" }}\n'
+            f'listen: "127.0.0.1:{self.port}"\njetstream {{ store_dir: "{self.store / "js"}" }}\n'
         )
         log = (self.store / "server.log").open("ab")
         self.process = subprocess.Popen(
@@ -71,8 +70,9 @@ class NatsServer:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"nats-server exited: see {self.store / 'server.log'}")
-            with contextlib.suppress(OSError), socket.create_connection(
-                ("127.0.0.1", self.port), timeout=1
+            with (
+                contextlib.suppress(OSError),
+                socket.create_connection(("127.0.0.1", self.port), timeout=1),
             ):
                 return
             time.sleep(0.05)

@@ -29,8 +29,10 @@ BUILTIN_URLS = ["memory://", "sqlite:///{tmp}/t.db"]
 SERVICE_URLS = [
     "redis://127.0.0.1:6379/0?namespace={uid}&server_clock=false",
     "postgresql://postgres@127.0.0.1:5432/test?schema={uid}&server_clock=false",
-    "nats://{nats}?stream={uid}&server_clock=false",  # the newest nats-server, started by the session
-    f"nats://{OLDEST_URL}?stream={{uid}}&server_clock=false",  # the oldest supported: Debian's 2.9.10 (.ci/run)
+    # NATS: the newest nats-server (started by the session), and the oldest supported, Debian's
+    # 2.9.10 (started by .ci/run on 4222)
+    "nats://{nats}?stream={uid}&server_clock=false",
+    f"nats://{OLDEST_URL}?stream={{uid}}&server_clock=false",
 ]
 SERVICE_SCHEMES = ("redis", "postgresql", "nats")
 T0 = 1_700_000_000.0  # where every FakeClock starts; whole seconds keep float arithmetic exact
@@ -89,7 +91,8 @@ async def started(url: str, **options: Any) -> BrokerBackend:
 
 async def drop_storage(broker: BrokerBackend) -> None:
     """Drop what a service broker stored under its own name (Redis namespace, PostgreSQL
-    schema, NATS stream), so servers shared between tests do not fill up; a closed broker is left alone."""
+    schema, NATS stream), so servers shared between tests do not fill up; a closed broker is
+    left alone."""
     drop = (
         getattr(broker, "drop_schema", None)
         or getattr(broker, "drop_namespace", None)

@@ -65,9 +65,7 @@ async def test_a_memory_stream_on_the_server_is_refused_at_start() -> None:
     name = f"t{uuid.uuid4().hex[:12]}"
     nc = await nats.connect(f"nats://{session_address()}")
     js = nc.jetstream()
-    await js.add_stream(
-        name=name, subjects=[f"taskengine.{name}.log"], storage=StorageType.MEMORY
-    )
+    await js.add_stream(name=name, subjects=[f"taskengine.{name}.log"], storage=StorageType.MEMORY)
     try:
         broker = open_broker(f"nats://{session_address()}?stream={name}")
         with pytest.raises(ConfigurationError, match="memory storage"):

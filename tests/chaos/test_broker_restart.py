@@ -1,9 +1,10 @@
 """Broker restart: `taskengine serve` rides out its Redis, PostgreSQL or NATS server going away.
 
 A private server (never the shared one other tests use): redis-server with an fsynced AOF, a
-PostgreSQL cluster, or nats-server with JetStream file storage, in a temporary directory. The serve process (API + five workers) gets tasks
-over the API; the server is killed mid-run (SIGKILL for Redis and NATS, `pg_ctl stop -m immediate`
-for PostgreSQL). Meanwhile the API answers 503 with a JSON error code (readiness and submissions),
+PostgreSQL cluster, or nats-server with JetStream file storage, in a temporary directory. The
+serve process (API + five workers) gets tasks over the API; the server is killed mid-run
+(SIGKILL for Redis and NATS, `pg_ctl stop -m immediate` for PostgreSQL). Meanwhile the API
+answers 503 with a JSON error code (readiness and submissions),
 the process does not spin (CPU under 30% of a core), and its workers retry with growing
 delays; once the server is back they reconnect, and every task acknowledged with 201 before or
 after the outage ends succeeded. A task running through the outage (shorter than its lease, but
@@ -28,7 +29,6 @@ import pytest
 from taskengine.brokers import open_broker
 from taskengine.model import TaskRecord, TaskState
 from tests.chaos.app import TASK_TYPE
-from tests.nats_server import NatsServer
 from tests.chaos.support import (
     Child,
     Children,
@@ -42,6 +42,7 @@ from tests.chaos.support import (
     taskengine,
     until,
 )
+from tests.nats_server import NatsServer
 
 pytestmark = pytest.mark.slow
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from taskengine.brokers import open_broker
+from taskengine.brokers import BrokerBackend, open_broker
 from taskengine.errors import BrokerUnavailable
 from taskengine.model import OutcomeKind, TaskState, new_task
 from tests.brokers.support import outcome
@@ -75,7 +75,7 @@ async def test_a_killed_server_loses_no_acknowledged_task(server: NatsServer) ->
 
             reader = open_broker(url)
 
-            async def started() -> bool:
+            async def started(reader: BrokerBackend = reader) -> bool:
                 try:
                     await reader.start()
                 except BrokerUnavailable:

@@ -362,7 +362,9 @@ class NatsConnection:
     async def _call(self, call: Awaitable[T], timeout: float | None = None) -> T:
         """Run one NATS request under the deadline; its failures as BrokerUnavailable."""
         try:
-            async with asyncio.timeout(timeout or self.timeout):  # not wait_for: it can swallow a cancel
+            async with asyncio.timeout(
+                timeout or self.timeout
+            ):  # not wait_for: it can swallow a cancel
                 return await call
         except (*_NATS_ERRORS, TimeoutError) as exc:
             raise BrokerUnavailable(f"NATS call failed: {exc!r}") from exc

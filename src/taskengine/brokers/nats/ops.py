@@ -159,7 +159,7 @@ def apply(replica: Replica, op: Op, server_now: float | None = None) -> object:
         return exc
 
 
-def _apply(replica: Replica, op: Op) -> object:  # noqa: PLR0911  (one branch per operation)
+def _apply(replica: Replica, op: Op) -> object:
     if isinstance(op, Enqueue):
         replica.max_depth = op.max_depth
         return _now(replica.enqueue(op.tasks, op.now))
