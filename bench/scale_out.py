@@ -33,6 +33,7 @@ NOOP = "bench.noop"
 BROKERS = {
     "redis": "redis://127.0.0.1:6379/0?namespace=bench{uid}",
     "postgresql": "postgresql://postgres@127.0.0.1:5432/test?schema=bench{uid}",
+    "nats": "nats://127.0.0.1:4222?stream=bench{uid}",
     "sqlite": "sqlite:///{tmp}/scale.db",
 }
 
@@ -45,7 +46,7 @@ async def _succeeded(broker: Any) -> int:
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-PORTS = {"redis": 6379, "postgresql": 5432}
+PORTS = {"redis": 6379, "postgresql": 5432, "nats": 4222}
 
 
 def _cpu(pid: int | None, *, children: bool = True) -> float:
@@ -149,7 +150,11 @@ async def _produce_and_wait(url: str) -> float:
 async def _drop(url: str) -> None:
     broker = open_broker(url)
     await broker.start()
-    drop = getattr(broker, "drop_schema", None) or getattr(broker, "drop_namespace", None)
+    drop = (
+        getattr(broker, "drop_schema", None)
+        or getattr(broker, "drop_namespace", None)
+        or getattr(broker, "drop_stream", None)
+    )
     if drop is not None:
         await drop()
     await broker.close()
