@@ -81,3 +81,20 @@ async def test_a_memory_stream_on_the_server_is_refused_at_start() -> None:
 def test_unknown_options_are_refused() -> None:
     with pytest.raises(ConfigurationError, match="unknown NATS broker options"):
         open_broker("nats://127.0.0.1:4222?strem=x")
+
+
+async def test_a_batch_over_max_payload_travels_in_parts_and_applies_whole() -> None:
+    from taskengine.model import new_task
+
+    broker = open_broker(f"nats://{session_address()}?stream=t{uuid.uuid4().hex[:12]}")
+    await broker.start()
+    try:
+        now = 1_700_000_000.0
+        big = [new_task("demo.echo", {"blob": "x" * 400_000, "n": n}, now=now) for n in range(4)]
+        results = await broker.enqueue(big, now)
+        assert all(result.created for result in results)
+        records = await broker.get([task.id for task in big])
+        assert [r.payload["n"] for r in records if r is not None] == [0, 1, 2, 3]
+    finally:
+        await broker.drop_stream()  # type: ignore[attr-defined]
+        await broker.close()

@@ -38,7 +38,7 @@ from nats.js.api import (
 
 from taskengine.brokers.base import Capabilities, check_limit
 from taskengine.brokers.deadline import parse_timeout
-from taskengine.brokers.nats.codec import ENVELOPE, decode_batch, encode_batch, encode_op
+from taskengine.brokers.nats.codec import ENVELOPE, decode_message, encode_batch, encode_op
 from taskengine.brokers.nats.ops import Op, Replica, apply
 from taskengine.brokers.nats.stream import check_stream
 from taskengine.errors import BrokerUnavailable, ConfigurationError, ValidationError
@@ -49,6 +49,7 @@ T = TypeVar("T")
 _STREAM_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _CAPABILITIES = Capabilities(durable=True, shared=True, push_wakeup=True)
 _NATS_ERRORS = (nats.errors.Error, nats.js.errors.Error, TimeoutError, OSError)
+MAX_OPERATION = 64 * 1024 * 1024  # bytes of one packed operation (in parts past max_payload)
 PENDING_BYTES = 512 * 1024 * 1024  # what the consumer may buffer before NATS calls it slow
 
 
@@ -97,6 +98,7 @@ class NatsConnection:
         self._broken: str | None = None
         self._sub: Any = None
         self._reconnects = 0
+        self._parts: dict[str, list[bytes]] = {}  # batches in parts, until their last part
 
     @property
     def capabilities(self) -> Capabilities:
@@ -231,10 +233,10 @@ class NatsConnection:
         """Append one operation and return its answer (raise the error it raised)."""
         self._live()
         data = encode_op(op)
-        if len(data) + ENVELOPE > self._max_payload:
+        if len(data) > MAX_OPERATION:
             raise ValidationError(
-                f"this call packs to {len(data)} bytes, over the NATS server's max_payload "
-                f"({self._max_payload}): send smaller batches or raise max_payload"
+                f"this call packs to {len(data)} bytes, over the NATS broker's limit of "
+                f"{MAX_OPERATION}: send smaller batches"
             )
         future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
         self._queue.append((data, future))
@@ -280,12 +282,13 @@ class NatsConnection:
         batch_id = f"{self._client_id}:{self._ids}"
         futures = [future for _, future in group]
         self._waiting[batch_id] = futures
-        data = encode_batch(batch_id, [op for op, _ in group])
+        messages = encode_batch(batch_id, [op for op, _ in group], self._max_payload)
         try:
-            publish = self._live().publish(
-                self.subject, data, timeout=2 * self.timeout, stream=self.stream
-            )
-            await self._call(publish, 2 * self.timeout)  # the callers' waits decide
+            for data in messages:  # in order: the last part completes the batch
+                publish = self._live().publish(
+                    self.subject, data, timeout=2 * self.timeout, stream=self.stream
+                )
+                await self._call(publish, 2 * self.timeout)  # the callers' waits decide
         except BrokerUnavailable as exc:
             if self._waiting.pop(batch_id, None) is not None:
                 for future in futures:
@@ -303,13 +306,14 @@ class NatsConnection:
             self._fail_all(BrokerUnavailable(self._broken))
         if self._broken is not None:
             return
-        batch = decode_batch(msg.data)
-        futures = self._waiting.pop(batch.id, None)
-        server_now = msg.metadata.timestamp.timestamp() if self.server_clock else None
-        for index, op in enumerate(batch.ops):
-            result = apply(self._replica, op, server_now)
-            if futures is not None and not futures[index].done():
-                futures[index].set_result(result)
+        batch = decode_message(msg.data, self._parts)
+        if batch is not None:  # else a part of a batch, applied with its last part
+            futures = self._waiting.pop(batch.id, None)
+            server_now = msg.metadata.timestamp.timestamp() if self.server_clock else None
+            for index, op in enumerate(batch.ops):
+                result = apply(self._replica, op, server_now)
+                if futures is not None and not futures[index].done():
+                    futures[index].set_result(result)
         self._applied = seq
         barriers = self._barriers
         while barriers and barriers[0][0] <= seq:
