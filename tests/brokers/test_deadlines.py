@@ -42,13 +42,6 @@ DEADLINE = 0.5  # seconds: the `timeout` URL option of the brokers under test
 BOUND = 10 * DEADLINE  # a call that has not returned by then has no deadline
 
 SERVICE_URLS = [url for url in broker_urls() if url.startswith(SERVICE_SCHEMES)]
-# Open (issue 15): after the proxy cuts a stalled connection, nats-py reconnects and the
-# replica follows the log again, but the first call after the thaw outlives its deadline.
-NATS_OPEN = (
-    "test_every_call_on_a_frozen_connection_fails_and_works_after_a_thaw",
-    "test_the_settings_deadline_reaches_the_broker",
-)
-NATS_REASON = "NATS: the first call after a cut connection outlives its deadline (issue 15)"
 
 
 class Stalled:
@@ -67,8 +60,6 @@ async def proxied(
     """A stall proxy to a real server and the broker URL through it (a fresh namespace or
     schema, dropped afterwards directly on the server)."""
     real = fill_url(request.param, tmp_path)
-    if real.startswith("nats") and request.node.name.startswith(NATS_OPEN):
-        request.applymarker(pytest.mark.xfail(reason=NATS_REASON, strict=False))
     proxy, through = await StallProxy.to_url(real)
     yield proxy, through
     await proxy.close()

@@ -2,8 +2,8 @@
 by an ordered consumer, the writer that publishes batches of operations, and error mapping.
 
 Shared by the hot path (broker.py) and the admin half (admin.py). A write is one operation
-(ops.py) queued for the writer, which publishes everything queued in one message and waits
-for JetStream's acknowledgement; the caller's answer is what the replica computes when the
+(ops.py) queued for the writer, which publishes what is queued in one message (in parts past
+max_payload; up to IN_FLIGHT publishes at once) and waits for JetStream's acknowledgement; the caller's answer is what the replica computes when the
 message comes back through the consumer, in log order (ADR 0031). A read first asks the
 stream for its last sequence and waits until the replica has applied it. NATS and timeout
 errors become BrokerUnavailable; a write whose answer did not come in time may still apply.
@@ -51,6 +51,7 @@ _CAPABILITIES = Capabilities(durable=True, shared=True, push_wakeup=True)
 _NATS_ERRORS = (nats.errors.Error, nats.js.errors.Error, TimeoutError, OSError)
 MAX_OPERATION = 64 * 1024 * 1024  # bytes of one packed operation (in parts past max_payload)
 PENDING_BYTES = 512 * 1024 * 1024  # what the consumer may buffer before NATS calls it slow
+IN_FLIGHT = 4  # publishes of one process awaiting their acknowledgement at once
 
 
 class NatsConnection:
@@ -98,6 +99,7 @@ class NatsConnection:
         self._broken: str | None = None
         self._sub: Any = None
         self._reconnects = 0
+        self._flying: set[asyncio.Task[None]] = set()
         self._parts: dict[str, list[bytes]] = {}  # batches in parts, until their last part
 
     @property
@@ -205,6 +207,10 @@ class NatsConnection:
                 self._writer.cancel()
                 await asyncio.wait({self._writer}, timeout=0.1)
             self._writer = None
+        for task in list(self._flying):
+            task.cancel()
+        if self._flying:
+            await asyncio.wait(self._flying, timeout=self.timeout)
         self._fail_all(BrokerUnavailable("the NATS broker is closed"))
         if self._nc is not None:
             nc, self._nc, self._js = self._nc, None, None
@@ -260,12 +266,18 @@ class NatsConnection:
         return result
 
     async def _write_loop(self) -> None:
-        """Publish what is queued, one message at a time, as much as fits in each."""
+        """Publish what is queued, as much as fits in each message, with up to IN_FLIGHT
+        publishes awaiting their acknowledgement (one slow publish does not hold the rest)."""
+        flying = self._flying
         while True:
             await self._kick.wait()
             self._kick.clear()
             self._queue = [(op, future) for op, future in self._queue if not future.done()]
             while self._queue:
+                if len(flying) >= IN_FLIGHT:
+                    await asyncio.wait(flying, return_when=asyncio.FIRST_COMPLETED)
+                    self._queue = [(op, f) for op, f in self._queue if not f.done()]
+                    continue
                 size, taken = ENVELOPE, 0
                 while taken < len(self._queue) and (
                     taken == 0 or size + len(self._queue[taken][0]) <= self._max_payload
@@ -275,7 +287,9 @@ class NatsConnection:
                 group, self._queue = self._queue[:taken], self._queue[taken:]
                 group = [(op, future) for op, future in group if not future.done()]
                 if group:
-                    await self._publish(group)
+                    task = asyncio.create_task(self._publish(group))
+                    flying.add(task)
+                    task.add_done_callback(flying.discard)
 
     async def _publish(self, group: list[tuple[bytes, asyncio.Future[object]]]) -> None:
         self._ids += 1
@@ -284,16 +298,36 @@ class NatsConnection:
         self._waiting[batch_id] = futures
         messages = encode_batch(batch_id, [op for op, _ in group], self._max_payload)
         try:
-            for data in messages:  # in order: the last part completes the batch
-                publish = self._live().publish(
-                    self.subject, data, timeout=2 * self.timeout, stream=self.stream
-                )
-                await self._call(publish, 2 * self.timeout)  # the callers' waits decide
+            for index, data in enumerate(messages):  # in order: the last part completes it
+                await self._publish_one(data, f"{batch_id}/{index}", futures)
         except BrokerUnavailable as exc:
             if self._waiting.pop(batch_id, None) is not None:
                 for future in futures:
                     if not future.done():
                         future.set_exception(exc)
+
+    async def _publish_one(
+        self, data: bytes, msg_id: str, futures: list[asyncio.Future[object]]
+    ) -> None:
+        """Publish one message and wait for its acknowledgement. Sent again once if the
+        connection broke meanwhile: the server drops a second copy by its Nats-Msg-Id (the
+        stream's duplicate window, 2 min by default), so it is stored at most once."""
+        headers = {"Nats-Msg-Id": msg_id}
+        reconnects = self._reconnects
+        try:
+            publish = self._live().publish(
+                self.subject, data, timeout=self.timeout, stream=self.stream, headers=headers
+            )
+            await self._call(publish)
+        except BrokerUnavailable:
+            if reconnects == self._reconnects and not self._nc_reconnecting():
+                raise
+            if all(future.done() for future in futures):
+                raise  # every caller gave up: not sent again
+            publish = self._live().publish(
+                self.subject, data, timeout=self.timeout, stream=self.stream, headers=headers
+            )
+            await self._call(publish)
 
     async def _on_message(self, msg: Msg) -> None:
         """Apply one log message to the replica and answer its writer, if it is waiting here."""
@@ -323,7 +357,14 @@ class NatsConnection:
 
     async def _caught_up(self) -> Replica:
         """The replica once it has applied every message the stream held when asked."""
-        info = await self._call(self._live().stream_info(self.stream))
+        reconnects = self._reconnects
+        try:
+            info = await self._call(self._live().stream_info(self.stream))
+        except BrokerUnavailable:
+            if reconnects == self._reconnects and not self._nc_reconnecting():
+                raise
+            # asked on a connection that broke meanwhile: ask again (a read)
+            info = await self._call(self._live().stream_info(self.stream))
         target = info.state.last_seq
         if self._broken is not None:
             raise BrokerUnavailable(self._broken)
