@@ -3,10 +3,11 @@ by an ordered consumer, the writer that publishes batches of operations, and err
 
 Shared by the hot path (broker.py) and the admin half (admin.py). A write is one operation
 (ops.py) queued for the writer, which publishes what is queued in one message (in parts past
-max_payload; up to IN_FLIGHT publishes at once) and waits for JetStream's acknowledgement; the caller's answer is what the replica computes when the
-message comes back through the consumer, in log order (ADR 0031). A read first asks the
-stream for its last sequence and waits until the replica has applied it. NATS and timeout
-errors become BrokerUnavailable; a write whose answer did not come in time may still apply.
+max_payload; up to IN_FLIGHT publishes at once) and waits for JetStream's acknowledgement;
+the caller's answer is what the replica computes when the message comes back through the
+consumer, in log order (ADR 0031). A read first asks the stream for its last sequence and
+waits until the replica has applied it. NATS and timeout errors become BrokerUnavailable; a
+write whose answer did not come in time may still apply.
 """
 
 from __future__ import annotations
