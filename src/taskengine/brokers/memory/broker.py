@@ -8,7 +8,6 @@ await: no round trip, atomic.
 from __future__ import annotations
 
 import heapq
-import secrets
 from collections.abc import Sequence
 
 from taskengine.brokers.base import EnqueueResult, check_lease_for, check_limit
@@ -64,7 +63,7 @@ class MemoryBroker(MemoryAdmin):
         ]
         leases: list[Lease] = []
         expires_at = now + lease_for
-        base = secrets.token_hex(8)  # one draw per call: a token is unique, not secret
+        base = self._token_base()
         while len(leases) < limit:
             heap = lowest(heaps)
             if heap is None:
