@@ -48,6 +48,7 @@ BROKERS = {
     "sqlite": "sqlite:///{tmp}/latency.db",
     "redis": "redis://127.0.0.1:6379/0?namespace=lat{uid}",
     "postgresql": "postgresql://postgres@127.0.0.1:5432/test?schema=lat{uid}",
+    "nats": "nats://127.0.0.1:4222?stream=lat{uid}",
 }
 STAGES = ("submit", "wake", "reserve", "hand-off")
 
@@ -96,7 +97,11 @@ async def _marks(url: str, ids: list[str]) -> dict[str, list[float]]:
 
 
 async def _drop(broker: Any) -> None:
-    drop = getattr(broker, "drop_schema", None) or getattr(broker, "drop_namespace", None)
+    drop = (
+        getattr(broker, "drop_schema", None)
+        or getattr(broker, "drop_namespace", None)
+        or getattr(broker, "drop_stream", None)
+    )
     if drop is not None:
         await drop()
 

@@ -9,11 +9,13 @@ from typing import Any, Literal, TypeVar, get_type_hints
 import msgspec
 
 from taskengine.errors import ValidationError
+from taskengine.model.progress import MAX_NOTE_CHARS
 from taskengine.model.task import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_QUEUE,
     DEFAULT_TIMEOUT,
     Priority,
+    check_keep_result,
     validate_name,
 )
 
@@ -41,9 +43,11 @@ class TaskContext:
     member's, in order)."""
 
     __slots__ = (
+        "_report",
         "attempt",
         "parent_results",
         "progress_done",
+        "progress_note",
         "progress_total",
         "task_id",
         "worker_id",
@@ -54,6 +58,7 @@ class TaskContext:
         task_id: str,
         attempt: int,
         worker_id: str,
+        report: Callable[[int, int, str | None], None] | None = None,
         parent_results: list[Any] | None = None,
     ) -> None:
         self.task_id = task_id
@@ -62,11 +67,34 @@ class TaskContext:
         self.parent_results: list[Any] = parent_results or []
         self.progress_done = 0
         self.progress_total = 0
+        self.progress_note: str | None = None
+        self._report = report
 
-    def progress(self, done: int, total: int) -> None:
-        """Report progress (shown with the worker's current task)."""
+    def progress(self, done: int, total: int = 0, note: str | None = None) -> None:
+        """Report that `done` of `total` units are done (total 0: unknown), with a short note.
+
+        Cheap and safe from any thread: the engine writes the latest report through the
+        broker at most once a second (the task's `progress`); a note past 200 characters is
+        cut. Raises ValidationError for negative or non-integer counts.
+        """
+        done, total, note = check_progress(done, total, note)
         self.progress_done = done
         self.progress_total = total
+        self.progress_note = note
+        if self._report is not None:
+            self._report(done, total, note)
+
+
+def check_progress(done: Any, total: Any, note: Any) -> tuple[int, int, str | None]:
+    """The counts and note of a progress report, validated (the note cut to 200 characters)."""
+    for name, value in (("done", done), ("total", total)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValidationError(f"progress {name} must be a non-negative integer, got {value!r}")
+    if note is not None and not isinstance(note, str):
+        raise ValidationError(f"progress note must be a string, got {type(note).__name__}")
+    if note is not None:
+        note = note[:MAX_NOTE_CHARS].encode("utf-8", "backslashreplace").decode("utf-8")
+    return done, total, note
 
 
 class TaskSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -82,10 +110,20 @@ class TaskSpec(msgspec.Struct, frozen=True, kw_only=True):
     payload_type: Any = None  # a msgspec-convertible type, or None for any JSON
     wants_context: bool = False
     retryable: bool = True
+    # Seconds a succeeded task's record is kept: None = the global retention, 0 = deleted when
+    # it settles (model.task.Task.keep_result).
+    keep_result: float | None = None
     # False: failures do not count against the runner's per-type circuit breaker, for a type
     # that keeps finer breakers of its own (io.http, per host), so one bad target cannot stall
     # every task of the type.
     breaker: bool = True
+
+    def check(self, payload: Any) -> None:
+        """Raise InvalidPayload unless the payload converts to the declared type; a payload
+        already of a bare declared type (`dict`, `list`, `str`...) costs one type check."""
+        if self.payload_type is None or type(payload) is self.payload_type:
+            return
+        self.convert(payload)
 
     def convert(self, payload: Any) -> Any:
         """Return the payload as the handler's declared type; raise InvalidPayload if it is not."""
@@ -114,20 +152,22 @@ class Registry:
         executor: ExecutorKind | None = None,
         retryable: bool = True,
         breaker: bool = True,
+        keep_result: float | None = None,
     ) -> Callable[[F], F]:
         """Register the decorated function as task type `name` (default: module.function).
 
         Coroutine functions run on the event loop, plain functions in the thread pool unless
         `executor="process"` (which needs a module-level function). A first parameter
         annotated with a msgspec Struct, dataclass or TypedDict validates payloads at submit.
-        `breaker=False` keeps the type's failures off its circuit breaker (see TaskSpec).
+        `breaker=False` keeps the type's failures off its circuit breaker (see TaskSpec);
+        `keep_result` says how long a succeeded task's record is kept (0: not at all).
         """
 
         def decorate(fn: F) -> F:
             self.register(
                 build_spec(
                     fn,
-                    name=name or f"{fn.__module__}.{fn.__qualname__}",
+                    name=task_name(fn, name),
                     timeout=timeout,
                     max_attempts=max_attempts,
                     queue=queue,
@@ -135,6 +175,7 @@ class Registry:
                     executor=executor,
                     retryable=retryable,
                     breaker=breaker,
+                    keep_result=keep_result,
                 )
             )
             return fn
@@ -183,6 +224,7 @@ def build_spec(
     executor: ExecutorKind | None = None,
     retryable: bool = True,
     breaker: bool = True,
+    keep_result: float | None = None,
 ) -> TaskSpec:
     """Inspect `fn` and build its validated TaskSpec."""
     validate_name("task type", name)
@@ -197,17 +239,15 @@ def build_spec(
             f"{name}: executor {executor!r} needs {'an async' if executor == 'async' else 'a sync'}"
             " function"
         )
+    check_keep_result(keep_result)
     if not timeout > 0 or max_attempts < 1:
         raise ValidationError(f"{name}: timeout must be > 0 and max_attempts >= 1")
     params = list(inspect.signature(fn).parameters.values())
     if not 1 <= len(params) <= 2:
         raise ValidationError(f"{name}: a handler takes (payload) or (payload, ctx)")
     wants_context = len(params) == 2
-    if executor == "process":
-        if wants_context:
-            raise ValidationError(f"{name}: process handlers take only (payload)")
-        if "<locals>" in fn.__qualname__:
-            raise ValidationError(f"{name}: process handlers must be module-level functions")
+    if executor == "process" and "<locals>" in fn.__qualname__:
+        raise ValidationError(f"{name}: process handlers must be module-level functions")
     return TaskSpec(
         name=name,
         fn=fn,
@@ -220,7 +260,13 @@ def build_spec(
         wants_context=wants_context,
         retryable=retryable,
         breaker=breaker,
+        keep_result=keep_result,
     )
+
+
+def task_name(fn: Callable[..., Any], name: str | None = None) -> str:
+    """The task type name of `fn`: `name` if given, else its module.qualname."""
+    return name or f"{fn.__module__}.{fn.__qualname__}"
 
 
 def _payload_type(fn: Callable[..., Any], param: str) -> Any:

@@ -21,6 +21,8 @@ class TaskRequest(msgspec.Struct, frozen=True, kw_only=True):
     timeout: float | None = None
     max_attempts: int | None = None
     idempotency_key: str | None = None
+    # seconds a succeeded task's record is kept (0: deleted when it settles); None: the type's
+    keep_result: float | None = None
     # Tasks that must succeed first (model.deps): it waits `blocked` until then.
     depends_on: list[str] | None = None
     # A parent ending dead or cancelled: "cancel" this task, or "run" it anyway.

@@ -43,11 +43,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     broker_url: str = DEFAULT_BROKER_URL
     """where tasks are stored: `memory://`, `sqlite:///path.db` (`?synchronous=NORMAL` trades
     durability for speed), `redis://host:6379/0` (`?namespace=`), `postgresql://user@host/db`
-    (`?schema=`, `?pool_size=`, `?migrate=false`); also `TASKENGINE_BROKER`"""
+    (`?schema=`, `?pool_size=`, `?migrate=false`), `nats://host:4222` (`?stream=`, `?replicas=`);
+    also `TASKENGINE_BROKER`"""
     max_depth: int = DEFAULT_MAX_DEPTH
     """queued tasks before submissions are refused (`queue_full`, HTTP 429, exit 3)"""
     broker_timeout: float = DEFAULT_TIMEOUT
-    """seconds each Redis or PostgreSQL call may take before it counts as a broker failure"""
+    """seconds each Redis, PostgreSQL or NATS call may take before it counts as a broker failure"""
     # worker pool
     workers: int = 5
     """worker coroutines per engine process: tasks run at once (`worker -c`)"""

@@ -7,8 +7,9 @@ enqueues them all in one batch. A step receives its parents' results through its
 (`ctx.parent_results`, in `depends_on` order): a chain step gets the previous step's, a chord
 callback every member's, in the group's order.
 
-`Signature` is the one-task step: a `TaskRequest` (`signature(type, payload, **options)`
-builds one); the typed handles' `handle.signature(...)` can return the same.
+A one-task step is a `TaskRequest` or a `Signature` (taskengine.handles): what
+`signature(type, payload, **options)` and a typed handle's `handle.signature(...)` build; a
+signature becomes its request when the workflow compiles.
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from typing import Any, Literal
 import msgspec
 
 from taskengine.errors import InvalidWorkflow
+from taskengine.handles import Signature
 from taskengine.model import TaskRecord, TaskState
 from taskengine.model.deps import MAX_PARENTS
 from taskengine.request import TaskRequest
 
-Signature = TaskRequest
 MAX_NODES = 20_000  # nodes of one workflow: one enqueue batch
 # Dependencies of one workflow: every edge is stored, and released one by one. A chain of two
 # groups of m and n tasks has m * n; measured: a chain of 100 groups of 100 (990,000 edges)
@@ -32,9 +33,16 @@ MAX_NODES = 20_000  # nodes of one workflow: one enqueue batch
 MAX_EDGES = 100_000
 
 
-def signature(type: str, payload: Any = None, **options: Any) -> TaskRequest:
+def signature(type: str, payload: Any = None, **options: Any) -> Signature[Any]:
     """One step of a workflow: a task of `type` with `payload` and submit options."""
-    return TaskRequest(type=type, payload=payload, **options)
+    sig: Signature[Any] = Signature(type=type, payload=payload, options=options)
+    sig.request()  # an unknown option fails here, where the step is written
+    return sig
+
+
+def request_of(step: TaskRequest | Signature[Any]) -> TaskRequest:
+    """The request a one-task step stands for."""
+    return step if isinstance(step, TaskRequest) else step.request()
 
 
 class Node(msgspec.Struct, frozen=True, kw_only=True):
@@ -42,7 +50,7 @@ class Node(msgspec.Struct, frozen=True, kw_only=True):
     after (their results arrive in its context in this order)."""
 
     name: str
-    task: TaskRequest
+    task: TaskRequest | Signature[Any]
     after: list[str] = msgspec.field(default_factory=list)
     on_parent_failure: str = "cancel"
 
@@ -54,7 +62,7 @@ class Canvas(msgspec.Struct, frozen=True):
     steps: tuple[Step, ...]
 
 
-Step = TaskRequest | Canvas
+Step = TaskRequest | Signature[Any] | Canvas
 
 
 def chain(*steps: Step) -> Canvas:
@@ -80,18 +88,23 @@ def chord(header: Canvas | Iterable[Step], callback: Step) -> Canvas:
 
 def nodes_of(flow: Step | Sequence[Node]) -> list[Node]:
     """The DAG a canvas (or a one-task step) compiles to, or a list of nodes as given."""
-    if isinstance(flow, TaskRequest | Canvas):
+    if isinstance(flow, TaskRequest | Signature | Canvas):
         nodes: list[Node] = []
         _walk(flow, [], nodes)
         return nodes
-    return list(flow)
+    return [
+        node
+        if isinstance(node.task, TaskRequest)
+        else msgspec.structs.replace(node, task=node.task.request())
+        for node in flow
+    ]
 
 
 def _walk(step: Step, after: list[str], nodes: list[Node]) -> list[str]:
     """Append the nodes of `step` (each after `after`); return the names it ends with."""
-    if isinstance(step, TaskRequest):
+    if isinstance(step, TaskRequest | Signature):
         name = str(len(nodes))
-        nodes.append(Node(name=name, task=step, after=after))
+        nodes.append(Node(name=name, task=request_of(step), after=after))
         return [name]
     if step.kind == "chain":
         ends = after

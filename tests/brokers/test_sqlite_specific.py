@@ -16,7 +16,7 @@ from taskengine.brokers.sqlite import SqliteBroker
 from taskengine.brokers.sqlite import connection as sqlite_broker
 from taskengine.brokers.sqlite.schema import SCHEMA_VERSION
 from taskengine.errors import BrokerUnavailable, ConfigurationError, QueueFull, ValidationError
-from taskengine.model import OutcomeKind, Task, TaskState, new_task
+from taskengine.model import OutcomeKind, Progress, ProgressReport, Task, TaskState, new_task
 from tests.brokers.support import T0, outcome
 
 
@@ -91,7 +91,10 @@ async def test_a_version_1_store_is_upgraded_and_keeps_its_tasks(db: str) -> Non
     await old.enqueue([task], T0)
     await old.close()
     with sqlite3.connect(db) as conn:  # the store as a version 1 build left it
-        _drop_version_3(conn)
+        _drop_version_5(conn)
+        conn.execute("ALTER TABLE tasks DROP COLUMN progress")
+        conn.execute("DROP INDEX tasks_kept")
+        conn.execute("ALTER TABLE tasks DROP COLUMN keep_result")
         conn.execute("ALTER TABLE tasks DROP COLUMN trace")
         conn.execute("PRAGMA user_version = 1")
 
@@ -107,38 +110,96 @@ async def test_a_version_1_store_is_upgraded_and_keeps_its_tasks(db: str) -> Non
     finally:
         await broker.close()
     with sqlite3.connect(db) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
 
 
-def _drop_version_3(conn: sqlite3.Connection) -> None:
-    """Take out what schema version 3 added (dependencies, ADR 0037)."""
-    conn.execute("DROP INDEX tasks_workflow")
-    conn.execute("DROP TABLE waits")
-    for column in ("depends_on", "on_parent_failure", "workflow", "waiting"):
-        conn.execute(f"ALTER TABLE tasks DROP COLUMN {column}")
-
-
-async def test_a_version_2_store_is_upgraded_and_takes_dependencies(db: str) -> None:
+async def test_a_version_2_store_is_upgraded_to_keep_results_per_task(db: str) -> None:
     old = SqliteBroker(db)
     await old.start()
     [task] = make_tasks(1)
     await old.enqueue([task], T0)
     await old.close()
     with sqlite3.connect(db) as conn:  # the store as a version 2 build left it
-        _drop_version_3(conn)
+        _drop_version_5(conn)
+        conn.execute("ALTER TABLE tasks DROP COLUMN progress")
+        conn.execute("DROP INDEX tasks_kept")
+        conn.execute("ALTER TABLE tasks DROP COLUMN keep_result")
         conn.execute("PRAGMA user_version = 2")
 
     broker = SqliteBroker(db)
     await broker.start()
     try:
         [record] = await broker.get([task.id])
+        assert record is not None and record.keep_result is None  # the global retention
+        kept = new_task("demo.echo", now=T0, keep_result=60)
+        await broker.enqueue([kept], T0)
+        [stored] = await broker.get([kept.id])
+        assert stored is not None and stored.keep_result == 60.0
+    finally:
+        await broker.close()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+async def test_a_version_3_store_is_upgraded_and_takes_progress(db: str) -> None:
+    old = SqliteBroker(db)
+    await old.start()
+    [task] = make_tasks(1)
+    await old.enqueue([task], T0)
+    await old.close()
+    with sqlite3.connect(db) as conn:  # the store as a version 3 build left it
+        _drop_version_5(conn)
+        conn.execute("ALTER TABLE tasks DROP COLUMN progress")
+        conn.execute("PRAGMA user_version = 3")
+
+    broker = SqliteBroker(db)
+    await broker.start()
+    try:
+        [lease] = await broker.reserve("w", 1, 30.0, T0)
+        report = ProgressReport(
+            task_id=task.id, token=lease.token, progress=Progress(done=1, total=2, at=T0)
+        )
+        assert await broker.record_progress([report], T0) == [True]
+        [record] = await broker.get([task.id])
+        assert record is not None and record.progress == report.progress
+    finally:
+        await broker.close()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+
+
+def _drop_version_5(conn: sqlite3.Connection) -> None:
+    """Take out what schema version 5 added (dependencies, ADR 0037), last column first."""
+    conn.execute("DROP INDEX tasks_workflow")
+    conn.execute("DROP TABLE waits")
+    for column in ("waiting", "workflow", "on_parent_failure", "depends_on"):
+        conn.execute(f"ALTER TABLE tasks DROP COLUMN {column}")
+
+
+async def test_a_version_4_store_is_upgraded_and_takes_dependencies(db: str) -> None:
+    old = SqliteBroker(db)
+    await old.start()
+    [task] = make_tasks(1)
+    await old.enqueue([task], T0)
+    await old.close()
+    with sqlite3.connect(db) as conn:  # the store as a version 4 build left it
+        _drop_version_5(conn)
+        conn.execute("PRAGMA user_version = 4")
+
+    broker = SqliteBroker(db)
+    await broker.start()
+    try:
+        [record] = await broker.get([task.id])
         assert record is not None and record.depends_on == () and record.waiting == 0
-        child = new_task("demo.echo", now=T0, depends_on=[task.id])
+        child = new_task("demo.echo", now=T0, depends_on=[task.id], keep_result=60)
         await broker.enqueue([child], T0)
         [stored] = await broker.get([child.id])
         assert stored is not None and stored.state is TaskState.BLOCKED
+        assert stored.depends_on == (task.id,) and stored.keep_result == 60.0
     finally:
         await broker.close()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
 
 
 async def test_concurrent_writes_share_one_commit(broker: SqliteBroker) -> None:

@@ -6,6 +6,7 @@ import pytest
 
 from taskengine.errors import InvalidWorkflow
 from taskengine.model import TaskRecord, TaskState
+from taskengine.request import TaskRequest
 from taskengine.workflows import (
     Node,
     chain,
@@ -108,3 +109,15 @@ def test_records_are_ordered_parents_first_and_summed_up_in_one_word() -> None:
     )
     assert workflow_state([_record("1", TaskState.CANCELLED)]) == "cancelled"
     assert workflow_state([_record("1", TaskState.SUCCEEDED)]) == "succeeded"
+
+
+def test_a_typed_handles_signature_is_a_workflow_step() -> None:
+    from taskengine.handles import Signature
+
+    typed = Signature(type="b", payload={"n": 1}, options={"priority": "high"})
+    flow = chord([signature("a"), typed], Signature(type="cb", payload=None))
+    nodes = nodes_of(flow)
+    assert _shape(nodes) == [("0", "a", []), ("1", "b", []), ("2", "cb", ["0", "1"])]
+    request = nodes[1].task
+    assert isinstance(request, TaskRequest)
+    assert request.priority == "high"

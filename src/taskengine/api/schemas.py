@@ -10,7 +10,13 @@ from taskengine.api.times import parse_date_time
 from taskengine.errors import ValidationError
 from taskengine.model.deps import MAX_PARENTS
 from taskengine.model.ids import TASK_ID_PATTERN
-from taskengine.model.task import LATEST_RUN_AT, MAX_ATTEMPTS_LIMIT, MAX_DELAY, MAX_TIMEOUT
+from taskengine.model.task import (
+    LATEST_RUN_AT,
+    MAX_ATTEMPTS_LIMIT,
+    MAX_DELAY,
+    MAX_KEEP_RESULT,
+    MAX_TIMEOUT,
+)
 from taskengine.views import (  # the response views, shared with the CLI's --json (re-exported)
     AttemptView,
     CancelView,
@@ -80,6 +86,7 @@ DateTime = Annotated[str, msgspec.Meta(extra_json_schema={"format": "date-time"}
 EpochSeconds = Annotated[float, msgspec.Meta(ge=0, le=LATEST_RUN_AT)]
 Attempts = Annotated[int, msgspec.Meta(ge=1, le=MAX_ATTEMPTS_LIMIT)]
 Key = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+Retention = Annotated[float, msgspec.Meta(ge=0, le=MAX_KEEP_RESULT)]
 MAX_BATCH = 1000
 TaskId = Annotated[str, msgspec.Meta(pattern=TASK_ID_PATTERN)]
 ParentFailureName = Literal["cancel", "run"]
@@ -98,6 +105,7 @@ class SubmitTask(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     timeout: Seconds | None = None
     max_attempts: Attempts | None = None
     idempotency_key: Key | None = None
+    keep_result: Retention | None = None
     depends_on: Annotated[list[TaskId], msgspec.Meta(max_length=MAX_PARENTS)] | None = None
     on_parent_failure: ParentFailureName = "cancel"
 

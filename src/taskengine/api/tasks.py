@@ -172,6 +172,7 @@ def request_of(item: SubmitTask) -> TaskRequest:
         timeout=item.timeout,
         max_attempts=item.max_attempts,
         idempotency_key=item.idempotency_key,
+        keep_result=item.keep_result,
         depends_on=item.depends_on,
         on_parent_failure=item.on_parent_failure,
     )

@@ -35,7 +35,16 @@ from typing import Protocol
 import msgspec
 
 from taskengine.errors import ValidationError
-from taskengine.model import Lease, LeaseStatus, Outcome, Priority, Task, TaskRecord, TaskState
+from taskengine.model import (
+    Lease,
+    LeaseStatus,
+    Outcome,
+    Priority,
+    ProgressReport,
+    Task,
+    TaskRecord,
+    TaskState,
+)
 from taskengine.model.worker import WorkerInfo
 
 DEFAULT_MAX_DEPTH = 1_000_000
@@ -156,7 +165,21 @@ class Broker(Protocol):
     async def settle(self, outcomes: Sequence[Outcome], now: float) -> list[bool]:
         """Apply a mixed batch of outcomes; each is applied only if its token is current
         (True) and refused otherwise (False), independently of the others. A task that ends
-        releases or cancels its dependents in the same atomic step (module docstring)."""
+        releases or cancels its dependents in the same atomic step (module docstring).
+
+        Result retention (ADR 0035): a task stored with `keep_result == 0` that settles as
+        succeeded is deleted by this settle, record, history and idempotency key together, as
+        `purge` would (its dependents released first); any other outcome of it is applied as
+        usual."""
+        ...
+
+    async def record_progress(self, reports: Sequence[ProgressReport], now: float) -> list[bool]:
+        """Store each report's `progress` on its task's record (replacing the one before) if
+        its token is the task's current lease (True); drop it otherwise (False: settled,
+        requeued, re-leased, unknown), independently of the others. Nothing else changes
+        (not `updated_at`); settle keeps the last progress stored. The engine sends one call
+        per flush for all its tasks (at most one report per task a second); a broker writes
+        them in one round trip. A translation of `extend`'s fencing: same check, one field."""
         ...
 
     async def requeue_expired(self, now: float, limit: int) -> list[str]:
@@ -195,7 +218,14 @@ class BrokerAdmin(Protocol):
         ...
 
     async def purge(self, states: Sequence[TaskState], finished_before: float, limit: int) -> int:
-        """Delete up to `limit` tasks in terminal `states` that finished before the time."""
+        """Delete up to `limit` tasks in terminal `states` that finished before the time, the
+        earliest first. A succeeded task with a `keep_result` of its own is left to
+        `purge_kept`."""
+        ...
+
+    async def purge_kept(self, now: float, limit: int) -> int:
+        """Delete up to `limit` succeeded tasks whose own `keep_result` ran out before `now`
+        (finished_at + keep_result < now), the earliest expiry first (ADR 0035)."""
         ...
 
     async def pause(self, queues: Sequence[str]) -> None:

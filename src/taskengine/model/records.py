@@ -57,13 +57,18 @@ def honour_cancel(outcome: Outcome, now: float) -> Outcome | None:
         error=error,
     )
     return Outcome(
-        kind=OutcomeKind.CANCELLED, task_id=outcome.task_id, token=outcome.token, result=result
+        kind=OutcomeKind.CANCELLED,
+        task_id=outcome.task_id,
+        token=outcome.token,
+        result=result,
+        traceback=outcome.traceback,
     )
 
 
 def outcome_line(outcome: Outcome, attempt: int = 0) -> AttemptRecord | None:
-    """The history line an applied outcome leaves (None: it leaves none). A broker that only
-    learns the attempt number in its store builds it with 0 and sets the number there."""
+    """The history line an applied outcome leaves (None: it leaves none), with the failed
+    run's traceback. A broker that only learns the attempt number in its store builds it with
+    0 and sets the number there."""
     result = outcome.result
     if outcome.kind not in NEEDS_RESULT or result is None:
         return None
@@ -74,6 +79,7 @@ def outcome_line(outcome: Outcome, attempt: int = 0) -> AttemptRecord | None:
         finished_at=result.completed_at,
         duration=result.duration,
         error=result.error,
+        traceback=outcome.traceback,
     )
 
 
@@ -137,6 +143,22 @@ def expire(
     return Expiry(TaskState.DEAD, line, result)
 
 
+def deleted_at_settle(state: TaskState, keep_result: float | None) -> bool:
+    """Whether a task settling into `state` is deleted by the settle (keep_result 0 and
+    succeeded: nobody reads its record). Dead and cancelled tasks are always kept."""
+    return state is TaskState.SUCCEEDED and keep_result == 0
+
+
+def kept_until(
+    state: TaskState, finished_at: float | None, keep_result: float | None
+) -> float | None:
+    """When `purge_kept` deletes a finished task with its own retention; None: the global
+    retention (`purge`) applies to it."""
+    if state is not TaskState.SUCCEEDED or keep_result is None or finished_at is None:
+        return None
+    return finished_at + keep_result
+
+
 def as_received(task: Task, now: float) -> Task:
     """The task as a broker whose clock says `now` records it at enqueue: created no later
     than now, and if it was to run at once (run_at not after its creation), due no later
@@ -156,8 +178,10 @@ __all__ = [
     "Expiry",
     "as_received",
     "cancelled_result",
+    "deleted_at_settle",
     "expire",
     "expiry_error",
     "honour_cancel",
+    "kept_until",
     "outcome_line",
 ]

@@ -12,6 +12,7 @@ import msgspec
 from taskengine.errors import ValidationError
 from taskengine.model.deps import check_parents
 from taskengine.model.ids import is_task_id, new_id
+from taskengine.model.progress import Progress
 from taskengine.model.result import AttemptRecord, TaskResult
 from taskengine.model.state import TaskState
 
@@ -22,6 +23,7 @@ MAX_TIMEOUT = 7 * 24 * 3600.0
 MAX_DELAY = 366 * 24 * 3600.0
 LATEST_RUN_AT = 253_402_300_799.0  # 9999-12-31T23:59:59Z, the last time a datetime can show
 MAX_ATTEMPTS_LIMIT = 1000
+MAX_KEEP_RESULT = 366 * 24 * 3600.0
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}")  # whole name: fullmatch
 _VALID_NAMES: set[str] = set()  # names already checked, up to _VALID_NAMES_KEPT of them
 _VALID_NAMES_KEPT = 10_000
@@ -68,6 +70,10 @@ class Task(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     idempotency_key: str | None = None
     # The W3C traceparent of the span that submitted the task (taskengine.tracing), or None.
     trace: str | None = None
+    # Seconds the record of this task is kept once it succeeded: None = the global retention
+    # (finished_ttl), 0 = deleted by the settle itself, > 0 = purged at finished_at + this.
+    # Dead and cancelled tasks keep the global retention (the dead letters stay replayable).
+    keep_result: float | None = None
     # The tasks that must succeed before this one is queued (model.deps); it waits `blocked`.
     depends_on: tuple[str, ...] = ()
     # What a parent ending dead or cancelled does to it: "cancel" it, or "run" it anyway.
@@ -89,6 +95,8 @@ class TaskRecord(Task, frozen=True, kw_only=True, gc=False):
     waiting: int = 0  # parents not yet settled, while blocked
     result: TaskResult | None = None
     history: list[AttemptRecord] = msgspec.field(default_factory=list)
+    # The last progress a run reported (Broker.progress); kept when the task settles.
+    progress: Progress | None = None
 
 
 def validate_name(kind: str, value: str) -> str:
@@ -118,6 +126,7 @@ def new_task(
     idempotency_key: str | None = None,
     task_id: str | None = None,
     trace: str | None = None,
+    keep_result: float | None = None,
     depends_on: Sequence[str] = (),
     on_parent_failure: str = "cancel",
     workflow: str | None = None,
@@ -145,6 +154,7 @@ def new_task(
         raise ValidationError(f"max_attempts must be between 1 and {MAX_ATTEMPTS_LIMIT}")
     if idempotency_key is not None and not 0 < len(idempotency_key) <= 256:
         raise ValidationError("idempotency_key must be 1-256 characters")
+    check_keep_result(keep_result)
     task_id = task_id or new_id(now)
     parents = check_parents(task_id, depends_on, on_parent_failure)
     for parent in parents:
@@ -164,10 +174,23 @@ def new_task(
         max_attempts=max_attempts,
         idempotency_key=idempotency_key,
         trace=trace,
+        keep_result=None if keep_result is None else float(keep_result),
         depends_on=parents,
         on_parent_failure=on_parent_failure,
         workflow=workflow,
     )
+
+
+def check_keep_result(keep_result: float | None) -> None:
+    """Raise ValidationError unless `keep_result` is None or 0 to MAX_KEEP_RESULT seconds."""
+    if keep_result is None:
+        return
+    if isinstance(keep_result, bool) or not isinstance(keep_result, int | float):
+        raise ValidationError(f"keep_result {keep_result!r} must be a number of seconds")
+    if not 0 <= keep_result <= MAX_KEEP_RESULT:
+        raise ValidationError(
+            f"keep_result {keep_result!r} must be between 0 and {MAX_KEEP_RESULT:.0f} s"
+        )
 
 
 def queued_record(task: Task, now: float) -> TaskRecord:

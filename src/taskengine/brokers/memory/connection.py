@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import secrets
 
 from msgspec.structs import replace
 
 from taskengine.brokers.base import DEFAULT_MAX_DEPTH, Capabilities, check_limit
 from taskengine.brokers.memory import codec
 from taskengine.brokers.memory.queries import Heap
+from taskengine.brokers.waiting import wait_event
 from taskengine.model import TaskRecord, TaskState
 from taskengine.model.deps import gate, releases
 from taskengine.model.priority import due_at, order_key
@@ -54,16 +56,24 @@ class MemoryConnection:
     async def close(self) -> None:
         """Nothing to flush."""
 
+    def _forget(self, task_id: str) -> None:
+        """Delete a finished task's record and free its idempotency key."""
+        self._waits.pop(task_id, None)
+        record = self._records.pop(task_id, None)
+        key = None if record is None else record.idempotency_key
+        if key is not None and self._by_key.get(key) == task_id:
+            del self._by_key[key]
+
     async def wait_for_work(self, timeout: float) -> None:
         """Return as soon as something is enqueued or requeued, or after `timeout`."""
-        if not self._work.is_set():
-            try:
-                await asyncio.wait_for(self._work.wait(), timeout)
-            except TimeoutError:
-                return
-        self._work.clear()
+        if await wait_event(self._work, timeout):
+            self._work.clear()
 
     # -- storage ----------------------------------------------------------------------------
+
+    def _token_base(self) -> str:
+        """The prefix of the tokens one `reserve` call hands out: unique, not secret."""
+        return secrets.token_hex(8)  # one draw per call; NATS replicas draw it from the log
 
     def _held(self, task_id: str, token: str) -> TaskRecord | None:
         """The running record `token` leases, or None if the lease is not current."""

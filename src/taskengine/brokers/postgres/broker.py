@@ -25,13 +25,23 @@ from taskengine.brokers.postgres.admin import PostgresAdmin
 from taskengine.brokers.postgres.codec import (
     HEADS,
     expiry_arrays,
+    progress_arrays,
     record_from_row,
     settle_arrays,
     task_arrays,
 )
 from taskengine.brokers.postgres.schema import lock_key
 from taskengine.errors import QueueFull
-from taskengine.model import TERMINAL_STATES, Lease, LeaseStatus, Outcome, Priority, Task, TaskState
+from taskengine.model import (
+    TERMINAL_STATES,
+    Lease,
+    LeaseStatus,
+    Outcome,
+    Priority,
+    ProgressReport,
+    Task,
+    TaskState,
+)
 from taskengine.model.priority import order_key
 from taskengine.model.records import as_received
 
@@ -164,13 +174,26 @@ class PostgresBroker(PostgresAdmin):
                 statuses.append(LeaseStatus.CANCEL_REQUESTED if held[pair] else LeaseStatus.HELD)
         return statuses
 
+    async def record_progress(self, reports: Sequence[ProgressReport], now: float) -> list[bool]:
+        """Store each report's progress if its token is current (aligned bools; of two
+        reports of one lease in a batch, the later is stored).
+
+        One round trip; atomic; a refused report changes nothing.
+        """
+        self._live()
+        if not reports:
+            return []
+        rows = await self._fetch(q.PROGRESS, *progress_arrays(reports))
+        stored = {(row["id"], row["lease_token"]) for row in rows}
+        return [(r.task_id, r.token) in stored for r in reports]
+
     async def settle(self, outcomes: Sequence[Outcome], now: float) -> list[bool]:
         """Apply a mixed batch of outcomes, each only if its token is current (aligned bools).
 
         One round trip; atomic. A refused outcome (False) changes nothing; a second outcome
         for the same lease in the batch is refused. A retry, snooze or release of a task with a
         cancel request cancels it (model.records). A task that becomes queued wakes
-        waiters on commit (NOTIFY).
+        waiters on commit (NOTIFY). A success of a task with keep_result 0 deletes it.
         """
         self._live()
         if not outcomes:

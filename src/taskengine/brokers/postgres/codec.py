@@ -17,6 +17,8 @@ from taskengine.model import (
     AttemptRecord,
     Outcome,
     Priority,
+    Progress,
+    ProgressReport,
     Task,
     TaskRecord,
     TaskResult,
@@ -64,6 +66,8 @@ RECORD_COLUMNS = ", ".join(
         "on_parent_failure",
         "workflow",
         "waiting",
+        "keep_result",
+        "progress",
     )
 )
 # HEAD_START by priority, 1-based as SQL arrays are: SQL reads it at index `priority + 1`.
@@ -73,6 +77,7 @@ _payload = msgspec.msgpack.Decoder()
 _result = msgspec.msgpack.Decoder(TaskResult)
 _line = msgspec.msgpack.Decoder(AttemptRecord)
 _worker = msgspec.msgpack.Decoder(WorkerInfo)
+_progress = msgspec.msgpack.Decoder(Progress)
 
 
 class Row(Protocol):
@@ -82,8 +87,8 @@ class Row(Protocol):
 
 
 def task_arrays(tasks: Sequence[Task], gates: Sequence[Gated] | None = None) -> list[list[Any]]:
-    """The twenty aligned arrays of queries.INSERT_TASKS; `gates` (default: every task
-    queued) say where tasks with parents start (model.deps.gate)."""
+    """The twenty aligned arrays of queries.INSERT_TASKS ($1-$13, then $15-$21); `gates`
+    (default: every task queued) say where tasks with parents start (model.deps.gate)."""
     if gates is None:
         gates = [_QUEUED] * len(tasks)
     return [
@@ -106,6 +111,7 @@ def task_arrays(tasks: Sequence[Task], gates: Sequence[Gated] | None = None) -> 
         [t.workflow for t in tasks],
         [g.waiting for g in gates],
         [None if g.result is None else pack(g.result) for g in gates],
+        [None if t.keep_result is None else float(t.keep_result) for t in tasks],
     ]
 
 
@@ -205,7 +211,19 @@ def record_from_row(row: Row) -> TaskRecord:
         on_parent_failure=row["on_parent_failure"] or "cancel",
         workflow=row["workflow"],
         waiting=row["waiting"],
+        keep_result=row["keep_result"],
+        progress=None if row["progress"] is None else _progress.decode(row["progress"]),
     )
+
+
+def progress_arrays(reports: Sequence[ProgressReport]) -> list[list[Any]]:
+    """The aligned arrays of queries.PROGRESS; a later report of the same lease wins."""
+    latest = {(r.task_id, r.token): r for r in reports}
+    return [
+        [r.task_id for r in latest.values()],
+        [r.token for r in latest.values()],
+        [pack(r.progress) for r in latest.values()],
+    ]
 
 
 def worker_arrays(workers: Sequence[WorkerInfo]) -> list[list[Any]]:

@@ -31,7 +31,7 @@ CROSS JOIN (
 ) keyed
 """
 
-# Inputs: $1..$13, $15..$20 aligned arrays (codec.task_arrays), $14 now. Output: none.
+# Inputs: $1..$13, $15..$21 aligned arrays (codec.task_arrays), $14 now. Output: none.
 # Invariant: the caller checked every id and key is free (under LOCK_ENQUEUE); the state is
 # queued, or blocked / cancelled (with its result) as model.deps.gate decided.
 # The parents' depends_on travel as one text per task (a Postgres array of arrays must be
@@ -39,19 +39,20 @@ CROSS JOIN (
 INSERT_TASKS = """
 INSERT INTO {s}.tasks (id, type, payload, priority, queue, created_at, run_at, order_key,
                        timeout, max_attempts, attempt, idempotency_key, trace, state,
-                       depends_on, on_parent_failure, workflow, waiting, result, result_attempt,
-                       finished_at, updated_at)
+                       keep_result, depends_on, on_parent_failure, workflow, waiting, result,
+                       result_attempt, finished_at, updated_at)
 SELECT u.id, u.type, u.payload, u.priority, u.queue, u.created_at, u.run_at, u.order_key,
-       u.timeout, u.max_attempts, u.attempt, u.ikey, u.trace, u.state,
+       u.timeout, u.max_attempts, u.attempt, u.ikey, u.trace, u.state, u.keep_result,
        string_to_array(u.deps, ','), u.opf, u.workflow, u.waiting, u.result,
        CASE WHEN u.result IS NULL THEN NULL ELSE u.attempt END,
        CASE WHEN u.state = 'cancelled' THEN $14::float8 END, $14::float8
 FROM unnest($1::text[], $2::text[], $3::bytea[], $4::smallint[], $5::text[], $6::float8[],
             $7::float8[], $8::float8[], $9::float8[], $10::int[], $11::int[], $12::text[],
             $13::text[], $15::text[], $16::text[], $17::text[], $18::text[], $19::int[],
-            $20::bytea[])
+            $20::bytea[], $21::float8[])
     AS u(id, type, payload, priority, queue, created_at, run_at, order_key, timeout,
-         max_attempts, attempt, ikey, trace, state, deps, opf, workflow, waiting, result)
+         max_attempts, attempt, ikey, trace, state, deps, opf, workflow, waiting, result,
+         keep_result)
 """
 
 # -- dependencies (model.deps) -------------------------------------------------------------
@@ -165,6 +166,16 @@ WHERE t.id = l.id AND t.lease_token = l.token AND t.state = 'running'
 RETURNING t.id, t.lease_token, t.cancel_requested
 """
 
+# Inputs: aligned arrays, no (id, token) pair twice: $1 ids, $2 tokens, $3 MessagePack Progress.
+# Output: (id, token) of each report stored.
+# Invariant: only the current holder (token matches, still running) writes its progress.
+PROGRESS = """
+UPDATE {s}.tasks t SET progress = p.progress
+FROM unnest($1::text[], $2::text[], $3::bytea[]) AS p(id, token, progress)
+WHERE t.id = p.id AND t.lease_token = p.token AND t.state = 'running'
+RETURNING t.id, t.lease_token
+"""
+
 # Inputs: aligned arrays, one entry per outcome (no (id, token) pair twice): $1 ids, $2 tokens,
 # $3 new states, $4 refund (the attempt is given back), $5 run_at (NULL: keep), $6 TaskResult
 # (NULL: keep), $7 history line (NULL: none), $10 and $11 the TaskResult and line of the
@@ -174,8 +185,21 @@ RETURNING t.id, t.lease_token, t.cancel_requested
 # their dependents, model.deps). Output: (id, token, state) of each outcome applied.
 # Invariant: fenced by the token, which it clears, so a stale or second settle is refused;
 # result_attempt and the line's attempt are the row's attempt, not the caller's; a task with
-# a cancel request is never queued again.
+# a cancel request is never queued again. A success of a task with keep_result 0 deletes the
+# row instead (`gone`; a success is never replaced by a cancel): the two touch disjoint rows.
 SETTLE = """
+WITH o AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[], $5::float8[],
+                         $6::bytea[], $7::bytea[], $10::bytea[], $11::bytea[])
+        AS o(id, token, state, refund, run_at, result, line, cancel_result, cancel_line)
+),
+gone AS (
+    DELETE FROM {s}.tasks t USING o
+    WHERE t.id = o.id AND t.lease_token = o.token AND t.state = 'running'
+      AND o.state = 'succeeded' AND t.keep_result = 0 AND (NOT t.waited OR $12)
+    RETURNING t.id, o.token, 'succeeded'::text AS state
+),
+settled AS (
 UPDATE {s}.tasks t
 SET state = CASE WHEN t.cancel_requested AND o.cancel_result IS NOT NULL THEN 'cancelled'
                  ELSE o.state END,
@@ -201,11 +225,14 @@ SET state = CASE WHEN t.cancel_requested AND o.cancel_result IS NOT NULL THEN 'c
     finished_at = CASE WHEN t.cancel_requested AND o.cancel_result IS NOT NULL THEN $8
                        WHEN o.state = 'queued' THEN t.finished_at ELSE $8 END,
     updated_at = $8, lease_token = NULL, lease_expires_at = NULL, cancel_requested = false
-FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[], $5::float8[], $6::bytea[],
-            $7::bytea[], $10::bytea[], $11::bytea[])
-    AS o(id, token, state, refund, run_at, result, line, cancel_result, cancel_line)
+FROM o
 WHERE t.id = o.id AND t.lease_token = o.token AND t.state = 'running' AND (NOT t.waited OR $12)
+  AND NOT (o.state = 'succeeded' AND coalesce(t.keep_result, -1) = 0)
 RETURNING t.id, o.token, t.state
+)
+SELECT id, token, state FROM settled
+UNION ALL
+SELECT id, token, state FROM gone
 """
 
 # Inputs: $1 now, $2 limit. Output: (id, lease_token, attempt, worker_id, started_at,
@@ -277,8 +304,25 @@ PURGE = """
 WITH doomed AS (
     SELECT t.id FROM {s}.tasks t
     WHERE t.finished_at < $2 AND t.state = ANY($1::text[])
+      AND (t.state <> 'succeeded' OR t.keep_result IS NULL)
     ORDER BY t.finished_at, t.id
     LIMIT $3
+    FOR UPDATE SKIP LOCKED
+),
+gone AS (DELETE FROM {s}.tasks t USING doomed WHERE t.id = doomed.id RETURNING 1)
+SELECT count(*) FROM gone
+"""
+
+# Inputs: $1 now, $2 limit. Output: how many were deleted.
+# Invariant: only succeeded tasks whose own retention ran out (finished_at + keep_result < $1),
+# the earliest expiry first (tasks_kept); concurrent purges skip each other's rows.
+PURGE_KEPT = """
+WITH doomed AS (
+    SELECT t.id FROM {s}.tasks t
+    WHERE t.state = 'succeeded' AND t.keep_result IS NOT NULL
+      AND t.finished_at + t.keep_result < $1
+    ORDER BY t.finished_at + t.keep_result, t.id
+    LIMIT $2
     FOR UPDATE SKIP LOCKED
 ),
 gone AS (DELETE FROM {s}.tasks t USING doomed WHERE t.id = doomed.id RETURNING 1)

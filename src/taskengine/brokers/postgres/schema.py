@@ -119,7 +119,22 @@ V2 = """
 ALTER TABLE {s}.tasks ADD COLUMN trace text;
 """
 
-# Version 3: dependencies and workflows (model.deps, ADR 0037).
+# Version 3 (ADR 0035): a task's own result retention in seconds (NULL: the global one; 0: a
+# success is deleted by its settle); tasks_kept serves purge_kept, earliest expiry first.
+V3 = """
+ALTER TABLE {s}.tasks ADD COLUMN keep_result double precision;
+CREATE INDEX tasks_kept ON {s}.tasks ((finished_at + keep_result), id)
+    WHERE state = 'succeeded' AND keep_result IS NOT NULL;
+"""
+
+# Version 4: the last progress a run reported (MessagePack model.Progress; NULL: none), written
+# only under the current lease token (ADR 0034). IF NOT EXISTS: it may be renumbered when
+# branches that each added a migration merge, and still run once per schema.
+V4 = """
+ALTER TABLE {s}.tasks ADD COLUMN IF NOT EXISTS progress bytea;
+"""
+
+# Version 5: dependencies and workflows (model.deps, ADR 0037).
 # - state may be 'blocked': waiting = the rows in waits whose child is this task.
 # - waits holds only pending edges (parent -> blocked child); a parent's rows go in the
 #   transaction that ends it.
@@ -127,7 +142,7 @@ ALTER TABLE {s}.tasks ADD COLUMN trace text;
 #   only in a transaction that also releases its dependents (the fast path skips it), and an
 #   enqueue or replay that adds an edge sets it under the parent's row lock, so the two
 #   never miss each other.
-V3 = """
+V5 = """
 ALTER TABLE {s}.tasks DROP CONSTRAINT tasks_state_check;
 ALTER TABLE {s}.tasks ADD CONSTRAINT tasks_state_check
     CHECK (state IN ('blocked', 'queued', 'running', 'succeeded', 'dead', 'cancelled'));
@@ -146,7 +161,7 @@ CREATE TABLE {s}.waits (
 """
 
 # (version, script): append only; a released migration is never edited.
-MIGRATIONS: tuple[tuple[int, str], ...] = ((1, V1), (2, V2), (3, V3))
+MIGRATIONS: tuple[tuple[int, str], ...] = ((1, V1), (2, V2), (3, V3), (4, V4), (5, V5))
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 # Inputs: $1 the advisory lock key. Output: none. Invariant: held until the transaction ends.

@@ -6,7 +6,15 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from taskengine.model import AttemptRecord, Priority, Task, TaskRecord, TaskResult, TaskState
+from taskengine.model import (
+    AttemptRecord,
+    Priority,
+    Progress,
+    Task,
+    TaskRecord,
+    TaskResult,
+    TaskState,
+)
 from taskengine.model.priority import due_at, order_key
 from taskengine.model.serializer import from_json, pack, to_json, unpack
 
@@ -14,10 +22,10 @@ from taskengine.model.serializer import from_json, pack, to_json, unpack
 RECORD_COLUMNS = (
     "id, type, payload, priority, queue, created_at, run_at, timeout, max_attempts, attempt,"
     " idempotency_key, state, updated_at, started_at, finished_at, worker_id,"
-    " lease_expires_at, cancel_requested, result, trace, depends_on, on_parent_failure,"
-    " workflow, waiting"
+    " lease_expires_at, cancel_requested, result, trace, keep_result, progress, depends_on,"
+    " on_parent_failure, workflow, waiting"
 )
-_RECORD_WIDTH = 24
+_RECORD_WIDTH = 26
 
 Row = tuple[Any, ...]
 
@@ -58,12 +66,14 @@ def task_params(
         waiting,
         None if result is None else pack(result),
         None if result is None else now,
+        task.keep_result,
     )
 
 
 def record_from_row(row: Sequence[Any], history: list[AttemptRecord]) -> TaskRecord:
     """Build a TaskRecord from a row selected with RECORD_COLUMNS (extra columns ignored)."""
     result = row[18]
+    progress = row[21]
     return TaskRecord(
         id=row[0],
         type=row[1],
@@ -86,10 +96,12 @@ def record_from_row(row: Sequence[Any], history: list[AttemptRecord]) -> TaskRec
         result=None if result is None else unpack(result, TaskResult),
         history=history,
         trace=row[19],
-        depends_on=() if row[20] is None else tuple(from_json(row[20])),
-        on_parent_failure=row[21] or "cancel",
-        workflow=row[22],
-        waiting=row[23],
+        keep_result=row[20],
+        progress=None if progress is None else unpack(progress, Progress),
+        depends_on=() if row[22] is None else tuple(from_json(row[22])),
+        on_parent_failure=row[23] or "cancel",
+        workflow=row[24],
+        waiting=row[25],
     )
 
 

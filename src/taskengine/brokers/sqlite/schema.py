@@ -6,7 +6,7 @@ import sqlite3
 
 from taskengine.errors import ConfigurationError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 5
 SYNCHRONOUS_MODES = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
 
 # Inputs: none. Output: the tables below (idempotent: every statement is IF NOT EXISTS).
@@ -21,10 +21,13 @@ SYNCHRONOUS_MODES = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
 # - finished_at is set exactly while the state is terminal (succeeded, dead, cancelled).
 # - no (state, id) index: it cost a third of enqueue throughput. list_tasks walks the primary
 #   key newest first; the dead-letter listing alone has its own small index (tasks_dead).
+# - progress (msgpack model.Progress or NULL) changes only under the current lease token.
 # - depends_on (JSON array or NULL), on_parent_failure (NULL: cancel) and workflow are as
 #   submitted; waiting = the number of rows in waits whose child is this task, while blocked
 #   (model.deps). waits holds only pending edges: a parent's rows go when it settles.
 # - attempts is insert-only (deleted with its task by purge); seq gives the history order.
+# - keep_result (seconds, NULL = the global retention) is the task's own retention once it
+#   succeeded: 0 deletes it in the settle, > 0 leaves it to purge_kept (tasks_kept, ADR 0035).
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
     id TEXT PRIMARY KEY,
@@ -49,6 +52,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     cancel_requested INTEGER NOT NULL DEFAULT 0,
     result BLOB,
     trace TEXT,
+    keep_result REAL,
+    progress BLOB,
     depends_on TEXT,
     on_parent_failure TEXT,
     workflow TEXT,
@@ -63,6 +68,8 @@ CREATE INDEX IF NOT EXISTS tasks_leases
 CREATE INDEX IF NOT EXISTS tasks_finished
     ON tasks (finished_at, id) WHERE finished_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS tasks_dead ON tasks (id) WHERE state = 'dead';
+CREATE INDEX IF NOT EXISTS tasks_kept ON tasks (finished_at + keep_result, id)
+    WHERE state = 'succeeded' AND keep_result IS NOT NULL;
 CREATE INDEX IF NOT EXISTS tasks_workflow ON tasks (workflow, id) WHERE workflow IS NOT NULL;
 
 CREATE TABLE IF NOT EXISTS waits (
@@ -125,10 +132,16 @@ CREATE TABLE IF NOT EXISTS leaders (
 # Inputs: none. Output: none. Upgrades a store of schema version 1 (made before `trace`) to 2;
 # the column is nullable, so old rows read as tasks without a trace context.
 UPGRADE_TO_2 = "ALTER TABLE tasks ADD COLUMN trace TEXT"
+# Upgrades version 2 to 3 (ADR 0035): NULL keep_result is the global retention, as before.
+UPGRADE_TO_3 = "ALTER TABLE tasks ADD COLUMN keep_result REAL"
+# Inputs: none. Output: none. Upgrades a store made before progress reports (ADR 0034): run
+# when the tasks table lacks the column, whatever the version; nullable, so old rows read as
+# without progress.
+ADD_PROGRESS = "ALTER TABLE tasks ADD COLUMN progress BLOB"
 
-# Inputs: none. Output: none. Upgrades a store of schema version 2 to 3 (dependencies, ADR
+# Inputs: none. Output: none. Upgrades a store of schema version 4 to 5 (dependencies, ADR
 # 0037): old rows have no parents, are in no workflow and wait for nothing.
-UPGRADE_TO_3 = (
+UPGRADE_TO_5 = (
     "ALTER TABLE tasks ADD COLUMN depends_on TEXT",
     "ALTER TABLE tasks ADD COLUMN on_parent_failure TEXT",
     "ALTER TABLE tasks ADD COLUMN workflow TEXT",
@@ -175,13 +188,22 @@ def create_schema(conn: sqlite3.Connection) -> None:
         )
     if version == 1:  # CREATE TABLE IF NOT EXISTS leaves an existing table as it was
         conn.execute(UPGRADE_TO_2)
-    if version in (1, 2):
-        for statement in UPGRADE_TO_3:
+    if 1 <= version <= 2:
+        conn.execute(UPGRADE_TO_3)
+    if version >= 1 and not _has_column(conn, "tasks", "progress"):  # version 4
+        conn.execute(ADD_PROGRESS)
+    if 1 <= version <= 4:
+        for statement in UPGRADE_TO_5:
             conn.execute(statement)
     for statement in _statements(SCHEMA):
         conn.execute(statement)
     if version != SCHEMA_VERSION:
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _has_column(conn: sqlite3.Connection, table: str, column: str) -> bool:
+    """Whether `table` has `column` (PRAGMA table_info)."""
+    return any(row[1] == column for row in conn.execute(f"PRAGMA table_info({table})"))
 
 
 def _statements(script: str) -> list[str]:

@@ -23,11 +23,12 @@ from taskengine.brokers.sqlite.codec import (
     record_from_row,
 )
 from taskengine.errors import QueueFull
-from taskengine.model import Lease, LeaseStatus, Outcome, Priority, Task, TaskState
+from taskengine.model import Lease, LeaseStatus, Outcome, Priority, ProgressReport, Task, TaskState
 from taskengine.model.outcome import ATTEMPT_REFUNDED
 from taskengine.model.priority import HEAD_START, due_at, order_key
 from taskengine.model.records import (
     cancelled_result,
+    deleted_at_settle,
     expire,
     honour_cancel,
     outcome_line,
@@ -49,6 +50,7 @@ class Running(NamedTuple):
     started_at: float | None
     worker_id: str | None
     created_at: float
+    keep_result: float | None = None  # read by settle only (queries.SELECT_RUNNING)
 
 
 def enqueue(
@@ -124,6 +126,22 @@ def extend(
     return statuses
 
 
+def record_progress(conn: sqlite3.Connection, reports: Sequence[ProgressReport]) -> list[bool]:
+    """Store each report's progress on its task if its token is current; aligned bools."""
+    running = _running(conn, [report.task_id for report in reports])
+    applied: list[bool] = []
+    updates: list[tuple[bytes, str, str]] = []
+    for report in reports:
+        current = running.get(report.task_id)
+        held = current is not None and current.token == report.token
+        if held:
+            updates.append((pack(report.progress), report.task_id, report.token))
+        applied.append(held)
+    if updates:
+        conn.executemany(q.PROGRESS, updates)
+    return applied
+
+
 def settle(
     conn: sqlite3.Connection, outcomes: Sequence[Outcome], now: float
 ) -> tuple[list[bool], bool]:
@@ -136,6 +154,7 @@ def settle(
     updates: list[dict[str, Any]] = []
     lines: list[tuple[str, int, bytes]] = []
     ended: list[tuple[str, TaskState]] = []
+    forgotten: list[str] = []
     for outcome in outcomes:
         current = running.get(outcome.task_id)
         if current is None or current.token != outcome.token:
@@ -144,13 +163,21 @@ def settle(
         del running[outcome.task_id]  # a second outcome for it in this batch is refused
         if current.cancel_requested:
             outcome = honour_cancel(outcome, now) or outcome
+        applied.append(True)
+        if deleted_at_settle(outcome.state, current.keep_result):
+            forgotten.append(current.id)
+            ended.append((current.id, outcome.state))  # its dependents are released
+            continue
         updates.append(_settled(current, outcome, now))
         if outcome.state in TERMINAL_STATES:
             ended.append((current.id, outcome.state))
         line = outcome_line(outcome, current.attempt)
         if line is not None:
             lines.append((current.id, current.attempt, attempt_line(line)))
-        applied.append(True)
+    if forgotten:
+        doomed = json_list(forgotten)
+        conn.execute(q.DELETE_ATTEMPTS, (doomed,))
+        conn.execute(q.DELETE_TASKS, (doomed,))
     if updates:
         conn.executemany(q.SETTLE, updates)
     if lines:
@@ -298,6 +325,14 @@ def purge(
     if not wanted:
         return 0
     rows = conn.execute(q.SELECT_PURGEABLE, (json_list(wanted), finished_before, limit))
+    doomed = json_list(row[0] for row in rows)
+    conn.execute(q.DELETE_ATTEMPTS, (doomed,))
+    return conn.execute(q.DELETE_TASKS, (doomed,)).rowcount
+
+
+def purge_kept(conn: sqlite3.Connection, now: float, limit: int) -> int:
+    """Delete up to `limit` succeeded tasks whose own retention ran out, earliest first."""
+    rows = conn.execute(q.SELECT_KEPT_EXPIRED, (now, limit))
     doomed = json_list(row[0] for row in rows)
     conn.execute(q.DELETE_ATTEMPTS, (doomed,))
     return conn.execute(q.DELETE_TASKS, (doomed,)).rowcount

@@ -59,6 +59,7 @@ function onEvent(type, data) {
       if (state.points.length > HISTORY_MAX) state.points.splice(0, state.points.length - HISTORY_MAX);
     }
     if (data.metrics) renderSnapshot(data.metrics, data.workers, point);
+    tasks.applyProgress(data.progress);
     renderSeries();
   }
 }

@@ -5,7 +5,8 @@
 --   blocked -> none (it waits in its parents' waits_key sets); counted in K.counts
 --   queued  -> sched_key(queue) or ready_key(queue), counted in K.depth
 --   running -> K.leases
---   succeeded/dead/cancelled -> done_key(state)
+--   succeeded/dead/cancelled -> done_key(state); but succeeded with a keep_result of its
+--     own -> K.kept, by finished_at + keep_result (ADR 0035)
 --   always  -> K.all (and workflow_key(w) in a workflow); queued:
 --              group_key(queue|queued|priority), else a count in K.counts
 --   cancel_requested is set only while running and cleared when the task leaves running.
@@ -142,6 +143,18 @@ end
 local function drop_lease(id)
   redis.call('HDEL', task_key(id), 'lease_expires_at', 'cancel_requested', 'token')
   redis.call('ZREM', K.leases, id)
+end
+
+-- Delete a task that is no longer queued nor running, with its idempotency key and its count
+-- (the caller removes it from its done or kept set).
+local function forget(id, state)
+  local key = task_key(id)
+  local f = redis.call('HMGET', key, 'idempotency_key', 'queue', 'priority', 'workflow')
+  if f[1] and redis.call('HGET', K.ikeys, f[1]) == id then redis.call('HDEL', K.ikeys, f[1]) end
+  if f[4] then redis.call('ZREM', workflow_key(f[4]), id) end
+  redis.call('ZREM', K.all, id)
+  group_leave(f[2], state, f[3], id)
+  redis.call('DEL', key)
 end
 
 local function wake()
