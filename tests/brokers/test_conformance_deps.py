@@ -321,3 +321,16 @@ async def test_a_dependent_named_with_its_parent_is_cancelled_as_asked(
     assert errors[0] is not None and not errors[0].startswith(PARENT_FAILED)
     assert errors[1] is not None and errors[1].startswith(PARENT_FAILED)
     assert child.id in errors[1]
+
+
+async def test_a_parent_deleted_as_it_succeeds_still_releases_its_dependent(
+    broker: BrokerBackend, clock: FakeClock, tasks: Tasks
+) -> None:
+    now = clock.now()
+    parent = tasks(now, keep_result=0.0)
+    child = tasks(now, depends_on=[parent.id])
+    await broker.enqueue([parent, child], now)
+    await _run(broker, clock, parent, OutcomeKind.SUCCEEDED)
+
+    assert await broker.get([parent.id]) == [None]  # keep_result 0: gone with its settle
+    assert await _states(broker, child) == [TaskState.QUEUED]
