@@ -57,9 +57,7 @@ async def main(server: str, count: int) -> None:
     """Fill, compact one, time the starts alternately, print the figures, clean up."""
     uid = uuid.uuid4().hex[:8]
     full, snap = f"bench-startup-{uid}-full", f"bench-startup-{uid}-snap"
-    urls = {
-        name: f"{server}?stream={name}&snapshot_seconds=0&timeout=300" for name in (full, snap)
-    }
+    urls = {name: f"{server}?stream={name}&snapshot_seconds=0&timeout=300" for name in (full, snap)}
     try:
         for url in urls.values():
             await _fill(url, count)
