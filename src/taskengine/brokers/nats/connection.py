@@ -473,6 +473,7 @@ class NatsConnection:
                 else:
                     self._snapshot_seq = self._applied  # the holder does it; count again
             except (BrokerUnavailable, *_NATS_ERRORS) as exc:
+                self._snapshot_seq = self._applied  # try again when due again, not at once
                 log.warning("NATS stream %s: snapshot failed: %r", self.stream, exc)
 
     async def _load_snapshot(self) -> None:
