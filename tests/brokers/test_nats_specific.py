@@ -281,3 +281,67 @@ async def test_the_snapshot_duty_compacts_every_n_operations() -> None:
     finally:
         await broker.drop_stream()  # type: ignore[attr-defined]
         await broker.close()
+
+
+async def test_a_read_of_a_process_cut_off_past_a_purge_reloads_and_answers_in_full() -> None:
+    stream = f"t{uuid.uuid4().hex[:12]}"
+    writer = open_broker(_url(stream))
+    cut = open_broker(_url(stream))
+    await writer.start()
+    await cut.start()
+    try:
+        await cut._sub.unsubscribe()  # type: ignore[attr-defined]  # never follows again by itself
+        ids = await _fill(writer, 25)
+        assert await writer.compact() is not None  # type: ignore[attr-defined]
+        assert await _view(cut, ids) == await _view(writer, ids)  # the read notices, reloads
+        more = await _fill(writer, 5)  # and it follows the log again after the snapshot
+        assert await _view(cut, ids + more) == await _view(writer, ids + more)
+    finally:
+        await cut.close()
+        await writer.drop_stream()  # type: ignore[attr-defined]
+        await writer.close()
+
+
+async def test_a_compacted_log_without_its_snapshots_is_refused() -> None:
+    stream = f"t{uuid.uuid4().hex[:12]}"
+    broker = open_broker(_url(stream))
+    await broker.start()
+    try:
+        await _fill(broker, 10)
+        assert await broker.compact() is not None  # type: ignore[attr-defined]
+        await broker._snapshots.drop()  # type: ignore[attr-defined]
+        again = open_broker(_url(stream))
+        with pytest.raises(ConfigurationError, match="no snapshot covers them"):
+            await again.start()
+    finally:
+        await broker.drop_stream()  # type: ignore[attr-defined]
+        await broker.close()
+
+
+async def test_a_write_covered_by_a_snapshot_while_its_process_was_behind_is_answered() -> None:
+    from taskengine.errors import BrokerUnavailable
+    from taskengine.model import new_task
+
+    stream = f"t{uuid.uuid4().hex[:12]}"
+    writer = open_broker(_url(stream, timeout="60"))
+    cut = open_broker(_url(stream, timeout="60"))
+    await writer.start()
+    await cut.start()
+    try:
+        await cut._sub.unsubscribe()  # type: ignore[attr-defined]  # hears nothing, writes still
+        task = new_task("demo.echo", {"lost": "answer"}, now=NOW)
+        pending = asyncio.create_task(cut.enqueue([task], NOW))
+        for _ in range(600):  # stored by the server (acknowledged), not applied here
+            if cut._acked:  # type: ignore[attr-defined]
+                break
+            await asyncio.sleep(0.05)
+        assert cut._acked  # type: ignore[attr-defined]
+        assert await writer.compact() is not None  # type: ignore[attr-defined]
+        await cut.counts()  # notices the purge, reloads the snapshot
+        with pytest.raises(BrokerUnavailable, match="answer is lost"):
+            await asyncio.wait_for(pending, 30)  # at once, not after the 60 s deadline
+        assert (await cut.get([task.id]))[0] is not None  # it did apply
+    finally:
+        await cut.close()
+        await writer.drop_stream()  # type: ignore[attr-defined]
+        await writer.close()

@@ -124,6 +124,7 @@ class NatsConnection:
         self._due = asyncio.Event()  # set once snapshot_ops operations applied since then
         self._duty: asyncio.Task[None] | None = None
         self._reloading: asyncio.Task[None] | None = None
+        self._acked: dict[str, int] = {}  # waiting batches stored, by the sequence they got
 
     @property
     def capabilities(self) -> Capabilities:
@@ -339,7 +340,9 @@ class NatsConnection:
         messages = encode_batch(batch_id, [op for op, _ in group], self._max_payload)
         try:
             for index, data in enumerate(messages):  # in order: the last part completes it
-                await self._publish_one(data, f"{batch_id}/{index}", futures)
+                seq = await self._publish_one(data, f"{batch_id}/{index}", futures)
+            if batch_id in self._waiting:  # not applied yet: a reload may have to answer it
+                self._acked[batch_id] = seq
         except BrokerUnavailable as exc:
             if self._waiting.pop(batch_id, None) is not None:
                 for future in futures:
@@ -348,17 +351,18 @@ class NatsConnection:
 
     async def _publish_one(
         self, data: bytes, msg_id: str, futures: list[asyncio.Future[object]]
-    ) -> None:
+    ) -> int:
         """Publish one message and wait for its acknowledgement. Sent again once if the
         connection broke meanwhile: the server drops a second copy by its Nats-Msg-Id (the
-        stream's duplicate window, 2 min by default), so it is stored at most once."""
+        stream's duplicate window, 2 min by default), so it is stored at most once. Returns
+        the sequence the stream stored it at."""
         headers = {"Nats-Msg-Id": msg_id}
         reconnects = self._reconnects
         try:
             publish = self._live().publish(
                 self.subject, data, timeout=self.timeout, stream=self.stream, headers=headers
             )
-            await self._call(publish)
+            return int((await self._call(publish)).seq)
         except BrokerUnavailable:
             if reconnects == self._reconnects and not self._nc_reconnecting():
                 raise
@@ -367,7 +371,7 @@ class NatsConnection:
             publish = self._live().publish(
                 self.subject, data, timeout=self.timeout, stream=self.stream, headers=headers
             )
-            await self._call(publish)
+            return int((await self._call(publish)).seq)
 
     async def _on_message(self, msg: Msg) -> None:
         """Apply one log message to the replica and answer its writer, if it is waiting here."""
@@ -382,6 +386,7 @@ class NatsConnection:
         batch = decode_message(msg.data, self._parts)
         if batch is not None:  # else a part of a batch, applied with its last part
             futures = self._waiting.pop(batch.id, None)
+            self._acked.pop(batch.id, None)
             server_now = msg.metadata.timestamp.timestamp() if self.server_clock else None
             for index, op in enumerate(batch.ops):
                 result = apply(self._replica, op, server_now)
@@ -514,6 +519,7 @@ class NatsConnection:
                 self._applied,
             )
             self._release_barriers()
+            self._answer_skipped()
             self._reloading = None
             await self._subscribe()
         except (BrokerUnavailable, *_NATS_ERRORS) as exc:
@@ -522,6 +528,21 @@ class NatsConnection:
             self._fail_all(BrokerUnavailable(self._broken))
         finally:
             self._reloading = None
+
+    def _answer_skipped(self) -> None:
+        """Fail the writes of this process that the snapshot covers: they applied while it was
+        behind, and their answers are not in the snapshot."""
+        for batch_id, seq in list(self._acked.items()):
+            if seq > self._applied:
+                continue
+            del self._acked[batch_id]
+            lost = BrokerUnavailable(
+                f"this write applied at {seq} while the process was behind a compaction; "
+                "its answer is lost (the operation applied)"
+            )
+            for future in self._waiting.pop(batch_id, []):
+                if not future.done():
+                    future.set_exception(lost)
 
     def _snapshot_store(self) -> SnapshotStore:
         if self._snapshots is None:
@@ -538,6 +559,7 @@ class NatsConnection:
                 if not future.done():
                     future.set_exception(exc)
         self._waiting.clear()
+        self._acked.clear()
         for _, _, barrier in self._barriers:
             if not barrier.done():
                 barrier.set_exception(exc)
