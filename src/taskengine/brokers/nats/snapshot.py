@@ -159,9 +159,9 @@ class SnapshotStore:
         try:
             for chunk in chunks:
                 await self.js.publish(subject, chunk, stream=self.stream)
-            digest = hashlib.sha256(data).digest()
+            digest = await asyncio.to_thread(_sha256, data)  # tens of MB: off the loop
             head = Head(seq, subject, len(chunks), len(data), digest, log_created)
-            while True:
+            for attempt in range(5):
                 try:
                     await self.js.publish(
                         self.head_subject,
@@ -173,7 +173,7 @@ class SnapshotStore:
                 except nats.js.errors.APIError:
                     # another writer's head came first: ours only if still the higher
                     current, current_seq = await self.head()
-                    if current is not None and current.seq >= seq:
+                    if attempt == 4 or (current is not None and current.seq >= seq):
                         raise
         except nats.js.errors.APIError:
             await self.js.purge_stream(self.stream, subject=subject)
@@ -214,7 +214,7 @@ class SnapshotStore:
         finally:
             await sub.unsubscribe()
         data = b"".join(pieces)
-        if len(data) != head.size or hashlib.sha256(data).digest() != head.sha256:
+        if len(data) != head.size or await asyncio.to_thread(_sha256, data) != head.sha256:
             return None
         return data
 
@@ -222,3 +222,7 @@ class SnapshotStore:
         """Delete the snapshot stream (tests clean up with it)."""
         with contextlib.suppress(nats.js.errors.NotFoundError):
             await self.js.delete_stream(self.stream)
+
+
+def _sha256(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
