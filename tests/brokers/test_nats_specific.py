@@ -345,3 +345,16 @@ async def test_a_write_covered_by_a_snapshot_while_its_process_was_behind_is_ans
         await cut.close()
         await writer.drop_stream()  # type: ignore[attr-defined]
         await writer.close()
+
+
+def test_a_snapshot_holds_every_store_of_the_replica() -> None:
+    """A store added to the memory broker must be added to the snapshot (snapshot.State,
+    capture, restore), or a process started from a snapshot would lose it."""
+    from taskengine.brokers.nats.ops import Replica
+
+    covered = {
+        "max_depth", "_records", "_tokens", "_by_key", "_ready", "_later", "_queued",
+        "_paused", "_workers", "_leaders",
+        "_work",  # the wake-up event: not state, set again by restore
+    }  # fmt: skip
+    assert set(vars(Replica())) == covered
