@@ -11,12 +11,13 @@ from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 import pytest
+from msgspec.structs import replace
 
 from taskengine.brokers.sqlite import SqliteBroker
 from taskengine.brokers.sqlite import connection as sqlite_broker
 from taskengine.brokers.sqlite.schema import SCHEMA_VERSION
 from taskengine.errors import BrokerUnavailable, ConfigurationError, QueueFull, ValidationError
-from taskengine.model import OutcomeKind, Task, new_task
+from taskengine.model import Outcome, OutcomeKind, Task, TaskState, new_task
 from tests.brokers.support import T0, outcome
 
 
@@ -317,3 +318,72 @@ async def test_processes_never_double_claim(db: str) -> None:
     assert len(union) == len(set(union)), "a task was claimed twice"
     assert set(union) == {t.id for t in tasks}
     assert sum(1 for part in claimed if part) >= 2  # they did compete
+
+
+async def _statements_of(broker: SqliteBroker, call: Callable[[], object]) -> list[str]:
+    """The SQL the writer connection ran while `call` was awaited."""
+    seen: list[str] = []
+    writer = broker._write()
+    await writer.submit(lambda conn: conn.set_trace_callback(seen.append), in_transaction=False)
+    try:
+        await call()  # type: ignore[misc]
+    finally:
+        await writer.submit(lambda conn: conn.set_trace_callback(None), in_transaction=False)
+    return seen
+
+
+async def test_a_batch_of_successes_is_settled_without_reading_the_rows(
+    broker: SqliteBroker,
+) -> None:
+    await broker.enqueue(make_tasks(5), T0)
+    leases = await broker.reserve("w1", 5, 30.0, T0 + 1)
+    outcomes = [outcome(OutcomeKind.SUCCEEDED, lease, T0 + 2) for lease in leases]
+
+    seen = await _statements_of(broker, lambda: broker.settle(outcomes, T0 + 2))
+
+    assert not [s for s in seen if s.lstrip().upper().startswith("SELECT")]
+    records = await broker.get([lease.task_id for lease in leases])
+    assert [r.state if r else None for r in records] == [TaskState.SUCCEEDED] * 5
+    assert all(r and r.result and r.result.attempt == 1 for r in records)
+    assert all(r and [h.attempt for h in r.history] == [1] for r in records)
+
+
+async def test_a_result_that_misnames_its_attempt_is_stored_with_the_real_one(
+    broker: SqliteBroker,
+) -> None:
+    await broker.enqueue(make_tasks(2), T0)
+    leases = await broker.reserve("w1", 2, 30.0, T0 + 1)
+    good = outcome(OutcomeKind.SUCCEEDED, leases[0], T0 + 2)
+    assert good.result is not None
+    wrong = Outcome(
+        kind=OutcomeKind.SUCCEEDED,
+        task_id=leases[1].task_id,
+        token=leases[1].token,
+        result=replace(good.result, task_id=leases[1].task_id, attempt=0),
+    )
+
+    assert await broker.settle([good, wrong, good], T0 + 2) == [True, True, False]
+
+    records = await broker.get([lease.task_id for lease in leases])
+    assert [r.result.attempt if r and r.result else None for r in records] == [1, 1]
+    assert [[h.attempt for h in r.history] if r else None for r in records] == [[1], [1]]
+
+
+async def test_a_mixed_batch_keeps_every_rule_of_settle(broker: SqliteBroker) -> None:
+    kept, forgotten, stale = make_tasks(3)
+    forgotten = replace(forgotten, keep_result=0.0)
+    await broker.enqueue([kept, forgotten, stale], T0)
+    leases = {lease.task_id: lease for lease in await broker.reserve("w1", 3, 30.0, T0 + 1)}
+    stale_lease = replace(leases[stale.id], token="not-the-token")
+    batch = [
+        outcome(OutcomeKind.SUCCEEDED, leases[kept.id], T0 + 2),
+        outcome(OutcomeKind.SUCCEEDED, leases[forgotten.id], T0 + 2),
+        outcome(OutcomeKind.SUCCEEDED, stale_lease, T0 + 2),
+    ]
+
+    assert await broker.settle(batch, T0 + 2) == [True, True, False]
+
+    record, gone, running = await broker.get([kept.id, forgotten.id, stale.id])
+    assert record is not None and record.state is TaskState.SUCCEEDED
+    assert gone is None
+    assert running is not None and running.state is TaskState.RUNNING

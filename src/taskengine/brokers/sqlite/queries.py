@@ -86,6 +86,29 @@ SET state = :state, attempt = :attempt, run_at = :run_at, order_key = :order_key
 WHERE id = :id AND lease_token = :token AND state = 'running'
 """
 
+# Inputs: ?1 state (succeeded, dead or cancelled), ?2 msgpack TaskResult naming its attempt,
+# ?3 now, ?4 id, ?5 token, ?6 the attempt the result names. Output: none.
+# Invariant: fenced by the token and the attempt, so a row changes only when the result the
+# caller packed is exactly the one SETTLE would write (attempt, run_at, order_key unchanged).
+SETTLE_FINISHED = """
+UPDATE tasks
+SET state = ?1, result = ?2, finished_at = ?3, updated_at = ?3,
+    lease_token = NULL, lease_expires_at = NULL, cancel_requested = 0
+WHERE id = ?4 AND lease_token = ?5 AND state = 'running' AND attempt = ?6
+"""
+
+# Inputs: ?1 now. Output: ids of the tasks deleted: those a settle at ?1 just made succeeded
+# with keep_result 0 (no other row can match: such a task never outlives its settle).
+# Invariant: one range of the tasks_kept index, whose key is finished_at + keep_result = ?1.
+DELETE_FORGOTTEN = """
+DELETE FROM tasks WHERE rowid IN (
+    SELECT rowid FROM tasks INDEXED BY tasks_kept
+    WHERE state = 'succeeded' AND keep_result IS NOT NULL AND finished_at + keep_result = ?1
+      AND keep_result = 0
+)
+RETURNING id
+"""
+
 # Inputs: ?1 task id, ?2 attempt number, ?3 msgpack AttemptRecord. Output: none.
 # Invariant: insert-only; seq (rowid) orders a task's history.
 INSERT_ATTEMPT = "INSERT INTO attempts (task_id, attempt, record) VALUES (?1, ?2, ?3)"

@@ -23,7 +23,7 @@ from taskengine.brokers.sqlite.codec import (
     task_params,
 )
 from taskengine.errors import QueueFull
-from taskengine.model import Lease, LeaseStatus, Outcome, Priority, Task, TaskState
+from taskengine.model import Lease, LeaseStatus, Outcome, OutcomeKind, Priority, Task, TaskState
 from taskengine.model.outcome import ATTEMPT_REFUNDED
 from taskengine.model.priority import HEAD_START, due_at, order_key
 from taskengine.model.records import (
@@ -37,6 +37,9 @@ from taskengine.model.records import (
 from taskengine.model.serializer import pack
 from taskengine.model.state import REPLAYABLE_STATES, TERMINAL_STATES
 from taskengine.model.worker import WorkerInfo
+
+# The outcomes that end a task with the result they carry: settled without a read first.
+_FINISHING = frozenset({OutcomeKind.SUCCEEDED, OutcomeKind.DEAD, OutcomeKind.CANCELLED})
 
 
 class Running(NamedTuple):
@@ -131,6 +134,55 @@ def extend(
 def settle(conn: sqlite3.Connection, outcomes: Sequence[Outcome], now: float) -> list[bool]:
     """Apply each outcome whose token is current, in input order; the rest are refused. A
     retry, snooze or release of a task with a cancel request cancels it (model.records)."""
+    finished = _settle_finished(conn, outcomes, now)
+    if finished is not None:
+        return finished
+    return _settle_read_first(conn, outcomes, now)
+
+
+def _settle_finished(
+    conn: sqlite3.Connection, outcomes: Sequence[Outcome], now: float
+) -> list[bool] | None:
+    """The common batch, without reading the rows first: every outcome ends its task
+    (succeeded, dead, cancelled) with a result naming its attempt, one per task. Written
+    in a savepoint; None (nothing written) unless every outcome applied."""
+    params: list[tuple[Any, ...]] = []
+    for outcome in outcomes:
+        result = outcome.result
+        if outcome.kind not in _FINISHING or result is None or result.attempt < 1:
+            return None
+        state = outcome.state.value
+        params.append((state, pack(result), now, outcome.task_id, outcome.token, result.attempt))
+    if len({outcome.task_id for outcome in outcomes}) != len(outcomes):
+        return None
+    conn.execute("SAVEPOINT settle_finished")
+    if conn.executemany(q.SETTLE_FINISHED, params).rowcount != len(params):
+        # A lease lost or a result naming another attempt: undo, and read the rows first.
+        conn.execute("ROLLBACK TO settle_finished")
+        conn.execute("RELEASE settle_finished")
+        return None
+    forgotten: set[str] = set()
+    if any(outcome.kind is OutcomeKind.SUCCEEDED for outcome in outcomes):
+        forgotten = {row[0] for row in conn.execute(q.DELETE_FORGOTTEN, (now,))}
+        if forgotten:
+            conn.execute(q.DELETE_ATTEMPTS, (json_list(forgotten),))
+    lines = [
+        (outcome.task_id, line.attempt, attempt_line(line))
+        for outcome in outcomes
+        if outcome.task_id not in forgotten
+        and (line := outcome_line(outcome, outcome.result.attempt if outcome.result else 0))
+        is not None
+    ]
+    if lines:
+        conn.executemany(q.INSERT_ATTEMPT, lines)
+    conn.execute("RELEASE settle_finished")
+    return [True] * len(outcomes)
+
+
+def _settle_read_first(
+    conn: sqlite3.Connection, outcomes: Sequence[Outcome], now: float
+) -> list[bool]:
+    """Any batch: read the running rows, then apply the outcomes whose token is current."""
     running = _running(conn, [outcome.task_id for outcome in outcomes])
     applied: list[bool] = []
     updates: list[dict[str, Any]] = []
