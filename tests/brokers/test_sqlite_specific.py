@@ -109,7 +109,7 @@ async def test_a_version_1_store_is_upgraded_and_keeps_its_tasks(db: str) -> Non
     finally:
         await broker.close()
     with sqlite3.connect(db) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
 
 
 async def test_a_version_2_store_is_upgraded_to_keep_results_per_task(db: str) -> None:
@@ -178,6 +178,44 @@ async def test_depth_counter_matches_the_table(broker: SqliteBroker, db: str) ->
         counted = conn.execute("SELECT count(*) FROM tasks WHERE state = 'queued'").fetchone()[0]
         kept = conn.execute("SELECT queued FROM depth").fetchone()[0]
     assert counted == kept == 20 - 7 + 2  # the first lease was cancelled, not requeued
+
+
+async def _depth_and_count(db: str) -> tuple[int, int]:
+    with sqlite3.connect(db) as conn:
+        counted = conn.execute("SELECT count(*) FROM tasks WHERE state = 'queued'").fetchone()[0]
+        kept = conn.execute("SELECT queued FROM depth").fetchone()[0]
+    return int(kept), int(counted)
+
+
+async def test_depth_counter_stays_exact_through_every_change_of_state(
+    broker: SqliteBroker, db: str
+) -> None:
+    tasks = make_tasks(12)
+    await broker.enqueue(tasks + tasks[:2], T0)  # two duplicates: not counted again
+    assert await _depth_and_count(db) == (12, 12)
+    leases = await broker.reserve("w", 8, 30.0, T0)
+    assert await _depth_and_count(db) == (4, 4)
+    waiting = next(t.id for t in tasks if t.id not in {lease.task_id for lease in leases})
+    await broker.cancel([leases[5].task_id, waiting], T0)  # one running, one queued
+    assert await _depth_and_count(db) == (3, 3)
+    kinds = [OutcomeKind.RETRY, OutcomeKind.SNOOZE, OutcomeKind.RELEASED, OutcomeKind.SUCCEEDED]
+    batch = [
+        outcome(kind, lease, T0 + 1, run_at=T0 + 1 if kind in _REQUEUE_AT else None)
+        for kind, lease in zip(kinds, leases, strict=False)
+    ]
+    batch.append(outcome(OutcomeKind.RETRY, leases[5], T0 + 1, run_at=T0 + 1))  # cancelled
+    batch.append(outcome(OutcomeKind.DEAD, leases[4], T0 + 1))
+    assert all(await broker.settle(batch, T0 + 1))
+    assert await _depth_and_count(db) == (6, 6)
+    await broker.replay([leases[4].task_id, leases[5].task_id, waiting], T0 + 2)
+    assert await _depth_and_count(db) == (9, 9)
+    assert len(await broker.requeue_expired(T0 + 60, 10)) == 2  # leases 6 and 7
+    assert await _depth_and_count(db) == (11, 11)
+    await broker.purge(list(TaskState), T0 + 100, 100)
+    assert await _depth_and_count(db) == (11, 11)
+
+
+_REQUEUE_AT = {OutcomeKind.RETRY, OutcomeKind.SNOOZE}
 
 
 async def test_data_survives_close_and_reopen(db: str) -> None:
@@ -387,3 +425,43 @@ async def test_a_mixed_batch_keeps_every_rule_of_settle(broker: SqliteBroker) ->
     assert record is not None and record.state is TaskState.SUCCEEDED
     assert gone is None
     assert running is not None and running.state is TaskState.RUNNING
+
+
+async def test_a_version_3_store_is_upgraded_and_its_depth_stays_exact(db: str) -> None:
+    old = SqliteBroker(db)
+    await old.start()
+    await old.enqueue(make_tasks(5), T0)
+    await old.close()
+    with sqlite3.connect(db) as conn:  # the store as a version 3 build left it: depth triggers
+        conn.executescript(_DEPTH_TRIGGERS_OF_VERSION_3)
+        conn.execute("PRAGMA user_version = 3")
+
+    broker = SqliteBroker(db)
+    await broker.start()
+    try:
+        await broker.enqueue(make_tasks(3, start=5), T0)
+        await broker.reserve("w", 2, 30.0, T0)
+        assert await _depth_and_count(db) == (6, 6)
+    finally:
+        await broker.close()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
+
+
+_DEPTH_TRIGGERS_OF_VERSION_3 = """
+CREATE TRIGGER IF NOT EXISTS tasks_depth_insert AFTER INSERT ON tasks
+    WHEN new.state = 'queued'
+BEGIN
+    UPDATE depth SET queued = queued + 1 WHERE id = 0;
+END;
+CREATE TRIGGER IF NOT EXISTS tasks_depth_leave AFTER UPDATE OF state ON tasks
+    WHEN old.state = 'queued' AND new.state <> 'queued'
+BEGIN
+    UPDATE depth SET queued = queued - 1 WHERE id = 0;
+END;
+CREATE TRIGGER IF NOT EXISTS tasks_depth_enter AFTER UPDATE OF state ON tasks
+    WHEN old.state <> 'queued' AND new.state = 'queued'
+BEGIN
+    UPDATE depth SET queued = queued + 1 WHERE id = 0;
+END;
+"""

@@ -23,6 +23,10 @@ WHERE idempotency_key IN (SELECT value FROM json_each(?1))
 # Invariant: kept equal to count(*) WHERE state = 'queued' by the tasks_depth_* triggers.
 SELECT_DEPTH = "SELECT queued FROM depth WHERE id = 0"
 
+# Inputs: ?1 the change in the number of queued tasks (negative: fewer). Output: none.
+# Invariant: run in the transaction that queued or unqueued those tasks (schema.py).
+ADD_DEPTH = "UPDATE depth SET queued = queued + ?1 WHERE id = 0"
+
 # Inputs: one task (codec.task_params). Output: none. Invariant: the caller checked the id and
 # idempotency key are free; order_key = model.priority.order_key(priority, due_at(...)).
 INSERT_TASK = """

@@ -39,6 +39,7 @@ from taskengine.model.state import REPLAYABLE_STATES, TERMINAL_STATES
 from taskengine.model.worker import WorkerInfo
 
 # The outcomes that end a task with the result they carry: settled without a read first.
+_QUEUED = TaskState.QUEUED.value
 _FINISHING = frozenset({OutcomeKind.SUCCEEDED, OutcomeKind.DEAD, OutcomeKind.CANCELLED})
 
 
@@ -75,6 +76,7 @@ def enqueue(
     if fresh:
         rows = [task_params(as_received(task, now), now) for task in fresh]
         conn.executemany(q.INSERT_TASK, rows)
+        conn.execute(q.ADD_DEPTH, (len(rows),))
     return results
 
 
@@ -97,6 +99,8 @@ def reserve(
         "queues": None if queues is None else json_list(queues),
     }
     rows = conn.execute(q.RESERVE, params).fetchall()
+    if rows:
+        conn.execute(q.ADD_DEPTH, (-len(rows),))
     rows.sort(key=lambda row: (row[-1], row[0]))
     lines = histories(conn, (row[0] for row in rows)) if rows else {}
     leases = [
@@ -210,6 +214,9 @@ def _settle_read_first(
         conn.execute(q.DELETE_TASKS, (doomed,))
     if updates:
         conn.executemany(q.SETTLE, updates)
+        queued = sum(1 for update in updates if update["state"] == _QUEUED)
+        if queued:
+            conn.execute(q.ADD_DEPTH, (queued,))
     if lines:
         conn.executemany(q.INSERT_ATTEMPT, lines)
     return applied
@@ -261,7 +268,8 @@ def requeue_expired(conn: sqlite3.Connection, now: float, limit: int) -> list[st
         else:
             requeued.append((now, HEAD_START[task.priority], task.id))
     if requeued:
-        conn.executemany(q.REQUEUE, requeued)
+        count = conn.executemany(q.REQUEUE, requeued).rowcount
+        conn.execute(q.ADD_DEPTH, (count,))
     if cancelled:
         conn.executemany(q.EXPIRE_CANCELLED, cancelled)
     if dead:
@@ -306,6 +314,7 @@ def cancel(conn: sqlite3.Connection, ids: Sequence[str], now: float) -> list[Can
         if state is TaskState.QUEUED:
             result = cancelled_result(task_id, now, attempt)
             conn.execute(q.CANCEL_QUEUED, (now, pack(result), task_id))
+            conn.execute(q.ADD_DEPTH, (-1,))
             known[task_id] = (TaskState.CANCELLED, attempt, priority)
             results.append(CancelResult.CANCELLED)
         elif state is TaskState.RUNNING:
@@ -330,6 +339,7 @@ def replay(conn: sqlite3.Connection, ids: Sequence[str], now: float) -> list[Rep
             results.append(ReplayResult.NOT_REPLAYABLE)
             continue
         conn.execute(q.REPLAY, (now, HEAD_START[priority], task_id))
+        conn.execute(q.ADD_DEPTH, (1,))
         known[task_id] = (TaskState.QUEUED, 0, priority)
         results.append(ReplayResult.REPLAYED)
     return results
