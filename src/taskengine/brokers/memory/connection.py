@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 
-from taskengine.brokers.base import DEFAULT_MAX_DEPTH, Capabilities, check_limit
+from taskengine.brokers.base import DEFAULT_MAX_DEPTH, Capabilities, InstanceReport, check_limit
 from taskengine.brokers.memory.queries import Heap
 from taskengine.model import TaskRecord, TaskState
 from taskengine.model.priority import due_at, order_key
@@ -36,6 +36,7 @@ class MemoryConnection:
         self._paused: set[str] = set()
         self._workers: dict[str, WorkerInfo] = {}
         self._leaders: dict[str, tuple[str, float]] = {}
+        self._instances: dict[str, InstanceReport] = {}
         self._work = asyncio.Event()
 
     @property

@@ -119,8 +119,17 @@ V2 = """
 ALTER TABLE {s}.tasks ADD COLUMN trace text;
 """
 
+# Version 3: each engine process's telemetry report, kept until it expires (ADR 0033).
+V3 = """
+CREATE TABLE {s}.instances (
+    instance text COLLATE "C" PRIMARY KEY,
+    expires_at double precision NOT NULL,
+    data bytea NOT NULL
+);
+"""
+
 # (version, script): append only; a released migration is never edited.
-MIGRATIONS: tuple[tuple[int, str], ...] = ((1, V1), (2, V2))
+MIGRATIONS: tuple[tuple[int, str], ...] = ((1, V1), (2, V2), (3, V3))
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 # Inputs: $1 the advisory lock key. Output: none. Invariant: held until the transaction ends.

@@ -36,6 +36,7 @@ NAMES = (
     "resign",
     "counts",
     "list",
+    "record_instance",
 )
 
 
