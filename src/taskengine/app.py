@@ -28,6 +28,7 @@ from taskengine.policy.idempotency import check_batch, check_repeat
 from taskengine.registry import ExecutorKind, InvalidPayload, Registry, UnknownTaskType
 from taskengine.request import TaskRequest as TaskRequest  # re-exported: App's request
 from taskengine.runtime.engine import Engine
+from taskengine.runtime.service import PeriodicService
 from taskengine.settings import Settings
 from taskengine.sync import SyncClient
 from taskengine.tracing import Tracing, submitting
@@ -324,7 +325,26 @@ class App:
             build_periodic=self.build_periodic,
             tracing=self.tracing,
         )
+        if settings.telemetry_publish:
+            self._publish(self._engine)
         return self._engine
+
+    def _publish(self, engine: Engine) -> None:
+        """Have `engine` publish this process's telemetry with its heartbeat (ADR 0033)."""
+        from taskengine import __version__
+        from taskengine.telemetry.publisher import Publisher
+
+        sampler = self.inspector.sampler(engine.status)
+        publisher = Publisher(
+            self.metrics,
+            sampler,
+            engine.status,
+            every=engine.settings.heartbeat_every,
+            version=__version__,
+            started_at=self.clock.now(),
+        )
+        engine.publish(publisher.report, PeriodicService("sampler", 1.0, publisher.sample))
+        sampler.expect_next_in(1.0)
 
     def worker(self, **overrides: Any) -> Engine:
         """Deprecated since 0.1: `engine()` under its old name; warns DeprecationWarning."""

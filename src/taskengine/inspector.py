@@ -15,7 +15,7 @@ from taskengine.brokers import Page, ReplayResult
 from taskengine.brokers.base import CountRow, TaskFilter
 from taskengine.model import WorkerInfo
 from taskengine.runtime.status import EngineStatus
-from taskengine.telemetry.cluster import cluster_workers
+from taskengine.telemetry.cluster import cluster_reports, cluster_workers
 from taskengine.telemetry.figures import broker_figures
 
 if TYPE_CHECKING:
@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from taskengine.clock import Clock
     from taskengine.metrics import Metrics
     from taskengine.settings import Settings
+    from taskengine.telemetry.report import InstanceTelemetry
     from taskengine.telemetry.sampler import Sampler, StatusAt
 
 REPLAY_BATCH = 500  # ids per broker call when many tasks are replayed at once
@@ -53,6 +54,7 @@ class Inspector:
 
     def __init__(self, app: Inspected) -> None:
         self._app = app
+        self._sampler: Sampler | None = None
 
     async def list_tasks(self, task_filter: TaskFilter, limit: int, cursor: str | None) -> Page:
         """A page of matching tasks, newest first, after `cursor` (one broker call)."""
@@ -98,14 +100,29 @@ class Inspector:
             self._app.broker, self._app.settings.heartbeat_every, now, local
         )
 
-    def sampler(self, status: StatusAt, history_path: Path) -> Sampler:
-        """The once-a-second sampler of this app's metrics and broker counts."""
-        from taskengine.telemetry.sampler import Sampler  # psutil: only the server samples
+    def sampler(self, status: StatusAt, history_path: Path | None = None) -> Sampler:
+        """This process's one once-a-second sampler of the app's metrics (built on first use).
 
-        return Sampler(
-            self._app.metrics,
-            self._app.broker,
-            self._app.clock,
-            status=status,
-            history_path=history_path,
-        )
+        With `history_path` it is the live feed's: it samples the broker counts too, saves
+        its history there and the feed drives it; without, the engine's publisher's.
+        """
+        from taskengine.telemetry.sampler import Sampler  # psutil: only when sampling
+
+        sampler = self._sampler
+        if sampler is None:
+            sampler = self._sampler = Sampler(
+                self._app.metrics,
+                self._app.broker,
+                self._app.clock,
+                status=status,
+                with_counts=False,
+            )
+        if history_path is not None:
+            sampler.history_path = history_path
+            sampler.with_counts = sampler.driven_by_feed = True
+        return sampler
+
+    async def instances(self, now: float) -> list[InstanceTelemetry]:
+        """The telemetry every live engine process published, by instance (one broker call);
+        a report this build cannot read is left out."""
+        return await cluster_reports(self._app.broker, now)

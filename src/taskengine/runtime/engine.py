@@ -25,7 +25,7 @@ from taskengine.runtime.autoscaler import Autoscaler
 from taskengine.runtime.cancel_watch import CancelWatch
 from taskengine.runtime.completer import Completer
 from taskengine.runtime.fetcher import Fetcher
-from taskengine.runtime.heartbeat import Heartbeat
+from taskengine.runtime.heartbeat import Heartbeat, Report
 from taskengine.runtime.pool import Pool
 from taskengine.runtime.process_pool import ProcessExecutor
 from taskengine.runtime.reaper import REAPER, Reaper
@@ -153,6 +153,7 @@ class Engine:
         self.scheduling = PeriodicService(
             "scheduler", settings.scheduler_every, self.scheduler.run_once
         )
+        self.telemetry: list[PeriodicService] = []  # set by `publish`
         self._loop: asyncio.AbstractEventLoop | None = None
         self.watchdog: LoopWatchdog | None = None
         if settings.watchdog:
@@ -226,8 +227,15 @@ class Engine:
             extra={"instance": self.instance, "workers": self.settings.workers},
         )
 
+    def publish(self, report: Report, sampling: PeriodicService | None = None) -> None:
+        """Publish `report` with every heartbeat (ADR 0033); run `sampling` beside the pool
+        (before `start`)."""
+        self.heartbeat.report = report
+        self.telemetry = [sampling] if sampling is not None else []
+
     def _services(self) -> list[PeriodicService]:
         services = [self.heartbeat, self.cancel_watch, self.reaper, self.retention]
+        services += self.telemetry
         if self.scheduler.entries:
             services.append(self.scheduling)
         if self.autoscaler.low != self.autoscaler.high:
@@ -265,6 +273,11 @@ class Engine:
     async def heartbeat_once(self) -> None:
         """Extend every held lease, act on lost and cancelled ones, report the workers."""
         await self.heartbeat.run_once()
+
+    async def sample_once(self) -> None:
+        """One round of the telemetry sampling set by `publish` (tests)."""
+        for service in self.telemetry:
+            await service.run_once()
 
     async def cancel_watch_once(self) -> int:
         """Stop running tasks whose cancel was asked elsewhere; return how many."""
@@ -316,7 +329,7 @@ class Engine:
             if interrupted:
                 await self._wait_idle(INTERRUPT_WAIT, forced=False)
             await self.pool.stop_workers()
-            for service in (self.heartbeat, self.cancel_watch):
+            for service in (self.heartbeat, self.cancel_watch, *self.telemetry):
                 await _step(service.stop(), failed, service.name)
             await _step(self.completer.stop(SETTLE_WAIT), failed, "settle")
             for service in (self.reaper, self.retention):
@@ -360,6 +373,8 @@ class Engine:
 
     async def _leave(self) -> None:
         async with asyncio.timeout(LEAVE_WAIT):
+            # the last counts, settles included: they stay in the cluster's until they expire
+            await self.heartbeat.publish(self.clock.now())
             await self.broker.forget_workers([worker.id for worker in self.pool.workers.values()])
             for name in (REAPER, RETENTION, SCHEDULER):
                 await self.broker.resign(name, self.instance)

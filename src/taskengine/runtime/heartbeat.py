@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 from taskengine.brokers.base import BrokerBackend
 from taskengine.clock import Clock
 from taskengine.registry import Registry
 from taskengine.runtime.known_types import KnownTypes
-from taskengine.runtime.liveness import live_workers
+from taskengine.runtime.liveness import LIVE_HEARTBEATS, live_workers
 from taskengine.runtime.pool import Pool
 from taskengine.runtime.service import PeriodicService
 
 HEARTBEAT = "heartbeat"
+Report = Callable[[float], bytes]  # this process's telemetry report as of a time (ADR 0033)
 
 
 class Heartbeat(PeriodicService):
@@ -45,6 +47,13 @@ class Heartbeat(PeriodicService):
         self.host = host
         self.lease_for = lease_for
         self._forgotten: set[str] = set()  # retired workers already taken out of the registry
+        self.report: Report | None = None  # set: published with every heartbeat
+
+    async def publish(self, now: float) -> None:
+        """Publish this process's telemetry report, kept for three heartbeats (one call)."""
+        if self.report is not None:
+            ttl = LIVE_HEARTBEATS * self.interval
+            await self.broker.record_instance(self.instance, self.report(now), now, ttl)
 
     async def run_once(self) -> None:
         """Extend every held lease, act on lost and cancelled ones, report the workers."""
@@ -62,6 +71,7 @@ class Heartbeat(PeriodicService):
         await self.broker.record_workers(
             [s.info(self.instance, self.host, pid, now, types) for s in live]
         )
+        await self.publish(now)
         if self.unknown_types.wanted:  # a task of a type not run here: who runs it?
             alive = await live_workers(self.broker, self.interval, now)
             self.unknown_types.update(alive)

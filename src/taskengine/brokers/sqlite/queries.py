@@ -214,7 +214,9 @@ ORDER BY queue, state, priority
 SELECT_PAUSED = "SELECT queue FROM paused_queues"
 
 # Inputs: ?1 instance, ?2 expires_at, ?3 report bytes. Output: none.
-RECORD_INSTANCE = "INSERT OR REPLACE INTO instances (instance, expires_at, data) VALUES (?1, ?2, ?3)"
+RECORD_INSTANCE = (
+    "INSERT OR REPLACE INTO instances (instance, expires_at, data) VALUES (?1, ?2, ?3)"
+)
 # Inputs: ?1 now. Output: none. Deletes the reports that expired before now.
 DROP_EXPIRED_INSTANCES = "DELETE FROM instances WHERE expires_at < ?1"
 # Inputs: ?1 now. Output: (instance, expires_at, data) of reports not expired, by instance.
