@@ -18,6 +18,7 @@ import msgspec
 from taskengine.brokers.base import CountRow
 from taskengine.runtime.service import PeriodicService
 from taskengine.runtime.status import EngineStatus
+from taskengine.telemetry.aggregate import SecondsMerger, others
 from taskengine.telemetry.history import Point
 from taskengine.telemetry.prometheus import (
     CONTENT_TYPE,
@@ -25,6 +26,7 @@ from taskengine.telemetry.prometheus import (
     build_registry,
     exposition,
 )
+from taskengine.telemetry.report import InstanceTelemetry
 from taskengine.telemetry.snapshot import metrics_snapshot
 from taskengine.views import worker_view
 
@@ -54,7 +56,13 @@ class LiveFeed:
         )
         self.sampler.expect_next_in(SAMPLE_EVERY)
         self.service = PeriodicService("sampler", SAMPLE_EVERY, self.tick)
-        self.registry = build_registry(EngineCollector(app.metrics, self.sampler, self.status))
+        self.reports: list[InstanceTelemetry] = []  # the other instances', as of the last tick
+        self.merger = SecondsMerger()
+        self.registry = build_registry(
+            EngineCollector(
+                app.metrics, self.sampler, self.status, lambda: self.reports, self.own_instance
+            )
+        )
         self.closed = False
         self._subscribers: set[asyncio.Queue[bytes]] = set()
 
@@ -63,10 +71,26 @@ class LiveFeed:
         engine = self.engine()
         return engine.status(now) if engine is not None else None
 
+    def own_instance(self) -> str | None:
+        """This process's engine instance; None without a pool here."""
+        engine = self.engine()
+        return engine.instance if engine is not None else None
+
+    async def other_reports(self, now: float) -> list[InstanceTelemetry]:
+        """The reports of every other live instance, read now (one broker call)."""
+        return others(await self.app.inspector.instances(now), self.own_instance())
+
     def snapshot(
-        self, rows: list[CountRow], status: EngineStatus | None, now: float
+        self,
+        rows: list[CountRow],
+        status: EngineStatus | None,
+        now: float,
+        reports: list[InstanceTelemetry] | None = None,
     ) -> dict[str, Any]:
-        """The JSON metrics as of `now`, from `rows` (counts) and `status` (taken at `now`)."""
+        """The cluster's JSON metrics as of `now`, from `rows` (counts), `status` (taken at
+        `now`) and the other instances' `reports` (default: those of the last tick)."""
+        from taskengine import __version__
+
         return metrics_snapshot(
             self.app.metrics,
             rows,
@@ -74,6 +98,8 @@ class LiveFeed:
             self.sampler,
             now=now,
             started_at=self.started_at,
+            reports=self.reports if reports is None else reports,
+            version=__version__,
         )
 
     async def start(self) -> None:
@@ -96,14 +122,17 @@ class LiveFeed:
     async def tick(self) -> Point:
         """Sample once; send the tick to every subscriber."""
         point = await self.sampler.run_once()
+        app = self.app
+        now = app.clock.now()
+        self.reports = await self.other_reports(now)
+        amended = self.merger.merge(self.sampler.history, self.reports)
         if self._subscribers:
-            app = self.app
-            now = app.clock.now()
             status = self.status(now)
             workers = await app.inspector.live_workers(now, status)
             payload = _encoder.encode(
                 {
                     "point": point,
+                    "amended": [p for p in amended if p is not point],
                     "metrics": self.snapshot(self.sampler.counts, status, now),
                     "workers": [worker_view(info) for info in workers],
                 }

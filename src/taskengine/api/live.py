@@ -29,7 +29,8 @@ def routes(ctx: ApiContext) -> list[Route]:
         ctx.tokens.check(request, "read")
         rows = await ctx.app.inspector.counts()
         now = ctx.app.clock.now()
-        return json_response(live.snapshot(rows, live.status(now), now))
+        reports = await live.other_reports(now)
+        return json_response(live.snapshot(rows, live.status(now), now, reports))
 
     async def history(request: Request) -> Response:
         ctx.tokens.check(request, "read")

@@ -50,6 +50,8 @@ class InstanceTelemetry(msgspec.Struct, kw_only=True, frozen=True):
     rss_bytes: int = 0
     cpu_percent: float = 0.0
     loop_lag_seconds: float = 0.0
+    rate_10s: float = 0.0  # finished attempts per second over the last 10 s
+    rate_60s: float = 0.0  # and over the last minute
     points: list[Point] = msgspec.field(default_factory=list)  # the last seconds, oldest first
 
 
@@ -90,6 +92,8 @@ def build_report(
         rss_bytes=last.rss_bytes,
         cpu_percent=last.cpu_percent,
         loop_lag_seconds=last.loop_lag_seconds,
+        rate_10s=metrics.throughput.rate(status.at, 10),
+        rate_60s=metrics.throughput.rate(status.at, 60),
         points=[msgspec.structs.replace(p, depth={}, running=0) for p in recent],
     )
 

@@ -6,7 +6,7 @@ import sqlite3
 
 from taskengine.errors import ConfigurationError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 2  # the instances table (ADR 0033) is created IF NOT EXISTS: no upgrade step
 SYNCHRONOUS_MODES = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
 
 # Inputs: none. Output: the tables below (idempotent: every statement is IF NOT EXISTS).
