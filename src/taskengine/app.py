@@ -325,12 +325,13 @@ class App:
             build_periodic=self.build_periodic,
             tracing=self.tracing,
         )
-        if settings.telemetry_publish:
-            self._publish(self._engine)
+        if settings.telemetry_publish or settings.metrics_port is not None:
+            self._publish(self._engine, report=settings.telemetry_publish)
         return self._engine
 
-    def _publish(self, engine: Engine) -> None:
-        """Have `engine` publish this process's telemetry with its heartbeat (ADR 0033)."""
+    def _publish(self, engine: Engine, *, report: bool) -> None:
+        """Have `engine` sample this process once a second and, with `report`, publish its
+        telemetry with each heartbeat (ADR 0033)."""
         from taskengine import __version__
         from taskengine.telemetry.publisher import Publisher
 
@@ -343,7 +344,8 @@ class App:
             version=__version__,
             started_at=self.clock.now(),
         )
-        engine.publish(publisher.report, PeriodicService("sampler", 1.0, publisher.sample))
+        sampling = PeriodicService("sampler", 1.0, publisher.sample)
+        engine.publish(publisher.report if report else None, sampling)
         sampler.expect_next_in(1.0)
 
     def worker(self, **overrides: Any) -> Engine:

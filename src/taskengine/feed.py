@@ -160,6 +160,16 @@ class LiveFeed:
         return exposition(self.registry), CONTENT_TYPE
 
 
+def engine_exposition(app: App, engine: Engine) -> Callable[[], tuple[bytes, str]]:
+    """The Prometheus text of one worker process (its own series only) and its content type,
+    as of each call: what `worker --metrics-port` serves."""
+    sampler = app.inspector.sampler(engine.status)
+    registry = build_registry(
+        EngineCollector(app.metrics, sampler, engine.status, tuple, lambda: engine.instance)
+    )
+    return lambda: (exposition(registry), CONTENT_TYPE)
+
+
 def _put_dropping_oldest(queue: asyncio.Queue[bytes], item: bytes) -> None:
     if queue.full():
         queue.get_nowait()

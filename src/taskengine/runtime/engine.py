@@ -227,9 +227,9 @@ class Engine:
             extra={"instance": self.instance, "workers": self.settings.workers},
         )
 
-    def publish(self, report: Report, sampling: PeriodicService | None = None) -> None:
-        """Publish `report` with every heartbeat (ADR 0033); run `sampling` beside the pool
-        (before `start`)."""
+    def publish(self, report: Report | None, sampling: PeriodicService | None = None) -> None:
+        """Publish `report` (None: nothing) with every heartbeat (ADR 0033); run `sampling`
+        beside the pool (call before `start`)."""
         self.heartbeat.report = report
         self.telemetry = [sampling] if sampling is not None else []
 
