@@ -15,6 +15,7 @@ from taskengine.brokers import Page, ReplayResult
 from taskengine.brokers.base import CountRow, TaskFilter
 from taskengine.model import WorkerInfo
 from taskengine.runtime.status import EngineStatus
+from taskengine.telemetry.aggregate import reported_figures
 from taskengine.telemetry.cluster import cluster_reports, cluster_workers
 from taskengine.telemetry.figures import broker_figures
 
@@ -74,8 +75,13 @@ class Inspector:
         return await self._app.broker.counts()
 
     async def figures(self) -> dict[str, Any]:
-        """The figures of the JSON metrics that the broker alone holds (one `counts` call)."""
-        return broker_figures(await self.counts())
+        """The figures of the JSON metrics that the broker alone holds: counts, and the
+        cluster's counters and instances as their reports say (two broker calls)."""
+        now = self._app.clock.now()
+        return {
+            **broker_figures(await self.counts()),
+            **reported_figures(await self.instances(now), now),
+        }
 
     async def paused(self) -> set[str]:
         """The paused queues' names."""

@@ -56,6 +56,14 @@ def cluster_counters(
     }
 
 
+def reported_figures(reports: Sequence[InstanceTelemetry], now: float) -> dict[str, Any]:
+    """The cluster's counters and per-instance breakdown from the reports alone (what the CLI
+    shows without a server)."""
+    body = cluster_counters(Metrics(), reports, now)
+    body["instances"] = [instance_view(r) for r in reports]
+    return body
+
+
 def instance_view(report: InstanceTelemetry, *, local: bool = False) -> dict[str, Any]:
     """One instance of the per-instance breakdown (JSON-ready)."""
     totals: dict[str, int] = {}
