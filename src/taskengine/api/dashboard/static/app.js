@@ -5,6 +5,7 @@ import { api, auth, authHeaders, getToken, setToken } from "./api.js";
 import { TimeCharts } from "./charts.js";
 import { seconds } from "./format.js";
 import { Heatmap } from "./heatmap.js";
+import { renderInstances } from "./instances.js";
 import { renderBreakers, renderCounters, renderOutcomes, renderPercentiles, renderWorkers } from "./panels.js";
 import { EventStream } from "./sse.js";
 import { TaskViews } from "./tasks.js";
@@ -32,6 +33,7 @@ function renderSnapshot(metrics, workers, point) {
   renderPercentiles(document.querySelector("#wait-table tbody"), metrics.wait_seconds);
   renderBreakers($("breakers"), metrics.breakers);
   renderOutcomes($("outcomes"), metrics.outcomes);
+  renderInstances(document.querySelector("#instances-table tbody"), $("instances-count"), metrics.instances);
   if (workers) {
     renderWorkers(document.querySelector("#workers-table tbody"), $("workers-count"), workers, (id) => tasks.open(id));
   }
@@ -57,6 +59,11 @@ function onEvent(type, data) {
       if (last && last.t >= point.t) state.points[state.points.length - 1] = point;
       else state.points.push(point);
       if (state.points.length > HISTORY_MAX) state.points.splice(0, state.points.length - HISTORY_MAX);
+    }
+    // seconds other instances reported since (their heartbeats come up to an interval late)
+    for (const amended of data.amended ?? []) {
+      const at = state.points.findIndex((p) => p.t === amended.t);
+      if (at >= 0) state.points[at] = amended;
     }
     if (data.metrics) renderSnapshot(data.metrics, data.workers, point);
     renderSeries();
