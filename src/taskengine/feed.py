@@ -19,7 +19,7 @@ from taskengine.brokers.base import CountRow
 from taskengine.runtime.service import PeriodicService
 from taskengine.runtime.status import EngineStatus
 from taskengine.telemetry.aggregate import SecondsMerger, others
-from taskengine.telemetry.history import Point
+from taskengine.telemetry.history import RANGES, Point
 from taskengine.telemetry.prometheus import (
     CONTENT_TYPE,
     EngineCollector,
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from taskengine.app import App
     from taskengine.runtime.engine import Engine
 
+HISTORY_RANGES = RANGES  # /api/metrics/history?range=: name -> seconds (5m, 1h, 24h)
 SAMPLE_EVERY = 1.0
 BACKLOG_PER_CLIENT = 5  # ticks a slow client may fall behind before old ones are dropped
 HISTORY_FILE = "metrics-history.json"

@@ -272,3 +272,40 @@ def test_ten_instances_of_twenty_workers_stay_readable(browser: object, tmp_path
             board.assert_clean()
         finally:
             context.close()
+
+
+def test_the_charts_range_is_selectable(browser: object, tmp_path: Path) -> None:
+    with running(tmp_path, name="ranges") as server, server.client() as api:
+        assert api.get("/api/metrics/history", params={"range": "1h"}).json()["step"] == 1
+        assert api.get("/api/metrics/history", params={"range": "24h"}).json()["step"] == 60
+        refused = api.get("/api/metrics/history", params={"range": "2d"})
+        assert refused.status_code == 422 and "5m, 1h, 24h" in refused.text
+        context, board = new_dashboard(browser, server.url)  # type: ignore[arg-type]
+        try:
+            page = board.open().page
+            board.wait_live()
+            for label, span, step in (("1 hour", 3600, 1), ("24 hours", 86400, 60)):
+                page.get_by_role("button", name=label).click()
+                page.wait_for_function(
+                    """([span]) => {
+                        const box = document.getElementById('chart-depth');
+                        return Number(box.dataset.span) === span;
+                    }""",
+                    arg=[span],
+                    timeout=LIVE_TIMEOUT,
+                )
+                pressed = page.get_by_role("button", name=label).get_attribute("aria-pressed")
+                assert pressed == "true"
+                if step == 1:  # the hour's points come from the server, a point per second
+                    page.wait_for_function(
+                        "() => Number(document.getElementById('chart-depth').dataset.points) > 0",
+                        timeout=LIVE_TIMEOUT,
+                    )
+            page.get_by_role("button", name="5 min").click()
+            page.wait_for_function(
+                "() => Number(document.getElementById('chart-depth').dataset.span) === 300",
+                timeout=LIVE_TIMEOUT,
+            )
+            board.assert_clean()
+        finally:
+            context.close()

@@ -16,8 +16,15 @@ const FALLBACK_MS = 2000; // without the stream, the snapshot is polled this oft
 
 const $ = (id) => document.getElementById(id);
 
+const RANGES = { "5m": 300, "1h": 3600, "24h": 86400 }; // the chart's ranges, in seconds
+const RANGE_REFRESH_MS = { "1h": 5000, "24h": 30000 }; // longer ranges are fetched, this often
+
 const state = {
   points: [],
+  range: "5m",
+  rangePoints: [],
+  rangeStep: 1,
+  rangeFetched: 0,
   streamState: "connecting",
   needsToken: false,
   lastFallback: 0,
@@ -45,7 +52,36 @@ function renderSnapshot(metrics, workers, point) {
 
 function renderSeries() {
   heatmap.update(state.points);
-  charts.update(state.points);
+  if (state.range === "5m") charts.update(state.points);
+}
+
+/** The chart's range: five minutes from the live points, an hour or a day from the server. */
+function chooseRange(range) {
+  state.range = range;
+  state.rangeFetched = 0;
+  charts.setSpan(RANGES[range]);
+  for (const button of document.querySelectorAll("#chart-range button")) {
+    button.setAttribute("aria-pressed", String(button.dataset.range === range));
+  }
+  if (range === "5m") charts.update(state.points);
+  else refreshRange();
+}
+
+async function refreshRange() {
+  const range = state.range;
+  if (range === "5m" || Date.now() - state.rangeFetched < RANGE_REFRESH_MS[range]) return;
+  state.rangeFetched = Date.now();
+  try {
+    const body = await api.history(range);
+    if (state.range !== range) return;
+    charts.update(body.points ?? [], body.step ?? 1);
+  } catch {
+    state.rangeFetched = 0; // the next round tries again
+  }
+}
+
+for (const button of document.querySelectorAll("#chart-range button")) {
+  button.addEventListener("click", () => chooseRange(button.dataset.range));
 }
 
 function onEvent(type, data) {
@@ -146,6 +182,7 @@ function poll() {
   if (!state.needsToken) {
     tasks.refresh();
     fallback();
+    refreshRange();
   }
 }
 
