@@ -20,6 +20,7 @@ from bench import (
     rss_soak,
     runtime_rates,
     scale_out,
+    telemetry_cost,
 )
 from bench.broker_rates import Config, machine_facts, run, table
 
@@ -53,6 +54,7 @@ def parse(argv: list[str] | None = None) -> Config:
             "ceilings",
             "soak",
             "latency",
+            "telemetry",
             "all",
         ),
         default="all",
@@ -60,7 +62,8 @@ def parse(argv: list[str] | None = None) -> Config:
         "api: HTTP latency, batch submission and idle memory; dashboard: throughput with and "
         "without open dashboards; scale: 1, 2, 4 worker processes on Redis, PostgreSQL, SQLite; "
         "ceilings: a bare asyncio.Queue and redis-benchmark; soak: RSS over 1,000,000 tasks; "
-        "latency: submit->start p50/p99 at 1,000 tasks/s",
+        "latency: submit->start p50/p99 at 1,000 tasks/s; telemetry: no-op throughput on Redis "
+        "and SQLite with the telemetry publishing on and off",
     )
     args = parser.parse_args(argv)
     defaults = Config()
@@ -111,6 +114,7 @@ def main(argv: list[str] | None = None) -> None:
         "ceilings": ("ceilings", ceilings.run),
         "soak": ("rss_soak", rss_soak.run),
         "latency": ("latency", latency.run),
+        "telemetry": ("telemetry_cost", telemetry_cost.run),
     }
     for suite, (name, measure) in row_suites.items():
         if config.suite in (suite, "all"):
