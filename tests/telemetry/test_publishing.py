@@ -62,3 +62,24 @@ async def test_publishing_can_be_turned_off() -> None:
 
 def test_a_report_this_build_cannot_read_is_left_out() -> None:
     assert decode_report(b"\x93not a report") is None
+
+
+async def test_a_failing_publish_costs_the_report_not_the_heartbeat() -> None:
+    """A broker that cannot store reports (a PostgreSQL schema not migrated yet, say) still gets
+    its leases extended and its workers recorded; the heartbeat does not count as failing."""
+    app = build_app()
+    await app.start()
+    engine = app.engine()
+    await engine.start()
+
+    async def refuse(*args: object) -> None:
+        raise RuntimeError("relation instances does not exist")
+
+    app.broker.record_instance = refuse  # type: ignore[method-assign]
+    try:
+        await engine.heartbeat.run_once()  # does not raise
+        assert engine.health()["heartbeat"] == "ok"
+        assert await app.broker.workers(0) != []
+    finally:
+        await engine.stop()
+        await app.close()
