@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -19,13 +21,14 @@ from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from taskengine.brokers import open_broker
 from taskengine.model import WorkerInfo
 from taskengine.telemetry.history import Point
 from taskengine.telemetry.report import InstanceTelemetry, encode_report
-from tests.api.conftest import clean_env, running
+from tests.api.conftest import Server, clean_env, running
 from tests.e2e.test_dashboard import (  # the browser set-up (skips without chromium)
     LIVE_TIMEOUT,
     browser,
@@ -34,6 +37,7 @@ from tests.e2e.test_dashboard import (  # the browser set-up (skips without chro
 
 pytestmark = pytest.mark.slow
 SHOTS = Path("/tmp")
+SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "img" / "cluster-dashboard.png"
 assert browser  # the fixture, imported for its side of pytest
 
 REDIS = "redis://127.0.0.1:6379/0?namespace={ns}"
@@ -123,9 +127,9 @@ def wait_until(what: str, check: object, timeout: float = SETTLED) -> None:
         time.sleep(0.1)
 
 
-def test_three_processes_on_redis_one_dashboard(
-    browser: object, redis_url: str, tmp_path: Path
-) -> None:
+@contextlib.contextmanager
+def three_processes(redis_url: str, tmp_path: Path) -> Iterator[tuple[Server, httpx.Client]]:
+    """`serve` and two `worker` processes on one Redis namespace, every worker registered."""
     env = {"TASKENGINE_HEARTBEAT_EVERY": HEARTBEAT}
     args = ("--workers", str(WORKERS["serve"]))
     try:
@@ -136,60 +140,108 @@ def test_three_processes_on_redis_one_dashboard(
             server.client() as api,
         ):
             expected = WORKERS["serve"] + 2 * WORKERS["worker"]
-
-            def live_workers() -> list[dict[str, object]]:
-                workers: list[dict[str, object]] = api.get("/api/workers").json()["workers"]
-                return workers
-
-            wait_until("every worker of every instance", lambda: len(live_workers()) == expected)
-            tasks = [{"type": "time.sleep", "payload": {"seconds": 0.02}} for _ in range(TASKS)]
-            created = api.post("/api/tasks", json={"tasks": tasks})
-            assert created.status_code == 201, created.text
-
-            def succeeded() -> int:
-                counts: int = api.get("/api/metrics").json()["outcomes"].get("succeeded", 0)
-                return counts
-
-            wait_until(f"{TASKS} succeeded across the cluster", lambda: succeeded() >= TASKS)
-            metrics = api.get("/api/metrics").json()
-            assert metrics["outcomes"]["succeeded"] == TASKS
-            instances = {w["instance"] for w in live_workers()}
-            assert {i["instance"] for i in metrics["instances"]} == instances
-            assert len(instances) == 3
-            ran = [i for i in metrics["instances"] if i["outcomes"].get("succeeded")]
-            assert len(ran) >= 2, metrics["instances"]  # the tasks were run across processes
-            worker_ids = {str(w["id"]) for w in live_workers()}
-
-            context, board = new_dashboard(browser, server.url)  # type: ignore[arg-type]
-            try:
-                page = board.open().page
-                page.wait_for_function(
-                    """([tasks, ids, rowsSelector]) => {
-                        const value = document.querySelector(
-                            '.counter[data-key=succeeded] .value').textContent;
-                        const heatmap = document.getElementById('heatmap');
-                        const rows = document.querySelectorAll(rowsSelector);
-                        return Number(value.replaceAll(',', '')) === tasks
-                            && Number(heatmap.dataset.rows) === ids.length
-                            && rows.length === ids.length;
-                    }""",
-                    arg=[TASKS, sorted(worker_ids), ROWS],
-                    polling=200,
-                    timeout=LIVE_TIMEOUT * 2,
-                )
-                shown = set(
-                    page.evaluate(
-                        "() => document.getElementById('heatmap').dataset.instances"
-                    ).split()
-                )
-                assert shown == instances
-                assert page.locator("#instances-table tbody tr").count() == 3
-                assert page.locator("#workers-table tbody tr.group").count() == 3
-                board.assert_clean()
-            finally:
-                context.close()
+            wait_until(
+                "every worker of every instance",
+                lambda: len(api.get("/api/workers").json()["workers"]) == expected,
+            )
+            yield server, api
     finally:
         drop(redis_url)
+
+
+def test_three_processes_on_redis_one_dashboard(
+    browser: object, redis_url: str, tmp_path: Path
+) -> None:
+    with three_processes(redis_url, tmp_path) as (server, api):
+
+        def live_workers() -> list[dict[str, object]]:
+            workers: list[dict[str, object]] = api.get("/api/workers").json()["workers"]
+            return workers
+
+        tasks = [{"type": "time.sleep", "payload": {"seconds": 0.02}} for _ in range(TASKS)]
+        created = api.post("/api/tasks", json={"tasks": tasks})
+        assert created.status_code == 201, created.text
+
+        def succeeded() -> int:
+            counts: int = api.get("/api/metrics").json()["outcomes"].get("succeeded", 0)
+            return counts
+
+        wait_until(f"{TASKS} succeeded across the cluster", lambda: succeeded() >= TASKS)
+        metrics = api.get("/api/metrics").json()
+        assert metrics["outcomes"]["succeeded"] == TASKS
+        instances = {w["instance"] for w in live_workers()}
+        assert {i["instance"] for i in metrics["instances"]} == instances
+        assert len(instances) == 3
+        ran = [i for i in metrics["instances"] if i["outcomes"].get("succeeded")]
+        assert len(ran) >= 2, metrics["instances"]  # the tasks were run across processes
+        worker_ids = {str(w["id"]) for w in live_workers()}
+
+        context, board = new_dashboard(browser, server.url)  # type: ignore[arg-type]
+        try:
+            page = board.open().page
+            page.wait_for_function(
+                """([tasks, ids, rowsSelector]) => {
+                    const value = document.querySelector(
+                        '.counter[data-key=succeeded] .value').textContent;
+                    const heatmap = document.getElementById('heatmap');
+                    const rows = document.querySelectorAll(rowsSelector);
+                    return Number(value.replaceAll(',', '')) === tasks
+                        && Number(heatmap.dataset.rows) === ids.length
+                        && rows.length === ids.length;
+                }""",
+                arg=[TASKS, sorted(worker_ids), ROWS],
+                polling=200,
+                timeout=LIVE_TIMEOUT * 2,
+            )
+            shown = set(
+                page.evaluate("() => document.getElementById('heatmap').dataset.instances").split()
+            )
+            assert shown == instances
+            assert page.locator("#instances-table tbody tr").count() == 3
+            assert page.locator("#workers-table tbody tr.group").count() == 3
+            board.assert_clean()
+        finally:
+            context.close()
+
+
+def test_a_screenshot_of_the_cluster_under_load(
+    browser: object, redis_url: str, tmp_path: Path
+) -> None:
+    """With UPDATE_SCREENSHOT=1, the README's picture of the cluster dashboard."""
+    with three_processes(redis_url, tmp_path) as (server, api):
+        context, board = new_dashboard(browser, server.url)  # type: ignore[arg-type]
+        try:
+            page = board.open().page
+            board.wait_live()
+            priorities = ["HIGH", "NORMAL", "NORMAL", "LOW"]
+            tasks = [
+                {
+                    "type": "time.sleep",
+                    "payload": {"seconds": 0.05 + (i % 7) * 0.04},
+                    "priority": priorities[i % 4],
+                    "delay": (i % 9) * 0.5,
+                }
+                for i in range(900)
+            ]
+            assert api.post("/api/tasks", json={"tasks": tasks}).status_code == 201
+            page.wait_for_function(  # every instance's workers busy for a few seconds
+                """() => {
+                    const heatmap = document.getElementById('heatmap');
+                    return Number(heatmap.dataset.groups) === 3
+                        && Number(heatmap.dataset.busyColumns) >= 6;
+                }""",
+                polling=200,
+                timeout=LIVE_TIMEOUT * 3,
+            )
+            path = tmp_path / "cluster.png"
+            page.screenshot(path=str(path), full_page=True)
+            assert path.stat().st_size > 10_000
+            if os.environ.get("UPDATE_SCREENSHOT") == "1":
+                SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, SCREENSHOT)
+            board.assert_clean()
+        finally:
+            context.close()
 
 
 def _fake_cluster(url: str, now: float, instances: int, workers: int) -> list[str]:
