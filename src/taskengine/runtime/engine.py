@@ -373,11 +373,12 @@ class Engine:
 
     async def _leave(self) -> None:
         async with asyncio.timeout(LEAVE_WAIT):
-            # the last counts, settles included: they stay in the cluster's until they expire
-            await self.heartbeat.publish(self.clock.now())
             await self.broker.forget_workers([worker.id for worker in self.pool.workers.values()])
             for name in (REAPER, RETENTION, SCHEDULER):
                 await self.broker.resign(name, self.instance)
+            # last, so it cannot hold up leaving: the final counts, every settle included;
+            # they stay in the cluster's figures until they expire
+            await self.heartbeat.publish(self.clock.now())
 
     async def _wait_idle(self, timeout: float, *, forced: bool = True) -> None:
         loop = asyncio.get_running_loop()
