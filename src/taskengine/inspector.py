@@ -112,6 +112,7 @@ class Inspector:
         With `history_path` it is the live feed's: it samples the broker counts too, saves
         its history there and the feed drives it; without, the engine's publisher's.
         """
+        from taskengine.telemetry.history import BUSY_KEPT, History
         from taskengine.telemetry.sampler import Sampler  # psutil: only when sampling
 
         sampler = self._sampler
@@ -121,9 +122,14 @@ class Inspector:
                 self._app.broker,
                 self._app.clock,
                 status=status,
+                history=History(BUSY_KEPT),  # a worker reports its last seconds only
                 with_counts=False,
             )
-        if history_path is not None:
+        if history_path is not None and not sampler.driven_by_feed:
+            hour = History()  # the feed's charts show up to an hour per second
+            for point in sampler.history.points:
+                hour.add(point)
+            sampler.history = hour
             sampler.history_path = history_path
             sampler.with_counts = sampler.driven_by_feed = True
         return sampler

@@ -8,11 +8,12 @@ and the heatmap cover every worker of every instance at one-second resolution.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 from taskengine.metrics.collector import ERROR_LABELS, Metrics
-from taskengine.telemetry.history import History, Point
+from taskengine.telemetry.history import BUSY_KEPT, History, Point
 from taskengine.telemetry.report import InstanceTelemetry
 
 
@@ -100,7 +101,8 @@ class SecondsMerger:
         """Add each report's not yet merged seconds (ok, failed, busy per worker) to the local
         point of the same second; return the points that changed. A second newer than the
         newest local point waits for the next call (the report is read again)."""
-        points = {p.t: p for p in history.points}
+        recent = itertools.islice(reversed(history.points), BUSY_KEPT)
+        points = {p.t: p for p in recent}  # reports are at most a heartbeat late
         if not points:
             return []
         changed: dict[float, Point] = {}
