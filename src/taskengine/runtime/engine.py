@@ -221,7 +221,9 @@ class Engine:
         await self.fetcher.start()
         for service in self._services():
             await service.start()
-        await self.heartbeat_once()
+        # the registry at once; the first telemetry report waits for the next heartbeat, so
+        # starting takes no longer than it did (a task may be running already)
+        await self.heartbeat.run_once(publish=False)
         log.info(
             "worker started",
             extra={"instance": self.instance, "workers": self.settings.workers},

@@ -76,8 +76,9 @@ class Heartbeat(PeriodicService):
         else:
             self.publish_failures = 0
 
-    async def run_once(self) -> None:
-        """Extend every held lease, act on lost and cancelled ones, report the workers."""
+    async def run_once(self, *, publish: bool = True) -> None:
+        """Extend every held lease, act on lost and cancelled ones, report the workers and,
+        with `publish`, this process's telemetry."""
         now = self.clock.now()
         pool = self.pool
         leases = list(pool.held.values())
@@ -92,7 +93,8 @@ class Heartbeat(PeriodicService):
         await self.broker.record_workers(
             [s.info(self.instance, self.host, pid, now, types) for s in live]
         )
-        await self.publish(now)
+        if publish:
+            await self.publish(now)
         if self.unknown_types.wanted:  # a task of a type not run here: who runs it?
             alive = await live_workers(self.broker, self.interval, now)
             self.unknown_types.update(alive)
