@@ -4,12 +4,16 @@ shared broker (Redis, PostgreSQL, SQLite), the producer running at the same time
 The producer (this process) submits COUNT no-op tasks in batches while the workers drain them;
 the clock runs from the first submission until the broker counts every task as succeeded.
 Alongside the rate, where the two cores went over that window: how busy the whole machine was,
-and how many cores the worker processes, the producer and the broker server used.
+and the CPU the worker processes, the producer and the broker server used, as cores and as
+microseconds per task. The server's figure is the run's own: Redis is a redis-server started for
+the suite (`private_redis`), PostgreSQL the backends serving the run's connections (the shared
+server's other clients and its background processes are not counted); SQLite has no server.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import signal
 import subprocess
@@ -17,12 +21,14 @@ import sys
 import tempfile
 import time
 import uuid
-from functools import partial
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import psutil
 
 from bench import row
+from bench.cpu_meter import backends_of, client_ports, cpu_by_pid, spent, tree
+from bench.private_redis import Server, private_redis
 from taskengine.brokers import open_broker
 from taskengine.model import TaskState, new_task
 
@@ -31,10 +37,11 @@ BATCH = 500
 APP = "bench.scale_app:app"
 NOOP = "bench.noop"
 BROKERS = {
-    "redis": "redis://127.0.0.1:6379/0?namespace=bench{uid}",
+    "redis": "redis://127.0.0.1:{port}/0?namespace=bench{uid}",
     "postgresql": "postgresql://postgres@127.0.0.1:5432/test?schema=bench{uid}",
     "sqlite": "sqlite:///{tmp}/scale.db",
 }
+POSTGRES = Server(port=5432, pid=None)  # shared: its share is the backends of the run's clients
 
 
 async def _succeeded(broker: Any) -> int:
@@ -45,42 +52,97 @@ async def _succeeded(broker: Any) -> int:
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-PORTS = {"redis": 6379, "postgresql": 5432}
+class Spent(NamedTuple):
+    """CPU seconds used over the timed window."""
+
+    workers: float  # the `taskengine worker` supervisor and its processes
+    producer: float  # this process
+    server: float  # the broker server's processes serving this run
 
 
-def _cpu(pid: int | None, *, children: bool = True) -> float:
-    """CPU seconds used so far by a process and its children (0 when there is none)."""
-    if pid is None:
-        return 0.0
-    root = psutil.Process(pid)
-    total = 0.0
-    for proc in [root, *(root.children(recursive=True) if children else [])]:
-        try:
-            times = proc.cpu_times()
-        except psutil.NoSuchProcess:
-            continue
-        total += times.user + times.system
-    return total
+class Figures(NamedTuple):
+    """One run's figures, in the order `run` names them."""
+
+    rate: float  # tasks/s
+    busy: float  # machine CPU busy, %
+    workers_cores: float
+    producer_cores: float
+    server_cores: float
+    workers_us: float  # CPU µs per task
+    producer_us: float
+    server_us: float
+
+
+FIGURE_NAMES = (
+    " (tasks/s)",
+    ": machine CPU busy (%)",
+    ": workers' CPU (cores)",
+    ": producer's CPU (cores)",
+    ": broker server's CPU (cores)",
+    ": workers' CPU per task (µs)",
+    ": producer's CPU per task (µs)",
+    ": broker server's CPU per task (µs)",
+)
+
+
+def figures(count: int, elapsed: float, busy: float, spent: Spent) -> Figures:
+    """The rate, and each CPU share both as cores (seconds per second) and µs per task."""
+    cores = [seconds / elapsed for seconds in spent]
+    per_task = [seconds / count * 1e6 for seconds in spent]
+    return Figures(count / elapsed, busy, *cores, *per_task)
 
 
 def _busy(before: Any, after: Any) -> float:
     """Share of all cores not idle between two `psutil.cpu_times()` readings, in %."""
-    spent = sum(after) - sum(before)
+    total = sum(after) - sum(before)
     idle = (after.idle + after.iowait) - (before.idle + before.iowait)
-    return 100.0 * (spent - idle) / spent if spent else 0.0
+    return 100.0 * (total - idle) / total if total else 0.0
 
 
-def _server_pid(port: int | None) -> int | None:
-    """The process listening on `port` (the broker server), if any."""
-    for conn in psutil.net_connections("tcp"):
-        if port is not None and conn.status == "LISTEN" and conn.laddr.port == port:
-            return conn.pid
-    return None
+class _Window:
+    """Readings of every CPU share at the start and the end of the timed window."""
+
+    def __init__(self, workers: int, server: Server | None) -> None:
+        self._workers, self._server = workers, server
+        self._unseen = False
+        self._start: tuple[Any, ...] = ()
+        self._end: tuple[Any, ...] = ()
+
+    def _server_cpu(self) -> dict[int, float]:
+        if self._server is None:
+            return {}
+        if self._server.pid is not None:
+            return cpu_by_pid([self._server.pid])
+        clients = [*tree(self._workers), os.getpid()]
+        ports = client_ports(self._server.port, clients)
+        backends = backends_of(self._server.port, ports)
+        if ports and not backends:  # another user's processes (not root): no figure, not zero
+            self._unseen = True
+        return cpu_by_pid(backends)
+
+    def start(self) -> None:
+        """Read the server, the workers, the producer, the machine, then start the clock."""
+        server, workers = self._server_cpu(), cpu_by_pid(tree(self._workers))
+        producer = cpu_by_pid([os.getpid()])
+        self._start = (server, workers, producer, psutil.cpu_times(), time.perf_counter())
+
+    def end(self) -> None:
+        """Stop the clock, then read in the reverse order (the readings cost no window time)."""
+        clock, machine = time.perf_counter(), psutil.cpu_times()
+        producer, workers = cpu_by_pid([os.getpid()]), cpu_by_pid(tree(self._workers))
+        self._end = (self._server_cpu(), workers, producer, machine, clock)
+
+    def figures(self, count: int) -> Figures:
+        """The run's figures from the two readings."""
+        (server0, workers0, producer0, machine0, clock0) = self._start
+        (server1, workers1, producer1, machine1, clock1) = self._end
+        server = math.nan if self._unseen else spent(server0, server1)
+        used = Spent(spent(workers0, workers1), spent(producer0, producer1), server)
+        return figures(count, clock1 - clock0, _busy(machine0, machine1), used)
 
 
-def one_run(url: str, processes: int, port: int | None) -> tuple[float, ...]:
-    """(tasks/s, machine CPU busy %, then cores used by the workers, the producer and the
-    broker server) for one run: start the workers, then produce and wait for every success."""
+def one_run(url: str, processes: int, server: Server | None) -> Figures:
+    """One run's figures: start the workers, then produce and wait for every success."""
     env = {**os.environ, "PYTHONPATH": ROOT, "TASKENGINE_PREFETCH": "500"}
     command = [sys.executable, "-m", "taskengine", "--broker", url, "--app", APP, "worker"]
     asyncio.run(_prepare(url))  # the storage exists before the workers race to create it
@@ -93,22 +155,13 @@ def one_run(url: str, processes: int, port: int | None) -> tuple[float, ...]:
     )
     try:
         time.sleep(3)  # the processes are up and waiting
-        # the producer is this process, without the workers it started
-        readings = [
-            partial(_cpu, workers.pid),
-            partial(_cpu, os.getpid(), children=False),
-            partial(_cpu, _server_pid(port)),
-        ]
-        machine, before = psutil.cpu_times(), [read() for read in readings]
+        window = _Window(workers.pid, server)
         try:
-            rate = asyncio.run(_produce_and_wait(url))
+            asyncio.run(_produce_and_wait(url, window.start, window.end))
         except RuntimeError as exc:  # say why: the workers' own words, not a bare timeout
             log.seek(0)
             raise RuntimeError(f"{exc}; the workers logged:\n{log.read()[-4000:]}") from None
-        busy = _busy(machine, psutil.cpu_times())
-        elapsed = COUNT / rate
-        cores = [(read() - was) / elapsed for read, was in zip(readings, before, strict=True)]
-        return (rate, busy, *cores)
+        return window.figures(COUNT)
     finally:
         workers.send_signal(signal.SIGTERM)
         try:
@@ -125,7 +178,10 @@ async def _prepare(url: str) -> None:
     await broker.close()
 
 
-async def _produce_and_wait(url: str) -> float:
+async def _produce_and_wait(
+    url: str, on_start: Callable[[], None], on_done: Callable[[], None]
+) -> None:
+    """Submit COUNT tasks and poll until all succeeded, between `on_start` and `on_done`."""
     broker = open_broker(url, max_depth=10**8)
     await broker.start()
     try:
@@ -133,6 +189,7 @@ async def _produce_and_wait(url: str) -> float:
         batches = [
             [new_task(NOOP, None, now=now) for _ in range(BATCH)] for _ in range(COUNT // BATCH)
         ]
+        on_start()  # after the producer's connections exist: their backends are counted
         started = time.perf_counter()
         for batch in batches:
             await broker.enqueue(batch, time.time())
@@ -141,7 +198,7 @@ async def _produce_and_wait(url: str) -> float:
                 counts = [(r.state.value, r.count) for r in await broker.counts()]
                 raise RuntimeError(f"{url}: not done within 300 s; the broker counts {counts}")
             await asyncio.sleep(0.05)
-        return COUNT / (time.perf_counter() - started)
+        on_done()  # before close: the producer's backends are still there to read
     finally:
         await broker.close()
 
@@ -157,24 +214,31 @@ async def _drop(url: str) -> None:
 
 def run(runs: int = 3, progress: Any = print) -> list[dict[str, Any]]:
     """Median of `runs` for each broker and process count."""
-    rows = []
-    for name, template in BROKERS.items():
-        for processes in (1, 2, 4):
-            results = []
-            for _ in range(runs):
-                url = template.format(uid=uuid.uuid4().hex[:8], tmp=tempfile.mkdtemp())
-                results.append(one_run(url, processes, PORTS.get(name)))
-                rate, busy, workers, producer, server = results[-1]
-                progress(
-                    f"scale-out {name} x{processes}: {rate:,.0f} tasks/s, machine {busy:.0f}% "
-                    f"busy; cores: workers {workers:.2f}, producer {producer:.2f}, "
-                    f"server {server:.2f}"
-                )
-            columns = [list(column) for column in zip(*results, strict=True)]
-            label = f"{name}, {processes} worker process(es)"
-            names = [" (tasks/s)", ": machine CPU busy (%)", ": workers' CPU (cores)"]
-            names += [": producer's CPU (cores)", ": broker server's CPU (cores)"]
-            rows += [
-                row(label + suffix, column) for suffix, column in zip(names, columns, strict=True)
-            ]
+    with private_redis() as redis_server:
+        servers = {"redis": redis_server, "postgresql": POSTGRES, "sqlite": None}
+        rows = []
+        for name, template in BROKERS.items():
+            for processes in (1, 2, 4):
+                results = []
+                for _ in range(runs):
+                    url = template.format(
+                        uid=uuid.uuid4().hex[:8], tmp=tempfile.mkdtemp(), port=redis_server.port
+                    )
+                    results.append(one_run(url, processes, servers[name]))
+                    progress(_line(name, processes, results[-1]))
+                columns = [list(column) for column in zip(*results, strict=True)]
+                label = f"{name}, {processes} worker process(es)"
+                rows += [
+                    row(label + suffix, column)
+                    for suffix, column in zip(FIGURE_NAMES, columns, strict=True)
+                ]
     return rows
+
+
+def _line(name: str, processes: int, f: Figures) -> str:
+    return (
+        f"scale-out {name} x{processes}: {f.rate:,.0f} tasks/s, machine {f.busy:.0f}% busy, "
+        f"load {os.getloadavg()[0]:.1f}; CPU per task (cores): workers {f.workers_us:.1f} µs "
+        f"({f.workers_cores:.2f}), producer {f.producer_us:.1f} µs ({f.producer_cores:.2f}), "
+        f"server {f.server_us:.1f} µs ({f.server_cores:.2f})"
+    )

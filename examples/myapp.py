@@ -31,8 +31,12 @@ async def main() -> None:
         engine = app.engine()  # workers in this process; or `taskengine --app myapp:app worker`
         await engine.start()
         try:
-            task_id = await app.submit("email.send", {"to": "a@example.com", "subject": "hi"})
+            # `send` is a typed handle: mypy checks the payload is an Email, msgspec at submit.
+            task_id = await send.submit(Email(to="a@example.com", subject="hi"), priority="high")
             print(await app.result(task_id, timeout=60))
+            # A batch is one broker round trip; keep_result=0: no record is kept once each succeeds.
+            emails = [Email(to=f"user{n}@example.com", subject="hi") for n in range(3)]
+            await send.submit_many(emails, keep_result=0)
         finally:
             await engine.stop()
 

@@ -8,24 +8,31 @@ import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Concatenate
 from urllib.parse import urlsplit
 
 from taskengine.brokers import CancelResult, EnqueueResult, ReplayResult, open_broker
 from taskengine.brokers.base import BrokerBackend
-from taskengine.builtins import builtin_registry, close_builtins
-from taskengine.builtins.config import BuiltinConfig
 from taskengine.clock import SYSTEM_CLOCK, Clock
 from taskengine.errors import TaskNotFound, ValidationError
+from taskengine.handles import P, R, Rest, Submitter, TaskHandle
 from taskengine.inspector import Inspector
 from taskengine.metrics import Metrics
 from taskengine.model import Priority, ResultStatus, Task, TaskRecord, TaskResult, new_task
+from taskengine.model.ids import new_id
 from taskengine.model.serializer import check_storable, from_json, to_json
 from taskengine.model.state import TERMINAL_STATES
 from taskengine.model.storable import find_unstorable
 from taskengine.policy.cron import CronEntry, check_unique
 from taskengine.policy.idempotency import check_batch, check_repeat
-from taskengine.registry import ExecutorKind, InvalidPayload, Registry, UnknownTaskType
+from taskengine.registry import (
+    ExecutorKind,
+    InvalidPayload,
+    Registry,
+    TaskSpec,
+    UnknownTaskType,
+    task_name,
+)
 from taskengine.request import TaskRequest as TaskRequest  # re-exported: App's request
 from taskengine.runtime.engine import Engine
 from taskengine.runtime.service import PeriodicService
@@ -36,7 +43,7 @@ from taskengine.tracing import Tracing, submitting
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
 
-F = TypeVar("F", bound=Callable[..., Any])
+    from taskengine.builtins.config import BuiltinConfig
 
 
 class App:
@@ -67,7 +74,9 @@ class App:
         self.settings = settings
         self.clock = clock
         self.registry = Registry()
-        if builtins:
+        if builtins:  # imported only here: an App without them never loads their code
+            from taskengine.builtins import builtin_registry
+
             self.registry.merge(builtin_registry(builtin_config(settings)))
         self.metrics = Metrics()
         self.tracing = Tracing(tracer_provider)  # OpenTelemetry, when an SDK is set up
@@ -90,9 +99,11 @@ class App:
         executor: ExecutorKind | None = None,
         retryable: bool = True,
         breaker: bool = True,
-    ) -> Callable[[F], F]:
-        """Register a handler as a task type (see Registry.task)."""
-        return self.registry.task(
+        keep_result: float | None = None,
+    ) -> Callable[[Callable[Concatenate[P, Rest], R]], TaskHandle[P, Rest, R]]:
+        """Register a handler as a task type (see Registry.task); return its typed handle,
+        which still runs the handler when called (taskengine.handles)."""
+        register = self.registry.task(
             name,
             timeout=timeout or self.settings.task_timeout,
             max_attempts=max_attempts or self.settings.max_attempts,
@@ -101,7 +112,14 @@ class App:
             executor=executor,
             retryable=retryable,
             breaker=breaker,
+            keep_result=keep_result,
         )
+        submitter = Submitter(self.submit_many, self.sync)
+
+        def decorate(fn: Callable[Concatenate[P, Rest], R]) -> TaskHandle[P, Rest, R]:
+            return TaskHandle(register(fn), task_name(fn, name), submitter)
+
+        return decorate
 
     def periodic(
         self,
@@ -154,7 +172,10 @@ class App:
             await self._engine.stop()
         if self._sync is not None:
             await asyncio.to_thread(self._sync.close)
-        await close_builtins(self.registry)
+        if "io.http" in self.registry:  # the built-ins' shared HTTP client
+            from taskengine.builtins import close_builtins
+
+            await close_builtins(self.registry)
         if self._broker is not None:
             await self._broker.close()
 
@@ -175,19 +196,51 @@ class App:
     def build(self, request: TaskRequest) -> Task:
         """Validate a request against the registry and return the Task to store."""
         spec = self.registry.get(request.type)
+        return self._build(spec, request, _checked_payload(request.payload))
+
+    def build_many(self, requests: Sequence[TaskRequest]) -> list[Task]:
+        """`build` for a batch: the payloads are checked in one pass, and a request that
+        takes every default of a type already built once here skips the checks it passed."""
+        payloads = [request.payload for request in requests]
         try:
-            payload = from_json(to_json(request.payload))  # JSON only, as it will be stored
-            check_storable(payload)  # and within what every broker holds (one answer for all)
+            payloads = from_json(to_json(payloads))
+            check_storable(payloads)
         except ValidationError:
-            found = find_unstorable(request.payload)
-            if found is None:
-                raise
-            raise InvalidPayload(f"payload {found}") from None
+            return [self.build(request) for request in requests]  # raises, naming the value
+        tasks: list[Task] = []
+        checked: set[str] = set()  # types whose defaults made a valid task in this batch
+        now = self.clock.now
+        for request, payload in zip(requests, payloads, strict=True):
+            spec = self.registry.get(request.type)
+            if spec.name not in checked or not _takes_defaults(request):
+                tasks.append(self._build(spec, request, payload))
+                if _takes_defaults(request):
+                    checked.add(spec.name)
+                continue
+            spec.check(payload)
+            created = now()
+            tasks.append(
+                Task(
+                    id=new_id(created),
+                    type=spec.name,
+                    payload=payload,
+                    priority=spec.priority,
+                    queue=spec.queue,
+                    created_at=created,
+                    run_at=created,
+                    timeout=float(spec.timeout),
+                    max_attempts=spec.max_attempts,
+                    keep_result=spec.keep_result,
+                )
+            )
+        return tasks
+
+    def _build(self, spec: TaskSpec, request: TaskRequest, payload: Any) -> Task:
         if request.idempotency_key is not None and (
             found := find_unstorable(request.idempotency_key, "idempotency_key")
         ):
             raise ValidationError(found)
-        spec.convert(payload)
+        spec.check(payload)
         return new_task(
             request.type,
             payload,
@@ -201,6 +254,7 @@ class App:
             if request.max_attempts is None
             else request.max_attempts,
             idempotency_key=request.idempotency_key,
+            keep_result=spec.keep_result if request.keep_result is None else request.keep_result,
         )
 
     def check(self, request: TaskRequest) -> None:
@@ -216,7 +270,7 @@ class App:
 
     async def submit_many(self, requests: Sequence[TaskRequest]) -> list[str]:
         """Submit a batch in one broker round trip; all are validated before any is stored."""
-        results = await self.enqueue_tasks([self.build(request) for request in requests])
+        results = await self.enqueue_tasks(self.build_many(requests))
         return [result.id for result in results]
 
     async def enqueue_tasks(self, tasks: Sequence[Task]) -> list[EnqueueResult]:
@@ -358,8 +412,37 @@ class App:
         return self.engine(**overrides)
 
 
+def _checked_payload(payload: Any) -> Any:
+    """The payload as it will be stored (JSON only), within what every broker holds."""
+    try:
+        checked = from_json(to_json(payload))
+        check_storable(checked)  # one answer for all brokers
+    except ValidationError:
+        found = find_unstorable(payload)
+        if found is None:
+            raise
+        raise InvalidPayload(f"payload {found}") from None
+    return checked
+
+
+def _takes_defaults(request: TaskRequest) -> bool:
+    """True if the request sets nothing but its type and payload."""
+    return (
+        request.priority is None
+        and request.queue is None
+        and request.delay is None
+        and request.run_at is None
+        and request.timeout is None
+        and request.max_attempts is None
+        and request.idempotency_key is None
+        and request.keep_result is None
+    )
+
+
 def builtin_config(settings: Settings) -> BuiltinConfig:
     """The built-in task types' configuration; the engine's own store is off limits to them."""
+    from taskengine.builtins.config import BuiltinConfig
+
     forbidden: set[str] = set()
     parts = urlsplit(settings.broker_url)
     if parts.scheme == "sqlite":

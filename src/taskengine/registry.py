@@ -14,6 +14,7 @@ from taskengine.model.task import (
     DEFAULT_QUEUE,
     DEFAULT_TIMEOUT,
     Priority,
+    check_keep_result,
     validate_name,
 )
 
@@ -65,10 +66,20 @@ class TaskSpec(msgspec.Struct, frozen=True, kw_only=True):
     payload_type: Any = None  # a msgspec-convertible type, or None for any JSON
     wants_context: bool = False
     retryable: bool = True
+    # Seconds a succeeded task's record is kept: None = the global retention, 0 = deleted when
+    # it settles (model.task.Task.keep_result).
+    keep_result: float | None = None
     # False: failures do not count against the runner's per-type circuit breaker, for a type
     # that keeps finer breakers of its own (io.http, per host), so one bad target cannot stall
     # every task of the type.
     breaker: bool = True
+
+    def check(self, payload: Any) -> None:
+        """Raise InvalidPayload unless the payload converts to the declared type; a payload
+        already of a bare declared type (`dict`, `list`, `str`...) costs one type check."""
+        if self.payload_type is None or type(payload) is self.payload_type:
+            return
+        self.convert(payload)
 
     def convert(self, payload: Any) -> Any:
         """Return the payload as the handler's declared type; raise InvalidPayload if it is not."""
@@ -97,20 +108,22 @@ class Registry:
         executor: ExecutorKind | None = None,
         retryable: bool = True,
         breaker: bool = True,
+        keep_result: float | None = None,
     ) -> Callable[[F], F]:
         """Register the decorated function as task type `name` (default: module.function).
 
         Coroutine functions run on the event loop, plain functions in the thread pool unless
         `executor="process"` (which needs a module-level function). A first parameter
         annotated with a msgspec Struct, dataclass or TypedDict validates payloads at submit.
-        `breaker=False` keeps the type's failures off its circuit breaker (see TaskSpec).
+        `breaker=False` keeps the type's failures off its circuit breaker (see TaskSpec);
+        `keep_result` says how long a succeeded task's record is kept (0: not at all).
         """
 
         def decorate(fn: F) -> F:
             self.register(
                 build_spec(
                     fn,
-                    name=name or f"{fn.__module__}.{fn.__qualname__}",
+                    name=task_name(fn, name),
                     timeout=timeout,
                     max_attempts=max_attempts,
                     queue=queue,
@@ -118,6 +131,7 @@ class Registry:
                     executor=executor,
                     retryable=retryable,
                     breaker=breaker,
+                    keep_result=keep_result,
                 )
             )
             return fn
@@ -166,6 +180,7 @@ def build_spec(
     executor: ExecutorKind | None = None,
     retryable: bool = True,
     breaker: bool = True,
+    keep_result: float | None = None,
 ) -> TaskSpec:
     """Inspect `fn` and build its validated TaskSpec."""
     validate_name("task type", name)
@@ -180,6 +195,7 @@ def build_spec(
             f"{name}: executor {executor!r} needs {'an async' if executor == 'async' else 'a sync'}"
             " function"
         )
+    check_keep_result(keep_result)
     if not timeout > 0 or max_attempts < 1:
         raise ValidationError(f"{name}: timeout must be > 0 and max_attempts >= 1")
     params = list(inspect.signature(fn).parameters.values())
@@ -203,7 +219,13 @@ def build_spec(
         wants_context=wants_context,
         retryable=retryable,
         breaker=breaker,
+        keep_result=keep_result,
     )
+
+
+def task_name(fn: Callable[..., Any], name: str | None = None) -> str:
+    """The task type name of `fn`: `name` if given, else its module.qualname."""
+    return name or f"{fn.__module__}.{fn.__qualname__}"
 
 
 def _payload_type(fn: Callable[..., Any], param: str) -> Any:

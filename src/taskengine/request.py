@@ -21,3 +21,5 @@ class TaskRequest(msgspec.Struct, frozen=True, kw_only=True):
     timeout: float | None = None
     max_attempts: int | None = None
     idempotency_key: str | None = None
+    # seconds a succeeded task's record is kept (0: deleted when it settles); None: the type's
+    keep_result: float | None = None

@@ -77,6 +77,26 @@ def test_submitted_task_succeeds_with_the_task_result_shape(client: httpx.Client
     _iso(line["finished_at"])
 
 
+def test_keep_result_zero_deletes_the_task_once_it_succeeded(client: httpx.Client) -> None:
+    task_id = submit(client, {"type": "cpu.primes", "payload": {"limit": 100}, "keep_result": 0})
+    deadline = time.monotonic() + 15
+    status = 200
+    while status == 200 and time.monotonic() < deadline:
+        response = client.get(f"/api/tasks/{task_id}")
+        status = response.status_code
+        if status == 200:
+            assert response.json()["state"] in ("queued", "running"), response.text
+            time.sleep(0.02)
+    assert status == 404  # nobody reads its result: no record kept
+
+
+def test_keep_result_out_of_range_is_422(client: httpx.Client) -> None:
+    for bad in (-1, 366 * 24 * 3600 + 1, "forever"):
+        response = client.post("/api/tasks", json={"type": "cpu.primes", "keep_result": bad})
+        assert response.status_code == 422, response.text
+        assert response.json()["error"]["code"] == "validation_error"
+
+
 def test_task_view_has_every_field(client: httpx.Client) -> None:
     task_id = submit(
         client,

@@ -91,6 +91,8 @@ async def test_a_version_1_store_is_upgraded_and_keeps_its_tasks(db: str) -> Non
     await old.enqueue([task], T0)
     await old.close()
     with sqlite3.connect(db) as conn:  # the store as a version 1 build left it
+        conn.execute("DROP INDEX tasks_kept")
+        conn.execute("ALTER TABLE tasks DROP COLUMN keep_result")
         conn.execute("ALTER TABLE tasks DROP COLUMN trace")
         conn.execute("PRAGMA user_version = 1")
 
@@ -106,7 +108,33 @@ async def test_a_version_1_store_is_upgraded_and_keeps_its_tasks(db: str) -> Non
     finally:
         await broker.close()
     with sqlite3.connect(db) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+
+
+async def test_a_version_2_store_is_upgraded_to_keep_results_per_task(db: str) -> None:
+    old = SqliteBroker(db)
+    await old.start()
+    [task] = make_tasks(1)
+    await old.enqueue([task], T0)
+    await old.close()
+    with sqlite3.connect(db) as conn:  # the store as a version 2 build left it
+        conn.execute("DROP INDEX tasks_kept")
+        conn.execute("ALTER TABLE tasks DROP COLUMN keep_result")
+        conn.execute("PRAGMA user_version = 2")
+
+    broker = SqliteBroker(db)
+    await broker.start()
+    try:
+        [record] = await broker.get([task.id])
+        assert record is not None and record.keep_result is None  # the global retention
+        kept = new_task("demo.echo", now=T0, keep_result=60)
+        await broker.enqueue([kept], T0)
+        [stored] = await broker.get([kept.id])
+        assert stored is not None and stored.keep_result == 60.0
+    finally:
+        await broker.close()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
 async def test_concurrent_writes_share_one_commit(broker: SqliteBroker) -> None:

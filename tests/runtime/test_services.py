@@ -292,6 +292,30 @@ async def test_retention_keeps_purging_until_nothing_is_past_its_ttl(
     assert await app.broker.get(ids) == [None] * 5
 
 
+async def test_retention_honours_each_tasks_keep_result(app: App, clock: FakeClock) -> None:
+    worker = make_worker(app, finished_ttl=100, dead_ttl=1000, instance="a")
+    gone = await app.submit("quick", 1, keep_result=0)
+    short = await app.submit("quick", 2, keep_result=10)
+    long = await app.submit("quick", 3, keep_result=500)
+    default = await app.submit("quick", 4)
+    async with running(worker):
+        await worker.run_until_idle(5)
+    assert await app.broker.get([gone]) == [None]  # deleted when it settled
+
+    clock.advance(11)
+    assert await worker.purge_once() == 1  # its own 10 s, not the global 100 s
+    clock.advance(100)
+    assert await worker.purge_once() == 1  # the default one; the 500 s one stays
+    assert [r is None for r in await app.broker.get([short, long, default])] == [
+        True,
+        False,
+        True,
+    ]
+    clock.advance(400)
+    assert await worker.purge_once() == 1
+    assert await app.broker.get([long]) == [None]
+
+
 # -- autoscaler ---------------------------------------------------------------------------------
 
 

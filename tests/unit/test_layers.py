@@ -87,6 +87,7 @@ TOP_LEVEL = {
     "inspector": "app",
     "feed": "app",
     "request": "app",
+    "handles": "app",
     "sync": "app",
     "views": "app",
     "testing": "app",

@@ -8,7 +8,13 @@ import msgspec
 
 from taskengine.api.times import parse_date_time
 from taskengine.errors import ValidationError
-from taskengine.model.task import LATEST_RUN_AT, MAX_ATTEMPTS_LIMIT, MAX_DELAY, MAX_TIMEOUT
+from taskengine.model.task import (
+    LATEST_RUN_AT,
+    MAX_ATTEMPTS_LIMIT,
+    MAX_DELAY,
+    MAX_KEEP_RESULT,
+    MAX_TIMEOUT,
+)
 from taskengine.views import (  # the response views, shared with the CLI's --json (re-exported)
     AttemptView,
     CancelView,
@@ -68,6 +74,7 @@ DateTime = Annotated[str, msgspec.Meta(extra_json_schema={"format": "date-time"}
 EpochSeconds = Annotated[float, msgspec.Meta(ge=0, le=LATEST_RUN_AT)]
 Attempts = Annotated[int, msgspec.Meta(ge=1, le=MAX_ATTEMPTS_LIMIT)]
 Key = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+Retention = Annotated[float, msgspec.Meta(ge=0, le=MAX_KEEP_RESULT)]
 MAX_BATCH = 1000
 
 
@@ -83,6 +90,7 @@ class SubmitTask(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     timeout: Seconds | None = None
     max_attempts: Attempts | None = None
     idempotency_key: Key | None = None
+    keep_result: Retention | None = None
 
     def run_at_epoch(self) -> float | None:
         """run_at as seconds since the epoch; a date-time is clamped to 1970..9999 (see API.md)."""

@@ -172,6 +172,7 @@ def _build(ctx: ApiContext, item: SubmitTask, index: int, count: int) -> Task:
             timeout=item.timeout,
             max_attempts=item.max_attempts,
             idempotency_key=item.idempotency_key,
+            keep_result=item.keep_result,
         )
         return ctx.app.build(request)
     except ValidationError as exc:

@@ -142,7 +142,11 @@ class Broker(Protocol):
 
     async def settle(self, outcomes: Sequence[Outcome], now: float) -> list[bool]:
         """Apply a mixed batch of outcomes; each is applied only if its token is current
-        (True) and refused otherwise (False), independently of the others."""
+        (True) and refused otherwise (False), independently of the others.
+
+        Result retention (ADR 0035): a task stored with `keep_result == 0` that settles as
+        succeeded is deleted by this settle, record, history and idempotency key together, as
+        `purge` would; any other outcome of it is applied as usual."""
         ...
 
     async def requeue_expired(self, now: float, limit: int) -> list[str]:
@@ -179,7 +183,14 @@ class BrokerAdmin(Protocol):
         ...
 
     async def purge(self, states: Sequence[TaskState], finished_before: float, limit: int) -> int:
-        """Delete up to `limit` tasks in terminal `states` that finished before the time."""
+        """Delete up to `limit` tasks in terminal `states` that finished before the time, the
+        earliest first. A succeeded task with a `keep_result` of its own is left to
+        `purge_kept`."""
+        ...
+
+    async def purge_kept(self, now: float, limit: int) -> int:
+        """Delete up to `limit` succeeded tasks whose own `keep_result` ran out before `now`
+        (finished_at + keep_result < now), the earliest expiry first (ADR 0035)."""
         ...
 
     async def pause(self, queues: Sequence[str]) -> None:

@@ -11,12 +11,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from taskengine.cli.client import connected
 from taskengine.cli.errors import EXIT_FAILURE, EXIT_OK
+from taskengine.cli.forked import Child, can_fork, fork_worker, preload
 from taskengine.cli.loading import CliState, load_app, run, state_of
 from taskengine.cli.pool_options import PoolOptions, log_level_option, pool_options
 from taskengine.logging import redact_url
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from taskengine.app import App
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+C = TypeVar("C", bound=Child)
 
 
 @click.command()
@@ -206,6 +208,9 @@ def supervise(
 ) -> int:
     """Start `count` worker processes, forward SIGINT/SIGTERM to them, wait for all.
 
+    The children are forked once the engine is imported here (`cli/forked.py`), or, where that
+    cannot be, started as `python -m taskengine worker`.
+
     The children run in their own process group so a terminal's Ctrl-C reaches them once,
     through us; the second signal is forwarded too and skips their grace period.
     Each child holds the read end of a pipe whose write end only we hold: when we die, however
@@ -216,27 +221,25 @@ def supervise(
     Returns 0 if every child exited 0.
     """
     watch, lifeline = os.pipe()  # both non-inheritable: only pass_fds hands `watch` on
-    command = [
-        sys.executable,
-        "-m",
-        "taskengine",
-        *state.global_args(),
-        "worker",
-        *args,
-        "--watch-fd",
-        str(watch),
-    ]
-    children: list[subprocess.Popen[bytes]] = []
+    argv = [*state.global_args(), "worker", *args, "--watch-fd", str(watch)]
+    forking = can_fork()
+    if forking:
+        preload(state.broker)
+        forking = can_fork()  # the imports started no thread
+    children: list[Child] = []
     received: list[int] = []
 
     ports = ports or [None] * count
 
-    def spawn(index: int) -> subprocess.Popen[bytes]:
+    def spawn(index: int) -> Child:
         port = ports[index]
         extra = ["--metrics-port", str(port)] if port is not None else []
-        return subprocess.Popen([*command, *extra], process_group=0, pass_fds=(watch,))
+        if forking:
+            return fork_worker([*argv, *extra], close_fds=(lifeline,))
+        command = [sys.executable, "-m", "taskengine", *argv, *extra]
+        return subprocess.Popen(command, process_group=0, pass_fds=(watch,))
 
-    def restart(index: int) -> subprocess.Popen[bytes] | None:
+    def restart(index: int) -> Child | None:
         return None if received else spawn(index)
 
     def forward(signum: int, frame: object) -> None:
@@ -268,10 +271,7 @@ def supervise(
     return EXIT_FAILURE if failed else EXIT_OK
 
 
-def wait_all(
-    children: list[subprocess.Popen[bytes]],
-    restart: Callable[[int], subprocess.Popen[bytes] | None] | None = None,
-) -> list[int]:
+def wait_all(children: list[C], restart: Callable[[int], C | None] | None = None) -> list[int]:
     """Wait for every child; say so as soon as one exits with an error. A child ended by its
     watchdog or killed by a signal (a crash, the OOM killer) is replaced in `children` by what
     `restart` starts for its index (None: not replaced, as while stopping)."""

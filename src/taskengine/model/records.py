@@ -137,6 +137,22 @@ def expire(
     return Expiry(TaskState.DEAD, line, result)
 
 
+def deleted_at_settle(state: TaskState, keep_result: float | None) -> bool:
+    """Whether a task settling into `state` is deleted by the settle (keep_result 0 and
+    succeeded: nobody reads its record). Dead and cancelled tasks are always kept."""
+    return state is TaskState.SUCCEEDED and keep_result == 0
+
+
+def kept_until(
+    state: TaskState, finished_at: float | None, keep_result: float | None
+) -> float | None:
+    """When `purge_kept` deletes a finished task with its own retention; None: the global
+    retention (`purge`) applies to it."""
+    if state is not TaskState.SUCCEEDED or keep_result is None or finished_at is None:
+        return None
+    return finished_at + keep_result
+
+
 def as_received(task: Task, now: float) -> Task:
     """The task as a broker whose clock says `now` records it at enqueue: created no later
     than now, and if it was to run at once (run_at not after its creation), due no later
@@ -156,8 +172,10 @@ __all__ = [
     "Expiry",
     "as_received",
     "cancelled_result",
+    "deleted_at_settle",
     "expire",
     "expiry_error",
     "honour_cancel",
+    "kept_until",
     "outcome_line",
 ]

@@ -20,6 +20,7 @@ MAX_TIMEOUT = 7 * 24 * 3600.0
 MAX_DELAY = 366 * 24 * 3600.0
 LATEST_RUN_AT = 253_402_300_799.0  # 9999-12-31T23:59:59Z, the last time a datetime can show
 MAX_ATTEMPTS_LIMIT = 1000
+MAX_KEEP_RESULT = 366 * 24 * 3600.0
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}")  # whole name: fullmatch
 _VALID_NAMES: set[str] = set()  # names already checked, up to _VALID_NAMES_KEPT of them
 _VALID_NAMES_KEPT = 10_000
@@ -66,6 +67,10 @@ class Task(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     idempotency_key: str | None = None
     # The W3C traceparent of the span that submitted the task (taskengine.tracing), or None.
     trace: str | None = None
+    # Seconds the record of this task is kept once it succeeded: None = the global retention
+    # (finished_ttl), 0 = deleted by the settle itself, > 0 = purged at finished_at + this.
+    # Dead and cancelled tasks keep the global retention (the dead letters stay replayable).
+    keep_result: float | None = None
 
 
 class TaskRecord(Task, frozen=True, kw_only=True, gc=False):
@@ -109,6 +114,7 @@ def new_task(
     idempotency_key: str | None = None,
     task_id: str | None = None,
     trace: str | None = None,
+    keep_result: float | None = None,
 ) -> Task:
     """Build a validated Task created at `now`; `run_at` or `delay` schedule it for later."""
     validate_name("task type", type)
@@ -133,6 +139,7 @@ def new_task(
         raise ValidationError(f"max_attempts must be between 1 and {MAX_ATTEMPTS_LIMIT}")
     if idempotency_key is not None and not 0 < len(idempotency_key) <= 256:
         raise ValidationError("idempotency_key must be 1-256 characters")
+    check_keep_result(keep_result)
     return Task(
         id=task_id or new_id(now),
         type=type,
@@ -145,7 +152,20 @@ def new_task(
         max_attempts=max_attempts,
         idempotency_key=idempotency_key,
         trace=trace,
+        keep_result=None if keep_result is None else float(keep_result),
     )
+
+
+def check_keep_result(keep_result: float | None) -> None:
+    """Raise ValidationError unless `keep_result` is None or 0 to MAX_KEEP_RESULT seconds."""
+    if keep_result is None:
+        return
+    if isinstance(keep_result, bool) or not isinstance(keep_result, int | float):
+        raise ValidationError(f"keep_result {keep_result!r} must be a number of seconds")
+    if not 0 <= keep_result <= MAX_KEEP_RESULT:
+        raise ValidationError(
+            f"keep_result {keep_result!r} must be between 0 and {MAX_KEEP_RESULT:.0f} s"
+        )
 
 
 def queued_record(task: Task, now: float) -> TaskRecord:

@@ -213,8 +213,6 @@ class Engine:
         await self.broker.start()
         if self.watchdog is not None:
             self.watchdog.start()
-        if any(self.registry.get(name).executor == "process" for name in self.registry.names()):
-            await self._processes.start()
         self.runner.tracing = self.completer.tracing = self.tracing.for_worker()
         self.pool.resize(self.settings.workers)
         await self.completer.start()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable
+
 from taskengine.brokers.base import BrokerBackend
 from taskengine.clock import Clock
 from taskengine.model import TaskState
@@ -14,7 +17,7 @@ PURGE_BATCH = 10_000  # tasks deleted per broker call (one write transaction eac
 class Retention(PeriodicService):
     """Every `every` seconds, on the one instance that holds the "retention" leader lease:
     delete succeeded and cancelled tasks older than `finished_ttl`, dead ones older than
-    `dead_ttl`."""
+    `dead_ttl`, and succeeded tasks with a `keep_result` of their own once it ran out."""
 
     def __init__(
         self,
@@ -41,10 +44,20 @@ class Retention(PeriodicService):
         finished = [TaskState.SUCCEEDED, TaskState.CANCELLED]
         purged = 0
         for states, keep in ((finished, self.finished_ttl), ([TaskState.DEAD], self.dead_ttl)):
-            # Batch after batch until done: one batch a round would cap retention at
-            # PURGE_BATCH per `every`, far below what a busy engine finishes.
-            while (batch := await self.broker.purge(states, now - keep, PURGE_BATCH)) > 0:
-                purged += batch
-                if batch < PURGE_BATCH:
-                    break
-        return purged
+            cutoff = now - keep
+            purged += await _until_done(
+                functools.partial(self.broker.purge, states, cutoff, PURGE_BATCH)
+            )
+        kept = functools.partial(self.broker.purge_kept, now, PURGE_BATCH)
+        return purged + await _until_done(kept)
+
+
+async def _until_done(purge: Callable[[], Awaitable[int]]) -> int:
+    """Batch after batch until done: one batch a round would cap retention at PURGE_BATCH per
+    `every`, far below what a busy engine finishes."""
+    purged = 0
+    while (batch := await purge()) > 0:
+        purged += batch
+        if batch < PURGE_BATCH:
+            break
+    return purged

@@ -18,6 +18,7 @@ from taskengine.brokers.memory import codec
 from taskengine.brokers.memory.connection import MemoryConnection
 from taskengine.brokers.memory.queries import count_rows, matches
 from taskengine.model import TaskRecord, TaskState
+from taskengine.model.records import kept_until
 from taskengine.model.state import REPLAYABLE_STATES, TERMINAL_STATES
 from taskengine.model.worker import WorkerInfo
 
@@ -27,7 +28,8 @@ class MemoryAdmin(MemoryConnection):
 
     async def get(self, ids: Sequence[str]) -> list[TaskRecord | None]:
         """Return each record, or None where unknown."""
-        return [self._records.get(task_id) for task_id in ids]
+        records = [self._records.get(task_id) for task_id in ids]
+        return [None if record is None else codec.shown(record) for record in records]
 
     async def list_tasks(self, filter: TaskFilter, limit: int, cursor: str | None = None) -> Page:
         """Return matching tasks newest first by id, after `cursor` (O(n) scan)."""
@@ -37,7 +39,7 @@ class MemoryAdmin(MemoryConnection):
             key=lambda r: r.id,
             reverse=True,
         )
-        items = matching[:limit]
+        items = [codec.shown(record) for record in matching[:limit]]
         more = len(matching) > limit
         return Page(items, items[-1].id if more else None)
 
@@ -86,12 +88,24 @@ class MemoryAdmin(MemoryConnection):
         doomed = sorted(
             (r.finished_at or 0.0, r.id)
             for r in self._records.values()
-            if r.state in wanted and (r.finished_at or 0.0) < finished_before
+            if r.state in wanted
+            and (r.finished_at or 0.0) < finished_before
+            and kept_until(r.state, r.finished_at, r.keep_result) is None
         )[:limit]
         for _, task_id in doomed:
-            record = self._records.pop(task_id)
-            if record.idempotency_key is not None:
-                self._by_key.pop(record.idempotency_key, None)
+            self._forget(task_id)
+        return len(doomed)
+
+    async def purge_kept(self, now: float, limit: int) -> int:
+        """Delete up to `limit` succeeded tasks whose own retention ran out before `now`."""
+        check_limit(limit)
+        expiries = (
+            (kept_until(r.state, r.finished_at, r.keep_result), r.id)
+            for r in self._records.values()
+        )
+        doomed = sorted((at, i) for at, i in expiries if at is not None and at < now)[:limit]
+        for _, task_id in doomed:
+            self._forget(task_id)
         return len(doomed)
 
     async def pause(self, queues: Sequence[str]) -> None:

@@ -19,8 +19,7 @@ from taskengine.brokers.memory.queries import lowest
 from taskengine.errors import QueueFull
 from taskengine.model import Lease, LeaseStatus, Outcome, Task, TaskState
 from taskengine.model.priority import due_at
-from taskengine.model.records import as_received, expire, honour_cancel
-from taskengine.model.task import queued_record
+from taskengine.model.records import as_received, deleted_at_settle, expire, honour_cancel
 
 
 class MemoryBroker(MemoryAdmin):
@@ -40,7 +39,7 @@ class MemoryBroker(MemoryAdmin):
         for task in fresh:
             if task.idempotency_key is not None:
                 self._by_key[task.idempotency_key] = task.id
-            self._store_queued(queued_record(as_received(task, now), now), now)
+            self._store_queued(codec.queued(as_received(task, now), now), now)
         if fresh:
             self._work.set()
         return results
@@ -116,7 +115,9 @@ class MemoryBroker(MemoryAdmin):
                 outcome = honour_cancel(outcome, now) or outcome
             record = codec.settled(record, outcome, now)
             del self._tokens[record.id]
-            if record.state is TaskState.QUEUED:
+            if deleted_at_settle(record.state, record.keep_result):
+                self._forget(record.id)
+            elif record.state is TaskState.QUEUED:
                 self._store_queued(record, now)
                 if due_at(record.run_at, record.created_at) <= now:
                     self._work.set()
@@ -127,12 +128,12 @@ class MemoryBroker(MemoryAdmin):
 
     async def requeue_expired(self, now: float, limit: int) -> list[str]:
         """Requeue running tasks whose lease ran out before `now` (cancel them if asked; on
-        their last attempt they are dead: model.records.expire)."""
+        their last attempt they are dead: model.records.expire). Looks only at the leased
+        tasks (`_tokens`), not at every record kept."""
         check_limit(limit)
+        running = (self._records[task_id] for task_id in self._tokens)  # leased: running
         expired = sorted(
-            (r.lease_expires_at or 0.0, r.id)
-            for r in self._records.values()
-            if r.state is TaskState.RUNNING and (r.lease_expires_at or 0.0) < now
+            (r.lease_expires_at or 0.0, r.id) for r in running if (r.lease_expires_at or 0.0) < now
         )[:limit]
         for _, task_id in expired:
             record = self._records[task_id]

@@ -14,6 +14,7 @@ import heapq
 
 from taskengine.brokers.base import DEFAULT_MAX_DEPTH, Capabilities, InstanceReport, check_limit
 from taskengine.brokers.memory.queries import Heap
+from taskengine.brokers.waiting import wait_event
 from taskengine.model import TaskRecord, TaskState
 from taskengine.model.priority import due_at, order_key
 from taskengine.model.worker import WorkerInfo
@@ -50,14 +51,17 @@ class MemoryConnection:
     async def close(self) -> None:
         """Nothing to flush."""
 
+    def _forget(self, task_id: str) -> None:
+        """Delete a finished task's record and free its idempotency key."""
+        record = self._records.pop(task_id, None)
+        key = None if record is None else record.idempotency_key
+        if key is not None and self._by_key.get(key) == task_id:
+            del self._by_key[key]
+
     async def wait_for_work(self, timeout: float) -> None:
         """Return as soon as something is enqueued or requeued, or after `timeout`."""
-        if not self._work.is_set():
-            try:
-                await asyncio.wait_for(self._work.wait(), timeout)
-            except TimeoutError:
-                return
-        self._work.clear()
+        if await wait_event(self._work, timeout):
+            self._work.clear()
 
     # -- storage ----------------------------------------------------------------------------
 

@@ -170,6 +170,12 @@ class PostgresAdmin(PostgresConnection):
             return 0
         return int(await self._fetchval(q.PURGE, wanted, float(finished_before), limit))
 
+    async def purge_kept(self, now: float, limit: int) -> int:
+        """Delete up to `limit` succeeded tasks whose own retention ran out before `now`
+        (earliest expiry first); return how many. One round trip; atomic."""
+        check_limit(limit)
+        return int(await self._fetchval(q.PURGE_KEPT, float(await self._now(now)), limit))
+
     async def pause(self, queues: Sequence[str]) -> None:
         """Stop `reserve` (of every process) from taking these queues. One round trip."""
         if queues:

@@ -94,7 +94,8 @@ class PostgresBroker(PostgresAdmin):
                 raise QueueFull(depth, self.max_depth, len(fresh))
             if fresh:
                 received = [as_received(task, now) for task in fresh]
-                await conn.execute(self.sql(q.INSERT_TASKS), *task_arrays(received), now)
+                arrays = task_arrays(received)
+                await conn.execute(self.sql(q.INSERT_TASKS), *arrays[:13], now, *arrays[13:])
             return results
 
         return await self._transaction(work)
@@ -166,7 +167,7 @@ class PostgresBroker(PostgresAdmin):
         One round trip; atomic. A refused outcome (False) changes nothing; a second outcome
         for the same lease in the batch is refused. A retry, snooze or release of a task with a
         cancel request cancels it (model.records). A task that becomes queued wakes
-        waiters on commit (NOTIFY).
+        waiters on commit (NOTIFY). A success of a task with keep_result 0 deletes it.
         """
         self._live()
         if not outcomes:

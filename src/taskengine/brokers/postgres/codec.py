@@ -60,6 +60,7 @@ RECORD_COLUMNS = ", ".join(
         "history_lines",
         "history_attempts",
         "trace",
+        "keep_result",
     )
 )
 # HEAD_START by priority, 1-based as SQL arrays are: SQL reads it at index `priority + 1`.
@@ -78,7 +79,7 @@ class Row(Protocol):
 
 
 def task_arrays(tasks: Sequence[Task]) -> list[list[Any]]:
-    """The thirteen aligned arrays of queries.INSERT_TASKS."""
+    """The fourteen aligned arrays of queries.INSERT_TASKS ($1-$13, then $15)."""
     return [
         [t.id for t in tasks],
         [t.type for t in tasks],
@@ -93,6 +94,7 @@ def task_arrays(tasks: Sequence[Task]) -> list[list[Any]]:
         [t.attempt for t in tasks],
         [t.idempotency_key for t in tasks],
         [t.trace for t in tasks],
+        [None if t.keep_result is None else float(t.keep_result) for t in tasks],
     ]
 
 
@@ -176,6 +178,7 @@ def record_from_row(row: Row) -> TaskRecord:
         result=result,
         history=history,
         trace=row["trace"],
+        keep_result=row["keep_result"],
     )
 
 

@@ -31,15 +31,16 @@ CROSS JOIN (
 ) keyed
 """
 
-# Inputs: $1..$13 aligned arrays (codec.task_arrays), $14 now. Output: none.
+# Inputs: $1..$13 and $15 aligned arrays (codec.task_arrays), $14 now. Output: none.
 # Invariant: the caller checked every id and key is free (under LOCK_ENQUEUE).
 INSERT_TASKS = """
 INSERT INTO {s}.tasks (id, type, payload, priority, queue, created_at, run_at, order_key,
-                       timeout, max_attempts, attempt, idempotency_key, trace, state, updated_at)
+                       timeout, max_attempts, attempt, idempotency_key, trace, keep_result,
+                       state, updated_at)
 SELECT u.*, 'queued', $14
 FROM unnest($1::text[], $2::text[], $3::bytea[], $4::smallint[], $5::text[], $6::float8[],
             $7::float8[], $8::float8[], $9::float8[], $10::int[], $11::int[], $12::text[],
-            $13::text[]) AS u
+            $13::text[], $15::float8[]) AS u
 """
 
 # -- reserve -------------------------------------------------------------------------------
@@ -88,8 +89,21 @@ RETURNING t.id, t.lease_token, t.cancel_requested
 # $9 head start per priority (index priority + 1). Output: (id, token) of each outcome applied.
 # Invariant: fenced by the token, which it clears, so a stale or second settle is refused;
 # result_attempt and the line's attempt are the row's attempt, not the caller's; a task with
-# a cancel request is never queued again.
+# a cancel request is never queued again. A success of a task with keep_result 0 deletes the
+# row instead (`gone`; a success is never replaced by a cancel): the two touch disjoint rows.
 SETTLE = """
+WITH o AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[], $5::float8[],
+                         $6::bytea[], $7::bytea[], $10::bytea[], $11::bytea[])
+        AS o(id, token, state, refund, run_at, result, line, cancel_result, cancel_line)
+),
+gone AS (
+    DELETE FROM {s}.tasks t USING o
+    WHERE t.id = o.id AND t.lease_token = o.token AND t.state = 'running'
+      AND o.state = 'succeeded' AND t.keep_result = 0
+    RETURNING t.id, o.token
+),
+settled AS (
 UPDATE {s}.tasks t
 SET state = CASE WHEN t.cancel_requested AND o.cancel_result IS NOT NULL THEN 'cancelled'
                  ELSE o.state END,
@@ -115,11 +129,14 @@ SET state = CASE WHEN t.cancel_requested AND o.cancel_result IS NOT NULL THEN 'c
     finished_at = CASE WHEN t.cancel_requested AND o.cancel_result IS NOT NULL THEN $8
                        WHEN o.state = 'queued' THEN t.finished_at ELSE $8 END,
     updated_at = $8, lease_token = NULL, lease_expires_at = NULL, cancel_requested = false
-FROM unnest($1::text[], $2::text[], $3::text[], $4::bool[], $5::float8[], $6::bytea[],
-            $7::bytea[], $10::bytea[], $11::bytea[])
-    AS o(id, token, state, refund, run_at, result, line, cancel_result, cancel_line)
+FROM o
 WHERE t.id = o.id AND t.lease_token = o.token AND t.state = 'running'
+  AND NOT (o.state = 'succeeded' AND coalesce(t.keep_result, -1) = 0)
 RETURNING t.id, o.token
+)
+SELECT id, token FROM settled
+UNION ALL
+SELECT id, token FROM gone
 """
 
 # Inputs: $1 now, $2 limit. Output: (id, lease_token, attempt, worker_id, started_at,
@@ -208,8 +225,25 @@ PURGE = """
 WITH doomed AS (
     SELECT t.id FROM {s}.tasks t
     WHERE t.finished_at < $2 AND t.state = ANY($1::text[])
+      AND (t.state <> 'succeeded' OR t.keep_result IS NULL)
     ORDER BY t.finished_at, t.id
     LIMIT $3
+    FOR UPDATE SKIP LOCKED
+),
+gone AS (DELETE FROM {s}.tasks t USING doomed WHERE t.id = doomed.id RETURNING 1)
+SELECT count(*) FROM gone
+"""
+
+# Inputs: $1 now, $2 limit. Output: how many were deleted.
+# Invariant: only succeeded tasks whose own retention ran out (finished_at + keep_result < $1),
+# the earliest expiry first (tasks_kept); concurrent purges skip each other's rows.
+PURGE_KEPT = """
+WITH doomed AS (
+    SELECT t.id FROM {s}.tasks t
+    WHERE t.state = 'succeeded' AND t.keep_result IS NOT NULL
+      AND t.finished_at + t.keep_result < $1
+    ORDER BY t.finished_at + t.keep_result, t.id
+    LIMIT $2
     FOR UPDATE SKIP LOCKED
 ),
 gone AS (DELETE FROM {s}.tasks t USING doomed WHERE t.id = doomed.id RETURNING 1)

@@ -119,8 +119,16 @@ V2 = """
 ALTER TABLE {s}.tasks ADD COLUMN trace text;
 """
 
-# Version 3: each engine process's telemetry report, kept until it expires (ADR 0033).
+# Version 3 (ADR 0035): a task's own result retention in seconds (NULL: the global one; 0: a
+# success is deleted by its settle); tasks_kept serves purge_kept, earliest expiry first.
 V3 = """
+ALTER TABLE {s}.tasks ADD COLUMN keep_result double precision;
+CREATE INDEX tasks_kept ON {s}.tasks ((finished_at + keep_result), id)
+    WHERE state = 'succeeded' AND keep_result IS NOT NULL;
+"""
+
+# Version 4: each engine process's telemetry report, kept until it expires (ADR 0033).
+V4 = """
 CREATE TABLE {s}.instances (
     instance text COLLATE "C" PRIMARY KEY,
     expires_at double precision NOT NULL,
@@ -129,7 +137,7 @@ CREATE TABLE {s}.instances (
 """
 
 # (version, script): append only; a released migration is never edited.
-MIGRATIONS: tuple[tuple[int, str], ...] = ((1, V1), (2, V2), (3, V3))
+MIGRATIONS: tuple[tuple[int, str], ...] = ((1, V1), (2, V2), (3, V3), (4, V4))
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 # Inputs: $1 the advisory lock key. Output: none. Invariant: held until the transaction ends.

@@ -12,6 +12,8 @@ from typing import Any
 
 import asyncpg
 
+from taskengine.brokers.waiting import wait_event
+
 log = logging.getLogger("taskengine.brokers.postgres")
 
 RECONNECT_DELAY = 0.5  # seconds between attempts to listen again after the connection dropped
@@ -55,9 +57,7 @@ class WakeListener:
     async def wait(self, timeout: float) -> None:
         """Return at once if a notification came since the last call, else at the next one or
         after `timeout` seconds; either way the remembered notification is used up."""
-        if not self._event.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._event.wait(), timeout)
+        await wait_event(self._event, timeout)
         self._event.clear()
 
     async def _listen(self) -> Any:

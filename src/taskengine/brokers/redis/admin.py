@@ -158,6 +158,12 @@ class RedisAdmin(RedisConnection):
             return 0
         return int(await self._run("purge", float(finished_before), limit, *wanted))
 
+    async def purge_kept(self, now: float, limit: int) -> int:
+        """Delete up to `limit` succeeded tasks whose own retention ran out before `now`,
+        earliest expiry first. One round trip (purge_kept.lua), atomic."""
+        check_limit(limit)
+        return int(await self._run("purge_kept", await self._now(now), limit))
+
     async def pause(self, queues: Sequence[str]) -> None:
         """Stop `reserve` from taking tasks of these queues. One round trip (SADD)."""
         if queues:

@@ -21,7 +21,7 @@ from taskengine.brokers.base import (
     check_limit,
 )
 from taskengine.brokers.redis.admin import RedisAdmin
-from taskengine.brokers.redis.codec import decode_claim, enqueue_args, settle_args
+from taskengine.brokers.redis.codec import decode_claim, enqueue_batch, settle_args
 from taskengine.brokers.server_clock import flag
 from taskengine.errors import QueueFull
 from taskengine.model import Lease, LeaseStatus, Outcome, ResultStatus, Task
@@ -67,24 +67,23 @@ class RedisBroker(RedisAdmin):
     async def enqueue(self, tasks: Sequence[Task], now: float) -> list[EnqueueResult]:
         """Store tasks as queued, one result per task in input order.
 
-        One round trip (enqueue.lua); atomic: on QueueFull nothing is stored. Duplicates by
-        id, then idempotency key, stored or earlier in the batch, answer the first task's id
-        with created=False. Publishes a wake-up if anything was stored.
+        One round trip (enqueue.lua, the batch as one packed argument); atomic: on QueueFull
+        nothing is stored. Duplicates by id, then idempotency key, stored or earlier in the
+        batch, answer the first task's id with created=False. Publishes a wake-up if anything
+        was stored.
         """
         if not tasks:
             return []
         now = await self._now(now)
-        args: list[Any] = [now, self.max_depth, len(tasks)]
-        for task in tasks:
-            args += enqueue_args(as_received(task, now))
-        status, *rest = await self._run("enqueue", *args)
+        batch = enqueue_batch([as_received(task, now) for task in tasks])
+        status, *rest = await self._run("enqueue", now, self.max_depth, batch)
         if status == b"full":
             depth, offered = rest
             raise QueueFull(int(depth), self.max_depth, int(offered))
-        return [
-            EnqueueResult(task_id.decode(), bool(created))
-            for task_id, created in zip(rest[::2], rest[1::2], strict=True)
-        ]
+        results = [EnqueueResult(task.id, True) for task in tasks]
+        for index, existing in zip(rest[::2], rest[1::2], strict=True):
+            results[int(index)] = EnqueueResult(existing.decode(), False)
+        return results
 
     async def reserve(
         self,

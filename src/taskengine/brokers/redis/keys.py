@@ -20,6 +20,7 @@ FIXED: dict[str, str] = {
     "all": "all",  # zset, every score 0: all task ids, listed lexicographically
     "leases": "leases",  # zset: running task ids by lease expiry
     "ikeys": "ikeys",  # hash: idempotency key -> task id
+    "kept": "kept",  # zset: succeeded ids with a keep_result of their own, by expiry (ADR 0035)
     "queues": "queues",  # set: queues that may hold queued tasks
     "paused": "paused",  # set: paused queues
     "groups": "groups",  # set: "queue|queued|priority" names with at least one queued task

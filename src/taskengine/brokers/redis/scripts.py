@@ -32,6 +32,7 @@ NAMES = (
     "cancel",
     "replay",
     "purge",
+    "purge_kept",
     "leader",
     "resign",
     "counts",

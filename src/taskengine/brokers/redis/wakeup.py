@@ -12,6 +12,8 @@ from redis.asyncio.client import PubSub
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from taskengine.brokers.waiting import wait_event
+
 log = logging.getLogger("taskengine.brokers.redis")
 
 RECONNECT_DELAY = 0.5  # seconds between attempts to resubscribe after the connection dropped
@@ -48,9 +50,7 @@ class WakeListener:
     async def wait(self, timeout: float) -> None:
         """Return at once if a message came since the last call, else at the next one or
         after `timeout` seconds; either way the remembered message is used up."""
-        if not self._event.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._event.wait(), timeout)
+        await wait_event(self._event, timeout)
         self._event.clear()
 
     async def _read(self, pubsub: PubSub) -> None:

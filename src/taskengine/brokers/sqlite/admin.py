@@ -87,6 +87,14 @@ class SqliteAdmin(SqliteConnection):
             )
         )
 
+    async def purge_kept(self, now: float, limit: int) -> int:
+        """Delete up to `limit` succeeded tasks whose own retention ran out before `now`
+        (earliest expiry first) with their history; return how many. One round trip; atomic."""
+        check_limit(limit)
+        return await self._write().submit(
+            functools.partial(writes.purge_kept, now=now, limit=limit)
+        )
+
     async def pause(self, queues: Sequence[str]) -> None:
         """Stop `reserve` (of every process) from taking these queues. One round trip."""
         await self._write().submit(functools.partial(writes.pause, queues=list(queues)))

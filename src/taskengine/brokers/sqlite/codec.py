@@ -14,9 +14,9 @@ from taskengine.model.serializer import pack, to_json, unpack
 RECORD_COLUMNS = (
     "id, type, payload, priority, queue, created_at, run_at, timeout, max_attempts, attempt,"
     " idempotency_key, state, updated_at, started_at, finished_at, worker_id,"
-    " lease_expires_at, cancel_requested, result, trace"
+    " lease_expires_at, cancel_requested, result, trace, keep_result"
 )
-_RECORD_WIDTH = 20
+_RECORD_WIDTH = 21
 
 Row = tuple[Any, ...]
 
@@ -43,6 +43,7 @@ def task_params(task: Task, now: float) -> tuple[Any, ...]:
         task.idempotency_key,
         now,
         task.trace,
+        task.keep_result,
     )
 
 
@@ -71,6 +72,7 @@ def record_from_row(row: Sequence[Any], history: list[AttemptRecord]) -> TaskRec
         result=None if result is None else unpack(result, TaskResult),
         history=history,
         trace=row[19],
+        keep_result=row[20],
     )
 
 

@@ -24,6 +24,7 @@ from taskengine.brokers.sqlite.reads import Reader
 from taskengine.brokers.sqlite.schema import check_synchronous, connect, create_schema
 from taskengine.brokers.sqlite.store import StoreGuard
 from taskengine.brokers.sqlite.writer import Writer
+from taskengine.brokers.waiting import wait_event
 from taskengine.errors import BrokerUnavailable, ConfigurationError
 
 POLL_INTERVAL = 0.03  # seconds between checks for commits by other processes (doorbell missed)
@@ -135,10 +136,7 @@ class SqliteConnection:
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return
-            try:
-                await asyncio.wait_for(self._work.wait(), min(POLL_INTERVAL, remaining))
-            except TimeoutError:
-                continue
+            await wait_event(self._work, min(POLL_INTERVAL, remaining))
 
     def _woken(self) -> None:
         """Work became ready: wake this process's waiters and ring the other processes'."""

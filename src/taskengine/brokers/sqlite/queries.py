@@ -27,8 +27,9 @@ SELECT_DEPTH = "SELECT queued FROM depth WHERE id = 0"
 # idempotency key are free; order_key = model.priority.order_key(priority, due_at(...)).
 INSERT_TASK = """
 INSERT INTO tasks (id, type, payload, priority, queue, created_at, run_at, order_key, timeout,
-                   max_attempts, attempt, idempotency_key, state, updated_at, trace)
-VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'queued', ?13, ?14)
+                   max_attempts, attempt, idempotency_key, state, updated_at, trace,
+                   keep_result)
+VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, 'queued', ?13, ?14, ?15)
 """
 
 # -- reserve -------------------------------------------------------------------------------
@@ -62,7 +63,7 @@ RETURNING {RECORD_COLUMNS}, lease_token, order_key
 # cancel_requested, started_at, worker_id, created_at) of those that are running.
 SELECT_RUNNING = """
 SELECT id, lease_token, attempt, priority, run_at, cancel_requested, started_at, worker_id,
-       created_at
+       created_at, keep_result
 FROM tasks
 WHERE id IN (SELECT value FROM json_each(?1)) AND state = 'running'
 """
@@ -164,8 +165,18 @@ WHERE id = ?3 AND state IN ('dead', 'cancelled')
 SELECT_PURGEABLE = """
 SELECT id FROM tasks INDEXED BY tasks_finished
 WHERE finished_at < ?2 AND state IN (SELECT value FROM json_each(?1))
+  AND (state <> 'succeeded' OR keep_result IS NULL)
 ORDER BY finished_at, id
 LIMIT ?3
+"""
+
+# Inputs: ?1 now, ?2 limit. Output: ids of succeeded tasks whose own retention ran out
+# (finished_at + keep_result < now), the earliest expiry first (model.records.kept_until).
+SELECT_KEPT_EXPIRED = """
+SELECT id FROM tasks INDEXED BY tasks_kept
+WHERE state = 'succeeded' AND keep_result IS NOT NULL AND finished_at + keep_result < ?1
+ORDER BY finished_at + keep_result, id
+LIMIT ?2
 """
 
 # Inputs: ?1 JSON array of ids. Output: none. Invariant: history goes with its task.

@@ -6,7 +6,7 @@ import sqlite3
 
 from taskengine.errors import ConfigurationError
 
-SCHEMA_VERSION = 2  # the instances table (ADR 0033) is created IF NOT EXISTS: no upgrade step
+SCHEMA_VERSION = 3  # the instances table (ADR 0033) is created IF NOT EXISTS: no step of its own
 SYNCHRONOUS_MODES = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
 
 # Inputs: none. Output: the tables below (idempotent: every statement is IF NOT EXISTS).
@@ -22,6 +22,8 @@ SYNCHRONOUS_MODES = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
 # - no (state, id) index: it cost a third of enqueue throughput. list_tasks walks the primary
 #   key newest first; the dead-letter listing alone has its own small index (tasks_dead).
 # - attempts is insert-only (deleted with its task by purge); seq gives the history order.
+# - keep_result (seconds, NULL = the global retention) is the task's own retention once it
+#   succeeded: 0 deletes it in the settle, > 0 leaves it to purge_kept (tasks_kept, ADR 0035).
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
     id TEXT PRIMARY KEY,
@@ -45,7 +47,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     lease_expires_at REAL,
     cancel_requested INTEGER NOT NULL DEFAULT 0,
     result BLOB,
-    trace TEXT
+    trace TEXT,
+    keep_result REAL
 );
 CREATE UNIQUE INDEX IF NOT EXISTS tasks_idempotency_key
     ON tasks (idempotency_key) WHERE idempotency_key IS NOT NULL;
@@ -56,6 +59,8 @@ CREATE INDEX IF NOT EXISTS tasks_leases
 CREATE INDEX IF NOT EXISTS tasks_finished
     ON tasks (finished_at, id) WHERE finished_at IS NOT NULL;
 CREATE INDEX IF NOT EXISTS tasks_dead ON tasks (id) WHERE state = 'dead';
+CREATE INDEX IF NOT EXISTS tasks_kept ON tasks (finished_at + keep_result, id)
+    WHERE state = 'succeeded' AND keep_result IS NOT NULL;
 
 CREATE TABLE IF NOT EXISTS attempts (
     seq INTEGER PRIMARY KEY,
@@ -117,6 +122,8 @@ CREATE TABLE IF NOT EXISTS leaders (
 # Inputs: none. Output: none. Upgrades a store of schema version 1 (made before `trace`) to 2;
 # the column is nullable, so old rows read as tasks without a trace context.
 UPGRADE_TO_2 = "ALTER TABLE tasks ADD COLUMN trace TEXT"
+# Upgrades version 2 to 3 (ADR 0035): NULL keep_result is the global retention, as before.
+UPGRADE_TO_3 = "ALTER TABLE tasks ADD COLUMN keep_result REAL"
 
 
 def check_synchronous(value: str) -> str:
@@ -158,6 +165,8 @@ def create_schema(conn: sqlite3.Connection) -> None:
         )
     if version == 1:  # CREATE TABLE IF NOT EXISTS leaves an existing table as it was
         conn.execute(UPGRADE_TO_2)
+    if 1 <= version <= 2:
+        conn.execute(UPGRADE_TO_3)
     for statement in _statements(SCHEMA):
         conn.execute(statement)
     if version != SCHEMA_VERSION:

@@ -29,6 +29,7 @@ from taskengine.model.priority import HEAD_START, due_at, order_key
 from taskengine.model.records import (
     as_received,
     cancelled_result,
+    deleted_at_settle,
     expire,
     honour_cancel,
     outcome_line,
@@ -50,6 +51,7 @@ class Running(NamedTuple):
     started_at: float | None
     worker_id: str | None
     created_at: float
+    keep_result: float | None = None  # read by settle only (queries.SELECT_RUNNING)
 
 
 def enqueue(
@@ -133,6 +135,7 @@ def settle(conn: sqlite3.Connection, outcomes: Sequence[Outcome], now: float) ->
     applied: list[bool] = []
     updates: list[dict[str, Any]] = []
     lines: list[tuple[str, int, bytes]] = []
+    forgotten: list[str] = []
     for outcome in outcomes:
         current = running.get(outcome.task_id)
         if current is None or current.token != outcome.token:
@@ -141,11 +144,18 @@ def settle(conn: sqlite3.Connection, outcomes: Sequence[Outcome], now: float) ->
         del running[outcome.task_id]  # a second outcome for it in this batch is refused
         if current.cancel_requested:
             outcome = honour_cancel(outcome, now) or outcome
+        applied.append(True)
+        if deleted_at_settle(outcome.state, current.keep_result):
+            forgotten.append(current.id)
+            continue
         updates.append(_settled(current, outcome, now))
         line = outcome_line(outcome, current.attempt)
         if line is not None:
             lines.append((current.id, current.attempt, attempt_line(line)))
-        applied.append(True)
+    if forgotten:
+        doomed = json_list(forgotten)
+        conn.execute(q.DELETE_ATTEMPTS, (doomed,))
+        conn.execute(q.DELETE_TASKS, (doomed,))
     if updates:
         conn.executemany(q.SETTLE, updates)
     if lines:
@@ -281,6 +291,14 @@ def purge(
     if not wanted:
         return 0
     rows = conn.execute(q.SELECT_PURGEABLE, (json_list(wanted), finished_before, limit))
+    doomed = json_list(row[0] for row in rows)
+    conn.execute(q.DELETE_ATTEMPTS, (doomed,))
+    return conn.execute(q.DELETE_TASKS, (doomed,)).rowcount
+
+
+def purge_kept(conn: sqlite3.Connection, now: float, limit: int) -> int:
+    """Delete up to `limit` succeeded tasks whose own retention ran out, earliest first."""
+    rows = conn.execute(q.SELECT_KEPT_EXPIRED, (now, limit))
     doomed = json_list(row[0] for row in rows)
     conn.execute(q.DELETE_ATTEMPTS, (doomed,))
     return conn.execute(q.DELETE_TASKS, (doomed,)).rowcount

@@ -4,7 +4,8 @@
 -- Invariant kept by their callers: a task id sits in exactly the indexes its state implies:
 --   queued  -> sched_key(queue) or ready_key(queue), counted in K.depth
 --   running -> K.leases
---   succeeded/dead/cancelled -> done_key(state)
+--   succeeded/dead/cancelled -> done_key(state); but succeeded with a keep_result of its
+--     own -> K.kept, by finished_at + keep_result (ADR 0035)
 --   always  -> K.all; queued: group_key(queue|queued|priority), else a count in K.counts
 --   cancel_requested is set only while running and cleared when the task leaves running.
 -- Counter changes (K.depth, K.counts) are summed in Lua and written once by flush(), which
@@ -140,6 +141,17 @@ end
 local function drop_lease(id)
   redis.call('HDEL', task_key(id), 'lease_expires_at', 'cancel_requested', 'token')
   redis.call('ZREM', K.leases, id)
+end
+
+-- Delete a task that is no longer queued nor running, with its idempotency key and its count
+-- (the caller removes it from its done or kept set).
+local function forget(id, state)
+  local key = task_key(id)
+  local f = redis.call('HMGET', key, 'idempotency_key', 'queue', 'priority')
+  if f[1] and redis.call('HGET', K.ikeys, f[1]) == id then redis.call('HDEL', K.ikeys, f[1]) end
+  redis.call('ZREM', K.all, id)
+  group_leave(f[2], state, f[3], id)
+  redis.call('DEL', key)
 end
 
 local function wake()

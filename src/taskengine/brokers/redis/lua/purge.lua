@@ -3,7 +3,8 @@
 -- ARGV[2]: finished_before (exclusive); ARGV[3]: limit; then terminal state names.
 -- Returns: how many tasks were deleted.
 -- Invariant: the earliest finished go first (ties by id); every index entry and the
---   idempotency key of a deleted task go with it, so the key can be used again.
+--   idempotency key of a deleted task go with it, so the key can be used again. Succeeded
+--   tasks with a keep_result of their own are not in done_key: purge_kept.lua deletes them.
 local cutoff, limit = ARGV[2], tonumber(ARGV[3])
 local candidates = {}
 for i = 4, #ARGV do
@@ -18,13 +19,8 @@ table.sort(candidates, before)
 local n = math.min(limit, #candidates)
 for i = 1, n do
   local c = candidates[i]
-  local key = task_key(c.id)
-  local f = redis.call('HMGET', key, 'idempotency_key', 'queue', 'priority')
-  if f[1] and redis.call('HGET', K.ikeys, f[1]) == c.id then redis.call('HDEL', K.ikeys, f[1]) end
-  redis.call('ZREM', K.all, c.id)
   redis.call('ZREM', done_key(c.state), c.id)
-  group_leave(f[2], c.state, f[3], c.id)
-  redis.call('DEL', key)
+  forget(c.id, c.state)
 end
 flush()
 return n

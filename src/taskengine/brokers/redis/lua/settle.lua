@@ -8,7 +8,9 @@
 -- Returns: 1 (applied) or 0 (token not current) per outcome, in input order.
 -- Invariant: an outcome applies only to a running task with that token, and clears the token,
 --   so a second settle or a stale worker's settle is refused; a task with a cancel request is
---   never queued again. Publishes a wake-up if a task became queued and due.
+--   never queued again. Publishes a wake-up if a task became queued and due. A task that
+--   succeeds with keep_result 0 is deleted (its record is read by nobody); with another
+--   keep_result it goes to K.kept by its expiry instead of done_key (ADR 0035).
 local now = ARGV[2]
 local W = 9
 local out, woken = {}, false
@@ -16,7 +18,7 @@ for b = 3, #ARGV, W do
   local id, token, state = ARGV[b], ARGV[b + 1], ARGV[b + 2]
   local key = task_key(id)
   local f = redis.call('HMGET', key, 'state', 'token', 'attempt', 'queue', 'run_at', 'priority',
-    'created_at', 'head', 'history', 'history_len', 'cancel_requested')
+    'created_at', 'head', 'history', 'history_len', 'cancel_requested', 'keep_result')
   if f[1] ~= 'running' or f[2] ~= token then
     out[#out + 1] = 0
   else
@@ -25,39 +27,47 @@ for b = 3, #ARGV, W do
     if f[11] == '1' and ARGV[b + 7] ~= '' then  -- the cancel asked while it ran is honoured
       state, refund, new_run_at, result, line = 'cancelled', '0', '', ARGV[b + 7], ARGV[b + 8]
     end
-    local fields = {'state', state, 'updated_at', now}
-    if line ~= '' then
-      local entry = cmsgpack.unpack(line)
-      entry.attempt = tonumber(attempt)
-      local n = #fields
-      fields[n + 1], fields[n + 2] = 'history', (f[9] or '') .. cmsgpack.pack(entry)
-      fields[n + 3], fields[n + 4] = 'history_len', (tonumber(f[10]) or 0) + 1
-    end
-    if result ~= '' then
-      local n = #fields
-      fields[n + 1], fields[n + 2], fields[n + 3], fields[n + 4] =
-        'result', result, 'result_attempt', attempt
-    end
-    if refund == '1' then
-      local n = #fields
-      fields[n + 1], fields[n + 2] = 'attempt', tonumber(attempt) - 1
-    end
-    if new_run_at ~= '' then
-      run_at = new_run_at
-      local n = #fields
-      fields[n + 1], fields[n + 2] = 'run_at', run_at
-    end
-    if state ~= 'queued' then
-      local n = #fields
-      fields[n + 1], fields[n + 2] = 'finished_at', now
-    end
-    redis.call('HSET', key, unpack(fields))
-    drop_lease(id)
-    move_group(id, queue, f[6], f[7], 'running', state)
-    if state == 'queued' then
-      if schedule(id, queue, run_at, f[7], f[8], now) then woken = true end
+    local keep = state == 'succeeded' and f[12] and tonumber(f[12])
+    if keep == 0 then
+      redis.call('ZREM', K.leases, id)
+      forget(id, 'running')
     else
-      redis.call('ZADD', done_key(state), now, id)
+      local fields = {'state', state, 'updated_at', now}
+      if line ~= '' then
+        local entry = cmsgpack.unpack(line)
+        entry.attempt = tonumber(attempt)
+        local n = #fields
+        fields[n + 1], fields[n + 2] = 'history', (f[9] or '') .. cmsgpack.pack(entry)
+        fields[n + 3], fields[n + 4] = 'history_len', (tonumber(f[10]) or 0) + 1
+      end
+      if result ~= '' then
+        local n = #fields
+        fields[n + 1], fields[n + 2], fields[n + 3], fields[n + 4] =
+          'result', result, 'result_attempt', attempt
+      end
+      if refund == '1' then
+        local n = #fields
+        fields[n + 1], fields[n + 2] = 'attempt', tonumber(attempt) - 1
+      end
+      if new_run_at ~= '' then
+        run_at = new_run_at
+        local n = #fields
+        fields[n + 1], fields[n + 2] = 'run_at', run_at
+      end
+      if state ~= 'queued' then
+        local n = #fields
+        fields[n + 1], fields[n + 2] = 'finished_at', now
+      end
+      redis.call('HSET', key, unpack(fields))
+      drop_lease(id)
+      move_group(id, queue, f[6], f[7], 'running', state)
+      if state == 'queued' then
+        if schedule(id, queue, run_at, f[7], f[8], now) then woken = true end
+      elseif keep then
+        redis.call('ZADD', K.kept, string.format('%.17g', tonumber(now) + keep), id)
+      else
+        redis.call('ZADD', done_key(state), now, id)
+      end
     end
     out[#out + 1] = 1
   end
