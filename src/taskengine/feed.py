@@ -1,9 +1,9 @@
 """The live feed: a once-a-second sample, fanned out to every open dashboard as an SSE tick.
 
-Each tick (the new history point, the metrics snapshot and the workers of every instance) is
-encoded once for all clients; a client that stops reading loses old ticks, never slows the
-others. The API's routes serve it (`api/live.py`): this
-module knows no HTTP.
+Each tick (the new history point, the metrics snapshot, the workers of every instance and the
+progress of the tasks they run, read in one broker call) is encoded once for all clients; a
+client that stops reading loses old ticks, never slows the others. The API's routes serve it
+(`api/live.py`): this module knows no HTTP.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from taskengine.telemetry.prometheus import (
 )
 from taskengine.telemetry.report import InstanceTelemetry
 from taskengine.telemetry.snapshot import metrics_snapshot
-from taskengine.views import worker_view
+from taskengine.views import progress_view, worker_view
 
 if TYPE_CHECKING:
     from taskengine.app import App
@@ -130,12 +130,15 @@ class LiveFeed:
         if self._subscribers:
             status = self.status(now)
             workers = await app.inspector.live_workers(now, status)
+            running = [info.current_task for info in workers if info.current_task]
+            progress = await app.inspector.progress(running)
             payload = _encoder.encode(
                 {
                     "point": point,
                     "amended": [p for p in amended if p is not point],
                     "metrics": self.snapshot(self.sampler.counts, status, now),
                     "workers": [worker_view(info) for info in workers],
+                    "progress": {task: progress_view(p) for task, p in progress.items()},
                 }
             )
             for queue in self._subscribers:

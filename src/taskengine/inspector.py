@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from taskengine.brokers import Page, ReplayResult
 from taskengine.brokers.base import CountRow, TaskFilter
-from taskengine.model import WorkerInfo
+from taskengine.model import Progress, WorkerInfo
 from taskengine.runtime.status import EngineStatus
 from taskengine.telemetry.aggregate import reported_figures
 from taskengine.telemetry.cluster import cluster_reports, cluster_workers
@@ -105,6 +105,13 @@ class Inspector:
         return await cluster_workers(
             self._app.broker, self._app.settings.heartbeat_every, now, local
         )
+
+    async def progress(self, task_ids: Sequence[str]) -> dict[str, Progress]:
+        """The last progress of each of these tasks that reported any (one broker read)."""
+        if not task_ids:
+            return {}
+        records = await self._app.broker.get(list(dict.fromkeys(task_ids)))
+        return {r.id: r.progress for r in records if r is not None and r.progress is not None}
 
     def sampler(self, status: StatusAt, history_path: Path | None = None) -> Sampler:
         """This process's one once-a-second sampler of the app's metrics (built on first use).

@@ -311,7 +311,11 @@ def test_dead_task_dlq_and_retry(remote: Remote) -> None:
     assert dead.exit_code == EXIT_FAILURE
     assert "FAILURE" in dead.stdout and "boom" in dead.stdout
     task_id = remote.json("list", "--type", "test.fail", "--limit", "1")["items"][0]["id"]
-    assert remote.json("status", task_id)["state"] == "dead"
+    record = remote.json("status", task_id)
+    assert record["state"] == "dead"
+    assert "RuntimeError: boom" in record["history"][0]["traceback"]
+    human = remote.ok("status", task_id).stdout  # over HTTP, as in the direct mode
+    assert "traceback of attempt 1" in human and "in always_fail" in human
 
     listed = remote.json("dlq", "list")
     assert task_id in [item["id"] for item in listed["items"]]

@@ -15,7 +15,16 @@ from typing import Protocol
 import msgspec
 
 from taskengine.errors import ValidationError
-from taskengine.model import Lease, LeaseStatus, Outcome, Priority, Task, TaskRecord, TaskState
+from taskengine.model import (
+    Lease,
+    LeaseStatus,
+    Outcome,
+    Priority,
+    ProgressReport,
+    Task,
+    TaskRecord,
+    TaskState,
+)
 from taskengine.model.worker import WorkerInfo
 
 DEFAULT_MAX_DEPTH = 1_000_000
@@ -147,6 +156,15 @@ class Broker(Protocol):
         Result retention (ADR 0035): a task stored with `keep_result == 0` that settles as
         succeeded is deleted by this settle, record, history and idempotency key together, as
         `purge` would; any other outcome of it is applied as usual."""
+        ...
+
+    async def record_progress(self, reports: Sequence[ProgressReport], now: float) -> list[bool]:
+        """Store each report's `progress` on its task's record (replacing the one before) if
+        its token is the task's current lease (True); drop it otherwise (False: settled,
+        requeued, re-leased, unknown), independently of the others. Nothing else changes
+        (not `updated_at`); settle keeps the last progress stored. The engine sends one call
+        per flush for all its tasks (at most one report per task a second); a broker writes
+        them in one round trip. A translation of `extend`'s fencing: same check, one field."""
         ...
 
     async def requeue_expired(self, now: float, limit: int) -> list[str]:

@@ -28,6 +28,7 @@ from taskengine.runtime.fetcher import Fetcher
 from taskengine.runtime.heartbeat import Heartbeat, Report
 from taskengine.runtime.pool import Pool
 from taskengine.runtime.process_pool import ProcessExecutor
+from taskengine.runtime.progress import ProgressBoard, ProgressFlusher
 from taskengine.runtime.reaper import REAPER, Reaper
 from taskengine.runtime.retention import RETENTION, Retention
 from taskengine.runtime.runner import Runner
@@ -81,10 +82,12 @@ class Engine:
             )
         )
         self._threads = DaemonThreadPool(settings.threads, thread_name_prefix="taskengine")
+        self.progress = ProgressBoard(clock)
         self._processes = ProcessExecutor(
             settings.process_pool,
             memory_mb=settings.process_memory_mb,
             cpu_seconds=settings.process_cpu_seconds,
+            on_progress=self.progress.post_run,
         )
         self.runner = Runner(
             registry,
@@ -95,8 +98,9 @@ class Engine:
             processes=self._processes,
             unknown_type_grace=settings.unknown_type_grace,
             max_result_bytes=settings.max_result_bytes,
+            progress=self.progress,
         )
-        self.completer = Completer(broker, clock, settings.settle_batch)
+        self.completer = Completer(broker, clock, settings.settle_batch, self.progress)
         self.pool = Pool(
             self.runner,
             self.completer,
@@ -130,6 +134,7 @@ class Engine:
             every=settings.heartbeat_every,
         )
         self.cancel_watch = CancelWatch(broker, self.pool, every=settings.cancel_poll_every)
+        self.progress_flusher = ProgressFlusher(broker, clock, self.progress)
         self.reaper = Reaper(broker, clock, instance=self.instance, every=settings.reaper_every)
         self.retention = Retention(
             broker,
@@ -234,7 +239,13 @@ class Engine:
         self.telemetry = [sampling] if sampling is not None else []
 
     def _services(self) -> list[PeriodicService]:
-        services = [self.heartbeat, self.cancel_watch, self.reaper, self.retention]
+        services = [
+            self.heartbeat,
+            self.cancel_watch,
+            self.progress_flusher,
+            self.reaper,
+            self.retention,
+        ]
         services += self.telemetry
         if self.scheduler.entries:
             services.append(self.scheduling)
@@ -283,6 +294,10 @@ class Engine:
         """Stop running tasks whose cancel was asked elsewhere; return how many."""
         return await self.cancel_watch.run_once()
 
+    async def progress_once(self) -> int:
+        """Write the runs' pending progress reports now; return how many were stored."""
+        return await self.progress_flusher.run_once()
+
     async def reap_once(self) -> list[str]:
         """If this instance leads, requeue tasks whose lease expired."""
         return await self.reaper.run_once()
@@ -329,7 +344,12 @@ class Engine:
             if interrupted:
                 await self._wait_idle(INTERRUPT_WAIT, forced=False)
             await self.pool.stop_workers()
-            for service in (self.heartbeat, self.cancel_watch, *self.telemetry):
+            for service in (
+                self.heartbeat,
+                self.cancel_watch,
+                self.progress_flusher,
+                *self.telemetry,
+            ):
                 await _step(service.stop(), failed, service.name)
             await _step(self.completer.stop(SETTLE_WAIT), failed, "settle")
             for service in (self.reaper, self.retention):

@@ -17,7 +17,7 @@ from taskengine.brokers.memory import codec
 from taskengine.brokers.memory.admin import MemoryAdmin
 from taskengine.brokers.memory.queries import lowest
 from taskengine.errors import QueueFull
-from taskengine.model import Lease, LeaseStatus, Outcome, Task, TaskState
+from taskengine.model import Lease, LeaseStatus, Outcome, ProgressReport, Task, TaskState
 from taskengine.model.priority import due_at
 from taskengine.model.records import as_received, deleted_at_settle, expire, honour_cancel
 
@@ -124,6 +124,16 @@ class MemoryBroker(MemoryAdmin):
             else:
                 self._records[record.id] = record
             applied.append(True)
+        return applied
+
+    async def record_progress(self, reports: Sequence[ProgressReport], now: float) -> list[bool]:
+        """Store each report's progress on its running task if its token is current."""
+        applied: list[bool] = []
+        for report in reports:
+            record = self._held(report.task_id, report.token)
+            if record is not None:
+                self._records[record.id] = codec.progressed(record, report.progress)
+            applied.append(record is not None)
         return applied
 
     async def requeue_expired(self, now: float, limit: int) -> list[str]:

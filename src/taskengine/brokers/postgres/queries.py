@@ -82,6 +82,16 @@ WHERE t.id = l.id AND t.lease_token = l.token AND t.state = 'running'
 RETURNING t.id, t.lease_token, t.cancel_requested
 """
 
+# Inputs: aligned arrays, no (id, token) pair twice: $1 ids, $2 tokens, $3 MessagePack Progress.
+# Output: (id, token) of each report stored.
+# Invariant: only the current holder (token matches, still running) writes its progress.
+PROGRESS = """
+UPDATE {s}.tasks t SET progress = p.progress
+FROM unnest($1::text[], $2::text[], $3::bytea[]) AS p(id, token, progress)
+WHERE t.id = p.id AND t.lease_token = p.token AND t.state = 'running'
+RETURNING t.id, t.lease_token
+"""
+
 # Inputs: aligned arrays, one entry per outcome (no (id, token) pair twice): $1 ids, $2 tokens,
 # $3 new states, $4 refund (the attempt is given back), $5 run_at (NULL: keep), $6 TaskResult
 # (NULL: keep), $7 history line (NULL: none), $10 and $11 the TaskResult and line of the

@@ -27,6 +27,7 @@ NAMES = (
     "enqueue",
     "reserve",
     "extend",
+    "progress",
     "settle",
     "requeue_expired",
     "cancel",

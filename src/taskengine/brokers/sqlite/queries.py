@@ -75,6 +75,13 @@ UPDATE tasks SET lease_expires_at = ?1
 WHERE id = ?2 AND lease_token = ?3 AND state = 'running'
 """
 
+# Inputs: ?1 msgpack model.Progress, ?2 id, ?3 token. Output: none.
+# Invariant: only the current holder (token matches, still running) writes its progress.
+PROGRESS = """
+UPDATE tasks SET progress = ?1
+WHERE id = ?2 AND lease_token = ?3 AND state = 'running'
+"""
+
 # Inputs: :state, :attempt, :run_at, :order_key, :result (msgpack or NULL: keep the old one),
 # :finished_at (NULL unless terminal), :now, :id, :token. Output: none.
 # Invariant: fenced by the token; the lease is cleared as the task leaves running.

@@ -102,6 +102,7 @@ function onEvent(type, data) {
       if (at >= 0) state.points[at] = amended;
     }
     if (data.metrics) renderSnapshot(data.metrics, data.workers, point);
+    tasks.applyProgress(data.progress);
     renderSeries();
   }
 }
