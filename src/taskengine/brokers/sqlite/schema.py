@@ -6,7 +6,7 @@ import sqlite3
 
 from taskengine.errors import ConfigurationError
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 4  # the instances table (ADR 0033) is created IF NOT EXISTS: no step of its own
 SYNCHRONOUS_MODES = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
 
 # Inputs: none. Output: the tables below (idempotent: every statement is IF NOT EXISTS).
@@ -106,6 +106,12 @@ CREATE TABLE IF NOT EXISTS workers (
     id TEXT PRIMARY KEY,
     last_seen REAL NOT NULL,
     info BLOB NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS instances (
+    instance TEXT PRIMARY KEY,
+    expires_at REAL NOT NULL,
+    data BLOB NOT NULL
 );
 
 CREATE TABLE IF NOT EXISTS leaders (

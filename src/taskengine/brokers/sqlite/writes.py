@@ -340,6 +340,14 @@ def forget_workers(conn: sqlite3.Connection, ids: Sequence[str]) -> None:
     conn.executemany(q.FORGET_WORKER, [(worker_id,) for worker_id in ids])
 
 
+def record_instance(
+    conn: sqlite3.Connection, instance: str, data: bytes, now: float, ttl: float
+) -> None:
+    """Replace `instance`'s report, kept until `now + ttl`; delete those expired before `now`."""
+    conn.execute(q.DROP_EXPIRED_INSTANCES, (now,))
+    conn.execute(q.RECORD_INSTANCE, (instance, now + ttl, data))
+
+
 def leader(conn: sqlite3.Connection, name: str, holder: str, ttl: float, now: float) -> bool:
     """Take, renew or fail to take the singleton lease `name` in one upsert."""
     params = {"name": name, "holder": holder, "now": now, "expires_at": now + ttl}
