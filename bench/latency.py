@@ -32,6 +32,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+import taskengine
 from bench import loop_runner, row
 from taskengine import App
 from taskengine.brokers import open_broker
@@ -43,6 +44,10 @@ SECONDS = 5.0
 WARMUP = 0.5
 PROCESSES, WORKERS = 2, 100
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The processes import the engine this process imported (an A/B runs two source trees).
+SOURCE = os.path.dirname(os.path.dirname(os.path.abspath(taskengine.__file__)))
+# The brokers measured, by name; a new broker is one line here ({tmp}: a fresh directory,
+# {uid}: a fresh name for the run's namespace, schema or stream).
 BROKERS = {
     "memory": "memory://",
     "sqlite": "sqlite:///{tmp}/latency.db",
@@ -117,7 +122,7 @@ async def _prepare_and_wait_for_workers(url: str, workers: subprocess.Popen[byte
 
 def one_run(url: str, rate: int, batch: int) -> dict[str, list[float]]:
     """Delays of one run with a producer process and worker processes."""
-    env = {**os.environ, "PYTHONPATH": ROOT}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([SOURCE, ROOT])}
     asyncio.run(open_broker(url).start())  # the storage exists before the processes race
     command = [sys.executable, "-m", "taskengine", "--broker", url]
     with tempfile.TemporaryFile() as log:
@@ -181,13 +186,20 @@ def _percentile(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100)[q - 1]
 
 
-def run(runs: int = 3, progress: Any = print) -> list[dict[str, Any]]:
+def run(
+    runs: int = 3,
+    progress: Any = print,
+    brokers: Sequence[str] = tuple(BROKERS),
+    rates: Sequence[int] = RATES,
+    batches: Sequence[int] = BATCHES,
+) -> list[dict[str, Any]]:
     """p50 and p99 of submit→start and the p50 of each stage, median of `runs`, per broker,
     rate and batch size."""
     rows = []
-    for name, template in BROKERS.items():
-        for rate in RATES:
-            for batch in BATCHES:
+    for name in brokers:
+        template = BROKERS[name]
+        for rate in rates:
+            for batch in batches:
                 label = f"{name} {rate:,}/s {'single' if batch == 1 else f'batch {batch}'}"
                 figures: dict[str, list[float]] = {}
                 for _ in range(runs):
@@ -206,3 +218,51 @@ def run(runs: int = 3, progress: Any = print) -> list[dict[str, Any]]:
                     progress(f"{label}: " + ", ".join(f"{k} {v:.2f}" for k, v in one.items()))
                 rows += [row(f"{label}: {key} (ms)", values) for key, values in figures.items()]
     return rows
+
+
+def _load() -> str:
+    return "/".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def _cell(rows: dict[str, dict[str, Any]], key: str) -> str:
+    """A median, with min-max when there were several runs; "-" if not measured."""
+    r = rows.get(f"{key} (ms)")
+    if r is None:
+        return "-"
+    if len(r["values"]) == 1:
+        return f"{r['median']:.2f}"
+    return f"{r['median']:.2f} ({r['min']:.2f}-{r['max']:.2f})"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`python -m bench.latency [--broker NAME] [--rate N] [--batch N] [--runs N]`: a subset
+    of the suite, printed as a Markdown table with the load average before and after each
+    case (every case by default)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m bench.latency", description=__doc__)
+    parser.add_argument("--broker", action="append", choices=tuple(BROKERS), dest="brokers")
+    parser.add_argument("--rate", action="append", type=int, dest="rates")
+    parser.add_argument("--batch", action="append", type=int, dest="batches")
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args(argv)
+    print("| case | p50 ms | p99 ms | submit | wake | reserve | hand-off | load before → after |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
+    for name in args.brokers or BROKERS:
+        for rate in args.rates or RATES:
+            for batch in args.batches or BATCHES:
+                before = _load()
+                rows = run(args.runs, _stderr, [name], [rate], [batch])
+                by_key = {r["name"].split(": ", 1)[1]: r for r in rows}
+                label = rows[0]["name"].split(": ", 1)[0]
+                cells = [_cell(by_key, "p50"), _cell(by_key, "p99")]
+                cells += [_cell(by_key, f"{stage} p50") for stage in STAGES]
+                print(f"| {label} | {' | '.join(cells)} | {before} → {_load()} |", flush=True)
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    main()
