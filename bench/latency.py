@@ -55,6 +55,8 @@ BROKERS = {
     "redis": "redis://127.0.0.1:6379/0?namespace=lat{uid}",
     "postgresql": "postgresql://postgres@127.0.0.1:5432/test?schema=lat{uid}",
 }
+# Measured only when named (--broker): what a setting changes on the path.
+EXTRA = {"sqlite-normal": "sqlite:///{tmp}/latency.db?synchronous=NORMAL"}
 STAGES = ("submit", "wake", "reserve", "hand-off")
 
 
@@ -309,7 +311,7 @@ def run(
     rate and batch size; then the priority case (`run_priority`) unless `priority` is False."""
     rows = []
     for name in brokers:
-        template = BROKERS[name]
+        template = BROKERS.get(name) or EXTRA[name]
         for rate in rates:
             for batch in batches:
                 label = f"{name} {rate:,}/s {'single' if batch == 1 else f'batch {batch}'}"
@@ -363,7 +365,7 @@ def main(argv: list[str] | None = None) -> None:
     import argparse
 
     parser = argparse.ArgumentParser(prog="python -m bench.latency", description=__doc__)
-    parser.add_argument("--broker", action="append", choices=tuple(BROKERS), dest="brokers")
+    parser.add_argument("--broker", action="append", choices=(*BROKERS, *EXTRA), dest="brokers")
     parser.add_argument("--rate", action="append", type=int, dest="rates")
     parser.add_argument("--batch", action="append", type=int, dest="batches")
     parser.add_argument("--runs", type=int, default=3)
