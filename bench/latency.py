@@ -218,7 +218,7 @@ async def _in_process(url: str, rate: int, batch: int) -> dict[str, list[float]]
 PRIORITY_BROKERS = ("sqlite", "redis")
 BACKLOG = 20_000
 HIGHS, HIGH_GAP = 200, 0.02  # HIGH tasks per run, seconds between their submits
-FILL = 35_000  # LOW tasks queued first: in 4 s of HIGH tasks 200 workers run at most 8,000
+FILL = 40_000  # LOW tasks queued first: in 4 s of HIGH tasks 200 workers run at most 8,000
 
 
 async def _queued_low(broker: Any) -> int:
