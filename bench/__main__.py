@@ -66,9 +66,10 @@ def parse(argv: list[str] | None = None) -> Config:
         "api: HTTP latency, batch submission and idle memory; dashboard: throughput with and "
         "without open dashboards; scale: 1, 2, 4 worker processes on Redis, PostgreSQL, SQLite; "
         "ceilings: a bare asyncio.Queue and redis-benchmark; soak: RSS over 1,000,000 tasks; "
-        "latency: submit->start p50/p99 at 1,000 tasks/s; startup: spawn to first task and idle "
-        "RSS of `taskengine worker`; producer: submit_many of 10,000 tasks on memory and Redis; "
-        "telemetry: no-op throughput on Redis and SQLite with the telemetry publishing on and off",
+        "latency: submit->start p50/p99 at 100, 500, 1,000 tasks/s, a HIGH task among 20,000 "
+        "LOW; startup: spawn to first task and idle RSS of `taskengine worker`; producer: "
+        "submit_many of 10,000 tasks on memory and Redis; telemetry: no-op throughput on Redis "
+        "and SQLite with the telemetry publishing on and off",
     )
     args = parser.parse_args(argv)
     defaults = Config()

@@ -292,6 +292,24 @@ async def test_a_commit_in_another_process_rings_the_waiters(
     assert not bell.exists()  # the last broker out leaves nothing behind
 
 
+async def test_a_commit_that_rang_no_doorbell_still_wakes_a_waiter(db: str) -> None:
+    """A commit whose ring was lost (here: the committer has no doorbell) wakes a waiter in
+    another connection through the data_version poll."""
+    waiter, committer = SqliteBroker(db), SqliteBroker(db)
+    await waiter.start()
+    await committer.start()
+    committer._doorbell.directory = None  # it rings nobody
+    try:
+        await waiter.reserve("w", 1, 30.0, T0)
+        parked = asyncio.ensure_future(waiter.wait_for_work(3600.0))
+        await until(lambda: waiter._seen_version is not None)  # it knows the version now
+        await committer.enqueue(make_tasks(1), T0)
+        await asyncio.wait_for(parked, 30.0)
+    finally:
+        await committer.close()
+        await waiter.close()
+
+
 async def until(condition: Callable[[], bool], bound: float = 30.0) -> None:
     """Wait until `condition()` holds (checked every 10 ms), failing after `bound` seconds."""
     deadline = time.monotonic() + bound
