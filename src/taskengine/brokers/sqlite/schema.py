@@ -6,7 +6,7 @@ import sqlite3
 
 from taskengine.errors import ConfigurationError
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5  # the instances table (ADR 0033) is created IF NOT EXISTS: no step of its own
 SYNCHRONOUS_MODES = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
 
 # Inputs: none. Output: the tables below (idempotent: every statement is IF NOT EXISTS).
@@ -19,10 +19,11 @@ SYNCHRONOUS_MODES = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
 # - depth.queued = count(*) of tasks in state 'queued', kept in the same transaction as the
 #   change, so every process sees it exact in O(1): by each write of writes.py that queues or
 #   unqueues tasks (one ADD_DEPTH per batch; per-row triggers cost a fifth of the writer's
-#   time, schema 4), and by the delete trigger below for any queued task deleted.
+#   time, schema 5), and by the delete trigger below for any queued task deleted.
 # - finished_at is set exactly while the state is terminal (succeeded, dead, cancelled).
 # - no (state, id) index: it cost a third of enqueue throughput. list_tasks walks the primary
 #   key newest first; the dead-letter listing alone has its own small index (tasks_dead).
+# - progress (msgpack model.Progress or NULL) changes only under the current lease token.
 # - attempts is insert-only (deleted with its task by purge); seq gives the history order.
 # - keep_result (seconds, NULL = the global retention) is the task's own retention once it
 #   succeeded: 0 deletes it in the settle, > 0 leaves it to purge_kept (tasks_kept, ADR 0035).
@@ -50,7 +51,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     cancel_requested INTEGER NOT NULL DEFAULT 0,
     result BLOB,
     trace TEXT,
-    keep_result REAL
+    keep_result REAL,
+    progress BLOB
 );
 CREATE UNIQUE INDEX IF NOT EXISTS tasks_idempotency_key
     ON tasks (idempotency_key) WHERE idempotency_key IS NOT NULL;
@@ -93,6 +95,12 @@ CREATE TABLE IF NOT EXISTS workers (
     info BLOB NOT NULL
 );
 
+CREATE TABLE IF NOT EXISTS instances (
+    instance TEXT PRIMARY KEY,
+    expires_at REAL NOT NULL,
+    data BLOB NOT NULL
+);
+
 CREATE TABLE IF NOT EXISTS leaders (
     name TEXT PRIMARY KEY,
     holder TEXT NOT NULL,
@@ -105,9 +113,13 @@ CREATE TABLE IF NOT EXISTS leaders (
 UPGRADE_TO_2 = "ALTER TABLE tasks ADD COLUMN trace TEXT"
 # Upgrades version 2 to 3 (ADR 0035): NULL keep_result is the global retention, as before.
 UPGRADE_TO_3 = "ALTER TABLE tasks ADD COLUMN keep_result REAL"
-# Upgrades version 3 to 4: the writes keep depth.queued per batch instead of these per-row
+# Inputs: none. Output: none. Upgrades a store made before progress reports (ADR 0034): run
+# when the tasks table lacks the column, whatever the version; nullable, so old rows read as
+# without progress.
+ADD_PROGRESS = "ALTER TABLE tasks ADD COLUMN progress BLOB"
+# Upgrades versions 1-4 to 5: the writes keep depth.queued per batch instead of these per-row
 # triggers (the counter itself is unchanged and stays exact).
-UPGRADE_TO_4 = (
+UPGRADE_TO_5 = (
     "DROP TRIGGER IF EXISTS tasks_depth_insert",
     "DROP TRIGGER IF EXISTS tasks_depth_leave",
     "DROP TRIGGER IF EXISTS tasks_depth_enter",
@@ -155,13 +167,20 @@ def create_schema(conn: sqlite3.Connection) -> None:
         conn.execute(UPGRADE_TO_2)
     if 1 <= version <= 2:
         conn.execute(UPGRADE_TO_3)
-    if 1 <= version <= 3:
-        for statement in UPGRADE_TO_4:
+    if version >= 1 and not _has_column(conn, "tasks", "progress"):  # version 4
+        conn.execute(ADD_PROGRESS)
+    if 1 <= version <= 4:
+        for statement in UPGRADE_TO_5:
             conn.execute(statement)
     for statement in _statements(SCHEMA):
         conn.execute(statement)
     if version != SCHEMA_VERSION:
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _has_column(conn: sqlite3.Connection, table: str, column: str) -> bool:
+    """Whether `table` has `column` (PRAGMA table_info)."""
+    return any(row[1] == column for row in conn.execute(f"PRAGMA table_info({table})"))
 
 
 def _statements(script: str) -> list[str]:
