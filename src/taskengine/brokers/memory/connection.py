@@ -13,7 +13,7 @@ import asyncio
 import heapq
 import secrets
 
-from taskengine.brokers.base import DEFAULT_MAX_DEPTH, Capabilities, check_limit
+from taskengine.brokers.base import DEFAULT_MAX_DEPTH, Capabilities, InstanceReport, check_limit
 from taskengine.brokers.memory.queries import Heap
 from taskengine.brokers.waiting import wait_event
 from taskengine.model import TaskRecord, TaskState
@@ -38,6 +38,7 @@ class MemoryConnection:
         self._paused: set[str] = set()
         self._workers: dict[str, WorkerInfo] = {}
         self._leaders: dict[str, tuple[str, float]] = {}
+        self._instances: dict[str, InstanceReport] = {}
         self._work = asyncio.Event()
 
     @property

@@ -134,8 +134,18 @@ V4 = """
 ALTER TABLE {s}.tasks ADD COLUMN IF NOT EXISTS progress bytea;
 """
 
+# Version 5: each engine process's telemetry report, kept until it expires (ADR 0033).
+# IF NOT EXISTS: it may be renumbered when branches that each added a migration merge.
+V5 = """
+CREATE TABLE IF NOT EXISTS {s}.instances (
+    instance text COLLATE "C" PRIMARY KEY,
+    expires_at double precision NOT NULL,
+    data bytea NOT NULL
+);
+"""
+
 # (version, script): append only; a released migration is never edited.
-MIGRATIONS: tuple[tuple[int, str], ...] = ((1, V1), (2, V2), (3, V3), (4, V4))
+MIGRATIONS: tuple[tuple[int, str], ...] = ((1, V1), (2, V2), (3, V3), (4, V4), (5, V5))
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 # Inputs: $1 the advisory lock key. Output: none. Invariant: held until the transaction ends.

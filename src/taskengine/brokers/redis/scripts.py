@@ -38,6 +38,7 @@ NAMES = (
     "resign",
     "counts",
     "list",
+    "record_instance",
 )
 
 

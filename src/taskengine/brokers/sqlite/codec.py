@@ -25,6 +25,9 @@ RECORD_COLUMNS = (
     " lease_expires_at, cancel_requested, result, trace, keep_result, progress"
 )
 _RECORD_WIDTH = 22
+# Enum members by stored value: a dict lookup costs a tenth of calling the enum (every lease).
+_PRIORITIES = {int(p): p for p in Priority}
+_STATES = {s.value: s for s in TaskState}
 
 Row = tuple[Any, ...]
 
@@ -63,7 +66,7 @@ def record_from_row(row: Sequence[Any], history: list[AttemptRecord]) -> TaskRec
         id=row[0],
         type=row[1],
         payload=unpack(row[2], object),
-        priority=Priority(row[3]),
+        priority=_PRIORITIES[row[3]],
         queue=row[4],
         created_at=row[5],
         run_at=row[6],
@@ -71,7 +74,7 @@ def record_from_row(row: Sequence[Any], history: list[AttemptRecord]) -> TaskRec
         max_attempts=row[8],
         attempt=row[9],
         idempotency_key=row[10],
-        state=TaskState(row[11]),
+        state=_STATES[row[11]],
         updated_at=row[12],
         started_at=row[13],
         finished_at=row[14],
