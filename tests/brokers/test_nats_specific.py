@@ -128,6 +128,7 @@ async def _fill(broker: object, n: int) -> list[str]:
     done = [outcome(OutcomeKind.DEAD, lease, NOW + 2) for lease in leases[:2]]
     await broker.settle(done, NOW + 2)  # type: ignore[attr-defined]
     await broker.pause(["q2"])  # type: ignore[attr-defined]
+    await broker.record_instance("i1", b"report", NOW, 1e9)  # type: ignore[attr-defined]
     return [task.id for task in tasks]
 
 
@@ -138,6 +139,7 @@ async def _view(broker: object, ids: list[str]) -> tuple[object, ...]:
         [(r.id, r.state, r.attempt, r.worker_id) if r else None for r in records],
         await broker.counts(),  # type: ignore[attr-defined]
         await broker.paused(),  # type: ignore[attr-defined]
+        await broker.instances(NOW),  # type: ignore[attr-defined]
     )
 
 
@@ -354,7 +356,7 @@ def test_a_snapshot_holds_every_store_of_the_replica() -> None:
 
     covered = {
         "max_depth", "_records", "_tokens", "_by_key", "_ready", "_later", "_queued",
-        "_paused", "_workers", "_leaders",
+        "_paused", "_workers", "_leaders", "_instances",
         "_work",  # the wake-up event: not state, set again by restore
     }  # fmt: skip
     assert set(vars(Replica())) == covered

@@ -24,6 +24,7 @@ import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy, DiscardPolicy, RetentionPolicy, StreamConfig
 
+from taskengine.brokers.base import InstanceReport
 from taskengine.brokers.nats.ops import Replica
 from taskengine.model import TaskRecord
 from taskengine.model.worker import WorkerInfo
@@ -32,7 +33,8 @@ CHUNK_ENVELOPE = 4096  # bytes kept free in a chunk message for headers and subj
 
 
 class State(msgspec.Struct, array_like=True):
-    """The replica's stores after applying the log up to `seq`, and the batches in parts."""
+    """The replica's stores after applying the log up to `seq`, and the batches in parts.
+    Every store of brokers/memory's connection is here (a test checks the list)."""
 
     seq: int
     max_depth: int
@@ -45,6 +47,7 @@ class State(msgspec.Struct, array_like=True):
     paused: list[str]
     workers: list[WorkerInfo]
     leaders: dict[str, tuple[str, float]]
+    instances: list[InstanceReport]
     parts: dict[str, list[bytes]]
 
 
@@ -79,6 +82,7 @@ def capture(replica: Replica, seq: int, parts: dict[str, list[bytes]]) -> State:
         paused=sorted(replica._paused),
         workers=list(replica._workers.values()),
         leaders=dict(replica._leaders),
+        instances=list(replica._instances.values()),
         parts={batch: list(chunks) for batch, chunks in parts.items()},
     )
 
@@ -95,6 +99,7 @@ def restore(replica: Replica, state: State) -> None:
     replica._paused = set(state.paused)
     replica._workers = {worker.id: worker for worker in state.workers}
     replica._leaders = state.leaders
+    replica._instances = {report.instance: report for report in state.instances}
     replica._work.set()
 
 
