@@ -148,6 +148,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     closed"""
     api_max_connections: int = 512
     """open HTTP connections; the next gets a 503 and is closed"""
+    # telemetry (ADR 0033)
+    telemetry_publish: bool = True
+    """publish this process's metrics through the broker with each heartbeat, so `serve` shows
+    the whole cluster (one broker call per heartbeat)"""
+    metrics_port: int | None = None
+    """port on which `worker` serves `/metrics`, `/healthz` and `/readyz` (`--metrics-port`);
+    with `--processes N`, child k takes port + k; unset: none"""
+    metrics_host: str = "127.0.0.1"
+    """address the worker's metrics endpoint listens on"""
     log_level: str = "info"
     """`debug`, `info`, `warning` or `error` (`--log-level`, `-l`)"""
     max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES
@@ -203,6 +212,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise ConfigurationError("process_memory_mb must be 0 (no cap) or at least 64")
         if self.process_cpu_seconds < 0 or self.watchdog_margin < 0:
             raise ConfigurationError("process_cpu_seconds and watchdog_margin must not be negative")
+        if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
+            raise ConfigurationError(f"metrics_port must be 0-65535, got {self.metrics_port}")
         low, high = self.scale_bounds
         if not 1 <= low <= self.workers <= high:
             raise ConfigurationError(

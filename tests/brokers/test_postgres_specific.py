@@ -17,13 +17,14 @@ from typing import Any
 
 import asyncpg
 import pytest
+from msgspec.structs import replace
 
 from taskengine.brokers import TaskFilter, open_broker
 from taskengine.brokers.postgres import PostgresBroker
 from taskengine.brokers.postgres.config import parse_url
 from taskengine.brokers.postgres.schema import SCHEMA_VERSION
 from taskengine.errors import BrokerUnavailable, ConfigurationError, QueueFull, ValidationError
-from taskengine.model import Lease, LeaseStatus, OutcomeKind
+from taskengine.model import Lease, LeaseStatus, OutcomeKind, TaskState
 from tests.brokers.stall_proxy import StallProxy
 from tests.brokers.support import T0, Tasks, drop_storage, outcome
 from tests.cli.support import Cli
@@ -306,6 +307,42 @@ async def test_brokers_starting_at_once_migrate_a_new_schema_once(
     assert [lease.task_id for lease in await brokers[3].reserve("w", 5, 30.0, T0)] == [result.id]
     await brokers[1].close()
     await brokers[1].start()  # an up-to-date schema: nothing to do
+
+
+async def test_a_version_5_schema_is_migrated_to_6_and_takes_dependencies(
+    make: Make, server: Any, tasks: Tasks
+) -> None:
+    schema = _schema()
+    old = await make(schema)
+    parent = tasks(T0)
+    await old.enqueue([parent], T0)
+    await old.close()
+    s = f'"{schema}"'
+    # the schema as a version 5 build left it: what migration 6 added, last first
+    await server.execute(
+        f"""
+        DROP TABLE {s}.waits;
+        DROP INDEX {s}.tasks_workflow;
+        ALTER TABLE {s}.tasks DROP COLUMN waited, DROP COLUMN waiting, DROP COLUMN workflow,
+            DROP COLUMN on_parent_failure, DROP COLUMN depends_on;
+        ALTER TABLE {s}.tasks DROP CONSTRAINT tasks_state_check;
+        ALTER TABLE {s}.tasks ADD CONSTRAINT tasks_state_check
+            CHECK (state IN ('queued', 'running', 'succeeded', 'dead', 'cancelled'));
+        DELETE FROM {s}.schema_version WHERE version = 6;
+        """
+    )
+
+    broker = await make(schema)
+
+    versions = await server.fetch(f"SELECT version FROM {s}.schema_version ORDER BY version")
+    assert [row["version"] for row in versions] == list(range(1, SCHEMA_VERSION + 1))
+    assert SCHEMA_VERSION == 6
+    [record] = await broker.get([parent.id])
+    assert record is not None and record.depends_on == () and record.waiting == 0
+    child = replace(tasks(T0), depends_on=(parent.id,))
+    await broker.enqueue([child], T0)
+    [stored] = await broker.get([child.id])
+    assert stored is not None and stored.state is TaskState.BLOCKED
 
 
 async def test_newer_schema_is_refused(make: Make, server: Any) -> None:

@@ -11,12 +11,21 @@ from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 import pytest
+from msgspec.structs import replace
 
 from taskengine.brokers.sqlite import SqliteBroker
 from taskengine.brokers.sqlite import connection as sqlite_broker
 from taskengine.brokers.sqlite.schema import SCHEMA_VERSION
 from taskengine.errors import BrokerUnavailable, ConfigurationError, QueueFull, ValidationError
-from taskengine.model import OutcomeKind, Progress, ProgressReport, Task, TaskState, new_task
+from taskengine.model import (
+    Outcome,
+    OutcomeKind,
+    Progress,
+    ProgressReport,
+    Task,
+    TaskState,
+    new_task,
+)
 from tests.brokers.support import T0, outcome
 
 
@@ -91,7 +100,7 @@ async def test_a_version_1_store_is_upgraded_and_keeps_its_tasks(db: str) -> Non
     await old.enqueue([task], T0)
     await old.close()
     with sqlite3.connect(db) as conn:  # the store as a version 1 build left it
-        _drop_version_5(conn)
+        _drop_version_6(conn)
         conn.execute("ALTER TABLE tasks DROP COLUMN progress")
         conn.execute("DROP INDEX tasks_kept")
         conn.execute("ALTER TABLE tasks DROP COLUMN keep_result")
@@ -110,7 +119,7 @@ async def test_a_version_1_store_is_upgraded_and_keeps_its_tasks(db: str) -> Non
     finally:
         await broker.close()
     with sqlite3.connect(db) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
 
 
 async def test_a_version_2_store_is_upgraded_to_keep_results_per_task(db: str) -> None:
@@ -120,7 +129,7 @@ async def test_a_version_2_store_is_upgraded_to_keep_results_per_task(db: str) -
     await old.enqueue([task], T0)
     await old.close()
     with sqlite3.connect(db) as conn:  # the store as a version 2 build left it
-        _drop_version_5(conn)
+        _drop_version_6(conn)
         conn.execute("ALTER TABLE tasks DROP COLUMN progress")
         conn.execute("DROP INDEX tasks_kept")
         conn.execute("ALTER TABLE tasks DROP COLUMN keep_result")
@@ -148,7 +157,7 @@ async def test_a_version_3_store_is_upgraded_and_takes_progress(db: str) -> None
     await old.enqueue([task], T0)
     await old.close()
     with sqlite3.connect(db) as conn:  # the store as a version 3 build left it
-        _drop_version_5(conn)
+        _drop_version_6(conn)
         conn.execute("ALTER TABLE tasks DROP COLUMN progress")
         conn.execute("PRAGMA user_version = 3")
 
@@ -165,26 +174,26 @@ async def test_a_version_3_store_is_upgraded_and_takes_progress(db: str) -> None
     finally:
         await broker.close()
     with sqlite3.connect(db) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
 
 
-def _drop_version_5(conn: sqlite3.Connection) -> None:
-    """Take out what schema version 5 added (dependencies, ADR 0037), last column first."""
+def _drop_version_6(conn: sqlite3.Connection) -> None:
+    """Take out what schema version 6 added (dependencies, ADR 0037), last column first."""
     conn.execute("DROP INDEX tasks_workflow")
     conn.execute("DROP TABLE waits")
     for column in ("waiting", "workflow", "on_parent_failure", "depends_on"):
         conn.execute(f"ALTER TABLE tasks DROP COLUMN {column}")
 
 
-async def test_a_version_4_store_is_upgraded_and_takes_dependencies(db: str) -> None:
+async def test_a_version_5_store_is_upgraded_and_takes_dependencies(db: str) -> None:
     old = SqliteBroker(db)
     await old.start()
     [task] = make_tasks(1)
     await old.enqueue([task], T0)
     await old.close()
-    with sqlite3.connect(db) as conn:  # the store as a version 4 build left it
-        _drop_version_5(conn)
-        conn.execute("PRAGMA user_version = 4")
+    with sqlite3.connect(db) as conn:  # the store as a version 5 build left it
+        _drop_version_6(conn)
+        conn.execute("PRAGMA user_version = 5")
 
     broker = SqliteBroker(db)
     await broker.start()
@@ -199,7 +208,7 @@ async def test_a_version_4_store_is_upgraded_and_takes_dependencies(db: str) -> 
     finally:
         await broker.close()
     with sqlite3.connect(db) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
 
 
 async def test_concurrent_writes_share_one_commit(broker: SqliteBroker) -> None:
@@ -242,6 +251,74 @@ async def test_depth_counter_matches_the_table(broker: SqliteBroker, db: str) ->
         counted = conn.execute("SELECT count(*) FROM tasks WHERE state = 'queued'").fetchone()[0]
         kept = conn.execute("SELECT queued FROM depth").fetchone()[0]
     assert counted == kept == 20 - 7 + 2  # the first lease was cancelled, not requeued
+
+
+async def _depth_and_count(db: str) -> tuple[int, int]:
+    with sqlite3.connect(db) as conn:
+        counted = conn.execute("SELECT count(*) FROM tasks WHERE state = 'queued'").fetchone()[0]
+        kept = conn.execute("SELECT queued FROM depth").fetchone()[0]
+    return int(kept), int(counted)
+
+
+async def test_depth_counter_stays_exact_through_every_change_of_state(
+    broker: SqliteBroker, db: str
+) -> None:
+    tasks = make_tasks(12)
+    await broker.enqueue(tasks + tasks[:2], T0)  # two duplicates: not counted again
+    assert await _depth_and_count(db) == (12, 12)
+    leases = await broker.reserve("w", 8, 30.0, T0)
+    assert await _depth_and_count(db) == (4, 4)
+    waiting = next(t.id for t in tasks if t.id not in {lease.task_id for lease in leases})
+    await broker.cancel([leases[5].task_id, waiting], T0)  # one running, one queued
+    assert await _depth_and_count(db) == (3, 3)
+    kinds = [OutcomeKind.RETRY, OutcomeKind.SNOOZE, OutcomeKind.RELEASED, OutcomeKind.SUCCEEDED]
+    batch = [
+        outcome(kind, lease, T0 + 1, run_at=T0 + 1 if kind in _REQUEUE_AT else None)
+        for kind, lease in zip(kinds, leases, strict=False)
+    ]
+    batch.append(outcome(OutcomeKind.RETRY, leases[5], T0 + 1, run_at=T0 + 1))  # cancelled
+    batch.append(outcome(OutcomeKind.DEAD, leases[4], T0 + 1))
+    assert all(await broker.settle(batch, T0 + 1))
+    assert await _depth_and_count(db) == (6, 6)
+    await broker.replay([leases[4].task_id, leases[5].task_id, waiting], T0 + 2)
+    assert await _depth_and_count(db) == (9, 9)
+    assert len(await broker.requeue_expired(T0 + 60, 10)) == 2  # leases 6 and 7
+    assert await _depth_and_count(db) == (11, 11)
+    await broker.purge(list(TaskState), T0 + 100, 100)
+    assert await _depth_and_count(db) == (11, 11)
+    await _dependencies_keep_the_depth_exact(broker, db)
+
+
+async def _dependencies_keep_the_depth_exact(broker: SqliteBroker, db: str) -> None:
+    """Blocked tasks are not queued: enqueue, release, cancel and replay of them keep depth."""
+    later = T0 + 200
+    first, second = (new_task("demo.echo", now=later) for _ in range(2))
+    both = new_task("demo.echo", now=later, depends_on=[first.id, second.id])
+    one = new_task("demo.echo", now=later, depends_on=[first.id])
+    await broker.enqueue([first, second, both, one], later)
+    assert await _depth_and_count(db) == (13, 13)  # the dependents are blocked
+    leases = {lease.task_id: lease for lease in await broker.reserve("w", 50, 30.0, later)}
+    assert await _depth_and_count(db) == (0, 0)
+    await broker.settle([outcome(OutcomeKind.SUCCEEDED, leases[first.id], later)], later)
+    assert await _depth_and_count(db) == (1, 1)  # `one` released; `both` waits for `second`
+    await broker.settle([outcome(OutcomeKind.DEAD, leases[second.id], later)], later)
+    assert await _depth_and_count(db) == (1, 1)  # `both` cancelled from blocked
+    grandchild = new_task("demo.echo", now=later, depends_on=[one.id])
+    await broker.enqueue([grandchild], later)
+    await broker.cancel([grandchild.id], later)  # cancelled from blocked
+    assert await _depth_and_count(db) == (1, 1)
+    await broker.replay([grandchild.id], later)  # blocked again: `one` is still queued
+    [record] = await broker.get([grandchild.id])
+    assert record is not None and record.state is TaskState.BLOCKED
+    assert await _depth_and_count(db) == (1, 1)
+    [lease] = await broker.reserve("w", 5, 30.0, later)
+    await broker.settle([outcome(OutcomeKind.RETRY, lease, later, run_at=later)], later)
+    [lease] = await broker.reserve("w", 5, 30.0, later)
+    await broker.settle([outcome(OutcomeKind.SUCCEEDED, lease, later)], later)  # read first
+    assert await _depth_and_count(db) == (1, 1)  # the grandchild released
+
+
+_REQUEUE_AT = {OutcomeKind.RETRY, OutcomeKind.SNOOZE}
 
 
 async def test_data_survives_close_and_reopen(db: str) -> None:
@@ -329,6 +406,24 @@ async def test_a_commit_in_another_process_rings_the_waiters(
     assert not bell.exists()  # the last broker out leaves nothing behind
 
 
+async def test_a_commit_that_rang_no_doorbell_still_wakes_a_waiter(db: str) -> None:
+    """A commit whose ring was lost (here: the committer has no doorbell) wakes a waiter in
+    another connection through the data_version poll."""
+    waiter, committer = SqliteBroker(db), SqliteBroker(db)
+    await waiter.start()
+    await committer.start()
+    committer._doorbell.directory = None  # it rings nobody
+    try:
+        await waiter.reserve("w", 1, 30.0, T0)
+        parked = asyncio.ensure_future(waiter.wait_for_work(3600.0))
+        await until(lambda: waiter._seen_version is not None)  # it knows the version now
+        await committer.enqueue(make_tasks(1), T0)
+        await asyncio.wait_for(parked, 30.0)
+    finally:
+        await committer.close()
+        await waiter.close()
+
+
 async def until(condition: Callable[[], bool], bound: float = 30.0) -> None:
     """Wait until `condition()` holds (checked every 10 ms), failing after `bound` seconds."""
     deadline = time.monotonic() + bound
@@ -382,3 +477,115 @@ async def test_processes_never_double_claim(db: str) -> None:
     assert len(union) == len(set(union)), "a task was claimed twice"
     assert set(union) == {t.id for t in tasks}
     assert sum(1 for part in claimed if part) >= 2  # they did compete
+
+
+async def _statements_of(broker: SqliteBroker, call: Callable[[], object]) -> list[str]:
+    """The SQL the writer connection ran while `call` was awaited."""
+    seen: list[str] = []
+    writer = broker._write()
+    await writer.submit(lambda conn: conn.set_trace_callback(seen.append), in_transaction=False)
+    try:
+        await call()  # type: ignore[misc]
+    finally:
+        await writer.submit(lambda conn: conn.set_trace_callback(None), in_transaction=False)
+    return seen
+
+
+async def test_a_batch_of_successes_is_settled_without_reading_the_rows(
+    broker: SqliteBroker,
+) -> None:
+    await broker.enqueue(make_tasks(5), T0)
+    leases = await broker.reserve("w1", 5, 30.0, T0 + 1)
+    outcomes = [outcome(OutcomeKind.SUCCEEDED, lease, T0 + 2) for lease in leases]
+
+    seen = await _statements_of(broker, lambda: broker.settle(outcomes, T0 + 2))
+
+    reads = [s for s in seen if s.lstrip().upper().startswith("SELECT")]
+    # Only the waits index is read (do any of them have dependents to release?), no task row.
+    assert all("FROM waits WHERE parent IN" in s and "tasks" not in s for s in reads)
+    records = await broker.get([lease.task_id for lease in leases])
+    assert [r.state if r else None for r in records] == [TaskState.SUCCEEDED] * 5
+    assert all(r and r.result and r.result.attempt == 1 for r in records)
+    assert all(r and [h.attempt for h in r.history] == [1] for r in records)
+
+
+async def test_a_result_that_misnames_its_attempt_is_stored_with_the_real_one(
+    broker: SqliteBroker,
+) -> None:
+    await broker.enqueue(make_tasks(2), T0)
+    leases = await broker.reserve("w1", 2, 30.0, T0 + 1)
+    good = outcome(OutcomeKind.SUCCEEDED, leases[0], T0 + 2)
+    assert good.result is not None
+    wrong = Outcome(
+        kind=OutcomeKind.SUCCEEDED,
+        task_id=leases[1].task_id,
+        token=leases[1].token,
+        result=replace(good.result, task_id=leases[1].task_id, attempt=0),
+    )
+
+    assert await broker.settle([good, wrong, good], T0 + 2) == [True, True, False]
+
+    records = await broker.get([lease.task_id for lease in leases])
+    assert [r.result.attempt if r and r.result else None for r in records] == [1, 1]
+    assert [[h.attempt for h in r.history] if r else None for r in records] == [[1], [1]]
+
+
+async def test_a_mixed_batch_keeps_every_rule_of_settle(broker: SqliteBroker) -> None:
+    kept, forgotten, stale = make_tasks(3)
+    forgotten = replace(forgotten, keep_result=0.0)
+    await broker.enqueue([kept, forgotten, stale], T0)
+    leases = {lease.task_id: lease for lease in await broker.reserve("w1", 3, 30.0, T0 + 1)}
+    stale_lease = replace(leases[stale.id], token="not-the-token")
+    batch = [
+        outcome(OutcomeKind.SUCCEEDED, leases[kept.id], T0 + 2),
+        outcome(OutcomeKind.SUCCEEDED, leases[forgotten.id], T0 + 2),
+        outcome(OutcomeKind.SUCCEEDED, stale_lease, T0 + 2),
+    ]
+
+    assert await broker.settle(batch, T0 + 2) == [True, True, False]
+
+    record, gone, running = await broker.get([kept.id, forgotten.id, stale.id])
+    assert record is not None and record.state is TaskState.SUCCEEDED
+    assert gone is None
+    assert running is not None and running.state is TaskState.RUNNING
+
+
+async def test_a_version_4_store_is_upgraded_and_its_depth_stays_exact(db: str) -> None:
+    old = SqliteBroker(db)
+    await old.start()
+    await old.enqueue(make_tasks(5), T0)
+    await old.close()
+    with sqlite3.connect(db) as conn:  # the store as a version 4 build left it: depth triggers
+        _drop_version_6(conn)
+        conn.executescript(_DEPTH_TRIGGERS_OF_VERSION_4)
+        conn.execute("PRAGMA user_version = 4")
+
+    broker = SqliteBroker(db)
+    await broker.start()
+    try:
+        await broker.enqueue(make_tasks(3, start=5), T0)
+        await broker.reserve("w", 2, 30.0, T0)
+        assert await _depth_and_count(db) == (6, 6)
+    finally:
+        await broker.close()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6
+
+
+_DEPTH_TRIGGERS_OF_VERSION_4 = """
+CREATE TRIGGER IF NOT EXISTS tasks_depth_insert AFTER INSERT ON tasks
+    WHEN new.state = 'queued'
+BEGIN
+    UPDATE depth SET queued = queued + 1 WHERE id = 0;
+END;
+CREATE TRIGGER IF NOT EXISTS tasks_depth_leave AFTER UPDATE OF state ON tasks
+    WHEN old.state = 'queued' AND new.state <> 'queued'
+BEGIN
+    UPDATE depth SET queued = queued - 1 WHERE id = 0;
+END;
+CREATE TRIGGER IF NOT EXISTS tasks_depth_enter AFTER UPDATE OF state ON tasks
+    WHEN old.state <> 'queued' AND new.state = 'queued'
+BEGIN
+    UPDATE depth SET queued = queued + 1 WHERE id = 0;
+END;
+"""

@@ -112,6 +112,15 @@ class CountRow(msgspec.Struct, frozen=True):
     oldest_created_at: float | None
 
 
+class InstanceReport(msgspec.Struct, frozen=True):
+    """One engine process's telemetry as its last heartbeat published it; brokers store the
+    bytes as they are and never read them (telemetry/report.py says what they hold)."""
+
+    instance: str
+    expires_at: float  # the publisher's `now + ttl`
+    data: bytes
+
+
 class Broker(Protocol):
     """The hot path: enqueue, reserve, extend, settle, requeue expired leases, wait for work."""
 
@@ -250,6 +259,15 @@ class BrokerAdmin(Protocol):
 
     async def workers(self, seen_since: float) -> list[WorkerInfo]:
         """Return workers whose last heartbeat is at or after `seen_since`, by id."""
+        ...
+
+    async def record_instance(self, instance: str, data: bytes, now: float, ttl: float) -> None:
+        """Insert or replace `instance`'s report, kept until `now + ttl`; reports that expired
+        before `now` are deleted in the same call. One round trip; atomic."""
+        ...
+
+    async def instances(self, now: float) -> list[InstanceReport]:
+        """Return the reports not expired at `now` (`expires_at >= now`), by instance."""
         ...
 
     async def leader(self, name: str, holder: str, ttl: float, now: float) -> bool:

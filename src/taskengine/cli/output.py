@@ -319,8 +319,41 @@ def show_metrics(figures: dict[str, Any]) -> None:
     """Print the metrics as one row per figure (nested ones as dotted names)."""
     grid = table("figure", "value", title=f"metrics ({figures.get('source', '?')})")
     for name, value in _flatten(figures):
-        if name != "source":
+        if name not in ("source", "instances"):
             grid.add_row(name, f"{value:.4g}" if isinstance(value, float) else str(value))
+    console().print(grid)
+    instances = figures.get("instances") or []
+    if instances:
+        show_instances(instances)
+
+
+def show_instances(instances: list[dict[str, Any]]) -> None:
+    """Print the per-instance breakdown of the metrics: one row per engine process."""
+    grid = table(
+        "instance",
+        "host",
+        "pid",
+        "workers",
+        "busy",
+        "succeeded",
+        "failed",
+        "rss",
+        "cpu %",
+        title=f"instances ({len(instances)})",
+    )
+    for item in instances:
+        outcomes = item.get("outcomes", {})
+        grid.add_row(
+            str(item["instance"]) + (" (this server)" if item.get("local") else ""),
+            str(item["host"]),
+            str(item["pid"]),
+            str(item["size"]),
+            str(item["busy"]),
+            str(outcomes.get("succeeded", 0)),
+            str(outcomes.get("failed", 0) + outcomes.get("timed_out", 0)),
+            f"{item['rss_bytes'] / 1048576:.0f} MiB",
+            f"{item['cpu_percent']:.0f}",
+        )
     console().print(grid)
 
 

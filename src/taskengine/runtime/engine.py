@@ -27,7 +27,7 @@ from taskengine.runtime.autoscaler import Autoscaler
 from taskengine.runtime.cancel_watch import CancelWatch
 from taskengine.runtime.completer import Completer
 from taskengine.runtime.fetcher import Fetcher
-from taskengine.runtime.heartbeat import Heartbeat
+from taskengine.runtime.heartbeat import Heartbeat, Report
 from taskengine.runtime.pool import Pool
 from taskengine.runtime.process_pool import ProcessExecutor
 from taskengine.runtime.progress import ProgressBoard, ProgressFlusher
@@ -161,6 +161,7 @@ class Engine:
         self.scheduling = PeriodicService(
             "scheduler", settings.scheduler_every, self.scheduler.run_once
         )
+        self.telemetry: list[PeriodicService] = []  # set by `publish`
         self._loop: asyncio.AbstractEventLoop | None = None
         self.watchdog: LoopWatchdog | None = None
         if settings.watchdog:
@@ -226,11 +227,19 @@ class Engine:
         await self.fetcher.start()
         for service in self._services():
             await service.start()
-        await self.heartbeat_once()
+        # the registry at once; the first telemetry report waits for the next heartbeat, so
+        # starting takes no longer than it did (a task may be running already)
+        await self.heartbeat.run_once(publish=False)
         log.info(
             "worker started",
             extra={"instance": self.instance, "workers": self.settings.workers},
         )
+
+    def publish(self, report: Report | None, sampling: PeriodicService | None = None) -> None:
+        """Publish `report` (None: nothing) with every heartbeat (ADR 0033); run `sampling`
+        beside the pool (call before `start`)."""
+        self.heartbeat.report = report
+        self.telemetry = [sampling] if sampling is not None else []
 
     def _services(self) -> list[PeriodicService]:
         services = [
@@ -240,6 +249,7 @@ class Engine:
             self.reaper,
             self.retention,
         ]
+        services += self.telemetry
         if self.scheduler.entries:
             services.append(self.scheduling)
         if self.autoscaler.low != self.autoscaler.high:
@@ -277,6 +287,11 @@ class Engine:
     async def heartbeat_once(self) -> None:
         """Extend every held lease, act on lost and cancelled ones, report the workers."""
         await self.heartbeat.run_once()
+
+    async def sample_once(self) -> None:
+        """One round of the telemetry sampling set by `publish` (tests)."""
+        for service in self.telemetry:
+            await service.run_once()
 
     async def cancel_watch_once(self) -> int:
         """Stop running tasks whose cancel was asked elsewhere; return how many."""
@@ -332,7 +347,12 @@ class Engine:
             if interrupted:
                 await self._wait_idle(INTERRUPT_WAIT, forced=False)
             await self.pool.stop_workers()
-            for service in (self.heartbeat, self.cancel_watch, self.progress_flusher):
+            for service in (
+                self.heartbeat,
+                self.cancel_watch,
+                self.progress_flusher,
+                *self.telemetry,
+            ):
                 await _step(service.stop(), failed, service.name)
             await _step(self.completer.stop(SETTLE_WAIT), failed, "settle")
             for service in (self.reaper, self.retention):
@@ -379,6 +399,9 @@ class Engine:
             await self.broker.forget_workers([worker.id for worker in self.pool.workers.values()])
             for name in (REAPER, RETENTION, SCHEDULER):
                 await self.broker.resign(name, self.instance)
+            # last, so it cannot hold up leaving: the final counts, every settle included;
+            # they stay in the cluster's figures until they expire
+            await self.heartbeat.publish(self.clock.now())
 
     async def _wait_idle(self, timeout: float, *, forced: bool = True) -> None:
         loop = asyncio.get_running_loop()

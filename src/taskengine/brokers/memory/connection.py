@@ -15,7 +15,7 @@ import secrets
 
 from msgspec.structs import replace
 
-from taskengine.brokers.base import DEFAULT_MAX_DEPTH, Capabilities, check_limit
+from taskengine.brokers.base import DEFAULT_MAX_DEPTH, Capabilities, InstanceReport, check_limit
 from taskengine.brokers.memory import codec
 from taskengine.brokers.memory.queries import Heap
 from taskengine.brokers.waiting import wait_event
@@ -43,6 +43,7 @@ class MemoryConnection:
         self._waits: dict[str, set[str]] = {}  # parent -> its blocked dependents (model.deps)
         self._workers: dict[str, WorkerInfo] = {}
         self._leaders: dict[str, tuple[str, float]] = {}
+        self._instances: dict[str, InstanceReport] = {}
         self._work = asyncio.Event()
 
     @property

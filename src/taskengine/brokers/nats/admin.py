@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from taskengine.brokers.base import (
     CancelResult,
     CountRow,
+    InstanceReport,
     Page,
     ReplayResult,
     TaskFilter,
@@ -84,6 +85,14 @@ class NatsAdmin(NatsConnection):
     async def workers(self, seen_since: float) -> list[WorkerInfo]:
         """Return workers seen at or after `seen_since`, by id (one round trip)."""
         return await (await self._caught_up()).workers(seen_since)
+
+    async def record_instance(self, instance: str, data: bytes, now: float, ttl: float) -> None:
+        """Insert or replace `instance`'s report until `now + ttl` (one operation)."""
+        await self._write(ops.RecordInstance(instance, data, now, ttl))
+
+    async def instances(self, now: float) -> list[InstanceReport]:
+        """Return the reports not expired at `now`, by instance (one round trip)."""
+        return await (await self._caught_up()).instances(now)
 
     async def leader(self, name: str, holder: str, ttl: float, now: float) -> bool:
         """Take `name` if free or expired, renew it if `holder` has it (one operation)."""

@@ -34,17 +34,24 @@ class NatsBroker(NatsAdmin):
         allow_unsafe: bool | str = False,
         server_clock: bool | str = True,
         timeout: object = None,
+        snapshot_ops: int | str = 100_000,
+        snapshot_seconds: float | str = 600.0,
         **unknown: object,
     ) -> None:
         if unknown:
             raise ConfigurationError(
                 f"unknown NATS broker options {sorted(unknown)}: use stream, replicas, "
-                "allow_unsafe, server_clock, timeout, max_depth"
+                "allow_unsafe, server_clock, timeout, max_depth, snapshot_ops, snapshot_seconds"
             )
         try:
             replicas = int(replicas)
+            snapshot_ops = int(snapshot_ops)
+            snapshot_seconds = float(snapshot_seconds)
         except ValueError:
-            raise ConfigurationError(f"replicas must be an integer: {replicas!r}") from None
+            raise ConfigurationError(
+                f"replicas and snapshot_ops must be integers, snapshot_seconds a number: "
+                f"{replicas!r}, {snapshot_ops!r}, {snapshot_seconds!r}"
+            ) from None
         super().__init__(
             url,
             max_depth=max_depth,
@@ -53,6 +60,8 @@ class NatsBroker(NatsAdmin):
             allow_unsafe=flag("allow_unsafe", allow_unsafe),
             server_clock=flag("server_clock", server_clock),
             timeout=timeout,
+            snapshot_ops=snapshot_ops,
+            snapshot_seconds=snapshot_seconds,
         )
 
     async def enqueue(self, tasks: Sequence[Task], now: float) -> list[EnqueueResult]:

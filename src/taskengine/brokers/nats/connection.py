@@ -18,6 +18,7 @@ import heapq
 import logging
 import re
 import secrets
+import time
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -40,8 +41,15 @@ from nats.js.api import (
 from taskengine.brokers.base import Capabilities, check_limit
 from taskengine.brokers.deadline import parse_timeout
 from taskengine.brokers.nats.codec import ENVELOPE, decode_message, encode_batch, encode_op
-from taskengine.brokers.nats.ops import Op, Replica, apply
+from taskengine.brokers.nats.ops import Leader, Op, Replica, apply
+from taskengine.brokers.nats.snapshot import (
+    SnapshotStore,
+    capture,
+    encode_state,
+    restore,
+)
 from taskengine.brokers.nats.stream import check_stream
+from taskengine.brokers.waiting import wait_event
 from taskengine.errors import BrokerUnavailable, ConfigurationError, ValidationError
 
 log = logging.getLogger("taskengine.brokers.nats")
@@ -53,6 +61,7 @@ _NATS_ERRORS = (nats.errors.Error, nats.js.errors.Error, TimeoutError, OSError)
 MAX_OPERATION = 64 * 1024 * 1024  # bytes of one packed operation (in parts past max_payload)
 PENDING_BYTES = 512 * 1024 * 1024  # what the consumer may buffer before NATS calls it slow
 IN_FLIGHT = 4  # publishes of one process awaiting their acknowledgement at once
+SNAPSHOT_LEADER = "nats-snapshot"  # the leader lease of the snapshot duty
 
 
 class NatsConnection:
@@ -68,8 +77,13 @@ class NatsConnection:
         allow_unsafe: bool,
         server_clock: bool,
         timeout: object,
+        snapshot_ops: int = 100_000,
+        snapshot_seconds: float = 600.0,
     ) -> None:
         check_limit(max_depth, "max_depth")
+        check_limit(snapshot_ops, "snapshot_ops")
+        if not snapshot_seconds >= 0:
+            raise ConfigurationError(f"snapshot_seconds must be >= 0: {snapshot_seconds!r}")
         check_limit(replicas, "replicas")
         parts = urlsplit(url)
         if parts.scheme not in ("nats", "tls") or not parts.netloc:
@@ -102,6 +116,15 @@ class NatsConnection:
         self._reconnects = 0
         self._flying: set[asyncio.Task[None]] = set()
         self._parts: dict[str, list[bytes]] = {}  # batches in parts, until their last part
+        self.snapshot_ops = snapshot_ops
+        self.snapshot_seconds = snapshot_seconds  # 0: no snapshot duty in this process
+        self._snapshots: SnapshotStore | None = None
+        self._log_created = ""  # the log stream's creation time: snapshots name their log
+        self._snapshot_seq = 0  # the sequence the next snapshot is counted from
+        self._due = asyncio.Event()  # set once snapshot_ops operations applied since then
+        self._duty: asyncio.Task[None] | None = None
+        self._reloading: asyncio.Task[None] | None = None
+        self._acked: dict[str, int] = {}  # waiting batches stored, by the sequence they got
 
     @property
     def capabilities(self) -> Capabilities:
@@ -135,7 +158,13 @@ class NatsConnection:
         self._js = self._nc.jetstream(timeout=self.timeout)
         try:
             info = await self._ensure_stream()
-            checked = check_stream(info.config, info.state.first_seq, self.allow_unsafe)
+            self._log_created = info.created.isoformat() if info.created else ""
+            self._snapshots = SnapshotStore(self._js, self.stream, self.timeout)
+            await self._call(self._snapshots.ensure(info.config))
+            await self._load_snapshot()
+            checked = check_stream(
+                info.config, info.state.first_seq, self.allow_unsafe, covered=self._applied
+            )
             for reason in checked.unsafe:
                 log.warning("NATS stream %s is unsafe (allowed): %s", self.stream, reason)
             log.info(
@@ -147,6 +176,8 @@ class NatsConnection:
             await self._subscribe()
             self._writer = asyncio.create_task(self._write_loop(), name="nats-writer")
             await self._caught_up()
+            if self.snapshot_seconds > 0:
+                self._duty = asyncio.create_task(self._snapshot_duty(), name="nats-snapshot")
         except BaseException:
             await self._nc.close()
             self._nc = self._js = None
@@ -169,6 +200,8 @@ class NatsConnection:
         """Follow the log again at once: what the old consumer pushed into the broken
         connection is lost, and its heartbeats would notice only seconds later."""
         self._reconnects += 1
+        if self._reloading is not None:
+            return  # the reload follows the log again itself
         old, self._sub = self._sub, None
         if old is None or self._js is None:
             return
@@ -203,6 +236,11 @@ class NatsConnection:
     async def close(self) -> None:
         """Stop the writer, fail what waits, disconnect. Idempotent."""
         self._starting = None
+        for task in (self._duty, self._reloading):
+            if task is not None:
+                task.cancel()
+                await asyncio.wait({task}, timeout=self.timeout)
+        self._duty = self._reloading = None
         if self._writer is not None:
             while not self._writer.done():  # a cancel may land as a publish completes
                 self._writer.cancel()
@@ -227,8 +265,10 @@ class NatsConnection:
                 log.debug("closing the NATS connection failed", exc_info=True)
 
     async def drop_stream(self) -> None:
-        """Delete the stream and everything in it (tests use it to clean up)."""
+        """Delete the stream, its snapshots and everything in them (tests use it to clean up)."""
         await self._call(self._live().delete_stream(self.stream))
+        if self._snapshots is not None:
+            await self._call(self._snapshots.drop())
 
     async def wait_for_work(self, timeout: float) -> None:
         """Return as soon as an applied operation (anyone's) queued work, or after `timeout`."""
@@ -300,7 +340,9 @@ class NatsConnection:
         messages = encode_batch(batch_id, [op for op, _ in group], self._max_payload)
         try:
             for index, data in enumerate(messages):  # in order: the last part completes it
-                await self._publish_one(data, f"{batch_id}/{index}", futures)
+                seq = await self._publish_one(data, f"{batch_id}/{index}", futures)
+            if batch_id in self._waiting:  # not applied yet: a reload may have to answer it
+                self._acked[batch_id] = seq
         except BrokerUnavailable as exc:
             if self._waiting.pop(batch_id, None) is not None:
                 for future in futures:
@@ -309,17 +351,18 @@ class NatsConnection:
 
     async def _publish_one(
         self, data: bytes, msg_id: str, futures: list[asyncio.Future[object]]
-    ) -> None:
+    ) -> int:
         """Publish one message and wait for its acknowledgement. Sent again once if the
         connection broke meanwhile: the server drops a second copy by its Nats-Msg-Id (the
-        stream's duplicate window, 2 min by default), so it is stored at most once."""
+        stream's duplicate window, 2 min by default), so it is stored at most once. Returns
+        the sequence the stream stored it at."""
         headers = {"Nats-Msg-Id": msg_id}
         reconnects = self._reconnects
         try:
             publish = self._live().publish(
                 self.subject, data, timeout=self.timeout, stream=self.stream, headers=headers
             )
-            await self._call(publish)
+            return int((await self._call(publish)).seq)
         except BrokerUnavailable:
             if reconnects == self._reconnects and not self._nc_reconnecting():
                 raise
@@ -328,28 +371,35 @@ class NatsConnection:
             publish = self._live().publish(
                 self.subject, data, timeout=self.timeout, stream=self.stream, headers=headers
             )
-            await self._call(publish)
+            return int((await self._call(publish)).seq)
 
     async def _on_message(self, msg: Msg) -> None:
         """Apply one log message to the replica and answer its writer, if it is waiting here."""
         seq = msg.metadata.sequence.stream
-        if seq <= self._applied:
-            return  # delivered again after the consumer was recreated
-        if seq != self._applied + 1 and self._broken is None:
-            self._broken = f"the log skipped from {self._applied} to {seq}"
-            log.error("NATS broker on stream %s is broken: %s", self.stream, self._broken)
-            self._fail_all(BrokerUnavailable(self._broken))
+        if seq <= self._applied or self._reloading is not None:
+            return  # delivered again after the consumer was recreated, or reloading
         if self._broken is not None:
+            return
+        if seq != self._applied + 1:
+            self._reload()  # purged past this process's position while it was behind
             return
         batch = decode_message(msg.data, self._parts)
         if batch is not None:  # else a part of a batch, applied with its last part
             futures = self._waiting.pop(batch.id, None)
+            self._acked.pop(batch.id, None)
             server_now = msg.metadata.timestamp.timestamp() if self.server_clock else None
             for index, op in enumerate(batch.ops):
                 result = apply(self._replica, op, server_now)
                 if futures is not None and not futures[index].done():
                     futures[index].set_result(result)
         self._applied = seq
+        if seq - self._snapshot_seq >= self.snapshot_ops:
+            self._due.set()
+        self._release_barriers()
+
+    def _release_barriers(self) -> None:
+        """Answer the reads waiting for the replica to reach a sequence it has reached."""
+        seq = self._applied
         barriers = self._barriers
         while barriers and barriers[0][0] <= seq:
             future = heapq.heappop(barriers)[2]
@@ -367,6 +417,8 @@ class NatsConnection:
             # asked on a connection that broke meanwhile: ask again (a read)
             info = await self._call(self._live().stream_info(self.stream))
         target = info.state.last_seq
+        if info.state.first_seq > self._applied + 1 and self._broken is None:
+            await asyncio.shield(self._reload())  # purged past this process's position
         if self._broken is not None:
             raise BrokerUnavailable(self._broken)
         if self._applied < target:
@@ -382,6 +434,121 @@ class NatsConnection:
                 ) from None
         return self._replica
 
+    # -- snapshots and compaction (ADR 0031) -----------------------------------------------
+
+    async def compact(self) -> int | None:
+        """Snapshot the replica at the sequence it has applied, then purge the log up to it;
+        that sequence, or None when a snapshot at least as new was already the newest."""
+        snapshots = self._snapshot_store()
+        await self._caught_up()
+        if self._reloading is not None:
+            raise BrokerUnavailable("the replica is reloading a snapshot")
+        state = capture(self._replica, self._applied, self._parts)  # exactly 1..S, no await
+        data = await asyncio.to_thread(encode_state, state)
+        window = self.timeout * 20  # tens of MiB: many publishes, each under the deadline
+        stored = await self._call(
+            snapshots.store(data, state.seq, self._log_created, self._max_payload), window
+        )
+        self._snapshot_seq = max(self._snapshot_seq, state.seq)
+        if not stored:
+            return None
+        # only now: every operation purged is in a snapshot the server acknowledged
+        await self._call(self._live().purge_stream(self.stream, seq=state.seq + 1))
+        log.info(
+            "NATS stream %s: snapshot at %d (%d bytes), log purged up to it",
+            self.stream,
+            state.seq,
+            len(data),
+        )
+        return state.seq
+
+    async def _snapshot_duty(self) -> None:
+        """Every snapshot_ops operations or snapshot_seconds, whichever first, the holder of
+        the snapshot lease compacts. The lease saves work; correctness does not need it."""
+        ttl = 2 * self.snapshot_seconds + self.timeout
+        while True:
+            await wait_event(self._due, self.snapshot_seconds)
+            self._due.clear()
+            if self._applied <= self._snapshot_seq or self._broken is not None:
+                continue
+            try:
+                lead = Leader(SNAPSHOT_LEADER, self._client_id, ttl, time.time())
+                if await self._write(lead):
+                    await self.compact()
+                else:
+                    self._snapshot_seq = self._applied  # the holder does it; count again
+            except (BrokerUnavailable, *_NATS_ERRORS) as exc:
+                self._snapshot_seq = self._applied  # try again when due again, not at once
+                log.warning("NATS stream %s: snapshot failed: %r", self.stream, exc)
+
+    async def _load_snapshot(self) -> None:
+        """Make the replica the newest snapshot of this log, if there is one."""
+        state = await self._call(self._snapshot_store().load(self._log_created), self.timeout * 20)
+        if state is None or state.seq <= self._applied:
+            return  # none, or older than what the replica holds
+        restore(self._replica, state)
+        self._applied = self._snapshot_seq = state.seq
+        self._parts = state.parts
+        log.info("NATS stream %s: loaded the snapshot at %d", self.stream, state.seq)
+
+    def _reload(self) -> asyncio.Task[None]:
+        """Start (or join) reloading the newest snapshot and following the log after it."""
+        if self._reloading is None:
+            self._reloading = asyncio.create_task(self._reload_now(), name="nats-reload")
+        return self._reloading
+
+    async def _reload_now(self) -> None:
+        behind = self._applied
+        try:
+            old, self._sub = self._sub, None
+            if old is not None:
+                with contextlib.suppress(*_NATS_ERRORS):
+                    await asyncio.wait_for(old.unsubscribe(), self.timeout)
+            await self._load_snapshot()
+            info = await self._call(self._live().stream_info(self.stream))
+            if info.state.first_seq > self._applied + 1:
+                raise BrokerUnavailable(
+                    f"the log starts at {info.state.first_seq} and the newest snapshot is at "
+                    f"{self._applied}: operations are missing"
+                )
+            log.warning(
+                "NATS stream %s: this process was behind a compaction (at %d); reloaded the "
+                "snapshot at %d",
+                self.stream,
+                behind,
+                self._applied,
+            )
+            self._release_barriers()
+            self._answer_skipped()
+            self._reloading = None
+            await self._subscribe()
+        except (BrokerUnavailable, *_NATS_ERRORS) as exc:
+            self._broken = f"the log skipped past {behind} and reloading failed: {exc!r}"
+            log.error("NATS broker on stream %s is broken: %s", self.stream, self._broken)
+            self._fail_all(BrokerUnavailable(self._broken))
+        finally:
+            self._reloading = None
+
+    def _answer_skipped(self) -> None:
+        """Fail the writes of this process that the snapshot covers: they applied while it was
+        behind, and their answers are not in the snapshot."""
+        for batch_id, seq in list(self._acked.items()):
+            if seq > self._applied:
+                continue
+            del self._acked[batch_id]
+            lost = BrokerUnavailable(
+                f"this write applied at {seq} while the process was behind a compaction; "
+                "its answer is lost (the operation applied)"
+            )
+            for future in self._waiting.pop(batch_id, []):
+                if not future.done():
+                    future.set_exception(lost)
+
+    def _snapshot_store(self) -> SnapshotStore:
+        if self._snapshots is None:
+            raise BrokerUnavailable("the NATS broker is not started (or is closed)")
+        return self._snapshots
+
     def _fail_all(self, exc: BrokerUnavailable) -> None:
         for _, future in self._queue:
             if not future.done():
@@ -392,6 +559,7 @@ class NatsConnection:
                 if not future.done():
                     future.set_exception(exc)
         self._waiting.clear()
+        self._acked.clear()
         for _, _, barrier in self._barriers:
             if not barrier.done():
                 barrier.set_exception(exc)

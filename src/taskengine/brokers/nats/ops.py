@@ -114,6 +114,15 @@ class RecordWorkers(msgspec.Struct, frozen=True, tag="workers"):
     workers: list[WorkerInfo]
 
 
+class RecordInstance(msgspec.Struct, frozen=True, tag="instance"):
+    """`record_instance(instance, data, now, ttl)`."""
+
+    instance: str
+    data: bytes
+    now: float
+    ttl: float
+
+
 class ForgetWorkers(msgspec.Struct, frozen=True, tag="forget"):
     """`forget_workers(ids)`."""
 
@@ -142,6 +151,7 @@ Op = (
     | PurgeKept
     | Pause
     | RecordWorkers
+    | RecordInstance
     | ForgetWorkers
     | Leader
 )
@@ -203,6 +213,8 @@ def _apply(replica: Replica, op: Op) -> object:
         return _now(replica.resume(op.queues) if op.resume else replica.pause(op.queues))
     if isinstance(op, RecordWorkers):
         return _now(replica.record_workers(op.workers))
+    if isinstance(op, RecordInstance):
+        return _now(replica.record_instance(op.instance, op.data, op.now, op.ttl))
     if isinstance(op, ForgetWorkers):
         return _now(replica.forget_workers(op.ids))
     if op.ttl is None:

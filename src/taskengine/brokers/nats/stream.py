@@ -17,9 +17,10 @@ class StreamCheck(msgspec.Struct, frozen=True):
     unsafe: list[str]  # reasons it would have refused, tolerated by allow_unsafe
 
 
-def check_stream(config: Any, first_seq: int, allow_unsafe: bool) -> StreamCheck:
+def check_stream(config: Any, first_seq: int, allow_unsafe: bool, covered: int = 0) -> StreamCheck:
     """Refuse a stream that can drop operations of the log (memory storage, limits that
-    discard old messages, an age limit); describe what survives what."""
+    discard old messages, an age limit) or has lost some not `covered` by the snapshot
+    loaded (it holds operations 1..covered); describe what survives what."""
     unsafe: list[str] = []
     storage = _name(config.storage)
     if storage == "memory":
@@ -38,10 +39,11 @@ def check_stream(config: Any, first_seq: int, allow_unsafe: bool) -> StreamCheck
             f"NATS stream {config.name!r} can lose acknowledged tasks: {'; '.join(unsafe)}. "
             "Fix the stream (file storage, no limits, or discard=new) or pass allow_unsafe=true"
         )
-    if first_seq > 1:
+    if first_seq > covered + 1:
         raise ConfigurationError(
             f"NATS stream {config.name!r} no longer holds its first operations (first sequence "
-            f"{first_seq}): the tasks cannot be rebuilt from it"
+            f"{first_seq}) and no snapshot covers them (newest: {covered}): the tasks cannot "
+            "be rebuilt from it"
         )
     replicas = config.num_replicas or 1
     if storage == "memory":

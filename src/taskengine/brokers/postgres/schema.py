@@ -134,7 +134,17 @@ V4 = """
 ALTER TABLE {s}.tasks ADD COLUMN IF NOT EXISTS progress bytea;
 """
 
-# Version 5: dependencies and workflows (model.deps, ADR 0037).
+# Version 5: each engine process's telemetry report, kept until it expires (ADR 0033).
+# IF NOT EXISTS: it may be renumbered when branches that each added a migration merge.
+V5 = """
+CREATE TABLE IF NOT EXISTS {s}.instances (
+    instance text COLLATE "C" PRIMARY KEY,
+    expires_at double precision NOT NULL,
+    data bytea NOT NULL
+);
+"""
+
+# Version 6: dependencies and workflows (model.deps, ADR 0037).
 # - state may be 'blocked': waiting = the rows in waits whose child is this task.
 # - waits holds only pending edges (parent -> blocked child); a parent's rows go in the
 #   transaction that ends it.
@@ -142,7 +152,7 @@ ALTER TABLE {s}.tasks ADD COLUMN IF NOT EXISTS progress bytea;
 #   only in a transaction that also releases its dependents (the fast path skips it), and an
 #   enqueue or replay that adds an edge sets it under the parent's row lock, so the two
 #   never miss each other.
-V5 = """
+V6 = """
 ALTER TABLE {s}.tasks DROP CONSTRAINT tasks_state_check;
 ALTER TABLE {s}.tasks ADD CONSTRAINT tasks_state_check
     CHECK (state IN ('blocked', 'queued', 'running', 'succeeded', 'dead', 'cancelled'));
@@ -161,7 +171,7 @@ CREATE TABLE {s}.waits (
 """
 
 # (version, script): append only; a released migration is never edited.
-MIGRATIONS: tuple[tuple[int, str], ...] = ((1, V1), (2, V2), (3, V3), (4, V4), (5, V5))
+MIGRATIONS: tuple[tuple[int, str], ...] = ((1, V1), (2, V2), (3, V3), (4, V4), (5, V5), (6, V6))
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 # Inputs: $1 the advisory lock key. Output: none. Invariant: held until the transaction ends.

@@ -39,6 +39,7 @@ NAMES = (
     "resign",
     "counts",
     "list",
+    "record_instance",
 )
 
 

@@ -100,9 +100,11 @@ class SqliteBroker(SqliteAdmin):
     async def settle(self, outcomes: Sequence[Outcome], now: float) -> list[bool]:
         """Apply a mixed batch of outcomes, each only if its token is current (aligned bools).
 
-        One round trip (one select, one executemany per statement kind); atomic. A refused
-        outcome (False) changes nothing; a second outcome for the same lease in the batch is
-        refused. History lines go to the insert-only attempts table.
+        One round trip; atomic. A batch of finishing outcomes (succeeded, dead, cancelled)
+        whose results name their attempt is one fenced UPDATE per task and no read; any other
+        batch (or one where a lease was lost) reads the running rows first. A refused outcome
+        (False) changes nothing; a second outcome for the same lease in the batch is refused.
+        History lines go to the insert-only attempts table.
         """
         writer = self._write()
         if not outcomes:

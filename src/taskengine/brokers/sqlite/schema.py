@@ -6,7 +6,9 @@ import sqlite3
 
 from taskengine.errors import ConfigurationError
 
-SCHEMA_VERSION = 5
+# 5: the instances table (ADR 0033, created IF NOT EXISTS) and no per-row depth triggers;
+# 6: dependencies (ADR 0037).
+SCHEMA_VERSION = 6
 SYNCHRONOUS_MODES = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
 
 # Inputs: none. Output: the tables below (idempotent: every statement is IF NOT EXISTS).
@@ -16,8 +18,10 @@ SYNCHRONOUS_MODES = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
 #   touching the table for most rows it skips (covering: order_key, id, run_at, queue;
 #   created_at, which a task also waits for, is read from the table).
 # - lease_token is set exactly while state = 'running'; settle and extend match on it.
-# - depth.queued = count(*) of tasks in state 'queued', kept by the triggers below in the
-#   same transaction as the change, so every process sees it exact in O(1).
+# - depth.queued = count(*) of tasks in state 'queued', kept in the same transaction as the
+#   change, so every process sees it exact in O(1): by each write of writes.py that queues or
+#   unqueues tasks (one ADD_DEPTH per batch; per-row triggers cost a fifth of the writer's
+#   time, schema 5), and by the delete trigger below for any queued task deleted.
 # - finished_at is set exactly while the state is terminal (succeeded, dead, cancelled).
 # - no (state, id) index: it cost a third of enqueue throughput. list_tasks walks the primary
 #   key newest first; the dead-letter listing alone has its own small index (tasks_dead).
@@ -93,21 +97,6 @@ CREATE TABLE IF NOT EXISTS depth (
 INSERT OR IGNORE INTO depth (id, queued)
     SELECT 0, count(*) FROM tasks WHERE state = 'queued';
 
-CREATE TRIGGER IF NOT EXISTS tasks_depth_insert AFTER INSERT ON tasks
-    WHEN new.state = 'queued'
-BEGIN
-    UPDATE depth SET queued = queued + 1 WHERE id = 0;
-END;
-CREATE TRIGGER IF NOT EXISTS tasks_depth_leave AFTER UPDATE OF state ON tasks
-    WHEN old.state = 'queued' AND new.state <> 'queued'
-BEGIN
-    UPDATE depth SET queued = queued - 1 WHERE id = 0;
-END;
-CREATE TRIGGER IF NOT EXISTS tasks_depth_enter AFTER UPDATE OF state ON tasks
-    WHEN old.state <> 'queued' AND new.state = 'queued'
-BEGIN
-    UPDATE depth SET queued = queued + 1 WHERE id = 0;
-END;
 CREATE TRIGGER IF NOT EXISTS tasks_depth_delete AFTER DELETE ON tasks
     WHEN old.state = 'queued'
 BEGIN
@@ -120,6 +109,12 @@ CREATE TABLE IF NOT EXISTS workers (
     id TEXT PRIMARY KEY,
     last_seen REAL NOT NULL,
     info BLOB NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS instances (
+    instance TEXT PRIMARY KEY,
+    expires_at REAL NOT NULL,
+    data BLOB NOT NULL
 );
 
 CREATE TABLE IF NOT EXISTS leaders (
@@ -138,10 +133,17 @@ UPGRADE_TO_3 = "ALTER TABLE tasks ADD COLUMN keep_result REAL"
 # when the tasks table lacks the column, whatever the version; nullable, so old rows read as
 # without progress.
 ADD_PROGRESS = "ALTER TABLE tasks ADD COLUMN progress BLOB"
-
-# Inputs: none. Output: none. Upgrades a store of schema version 4 to 5 (dependencies, ADR
-# 0037): old rows have no parents, are in no workflow and wait for nothing.
+# Upgrades versions 1-4 to 5: the writes keep depth.queued per batch instead of these per-row
+# triggers (the counter itself is unchanged and stays exact).
 UPGRADE_TO_5 = (
+    "DROP TRIGGER IF EXISTS tasks_depth_insert",
+    "DROP TRIGGER IF EXISTS tasks_depth_leave",
+    "DROP TRIGGER IF EXISTS tasks_depth_enter",
+)
+
+# Inputs: none. Output: none. Upgrades a store of schema version 1-5 to 6 (dependencies, ADR
+# 0037): old rows have no parents, are in no workflow and wait for nothing.
+UPGRADE_TO_6 = (
     "ALTER TABLE tasks ADD COLUMN depends_on TEXT",
     "ALTER TABLE tasks ADD COLUMN on_parent_failure TEXT",
     "ALTER TABLE tasks ADD COLUMN workflow TEXT",
@@ -194,6 +196,9 @@ def create_schema(conn: sqlite3.Connection) -> None:
         conn.execute(ADD_PROGRESS)
     if 1 <= version <= 4:
         for statement in UPGRADE_TO_5:
+            conn.execute(statement)
+    if 1 <= version <= 5:
+        for statement in UPGRADE_TO_6:
             conn.execute(statement)
     for statement in _statements(SCHEMA):
         conn.execute(statement)

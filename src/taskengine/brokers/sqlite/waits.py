@@ -23,6 +23,7 @@ def insert(conn: sqlite3.Connection, fresh: Sequence[Task], now: float) -> None:
     be stored or earlier in the batch (UnknownParent, nothing stored, otherwise)."""
     if not any(task.depends_on for task in fresh):
         conn.executemany(q.INSERT_TASK, [task_params(as_received(t, now), now) for t in fresh])
+        conn.execute(q.ADD_DEPTH, (len(fresh),))
         return
     wanted = parents_to_find(fresh)
     states: dict[str, TaskState] = {
@@ -48,6 +49,9 @@ def insert(conn: sqlite3.Connection, fresh: Sequence[Task], now: float) -> None:
         states[task.id] = decided.state
     conn.executemany(q.INSERT_TASK, rows)
     conn.executemany(q.INSERT_WAIT, edges)
+    queued = sum(1 for task in fresh if states[task.id] is TaskState.QUEUED)
+    if queued:  # blocked and cancelled ones are not counted (schema: depth)
+        conn.execute(q.ADD_DEPTH, (queued,))
 
 
 def release(conn: sqlite3.Connection, ended: Sequence[tuple[str, TaskState]], now: float) -> bool:
@@ -57,7 +61,7 @@ def release(conn: sqlite3.Connection, ended: Sequence[tuple[str, TaskState]], no
         return False
     waited = {row[0] for row in conn.execute(q.SELECT_WAITED, (json_list(i for i, _ in ended),))}
     pending = [(task_id, state) for task_id, state in ended if task_id in waited]
-    queued = False
+    queued = 0
     while pending:
         parent, parent_state = pending.pop()
         children = conn.execute(q.SELECT_WAITING, (parent,)).fetchall()
@@ -67,12 +71,14 @@ def release(conn: sqlite3.Connection, ended: Sequence[tuple[str, TaskState]], no
                 continue
             if releases(parent_state, on_parent_failure or "cancel"):
                 conn.execute(q.RELEASE_ONE, (now, child_id))
-                queued = queued or waiting <= 1
+                queued += waiting <= 1
             else:
                 result = parent_failed_result(child_id, parent, parent_state, now, attempt)
                 conn.execute(q.CANCEL_BLOCKED, (now, pack(result), child_id))
                 pending.append((child_id, TaskState.CANCELLED))
-    return queued
+    if queued:
+        conn.execute(q.ADD_DEPTH, (queued,))
+    return queued > 0
 
 
 class Parents:

@@ -23,7 +23,16 @@ from taskengine.brokers.sqlite.codec import (
     record_from_row,
 )
 from taskengine.errors import QueueFull
-from taskengine.model import Lease, LeaseStatus, Outcome, Priority, ProgressReport, Task, TaskState
+from taskengine.model import (
+    Lease,
+    LeaseStatus,
+    Outcome,
+    OutcomeKind,
+    Priority,
+    ProgressReport,
+    Task,
+    TaskState,
+)
 from taskengine.model.outcome import ATTEMPT_REFUNDED
 from taskengine.model.priority import HEAD_START, due_at, order_key
 from taskengine.model.records import (
@@ -36,6 +45,10 @@ from taskengine.model.records import (
 from taskengine.model.serializer import pack
 from taskengine.model.state import REPLAYABLE_STATES, TERMINAL_STATES
 from taskengine.model.worker import WorkerInfo
+
+# The outcomes that end a task with the result they carry: settled without a read first.
+_QUEUED = TaskState.QUEUED.value
+_FINISHING = frozenset({OutcomeKind.SUCCEEDED, OutcomeKind.DEAD, OutcomeKind.CANCELLED})
 
 
 class Running(NamedTuple):
@@ -92,6 +105,8 @@ def reserve(
         "queues": None if queues is None else json_list(queues),
     }
     rows = conn.execute(q.RESERVE, params).fetchall()
+    if rows:
+        conn.execute(q.ADD_DEPTH, (-len(rows),))
     rows.sort(key=lambda row: (row[-1], row[0]))
     lines = histories(conn, (row[0] for row in rows)) if rows else {}
     leases = [
@@ -149,6 +164,57 @@ def settle(
     retry, snooze or release of a task with a cancel request cancels it (model.records).
     Tasks that ended release or cancel their dependents (waits.release); the second value
     says whether one became queued."""
+    finished = _settle_finished(conn, outcomes, now)
+    if finished is not None:
+        return finished
+    return _settle_read_first(conn, outcomes, now)
+
+
+def _settle_finished(
+    conn: sqlite3.Connection, outcomes: Sequence[Outcome], now: float
+) -> tuple[list[bool], bool] | None:
+    """The common batch, without reading the rows first: every outcome ends its task
+    (succeeded, dead, cancelled) with a result naming its attempt, one per task. Written
+    in a savepoint; None (nothing written) unless every outcome applied."""
+    params: list[tuple[Any, ...]] = []
+    for outcome in outcomes:
+        result = outcome.result
+        if outcome.kind not in _FINISHING or result is None or result.attempt < 1:
+            return None
+        state = outcome.state.value
+        params.append((state, pack(result), now, outcome.task_id, outcome.token, result.attempt))
+    if len({outcome.task_id for outcome in outcomes}) != len(outcomes):
+        return None
+    conn.execute("SAVEPOINT settle_finished")
+    if conn.executemany(q.SETTLE_FINISHED, params).rowcount != len(params):
+        # A lease lost or a result naming another attempt: undo, and read the rows first.
+        conn.execute("ROLLBACK TO settle_finished")
+        conn.execute("RELEASE settle_finished")
+        return None
+    forgotten: set[str] = set()
+    if any(outcome.kind is OutcomeKind.SUCCEEDED for outcome in outcomes):
+        forgotten = {row[0] for row in conn.execute(q.DELETE_FORGOTTEN, (now,))}
+        if forgotten:
+            conn.execute(q.DELETE_ATTEMPTS, (json_list(forgotten),))
+    lines = [
+        (outcome.task_id, line.attempt, attempt_line(line))
+        for outcome in outcomes
+        if outcome.task_id not in forgotten
+        and (line := outcome_line(outcome, outcome.result.attempt if outcome.result else 0))
+        is not None
+    ]
+    if lines:
+        conn.executemany(q.INSERT_ATTEMPT, lines)
+    # Every task here ended: its dependents are released or cancelled in this transaction.
+    released = waits.release(conn, [(o.task_id, o.state) for o in outcomes], now)
+    conn.execute("RELEASE settle_finished")
+    return [True] * len(outcomes), released
+
+
+def _settle_read_first(
+    conn: sqlite3.Connection, outcomes: Sequence[Outcome], now: float
+) -> tuple[list[bool], bool]:
+    """Any batch: read the running rows, then apply the outcomes whose token is current."""
     running = _running(conn, [outcome.task_id for outcome in outcomes])
     applied: list[bool] = []
     updates: list[dict[str, Any]] = []
@@ -180,6 +246,9 @@ def settle(
         conn.execute(q.DELETE_TASKS, (doomed,))
     if updates:
         conn.executemany(q.SETTLE, updates)
+        queued = sum(1 for update in updates if update["state"] == _QUEUED)
+        if queued:
+            conn.execute(q.ADD_DEPTH, (queued,))
     if lines:
         conn.executemany(q.INSERT_ATTEMPT, lines)
     return applied, waits.release(conn, ended, now)
@@ -231,7 +300,8 @@ def requeue_expired(conn: sqlite3.Connection, now: float, limit: int) -> list[st
         else:
             requeued.append((now, HEAD_START[task.priority], task.id))
     if requeued:
-        conn.executemany(q.REQUEUE, requeued)
+        count = conn.executemany(q.REQUEUE, requeued).rowcount
+        conn.execute(q.ADD_DEPTH, (count,))
     if cancelled:
         conn.executemany(q.EXPIRE_CANCELLED, cancelled)
     if dead:
@@ -280,6 +350,8 @@ def cancel(conn: sqlite3.Connection, ids: Sequence[str], now: float) -> list[Can
         if state in (TaskState.QUEUED, TaskState.BLOCKED):
             result = cancelled_result(task_id, now, attempt)
             conn.execute(q.CANCEL_QUEUED, (now, pack(result), task_id))
+            if state is TaskState.QUEUED:  # a blocked task was never counted
+                conn.execute(q.ADD_DEPTH, (-1,))
             known[task_id] = (TaskState.CANCELLED, attempt, priority)
             ended.append((task_id, TaskState.CANCELLED))
             results.append(CancelResult.CANCELLED)
@@ -312,6 +384,7 @@ def replay(conn: sqlite3.Connection, ids: Sequence[str], now: float) -> list[Rep
             continue
         if gated is TaskState.QUEUED:
             conn.execute(q.REPLAY, (now, HEAD_START[priority], task_id))
+            conn.execute(q.ADD_DEPTH, (1,))
         known[task_id] = (gated, 0, priority)
         results.append(ReplayResult.REPLAYED)
     return results
@@ -356,6 +429,14 @@ def record_workers(conn: sqlite3.Connection, workers: Sequence[WorkerInfo]) -> N
 def forget_workers(conn: sqlite3.Connection, ids: Sequence[str]) -> None:
     """Delete the workers with these ids."""
     conn.executemany(q.FORGET_WORKER, [(worker_id,) for worker_id in ids])
+
+
+def record_instance(
+    conn: sqlite3.Connection, instance: str, data: bytes, now: float, ttl: float
+) -> None:
+    """Replace `instance`'s report, kept until `now + ttl`; delete those expired before `now`."""
+    conn.execute(q.DROP_EXPIRED_INSTANCES, (now,))
+    conn.execute(q.RECORD_INSTANCE, (instance, now + ttl, data))
 
 
 def leader(conn: sqlite3.Connection, name: str, holder: str, ttl: float, now: float) -> bool:

@@ -81,6 +81,7 @@ const workflow = (id) => `/api/workflows/${encodeURIComponent(id)}`;
 
 export const api = {
   metrics: () => request("GET", "/api/metrics"),
+  history: (range) => request("GET", `/api/metrics/history?range=${encodeURIComponent(range)}`),
   workers: () => request("GET", "/api/workers"),
   recentTasks: (limit = 20) => request("GET", `/api/tasks?limit=${limit}`),
   deadLetters: (limit = 20) => request("GET", `/api/dead-letters?limit=${limit}`),
