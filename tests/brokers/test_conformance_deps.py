@@ -334,3 +334,44 @@ async def test_a_parent_deleted_as_it_succeeds_still_releases_its_dependent(
 
     assert await broker.get([parent.id]) == [None]  # keep_result 0: gone with its settle
     assert await _states(broker, child) == [TaskState.QUEUED]
+
+
+async def _blamed(broker: BrokerBackend, task: Task) -> str:
+    """The parent id the cancelled dependent's error names."""
+    record = await _get(broker, task.id)
+    assert record.state is TaskState.CANCELLED
+    assert record.result is not None and record.result.error is not None
+    return record.result.error.rsplit(": ", 1)[1]
+
+
+async def test_two_parents_failed_in_one_settle_name_the_smallest_id(
+    broker: BrokerBackend, clock: FakeClock, tasks: Tasks
+) -> None:
+    now = clock.now()
+    low, high = sorted((tasks(now), tasks(now)), key=lambda t: t.id)
+    child = tasks(now, depends_on=[high.id, low.id])
+    await broker.enqueue([low, high, child], now)
+    leases = {lease.task_id: lease for lease in await broker.reserve("w", 10, 30.0, now)}
+
+    batch = [
+        outcome(OutcomeKind.DEAD, leases[high.id], now),
+        outcome(OutcomeKind.DEAD, leases[low.id], now),
+    ]
+    assert await broker.settle(batch, now) == [True, True]
+
+    assert await _blamed(broker, child) == low.id  # model.deps.blame, whatever the order
+
+
+async def test_two_parents_cancelled_in_one_call_name_the_smallest_id(
+    broker: BrokerBackend, clock: FakeClock, tasks: Tasks
+) -> None:
+    now = clock.now()
+    low, high = sorted((tasks(now), tasks(now)), key=lambda t: t.id)
+    child = tasks(now, depends_on=[low.id, high.id])
+    grandchild = tasks(now, depends_on=[child.id])
+    await broker.enqueue([low, high, child, grandchild], now)
+
+    assert await broker.cancel([high.id, low.id], now) == [CancelResult.CANCELLED] * 2
+
+    assert await _blamed(broker, child) == low.id
+    assert await _blamed(broker, grandchild) == child.id

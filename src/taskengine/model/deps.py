@@ -11,7 +11,7 @@ pending ones; an edge is dropped when the parent settles.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from enum import StrEnum
 from typing import NamedTuple
 
@@ -90,6 +90,12 @@ def releases(parent_state: TaskState, on_parent_failure: str) -> bool:
     return parent_state is TaskState.SUCCEEDED or on_parent_failure == ParentFailure.RUN
 
 
+def blame(failed: Iterable[tuple[str, TaskState]]) -> tuple[str, TaskState]:
+    """Of the parents of one dependent that ended dead or cancelled in one call, the one its
+    error names: the smallest id, whatever order the call ended them in (every broker)."""
+    return min(failed)
+
+
 def parent_failed_error(parent_id: str, parent_state: TaskState) -> str:
     """The error of a dependent cancelled because `parent_id` ended `parent_state`."""
     return f"{PARENT_FAILED} {parent_state}: {parent_id}"
@@ -114,6 +120,7 @@ __all__ = [
     "PARENT_FAILED",
     "Gate",
     "ParentFailure",
+    "blame",
     "check_parents",
     "gate",
     "parent_failed_error",

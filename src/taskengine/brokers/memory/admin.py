@@ -68,8 +68,8 @@ class MemoryAdmin(MemoryConnection):
                 results.append(CancelResult.REQUESTED)
             else:
                 results.append(CancelResult.FINISHED)
-        for task_id in ended:  # the ids named are cancelled as asked; then their dependents
-            self._release(task_id, TaskState.CANCELLED, now)
+        # the ids named are cancelled as asked; then their dependents
+        self._release([(task_id, TaskState.CANCELLED) for task_id in ended], now)
         return results
 
     async def replay(self, ids: Sequence[str], now: float) -> list[ReplayResult]:

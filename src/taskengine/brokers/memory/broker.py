@@ -106,6 +106,8 @@ class MemoryBroker(MemoryAdmin):
         """Apply each outcome whose token is current; refuse (False) the others. A retry,
         snooze or release of a task with a cancel request cancels it (model.records)."""
         applied: list[bool] = []
+        ended: list[tuple[str, TaskState]] = []  # released together: model.deps.blame
+        forgotten: list[str] = []
         for outcome in outcomes:
             record = self._held(outcome.task_id, outcome.token)
             if record is None:
@@ -116,18 +118,20 @@ class MemoryBroker(MemoryAdmin):
             record = codec.settled(record, outcome, now)
             del self._tokens[record.id]
             if deleted_at_settle(record.state, record.keep_result):
-                if record.id in self._waits:  # its dependents are released before it goes
-                    self._release(record.id, record.state, now)
-                self._forget(record.id)
+                self._records[record.id] = record
+                ended.append((record.id, record.state))
+                forgotten.append(record.id)  # after its dependents are released
             elif record.state is TaskState.QUEUED:
                 self._store_queued(record, now)
                 if due_at(record.run_at, record.created_at) <= now:
                     self._work.set()
             else:
                 self._records[record.id] = record
-                if record.id in self._waits:
-                    self._release(record.id, record.state, now)
+                ended.append((record.id, record.state))
             applied.append(True)
+        self._release(ended, now)
+        for task_id in forgotten:
+            self._forget(task_id)
         return applied
 
     async def record_progress(self, reports: Sequence[ProgressReport], now: float) -> list[bool]:
@@ -149,6 +153,7 @@ class MemoryBroker(MemoryAdmin):
         expired = sorted(
             (r.lease_expires_at or 0.0, r.id) for r in running if (r.lease_expires_at or 0.0) < now
         )[:limit]
+        ended: list[tuple[str, TaskState]] = []
         for _, task_id in expired:
             record = self._records[task_id]
             expiry = expire(
@@ -166,8 +171,8 @@ class MemoryBroker(MemoryAdmin):
                 self._store_queued(record, now)
             else:
                 self._records[task_id] = record
-                if task_id in self._waits:
-                    self._release(task_id, record.state, now)
+                ended.append((task_id, record.state))
+        self._release(ended, now)
         if expired:
             self._work.set()
         return [task_id for _, task_id in expired]

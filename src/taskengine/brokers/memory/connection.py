@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import secrets
+from collections.abc import Sequence
 
 from msgspec.structs import replace
 
@@ -20,7 +21,7 @@ from taskengine.brokers.memory import codec
 from taskengine.brokers.memory.queries import Heap
 from taskengine.brokers.waiting import wait_event
 from taskengine.model import TaskRecord, TaskState
-from taskengine.model.deps import gate, releases
+from taskengine.model.deps import blame, gate, releases
 from taskengine.model.priority import due_at, order_key
 from taskengine.model.worker import WorkerInfo
 
@@ -115,26 +116,36 @@ class MemoryConnection:
         record = self._records.get(task_id)
         return None if record is None else record.state
 
-    def _release(self, parent_id: str, state: TaskState, now: float) -> None:
-        """A task ended in terminal `state`: take it off its dependents' waiting counts
-        (queueing those at zero), or cancel them and their own dependents (model.deps)."""
-        pending = [(parent_id, state)]
+    def _release(self, ended: Sequence[tuple[str, TaskState]], now: float) -> None:
+        """Tasks ended in terminal states in one call: take them off their dependents' waiting
+        counts (queueing those at zero), or cancel the dependents a failure cancels, naming
+        the parent model.deps.blame picks, and theirs, a level of the graph per round."""
+        pending = [(parent, state) for parent, state in ended if parent in self._waits]
         while pending:
-            parent, parent_state = pending.pop()
-            for child_id in sorted(self._waits.pop(parent, ())):
-                child = self._records.get(child_id)
-                if child is None or child.state is not TaskState.BLOCKED:
-                    continue
-                if releases(parent_state, child.on_parent_failure):
-                    child = replace(child, waiting=child.waiting - 1, updated_at=now)
-                    if child.waiting <= 0:
-                        self._store_queued(replace(child, state=TaskState.QUEUED), now)
-                        self._work.set()
+            counts: dict[str, int] = {}
+            failed: dict[str, list[tuple[str, TaskState]]] = {}
+            for parent, parent_state in pending:
+                for child_id in self._waits.pop(parent, ()):
+                    child = self._records.get(child_id)
+                    if child is None or child.state is not TaskState.BLOCKED:
+                        continue
+                    if releases(parent_state, child.on_parent_failure):
+                        counts[child_id] = counts.get(child_id, 0) + 1
                     else:
-                        self._records[child_id] = child
+                        failed.setdefault(child_id, []).append((parent, parent_state))
+            pending = []
+            for child_id in sorted(failed):
+                child = self._records[child_id]
+                self._records[child_id] = codec.parent_failed(child, *blame(failed[child_id]), now)
+                pending.append((child_id, TaskState.CANCELLED))
+            for child_id in sorted(counts.keys() - failed.keys()):
+                child = self._records[child_id]
+                child = replace(child, waiting=child.waiting - counts[child_id], updated_at=now)
+                if child.waiting <= 0:
+                    self._store_queued(replace(child, state=TaskState.QUEUED), now)
+                    self._work.set()
                 else:
-                    self._records[child_id] = codec.parent_failed(child, parent, parent_state, now)
-                    pending.append((child_id, TaskState.CANCELLED))
+                    self._records[child_id] = child
 
     def _push(self, record: TaskRecord, now: float) -> None:
         """Index a queued record: in its queue's ready heap if due, else in `_later`."""

@@ -17,7 +17,7 @@ from taskengine.brokers.batches import check_parents_known, parents_to_find
 from taskengine.brokers.postgres import queries as q
 from taskengine.brokers.postgres.codec import Gated
 from taskengine.model import Task, TaskState
-from taskengine.model.deps import gate, parent_failed_result, releases
+from taskengine.model.deps import blame, gate, parent_failed_result, releases
 from taskengine.model.serializer import pack
 
 Sql = Callable[[str], str]
@@ -61,26 +61,27 @@ async def store_edges(conn: Any, sql: Sql, edges: Sequence[tuple[str, str]]) -> 
 
 
 async def release(conn: Any, sql: Sql, ended: Sequence[tuple[str, TaskState]], now: float) -> bool:
-    """Tasks ended in terminal states: release their dependents (queued at zero waiting) or
-    cancel them and theirs, a level of the graph per round. True if a task became queued."""
+    """Tasks ended in terminal states in one call: release their dependents (queued at zero
+    waiting) or cancel them, naming the parent model.deps.blame picks, and theirs, a level of
+    the graph per round. True if a task became queued."""
     queued = False
     pending = dict(ended)
     while pending:
         rows = await conn.fetch(sql(q.TAKE_WAITS), list(pending))
         await conn.execute(sql(q.UNMARK), list(pending))
         counts: dict[str, int] = {}
-        failed: dict[str, tuple[str, TaskState]] = {}
+        failed: dict[str, list[tuple[str, TaskState]]] = {}
         for row in rows:
             parent, child = row["parent"], row["child"]
             parent_state = pending[parent]
             if releases(parent_state, row["on_parent_failure"] or "cancel"):
                 counts[child] = counts.get(child, 0) + 1
             else:
-                failed.setdefault(child, (parent, parent_state))
+                failed.setdefault(child, []).append((parent, parent_state))
         pending = {}
         if failed:
             ids = sorted(failed)
-            blobs = [pack(parent_failed_result(c, *failed[c], now)) for c in ids]
+            blobs = [pack(parent_failed_result(c, *blame(failed[c]), now)) for c in ids]
             for row in await conn.fetch(sql(q.CANCEL_BLOCKED), ids, blobs, now):
                 pending[row["id"]] = TaskState.CANCELLED
         released = sorted(c for c in counts if c not in failed)

@@ -59,12 +59,13 @@ ORDER BY t.id
 """
 DELETE_WAITS = "DELETE FROM waits WHERE parent = ?1"
 
-# Inputs: ?1 now, ?2 id. Output: none. Invariant: a blocked task one parent fewer waits on;
-# at zero it is queued (the depth trigger counts it), due as it was submitted.
-RELEASE_ONE = """
+# Inputs: ?1 now, ?2 id, ?3 how many of its parents settled. Output: none. Invariant: a
+# blocked task ?3 parents fewer waits on; at zero it is queued, due as it was submitted (the
+# caller adds it to depth with ADD_DEPTH).
+RELEASE = """
 UPDATE tasks
-SET waiting = waiting - 1, updated_at = ?1,
-    state = CASE WHEN waiting <= 1 THEN 'queued' ELSE state END
+SET waiting = waiting - ?3, updated_at = ?1,
+    state = CASE WHEN waiting <= ?3 THEN 'queued' ELSE state END
 WHERE id = ?2 AND state = 'blocked'
 """
 

@@ -13,7 +13,7 @@ from taskengine.brokers.batches import check_parents_known, parents_to_find
 from taskengine.brokers.sqlite import queries as q
 from taskengine.brokers.sqlite.codec import json_list, task_params
 from taskengine.model import Task, TaskState
-from taskengine.model.deps import gate, parent_failed_result, releases
+from taskengine.model.deps import blame, gate, parent_failed_result, releases
 from taskengine.model.records import as_received
 from taskengine.model.serializer import from_json, pack
 
@@ -55,27 +55,40 @@ def insert(conn: sqlite3.Connection, fresh: Sequence[Task], now: float) -> None:
 
 
 def release(conn: sqlite3.Connection, ended: Sequence[tuple[str, TaskState]], now: float) -> bool:
-    """Tasks ended in terminal states: release their dependents (queued at zero waiting) or
-    cancel them and theirs, down the graph. True if a task became queued."""
+    """Tasks ended in terminal states in one call: release their dependents (queued at zero
+    waiting) or cancel them, naming the parent model.deps.blame picks, and theirs, a level of
+    the graph per round. True if a task became queued."""
     if not ended:
         return False
     waited = {row[0] for row in conn.execute(q.SELECT_WAITED, (json_list(i for i, _ in ended),))}
     pending = [(task_id, state) for task_id, state in ended if task_id in waited]
     queued = 0
     while pending:
-        parent, parent_state = pending.pop()
-        children = conn.execute(q.SELECT_WAITING, (parent,)).fetchall()
-        conn.execute(q.DELETE_WAITS, (parent,))
-        for child_id, state, waiting, on_parent_failure, attempt in children:
-            if state != TaskState.BLOCKED:
-                continue
-            if releases(parent_state, on_parent_failure or "cancel"):
-                conn.execute(q.RELEASE_ONE, (now, child_id))
-                queued += waiting <= 1
-            else:
-                result = parent_failed_result(child_id, parent, parent_state, now, attempt)
-                conn.execute(q.CANCEL_BLOCKED, (now, pack(result), child_id))
-                pending.append((child_id, TaskState.CANCELLED))
+        children: dict[str, tuple[int, str | None, int]] = {}
+        counts: dict[str, int] = {}
+        failed: dict[str, list[tuple[str, TaskState]]] = {}
+        for parent, parent_state in pending:
+            rows = conn.execute(q.SELECT_WAITING, (parent,)).fetchall()
+            conn.execute(q.DELETE_WAITS, (parent,))
+            for child_id, state, waiting, on_parent_failure, attempt in rows:
+                if state != TaskState.BLOCKED:
+                    continue
+                children[child_id] = (waiting, on_parent_failure, attempt)
+                if releases(parent_state, on_parent_failure or "cancel"):
+                    counts[child_id] = counts.get(child_id, 0) + 1
+                else:
+                    failed.setdefault(child_id, []).append((parent, parent_state))
+        pending = []
+        for child_id in sorted(failed):
+            parent, parent_state = blame(failed[child_id])
+            attempt = children[child_id][2]
+            result = parent_failed_result(child_id, parent, parent_state, now, attempt)
+            conn.execute(q.CANCEL_BLOCKED, (now, pack(result), child_id))
+            pending.append((child_id, TaskState.CANCELLED))
+        for child_id in sorted(counts.keys() - failed.keys()):
+            count = counts[child_id]
+            conn.execute(q.RELEASE, (now, child_id, count))
+            queued += children[child_id][0] <= count
     if queued:
         conn.execute(q.ADD_DEPTH, (queued,))
     return queued > 0

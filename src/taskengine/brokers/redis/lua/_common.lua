@@ -197,40 +197,56 @@ local function gate(parents, opf)
   return 'queued', waiting
 end
 
--- Task `id` ended in terminal `state`: take it off its dependents' waiting counts, queueing
--- those at zero, or cancel them (and theirs, down the graph). Returns true if a task became
--- queued and due.
-local function release(id, state, now)
-  local pending, woken = {{id, state}}, false
+-- Tasks ended in terminal states in one call (`ended`: a list of {id, state}): take them off
+-- their dependents' waiting counts, queueing those at zero, or cancel those a failure cancels
+-- (and theirs, a level of the graph per round), naming the parent model.deps.blame picks: the
+-- smallest id among those that failed it. Returns true if a task became queued and due.
+local function release(ended, now)
+  local pending, woken = ended, false
   while #pending > 0 do
-    local item = table.remove(pending)
-    local parent, pstate = item[1], item[2]
-    local children = redis.call('SMEMBERS', waits_key(parent))
-    if #children > 0 then
-      redis.call('DEL', waits_key(parent))
-      table.sort(children, id_less)
-      for _, child in ipairs(children) do
-        local key = task_key(child)
-        local f = redis.call('HMGET', key, 'state', 'waiting', 'opf', 'queue', 'run_at',
-          'created_at', 'head', 'priority', 'attempt')
-        if f[1] == 'blocked' then
-          if pstate == 'succeeded' or f[3] == 'run' then
-            local left = (tonumber(f[2]) or 1) - 1
-            if left <= 0 then
-              redis.call('HSET', key, 'state', 'queued', 'waiting', 0, 'updated_at', now)
-              move_group(child, f[4], f[8], f[6], 'blocked', 'queued')
-              if schedule(child, f[4], f[5], f[6], f[7], now) then woken = true end
-            else
-              redis.call('HSET', key, 'waiting', left, 'updated_at', now)
-            end
-          else
-            redis.call('HSET', key, 'state', 'cancelled', 'waiting', 0, 'updated_at', now,
-              'finished_at', now, 'result', parent_failed(child, parent, pstate, now),
-              'result_attempt', f[9])
-            move_group(child, f[4], f[8], f[6], 'blocked', 'cancelled')
-            redis.call('ZADD', done_key('cancelled'), now, child)
-            pending[#pending + 1] = {child, 'cancelled'}
+    local fields, order, counts, failed = {}, {}, {}, {}
+    for _, item in ipairs(pending) do
+      local parent, pstate = item[1], item[2]
+      local children = redis.call('SMEMBERS', waits_key(parent))
+      if #children > 0 then
+        redis.call('DEL', waits_key(parent))
+        for _, child in ipairs(children) do
+          local f = fields[child]
+          if not f then
+            f = redis.call('HMGET', task_key(child), 'state', 'waiting', 'opf', 'queue',
+              'run_at', 'created_at', 'head', 'priority', 'attempt')
+            fields[child] = f
+            order[#order + 1] = child
           end
+          if f[1] == 'blocked' then
+            if pstate == 'succeeded' or f[3] == 'run' then
+              counts[child] = (counts[child] or 0) + 1
+            elseif not failed[child] or id_less(parent, failed[child][1]) then
+              failed[child] = {parent, pstate}
+            end
+          end
+        end
+      end
+    end
+    pending = {}
+    table.sort(order, id_less)
+    for _, child in ipairs(order) do
+      local key, f, blamed = task_key(child), fields[child], failed[child]
+      if blamed then
+        redis.call('HSET', key, 'state', 'cancelled', 'waiting', 0, 'updated_at', now,
+          'finished_at', now, 'result', parent_failed(child, blamed[1], blamed[2], now),
+          'result_attempt', f[9])
+        move_group(child, f[4], f[8], f[6], 'blocked', 'cancelled')
+        redis.call('ZADD', done_key('cancelled'), now, child)
+        pending[#pending + 1] = {child, 'cancelled'}
+      elseif counts[child] then
+        local left = (tonumber(f[2]) or 1) - counts[child]
+        if left <= 0 then
+          redis.call('HSET', key, 'state', 'queued', 'waiting', 0, 'updated_at', now)
+          move_group(child, f[4], f[8], f[6], 'blocked', 'queued')
+          if schedule(child, f[4], f[5], f[6], f[7], now) then woken = true end
+        else
+          redis.call('HSET', key, 'waiting', left, 'updated_at', now)
         end
       end
     end

@@ -19,7 +19,7 @@ for i = 3, #ARGV, 2 do
     if f[1] == 'queued' then unschedule(id, f[3]) end
     regroup(id, f[1], 'cancelled')
     redis.call('ZADD', done_key('cancelled'), now, id)
-    ended[#ended + 1] = id
+    ended[#ended + 1] = {id, 'cancelled'}
     out[#out + 1] = 'cancelled'
   elseif f[1] == 'running' then
     redis.call('HSET', key, 'cancel_requested', '1', 'updated_at', now)
@@ -28,9 +28,7 @@ for i = 3, #ARGV, 2 do
     out[#out + 1] = 'finished'
   end
 end
-for _, id in ipairs(ended) do  -- the ids named are cancelled as asked; then dependents
-  if release(id, 'cancelled', now) then woken = true end
-end
+if release(ended, now) then woken = true end  -- the ids named as asked; then dependents
 if woken then wake() end
 flush()
 return out

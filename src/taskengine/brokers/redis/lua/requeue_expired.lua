@@ -12,6 +12,7 @@
 local now, limit = ARGV[2], tonumber(ARGV[3])
 local t = tonumber(now)
 local ids = redis.call('ZRANGEBYSCORE', K.leases, '-inf', '(' .. now, 'LIMIT', 0, limit)
+local ended = {}
 for _, id in ipairs(ids) do
   local key = task_key(id)
   local f = redis.call('HMGET', key, 'attempt', 'worker_id', 'started_at', 'cancel_requested',
@@ -27,7 +28,7 @@ for _, id in ipairs(ids) do
     redis.call('HSET', key, 'state', 'cancelled', 'finished_at', now, 'updated_at', now)
     regroup(id, 'running', 'cancelled')
     redis.call('ZADD', done_key('cancelled'), now, id)
-    release(id, 'cancelled', now)
+    ended[#ended + 1] = {id, 'cancelled'}
   elseif f[8] and tonumber(f[1]) >= tonumber(f[8]) then  -- (absent: stored before 2026-12)
     local result = {task_id = id, status = ARGV[5], completed_at = t, duration = duration,
       error = ARGV[7] .. ' (' .. f[1] .. ' of ' .. f[8] .. '): ' .. ARGV[4]}
@@ -36,13 +37,14 @@ for _, id in ipairs(ids) do
       'result', cmsgpack.pack(result), 'result_attempt', f[1])
     regroup(id, 'running', 'dead')
     redis.call('ZADD', done_key('dead'), now, id)
-    release(id, 'dead', now)
+    ended[#ended + 1] = {id, 'dead'}
   else
     redis.call('HSET', key, 'state', 'queued', 'run_at', now, 'updated_at', now)
     regroup(id, 'running', 'queued')
     schedule(id, f[5], now, f[7], f[6], now)
   end
 end
+release(ended, now)  -- together: model.deps.blame
 if #ids > 0 then wake() end
 flush()
 return ids

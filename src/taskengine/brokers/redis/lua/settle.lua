@@ -11,10 +11,11 @@
 --   never queued again. Publishes a wake-up if a task became queued and due. A task that
 --   succeeds with keep_result 0 is deleted (its record is read by nobody); with another
 --   keep_result it goes to K.kept by its expiry instead of done_key (ADR 0035). A task that
---   ends releases or cancels its dependents (release()), before it is deleted.
+--   ends releases or cancels its dependents (release(), once for the batch), before it is
+--   deleted.
 local now = ARGV[2]
 local W = 9
-local out, woken = {}, false
+local out, woken, ended, forgotten = {}, false, {}, {}
 for b = 3, #ARGV, W do
   local id, token, state = ARGV[b], ARGV[b + 1], ARGV[b + 2]
   local key = task_key(id)
@@ -31,8 +32,8 @@ for b = 3, #ARGV, W do
     local keep = state == 'succeeded' and f[12] and tonumber(f[12])
     if keep == 0 then
       redis.call('ZREM', K.leases, id)
-      if release(id, state, now) then woken = true end
-      forget(id, 'running')
+      ended[#ended + 1] = {id, state}
+      forgotten[#forgotten + 1] = id  -- once its dependents are released
     else
       local fields = {'state', state, 'updated_at', now}
       if line ~= '' then
@@ -70,11 +71,13 @@ for b = 3, #ARGV, W do
       else
         redis.call('ZADD', done_key(state), now, id)
       end
-      if state ~= 'queued' and release(id, state, now) then woken = true end
+      if state ~= 'queued' then ended[#ended + 1] = {id, state} end
     end
     out[#out + 1] = 1
   end
 end
+if release(ended, now) then woken = true end  -- together: model.deps.blame
+for _, id in ipairs(forgotten) do forget(id, 'running') end
 if woken then wake() end
 flush()
 return out
