@@ -82,6 +82,26 @@ class CountRow(msgspec.Struct, frozen=True):
     oldest_created_at: float | None
 
 
+class ControlCommand(StrEnum):
+    """What an operator asks one engine instance to do (ADR 0036)."""
+
+    DRAIN = "drain"  # stop taking tasks; the running ones finish
+    RESUME = "resume"  # take tasks again after a drain
+    RESIZE = "resize"  # run `size` workers
+    SHUTDOWN = "shutdown"  # stop gracefully, as on SIGTERM
+
+
+class Control(msgspec.Struct, frozen=True, kw_only=True):
+    """One remote-control command for an instance, as `send_control` stores it."""
+
+    command: ControlCommand
+    sent_at: float
+    size: int | None = None  # RESIZE only: the new pool size
+
+
+CONTROL_TTL = 3600.0  # seconds a command waits for its instance before a broker may drop it
+
+
 class Broker(Protocol):
     """The hot path: enqueue, reserve, extend, settle, requeue expired leases, wait for work."""
 
@@ -194,6 +214,17 @@ class BrokerAdmin(Protocol):
 
     async def paused(self) -> set[str]:
         """Return the paused queue names."""
+        ...
+
+    async def send_control(self, instance: str, controls: Sequence[Control]) -> None:
+        """Append commands to `instance`'s control channel (read by its `take_controls`).
+
+        A command its instance has not taken within CONTROL_TTL may be dropped."""
+        ...
+
+    async def take_controls(self, instance: str) -> list[Control]:
+        """Remove and return the commands waiting for `instance`, oldest first; each command
+        is returned by one call only. Cheap when there are none (polled every 0.5 s)."""
         ...
 
     async def record_workers(self, workers: Sequence[WorkerInfo]) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from taskengine.brokers.base import (
     CancelResult,
+    Control,
     CountRow,
     Page,
     ReplayResult,
@@ -118,6 +119,15 @@ class MemoryAdmin(MemoryConnection):
     async def paused(self) -> set[str]:
         """Return the paused queues."""
         return set(self._paused)
+
+    async def send_control(self, instance: str, controls: Sequence[Control]) -> None:
+        """Append commands to the instance's channel."""
+        if controls:
+            self._controls.setdefault(instance, []).extend(controls)
+
+    async def take_controls(self, instance: str) -> list[Control]:
+        """Remove and return the instance's waiting commands, oldest first."""
+        return self._controls.pop(instance, [])
 
     async def record_workers(self, workers: Sequence[WorkerInfo]) -> None:
         """Insert or replace workers by id."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 
-from taskengine.brokers.base import DEFAULT_MAX_DEPTH, Capabilities, check_limit
+from taskengine.brokers.base import DEFAULT_MAX_DEPTH, Capabilities, Control, check_limit
 from taskengine.brokers.memory.queries import Heap
 from taskengine.brokers.waiting import wait_event
 from taskengine.model import TaskRecord, TaskState
@@ -36,6 +36,7 @@ class MemoryConnection:
         self._queued = 0
         self._paused: set[str] = set()
         self._workers: dict[str, WorkerInfo] = {}
+        self._controls: dict[str, list[Control]] = {}
         self._leaders: dict[str, tuple[str, float]] = {}
         self._work = asyncio.Event()
 

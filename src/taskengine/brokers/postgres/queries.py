@@ -271,6 +271,17 @@ FORGET_WORKERS = "DELETE FROM {s}.workers WHERE id = ANY($1::text[])"
 # Inputs: $1 seen_since. Output: MessagePack WorkerInfo of workers seen since then, by id.
 WORKERS = "SELECT info FROM {s}.workers WHERE last_seen >= $1 ORDER BY id"
 
+# Remote control (ADR 0036). Inputs: $1 instance, aligned $2 sent_at and $3 packed Control,
+# $4 the oldest sent_at kept. Output: none. Invariant: commands past CONTROL_TTL go first.
+SEND_CONTROL = """
+WITH gone AS (DELETE FROM {s}.controls WHERE sent_at < $4)
+INSERT INTO {s}.controls (instance, sent_at, control)
+SELECT $1, sent_at, control FROM unnest($2::float8[], $3::bytea[]) AS c (sent_at, control)
+"""
+# Inputs: $1 instance. Output: (seq, control) of the commands taken. Invariant: one atomic
+# DELETE: a command is returned to one caller only; an empty channel writes nothing.
+TAKE_CONTROLS = "DELETE FROM {s}.controls WHERE instance = $1 RETURNING seq, control"
+
 # Inputs: $1 name, $2 holder, $3 now, $4 expiry. Output: one row if $2 now holds $1.
 # Invariant: one atomic upsert, so two holders never hold one name: the row is taken when
 # absent, renewed by its holder, or taken over once expired (expires_at <= now).

@@ -127,8 +127,20 @@ CREATE INDEX tasks_kept ON {s}.tasks ((finished_at + keep_result), id)
     WHERE state = 'succeeded' AND keep_result IS NOT NULL;
 """
 
+# Version 4 (ADR 0036): remote-control commands per instance, taken oldest first (seq) and
+# deleted as they are taken; a command older than CONTROL_TTL is deleted by the next send.
+V4 = """
+CREATE TABLE {s}.controls (
+    seq bigserial PRIMARY KEY,
+    instance text COLLATE "C" NOT NULL,
+    sent_at double precision NOT NULL,
+    control bytea NOT NULL
+);
+CREATE INDEX controls_instance ON {s}.controls (instance, seq);
+"""
+
 # (version, script): append only; a released migration is never edited.
-MIGRATIONS: tuple[tuple[int, str], ...] = ((1, V1), (2, V2), (3, V3))
+MIGRATIONS: tuple[tuple[int, str], ...] = ((1, V1), (2, V2), (3, V3), (4, V4))
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 # Inputs: $1 the advisory lock key. Output: none. Invariant: held until the transaction ends.

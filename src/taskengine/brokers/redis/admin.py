@@ -12,7 +12,9 @@ import msgspec
 from redis.exceptions import ResponseError
 
 from taskengine.brokers.base import (
+    CONTROL_TTL,
     CancelResult,
+    Control,
     CountRow,
     Page,
     ReplayResult,
@@ -31,6 +33,7 @@ from taskengine.model.worker import WorkerInfo
 
 LIST_BUDGET = 5000  # ids one list_tasks call examines at most, however selective the filter
 _worker = msgspec.msgpack.Decoder(WorkerInfo)
+_control = msgspec.msgpack.Decoder(Control)
 
 
 class RedisAdmin(RedisConnection):
@@ -179,6 +182,21 @@ class RedisAdmin(RedisConnection):
         """Return the paused queue names. One round trip."""
         [members] = await self._transaction(("SMEMBERS", self.keys.paused))
         return {m.decode() for m in members}
+
+    async def send_control(self, instance: str, controls: Sequence[Control]) -> None:
+        """Append commands to the instance's list, which expires CONTROL_TTL after the last
+        send. One round trip (MULTI/EXEC), atomic."""
+        if controls:
+            key = self.keys.control(instance)
+            await self._transaction(
+                ("RPUSH", key, *(pack(c) for c in controls)), ("EXPIRE", key, int(CONTROL_TTL))
+            )
+
+    async def take_controls(self, instance: str) -> list[Control]:
+        """Remove and return the instance's commands, oldest first. One round trip, atomic."""
+        key = self.keys.control(instance)
+        blobs, _ = await self._transaction(("LRANGE", key, 0, -1), ("DEL", key))
+        return [_control.decode(blob) for blob in blobs]
 
     async def record_workers(self, workers: Sequence[WorkerInfo]) -> None:
         """Insert or replace workers by id. One round trip (MULTI/EXEC), atomic."""

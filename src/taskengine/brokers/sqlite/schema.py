@@ -22,6 +22,8 @@ SYNCHRONOUS_MODES = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
 # - no (state, id) index: it cost a third of enqueue throughput. list_tasks walks the primary
 #   key newest first; the dead-letter listing alone has its own small index (tasks_dead).
 # - attempts is insert-only (deleted with its task by purge); seq gives the history order.
+# - controls: remote-control commands per instance (ADR 0036), taken oldest first (seq) and
+#   deleted as they are taken; a command older than CONTROL_TTL is deleted by the next send.
 # - keep_result (seconds, NULL = the global retention) is the task's own retention once it
 #   succeeded: 0 deletes it in the settle, > 0 leaves it to purge_kept (tasks_kept, ADR 0035).
 SCHEMA = """
@@ -105,6 +107,14 @@ CREATE TABLE IF NOT EXISTS workers (
     last_seen REAL NOT NULL,
     info BLOB NOT NULL
 );
+
+CREATE TABLE IF NOT EXISTS controls (
+    seq INTEGER PRIMARY KEY,
+    instance TEXT NOT NULL,
+    sent_at REAL NOT NULL,
+    control BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS controls_instance ON controls (instance, seq);
 
 CREATE TABLE IF NOT EXISTS leaders (
     name TEXT PRIMARY KEY,

@@ -12,7 +12,13 @@ from typing import Any, NamedTuple
 
 from msgspec.structs import replace
 
-from taskengine.brokers.base import CancelResult, EnqueueResult, ReplayResult
+from taskengine.brokers.base import (
+    CONTROL_TTL,
+    CancelResult,
+    Control,
+    EnqueueResult,
+    ReplayResult,
+)
 from taskengine.brokers.batches import split_new
 from taskengine.brokers.sqlite import queries as q
 from taskengine.brokers.sqlite.codec import (
@@ -34,7 +40,7 @@ from taskengine.model.records import (
     honour_cancel,
     outcome_line,
 )
-from taskengine.model.serializer import pack
+from taskengine.model.serializer import pack, unpack
 from taskengine.model.state import REPLAYABLE_STATES, TERMINAL_STATES
 from taskengine.model.worker import WorkerInfo
 
@@ -322,6 +328,21 @@ def record_workers(conn: sqlite3.Connection, workers: Sequence[WorkerInfo]) -> N
 def forget_workers(conn: sqlite3.Connection, ids: Sequence[str]) -> None:
     """Delete the workers with these ids."""
     conn.executemany(q.FORGET_WORKER, [(worker_id,) for worker_id in ids])
+
+
+def send_control(conn: sqlite3.Connection, instance: str, controls: Sequence[Control]) -> None:
+    """Append commands for `instance`; drop every command older than CONTROL_TTL."""
+    newest = max(control.sent_at for control in controls)
+    conn.execute(q.EXPIRE_CONTROLS, (newest - CONTROL_TTL,))
+    conn.executemany(q.SEND_CONTROL, [(instance, c.sent_at, pack(c)) for c in controls])
+
+
+def take_controls(conn: sqlite3.Connection, instance: str) -> list[Control]:
+    """Delete and return the commands waiting for `instance`, oldest first."""
+    rows = conn.execute(q.SELECT_CONTROLS, (instance,)).fetchall()
+    if rows:
+        conn.execute(q.DELETE_CONTROLS, (instance, rows[-1][0]))
+    return [unpack(row[1], Control) for row in rows]
 
 
 def leader(conn: sqlite3.Connection, name: str, holder: str, ttl: float, now: float) -> bool:
