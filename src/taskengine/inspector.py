@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from taskengine.brokers import Page, ReplayResult
-from taskengine.brokers.base import CountRow, TaskFilter
+from taskengine.brokers.base import Control, ControlCommand, CountRow, TaskFilter
+from taskengine.errors import ValidationError
 from taskengine.model import WorkerInfo
 from taskengine.runtime.status import EngineStatus
 from taskengine.telemetry.cluster import cluster_workers
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from taskengine.telemetry.sampler import Sampler, StatusAt
 
 REPLAY_BATCH = 500  # ids per broker call when many tasks are replayed at once
+MAX_POOL_SIZE = 10_000  # the largest pool a remote resize may ask for
 
 
 class Inspected(Protocol):
@@ -87,6 +89,17 @@ class Inspector:
         """Let workers take tasks of these queues again."""
         await self._app.broker.resume(list(names))
 
+    async def control(
+        self, instance: str, command: ControlCommand, *, size: int | None = None
+    ) -> None:
+        """Send one remote-control command to `instance` through the broker (ADR 0036); its
+        control watch applies it within `cancel_poll_every`."""
+        check_control(command, size)
+        if not isinstance(instance, str) or not instance or len(instance) > 200:
+            raise ValidationError(f"instance must be a non-empty id, got {instance!r}")
+        control = Control(command=command, sent_at=self._app.clock.now(), size=size)
+        await self._app.broker.send_control(instance, [control])
+
     async def workers(self, since: float) -> list[WorkerInfo]:
         """Registered workers seen within the last `since` seconds, by id."""
         return await self._app.broker.workers(self._app.clock.now() - since)
@@ -109,3 +122,12 @@ class Inspector:
             status=status,
             history_path=history_path,
         )
+
+
+def check_control(command: ControlCommand, size: int | None) -> None:
+    """Raise ValidationError unless `size` is given exactly for a resize, within bounds."""
+    if command is ControlCommand.RESIZE:
+        if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_POOL_SIZE:
+            raise ValidationError(f"resize needs a size from 1 to {MAX_POOL_SIZE}, got {size!r}")
+    elif size is not None:
+        raise ValidationError(f"{command.value} takes no size")

@@ -97,6 +97,8 @@ async def serve(
     )
     server = _Server(config)
     shutdown = _Shutdown(server, ctx, worker)
+    if worker is not None:  # a remote SHUTDOWN (ADR 0036) stops the server as SIGTERM does
+        worker.on_shutdown = lambda: shutdown.on_signal(signal.SIGTERM)
     loop = asyncio.get_running_loop()
     # Handlers first: a signal once a task may run must stop gracefully, never kill.
     for sig in SIGNALS:

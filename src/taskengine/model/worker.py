@@ -19,3 +19,4 @@ class WorkerInfo(msgspec.Struct, frozen=True, kw_only=True):
     started_at: float
     last_seen: float
     types: tuple[str, ...] = ()  # the task types its instance runs (rolling deploys)
+    draining: bool = False  # its instance takes no tasks (remote control, ADR 0036)

@@ -45,6 +45,7 @@ class Heartbeat(PeriodicService):
         self.host = host
         self.lease_for = lease_for
         self._forgotten: set[str] = set()  # retired workers already taken out of the registry
+        self.draining = False  # reported with each worker (remote control, ADR 0036)
 
     async def run_once(self) -> None:
         """Extend every held lease, act on lost and cancelled ones, report the workers."""
@@ -60,7 +61,10 @@ class Heartbeat(PeriodicService):
         live = [s for s in workers if s.active]
         types = tuple(self.registry.names())
         await self.broker.record_workers(
-            [s.info(self.instance, self.host, pid, now, types) for s in live]
+            [
+                s.info(self.instance, self.host, pid, now, types, draining=self.draining)
+                for s in live
+            ]
         )
         if self.unknown_types.wanted:  # a task of a type not run here: who runs it?
             alive = await live_workers(self.broker, self.interval, now)
