@@ -33,6 +33,8 @@ TASKS = (
 )
 ADMIN = (
     Endpoint("GET", "/api/workers", "listWorkers"),
+    Endpoint("GET", "/api/instances", "listInstances"),
+    Endpoint("POST", "/api/instances/{instance}/control", "controlInstance"),
     Endpoint("GET", "/api/queues", "listQueues"),
     Endpoint("POST", "/api/queues/{queue}/pause", "pauseQueue"),
     Endpoint("POST", "/api/queues/{queue}/resume", "resumeQueue"),

@@ -12,8 +12,11 @@ from taskengine.api.query import FILTERS, MAX_PAGE, NAME, TIME_SCHEMA
 from taskengine.api.schemas import (
     API_VERSION,
     CancelView,
+    ControlRequest,
+    ControlView,
     ErrorView,
     HealthView,
+    InstanceView,
     QueueView,
     SubmitBatch,
     SubmitTask,
@@ -72,6 +75,7 @@ def _param(name: str, where: str, schema: dict[str, Any], required: bool = False
 
 
 TASK_ID = _param("task_id", "path", {"type": "string", "pattern": TASK_ID_PATTERN}, True)
+INSTANCE = _param("instance", "path", {"type": "string", "minLength": 1, "maxLength": 200}, True)
 QUEUE = _param("queue", "path", {"type": "string", "pattern": f"^{NAME}$"}, True)
 LIST_PARAMS = [
     *(
@@ -132,6 +136,9 @@ def openapi_document() -> dict[str, Any]:
             QueueView,
             HealthView,
             ErrorView,
+            InstanceView,
+            ControlRequest,
+            ControlView,
         ],
         ref_template=REF,
     )
@@ -221,6 +228,33 @@ def openapi_document() -> dict[str, Any]:
             },
             ("401",),
             operationId="listWorkers",
+        ),
+        _op(
+            "Every live engine instance: host, pid, workers, busy, draining, task types",
+            {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "instances": {"type": "array", "items": _ref("InstanceView")}
+                        },
+                    },
+                    "instances",
+                )
+            },
+            ("401",),
+            operationId="listInstances",
+        ),
+        _op(
+            "Remote control: drain, resume, resize or shut down an instance (within a second)",
+            {"202": _json(_ref("ControlView"), "sent; the instance applies it")},
+            ("400", "401", "403", "404", "413", "415", "422"),
+            parameters=[INSTANCE],
+            requestBody={
+                "required": True,
+                "content": {"application/json": {"schema": _ref("ControlRequest")}},
+            },
+            operationId="controlInstance",
         ),
         _op(
             "Queues with counts and paused flags",

@@ -18,6 +18,8 @@ from taskengine.model.task import (
 from taskengine.views import (  # the response views, shared with the CLI's --json (re-exported)
     AttemptView,
     CancelView,
+    ControlView,
+    InstanceView,
     QueueView,
     ResultView,
     Submitted,
@@ -25,6 +27,7 @@ from taskengine.views import (  # the response views, shared with the CLI's --js
     TaskView,
     WorkerView,
     attempt_view,
+    instance_views,
     queue_views,
     result_view,
     task_view,
@@ -38,10 +41,13 @@ __all__ = [
     "AttemptView",
     "Attempts",
     "CancelView",
+    "ControlRequest",
+    "ControlView",
     "Delay",
     "ErrorDetail",
     "ErrorView",
     "HealthView",
+    "InstanceView",
     "Key",
     "Name",
     "PriorityName",
@@ -56,6 +62,7 @@ __all__ = [
     "TaskView",
     "WorkerView",
     "attempt_view",
+    "instance_views",
     "queue_views",
     "result_view",
     "task_view",
@@ -136,3 +143,10 @@ class ErrorView(msgspec.Struct):
     """Every error is `{"error": {"code", "message"}}`."""
 
     error: ErrorDetail
+
+
+class ControlRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """POST /api/instances/{instance}/control: one remote-control command (ADR 0036)."""
+
+    command: Literal["drain", "resume", "resize", "shutdown"]
+    size: Annotated[int, msgspec.Meta(ge=1, le=10_000)] | None = None  # resize only
