@@ -69,9 +69,7 @@ def test_drain_stops_taking_tasks_resume_takes_them_again_resize_and_shutdown(
         wait_task(c, task_id, in_state("succeeded"), timeout=BOUND)
         assert _instances(c)[0]["draining"] is False
 
-        answer = c.post(
-            f"/api/instances/{instance}/control", json={"command": "resize", "size": 4}
-        )
+        answer = c.post(f"/api/instances/{instance}/control", json={"command": "resize", "size": 4})
         assert answer.status_code == 202
         _until(lambda: _instances(c)[0]["workers"] == 4, "the pool to grow to 4")
 

@@ -52,9 +52,14 @@ def routes(ctx: ApiContext) -> list[Route]:
         check_same_origin(request)
         check_json_content(request)
         instance = request.path_params["instance"]
-        body = convert(
-            parse_json(await read_body(request, ctx.max_body), ctx.max_depth), ControlRequest
-        )
+        raw = parse_json(await read_body(request, ctx.max_body), ctx.max_depth)
+        if (
+            isinstance(raw, dict)
+            and isinstance(raw.get("size"), float)
+            and raw["size"].is_integer()
+        ):
+            raw["size"] = int(raw["size"])  # JSON Schema counts 1.0 as an integer
+        body = convert(raw, ControlRequest)
         known = {info.instance for info in await inspector.live_workers(clock.now())}
         if instance not in known:
             raise ApiError(404, "instance_not_found", f"no live instance {instance!r}")

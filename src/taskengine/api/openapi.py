@@ -112,6 +112,12 @@ TOGGLED = {
     "properties": {"queue": {"type": "string"}, "paused": {"type": "boolean"}},
     "required": ["queue", "paused"],
 }
+# `size` is required by a resize and refused with any other command.
+SIZE_FOR_RESIZE = {
+    "if": {"properties": {"command": {"const": "resize"}}},
+    "then": {"required": ["size"], "properties": {"size": {"type": "integer"}}},
+    "else": {"properties": {"size": {"type": "null"}}},
+}
 ONE_SCHEDULE = {
     "not": {
         "required": ["delay", "run_at"],
@@ -143,6 +149,7 @@ def openapi_document() -> dict[str, Any]:
         ref_template=REF,
     )
     components["SubmitTask"] = {**components["SubmitTask"], **ONE_SCHEDULE}
+    components["ControlRequest"] = {**components["ControlRequest"], **SIZE_FOR_RESIZE}
     submit_body = {"oneOf": [_ref("SubmitTask"), _ref("SubmitBatch")]}
     submitted = {"oneOf": [_ref("Submitted"), _ref("SubmittedBatch")]}
     operations = [

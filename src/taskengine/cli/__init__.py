@@ -13,6 +13,7 @@ import click
 from taskengine.cli.admin_cmds import dlq, metrics, migrate, queues, workers
 from taskengine.cli.bench_cmd import bench
 from taskengine.cli.errors import EXIT_USAGE, EngineGroup, fail
+from taskengine.cli.instance_cmds import instances
 from taskengine.cli.loading import CliState
 from taskengine.cli.serve_cmd import serve
 from taskengine.cli.task_cmds import cancel, list_tasks, retry, status, submit
@@ -113,6 +114,7 @@ for command in (
     retry,
     dlq,
     workers,
+    instances,
     queues,
     metrics,
     migrate,

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from taskengine.app import App, TaskRequest
     from taskengine.brokers import CancelResult, Page, ReplayResult, TaskFilter
     from taskengine.model import TaskRecord
-    from taskengine.views import QueueView, Submitted, WorkerView
+    from taskengine.views import InstanceView, QueueView, Submitted, WorkerView
 
 T = TypeVar("T")
 
@@ -94,6 +94,12 @@ class Client(Protocol):
     async def metrics(self) -> dict[str, Any]:
         """Figures of the system: the server's snapshot, or what the broker alone can tell."""
 
+    async def instances(self) -> list[InstanceView]:
+        """Every live engine instance, as the API shows them (GET /api/instances)."""
+
+    async def control(self, instance: str, command: str, size: int | None) -> None:
+        """Send a remote-control command (drain, resume, resize, shutdown) to an instance."""
+
     async def pause(self, names: Sequence[str]) -> None:
         """Pause these queues."""
 
@@ -163,6 +169,18 @@ class DirectClient:
     async def metrics(self) -> dict[str, Any]:
         """The figures of /api/metrics that the broker alone holds, by the same names."""
         return {"source": "broker", **await self.app.inspector.figures()}
+
+    async def instances(self) -> list[InstanceView]:
+        """The live workers grouped by instance."""
+        from taskengine.views import instance_views
+
+        return instance_views(await self.app.inspector.live_workers(self.now()))
+
+    async def control(self, instance: str, command: str, size: int | None) -> None:
+        """Send the command through the app's inspector."""
+        from taskengine.brokers import ControlCommand
+
+        await self.app.inspector.control(instance, ControlCommand(command), size=size)
 
     async def pause(self, names: Sequence[str]) -> None:
         """Pause through the app's inspector."""

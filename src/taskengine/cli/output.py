@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from taskengine.model import TaskRecord, TaskResult
-    from taskengine.views import QueueView, WorkerView
+    from taskengine.views import InstanceView, QueueView, WorkerView
 
 STATES = ("queued", "running", "succeeded", "dead", "cancelled")
 WIDE = 200  # columns when stdout is not a terminal, so ids are never cut in pipes and tests
@@ -246,6 +246,27 @@ def show_workers(workers: Sequence[WorkerView], now: float) -> None:
             str(view.processed),
             f"{100 * view.busy_ratio:.0f}",
             ago(view.last_heartbeat.timestamp(), now),
+        )
+    out.print(grid)
+
+
+def show_instances(instances: Sequence[InstanceView], now: float) -> None:
+    """The live engine instances as a table."""
+    out = console()
+    if not instances:
+        out.print("no live instances")
+        return
+    grid = table("instance", "host", "pid", "workers", "busy", "processed", "state", "started")
+    for view in instances:
+        grid.add_row(
+            view.instance,
+            view.host,
+            str(view.pid),
+            str(view.workers),
+            str(view.busy),
+            str(view.processed),
+            "draining" if view.draining else "taking tasks",
+            ago(view.started_at.timestamp(), now),
         )
     out.print(grid)
 

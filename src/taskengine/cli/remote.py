@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from taskengine.app import TaskRequest
     from taskengine.brokers import CancelResult, Page, ReplayResult, TaskFilter
     from taskengine.model import TaskRecord
-    from taskengine.views import QueueView, Submitted, TaskView, WorkerView
+    from taskengine.views import InstanceView, QueueView, Submitted, TaskView, WorkerView
 
 T = TypeVar("T")
 MAX_PAGE = 500  # the API's largest page; longer --limit values are fetched page by page
@@ -153,6 +153,20 @@ class HttpClient:
         response = await self._request("GET", "/api/metrics")
         body: dict[str, Any] = {"source": "server", **self._decode(response, dict[str, Any])}
         return body
+
+    async def instances(self) -> list[InstanceView]:
+        """GET /api/instances."""
+        from taskengine.views import InstanceView
+
+        response = await self._request("GET", "/api/instances")
+        return self._decode(response, dict[str, list[InstanceView]]).get("instances", [])
+
+    async def control(self, instance: str, command: str, size: int | None) -> None:
+        """POST /api/instances/{instance}/control."""
+        body: dict[str, Any] = {"command": command}
+        if size is not None:
+            body["size"] = size
+        await self._request("POST", f"/api/instances/{_quote(instance)}/control", body=body)
 
     async def pause(self, names: Sequence[str]) -> None:
         """POST /api/queues/{name}/pause for each name."""
