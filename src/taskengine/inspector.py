@@ -7,14 +7,18 @@ every face alike.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from taskengine.brokers import Page, ReplayResult
+import msgspec
+
+from taskengine.brokers import CancelResult, Page, ReplayResult
 from taskengine.brokers.base import Control, ControlCommand, CountRow, TaskFilter
 from taskengine.errors import ValidationError
-from taskengine.model import WorkerInfo
+from taskengine.model import TaskRecord, TaskState, WorkerInfo
+from taskengine.model.state import REPLAYABLE_STATES, TERMINAL_STATES
+from taskengine.model.task import validate_name
 from taskengine.runtime.status import EngineStatus
 from taskengine.telemetry.cluster import cluster_workers
 from taskengine.telemetry.figures import broker_figures
@@ -28,6 +32,17 @@ if TYPE_CHECKING:
 
 REPLAY_BATCH = 500  # ids per broker call when many tasks are replayed at once
 MAX_POOL_SIZE = 10_000  # the largest pool a remote resize may ask for
+BULK_BATCH = 500  # ids per broker call (and tasks per listed page) of a bulk action
+SCAN_PAGES = 10  # pages of queued tasks one scheduled/retrying answer examines at most
+
+BulkAction = Literal["cancel", "replay", "delete"]
+BULK_ACTIONS: tuple[BulkAction, ...] = ("cancel", "replay", "delete")
+# The states each bulk action can change: a filter is narrowed to these.
+ACTION_STATES: dict[str, frozenset[TaskState]] = {
+    "cancel": frozenset({TaskState.QUEUED, TaskState.RUNNING}),
+    "replay": REPLAYABLE_STATES,
+    "delete": TERMINAL_STATES,
+}
 
 
 class Inspected(Protocol):
@@ -68,6 +83,108 @@ class Inspector:
             batch = list(task_ids[start : start + REPLAY_BATCH])
             answers += await self._app.broker.replay(batch, now)
         return answers
+
+    async def bulk(
+        self,
+        action: BulkAction,
+        *,
+        ids: Sequence[str] | None = None,
+        task_filter: TaskFilter | None = None,
+        batch: int = BULK_BATCH,
+    ) -> int:
+        """Cancel, replay or delete the tasks named by `ids`, or every task matching
+        `task_filter` (page by page); return how many it changed. Each broker call takes at
+        most `batch` ids, so no call is unbounded however many tasks match."""
+        if action not in ACTION_STATES:
+            raise ValidationError(f"action must be one of {', '.join(BULK_ACTIONS)}: {action!r}")
+        if (ids is None) == (task_filter is None):
+            raise ValidationError("give ids or a filter (not both)")
+        if ids is not None:
+            touched = 0
+            for start in range(0, len(ids), batch):
+                touched += await self._apply(action, list(ids[start : start + batch]))
+            return touched
+        assert task_filter is not None
+        states = ACTION_STATES[action]
+        narrowed = msgspec.structs.replace(
+            task_filter,
+            states=states if task_filter.states is None else task_filter.states & states,
+        )
+        return await self._each_page(narrowed, batch, lambda page: self._apply(action, page))
+
+    async def purge_queue(self, queue: str, *, batch: int = BULK_BATCH) -> int:
+        """Delete every queued task of `queue` (cancelled, then deleted, a batch at a time);
+        return how many. Running tasks are left alone."""
+        validate_name("queue", queue)
+        queued = TaskFilter(states=frozenset({TaskState.QUEUED}), queues=frozenset({queue}))
+
+        async def purge(page: list[str]) -> int:
+            now = self._app.clock.now()
+            answers = await self._app.broker.cancel(page, now)
+            cancelled = [
+                i for i, a in zip(page, answers, strict=True) if a is CancelResult.CANCELLED
+            ]
+            return sum(await self._app.broker.delete(cancelled)) if cancelled else 0
+
+        return await self._each_page(queued, batch, purge)
+
+    async def scheduled(self, task_filter: TaskFilter, limit: int, cursor: str | None) -> Page:
+        """Queued tasks due later (a future `run_at`), newest first, keyset-paged."""
+        now = self._app.clock.now()
+        return await self._queued_where(task_filter, limit, cursor, lambda r: r.run_at > now)
+
+    async def retrying(self, task_filter: TaskFilter, limit: int, cursor: str | None) -> Page:
+        """Queued tasks that already ran an attempt (a retry, or a lease that expired)."""
+        return await self._queued_where(task_filter, limit, cursor, lambda r: r.attempt > 0)
+
+    async def _queued_where(
+        self,
+        task_filter: TaskFilter,
+        limit: int,
+        cursor: str | None,
+        wanted: Callable[[TaskRecord], bool],
+    ) -> Page:
+        """Queued tasks matching `wanted`: at most SCAN_PAGES pages of `limit` examined, so an
+        answer may hold fewer than `limit` with a cursor to go on from."""
+        queued = msgspec.structs.replace(task_filter, states=frozenset({TaskState.QUEUED}))
+        found: list[TaskRecord] = []
+        for _ in range(SCAN_PAGES):
+            page = await self._app.broker.list_tasks(queued, limit, cursor)
+            for record in page.items:
+                if wanted(record):
+                    found.append(record)
+                    if len(found) == limit:
+                        more = record is not page.items[-1] or page.next_cursor is not None
+                        return Page(found, record.id if more else None)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        return Page(found, cursor)
+
+    async def _each_page(
+        self, task_filter: TaskFilter, batch: int, act: Callable[[list[str]], Any]
+    ) -> int:
+        """Apply `act` to the ids of every page of matching tasks; sum what it returns."""
+        touched = 0
+        cursor: str | None = None
+        while True:
+            page = await self._app.broker.list_tasks(task_filter, batch, cursor)
+            if page.items:
+                touched += await act([record.id for record in page.items])
+            if page.next_cursor is None:
+                return touched
+            cursor = page.next_cursor
+
+    async def _apply(self, action: str, ids: list[str]) -> int:
+        """One broker call of `action` on `ids`; how many it changed."""
+        broker = self._app.broker
+        if action == "cancel":
+            answers = await broker.cancel(ids, self._app.clock.now())
+            return sum(a in (CancelResult.CANCELLED, CancelResult.REQUESTED) for a in answers)
+        if action == "replay":
+            replayed = await broker.replay(ids, self._app.clock.now())
+            return sum(a is ReplayResult.REPLAYED for a in replayed)
+        return sum(await broker.delete(ids))
 
     async def counts(self) -> list[CountRow]:
         """Task counts per (queue, state, priority)."""

@@ -193,6 +193,12 @@ class BrokerAdmin(Protocol):
         """Move dead or cancelled tasks back to queued, due now, with a fresh attempt count."""
         ...
 
+    async def delete(self, ids: Sequence[str]) -> list[bool]:
+        """Delete finished tasks (succeeded, dead, cancelled) by id, with their history and
+        idempotency key, as `purge` does; True where deleted, False where unknown or not
+        finished (a queued or running task is never deleted)."""
+        ...
+
     async def purge(self, states: Sequence[TaskState], finished_before: float, limit: int) -> int:
         """Delete up to `limit` tasks in terminal `states` that finished before the time, the
         earliest first. A succeeded task with a `keep_result` of its own is left to

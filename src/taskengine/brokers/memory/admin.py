@@ -80,6 +80,17 @@ class MemoryAdmin(MemoryConnection):
             self._work.set()
         return results
 
+    async def delete(self, ids: Sequence[str]) -> list[bool]:
+        """Delete finished tasks by id."""
+        results: list[bool] = []
+        for task_id in ids:
+            record = self._records.get(task_id)
+            finished = record is not None and record.state in TERMINAL_STATES
+            if finished:
+                self._forget(task_id)
+            results.append(finished)
+        return results
+
     async def purge(self, states: Sequence[TaskState], finished_before: float, limit: int) -> int:
         """Delete up to `limit` terminal tasks in `states` finished before the cutoff."""
         check_limit(limit)

@@ -172,6 +172,13 @@ class PostgresAdmin(PostgresConnection):
             return 0
         return int(await self._fetchval(q.PURGE, wanted, float(finished_before), limit))
 
+    async def delete(self, ids: Sequence[str]) -> list[bool]:
+        """Delete finished tasks by id. One round trip; atomic."""
+        if not ids:
+            return []
+        gone = {row["id"] for row in await self._fetch(q.DELETE, list(ids))}
+        return [task_id in gone for task_id in ids]
+
     async def purge_kept(self, now: float, limit: int) -> int:
         """Delete up to `limit` succeeded tasks whose own retention ran out before `now`
         (earliest expiry first); return how many. One round trip; atomic."""

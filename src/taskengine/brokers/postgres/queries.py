@@ -234,6 +234,14 @@ gone AS (DELETE FROM {s}.tasks t USING doomed WHERE t.id = doomed.id RETURNING 1
 SELECT count(*) FROM gone
 """
 
+# Inputs: $1 ids. Output: the ids deleted. Invariant: only finished tasks; a queued or
+# running one is never deleted.
+DELETE = """
+DELETE FROM {s}.tasks t WHERE t.id = ANY($1::text[])
+  AND t.state IN ('succeeded', 'dead', 'cancelled')
+RETURNING t.id
+"""
+
 # Inputs: $1 now, $2 limit. Output: how many were deleted.
 # Invariant: only succeeded tasks whose own retention ran out (finished_at + keep_result < $1),
 # the earliest expiry first (tasks_kept); concurrent purges skip each other's rows.

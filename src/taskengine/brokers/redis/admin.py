@@ -160,6 +160,12 @@ class RedisAdmin(RedisConnection):
             return 0
         return int(await self._run("purge", float(finished_before), limit, *wanted))
 
+    async def delete(self, ids: Sequence[str]) -> list[bool]:
+        """Delete finished tasks by id. One round trip (delete.lua), atomic."""
+        if not ids:
+            return []
+        return [bool(flag) for flag in await self._run("delete", *ids)]
+
     async def purge_kept(self, now: float, limit: int) -> int:
         """Delete up to `limit` succeeded tasks whose own retention ran out before `now`,
         earliest expiry first. One round trip (purge_kept.lua), atomic."""

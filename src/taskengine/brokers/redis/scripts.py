@@ -33,6 +33,7 @@ NAMES = (
     "replay",
     "purge",
     "purge_kept",
+    "delete",
     "leader",
     "resign",
     "counts",

@@ -87,6 +87,12 @@ class SqliteAdmin(SqliteConnection):
             )
         )
 
+    async def delete(self, ids: Sequence[str]) -> list[bool]:
+        """Delete finished tasks by id with their history. One round trip; atomic."""
+        if not ids:
+            return []
+        return await self._write().submit(functools.partial(writes.delete, ids=list(ids)))
+
     async def purge_kept(self, now: float, limit: int) -> int:
         """Delete up to `limit` succeeded tasks whose own retention ran out before `now`
         (earliest expiry first) with their history; return how many. One round trip; atomic."""

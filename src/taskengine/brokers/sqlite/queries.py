@@ -238,3 +238,9 @@ EXPIRE_CONTROLS = "DELETE FROM controls WHERE sent_at < ?1"
 SELECT_CONTROLS = "SELECT seq, control FROM controls WHERE instance = ?1 ORDER BY seq"
 # Inputs: ?1 instance, ?2 the highest seq taken. Output: none.
 DELETE_CONTROLS = "DELETE FROM controls WHERE instance = ?1 AND seq <= ?2"
+
+# Inputs: ?1 a JSON list of ids. Output: the ids of those that are finished (deletable).
+SELECT_FINISHED = """
+SELECT id FROM tasks WHERE id IN (SELECT value FROM json_each(?1))
+  AND state IN ('succeeded', 'dead', 'cancelled')
+"""

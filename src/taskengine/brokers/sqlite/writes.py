@@ -302,6 +302,15 @@ def purge(
     return conn.execute(q.DELETE_TASKS, (doomed,)).rowcount
 
 
+def delete(conn: sqlite3.Connection, ids: Sequence[str]) -> list[bool]:
+    """Delete the finished tasks among `ids` with their history; True where deleted."""
+    finished = {row[0] for row in conn.execute(q.SELECT_FINISHED, (json_list(ids),))}
+    doomed = json_list(sorted(finished))
+    conn.execute(q.DELETE_ATTEMPTS, (doomed,))
+    conn.execute(q.DELETE_TASKS, (doomed,))
+    return [task_id in finished for task_id in ids]
+
+
 def purge_kept(conn: sqlite3.Connection, now: float, limit: int) -> int:
     """Delete up to `limit` succeeded tasks whose own retention ran out, earliest first."""
     rows = conn.execute(q.SELECT_KEPT_EXPIRED, (now, limit))
