@@ -42,13 +42,21 @@ ADMIN = (
     Endpoint("GET", "/healthz", "healthz"),
     Endpoint("GET", "/readyz", "readyz"),
 )
+OPERATOR = (
+    Endpoint("POST", "/api/queues/{queue}/purge", "purgeQueue"),
+    Endpoint("POST", "/api/tasks/bulk", "bulkTasks"),
+    Endpoint("GET", "/api/scheduled", "listScheduled"),
+    Endpoint("GET", "/api/retrying", "listRetrying"),
+)
 LIVE = (
     Endpoint("GET", "/api/metrics", "getMetrics"),
     Endpoint("GET", "/api/metrics/history", "getMetricsHistory"),
     Endpoint("GET", "/api/events", "streamEvents"),
     Endpoint("GET", "/metrics", "getPrometheusMetrics"),
 )
-DOCUMENTED = TASKS + ADMIN + LIVE  # what /openapi.json describes (not the docs and dashboard)
+DOCUMENTED = (
+    TASKS + ADMIN + OPERATOR + LIVE
+)  # what /openapi.json describes (not the docs and dashboard)
 
 
 def bind(endpoints: Sequence[Endpoint], handlers: Mapping[str, Handler]) -> list[Route]:

@@ -11,12 +11,16 @@ from taskengine.api.endpoints import DOCUMENTED
 from taskengine.api.query import FILTERS, MAX_PAGE, NAME, TIME_SCHEMA
 from taskengine.api.schemas import (
     API_VERSION,
+    BulkAnswer,
+    BulkRequest,
     CancelView,
     ControlRequest,
     ControlView,
     ErrorView,
     HealthView,
     InstanceView,
+    PurgeAnswer,
+    PurgeRequest,
     QueueView,
     SubmitBatch,
     SubmitTask,
@@ -118,6 +122,8 @@ SIZE_FOR_RESIZE = {
     "then": {"required": ["size"], "properties": {"size": {"type": "integer"}}},
     "else": {"properties": {"size": {"type": "null"}}},
 }
+# A bulk action names its tasks by `ids` or by `filter`: one of the two.
+IDS_OR_FILTER = {"oneOf": [{"required": ["ids"]}, {"required": ["filter"]}]}
 ONE_SCHEDULE = {
     "not": {
         "required": ["delay", "run_at"],
@@ -145,11 +151,16 @@ def openapi_document() -> dict[str, Any]:
             InstanceView,
             ControlRequest,
             ControlView,
+            BulkRequest,
+            BulkAnswer,
+            PurgeRequest,
+            PurgeAnswer,
         ],
         ref_template=REF,
     )
     components["SubmitTask"] = {**components["SubmitTask"], **ONE_SCHEDULE}
     components["ControlRequest"] = {**components["ControlRequest"], **SIZE_FOR_RESIZE}
+    components["BulkRequest"] = {**components["BulkRequest"], **IDS_OR_FILTER}
     submit_body = {"oneOf": [_ref("SubmitTask"), _ref("SubmitBatch")]}
     submitted = {"oneOf": [_ref("Submitted"), _ref("SubmittedBatch")]}
     operations = [
@@ -290,6 +301,41 @@ def openapi_document() -> dict[str, Any]:
             ("401", "403", "422"),
             parameters=[QUEUE],
             operationId="resumeQueue",
+        ),
+        _op(
+            "Delete every queued task of a queue (the body confirms: {confirm: true})",
+            {"200": _json(_ref("PurgeAnswer"), "how many were deleted")},
+            ("400", "401", "403", "413", "415", "422"),
+            parameters=[QUEUE],
+            requestBody={
+                "required": True,
+                "content": {"application/json": {"schema": _ref("PurgeRequest")}},
+            },
+            operationId="purgeQueue",
+        ),
+        _op(
+            "Cancel, replay or delete the tasks `ids` names or every task `filter` matches",
+            {"200": _json(_ref("BulkAnswer"), "how many tasks it changed")},
+            ("400", "401", "403", "413", "415", "422"),
+            requestBody={
+                "required": True,
+                "content": {"application/json": {"schema": _ref("BulkRequest")}},
+            },
+            operationId="bulkTasks",
+        ),
+        _op(
+            "Queued tasks due later (a future run_at), newest first",
+            {"200": _json(_ref("TaskPage"), "a page (may hold fewer than limit, with a cursor)")},
+            ("401", "422"),
+            parameters=LIST_PARAMS[1:],
+            operationId="listScheduled",
+        ),
+        _op(
+            "Queued tasks that already ran an attempt (retrying), newest first",
+            {"200": _json(_ref("TaskPage"), "a page (may hold fewer than limit, with a cursor)")},
+            ("401", "422"),
+            parameters=LIST_PARAMS[1:],
+            operationId="listRetrying",
         ),
         _op(
             "Dead tasks, newest first",
