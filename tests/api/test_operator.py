@@ -40,15 +40,15 @@ def test_bulk_by_ids_and_by_filter_say_how_many_they_touched(idle_client: httpx.
     queue = _queue("bulk")
     ids = [submit(idle_client, {**PRIMES, "queue": queue}) for _ in range(4)]
 
-    one = idle_client.post("/api/tasks/bulk", json={"action": "cancel", "ids": ids[:1]})
+    one = idle_client.post("/api/bulk", json={"action": "cancel", "ids": ids[:1]})
     assert one.json() == {"action": "cancel", "touched": 1}
     every = {"action": "cancel", "filter": {"queue": [queue]}}
-    assert idle_client.post("/api/tasks/bulk", json=every).json()["touched"] == 3
+    assert idle_client.post("/api/bulk", json=every).json()["touched"] == 3
     replay = {"action": "replay", "filter": {"queue": [queue], "state": ["cancelled"]}}
-    assert idle_client.post("/api/tasks/bulk", json=replay).json()["touched"] == 4
-    assert idle_client.post("/api/tasks/bulk", json=every).json()["touched"] == 4
+    assert idle_client.post("/api/bulk", json=replay).json()["touched"] == 4
+    assert idle_client.post("/api/bulk", json=every).json()["touched"] == 4
     delete = {"action": "delete", "filter": {"queue": [queue]}}
-    assert idle_client.post("/api/tasks/bulk", json=delete).json()["touched"] == 4
+    assert idle_client.post("/api/bulk", json=delete).json()["touched"] == 4
     assert [_state(idle_client, i) for i in ids] == [None] * 4
 
     for bad in (
@@ -57,7 +57,7 @@ def test_bulk_by_ids_and_by_filter_say_how_many_they_touched(idle_client: httpx.
         {"action": "explode", "ids": ids},
         {"action": "cancel", "ids": []},
     ):
-        assert idle_client.post("/api/tasks/bulk", json=bad).status_code == 422, bad
+        assert idle_client.post("/api/bulk", json=bad).status_code == 422, bad
 
 
 def test_scheduled_lists_future_tasks_only(idle_client: httpx.Client) -> None:
@@ -81,5 +81,5 @@ def test_a_read_token_cannot_purge_or_bulk(auth_server: Server) -> None:
         assert reader.get("/api/scheduled").status_code == 200
         purge = reader.post("/api/queues/q/purge", json={"confirm": True})
         assert purge.status_code == 403
-        bulk = reader.post("/api/tasks/bulk", json={"action": "delete", "filter": {}})
+        bulk = reader.post("/api/bulk", json={"action": "delete", "filter": {}})
         assert bulk.status_code == 403

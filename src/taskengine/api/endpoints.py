@@ -44,7 +44,7 @@ ADMIN = (
 )
 OPERATOR = (
     Endpoint("POST", "/api/queues/{queue}/purge", "purgeQueue"),
-    Endpoint("POST", "/api/tasks/bulk", "bulkTasks"),
+    Endpoint("POST", "/api/bulk", "bulkTasks"),
     Endpoint("GET", "/api/scheduled", "listScheduled"),
     Endpoint("GET", "/api/retrying", "listRetrying"),
 )

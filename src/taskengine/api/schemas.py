@@ -175,7 +175,7 @@ class BulkFilter(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 class BulkRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """POST /api/tasks/bulk: an action on the tasks `ids` names, or on every task `filter`
+    """POST /api/bulk: an action on the tasks `ids` names, or on every task `filter`
     matches (one of the two)."""
 
     action: Literal["cancel", "replay", "delete"]
