@@ -15,6 +15,7 @@ from taskengine.cli.bench_cmd import bench
 from taskengine.cli.errors import EXIT_USAGE, EngineGroup, fail
 from taskengine.cli.instance_cmds import instances
 from taskengine.cli.loading import CliState
+from taskengine.cli.operator_cmds import bulk, purge_command, retrying, scheduled
 from taskengine.cli.serve_cmd import serve
 from taskengine.cli.task_cmds import cancel, list_tasks, retry, status, submit
 from taskengine.cli.worker_cmd import worker
@@ -113,6 +114,9 @@ for command in (
     cancel,
     retry,
     dlq,
+    scheduled,
+    retrying,
+    bulk,
     workers,
     instances,
     queues,
@@ -121,6 +125,9 @@ for command in (
     bench,
 ):
     cli.add_command(command)
+
+
+purge_command(queues)
 
 
 def main() -> None:

@@ -100,6 +100,20 @@ class Client(Protocol):
     async def control(self, instance: str, command: str, size: int | None) -> None:
         """Send a remote-control command (drain, resume, resize, shutdown) to an instance."""
 
+    async def purge_queue(self, name: str) -> int:
+        """Delete every queued task of a queue; how many."""
+
+    async def bulk(
+        self, action: str, ids: Sequence[str] | None, task_filter: TaskFilter | None
+    ) -> int:
+        """Cancel, replay or delete tasks by ids or by filter; how many changed."""
+
+    async def scheduled(self, task_filter: TaskFilter, limit: int, cursor: str | None) -> Page:
+        """Queued tasks due later, newest first."""
+
+    async def retrying(self, task_filter: TaskFilter, limit: int, cursor: str | None) -> Page:
+        """Queued tasks that already ran an attempt, newest first."""
+
     async def pause(self, names: Sequence[str]) -> None:
         """Pause these queues."""
 
@@ -181,6 +195,27 @@ class DirectClient:
         from taskengine.brokers import ControlCommand
 
         await self.app.inspector.control(instance, ControlCommand(command), size=size)
+
+    async def purge_queue(self, name: str) -> int:
+        """Purge through the app's inspector (in broker batches)."""
+        return await self.app.inspector.purge_queue(name)
+
+    async def bulk(
+        self, action: str, ids: Sequence[str] | None, task_filter: TaskFilter | None
+    ) -> int:
+        """A bulk action through the app's inspector (in broker batches)."""
+        from taskengine.inspector import BULK_ACTIONS
+
+        chosen = next(a for a in BULK_ACTIONS if a == action)
+        return await self.app.inspector.bulk(chosen, ids=ids, task_filter=task_filter)
+
+    async def scheduled(self, task_filter: TaskFilter, limit: int, cursor: str | None) -> Page:
+        """Through the app's inspector."""
+        return await self.app.inspector.scheduled(task_filter, limit, cursor)
+
+    async def retrying(self, task_filter: TaskFilter, limit: int, cursor: str | None) -> Page:
+        """Through the app's inspector."""
+        return await self.app.inspector.retrying(task_filter, limit, cursor)
 
     async def pause(self, names: Sequence[str]) -> None:
         """Pause through the app's inspector."""
