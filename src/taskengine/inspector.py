@@ -14,19 +14,23 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import msgspec
 
 from taskengine.brokers import CancelResult, Page, ReplayResult
-from taskengine.brokers.base import Control, ControlCommand, CountRow, TaskFilter
+from taskengine.brokers.base import PERIODIC_OFF, Control, ControlCommand, CountRow, TaskFilter
 from taskengine.errors import ValidationError
 from taskengine.model import TaskRecord, TaskState, WorkerInfo
 from taskengine.model.state import REPLAYABLE_STATES, TERMINAL_STATES
 from taskengine.model.task import validate_name
+from taskengine.model.worker import PeriodicInfo, TypeInfo
+from taskengine.policy.cron import CronEntry, next_slot
 from taskengine.runtime.status import EngineStatus
 from taskengine.telemetry.cluster import cluster_workers
 from taskengine.telemetry.figures import broker_figures
+from taskengine.views import PeriodicView, TypeView
 
 if TYPE_CHECKING:
     from taskengine.brokers.base import BrokerBackend
     from taskengine.clock import Clock
     from taskengine.metrics import Metrics
+    from taskengine.registry import Registry
     from taskengine.settings import Settings
     from taskengine.telemetry.sampler import Sampler, StatusAt
 
@@ -63,6 +67,14 @@ class Inspected(Protocol):
     @property
     def settings(self) -> Settings:
         """The current settings."""
+
+    @property
+    def registry(self) -> Registry:
+        """The task types this app runs and accepts."""
+
+    @property
+    def periodic_tasks(self) -> list[CronEntry]:
+        """The periodic tasks this app declares."""
 
 
 class Inspector:
@@ -196,7 +208,80 @@ class Inspector:
 
     async def paused(self) -> set[str]:
         """The paused queues' names."""
-        return await self._app.broker.paused()
+        return {name for name in await self._app.broker.paused() if not name.startswith("@")}
+
+    async def task_types(self, now: float) -> list[TypeView]:
+        """Every task type registered on a live instance or on this app, by name."""
+        found: dict[str, tuple[TypeInfo, list[str]]] = {}
+        for info in await self.live_workers(now):
+            for spec in info.type_info:
+                found.setdefault(spec.name, (spec, []))[1].append(info.instance)
+        registry = self._app.registry
+        for name in registry.names():
+            if name not in found:
+                spec_ = registry.get(name)
+                local = TypeInfo(
+                    name=name,
+                    executor=spec_.executor,
+                    timeout=spec_.timeout,
+                    max_attempts=spec_.max_attempts,
+                    queue=spec_.queue,
+                    priority=spec_.priority.name,
+                )
+                found[name] = (local, [])
+        mine = set(registry.names())
+        return [
+            TypeView(
+                name=name,
+                executor=spec.executor,
+                timeout=spec.timeout,
+                max_attempts=spec.max_attempts,
+                queue=spec.queue,
+                priority=spec.priority,
+                instances=sorted(set(instances)),
+                submittable=name in mine,
+            )
+            for name, (spec, instances) in sorted(found.items())
+        ]
+
+    async def periodic(self, now: float) -> list[PeriodicView]:
+        """The periodic tasks: as the scheduler's live leader reports them, else this app's."""
+        leader: str | None = None
+        reported: tuple[PeriodicInfo, ...] = ()
+        for info in await self.live_workers(now):
+            if info.periodic is not None:
+                leader, reported = info.instance, info.periodic
+        entries = {p.name: p for p in reported}
+        for entry in self._app.periodic_tasks:
+            entries.setdefault(
+                entry.name, PeriodicInfo(name=entry.name, cron=entry.cron, type=entry.type)
+            )
+        switches = await self._app.broker.paused()
+        views = []
+        for name, entry_info in sorted(entries.items()):
+            enabled = PERIODIC_OFF + name not in switches
+            views.append(
+                PeriodicView(
+                    name=name,
+                    cron=entry_info.cron,
+                    type=entry_info.type,
+                    enabled=enabled,
+                    next_slot=next_slot(entry_info.cron, now) if enabled else None,
+                    last_fired=entry_info.last_fired,
+                    leader=leader,
+                )
+            )
+        return views
+
+    async def set_periodic(self, name: str, *, enabled: bool) -> None:
+        """Enable or disable a periodic task on every instance (stored in the broker)."""
+        known = {view.name for view in await self.periodic(self._app.clock.now())}
+        if name not in known:
+            raise ValidationError(
+                f"no periodic task {name!r} (known: {', '.join(sorted(known)) or 'none'})"
+            )
+        switch = [PERIODIC_OFF + name]
+        await (self._app.broker.resume(switch) if enabled else self._app.broker.pause(switch))
 
     async def pause(self, names: Sequence[str]) -> None:
         """Stop workers everywhere from taking tasks of these queues."""

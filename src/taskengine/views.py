@@ -125,6 +125,31 @@ class ControlView(msgspec.Struct):
     size: int | None = None
 
 
+class TypeView(msgspec.Struct):
+    """A task type registered on a live instance, or on this server (`submittable`)."""
+
+    name: str
+    executor: str
+    timeout: float
+    max_attempts: int
+    queue: str
+    priority: str
+    instances: list[str]  # the live instances that run it
+    submittable: bool  # this server's registry has it: it accepts submissions of it
+
+
+class PeriodicView(msgspec.Struct):
+    """A periodic task: its schedule, who submits it, and whether it is enabled."""
+
+    name: str
+    cron: str
+    type: str
+    enabled: bool
+    next_slot: float | None  # epoch seconds; None while disabled
+    last_fired: float | None  # the last slot the leader submitted (as of its heartbeat)
+    leader: str | None  # the instance holding the scheduler, if one is live
+
+
 class QueueView(msgspec.Struct):
     """One queue: counts by state and priority, and whether it is paused."""
 

@@ -99,6 +99,11 @@ class Control(msgspec.Struct, frozen=True, kw_only=True):
     size: int | None = None  # RESIZE only: the new pool size
 
 
+# `pause` also keeps switches every instance must agree on: a name beginning with "@" is no queue
+# (a queue name starts with a letter or a digit). A disabled periodic task is paused as
+# PERIODIC_OFF + its name (ADR 0036); `paused()` returns them with the queues.
+PERIODIC_OFF = "@periodic:"
+
 CONTROL_TTL = 3600.0  # seconds a command waits for its instance before a broker may drop it
 
 
@@ -211,7 +216,8 @@ class BrokerAdmin(Protocol):
         ...
 
     async def pause(self, queues: Sequence[str]) -> None:
-        """Stop `reserve` from taking tasks of these queues."""
+        """Stop `reserve` from taking tasks of these queues (names beginning with "@" are
+        switches, not queues: see PERIODIC_OFF)."""
         ...
 
     async def resume(self, queues: Sequence[str]) -> None:

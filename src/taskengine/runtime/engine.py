@@ -129,6 +129,7 @@ class Engine:
             host=self.host,
             lease_for=settings.lease_for,
             every=settings.heartbeat_every,
+            periodic=lambda: self.scheduler.status(),
         )
         self.cancel_watch = CancelWatch(broker, self.pool, every=settings.cancel_poll_every)
         self.control_watch = ControlWatch(
