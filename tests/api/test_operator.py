@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import json
+import time
 import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import httpx
 
-from tests.api.conftest import READ_TOKEN, Server, submit
+from tests.api.conftest import READ_TOKEN, Server, running, submit
 
 PRIMES = {"type": "cpu.primes", "payload": {"limit": 10}}
+
+
+def _until(check: Callable[[], Any], what: str, bound: float = 20.0) -> Any:
+    deadline = time.monotonic() + bound
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"not within {bound} s: {what}")
 
 
 def _queue(prefix: str) -> str:
@@ -83,3 +98,37 @@ def test_a_read_token_cannot_purge_or_bulk(auth_server: Server) -> None:
         assert purge.status_code == 403
         bulk = reader.post("/api/bulk", json={"action": "delete", "filter": {}})
         assert bulk.status_code == 403
+
+
+def test_task_types_list_this_servers_types_with_their_limits(client: httpx.Client) -> None:
+    response = client.get("/api/types")
+    assert response.status_code == 200
+    types = {view["name"]: view for view in response.json()["types"]}
+    primes = types["cpu.primes"]
+    assert primes["submittable"] is True
+    assert primes["executor"] in {"async", "thread", "process"}
+    assert primes["timeout"] > 0 and primes["max_attempts"] >= 1
+    assert len(primes["instances"]) == 1  # the serving process runs it
+
+
+def test_periodic_tasks_listed_disabled_and_enabled(tmp_path: Path) -> None:
+    entry = {
+        "name": "tick",
+        "cron": "* * * * * */5",
+        "type": "time.sleep",
+        "payload": {"seconds": 0},
+    }
+    env = {"TASKENGINE_CRON": json.dumps([entry])}
+    with running(tmp_path, name="cron", env=env) as server, server.client() as c:
+        [view] = _until(lambda: c.get("/api/periodic").json()["periodic"], "the entry")
+        assert (view["name"], view["cron"], view["enabled"]) == ("tick", "* * * * * */5", True)
+        assert view["next_slot"] is not None
+        disabled = c.post("/api/periodic/tick/disable")
+        assert disabled.json() == {"name": "tick", "enabled": False}
+        [view] = c.get("/api/periodic").json()["periodic"]
+        assert view["enabled"] is False and view["next_slot"] is None
+        assert c.post("/api/periodic/tick/enable").json()["enabled"] is True
+        missing = c.post("/api/periodic/nope/disable")
+        assert missing.status_code == 404
+        assert missing.json()["error"]["code"] == "periodic_not_found"
+        assert c.get("/api/queues").json()["queues"] == []  # the switch is no queue

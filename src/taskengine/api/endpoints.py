@@ -47,6 +47,10 @@ OPERATOR = (
     Endpoint("POST", "/api/bulk", "bulkTasks"),
     Endpoint("GET", "/api/scheduled", "listScheduled"),
     Endpoint("GET", "/api/retrying", "listRetrying"),
+    Endpoint("GET", "/api/types", "listTaskTypes"),
+    Endpoint("GET", "/api/periodic", "listPeriodic"),
+    Endpoint("POST", "/api/periodic/{name}/enable", "enablePeriodic"),
+    Endpoint("POST", "/api/periodic/{name}/disable", "disablePeriodic"),
 )
 LIVE = (
     Endpoint("GET", "/api/metrics", "getMetrics"),

@@ -19,6 +19,8 @@ from taskengine.api.schemas import (
     ErrorView,
     HealthView,
     InstanceView,
+    PeriodicToggled,
+    PeriodicView,
     PurgeAnswer,
     PurgeRequest,
     QueueView,
@@ -28,6 +30,7 @@ from taskengine.api.schemas import (
     SubmittedBatch,
     TaskPage,
     TaskView,
+    TypeView,
     WorkerView,
 )
 from taskengine.model.ids import TASK_ID_PATTERN
@@ -79,6 +82,7 @@ def _param(name: str, where: str, schema: dict[str, Any], required: bool = False
 
 
 TASK_ID = _param("task_id", "path", {"type": "string", "pattern": TASK_ID_PATTERN}, True)
+PERIODIC = _param("name", "path", {"type": "string", "minLength": 1, "maxLength": 128}, True)
 INSTANCE = _param("instance", "path", {"type": "string", "minLength": 1, "maxLength": 200}, True)
 QUEUE = _param("queue", "path", {"type": "string", "pattern": f"^{NAME}$"}, True)
 LIST_PARAMS = [
@@ -155,6 +159,9 @@ def openapi_document() -> dict[str, Any]:
             BulkAnswer,
             PurgeRequest,
             PurgeAnswer,
+            TypeView,
+            PeriodicView,
+            PeriodicToggled,
         ],
         ref_template=REF,
     )
@@ -336,6 +343,50 @@ def openapi_document() -> dict[str, Any]:
             ("401", "422"),
             parameters=LIST_PARAMS[1:],
             operationId="listRetrying",
+        ),
+        _op(
+            "Every task type of a live instance or of this server, with executor and limits",
+            {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "properties": {"types": {"type": "array", "items": _ref("TypeView")}},
+                    },
+                    "task types",
+                )
+            },
+            ("401",),
+            operationId="listTaskTypes",
+        ),
+        _op(
+            "Periodic tasks: cron, next slot, last fired, the scheduler's leader, enabled",
+            {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "periodic": {"type": "array", "items": _ref("PeriodicView")}
+                        },
+                    },
+                    "periodic tasks",
+                )
+            },
+            ("401",),
+            operationId="listPeriodic",
+        ),
+        _op(
+            "Enable a periodic task on every instance",
+            {"200": _json(_ref("PeriodicToggled"), "enabled")},
+            ("401", "403", "404"),
+            parameters=[PERIODIC],
+            operationId="enablePeriodic",
+        ),
+        _op(
+            "Disable a periodic task on every instance (its slots are skipped, not caught up)",
+            {"200": _json(_ref("PeriodicToggled"), "disabled")},
+            ("401", "403", "404"),
+            parameters=[PERIODIC],
+            operationId="disablePeriodic",
         ),
         _op(
             "Dead tasks, newest first",

@@ -20,6 +20,7 @@ from taskengine.api.schemas import (
     BulkAnswer,
     BulkFilter,
     BulkRequest,
+    PeriodicToggled,
     PurgeAnswer,
     PurgeRequest,
 )
@@ -80,6 +81,30 @@ def routes(ctx: ApiContext) -> list[Route]:
         )
         return json_response(task_page(page))
 
+    async def types(request: Request) -> Response:
+        ctx.tokens.check(request, "read")
+        return json_response({"types": await inspector.task_types(ctx.app.clock.now())})
+
+    async def periodic(request: Request) -> Response:
+        ctx.tokens.check(request, "read")
+        return json_response({"periodic": await inspector.periodic(ctx.app.clock.now())})
+
+    async def toggle(request: Request, *, enabled: bool) -> Response:
+        ctx.tokens.check(request, "admin")
+        check_same_origin(request)
+        name = request.path_params["name"]
+        known = {view.name for view in await inspector.periodic(ctx.app.clock.now())}
+        if name not in known:
+            raise ApiError(404, "periodic_not_found", f"no periodic task {name!r}")
+        await inspector.set_periodic(name, enabled=enabled)
+        return json_response(PeriodicToggled(name, enabled))
+
+    async def enable(request: Request) -> Response:
+        return await toggle(request, enabled=True)
+
+    async def disable(request: Request) -> Response:
+        return await toggle(request, enabled=False)
+
     return bind(
         OPERATOR,
         {
@@ -87,6 +112,10 @@ def routes(ctx: ApiContext) -> list[Route]:
             "bulkTasks": bulk,
             "listScheduled": scheduled,
             "listRetrying": retrying,
+            "listTaskTypes": types,
+            "listPeriodic": periodic,
+            "enablePeriodic": enable,
+            "disablePeriodic": disable,
         },
     )
 

@@ -21,11 +21,13 @@ from taskengine.views import (  # the response views, shared with the CLI's --js
     CancelView,
     ControlView,
     InstanceView,
+    PeriodicView,
     QueueView,
     ResultView,
     Submitted,
     TaskPage,
     TaskView,
+    TypeView,
     WorkerView,
     attempt_view,
     instance_views,
@@ -54,6 +56,8 @@ __all__ = [
     "InstanceView",
     "Key",
     "Name",
+    "PeriodicToggled",
+    "PeriodicView",
     "PriorityName",
     "PurgeAnswer",
     "PurgeRequest",
@@ -66,6 +70,7 @@ __all__ = [
     "SubmittedBatch",
     "TaskPage",
     "TaskView",
+    "TypeView",
     "WorkerView",
     "attempt_view",
     "instance_views",
@@ -204,3 +209,10 @@ class PurgeAnswer(msgspec.Struct):
 
     queue: str
     purged: int
+
+
+class PeriodicToggled(msgspec.Struct):
+    """A periodic task enabled or disabled."""
+
+    name: str
+    enabled: bool
