@@ -54,3 +54,30 @@ def test_scheduled_and_retrying_lists(tmp_path: Path) -> None:
     assert listed == [later]
     assert now not in cli.ok("scheduled").stdout
     assert cli.json("retrying") == {"items": [], "next_cursor": None}
+
+
+def test_types_lists_the_registered_types(tmp_path: Path) -> None:
+    cli = Cli(tmp_path)
+    types = {view["name"]: view for view in cli.json("types")["types"]}
+    assert types["cpu.primes"]["submittable"] is True
+    assert types["cpu.primes"]["instances"] == []  # no engine runs: none live
+    assert "cpu.primes" in cli.ok("types").stdout
+
+
+def test_periodic_list_disable_enable(tmp_path: Path) -> None:
+    cli = Cli(tmp_path)
+    entry = {"name": "tick", "cron": "*/5 * * * *", "type": "time.sleep", "payload": {"seconds": 0}}
+    env = {"TASKENGINE_CRON": json.dumps([entry])}
+
+    listed = json.loads(cli.invoke("periodic", "--json", env=env).stdout)["periodic"]
+    assert [(p["name"], p["enabled"], p["leader"]) for p in listed] == [("tick", True, None)]
+    disabled = cli.invoke("periodic", "disable", "tick", env=env)
+    assert disabled.exit_code == 0, disabled.stderr
+    assert "disabled tick" in disabled.stdout
+    listed = json.loads(cli.invoke("periodic", "--json", env=env).stdout)["periodic"]
+    assert listed[0]["enabled"] is False
+    assert "no" in cli.invoke("periodic", env=env).stdout
+    assert cli.invoke("periodic", "enable", "tick", env=env).exit_code == 0
+    missing = cli.invoke("periodic", "disable", "nope", env=env)
+    assert missing.exit_code == 1
+    assert "no periodic task 'nope'" in missing.stderr

@@ -15,7 +15,14 @@ from taskengine.cli.bench_cmd import bench
 from taskengine.cli.errors import EXIT_USAGE, EngineGroup, fail
 from taskengine.cli.instance_cmds import instances
 from taskengine.cli.loading import CliState
-from taskengine.cli.operator_cmds import bulk, purge_command, retrying, scheduled
+from taskengine.cli.operator_cmds import (
+    bulk,
+    periodic,
+    purge_command,
+    retrying,
+    scheduled,
+    task_types,
+)
 from taskengine.cli.serve_cmd import serve
 from taskengine.cli.task_cmds import cancel, list_tasks, retry, status, submit
 from taskengine.cli.worker_cmd import worker
@@ -117,6 +124,8 @@ for command in (
     scheduled,
     retrying,
     bulk,
+    task_types,
+    periodic,
     workers,
     instances,
     queues,

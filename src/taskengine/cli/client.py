@@ -19,7 +19,14 @@ if TYPE_CHECKING:
     from taskengine.app import App, TaskRequest
     from taskengine.brokers import CancelResult, Page, ReplayResult, TaskFilter
     from taskengine.model import TaskRecord
-    from taskengine.views import InstanceView, QueueView, Submitted, WorkerView
+    from taskengine.views import (
+        InstanceView,
+        PeriodicView,
+        QueueView,
+        Submitted,
+        TypeView,
+        WorkerView,
+    )
 
 T = TypeVar("T")
 
@@ -113,6 +120,15 @@ class Client(Protocol):
 
     async def retrying(self, task_filter: TaskFilter, limit: int, cursor: str | None) -> Page:
         """Queued tasks that already ran an attempt, newest first."""
+
+    async def task_types(self) -> list[TypeView]:
+        """Every task type of a live instance or of this app (GET /api/types)."""
+
+    async def periodic(self) -> list[PeriodicView]:
+        """The periodic tasks (GET /api/periodic)."""
+
+    async def set_periodic(self, name: str, enabled: bool) -> bool:
+        """Enable or disable a periodic task everywhere; False if there is none by that name."""
 
     async def pause(self, names: Sequence[str]) -> None:
         """Pause these queues."""
@@ -216,6 +232,21 @@ class DirectClient:
     async def retrying(self, task_filter: TaskFilter, limit: int, cursor: str | None) -> Page:
         """Through the app's inspector."""
         return await self.app.inspector.retrying(task_filter, limit, cursor)
+
+    async def task_types(self) -> list[TypeView]:
+        """Through the app's inspector."""
+        return await self.app.inspector.task_types(self.now())
+
+    async def periodic(self) -> list[PeriodicView]:
+        """Through the app's inspector."""
+        return await self.app.inspector.periodic(self.now())
+
+    async def set_periodic(self, name: str, enabled: bool) -> bool:
+        """Through the app's inspector."""
+        if name not in {view.name for view in await self.periodic()}:
+            return False
+        await self.app.inspector.set_periodic(name, enabled=enabled)
+        return True
 
     async def pause(self, names: Sequence[str]) -> None:
         """Pause through the app's inspector."""

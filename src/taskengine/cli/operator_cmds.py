@@ -10,7 +10,7 @@ import click
 
 from taskengine.cli import output
 from taskengine.cli.client import Client, with_client
-from taskengine.cli.errors import EXIT_USAGE, fail
+from taskengine.cli.errors import EXIT_FAILURE, EXIT_USAGE, fail
 from taskengine.cli.loading import (
     check_cursor,
     check_queue_names,
@@ -22,6 +22,7 @@ from taskengine.cli.task_cmds import PRIORITIES, STATE_NAMES
 
 if TYPE_CHECKING:
     from taskengine.brokers import Page, TaskFilter
+    from taskengine.views import PeriodicView, TypeView
 
 ACTIONS = click.Choice(["cancel", "replay", "delete"])
 
@@ -164,3 +165,62 @@ def purge_command(group: click.Group) -> None:
             output.print_json({"queue": name, "purged": purged})  # as the API answers
         else:
             click.echo(f"purged {purged} queued task{'' if purged == 1 else 's'} of {name}")
+
+
+@click.command("types")
+@json_option
+@click.pass_context
+def task_types(ctx: click.Context, as_json: bool) -> None:
+    """Every task type a live instance (or this app) registers: executor, timeout, attempts."""
+
+    async def body(client: Client) -> list[TypeView]:
+        return await client.task_types()
+
+    found = with_client(state_of(ctx), body)
+    if wants_json(ctx, as_json):
+        output.print_json({"types": found})  # as GET /api/types
+    else:
+        output.show_types(found)
+
+
+@click.group(invoke_without_command=True)
+@json_option
+@click.pass_context
+def periodic(ctx: click.Context, as_json: bool) -> None:
+    """Periodic tasks: cron, next slot, last fired, the scheduler's leader; enable, disable."""
+    if ctx.invoked_subcommand is not None:
+        return
+
+    async def body(client: Client) -> tuple[list[PeriodicView], float]:
+        return await client.periodic(), client.now()
+
+    found, now = with_client(state_of(ctx), body)
+    if wants_json(ctx, as_json):
+        output.print_json({"periodic": found})  # as GET /api/periodic
+    else:
+        output.show_periodic(found, now)
+
+
+def _toggle(ctx: click.Context, name: str, enabled: bool) -> None:
+    async def body(client: Client) -> bool:
+        return await client.set_periodic(name, enabled)
+
+    if not with_client(state_of(ctx), body):
+        fail(f"no periodic task {name!r} (see `taskengine periodic`)", EXIT_FAILURE)
+    click.echo(f"{'enabled' if enabled else 'disabled'} {name} on every instance")
+
+
+@periodic.command()
+@click.argument("name")
+@click.pass_context
+def enable(ctx: click.Context, name: str) -> None:
+    """Submit NAME at its slots again (from the next one: no backlog)."""
+    _toggle(ctx, name, True)
+
+
+@periodic.command()
+@click.argument("name")
+@click.pass_context
+def disable(ctx: click.Context, name: str) -> None:
+    """Stop submitting NAME on every instance, without a deploy."""
+    _toggle(ctx, name, False)

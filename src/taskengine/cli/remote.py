@@ -32,7 +32,15 @@ if TYPE_CHECKING:
     from taskengine.app import TaskRequest
     from taskengine.brokers import CancelResult, Page, ReplayResult, TaskFilter
     from taskengine.model import TaskRecord
-    from taskengine.views import InstanceView, QueueView, Submitted, TaskView, WorkerView
+    from taskengine.views import (
+        InstanceView,
+        PeriodicView,
+        QueueView,
+        Submitted,
+        TaskView,
+        TypeView,
+        WorkerView,
+    )
 
 T = TypeVar("T")
 MAX_PAGE = 500  # the API's largest page; longer --limit values are fetched page by page
@@ -199,6 +207,28 @@ class HttpClient:
     async def retrying(self, task_filter: TaskFilter, limit: int, cursor: str | None) -> Page:
         """GET /api/retrying, page by page up to `limit` tasks."""
         return await self._pages("/api/retrying", filter_params(task_filter), limit, cursor)
+
+    async def task_types(self) -> list[TypeView]:
+        """GET /api/types."""
+        from taskengine.views import TypeView
+
+        response = await self._request("GET", "/api/types")
+        return self._decode(response, dict[str, list[TypeView]]).get("types", [])
+
+    async def periodic(self) -> list[PeriodicView]:
+        """GET /api/periodic."""
+        from taskengine.views import PeriodicView
+
+        response = await self._request("GET", "/api/periodic")
+        return self._decode(response, dict[str, list[PeriodicView]]).get("periodic", [])
+
+    async def set_periodic(self, name: str, enabled: bool) -> bool:
+        """POST /api/periodic/{name}/enable or /disable; 404: no such entry."""
+        action = "enable" if enabled else "disable"
+        response = await self._send("POST", f"/api/periodic/{_quote(name)}/{action}")
+        if not response.is_success:
+            return self._refusal(response, {"periodic_not_found": False})
+        return True
 
     async def pause(self, names: Sequence[str]) -> None:
         """POST /api/queues/{name}/pause for each name."""
