@@ -132,3 +132,11 @@ def test_periodic_tasks_listed_disabled_and_enabled(tmp_path: Path) -> None:
         assert missing.status_code == 404
         assert missing.json()["error"]["code"] == "periodic_not_found"
         assert c.get("/api/queues").json()["queues"] == []  # the switch is no queue
+
+
+def test_me_says_the_scope_of_the_token(client: httpx.Client, auth_server: Server) -> None:
+    assert client.get("/api/me").json() == {"scope": "admin"}  # an open server
+    with auth_server.client(headers={"Authorization": f"Bearer {READ_TOKEN}"}) as reader:
+        assert reader.get("/api/me").json() == {"scope": "read"}
+    with auth_server.client() as anonymous:
+        assert anonymous.get("/api/me").status_code == 401

@@ -47,6 +47,7 @@ OPERATOR = (
     Endpoint("POST", "/api/bulk", "bulkTasks"),
     Endpoint("GET", "/api/scheduled", "listScheduled"),
     Endpoint("GET", "/api/retrying", "listRetrying"),
+    Endpoint("GET", "/api/me", "getSession"),
     Endpoint("GET", "/api/types", "listTaskTypes"),
     Endpoint("GET", "/api/periodic", "listPeriodic"),
     Endpoint("POST", "/api/periodic/{name}/enable", "enablePeriodic"),

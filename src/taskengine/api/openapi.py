@@ -345,6 +345,21 @@ def openapi_document() -> dict[str, Any]:
             operationId="listRetrying",
         ),
         _op(
+            "The scope of the caller's token (the dashboard hides what it may not do)",
+            {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "properties": {"scope": {"enum": ["admin", "read"]}},
+                        "required": ["scope"],
+                    },
+                    "the scope",
+                )
+            },
+            ("401",),
+            operationId="getSession",
+        ),
+        _op(
             "Every task type of a live instance or of this server, with executor and limits",
             {
                 "200": _json(

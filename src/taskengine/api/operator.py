@@ -81,6 +81,9 @@ def routes(ctx: ApiContext) -> list[Route]:
         )
         return json_response(task_page(page))
 
+    async def me(request: Request) -> Response:
+        return json_response({"scope": ctx.tokens.scope(request)})
+
     async def types(request: Request) -> Response:
         ctx.tokens.check(request, "read")
         return json_response({"types": await inspector.task_types(ctx.app.clock.now())})
@@ -112,6 +115,7 @@ def routes(ctx: ApiContext) -> list[Route]:
             "bulkTasks": bulk,
             "listScheduled": scheduled,
             "listRetrying": retrying,
+            "getSession": me,
             "listTaskTypes": types,
             "listPeriodic": periodic,
             "enablePeriodic": enable,
