@@ -7,6 +7,7 @@ import { seconds } from "./format.js";
 import { Heatmap } from "./heatmap.js";
 import { renderBreakers, renderCounters, renderOutcomes, renderPercentiles, renderWorkers } from "./panels.js";
 import { EventStream } from "./sse.js";
+import { OperatorViews } from "./operator.js";
 import { TaskViews } from "./tasks.js";
 
 const HISTORY_MAX = 300; // points kept: what the server sends on connect
@@ -23,6 +24,7 @@ const state = {
 };
 
 const tasks = new TaskViews();
+const operator = new OperatorViews((id) => tasks.open(id));
 const heatmap = new Heatmap($("heatmap"), $("heatmap-tip"));
 const charts = new TimeCharts($("chart-depth"), $("chart-throughput"));
 
@@ -112,6 +114,7 @@ $("token-form").addEventListener("submit", (event) => {
   showTokenPrompt(false);
   stream.restart();
   tasks.refresh({ force: true });
+  operator.scope();
 });
 $("token-clear").addEventListener("click", () => {
   $("token-input").value = "";
@@ -138,10 +141,14 @@ async function fallback() {
 function poll() {
   if (!state.needsToken) {
     tasks.refresh();
+    operator.refresh();
     fallback();
   }
 }
 
 stream.start();
 tasks.refresh({ force: true });
+operator.scope();
+operator.refresh({ force: true });
+operator.search();
 setInterval(poll, POLL_MS);
