@@ -118,10 +118,11 @@ class Inspector:
             return touched
         assert task_filter is not None
         states = ACTION_STATES[action]
-        narrowed = msgspec.structs.replace(
-            task_filter,
-            states=states if task_filter.states is None else task_filter.states & states,
-        )
+        if task_filter.states is not None:
+            states = task_filter.states & states
+        if not states:
+            return 0  # the filter names only states this action cannot change
+        narrowed = msgspec.structs.replace(task_filter, states=states)
         return await self._each_page(narrowed, batch, lambda page: self._apply(action, page))
 
     async def purge_queue(self, queue: str, *, batch: int = BULK_BATCH) -> int:

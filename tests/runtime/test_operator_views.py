@@ -73,3 +73,14 @@ async def test_scheduled_and_retrying_views(app_on: MakeApp) -> None:
     retrying = await app.inspector.retrying(TaskFilter(), limit=10, cursor=None)
     assert failing in [r.id for r in retrying.items]
     assert due not in [r.id for r in retrying.items]
+
+
+async def test_a_bulk_filter_on_states_the_action_cannot_change_touches_nothing(
+    app_on: MakeApp,
+) -> None:
+    app = await app_on()
+    task_id = await app.submit("add.async", {"a": 1, "b": 1})
+    queued = TaskFilter(states=frozenset({TaskState.QUEUED}))
+    assert await app.inspector.bulk("delete", task_filter=queued) == 0
+    assert await app.inspector.bulk("replay", task_filter=queued) == 0
+    assert (await app.get(task_id)).state is TaskState.QUEUED
