@@ -543,7 +543,7 @@ def test_operator_commands_over_the_api(remote: Remote) -> None:
 
     later = [remote.submit("test.echo", i, "--queue", "opq", "--delay", "3600") for i in range(3)]
     scheduled = [item["id"] for item in remote.json("scheduled", "--queue", "opq")["items"]]
-    assert scheduled == list(reversed(later))
+    assert scheduled == sorted(later, reverse=True)  # newest first: by id
     assert remote.json("retrying", "--queue", "opq") == {"items": [], "next_cursor": None}
     assert remote.json("bulk", "cancel", later[0]) == {"action": "cancel", "touched": 1}
     assert remote.json("bulk", "delete", "--queue", "opq", "--yes")["touched"] == 1

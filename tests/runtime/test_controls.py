@@ -46,8 +46,12 @@ async def test_a_drained_engine_finishes_its_runs_and_takes_nothing_until_resume
         await wait_for(lambda: engine.status().busy == 0, BOUND, "the pool to be idle")
         assert await _state(app, later) is TaskState.QUEUED
         assert BOARD.events("start") == [("a", 1)]
-        [info, *_] = await app.inspector.live_workers(app.clock.now())
-        assert info.draining
+
+        async def reported() -> bool:
+            infos = await app.inspector.live_workers(app.clock.now())
+            return bool(infos) and all(info.draining for info in infos)
+
+        await wait_for(reported, BOUND, "the registry to say the instance drains")
 
         await app.inspector.control(engine.instance, ControlCommand.RESUME)
         await asyncio.wait_for(BOARD.started("b").wait(), BOUND)

@@ -259,10 +259,10 @@ class Engine:
         """Stop taking tasks and hand the buffered leases back; the running ones finish."""
         if self._state != "running" or self.draining:
             return
-        self.heartbeat.draining = True
         for service in (self.fetcher, self.autoscaler):
             await service.stop()
         released = self.pool.release_buffered()
+        self.heartbeat.draining = True  # once nothing more can start: what it reports holds
         log.info("draining", extra={"instance": self.instance, "released": released})
 
     async def undrain(self) -> None:
