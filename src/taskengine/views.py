@@ -259,7 +259,7 @@ def instance_views(infos: list[WorkerInfo]) -> list[InstanceView]:
                 pid=first.pid,
                 started_at=when(min(info.started_at for info in members)),
                 last_heartbeat=when(max(info.last_seen for info in members)),
-                workers=len(members),
+                workers=sum(1 for info in members if info.state != "stopping"),  # not retiring
                 busy=sum(1 for info in members if info.current_task is not None),
                 processed=sum(info.processed for info in members),
                 draining=any(info.draining for info in members),

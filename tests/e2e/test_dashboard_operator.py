@@ -80,7 +80,7 @@ def test_instances_drain_resume_and_resize_from_the_page(
 ) -> None:
     p, board = page
     [instance] = api.get("/api/instances").json()["instances"]
-    row = p.locator(f"#instances-table tbody tr[data-instance='{instance['instance']}']")
+    row = p.locator(f"#control-table tbody tr[data-instance='{instance['instance']}']")
     expect(row).to_be_visible(timeout=LIVE_TIMEOUT)
 
     row.locator("button[data-control=drain]").click()
@@ -203,10 +203,10 @@ def test_a_read_token_sees_no_mutating_control(browser: Browser, tmp_path: Path)
                 p.click("#token-form button[type=submit]")
                 queue = p.locator("#queues-table tbody tr[data-queue='ro-queue']")
                 expect(queue).to_be_visible(timeout=LIVE_TIMEOUT)
-                expect(p.locator("#instances-table tbody tr[data-instance]")).to_have_count(1)
+                expect(p.locator("#control-table tbody tr[data-instance]")).to_have_count(1)
                 for selector in (
                     "#queues-table button[data-action=purge]",
-                    "#instances-table button[data-control=drain]",
+                    "#control-table button[data-control=drain]",
                     ".bulk-bar",
                     "#dlq-replay-all",
                     "#submit-form button[type=submit]",
@@ -281,7 +281,7 @@ def test_a_worker_on_redis_drained_from_the_dashboard_stops_taking_tasks(
             context, board = new_dashboard(browser, srv.url)
             try:
                 p = board.open().page
-                row = p.locator(f"#instances-table tbody tr[data-instance='{name}']")
+                row = p.locator(f"#control-table tbody tr[data-instance='{name}']")
                 expect(row).to_be_visible(timeout=LIVE_TIMEOUT)
                 row.locator("button[data-control=drain]").click()
                 expect(row).to_have_attribute("data-draining", "true", timeout=int(BOUND * 1000))

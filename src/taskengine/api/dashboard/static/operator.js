@@ -96,16 +96,16 @@ export class OperatorViews {
         )),
       );
     });
-    fillRows(document.querySelector("#instances-table tbody"), rows, "no live instances");
+    fillRows(document.querySelector("#control-table tbody"), rows, "no live instances");
   }
 
   async control(instance, body, button) {
     button.disabled = true;
     try {
       await api.control(instance, body);
-      say("instances-message", `${body.command} sent to ${instance}`);
+      say("control-message", `${body.command} sent to ${instance}`);
     } catch (exc) {
-      say("instances-message", errorText(exc));
+      say("control-message", errorText(exc));
     } finally {
       button.disabled = false;
       this.refresh({ force: true });
