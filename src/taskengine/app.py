@@ -13,14 +13,13 @@ from urllib.parse import urlsplit
 
 from taskengine.brokers import CancelResult, EnqueueResult, ReplayResult, open_broker
 from taskengine.brokers.base import BrokerBackend
-from taskengine.builtins import builtin_registry, close_builtins
-from taskengine.builtins.config import BuiltinConfig
 from taskengine.clock import SYSTEM_CLOCK, Clock
 from taskengine.errors import TaskNotFound, ValidationError
 from taskengine.handles import P, R, Rest, Submitter, TaskHandle
 from taskengine.inspector import Inspector
 from taskengine.metrics import Metrics
 from taskengine.model import Priority, ResultStatus, Task, TaskRecord, TaskResult, new_task
+from taskengine.model.ids import new_id
 from taskengine.model.serializer import check_storable, from_json, to_json
 from taskengine.model.state import TERMINAL_STATES
 from taskengine.model.storable import find_unstorable
@@ -30,17 +29,21 @@ from taskengine.registry import (
     ExecutorKind,
     InvalidPayload,
     Registry,
+    TaskSpec,
     UnknownTaskType,
     task_name,
 )
 from taskengine.request import TaskRequest as TaskRequest  # re-exported: App's request
 from taskengine.runtime.engine import Engine
+from taskengine.runtime.service import PeriodicService
 from taskengine.settings import Settings
 from taskengine.sync import SyncClient
 from taskengine.tracing import Tracing, submitting
 
 if TYPE_CHECKING:
     from opentelemetry.trace import TracerProvider
+
+    from taskengine.builtins.config import BuiltinConfig
 
 
 class App:
@@ -71,7 +74,9 @@ class App:
         self.settings = settings
         self.clock = clock
         self.registry = Registry()
-        if builtins:
+        if builtins:  # imported only here: an App without them never loads their code
+            from taskengine.builtins import builtin_registry
+
             self.registry.merge(builtin_registry(builtin_config(settings)))
         self.metrics = Metrics()
         self.tracing = Tracing(tracer_provider)  # OpenTelemetry, when an SDK is set up
@@ -167,7 +172,10 @@ class App:
             await self._engine.stop()
         if self._sync is not None:
             await asyncio.to_thread(self._sync.close)
-        await close_builtins(self.registry)
+        if "io.http" in self.registry:  # the built-ins' shared HTTP client
+            from taskengine.builtins import close_builtins
+
+            await close_builtins(self.registry)
         if self._broker is not None:
             await self._broker.close()
 
@@ -188,19 +196,51 @@ class App:
     def build(self, request: TaskRequest) -> Task:
         """Validate a request against the registry and return the Task to store."""
         spec = self.registry.get(request.type)
+        return self._build(spec, request, _checked_payload(request.payload))
+
+    def build_many(self, requests: Sequence[TaskRequest]) -> list[Task]:
+        """`build` for a batch: the payloads are checked in one pass, and a request that
+        takes every default of a type already built once here skips the checks it passed."""
+        payloads = [request.payload for request in requests]
         try:
-            payload = from_json(to_json(request.payload))  # JSON only, as it will be stored
-            check_storable(payload)  # and within what every broker holds (one answer for all)
+            payloads = from_json(to_json(payloads))
+            check_storable(payloads)
         except ValidationError:
-            found = find_unstorable(request.payload)
-            if found is None:
-                raise
-            raise InvalidPayload(f"payload {found}") from None
+            return [self.build(request) for request in requests]  # raises, naming the value
+        tasks: list[Task] = []
+        checked: set[str] = set()  # types whose defaults made a valid task in this batch
+        now = self.clock.now
+        for request, payload in zip(requests, payloads, strict=True):
+            spec = self.registry.get(request.type)
+            if spec.name not in checked or not _takes_defaults(request):
+                tasks.append(self._build(spec, request, payload))
+                if _takes_defaults(request):
+                    checked.add(spec.name)
+                continue
+            spec.check(payload)
+            created = now()
+            tasks.append(
+                Task(
+                    id=new_id(created),
+                    type=spec.name,
+                    payload=payload,
+                    priority=spec.priority,
+                    queue=spec.queue,
+                    created_at=created,
+                    run_at=created,
+                    timeout=float(spec.timeout),
+                    max_attempts=spec.max_attempts,
+                    keep_result=spec.keep_result,
+                )
+            )
+        return tasks
+
+    def _build(self, spec: TaskSpec, request: TaskRequest, payload: Any) -> Task:
         if request.idempotency_key is not None and (
             found := find_unstorable(request.idempotency_key, "idempotency_key")
         ):
             raise ValidationError(found)
-        spec.convert(payload)
+        spec.check(payload)
         return new_task(
             request.type,
             payload,
@@ -230,7 +270,7 @@ class App:
 
     async def submit_many(self, requests: Sequence[TaskRequest]) -> list[str]:
         """Submit a batch in one broker round trip; all are validated before any is stored."""
-        results = await self.enqueue_tasks([self.build(request) for request in requests])
+        results = await self.enqueue_tasks(self.build_many(requests))
         return [result.id for result in results]
 
     async def enqueue_tasks(self, tasks: Sequence[Task]) -> list[EnqueueResult]:
@@ -339,7 +379,28 @@ class App:
             build_periodic=self.build_periodic,
             tracing=self.tracing,
         )
+        if settings.telemetry_publish or settings.metrics_port is not None:
+            self._publish(self._engine, report=settings.telemetry_publish)
         return self._engine
+
+    def _publish(self, engine: Engine, *, report: bool) -> None:
+        """Have `engine` sample this process once a second and, with `report`, publish its
+        telemetry with each heartbeat (ADR 0033)."""
+        from taskengine import __version__
+        from taskengine.telemetry.publisher import Publisher
+
+        sampler = self.inspector.sampler(engine.status)
+        publisher = Publisher(
+            self.metrics,
+            sampler,
+            engine.status,
+            every=engine.settings.heartbeat_every,
+            version=__version__,
+            started_at=self.clock.now(),
+        )
+        sampling = PeriodicService("sampler", 1.0, publisher.sample)
+        engine.publish(publisher.report if report else None, sampling)
+        sampler.expect_next_in(1.0)
 
     def worker(self, **overrides: Any) -> Engine:
         """Deprecated since 0.1: `engine()` under its old name; warns DeprecationWarning."""
@@ -351,8 +412,37 @@ class App:
         return self.engine(**overrides)
 
 
+def _checked_payload(payload: Any) -> Any:
+    """The payload as it will be stored (JSON only), within what every broker holds."""
+    try:
+        checked = from_json(to_json(payload))
+        check_storable(checked)  # one answer for all brokers
+    except ValidationError:
+        found = find_unstorable(payload)
+        if found is None:
+            raise
+        raise InvalidPayload(f"payload {found}") from None
+    return checked
+
+
+def _takes_defaults(request: TaskRequest) -> bool:
+    """True if the request sets nothing but its type and payload."""
+    return (
+        request.priority is None
+        and request.queue is None
+        and request.delay is None
+        and request.run_at is None
+        and request.timeout is None
+        and request.max_attempts is None
+        and request.idempotency_key is None
+        and request.keep_result is None
+    )
+
+
 def builtin_config(settings: Settings) -> BuiltinConfig:
     """The built-in task types' configuration; the engine's own store is off limits to them."""
+    from taskengine.builtins.config import BuiltinConfig
+
     forbidden: set[str] = set()
     parts = urlsplit(settings.broker_url)
     if parts.scheme == "sqlite":

@@ -312,3 +312,35 @@ async def test_a_server_in_cluster_mode_is_refused_at_start(tmp_path: Path) -> N
     finally:
         node.terminate()
         await asyncio.wait_for(node.wait(), 30.0)
+
+
+async def test_an_enqueue_sends_the_batch_as_one_packed_value(
+    make: Make, server: Redis, tasks: Tasks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch costs the server one argument to parse, not eleven per task; what it stores
+    reads back as before (the hash fields are those of the per-task arguments)."""
+    broker = await make()
+    sent: list[tuple[object, ...]] = []
+    scripts = broker._scripts
+    assert scripts is not None
+    run = scripts.run
+
+    async def spy(name: str, *args: object) -> object:
+        sent.append((name, *args))
+        return await run(name, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(scripts, "run", spy)
+    small = [tasks(T0, idempotency_key="k1")]
+    large = [tasks(T0, queue=f"q{n % 3}", priority=n % 3) for n in range(500)]
+
+    for batch in (small, large):
+        await broker.enqueue(batch, T0)
+
+    assert [len(call) for call in sent] == [4, 4]
+    records = await broker.get([small[0].id, large[-1].id])
+    assert [r.idempotency_key if r else None for r in records] == ["k1", None]
+    assert [r.queue if r else None for r in records] == ["default", "q1"]
+    fields = await server.hmget(
+        broker.keys.prefix + f"task:{small[0].id}", "run_at", "created_at", "attempt"
+    )
+    assert fields == [repr(T0).encode(), repr(T0).encode(), b"0"]

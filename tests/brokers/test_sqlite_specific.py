@@ -16,7 +16,7 @@ from taskengine.brokers.sqlite import SqliteBroker
 from taskengine.brokers.sqlite import connection as sqlite_broker
 from taskengine.brokers.sqlite.schema import SCHEMA_VERSION
 from taskengine.errors import BrokerUnavailable, ConfigurationError, QueueFull, ValidationError
-from taskengine.model import OutcomeKind, Task, new_task
+from taskengine.model import OutcomeKind, Progress, ProgressReport, Task, new_task
 from tests.brokers.support import T0, outcome
 
 
@@ -91,6 +91,7 @@ async def test_a_version_1_store_is_upgraded_and_keeps_its_tasks(db: str) -> Non
     await old.enqueue([task], T0)
     await old.close()
     with sqlite3.connect(db) as conn:  # the store as a version 1 build left it
+        conn.execute("ALTER TABLE tasks DROP COLUMN progress")
         conn.execute("DROP INDEX tasks_kept")
         conn.execute("ALTER TABLE tasks DROP COLUMN keep_result")
         conn.execute("ALTER TABLE tasks DROP COLUMN trace")
@@ -108,7 +109,7 @@ async def test_a_version_1_store_is_upgraded_and_keeps_its_tasks(db: str) -> Non
     finally:
         await broker.close()
     with sqlite3.connect(db) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
 
 
 async def test_a_version_2_store_is_upgraded_to_keep_results_per_task(db: str) -> None:
@@ -118,6 +119,7 @@ async def test_a_version_2_store_is_upgraded_to_keep_results_per_task(db: str) -
     await old.enqueue([task], T0)
     await old.close()
     with sqlite3.connect(db) as conn:  # the store as a version 2 build left it
+        conn.execute("ALTER TABLE tasks DROP COLUMN progress")
         conn.execute("DROP INDEX tasks_kept")
         conn.execute("ALTER TABLE tasks DROP COLUMN keep_result")
         conn.execute("PRAGMA user_version = 2")
@@ -135,6 +137,32 @@ async def test_a_version_2_store_is_upgraded_to_keep_results_per_task(db: str) -
         await broker.close()
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+async def test_a_version_3_store_is_upgraded_and_takes_progress(db: str) -> None:
+    old = SqliteBroker(db)
+    await old.start()
+    [task] = make_tasks(1)
+    await old.enqueue([task], T0)
+    await old.close()
+    with sqlite3.connect(db) as conn:  # the store as a version 3 build left it
+        conn.execute("ALTER TABLE tasks DROP COLUMN progress")
+        conn.execute("PRAGMA user_version = 3")
+
+    broker = SqliteBroker(db)
+    await broker.start()
+    try:
+        [lease] = await broker.reserve("w", 1, 30.0, T0)
+        report = ProgressReport(
+            task_id=task.id, token=lease.token, progress=Progress(done=1, total=2, at=T0)
+        )
+        assert await broker.record_progress([report], T0) == [True]
+        [record] = await broker.get([task.id])
+        assert record is not None and record.progress == report.progress
+    finally:
+        await broker.close()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 4
 
 
 async def test_concurrent_writes_share_one_commit(broker: SqliteBroker) -> None:
@@ -262,6 +290,24 @@ async def test_a_commit_in_another_process_rings_the_waiters(
         waiter.cancel()
     await broker.close()
     assert not bell.exists()  # the last broker out leaves nothing behind
+
+
+async def test_a_commit_that_rang_no_doorbell_still_wakes_a_waiter(db: str) -> None:
+    """A commit whose ring was lost (here: the committer has no doorbell) wakes a waiter in
+    another connection through the data_version poll."""
+    waiter, committer = SqliteBroker(db), SqliteBroker(db)
+    await waiter.start()
+    await committer.start()
+    committer._doorbell.directory = None  # it rings nobody
+    try:
+        await waiter.reserve("w", 1, 30.0, T0)
+        parked = asyncio.ensure_future(waiter.wait_for_work(3600.0))
+        await until(lambda: waiter._seen_version is not None)  # it knows the version now
+        await committer.enqueue(make_tasks(1), T0)
+        await asyncio.wait_for(parked, 30.0)
+    finally:
+        await committer.close()
+        await waiter.close()
 
 
 async def until(condition: Callable[[], bool], bound: float = 30.0) -> None:

@@ -61,6 +61,57 @@ async def test_a_batch_is_validated_whole_before_anything_is_stored() -> None:
     assert len(set(ids)) == 2
 
 
+async def test_a_batch_keeps_its_order_and_each_requests_options() -> None:
+    app = build_app()
+    ids = await app.submit_many(
+        [
+            TaskRequest(type="quick", payload=1),
+            TaskRequest(type="quick", payload=2, priority="high", queue="q2"),
+            TaskRequest(type="add.async", payload={"a": 1, "b": 2}),
+            TaskRequest(type="quick", payload=3, idempotency_key="k"),
+        ]
+    )
+    records = [await app.get(task_id) for task_id in ids]
+    assert [r.payload for r in records] == [1, 2, {"a": 1, "b": 2}, 3]
+    assert [r.priority for r in records] == [Priority.NORMAL, Priority.HIGH] + [Priority.NORMAL] * 2
+    assert [r.queue for r in records] == ["default", "q2", "default", "default"]
+    assert [r.idempotency_key for r in records] == [None, None, None, "k"]
+    created = [r.created_at for r in records]
+    assert created == sorted(created) and len(set(ids)) == 4
+
+
+async def test_a_plain_dict_annotation_takes_any_object_and_refuses_the_rest() -> None:
+    app = App(settings=Settings(broker_url="memory://"))
+
+    @app.task("takes.dict")
+    async def takes(payload: dict) -> None:  # type: ignore[type-arg]
+        return None
+
+    ids = await app.submit_many([TaskRequest(type="takes.dict", payload={"x": [1]})] * 3)
+    assert [(await app.get(i)).payload for i in ids] == [{"x": [1]}] * 3
+    for bad in ([1], "x", None):
+        with pytest.raises(InvalidPayload):
+            await app.submit_many(
+                [TaskRequest(type="takes.dict", payload={})] * 2
+                + [TaskRequest(type="takes.dict", payload=bad)]
+            )
+    assert sum(row.count for row in await app.broker.counts()) == 3
+
+
+async def test_a_types_default_no_task_may_have_is_refused_alone_and_in_a_batch() -> None:
+    app = App(settings=Settings(broker_url="memory://"))
+
+    @app.task("too.long", timeout=8 * 24 * 3600.0)
+    async def long(payload: object) -> None:
+        return None
+
+    with pytest.raises(ValidationError, match="timeout"):
+        await app.submit("too.long")
+    with pytest.raises(ValidationError, match="timeout"):
+        await app.submit_many([TaskRequest(type="too.long")] * 3)
+    assert await app.broker.counts() == []
+
+
 async def test_submit_takes_the_types_defaults_and_the_callers_options() -> None:
     app = build_app(max_attempts=7)
     default = await app.get(await app.submit("quick", 1))

@@ -190,3 +190,25 @@ def test_default_size_is_the_core_count() -> None:
 def test_an_unprintable_error_still_becomes_a_json_reply() -> None:
     reply = run_in_child("tests.runtime.handlers", "unprintable", b"null")
     assert b'"error_type":"_Unprintable"' in reply
+
+
+async def test_the_first_runs_start_the_pool_once_and_share_it() -> None:
+    ex = ProcessExecutor(processes=2)
+    assert not ex.started  # nothing started before a task needs it
+    try:
+        spec = spec_of(handlers.add)
+        first, second = await asyncio.gather(
+            ex.run(spec, {"a": 1, "b": 2}, timeout=30), ex.run(spec, {"a": 3, "b": 4}, timeout=30)
+        )
+        assert (first["sum"], second["sum"]) == (3, 7)
+        assert ex.started
+    finally:
+        await ex.close()
+    assert not ex.started
+
+
+async def test_an_executor_never_started_closes_without_children() -> None:
+    ex = ProcessExecutor(processes=1)
+    await ex.close()
+    with pytest.raises(Exception, match="not running"):
+        await ex.run(spec_of(handlers.add), {"a": 1, "b": 1}, timeout=10)

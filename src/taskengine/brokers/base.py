@@ -15,7 +15,16 @@ from typing import Protocol
 import msgspec
 
 from taskengine.errors import ValidationError
-from taskengine.model import Lease, LeaseStatus, Outcome, Priority, Task, TaskRecord, TaskState
+from taskengine.model import (
+    Lease,
+    LeaseStatus,
+    Outcome,
+    Priority,
+    ProgressReport,
+    Task,
+    TaskRecord,
+    TaskState,
+)
 from taskengine.model.worker import WorkerInfo
 
 DEFAULT_MAX_DEPTH = 1_000_000
@@ -107,6 +116,15 @@ PERIODIC_OFF = "@periodic:"
 CONTROL_TTL = 3600.0  # seconds a command waits for its instance before a broker may drop it
 
 
+class InstanceReport(msgspec.Struct, frozen=True):
+    """One engine process's telemetry as its last heartbeat published it; brokers store the
+    bytes as they are and never read them (telemetry/report.py says what they hold)."""
+
+    instance: str
+    expires_at: float  # the publisher's `now + ttl`
+    data: bytes
+
+
 class Broker(Protocol):
     """The hot path: enqueue, reserve, extend, settle, requeue expired leases, wait for work."""
 
@@ -163,6 +181,15 @@ class Broker(Protocol):
         Result retention (ADR 0035): a task stored with `keep_result == 0` that settles as
         succeeded is deleted by this settle, record, history and idempotency key together, as
         `purge` would; any other outcome of it is applied as usual."""
+        ...
+
+    async def record_progress(self, reports: Sequence[ProgressReport], now: float) -> list[bool]:
+        """Store each report's `progress` on its task's record (replacing the one before) if
+        its token is the task's current lease (True); drop it otherwise (False: settled,
+        requeued, re-leased, unknown), independently of the others. Nothing else changes
+        (not `updated_at`); settle keeps the last progress stored. The engine sends one call
+        per flush for all its tasks (at most one report per task a second); a broker writes
+        them in one round trip. A translation of `extend`'s fencing: same check, one field."""
         ...
 
     async def requeue_expired(self, now: float, limit: int) -> list[str]:
@@ -249,6 +276,15 @@ class BrokerAdmin(Protocol):
 
     async def workers(self, seen_since: float) -> list[WorkerInfo]:
         """Return workers whose last heartbeat is at or after `seen_since`, by id."""
+        ...
+
+    async def record_instance(self, instance: str, data: bytes, now: float, ttl: float) -> None:
+        """Insert or replace `instance`'s report, kept until `now + ttl`; reports that expired
+        before `now` are deleted in the same call. One round trip; atomic."""
+        ...
+
+    async def instances(self, now: float) -> list[InstanceReport]:
+        """Return the reports not expired at `now` (`expires_at >= now`), by instance."""
         ...
 
     async def leader(self, name: str, holder: str, ttl: float, now: float) -> bool:

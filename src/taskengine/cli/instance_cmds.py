@@ -30,7 +30,7 @@ def instances(ctx: click.Context, as_json: bool) -> None:
     if wants_json(ctx, as_json):
         output.print_json({"instances": found})  # as GET /api/instances
     else:
-        output.show_instances(found, now)
+        output.show_live_instances(found, now)
 
 
 def _send(ctx: click.Context, instance: str, command: str, size: int | None = None) -> None:

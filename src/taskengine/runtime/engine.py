@@ -26,9 +26,10 @@ from taskengine.runtime.cancel_watch import CancelWatch
 from taskengine.runtime.completer import Completer
 from taskengine.runtime.control_watch import ControlWatch
 from taskengine.runtime.fetcher import Fetcher
-from taskengine.runtime.heartbeat import Heartbeat
+from taskengine.runtime.heartbeat import Heartbeat, Report
 from taskengine.runtime.pool import Pool
 from taskengine.runtime.process_pool import ProcessExecutor
+from taskengine.runtime.progress import ProgressBoard, ProgressFlusher
 from taskengine.runtime.reaper import REAPER, Reaper
 from taskengine.runtime.retention import RETENTION, Retention
 from taskengine.runtime.runner import Runner
@@ -82,10 +83,12 @@ class Engine:
             )
         )
         self._threads = DaemonThreadPool(settings.threads, thread_name_prefix="taskengine")
+        self.progress = ProgressBoard(clock)
         self._processes = ProcessExecutor(
             settings.process_pool,
             memory_mb=settings.process_memory_mb,
             cpu_seconds=settings.process_cpu_seconds,
+            on_progress=self.progress.post_run,
         )
         self.runner = Runner(
             registry,
@@ -96,8 +99,9 @@ class Engine:
             processes=self._processes,
             unknown_type_grace=settings.unknown_type_grace,
             max_result_bytes=settings.max_result_bytes,
+            progress=self.progress,
         )
-        self.completer = Completer(broker, clock, settings.settle_batch)
+        self.completer = Completer(broker, clock, settings.settle_batch, self.progress)
         self.pool = Pool(
             self.runner,
             self.completer,
@@ -138,6 +142,7 @@ class Engine:
         # What a remote SHUTDOWN does; `serve` sets it to stop its HTTP server too.
         self.on_shutdown: Callable[[], None] | None = None
         self._shutdown_task: asyncio.Task[None] | None = None
+        self.progress_flusher = ProgressFlusher(broker, clock, self.progress)
         self.reaper = Reaper(broker, clock, instance=self.instance, every=settings.reaper_every)
         self.retention = Retention(
             broker,
@@ -161,6 +166,7 @@ class Engine:
         self.scheduling = PeriodicService(
             "scheduler", settings.scheduler_every, self.scheduler.run_once
         )
+        self.telemetry: list[PeriodicService] = []  # set by `publish`
         self._loop: asyncio.AbstractEventLoop | None = None
         self.watchdog: LoopWatchdog | None = None
         if settings.watchdog:
@@ -220,28 +226,36 @@ class Engine:
         await self.broker.start()
         if self.watchdog is not None:
             self.watchdog.start()
-        if any(self.registry.get(name).executor == "process" for name in self.registry.names()):
-            await self._processes.start()
         self.runner.tracing = self.completer.tracing = self.tracing.for_worker()
         self.pool.resize(self.settings.workers)
         await self.completer.start()
         await self.fetcher.start()
         for service in self._services():
             await service.start()
-        await self.heartbeat_once()
+        # the registry at once; the first telemetry report waits for the next heartbeat, so
+        # starting takes no longer than it did (a task may be running already)
+        await self.heartbeat.run_once(publish=False)
         log.info(
             "worker started",
             extra={"instance": self.instance, "workers": self.settings.workers},
         )
+
+    def publish(self, report: Report | None, sampling: PeriodicService | None = None) -> None:
+        """Publish `report` (None: nothing) with every heartbeat (ADR 0033); run `sampling`
+        beside the pool (call before `start`)."""
+        self.heartbeat.report = report
+        self.telemetry = [sampling] if sampling is not None else []
 
     def _services(self) -> list[PeriodicService]:
         services = [
             self.heartbeat,
             self.cancel_watch,
             self.control_watch,
+            self.progress_flusher,
             self.reaper,
             self.retention,
         ]
+        services += self.telemetry
         if self.scheduler.entries:
             services.append(self.scheduling)
         if self.autoscaler.low != self.autoscaler.high:
@@ -300,7 +314,7 @@ class Engine:
 
     async def report(self) -> None:
         """Record the workers in the registry now (their drain flag, a new size)."""
-        await self.heartbeat.run_once()
+        await self.heartbeat.run_once(publish=False)
 
     # -- the watchdog's view (called from its thread) ------------------------------------------
 
@@ -334,9 +348,18 @@ class Engine:
         """Extend every held lease, act on lost and cancelled ones, report the workers."""
         await self.heartbeat.run_once()
 
+    async def sample_once(self) -> None:
+        """One round of the telemetry sampling set by `publish` (tests)."""
+        for service in self.telemetry:
+            await service.run_once()
+
     async def cancel_watch_once(self) -> int:
         """Stop running tasks whose cancel was asked elsewhere; return how many."""
         return await self.cancel_watch.run_once()
+
+    async def progress_once(self) -> int:
+        """Write the runs' pending progress reports now; return how many were stored."""
+        return await self.progress_flusher.run_once()
 
     async def reap_once(self) -> list[str]:
         """If this instance leads, requeue tasks whose lease expired."""
@@ -384,7 +407,13 @@ class Engine:
             if interrupted:
                 await self._wait_idle(INTERRUPT_WAIT, forced=False)
             await self.pool.stop_workers()
-            for service in (self.heartbeat, self.cancel_watch, self.control_watch):
+            for service in (
+                self.heartbeat,
+                self.cancel_watch,
+                self.control_watch,
+                self.progress_flusher,
+                *self.telemetry,
+            ):
                 await _step(service.stop(), failed, service.name)
             await _step(self.completer.stop(SETTLE_WAIT), failed, "settle")
             for service in (self.reaper, self.retention):
@@ -431,6 +460,9 @@ class Engine:
             await self.broker.forget_workers([worker.id for worker in self.pool.workers.values()])
             for name in (REAPER, RETENTION, SCHEDULER):
                 await self.broker.resign(name, self.instance)
+            # last, so it cannot hold up leaving: the final counts, every settle included;
+            # they stay in the cluster's figures until they expire
+            await self.heartbeat.publish(self.clock.now())
 
     async def _wait_idle(self, timeout: float, *, forced: bool = True) -> None:
         loop = asyncio.get_running_loop()

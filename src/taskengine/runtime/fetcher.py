@@ -105,7 +105,9 @@ class Fetcher:
                 continue
             try:
                 got = await self.run_once()
-                if got == 0:
+                if got == 0 or not self.last_full:
+                    # Short of its limit, the broker had nothing more ready: another reserve
+                    # now would come back empty, and a task landing meanwhile waits for it.
                     await self._broker.wait_for_work(self._idle_wait)
                 else:
                     await asyncio.sleep(0)  # let the workers start before reserving again

@@ -9,6 +9,7 @@ from taskengine.brokers.base import (
     CancelResult,
     Control,
     CountRow,
+    InstanceReport,
     Page,
     ReplayResult,
     TaskFilter,
@@ -28,7 +29,8 @@ class MemoryAdmin(MemoryConnection):
 
     async def get(self, ids: Sequence[str]) -> list[TaskRecord | None]:
         """Return each record, or None where unknown."""
-        return [self._records.get(task_id) for task_id in ids]
+        records = [self._records.get(task_id) for task_id in ids]
+        return [None if record is None else codec.shown(record) for record in records]
 
     async def list_tasks(self, filter: TaskFilter, limit: int, cursor: str | None = None) -> Page:
         """Return matching tasks newest first by id, after `cursor` (O(n) scan)."""
@@ -38,7 +40,7 @@ class MemoryAdmin(MemoryConnection):
             key=lambda r: r.id,
             reverse=True,
         )
-        items = matching[:limit]
+        items = [codec.shown(record) for record in matching[:limit]]
         more = len(matching) > limit
         return Page(items, items[-1].id if more else None)
 
@@ -136,6 +138,10 @@ class MemoryAdmin(MemoryConnection):
         if controls:
             self._controls.setdefault(instance, []).extend(controls)
 
+    def has_controls(self, instance: str) -> bool:
+        """Whether commands wait for the instance (the NATS replica's cheap look first)."""
+        return bool(self._controls.get(instance))
+
     async def take_controls(self, instance: str) -> list[Control]:
         """Remove and return the instance's waiting commands, oldest first."""
         return self._controls.pop(instance, [])
@@ -154,6 +160,19 @@ class MemoryAdmin(MemoryConnection):
         """Return workers seen at or after `seen_since`, by id."""
         return sorted(
             (w for w in self._workers.values() if w.last_seen >= seen_since), key=lambda w: w.id
+        )
+
+    async def record_instance(self, instance: str, data: bytes, now: float, ttl: float) -> None:
+        """Insert or replace the report; drop those expired before `now`."""
+        reports = self._instances
+        for name in [name for name, r in reports.items() if r.expires_at < now]:
+            del reports[name]
+        reports[instance] = InstanceReport(instance, now + ttl, data)
+
+    async def instances(self, now: float) -> list[InstanceReport]:
+        """Return the reports not expired at `now`, by instance."""
+        return sorted(
+            (r for r in self._instances.values() if r.expires_at >= now), key=lambda r: r.instance
         )
 
     async def leader(self, name: str, holder: str, ttl: float, now: float) -> bool:

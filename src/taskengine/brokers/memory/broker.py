@@ -8,7 +8,6 @@ await: no round trip, atomic.
 from __future__ import annotations
 
 import heapq
-import secrets
 from collections.abc import Sequence
 
 from taskengine.brokers.base import EnqueueResult, check_lease_for, check_limit
@@ -17,10 +16,9 @@ from taskengine.brokers.memory import codec
 from taskengine.brokers.memory.admin import MemoryAdmin
 from taskengine.brokers.memory.queries import lowest
 from taskengine.errors import QueueFull
-from taskengine.model import Lease, LeaseStatus, Outcome, Task, TaskState
+from taskengine.model import Lease, LeaseStatus, Outcome, ProgressReport, Task, TaskState
 from taskengine.model.priority import due_at
 from taskengine.model.records import as_received, deleted_at_settle, expire, honour_cancel
-from taskengine.model.task import queued_record
 
 
 class MemoryBroker(MemoryAdmin):
@@ -40,7 +38,7 @@ class MemoryBroker(MemoryAdmin):
         for task in fresh:
             if task.idempotency_key is not None:
                 self._by_key[task.idempotency_key] = task.id
-            self._store_queued(queued_record(as_received(task, now), now), now)
+            self._store_queued(codec.queued(as_received(task, now), now), now)
         if fresh:
             self._work.set()
         return results
@@ -65,7 +63,7 @@ class MemoryBroker(MemoryAdmin):
         ]
         leases: list[Lease] = []
         expires_at = now + lease_for
-        base = secrets.token_hex(8)  # one draw per call: a token is unique, not secret
+        base = self._token_base()
         while len(leases) < limit:
             heap = lowest(heaps)
             if heap is None:
@@ -127,14 +125,24 @@ class MemoryBroker(MemoryAdmin):
             applied.append(True)
         return applied
 
+    async def record_progress(self, reports: Sequence[ProgressReport], now: float) -> list[bool]:
+        """Store each report's progress on its running task if its token is current."""
+        applied: list[bool] = []
+        for report in reports:
+            record = self._held(report.task_id, report.token)
+            if record is not None:
+                self._records[record.id] = codec.progressed(record, report.progress)
+            applied.append(record is not None)
+        return applied
+
     async def requeue_expired(self, now: float, limit: int) -> list[str]:
         """Requeue running tasks whose lease ran out before `now` (cancel them if asked; on
-        their last attempt they are dead: model.records.expire)."""
+        their last attempt they are dead: model.records.expire). Looks only at the leased
+        tasks (`_tokens`), not at every record kept."""
         check_limit(limit)
+        running = (self._records[task_id] for task_id in self._tokens)  # leased: running
         expired = sorted(
-            (r.lease_expires_at or 0.0, r.id)
-            for r in self._records.values()
-            if r.state is TaskState.RUNNING and (r.lease_expires_at or 0.0) < now
+            (r.lease_expires_at or 0.0, r.id) for r in running if (r.lease_expires_at or 0.0) < now
         )[:limit]
         for _, task_id in expired:
             record = self._records[task_id]

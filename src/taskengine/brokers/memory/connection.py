@@ -11,8 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import secrets
 
-from taskengine.brokers.base import DEFAULT_MAX_DEPTH, Capabilities, Control, check_limit
+from taskengine.brokers.base import (
+    DEFAULT_MAX_DEPTH,
+    Capabilities,
+    Control,
+    InstanceReport,
+    check_limit,
+)
 from taskengine.brokers.memory.queries import Heap
 from taskengine.brokers.waiting import wait_event
 from taskengine.model import TaskRecord, TaskState
@@ -38,6 +45,7 @@ class MemoryConnection:
         self._workers: dict[str, WorkerInfo] = {}
         self._controls: dict[str, list[Control]] = {}
         self._leaders: dict[str, tuple[str, float]] = {}
+        self._instances: dict[str, InstanceReport] = {}
         self._work = asyncio.Event()
 
     @property
@@ -64,6 +72,10 @@ class MemoryConnection:
             self._work.clear()
 
     # -- storage ----------------------------------------------------------------------------
+
+    def _token_base(self) -> str:
+        """The prefix of the tokens one `reserve` call hands out: unique, not secret."""
+        return secrets.token_hex(8)  # one draw per call; NATS replicas draw it from the log
 
     def _held(self, task_id: str, token: str) -> TaskRecord | None:
         """The running record `token` leases, or None if the lease is not current."""

@@ -127,20 +127,45 @@ CREATE INDEX tasks_kept ON {s}.tasks ((finished_at + keep_result), id)
     WHERE state = 'succeeded' AND keep_result IS NOT NULL;
 """
 
-# Version 4 (ADR 0036): remote-control commands per instance, taken oldest first (seq) and
-# deleted as they are taken; a command older than CONTROL_TTL is deleted by the next send.
+# Version 4: the last progress a run reported (MessagePack model.Progress; NULL: none), written
+# only under the current lease token (ADR 0034). IF NOT EXISTS: it may be renumbered when
+# branches that each added a migration merge, and still run once per schema.
 V4 = """
-CREATE TABLE {s}.controls (
+ALTER TABLE {s}.tasks ADD COLUMN IF NOT EXISTS progress bytea;
+"""
+
+# Version 5: each engine process's telemetry report, kept until it expires (ADR 0033).
+# IF NOT EXISTS: it may be renumbered when branches that each added a migration merge.
+V5 = """
+CREATE TABLE IF NOT EXISTS {s}.instances (
+    instance text COLLATE "C" PRIMARY KEY,
+    expires_at double precision NOT NULL,
+    data bytea NOT NULL
+);
+"""
+
+# Version 6 (ADR 0036): remote-control commands per instance, taken oldest first (seq) and
+# deleted as they are taken; a command older than CONTROL_TTL is deleted by the next send.
+# IF NOT EXISTS: it may be renumbered when branches that each added a migration merge.
+V6 = """
+CREATE TABLE IF NOT EXISTS {s}.controls (
     seq bigserial PRIMARY KEY,
     instance text COLLATE "C" NOT NULL,
     sent_at double precision NOT NULL,
     control bytea NOT NULL
 );
-CREATE INDEX controls_instance ON {s}.controls (instance, seq);
+CREATE INDEX IF NOT EXISTS controls_instance ON {s}.controls (instance, seq);
 """
 
 # (version, script): append only; a released migration is never edited.
-MIGRATIONS: tuple[tuple[int, str], ...] = ((1, V1), (2, V2), (3, V3), (4, V4))
+MIGRATIONS: tuple[tuple[int, str], ...] = (
+    (1, V1),
+    (2, V2),
+    (3, V3),
+    (4, V4),
+    (5, V5),
+    (6, V6),
+)
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 # Inputs: $1 the advisory lock key. Output: none. Invariant: held until the transaction ends.

@@ -21,11 +21,12 @@ from taskengine.brokers.base import (
     check_limit,
 )
 from taskengine.brokers.redis.admin import RedisAdmin
-from taskengine.brokers.redis.codec import decode_claim, enqueue_args, settle_args
+from taskengine.brokers.redis.codec import decode_claim, enqueue_batch, settle_args
 from taskengine.brokers.server_clock import flag
 from taskengine.errors import QueueFull
-from taskengine.model import Lease, LeaseStatus, Outcome, ResultStatus, Task
+from taskengine.model import Lease, LeaseStatus, Outcome, ProgressReport, ResultStatus, Task
 from taskengine.model.records import EXHAUSTED, LEASE_EXPIRED, as_received
+from taskengine.model.serializer import pack
 
 # The most newly due tasks one reserve moves to a queue's ready set (or `limit`, if larger):
 # moving 50,000 at once took 1.5 s with the whole server blocked.
@@ -67,24 +68,23 @@ class RedisBroker(RedisAdmin):
     async def enqueue(self, tasks: Sequence[Task], now: float) -> list[EnqueueResult]:
         """Store tasks as queued, one result per task in input order.
 
-        One round trip (enqueue.lua); atomic: on QueueFull nothing is stored. Duplicates by
-        id, then idempotency key, stored or earlier in the batch, answer the first task's id
-        with created=False. Publishes a wake-up if anything was stored.
+        One round trip (enqueue.lua, the batch as one packed argument); atomic: on QueueFull
+        nothing is stored. Duplicates by id, then idempotency key, stored or earlier in the
+        batch, answer the first task's id with created=False. Publishes a wake-up if anything
+        was stored.
         """
         if not tasks:
             return []
         now = await self._now(now)
-        args: list[Any] = [now, self.max_depth, len(tasks)]
-        for task in tasks:
-            args += enqueue_args(as_received(task, now))
-        status, *rest = await self._run("enqueue", *args)
+        batch = enqueue_batch([as_received(task, now) for task in tasks])
+        status, *rest = await self._run("enqueue", now, self.max_depth, batch)
         if status == b"full":
             depth, offered = rest
             raise QueueFull(int(depth), self.max_depth, int(offered))
-        return [
-            EnqueueResult(task_id.decode(), bool(created))
-            for task_id, created in zip(rest[::2], rest[1::2], strict=True)
-        ]
+        results = [EnqueueResult(task.id, True) for task in tasks]
+        for index, existing in zip(rest[::2], rest[1::2], strict=True):
+            results[int(index)] = EnqueueResult(existing.decode(), False)
+        return results
 
     async def reserve(
         self,
@@ -145,6 +145,18 @@ class RedisBroker(RedisAdmin):
         for lease in leases:
             args += [lease.task_id, lease.token]
         return [LeaseStatus(s.decode()) for s in await self._run("extend", *args)]
+
+    async def record_progress(self, reports: Sequence[ProgressReport], now: float) -> list[bool]:
+        """Store each report's progress if its token is current (aligned bools).
+
+        One round trip (progress.lua), atomic; a refused report changes nothing.
+        """
+        if not reports:
+            return []
+        args: list[Any] = []
+        for report in reports:
+            args += [report.task_id, report.token, pack(report.progress)]
+        return [bool(applied) for applied in await self._run("progress", *args)]
 
     async def settle(self, outcomes: Sequence[Outcome], now: float) -> list[bool]:
         """Apply a mixed batch of outcomes, each only with its current token.

@@ -3,7 +3,8 @@
 A task hash holds `task` (the Task as enqueued, MessagePack), the fields that change over its
 life as plain strings, `result` (the last TaskResult, MessagePack; its attempt number is kept
 apart in `result_attempt`, set by the scripts) and `history` (the attempt lines, each a
-MessagePack AttemptRecord, concatenated; `history_len` counts them). Absent fields are None.
+MessagePack AttemptRecord, concatenated; `history_len` counts them) and `progress` (the last
+progress report, MessagePack). Absent fields are None.
 Numbers cross as Python's `repr` of the float, which Redis and Lua parse back exactly.
 """
 
@@ -15,7 +16,15 @@ from typing import Any
 import msgspec
 from msgspec.structs import replace
 
-from taskengine.model import AttemptRecord, Outcome, Task, TaskRecord, TaskResult, TaskState
+from taskengine.model import (
+    AttemptRecord,
+    Outcome,
+    Progress,
+    Task,
+    TaskRecord,
+    TaskResult,
+    TaskState,
+)
 from taskengine.model.outcome import ATTEMPT_REFUNDED
 from taskengine.model.priority import HEAD_START
 from taskengine.model.records import honour_cancel, outcome_line
@@ -26,24 +35,51 @@ Fields = dict[bytes, bytes]
 _record = msgspec.msgpack.Decoder(TaskRecord)
 _result = msgspec.msgpack.Decoder(TaskResult)
 _history = msgspec.msgpack.Decoder(list[AttemptRecord])
+_progress = msgspec.msgpack.Decoder(Progress)
 
 
-def enqueue_args(task: Task) -> list[str | bytes | float | int]:
-    """The twelve fields enqueue.lua reads per task."""
-    return [
-        task.id,
-        "" if task.idempotency_key is None else "=" + task.idempotency_key,  # "=": present
-        task.queue,
-        float(task.run_at),
-        HEAD_START[task.priority],  # reserve orders by due time - head start (model.priority)
-        int(task.priority),
-        float(task.created_at),
-        int(task.attempt),
-        task.type,
-        pack(task),
-        int(task.max_attempts),  # read by requeue_expired.lua
-        "" if task.keep_result is None else float(task.keep_result),  # settle.lua, ADR 0035
-    ]
+def enqueue_batch(tasks: Sequence[Task]) -> bytes:
+    """The one argument enqueue.lua reads for a batch: MessagePack of the twelve fields of
+    each task in a row, every number as the string redis-py would have sent for it."""
+    fields: list[str | msgspec.Raw] = []
+    for task in tasks:
+        key = task.idempotency_key
+        created = repr(float(task.created_at))
+        run_at = created if task.run_at == task.created_at else repr(float(task.run_at))
+        fields += (
+            task.id,
+            "" if key is None else "=" + key,  # "=": present
+            task.queue,
+            run_at,
+            _HEAD[task.priority],  # reserve orders by due - head start (model.priority)
+            _PRIORITY[task.priority],
+            created,
+            str(int(task.attempt)),
+            task.type,
+            _as_str(pack(task)),
+            str(int(task.max_attempts)),  # read by requeue_expired.lua
+            "" if task.keep_result is None else repr(float(task.keep_result)),  # ADR 0035
+        )
+    return pack(fields)
+
+
+_HEAD = {priority: repr(float(head)) for priority, head in HEAD_START.items()}
+_PRIORITY = {priority: str(int(priority)) for priority in HEAD_START}
+
+
+def _as_str(blob: bytes) -> msgspec.Raw:
+    """`blob` as a MessagePack str: Redis's cmsgpack decodes no bin type, and a Lua string
+    holds any bytes."""
+    size = len(blob)
+    if size < 32:
+        head = bytes((0xA0 | size,))
+    elif size < 0x100:
+        head = bytes((0xD9, size))
+    elif size < 0x10000:
+        head = b"\xda" + size.to_bytes(2, "big")
+    else:
+        head = b"\xdb" + size.to_bytes(4, "big")
+    return msgspec.Raw(head + blob)
 
 
 def settle_args(outcome: Outcome, now: float) -> list[str | bytes | float | int]:
@@ -100,6 +136,10 @@ def _history_of(lines: bytes | None, count: bytes | None) -> list[AttemptRecord]
     return _history.decode(_array_header(int(count or 0)) + lines)
 
 
+def _progress_of(blob: bytes | None) -> Progress | None:
+    return None if blob is None else _progress.decode(blob)
+
+
 def decode_record(fields: Fields) -> TaskRecord:
     """Build the TaskRecord a task hash holds."""
     get = fields.get
@@ -117,6 +157,7 @@ def decode_record(fields: Fields) -> TaskRecord:
         cancel_requested=get(b"cancel_requested") == b"1",
         result=_result_of(get(b"result"), get(b"result_attempt")),
         history=_history_of(get(b"history"), get(b"history_len")),
+        progress=_progress_of(get(b"progress")),
     )
 
 
@@ -139,6 +180,7 @@ def decode_claim(
         cancel_requested=False,
         result=_result_of(result, result_attempt),
         history=_history_of(lines, count),
+        progress=_progress_of(values[10] if len(values) > 10 else None),
     )
 
 

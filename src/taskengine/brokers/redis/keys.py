@@ -27,6 +27,8 @@ FIXED: dict[str, str] = {
     "counts": "counts",  # hash: "queue|state|priority" -> count, for every state but queued
     "workers": "workers",  # hash: worker id -> MessagePack WorkerInfo
     "workers_seen": "workers:seen",  # zset: worker ids by last_seen
+    "instances": "instances",  # hash: instance -> its telemetry report (opaque bytes)
+    "instances_expiry": "instances:expiry",  # zset: instances by report expiry
     "wake": "wake",  # pub/sub channel (not a key): new work may be ready
 }
 # Families of keys: Lua helper name -> suffix; the member (id, queue, ...) follows the suffix.
@@ -60,6 +62,8 @@ class Keys:
         self.workers = self.prefix + FIXED["workers"]
         self.workers_seen = self.prefix + FIXED["workers_seen"]
         self.paused = self.prefix + FIXED["paused"]
+        self.instances = self.prefix + FIXED["instances"]
+        self.instances_expiry = self.prefix + FIXED["instances_expiry"]
         self.wake = self.prefix + FIXED["wake"]
         # SCAN pattern of every key of the namespace; the name has no glob characters.
         self.pattern = self.prefix + "*"

@@ -27,6 +27,7 @@ NAMES = (
     "enqueue",
     "reserve",
     "extend",
+    "progress",
     "settle",
     "requeue_expired",
     "cancel",
@@ -38,6 +39,7 @@ NAMES = (
     "resign",
     "counts",
     "list",
+    "record_instance",
 )
 
 

@@ -6,7 +6,15 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from taskengine.model import AttemptRecord, Priority, Task, TaskRecord, TaskResult, TaskState
+from taskengine.model import (
+    AttemptRecord,
+    Priority,
+    Progress,
+    Task,
+    TaskRecord,
+    TaskResult,
+    TaskState,
+)
 from taskengine.model.priority import due_at, order_key
 from taskengine.model.serializer import pack, to_json, unpack
 
@@ -14,9 +22,9 @@ from taskengine.model.serializer import pack, to_json, unpack
 RECORD_COLUMNS = (
     "id, type, payload, priority, queue, created_at, run_at, timeout, max_attempts, attempt,"
     " idempotency_key, state, updated_at, started_at, finished_at, worker_id,"
-    " lease_expires_at, cancel_requested, result, trace, keep_result"
+    " lease_expires_at, cancel_requested, result, trace, keep_result, progress"
 )
-_RECORD_WIDTH = 21
+_RECORD_WIDTH = 22
 
 Row = tuple[Any, ...]
 
@@ -50,6 +58,7 @@ def task_params(task: Task, now: float) -> tuple[Any, ...]:
 def record_from_row(row: Sequence[Any], history: list[AttemptRecord]) -> TaskRecord:
     """Build a TaskRecord from a row selected with RECORD_COLUMNS (extra columns ignored)."""
     result = row[18]
+    progress = row[21]
     return TaskRecord(
         id=row[0],
         type=row[1],
@@ -73,6 +82,7 @@ def record_from_row(row: Sequence[Any], history: list[AttemptRecord]) -> TaskRec
         history=history,
         trace=row[19],
         keep_result=row[20],
+        progress=None if progress is None else unpack(progress, Progress),
     )
 
 

@@ -75,6 +75,13 @@ UPDATE tasks SET lease_expires_at = ?1
 WHERE id = ?2 AND lease_token = ?3 AND state = 'running'
 """
 
+# Inputs: ?1 msgpack model.Progress, ?2 id, ?3 token. Output: none.
+# Invariant: only the current holder (token matches, still running) writes its progress.
+PROGRESS = """
+UPDATE tasks SET progress = ?1
+WHERE id = ?2 AND lease_token = ?3 AND state = 'running'
+"""
+
 # Inputs: :state, :attempt, :run_at, :order_key, :result (msgpack or NULL: keep the old one),
 # :finished_at (NULL unless terminal), :now, :id, :token. Output: none.
 # Invariant: fenced by the token; the lease is cleared as the task leaves running.
@@ -223,6 +230,17 @@ ORDER BY queue, state, priority
 
 # Inputs: none. Output: the paused queue names.
 SELECT_PAUSED = "SELECT queue FROM paused_queues"
+
+# Inputs: ?1 instance, ?2 expires_at, ?3 report bytes. Output: none.
+RECORD_INSTANCE = (
+    "INSERT OR REPLACE INTO instances (instance, expires_at, data) VALUES (?1, ?2, ?3)"
+)
+# Inputs: ?1 now. Output: none. Deletes the reports that expired before now.
+DROP_EXPIRED_INSTANCES = "DELETE FROM instances WHERE expires_at < ?1"
+# Inputs: ?1 now. Output: (instance, expires_at, data) of reports not expired, by instance.
+SELECT_INSTANCES = (
+    "SELECT instance, expires_at, data FROM instances WHERE expires_at >= ?1 ORDER BY instance"
+)
 
 # Inputs: ?1 seen_since. Output: msgpack WorkerInfo of workers seen since then, by id.
 SELECT_WORKERS = "SELECT info FROM workers WHERE last_seen >= ?1 ORDER BY id"

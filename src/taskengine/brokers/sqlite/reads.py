@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from taskengine.brokers.base import CountRow, Page, TaskFilter
+from taskengine.brokers.base import CountRow, InstanceReport, Page, TaskFilter
 from taskengine.brokers.sqlite import queries as q
 from taskengine.brokers.sqlite.codec import RECORD_COLUMNS, json_list, records
 from taskengine.brokers.sqlite.store import StoreGuard
@@ -114,6 +114,14 @@ def workers(conn: sqlite3.Connection, seen_since: float) -> list[WorkerInfo]:
 def has_controls(conn: sqlite3.Connection, instance: str) -> bool:
     """Whether commands wait for `instance`."""
     return bool(conn.execute(q.SELECT_CONTROLS + " LIMIT 1", (instance,)).fetchone())
+
+
+def instances(conn: sqlite3.Connection, now: float) -> list[InstanceReport]:
+    """The reports not expired at `now`, by instance."""
+    return [
+        InstanceReport(instance, expires_at, bytes(data))
+        for instance, expires_at, data in conn.execute(q.SELECT_INSTANCES, (now,))
+    ]
 
 
 class Reader:

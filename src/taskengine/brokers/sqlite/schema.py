@@ -6,7 +6,7 @@ import sqlite3
 
 from taskengine.errors import ConfigurationError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4  # the instances table (ADR 0033) is created IF NOT EXISTS: no step of its own
 SYNCHRONOUS_MODES = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
 
 # Inputs: none. Output: the tables below (idempotent: every statement is IF NOT EXISTS).
@@ -21,6 +21,7 @@ SYNCHRONOUS_MODES = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
 # - finished_at is set exactly while the state is terminal (succeeded, dead, cancelled).
 # - no (state, id) index: it cost a third of enqueue throughput. list_tasks walks the primary
 #   key newest first; the dead-letter listing alone has its own small index (tasks_dead).
+# - progress (msgpack model.Progress or NULL) changes only under the current lease token.
 # - attempts is insert-only (deleted with its task by purge); seq gives the history order.
 # - controls: remote-control commands per instance (ADR 0036), taken oldest first (seq) and
 #   deleted as they are taken; a command older than CONTROL_TTL is deleted by the next send.
@@ -50,7 +51,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     cancel_requested INTEGER NOT NULL DEFAULT 0,
     result BLOB,
     trace TEXT,
-    keep_result REAL
+    keep_result REAL,
+    progress BLOB
 );
 CREATE UNIQUE INDEX IF NOT EXISTS tasks_idempotency_key
     ON tasks (idempotency_key) WHERE idempotency_key IS NOT NULL;
@@ -116,6 +118,12 @@ CREATE TABLE IF NOT EXISTS controls (
 );
 CREATE INDEX IF NOT EXISTS controls_instance ON controls (instance, seq);
 
+CREATE TABLE IF NOT EXISTS instances (
+    instance TEXT PRIMARY KEY,
+    expires_at REAL NOT NULL,
+    data BLOB NOT NULL
+);
+
 CREATE TABLE IF NOT EXISTS leaders (
     name TEXT PRIMARY KEY,
     holder TEXT NOT NULL,
@@ -128,6 +136,10 @@ CREATE TABLE IF NOT EXISTS leaders (
 UPGRADE_TO_2 = "ALTER TABLE tasks ADD COLUMN trace TEXT"
 # Upgrades version 2 to 3 (ADR 0035): NULL keep_result is the global retention, as before.
 UPGRADE_TO_3 = "ALTER TABLE tasks ADD COLUMN keep_result REAL"
+# Inputs: none. Output: none. Upgrades a store made before progress reports (ADR 0034): run
+# when the tasks table lacks the column, whatever the version; nullable, so old rows read as
+# without progress.
+ADD_PROGRESS = "ALTER TABLE tasks ADD COLUMN progress BLOB"
 
 
 def check_synchronous(value: str) -> str:
@@ -171,10 +183,17 @@ def create_schema(conn: sqlite3.Connection) -> None:
         conn.execute(UPGRADE_TO_2)
     if 1 <= version <= 2:
         conn.execute(UPGRADE_TO_3)
+    if version >= 1 and not _has_column(conn, "tasks", "progress"):  # version 4
+        conn.execute(ADD_PROGRESS)
     for statement in _statements(SCHEMA):
         conn.execute(statement)
     if version != SCHEMA_VERSION:
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _has_column(conn: sqlite3.Connection, table: str, column: str) -> bool:
+    """Whether `table` has `column` (PRAGMA table_info)."""
+    return any(row[1] == column for row in conn.execute(f"PRAGMA table_info({table})"))
 
 
 def _statements(script: str) -> list[str]:

@@ -29,7 +29,7 @@ from taskengine.brokers.sqlite.codec import (
     task_params,
 )
 from taskengine.errors import QueueFull
-from taskengine.model import Lease, LeaseStatus, Outcome, Priority, Task, TaskState
+from taskengine.model import Lease, LeaseStatus, Outcome, Priority, ProgressReport, Task, TaskState
 from taskengine.model.outcome import ATTEMPT_REFUNDED
 from taskengine.model.priority import HEAD_START, due_at, order_key
 from taskengine.model.records import (
@@ -132,6 +132,22 @@ def extend(
     if updates:
         conn.executemany(q.EXTEND, updates)
     return statuses
+
+
+def record_progress(conn: sqlite3.Connection, reports: Sequence[ProgressReport]) -> list[bool]:
+    """Store each report's progress on its task if its token is current; aligned bools."""
+    running = _running(conn, [report.task_id for report in reports])
+    applied: list[bool] = []
+    updates: list[tuple[bytes, str, str]] = []
+    for report in reports:
+        current = running.get(report.task_id)
+        held = current is not None and current.token == report.token
+        if held:
+            updates.append((pack(report.progress), report.task_id, report.token))
+        applied.append(held)
+    if updates:
+        conn.executemany(q.PROGRESS, updates)
+    return applied
 
 
 def settle(conn: sqlite3.Connection, outcomes: Sequence[Outcome], now: float) -> list[bool]:
@@ -352,6 +368,14 @@ def take_controls(conn: sqlite3.Connection, instance: str) -> list[Control]:
     if rows:
         conn.execute(q.DELETE_CONTROLS, (instance, rows[-1][0]))
     return [unpack(row[1], Control) for row in rows]
+
+
+def record_instance(
+    conn: sqlite3.Connection, instance: str, data: bytes, now: float, ttl: float
+) -> None:
+    """Replace `instance`'s report, kept until `now + ttl`; delete those expired before `now`."""
+    conn.execute(q.DROP_EXPIRED_INSTANCES, (now,))
+    conn.execute(q.RECORD_INSTANCE, (instance, now + ttl, data))
 
 
 def leader(conn: sqlite3.Connection, name: str, holder: str, ttl: float, now: float) -> bool:

@@ -1,56 +1,102 @@
 -- enqueue.lua: store a batch of tasks as queued, all or nothing.
 -- KEYS[1]: the namespace's depth key (routes the call; other keys come from the preamble).
--- ARGV[2]: now; ARGV[3]: max_depth; ARGV[4]: n; then n groups of 12 fields, per task:
---   id, '=' .. idempotency key ('' = none), queue, run_at, head start, priority, created_at,
---   attempt, type, MessagePack Task blob, max_attempts, keep_result ('' = none: the global
---   retention; stored only when set).
--- Returns: {'ok', id1, created1, id2, created2, ...} in input order (created: 1 or 0), or
+-- ARGV[2]: now; ARGV[3]: max_depth; ARGV[4]: the batch, one MessagePack array of strings
+--   (codec.enqueue_batch), 12 per task: id, '=' .. idempotency key ('' = none), queue,
+--   run_at, head start, priority, created_at, attempt, type, MessagePack Task blob,
+--   max_attempts, keep_result ('' = none: the global retention; stored only when set).
+--   One packed value: the server parses one argument, not twelve per task.
+-- Returns: {'ok', i1, id1, i2, id2, ...}: only the duplicates, each as its 0-based place in the
+--   batch and the id of the stored task it names (every other task was stored under its own
+--   id: a reply of two values per task cost both sides more than the script's work), or
 --   {'full', depth, fresh} when the fresh tasks would pass max_depth (nothing stored).
 -- Invariant: a task whose id or idempotency key is stored, or earlier in the batch, is a
 --   duplicate answered with the first task's id; depth counts queued tasks exactly.
-local now, max_depth, n = ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local now, max_depth = ARGV[2], tonumber(ARGV[3])
+local A = cmsgpack.unpack(ARGV[4])
 local W = 12
+local n = #A / W
+-- Which ids are stored: one ZMSCORE on the index of every id (a task's hash and its entry
+-- there are written and deleted together) per run of ids, not one EXISTS per task.
+local RUN = 1000
+local stored = {}
+for first = 0, n - 1, RUN do
+  local ids = {}
+  for i = first, math.min(first + RUN, n) - 1 do ids[#ids + 1] = A[1 + i * W] end
+  local scores = redis.call('ZMSCORE', K.all, unpack(ids))
+  for j = 1, #ids do
+    if scores[j] then stored[ids[j]] = true end
+  end
+end
 local out, fresh, seen, batch_keys = {'ok'}, {}, {}, {}
 for i = 0, n - 1 do
-  local b = 5 + i * W
-  local id, ikey = ARGV[b], string.sub(ARGV[b + 1], 2)
-  local has_key = ARGV[b + 1] ~= ''
+  local b = 1 + i * W
+  local id, ikey = A[b], string.sub(A[b + 1], 2)
+  local has_key = A[b + 1] ~= ''
   local existing = nil
-  if seen[id] or redis.call('EXISTS', task_key(id)) == 1 then
+  if seen[id] or stored[id] then
     existing = id
   elseif has_key then
     existing = batch_keys[ikey] or redis.call('HGET', K.ikeys, ikey)
   end
   if existing then
+    out[#out + 1] = i
     out[#out + 1] = existing
-    out[#out + 1] = 0
   else
     seen[id] = true
     if has_key then batch_keys[ikey] = id end
     fresh[#fresh + 1] = b
-    out[#out + 1] = id
-    out[#out + 1] = 1
   end
 end
 local depth = tonumber(redis.call('GET', K.depth) or '0')
 if depth + #fresh > max_depth then return {'full', depth, #fresh} end
+-- The sorted-set adds of the batch, gathered per key and sent RUN members a call: a
+-- batch names a few keys (the id index, each queue's ready set, each group), so the server
+-- runs a few calls, not three per task.
+local zadds, zkeys = {}, {}
+local function zadd_later(key, score, member)
+  local args = zadds[key]
+  if not args then
+    args = {}
+    zadds[key] = args
+    zkeys[#zkeys + 1] = key
+  end
+  args[#args + 1] = score
+  args[#args + 1] = member
+end
+local nowv = tonumber(now)
 for _, b in ipairs(fresh) do
-  local id, ikey, queue, run_at = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
+  local id, ikey, queue, run_at = A[b], A[b + 1], A[b + 2], A[b + 3]
   local has_key = ikey ~= ''
   ikey = string.sub(ikey, 2)
-  local priority, created_at = ARGV[b + 5], ARGV[b + 6]
-  redis.call('HSET', task_key(id), 'task', ARGV[b + 9], 'state', 'queued',
-    'attempt', ARGV[b + 7], 'run_at', run_at, 'updated_at', now, 'queue', queue,
-    'priority', priority, 'head', ARGV[b + 4], 'created_at', created_at, 'type', ARGV[b + 8],
-    'max_attempts', ARGV[b + 10])
-  if ARGV[b + 11] ~= '' then redis.call('HSET', task_key(id), 'keep_result', ARGV[b + 11]) end
+  local priority, created_at, head = A[b + 5], A[b + 6], A[b + 4]
+  redis.call('HSET', task_key(id), 'task', A[b + 9], 'state', 'queued',
+    'attempt', A[b + 7], 'run_at', run_at, 'updated_at', now, 'queue', queue,
+    'priority', priority, 'head', head, 'created_at', created_at, 'type', A[b + 8],
+    'max_attempts', A[b + 10])
+  if A[b + 11] ~= '' then redis.call('HSET', task_key(id), 'keep_result', A[b + 11]) end
   if has_key then
     redis.call('HSET', K.ikeys, ikey, id)
     redis.call('HSET', task_key(id), 'idempotency_key', ikey)
   end
-  redis.call('ZADD', K.all, 0, id)
-  group_join(queue, 'queued', priority, id, created_at)
-  schedule(id, queue, run_at, created_at, ARGV[b + 4], now)
+  zadd_later(K.all, 0, id)
+  -- what group_join(queue, 'queued', ...) and schedule(...) of _common.lua do, gathered
+  local member = group_name(queue, 'queued', priority)
+  zadd_later(group_key(member), created_at, id)
+  add_once(K.groups, member)
+  add_once(K.queues, queue)
+  depth_delta = depth_delta + 1
+  local due = math.max(tonumber(run_at), tonumber(created_at))
+  if due <= nowv then
+    zadd_later(ready_key(queue), due - tonumber(head), id)
+  else
+    zadd_later(sched_key(queue), due, id)
+  end
+end
+for _, key in ipairs(zkeys) do
+  local args = zadds[key]
+  for first = 1, #args, 2 * RUN do
+    redis.call('ZADD', key, unpack(args, first, math.min(first + 2 * RUN - 1, #args)))
+  end
 end
 if #fresh > 0 then wake() end
 flush()

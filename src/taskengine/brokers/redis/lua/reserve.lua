@@ -5,8 +5,8 @@
 --   moved to the ready set per queue (at least `limit`); ARGV[8]: number of queues given
 --   (-1: every known queue); then that many queue names.
 -- Returns: per claimed task, in claim order, the values of its hash fields task, attempt (the
---   new one), run_at, finished_at, result, result_attempt, history, history_len, priority and
---   created_at (codec.decode_claim reads them); the claim's own fields are known to the caller: state
+--   new one), run_at, finished_at, result, result_attempt, history, history_len, priority,
+--   created_at and progress (codec.decode_claim reads them); the claim's own fields are known to the caller: state
 --   running, started_at = updated_at = now, worker_id, lease_expires_at, token base .. ':' .. i.
 -- Invariant: a task is claimed only while queued and due (the later of run_at and created_at
 --   <= now), so never twice and never early. Readiness is evaluated here: due ids move from
@@ -72,7 +72,7 @@ for i = 1, #candidates do
   local key = task_key(c.id)
   seen[c.queue] = (seen[c.queue] or 0) + 1
   local f = redis.call('HMGET', key, 'task', 'attempt', 'run_at', 'finished_at', 'result',
-    'result_attempt', 'history', 'history_len', 'priority', 'created_at')
+    'result_attempt', 'history', 'history_len', 'priority', 'created_at', 'progress')
   local due = math.max(tonumber(f[3]), tonumber(f[10]))
   if due > t then
     later[#later + 1] = {queue = c.queue, id = c.id, due = due}

@@ -1,0 +1,115 @@
+"""The NATS JetStream broker (`nats://host:4222?stream=name`): every call of the hot path is
+one operation appended to the stream's log and applied, in log order, by every process's
+replica (ADR 0031). A call costs one publish (shared with the process's other calls of the
+moment) and its answer comes back through the consumer; nothing is polled."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+
+from taskengine.brokers.base import (
+    DEFAULT_MAX_DEPTH,
+    EnqueueResult,
+    check_lease_for,
+    check_limit,
+)
+from taskengine.brokers.nats import ops
+from taskengine.brokers.nats.admin import NatsAdmin
+from taskengine.brokers.server_clock import flag
+from taskengine.errors import ConfigurationError
+from taskengine.model import Lease, LeaseStatus, Outcome, ProgressReport, Task
+
+
+class NatsBroker(NatsAdmin):
+    """A JetStream stream as the log of every operation; see docs/adr/0031."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_depth: int = DEFAULT_MAX_DEPTH,
+        stream: str = "taskengine",
+        replicas: int | str = 1,
+        allow_unsafe: bool | str = False,
+        server_clock: bool | str = True,
+        timeout: object = None,
+        **unknown: object,
+    ) -> None:
+        if unknown:
+            raise ConfigurationError(
+                f"unknown NATS broker options {sorted(unknown)}: use stream, replicas, "
+                "allow_unsafe, server_clock, timeout, max_depth"
+            )
+        try:
+            replicas = int(replicas)
+        except ValueError:
+            raise ConfigurationError(f"replicas must be an integer: {replicas!r}") from None
+        super().__init__(
+            url,
+            max_depth=max_depth,
+            stream=stream,
+            replicas=replicas,
+            allow_unsafe=flag("allow_unsafe", allow_unsafe),
+            server_clock=flag("server_clock", server_clock),
+            timeout=timeout,
+        )
+
+    async def enqueue(self, tasks: Sequence[Task], now: float) -> list[EnqueueResult]:
+        """Store tasks as queued (one operation: atomic, QueueFull refuses the whole batch)."""
+        if not tasks:
+            return []
+        result: list[EnqueueResult] = await self._write(
+            ops.Enqueue(list(tasks), now, self.max_depth)
+        )
+        return result
+
+    async def reserve(
+        self,
+        worker_id: str,
+        limit: int,
+        lease_for: float,
+        now: float,
+        queues: Sequence[str] | None = None,
+    ) -> list[Lease]:
+        """Claim up to `limit` due tasks, lowest (order_key, id) first (one operation)."""
+        check_limit(limit)
+        check_lease_for(lease_for)
+        chosen = list(queues) if queues is not None else None
+        op = ops.Reserve(worker_id, limit, lease_for, now, chosen, secrets.token_hex(8))
+        result: list[Lease] = await self._write(op)
+        return result
+
+    async def extend(
+        self, leases: Sequence[Lease], lease_for: float, now: float
+    ) -> list[LeaseStatus]:
+        """Push held leases to `now + lease_for`; report lost ones (one operation)."""
+        check_lease_for(lease_for)
+        if not leases:
+            return []
+        held = [(lease.task_id, lease.token) for lease in leases]
+        result: list[LeaseStatus] = await self._write(ops.Extend(held, lease_for, now))
+        return result
+
+    async def record_progress(self, reports: Sequence[ProgressReport], now: float) -> list[bool]:
+        """Store each report whose token is current (one operation)."""
+        if not reports:
+            return []
+        result: list[bool] = await self._write(ops.RecordProgress(list(reports), now))
+        return result
+
+    async def settle(self, outcomes: Sequence[Outcome], now: float) -> list[bool]:
+        """Apply each outcome whose token is current (one operation)."""
+        if not outcomes:
+            return []
+        result: list[bool] = await self._write(ops.Settle(list(outcomes), now))
+        return result
+
+    async def requeue_expired(self, now: float, limit: int) -> list[str]:
+        """Requeue (or end) running tasks whose lease ran out before `now` (one operation)."""
+        check_limit(limit)
+        result: list[str] = await self._write(ops.RequeueExpired(now, limit))
+        return result
+
+
+__all__ = ["NatsBroker"]
