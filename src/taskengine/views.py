@@ -119,6 +119,54 @@ class WorkerView(msgspec.Struct):
     last_heartbeat: datetime
 
 
+class InstanceView(msgspec.Struct):
+    """One engine process (instance) of the cluster, from its workers' last heartbeats."""
+
+    instance: str
+    host: str
+    pid: int
+    started_at: datetime
+    last_heartbeat: datetime
+    workers: int
+    busy: int
+    processed: int
+    draining: bool
+    types: list[str]
+
+
+class ControlView(msgspec.Struct):
+    """A remote-control command accepted for an instance (ADR 0036)."""
+
+    instance: str
+    command: str
+    size: int | None = None
+
+
+class TypeView(msgspec.Struct):
+    """A task type registered on a live instance, or on this server (`submittable`)."""
+
+    name: str
+    executor: str
+    timeout: float
+    max_attempts: int
+    queue: str
+    priority: str
+    instances: list[str]  # the live instances that run it
+    submittable: bool  # this server's registry has it: it accepts submissions of it
+
+
+class PeriodicView(msgspec.Struct):
+    """A periodic task: its schedule, who submits it, and whether it is enabled."""
+
+    name: str
+    cron: str
+    type: str
+    enabled: bool
+    next_slot: float | None  # epoch seconds; None while disabled
+    last_fired: float | None  # the last slot the leader submitted (as of its heartbeat)
+    leader: str | None  # the instance holding the scheduler, if one is live
+
+
 class QueueView(msgspec.Struct):
     """One queue: counts by state and priority, and whether it is paused."""
 
@@ -224,6 +272,32 @@ def worker_view(info: WorkerInfo) -> WorkerView:
         started_at=when(info.started_at),
         last_heartbeat=when(info.last_seen),
     )
+
+
+def instance_views(infos: list[WorkerInfo]) -> list[InstanceView]:
+    """Group registry entries by instance, one view each, by instance id."""
+    grouped: dict[str, list[WorkerInfo]] = {}
+    for info in infos:
+        grouped.setdefault(info.instance, []).append(info)
+    views = []
+    for instance, members in sorted(grouped.items()):
+        first = members[0]
+        types = sorted({name for info in members for name in info.types})
+        views.append(
+            InstanceView(
+                instance=instance,
+                host=first.host,
+                pid=first.pid,
+                started_at=when(min(info.started_at for info in members)),
+                last_heartbeat=when(max(info.last_seen for info in members)),
+                workers=sum(1 for info in members if info.state != "stopping"),  # not retiring
+                busy=sum(1 for info in members if info.current_task is not None),
+                processed=sum(info.processed for info in members),
+                draining=any(info.draining for info in members),
+                types=types,
+            )
+        )
+    return views
 
 
 def queue_views(rows: list[CountRow], paused: set[str]) -> list[QueueView]:

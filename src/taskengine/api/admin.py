@@ -9,14 +9,23 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from taskengine.api.auth import check_same_origin
+from taskengine.api.body import check_json_content, convert, parse_json, read_body
 from taskengine.api.context import ApiContext
 from taskengine.api.endpoints import ADMIN, bind
 from taskengine.api.errors import ApiError
 from taskengine.api.paging import bounded_page
 from taskengine.api.probe import readiness
 from taskengine.api.query import cursor, page_limit, task_filter
-from taskengine.api.schemas import HealthView, queue_views, worker_view
+from taskengine.api.schemas import (
+    ControlRequest,
+    ControlView,
+    HealthView,
+    instance_views,
+    queue_views,
+    worker_view,
+)
 from taskengine.api.tasks import json_response
+from taskengine.brokers import ControlCommand
 from taskengine.errors import ValidationError
 from taskengine.model import TaskState
 from taskengine.model.task import validate_name
@@ -31,6 +40,31 @@ def routes(ctx: ApiContext) -> list[Route]:
         ctx.tokens.check(request, "read")
         infos = await inspector.live_workers(clock.now())
         return json_response({"workers": [worker_view(info) for info in infos]})
+
+    async def instances(request: Request) -> Response:
+        ctx.tokens.check(request, "read")
+        infos = await inspector.live_workers(clock.now())
+        return json_response({"instances": instance_views(infos)})
+
+    async def control(request: Request) -> Response:
+        ctx.tokens.check(request, "admin")
+        check_same_origin(request)
+        check_json_content(request)
+        instance = request.path_params["instance"]
+        raw = parse_json(await read_body(request, ctx.max_body), ctx.max_depth)
+        if (
+            isinstance(raw, dict)
+            and isinstance(raw.get("size"), float)
+            and raw["size"].is_integer()
+        ):
+            raw["size"] = int(raw["size"])  # JSON Schema counts 1.0 as an integer
+        body = convert(raw, ControlRequest)
+        known = {info.instance for info in await inspector.live_workers(clock.now())}
+        if instance not in known:
+            raise ApiError(404, "instance_not_found", f"no live instance {instance!r}")
+        command = ControlCommand(body.command)
+        await inspector.control(instance, command, size=body.size)
+        return json_response(ControlView(instance, command.value, body.size), 202)
 
     async def queues(request: Request) -> Response:
         ctx.tokens.check(request, "read")
@@ -73,6 +107,8 @@ def routes(ctx: ApiContext) -> list[Route]:
         ADMIN,
         {
             "listWorkers": workers,
+            "listInstances": instances,
+            "controlInstance": control,
             "listQueues": queues,
             "pauseQueue": pause,
             "resumeQueue": resume,

@@ -33,6 +33,8 @@ TASKS = (
 )
 ADMIN = (
     Endpoint("GET", "/api/workers", "listWorkers"),
+    Endpoint("GET", "/api/instances", "listInstances"),
+    Endpoint("POST", "/api/instances/{instance}/control", "controlInstance"),
     Endpoint("GET", "/api/queues", "listQueues"),
     Endpoint("POST", "/api/queues/{queue}/pause", "pauseQueue"),
     Endpoint("POST", "/api/queues/{queue}/resume", "resumeQueue"),
@@ -40,13 +42,26 @@ ADMIN = (
     Endpoint("GET", "/healthz", "healthz"),
     Endpoint("GET", "/readyz", "readyz"),
 )
+OPERATOR = (
+    Endpoint("POST", "/api/queues/{queue}/purge", "purgeQueue"),
+    Endpoint("POST", "/api/bulk", "bulkTasks"),
+    Endpoint("GET", "/api/scheduled", "listScheduled"),
+    Endpoint("GET", "/api/retrying", "listRetrying"),
+    Endpoint("GET", "/api/me", "getSession"),
+    Endpoint("GET", "/api/types", "listTaskTypes"),
+    Endpoint("GET", "/api/periodic", "listPeriodic"),
+    Endpoint("POST", "/api/periodic/{name}/enable", "enablePeriodic"),
+    Endpoint("POST", "/api/periodic/{name}/disable", "disablePeriodic"),
+)
 LIVE = (
     Endpoint("GET", "/api/metrics", "getMetrics"),
     Endpoint("GET", "/api/metrics/history", "getMetricsHistory"),
     Endpoint("GET", "/api/events", "streamEvents"),
     Endpoint("GET", "/metrics", "getPrometheusMetrics"),
 )
-DOCUMENTED = TASKS + ADMIN + LIVE  # what /openapi.json describes (not the docs and dashboard)
+DOCUMENTED = (
+    TASKS + ADMIN + OPERATOR + LIVE
+)  # what /openapi.json describes (not the docs and dashboard)
 
 
 def bind(endpoints: Sequence[Endpoint], handlers: Mapping[str, Handler]) -> list[Route]:

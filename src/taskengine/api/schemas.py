@@ -8,6 +8,7 @@ import msgspec
 
 from taskengine.api.times import parse_date_time
 from taskengine.errors import ValidationError
+from taskengine.model.ids import TASK_ID_PATTERN
 from taskengine.model.task import (
     LATEST_RUN_AT,
     MAX_ATTEMPTS_LIMIT,
@@ -18,13 +19,18 @@ from taskengine.model.task import (
 from taskengine.views import (  # the response views, shared with the CLI's --json (re-exported)
     AttemptView,
     CancelView,
+    ControlView,
+    InstanceView,
+    PeriodicView,
     QueueView,
     ResultView,
     Submitted,
     TaskPage,
     TaskView,
+    TypeView,
     WorkerView,
     attempt_view,
+    instance_views,
     queue_views,
     result_view,
     task_view,
@@ -37,14 +43,24 @@ __all__ = [
     "MAX_BATCH",
     "AttemptView",
     "Attempts",
+    "BulkAnswer",
+    "BulkFilter",
+    "BulkRequest",
     "CancelView",
+    "ControlRequest",
+    "ControlView",
     "Delay",
     "ErrorDetail",
     "ErrorView",
     "HealthView",
+    "InstanceView",
     "Key",
     "Name",
+    "PeriodicToggled",
+    "PeriodicView",
     "PriorityName",
+    "PurgeAnswer",
+    "PurgeRequest",
     "QueueView",
     "ResultView",
     "Seconds",
@@ -54,8 +70,10 @@ __all__ = [
     "SubmittedBatch",
     "TaskPage",
     "TaskView",
+    "TypeView",
     "WorkerView",
     "attempt_view",
+    "instance_views",
     "queue_views",
     "result_view",
     "task_view",
@@ -136,3 +154,65 @@ class ErrorView(msgspec.Struct):
     """Every error is `{"error": {"code", "message"}}`."""
 
     error: ErrorDetail
+
+
+class ControlRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """POST /api/instances/{instance}/control: one remote-control command (ADR 0036)."""
+
+    command: Literal["drain", "resume", "resize", "shutdown"]
+    size: Annotated[int, msgspec.Meta(ge=1, le=10_000)] | None = None  # resize only
+
+
+StateName = Literal["queued", "running", "succeeded", "dead", "cancelled"]
+TaskId = Annotated[str, msgspec.Meta(pattern=TASK_ID_PATTERN)]
+MAX_BULK_IDS = 10_000
+
+
+class BulkFilter(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Which tasks a bulk action takes, as GET /api/tasks filters them (epoch seconds)."""
+
+    state: list[StateName] | msgspec.UnsetType = msgspec.UNSET
+    type: list[Name] | msgspec.UnsetType = msgspec.UNSET
+    queue: list[Name] | msgspec.UnsetType = msgspec.UNSET
+    priority: list[PriorityName] | msgspec.UnsetType = msgspec.UNSET
+    created_after: EpochSeconds | msgspec.UnsetType = msgspec.UNSET
+    created_before: EpochSeconds | msgspec.UnsetType = msgspec.UNSET
+
+
+class BulkRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """POST /api/bulk: an action on the tasks `ids` names, or on every task `filter`
+    matches (one of the two)."""
+
+    action: Literal["cancel", "replay", "delete"]
+    ids: (
+        Annotated[list[TaskId], msgspec.Meta(min_length=1, max_length=MAX_BULK_IDS)]
+        | msgspec.UnsetType
+    ) = msgspec.UNSET
+    filter: BulkFilter | msgspec.UnsetType = msgspec.UNSET
+
+
+class BulkAnswer(msgspec.Struct):
+    """How many tasks a bulk action changed."""
+
+    action: str
+    touched: int
+
+
+class PurgeRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """POST /api/queues/{queue}/purge: `confirm` must be true."""
+
+    confirm: Literal[True]
+
+
+class PurgeAnswer(msgspec.Struct):
+    """How many queued tasks a purge deleted."""
+
+    queue: str
+    purged: int
+
+
+class PeriodicToggled(msgspec.Struct):
+    """A periodic task enabled or disabled."""
+
+    name: str
+    enabled: bool

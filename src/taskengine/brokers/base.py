@@ -91,6 +91,31 @@ class CountRow(msgspec.Struct, frozen=True):
     oldest_created_at: float | None
 
 
+class ControlCommand(StrEnum):
+    """What an operator asks one engine instance to do (ADR 0036)."""
+
+    DRAIN = "drain"  # stop taking tasks; the running ones finish
+    RESUME = "resume"  # take tasks again after a drain
+    RESIZE = "resize"  # run `size` workers
+    SHUTDOWN = "shutdown"  # stop gracefully, as on SIGTERM
+
+
+class Control(msgspec.Struct, frozen=True, kw_only=True):
+    """One remote-control command for an instance, as `send_control` stores it."""
+
+    command: ControlCommand
+    sent_at: float
+    size: int | None = None  # RESIZE only: the new pool size
+
+
+# `pause` also keeps switches every instance must agree on: a name beginning with "@" is no queue
+# (a queue name starts with a letter or a digit). A disabled periodic task is paused as
+# PERIODIC_OFF + its name (ADR 0036); `paused()` returns them with the queues.
+PERIODIC_OFF = "@periodic:"
+
+CONTROL_TTL = 3600.0  # seconds a command waits for its instance before a broker may drop it
+
+
 class InstanceReport(msgspec.Struct, frozen=True):
     """One engine process's telemetry as its last heartbeat published it; brokers store the
     bytes as they are and never read them (telemetry/report.py says what they hold)."""
@@ -200,6 +225,12 @@ class BrokerAdmin(Protocol):
         """Move dead or cancelled tasks back to queued, due now, with a fresh attempt count."""
         ...
 
+    async def delete(self, ids: Sequence[str]) -> list[bool]:
+        """Delete finished tasks (succeeded, dead, cancelled) by id, with their history and
+        idempotency key, as `purge` does; True where deleted, False where unknown or not
+        finished (a queued or running task is never deleted)."""
+        ...
+
     async def purge(self, states: Sequence[TaskState], finished_before: float, limit: int) -> int:
         """Delete up to `limit` tasks in terminal `states` that finished before the time, the
         earliest first. A succeeded task with a `keep_result` of its own is left to
@@ -212,7 +243,8 @@ class BrokerAdmin(Protocol):
         ...
 
     async def pause(self, queues: Sequence[str]) -> None:
-        """Stop `reserve` from taking tasks of these queues."""
+        """Stop `reserve` from taking tasks of these queues (names beginning with "@" are
+        switches, not queues: see PERIODIC_OFF)."""
         ...
 
     async def resume(self, queues: Sequence[str]) -> None:
@@ -221,6 +253,17 @@ class BrokerAdmin(Protocol):
 
     async def paused(self) -> set[str]:
         """Return the paused queue names."""
+        ...
+
+    async def send_control(self, instance: str, controls: Sequence[Control]) -> None:
+        """Append commands to `instance`'s control channel (read by its `take_controls`).
+
+        A command its instance has not taken within CONTROL_TTL may be dropped."""
+        ...
+
+    async def take_controls(self, instance: str) -> list[Control]:
+        """Remove and return the commands waiting for `instance`, oldest first; each command
+        is returned by one call only. Cheap when there are none (polled every 0.5 s)."""
         ...
 
     async def record_workers(self, workers: Sequence[WorkerInfo]) -> None:

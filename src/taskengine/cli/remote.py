@@ -32,7 +32,15 @@ if TYPE_CHECKING:
     from taskengine.app import TaskRequest
     from taskengine.brokers import CancelResult, Page, ReplayResult, TaskFilter
     from taskengine.model import TaskRecord
-    from taskengine.views import QueueView, Submitted, TaskView, WorkerView
+    from taskengine.views import (
+        InstanceView,
+        PeriodicView,
+        QueueView,
+        Submitted,
+        TaskView,
+        TypeView,
+        WorkerView,
+    )
 
 T = TypeVar("T")
 MAX_PAGE = 500  # the API's largest page; longer --limit values are fetched page by page
@@ -154,6 +162,74 @@ class HttpClient:
         body: dict[str, Any] = {"source": "server", **self._decode(response, dict[str, Any])}
         return body
 
+    async def instances(self) -> list[InstanceView]:
+        """GET /api/instances."""
+        from taskengine.views import InstanceView
+
+        response = await self._request("GET", "/api/instances")
+        return self._decode(response, dict[str, list[InstanceView]]).get("instances", [])
+
+    async def control(self, instance: str, command: str, size: int | None) -> None:
+        """POST /api/instances/{instance}/control."""
+        body: dict[str, Any] = {"command": command}
+        if size is not None:
+            body["size"] = size
+        await self._request("POST", f"/api/instances/{_quote(instance)}/control", body=body)
+
+    async def purge_queue(self, name: str) -> int:
+        """POST /api/queues/{name}/purge."""
+        path = f"/api/queues/{_quote(name)}/purge"
+        response = await self._request("POST", path, body={"confirm": True})
+        return int(self._decode(response, dict[str, Any])["purged"])
+
+    async def bulk(
+        self, action: str, ids: Sequence[str] | None, task_filter: TaskFilter | None
+    ) -> int:
+        """POST /api/bulk (ids in requests of at most 10,000)."""
+        if task_filter is not None:
+            bodies: list[dict[str, Any]] = [{"action": action, "filter": filter_body(task_filter)}]
+        else:
+            given = list(ids or [])
+            bodies = [
+                {"action": action, "ids": given[start : start + 10_000]}
+                for start in range(0, len(given), 10_000)
+            ]
+        touched = 0
+        for body in bodies:
+            response = await self._request("POST", "/api/bulk", body=body)
+            touched += int(self._decode(response, dict[str, Any])["touched"])
+        return touched
+
+    async def scheduled(self, task_filter: TaskFilter, limit: int, cursor: str | None) -> Page:
+        """GET /api/scheduled, page by page up to `limit` tasks."""
+        return await self._pages("/api/scheduled", filter_params(task_filter), limit, cursor)
+
+    async def retrying(self, task_filter: TaskFilter, limit: int, cursor: str | None) -> Page:
+        """GET /api/retrying, page by page up to `limit` tasks."""
+        return await self._pages("/api/retrying", filter_params(task_filter), limit, cursor)
+
+    async def task_types(self) -> list[TypeView]:
+        """GET /api/types."""
+        from taskengine.views import TypeView
+
+        response = await self._request("GET", "/api/types")
+        return self._decode(response, dict[str, list[TypeView]]).get("types", [])
+
+    async def periodic(self) -> list[PeriodicView]:
+        """GET /api/periodic."""
+        from taskengine.views import PeriodicView
+
+        response = await self._request("GET", "/api/periodic")
+        return self._decode(response, dict[str, list[PeriodicView]]).get("periodic", [])
+
+    async def set_periodic(self, name: str, enabled: bool) -> bool:
+        """POST /api/periodic/{name}/enable or /disable; 404: no such entry."""
+        action = "enable" if enabled else "disable"
+        response = await self._send("POST", f"/api/periodic/{_quote(name)}/{action}")
+        if not response.is_success:
+            return self._refusal(response, {"periodic_not_found": False})
+        return True
+
     async def pause(self, names: Sequence[str]) -> None:
         """POST /api/queues/{name}/pause for each name."""
         for name in names:
@@ -259,6 +335,15 @@ def filter_params(task_filter: TaskFilter) -> dict[str, Any]:
     if task_filter.created_before is not None:
         params["created_before"] = repr(task_filter.created_before)
     return params
+
+
+def filter_body(task_filter: TaskFilter) -> dict[str, Any]:
+    """A TaskFilter as the `filter` of POST /api/bulk (times in epoch seconds)."""
+    body = filter_params(task_filter)
+    for name in ("created_after", "created_before"):
+        if name in body:
+            body[name] = float(body[name])
+    return body
 
 
 def record_of(view: TaskView) -> TaskRecord:

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from taskengine.brokers.base import (
     CancelResult,
+    Control,
     CountRow,
     InstanceReport,
     Page,
@@ -81,6 +82,17 @@ class MemoryAdmin(MemoryConnection):
             self._work.set()
         return results
 
+    async def delete(self, ids: Sequence[str]) -> list[bool]:
+        """Delete finished tasks by id."""
+        results: list[bool] = []
+        for task_id in ids:
+            record = self._records.get(task_id)
+            finished = record is not None and record.state in TERMINAL_STATES
+            if finished:
+                self._forget(task_id)
+            results.append(finished)
+        return results
+
     async def purge(self, states: Sequence[TaskState], finished_before: float, limit: int) -> int:
         """Delete up to `limit` terminal tasks in `states` finished before the cutoff."""
         check_limit(limit)
@@ -120,6 +132,19 @@ class MemoryAdmin(MemoryConnection):
     async def paused(self) -> set[str]:
         """Return the paused queues."""
         return set(self._paused)
+
+    async def send_control(self, instance: str, controls: Sequence[Control]) -> None:
+        """Append commands to the instance's channel."""
+        if controls:
+            self._controls.setdefault(instance, []).extend(controls)
+
+    def has_controls(self, instance: str) -> bool:
+        """Whether commands wait for the instance (the NATS replica's cheap look first)."""
+        return bool(self._controls.get(instance))
+
+    async def take_controls(self, instance: str) -> list[Control]:
+        """Remove and return the instance's waiting commands, oldest first."""
+        return self._controls.pop(instance, [])
 
     async def record_workers(self, workers: Sequence[WorkerInfo]) -> None:
         """Insert or replace workers by id."""

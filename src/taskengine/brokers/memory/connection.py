@@ -13,7 +13,13 @@ import asyncio
 import heapq
 import secrets
 
-from taskengine.brokers.base import DEFAULT_MAX_DEPTH, Capabilities, InstanceReport, check_limit
+from taskengine.brokers.base import (
+    DEFAULT_MAX_DEPTH,
+    Capabilities,
+    Control,
+    InstanceReport,
+    check_limit,
+)
 from taskengine.brokers.memory.queries import Heap
 from taskengine.brokers.waiting import wait_event
 from taskengine.model import TaskRecord, TaskState
@@ -37,6 +43,7 @@ class MemoryConnection:
         self._queued = 0
         self._paused: set[str] = set()
         self._workers: dict[str, WorkerInfo] = {}
+        self._controls: dict[str, list[Control]] = {}
         self._leaders: dict[str, tuple[str, float]] = {}
         self._instances: dict[str, InstanceReport] = {}
         self._work = asyncio.Event()

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from taskengine.brokers.base import (
     CancelResult,
+    Control,
     CountRow,
     InstanceReport,
     Page,
@@ -93,6 +94,26 @@ class NatsAdmin(NatsConnection):
     async def instances(self, now: float) -> list[InstanceReport]:
         """Return the reports not expired at `now`, by instance (one round trip)."""
         return await (await self._caught_up()).instances(now)
+
+    async def send_control(self, instance: str, controls: Sequence[Control]) -> None:
+        """Append commands to the instance's channel (one operation, ADR 0036)."""
+        if controls:
+            await self._write(ops.SendControl(instance, list(controls)))
+
+    async def take_controls(self, instance: str) -> list[Control]:
+        """Remove and return the instance's commands, oldest first: the replica is read first,
+        so a poll with nothing waiting writes nothing to the log (one operation otherwise)."""
+        if not (await self._caught_up()).has_controls(instance):
+            return []
+        result: list[Control] = await self._write(ops.TakeControls(instance))
+        return result
+
+    async def delete(self, ids: Sequence[str]) -> list[bool]:
+        """Delete finished tasks by id (one operation)."""
+        if not ids:
+            return []
+        result: list[bool] = await self._write(ops.Delete(list(ids)))
+        return result
 
     async def leader(self, name: str, holder: str, ttl: float, now: float) -> bool:
         """Take `name` if free or expired, renew it if `holder` has it (one operation)."""

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple, TypeVar, cast
 import msgspec
 from msgspec.structs import replace
 
+from taskengine.brokers.base import Control
 from taskengine.brokers.memory import MemoryBroker
 from taskengine.errors import TaskEngineError
 from taskengine.model import Lease, Outcome, ProgressReport, Task, TaskState
@@ -129,6 +130,25 @@ class ForgetWorkers(msgspec.Struct, frozen=True, tag="forget"):
     ids: list[str]
 
 
+class SendControl(msgspec.Struct, frozen=True, tag="control"):
+    """`send_control(instance, controls)` (ADR 0036)."""
+
+    instance: str
+    controls: list[Control]
+
+
+class TakeControls(msgspec.Struct, frozen=True, tag="take_controls"):
+    """`take_controls(instance)`."""
+
+    instance: str
+
+
+class Delete(msgspec.Struct, frozen=True, tag="delete"):
+    """`delete(ids)`."""
+
+    ids: list[str]
+
+
 class Leader(msgspec.Struct, frozen=True, tag="leader"):
     """`leader(name, holder, ttl, now)`, or `resign(name, holder)` when `ttl` is None."""
 
@@ -153,6 +173,9 @@ Op = (
     | RecordWorkers
     | RecordInstance
     | ForgetWorkers
+    | SendControl
+    | TakeControls
+    | Delete
     | Leader
 )
 
@@ -217,6 +240,12 @@ def _apply(replica: Replica, op: Op) -> object:
         return _now(replica.record_instance(op.instance, op.data, op.now, op.ttl))
     if isinstance(op, ForgetWorkers):
         return _now(replica.forget_workers(op.ids))
+    if isinstance(op, SendControl):
+        return _now(replica.send_control(op.instance, op.controls))
+    if isinstance(op, TakeControls):
+        return _now(replica.take_controls(op.instance))
+    if isinstance(op, Delete):
+        return _now(replica.delete(op.ids))
     if op.ttl is None:
         return _now(replica.resign(op.name, op.holder))
     return _now(replica.leader(op.name, op.holder, op.ttl, op.now))

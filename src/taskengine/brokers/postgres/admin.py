@@ -6,7 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from taskengine.brokers.base import (
+    CONTROL_TTL,
     CancelResult,
+    Control,
     CountRow,
     InstanceReport,
     Page,
@@ -28,6 +30,7 @@ from taskengine.brokers.postgres.listing import list_query
 from taskengine.brokers.server_clock import ServerClock, flag
 from taskengine.errors import ConfigurationError
 from taskengine.model import Priority, TaskRecord, TaskState
+from taskengine.model.serializer import pack, unpack
 from taskengine.model.state import TERMINAL_STATES
 from taskengine.model.worker import WorkerInfo
 
@@ -170,6 +173,13 @@ class PostgresAdmin(PostgresConnection):
             return 0
         return int(await self._fetchval(q.PURGE, wanted, float(finished_before), limit))
 
+    async def delete(self, ids: Sequence[str]) -> list[bool]:
+        """Delete finished tasks by id. One round trip; atomic."""
+        if not ids:
+            return []
+        gone = {row["id"] for row in await self._fetch(q.DELETE, list(ids))}
+        return [task_id in gone for task_id in ids]
+
     async def purge_kept(self, now: float, limit: int) -> int:
         """Delete up to `limit` succeeded tasks whose own retention ran out before `now`
         (earliest expiry first); return how many. One round trip; atomic."""
@@ -188,6 +198,23 @@ class PostgresAdmin(PostgresConnection):
     async def paused(self) -> set[str]:
         """The paused queue names. One round trip."""
         return {row["queue"] for row in await self._fetch(q.PAUSED)}
+
+    async def send_control(self, instance: str, controls: Sequence[Control]) -> None:
+        """Append commands to the instance's channel. One round trip; atomic."""
+        if controls:
+            newest = max(c.sent_at for c in controls)
+            await self._execute(
+                q.SEND_CONTROL,
+                instance,
+                [float(c.sent_at) for c in controls],
+                [pack(c) for c in controls],
+                newest - CONTROL_TTL,
+            )
+
+    async def take_controls(self, instance: str) -> list[Control]:
+        """Remove and return the instance's commands, oldest first. One round trip; atomic."""
+        rows = await self._fetch(q.TAKE_CONTROLS, instance)
+        return [unpack(row["control"], Control) for row in sorted(rows, key=lambda r: r["seq"])]
 
     async def record_workers(self, workers: Sequence[WorkerInfo]) -> None:
         """Insert or replace these workers by id (a later duplicate in the batch wins).

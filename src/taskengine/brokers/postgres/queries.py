@@ -244,6 +244,14 @@ gone AS (DELETE FROM {s}.tasks t USING doomed WHERE t.id = doomed.id RETURNING 1
 SELECT count(*) FROM gone
 """
 
+# Inputs: $1 ids. Output: the ids deleted. Invariant: only finished tasks; a queued or
+# running one is never deleted.
+DELETE = """
+DELETE FROM {s}.tasks t WHERE t.id = ANY($1::text[])
+  AND t.state IN ('succeeded', 'dead', 'cancelled')
+RETURNING t.id
+"""
+
 # Inputs: $1 now, $2 limit. Output: how many were deleted.
 # Invariant: only succeeded tasks whose own retention ran out (finished_at + keep_result < $1),
 # the earliest expiry first (tasks_kept); concurrent purges skip each other's rows.
@@ -291,6 +299,17 @@ SELECT instance, expires_at, data FROM {s}.instances WHERE expires_at >= $1 ORDE
 """
 # Inputs: $1 seen_since. Output: MessagePack WorkerInfo of workers seen since then, by id.
 WORKERS = "SELECT info FROM {s}.workers WHERE last_seen >= $1 ORDER BY id"
+
+# Remote control (ADR 0036). Inputs: $1 instance, aligned $2 sent_at and $3 packed Control,
+# $4 the oldest sent_at kept. Output: none. Invariant: commands past CONTROL_TTL go first.
+SEND_CONTROL = """
+WITH gone AS (DELETE FROM {s}.controls WHERE sent_at < $4)
+INSERT INTO {s}.controls (instance, sent_at, control)
+SELECT $1, sent_at, control FROM unnest($2::float8[], $3::bytea[]) AS c (sent_at, control)
+"""
+# Inputs: $1 instance. Output: (seq, control) of the commands taken. Invariant: one atomic
+# DELETE: a command is returned to one caller only; an empty channel writes nothing.
+TAKE_CONTROLS = "DELETE FROM {s}.controls WHERE instance = $1 RETURNING seq, control"
 
 # Inputs: $1 name, $2 holder, $3 now, $4 expiry. Output: one row if $2 now holds $1.
 # Invariant: one atomic upsert, so two holders never hold one name: the row is taken when

@@ -144,8 +144,28 @@ CREATE TABLE IF NOT EXISTS {s}.instances (
 );
 """
 
+# Version 6 (ADR 0036): remote-control commands per instance, taken oldest first (seq) and
+# deleted as they are taken; a command older than CONTROL_TTL is deleted by the next send.
+# IF NOT EXISTS: it may be renumbered when branches that each added a migration merge.
+V6 = """
+CREATE TABLE IF NOT EXISTS {s}.controls (
+    seq bigserial PRIMARY KEY,
+    instance text COLLATE "C" NOT NULL,
+    sent_at double precision NOT NULL,
+    control bytea NOT NULL
+);
+CREATE INDEX IF NOT EXISTS controls_instance ON {s}.controls (instance, seq);
+"""
+
 # (version, script): append only; a released migration is never edited.
-MIGRATIONS: tuple[tuple[int, str], ...] = ((1, V1), (2, V2), (3, V3), (4, V4), (5, V5))
+MIGRATIONS: tuple[tuple[int, str], ...] = (
+    (1, V1),
+    (2, V2),
+    (3, V3),
+    (4, V4),
+    (5, V5),
+    (6, V6),
+)
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 # Inputs: $1 the advisory lock key. Output: none. Invariant: held until the transaction ends.

@@ -12,7 +12,9 @@ import msgspec
 from redis.exceptions import ResponseError
 
 from taskengine.brokers.base import (
+    CONTROL_TTL,
     CancelResult,
+    Control,
     CountRow,
     InstanceReport,
     Page,
@@ -32,6 +34,7 @@ from taskengine.model.worker import WorkerInfo
 
 LIST_BUDGET = 5000  # ids one list_tasks call examines at most, however selective the filter
 _worker = msgspec.msgpack.Decoder(WorkerInfo)
+_control = msgspec.msgpack.Decoder(Control)
 
 
 class RedisAdmin(RedisConnection):
@@ -158,6 +161,12 @@ class RedisAdmin(RedisConnection):
             return 0
         return int(await self._run("purge", float(finished_before), limit, *wanted))
 
+    async def delete(self, ids: Sequence[str]) -> list[bool]:
+        """Delete finished tasks by id. One round trip (delete.lua), atomic."""
+        if not ids:
+            return []
+        return [bool(flag) for flag in await self._run("delete", *ids)]
+
     async def purge_kept(self, now: float, limit: int) -> int:
         """Delete up to `limit` succeeded tasks whose own retention ran out before `now`,
         earliest expiry first. One round trip (purge_kept.lua), atomic."""
@@ -180,6 +189,21 @@ class RedisAdmin(RedisConnection):
         """Return the paused queue names. One round trip."""
         [members] = await self._transaction(("SMEMBERS", self.keys.paused))
         return {m.decode() for m in members}
+
+    async def send_control(self, instance: str, controls: Sequence[Control]) -> None:
+        """Append commands to the instance's list, which expires CONTROL_TTL after the last
+        send. One round trip (MULTI/EXEC), atomic."""
+        if controls:
+            key = self.keys.control(instance)
+            await self._transaction(
+                ("RPUSH", key, *(pack(c) for c in controls)), ("EXPIRE", key, int(CONTROL_TTL))
+            )
+
+    async def take_controls(self, instance: str) -> list[Control]:
+        """Remove and return the instance's commands, oldest first. One round trip, atomic."""
+        key = self.keys.control(instance)
+        blobs, _ = await self._transaction(("LRANGE", key, 0, -1), ("DEL", key))
+        return [_control.decode(blob) for blob in blobs]
 
     async def record_workers(self, workers: Sequence[WorkerInfo]) -> None:
         """Insert or replace workers by id. One round trip (MULTI/EXEC), atomic."""

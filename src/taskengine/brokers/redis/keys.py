@@ -39,6 +39,7 @@ FAMILIES: dict[str, str] = {
     "group_key": "group:",  # zset per "queue|queued|priority": queued ids by created_at
     "done_key": "done:",  # zset per terminal state: ids by finished_at (purge)
     "leader_key": "leader:",  # hash per singleton duty: holder, expires_at
+    "control_key": "control:",  # list per instance: packed remote-control commands (ADR 0036)
 }
 
 
@@ -75,6 +76,10 @@ class Keys:
     def task(self, task_id: str) -> str:
         """The hash of one task."""
         return self.prefix + FAMILIES["task_key"] + task_id
+
+    def control(self, instance: str) -> str:
+        """The list of one instance's waiting remote-control commands."""
+        return self.prefix + FAMILIES["control_key"] + instance
 
 
 def lua_preamble() -> str:

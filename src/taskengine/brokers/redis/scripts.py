@@ -34,6 +34,7 @@ NAMES = (
     "replay",
     "purge",
     "purge_kept",
+    "delete",
     "leader",
     "resign",
     "counts",

@@ -274,3 +274,18 @@ SELECT_WORKERS = "SELECT info FROM workers WHERE last_seen >= ?1 ORDER BY id"
 
 # Inputs: none. Output: a number that changes when another connection commits.
 DATA_VERSION = "PRAGMA data_version"
+
+# Remote control (ADR 0036). Inputs: ?1 instance, ?2 sent_at, ?3 the packed Control.
+SEND_CONTROL = "INSERT INTO controls (instance, sent_at, control) VALUES (?1, ?2, ?3)"
+# Inputs: ?1 the oldest sent_at kept. Output: none.
+EXPIRE_CONTROLS = "DELETE FROM controls WHERE sent_at < ?1"
+# Inputs: ?1 instance. Output: (seq, control) of its waiting commands, oldest first.
+SELECT_CONTROLS = "SELECT seq, control FROM controls WHERE instance = ?1 ORDER BY seq"
+# Inputs: ?1 instance, ?2 the highest seq taken. Output: none.
+DELETE_CONTROLS = "DELETE FROM controls WHERE instance = ?1 AND seq <= ?2"
+
+# Inputs: ?1 a JSON list of ids. Output: the ids of those that are finished (deletable).
+SELECT_FINISHED = """
+SELECT id FROM tasks WHERE id IN (SELECT value FROM json_each(?1))
+  AND state IN ('succeeded', 'dead', 'cancelled')
+"""

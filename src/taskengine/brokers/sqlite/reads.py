@@ -111,6 +111,11 @@ def workers(conn: sqlite3.Connection, seen_since: float) -> list[WorkerInfo]:
     return [unpack(row[0], WorkerInfo) for row in conn.execute(q.SELECT_WORKERS, (seen_since,))]
 
 
+def has_controls(conn: sqlite3.Connection, instance: str) -> bool:
+    """Whether commands wait for `instance`."""
+    return bool(conn.execute(q.SELECT_CONTROLS + " LIMIT 1", (instance,)).fetchone())
+
+
 def instances(conn: sqlite3.Connection, now: float) -> list[InstanceReport]:
     """The reports not expired at `now`, by instance."""
     return [

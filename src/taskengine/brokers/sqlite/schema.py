@@ -25,6 +25,8 @@ SYNCHRONOUS_MODES = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
 #   key newest first; the dead-letter listing alone has its own small index (tasks_dead).
 # - progress (msgpack model.Progress or NULL) changes only under the current lease token.
 # - attempts is insert-only (deleted with its task by purge); seq gives the history order.
+# - controls: remote-control commands per instance (ADR 0036), taken oldest first (seq) and
+#   deleted as they are taken; a command older than CONTROL_TTL is deleted by the next send.
 # - keep_result (seconds, NULL = the global retention) is the task's own retention once it
 #   succeeded: 0 deletes it in the settle, > 0 leaves it to purge_kept (tasks_kept, ADR 0035).
 SCHEMA = """
@@ -94,6 +96,14 @@ CREATE TABLE IF NOT EXISTS workers (
     last_seen REAL NOT NULL,
     info BLOB NOT NULL
 );
+
+CREATE TABLE IF NOT EXISTS controls (
+    seq INTEGER PRIMARY KEY,
+    instance TEXT NOT NULL,
+    sent_at REAL NOT NULL,
+    control BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS controls_instance ON controls (instance, seq);
 
 CREATE TABLE IF NOT EXISTS instances (
     instance TEXT PRIMARY KEY,

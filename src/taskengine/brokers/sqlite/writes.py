@@ -12,7 +12,13 @@ from typing import Any, NamedTuple
 
 from msgspec.structs import replace
 
-from taskengine.brokers.base import CancelResult, EnqueueResult, ReplayResult
+from taskengine.brokers.base import (
+    CONTROL_TTL,
+    CancelResult,
+    Control,
+    EnqueueResult,
+    ReplayResult,
+)
 from taskengine.brokers.batches import split_new
 from taskengine.brokers.sqlite import queries as q
 from taskengine.brokers.sqlite.codec import (
@@ -43,7 +49,7 @@ from taskengine.model.records import (
     honour_cancel,
     outcome_line,
 )
-from taskengine.model.serializer import pack
+from taskengine.model.serializer import pack, unpack
 from taskengine.model.state import REPLAYABLE_STATES, TERMINAL_STATES
 from taskengine.model.worker import WorkerInfo
 
@@ -383,6 +389,15 @@ def purge(
     return conn.execute(q.DELETE_TASKS, (doomed,)).rowcount
 
 
+def delete(conn: sqlite3.Connection, ids: Sequence[str]) -> list[bool]:
+    """Delete the finished tasks among `ids` with their history; True where deleted."""
+    finished = {row[0] for row in conn.execute(q.SELECT_FINISHED, (json_list(ids),))}
+    doomed = json_list(sorted(finished))
+    conn.execute(q.DELETE_ATTEMPTS, (doomed,))
+    conn.execute(q.DELETE_TASKS, (doomed,))
+    return [task_id in finished for task_id in ids]
+
+
 def purge_kept(conn: sqlite3.Connection, now: float, limit: int) -> int:
     """Delete up to `limit` succeeded tasks whose own retention ran out, earliest first."""
     rows = conn.execute(q.SELECT_KEPT_EXPIRED, (now, limit))
@@ -409,6 +424,21 @@ def record_workers(conn: sqlite3.Connection, workers: Sequence[WorkerInfo]) -> N
 def forget_workers(conn: sqlite3.Connection, ids: Sequence[str]) -> None:
     """Delete the workers with these ids."""
     conn.executemany(q.FORGET_WORKER, [(worker_id,) for worker_id in ids])
+
+
+def send_control(conn: sqlite3.Connection, instance: str, controls: Sequence[Control]) -> None:
+    """Append commands for `instance`; drop every command older than CONTROL_TTL."""
+    newest = max(control.sent_at for control in controls)
+    conn.execute(q.EXPIRE_CONTROLS, (newest - CONTROL_TTL,))
+    conn.executemany(q.SEND_CONTROL, [(instance, c.sent_at, pack(c)) for c in controls])
+
+
+def take_controls(conn: sqlite3.Connection, instance: str) -> list[Control]:
+    """Delete and return the commands waiting for `instance`, oldest first."""
+    rows = conn.execute(q.SELECT_CONTROLS, (instance,)).fetchall()
+    if rows:
+        conn.execute(q.DELETE_CONTROLS, (instance, rows[-1][0]))
+    return [unpack(row[1], Control) for row in rows]
 
 
 def record_instance(

@@ -8,6 +8,7 @@ import { Heatmap } from "./heatmap.js";
 import { renderInstances } from "./instances.js";
 import { renderBreakers, renderCounters, renderOutcomes, renderPercentiles, renderWorkers } from "./panels.js";
 import { EventStream } from "./sse.js";
+import { OperatorViews } from "./operator.js";
 import { TaskViews } from "./tasks.js";
 
 const HISTORY_MAX = 300; // points kept: what the server sends on connect
@@ -31,6 +32,7 @@ const state = {
 };
 
 const tasks = new TaskViews();
+const operator = new OperatorViews((id) => tasks.open(id));
 const heatmap = new Heatmap($("heatmap"), $("heatmap-tip"));
 const charts = new TimeCharts($("chart-depth"), $("chart-throughput"));
 
@@ -156,6 +158,7 @@ $("token-form").addEventListener("submit", (event) => {
   showTokenPrompt(false);
   stream.restart();
   tasks.refresh({ force: true });
+  operator.scope();
 });
 $("token-clear").addEventListener("click", () => {
   $("token-input").value = "";
@@ -182,6 +185,7 @@ async function fallback() {
 function poll() {
   if (!state.needsToken) {
     tasks.refresh();
+    operator.refresh();
     fallback();
     refreshRange();
   }
@@ -189,4 +193,7 @@ function poll() {
 
 stream.start();
 tasks.refresh({ force: true });
+operator.scope();
+operator.refresh({ force: true });
+operator.search();
 setInterval(poll, POLL_MS);
