@@ -356,7 +356,21 @@ def test_a_snapshot_holds_every_store_of_the_replica() -> None:
 
     covered = {
         "max_depth", "_records", "_tokens", "_by_key", "_ready", "_later", "_queued",
-        "_paused", "_workers", "_leaders", "_instances",
+        "_paused", "_workers", "_leaders", "_instances", "_controls",
         "_work",  # the wake-up event: not state, set again by restore
     }  # fmt: skip
     assert set(vars(Replica())) == covered
+
+
+async def test_remote_controls_waiting_for_an_instance_survive_a_snapshot() -> None:
+    """A drain sent before a compaction still reaches its instance started from the snapshot."""
+    from taskengine.brokers.base import Control, ControlCommand
+    from taskengine.brokers.nats.ops import Replica
+    from taskengine.brokers.nats.snapshot import capture, decode_state, encode_state, restore
+
+    before = Replica()
+    drain = Control(command=ControlCommand.DRAIN, sent_at=1_000.0)
+    await before.send_control("host-1:42", [drain])
+    after = Replica()
+    restore(after, decode_state(encode_state(capture(before, 7, {}))))
+    assert await after.take_controls("host-1:42") == [drain]

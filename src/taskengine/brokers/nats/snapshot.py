@@ -24,7 +24,7 @@ import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy, DiscardPolicy, RetentionPolicy, StreamConfig
 
-from taskengine.brokers.base import InstanceReport
+from taskengine.brokers.base import Control, InstanceReport
 from taskengine.brokers.nats.ops import Replica
 from taskengine.model import TaskRecord
 from taskengine.model.worker import WorkerInfo
@@ -49,6 +49,7 @@ class State(msgspec.Struct, array_like=True):
     leaders: dict[str, tuple[str, float]]
     instances: list[InstanceReport]
     parts: dict[str, list[bytes]]
+    controls: dict[str, list[Control]] = msgspec.field(default_factory=dict)
 
 
 class Head(msgspec.Struct, array_like=True):
@@ -84,6 +85,7 @@ def capture(replica: Replica, seq: int, parts: dict[str, list[bytes]]) -> State:
         leaders=dict(replica._leaders),
         instances=list(replica._instances.values()),
         parts={batch: list(chunks) for batch, chunks in parts.items()},
+        controls={instance: list(sent) for instance, sent in replica._controls.items()},
     )
 
 
@@ -100,6 +102,7 @@ def restore(replica: Replica, state: State) -> None:
     replica._workers = {worker.id: worker for worker in state.workers}
     replica._leaders = state.leaders
     replica._instances = {report.instance: report for report in state.instances}
+    replica._controls = state.controls
     replica._work.set()
 
 
