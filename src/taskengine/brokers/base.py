@@ -16,6 +16,7 @@ import msgspec
 
 from taskengine.errors import ValidationError
 from taskengine.model import Lease, LeaseStatus, Outcome, Priority, Task, TaskRecord, TaskState
+from taskengine.model.limits import Limit
 from taskengine.model.worker import WorkerInfo
 
 DEFAULT_MAX_DEPTH = 1_000_000
@@ -120,7 +121,21 @@ class Broker(Protocol):
         """Claim up to `limit` due tasks (run_at <= now) of unpaused queues, lowest order key
         first (model.priority), each under a new token until `now + lease_for`. The attempt
         counter goes up by one. A task is claimed by one caller only, across processes for
-        shared backends."""
+        shared backends.
+
+        Limits (ADR 0038): a task whose type or queue has a stored `Limit` is claimed only if
+        both have room, checked and taken in the same atomic step as the claim: fewer than
+        `max_concurrency` of the scope's tasks running (across every caller), and a whole
+        token in the scope's bucket (`rate` per second, up to `burst`, kept in the broker).
+        A task held back stays queued with its attempt untouched, and tasks behind it of
+        other scopes are still claimed. When a task was held back by an empty bucket,
+        `limited_for` says how long until a token is due."""
+        ...
+
+    @property
+    def limited_for(self) -> float | None:
+        """Seconds after the last `reserve` of this object until a task it held back by a
+        rate limit may be claimed; None when none was (the fetcher waits no longer)."""
         ...
 
     async def extend(
@@ -194,6 +209,15 @@ class BrokerAdmin(Protocol):
 
     async def paused(self) -> set[str]:
         """Return the paused queue names."""
+        ...
+
+    async def set_limits(self, limits: Sequence[Limit]) -> None:
+        """Store each limit in place of its scope's (an empty one removes it); a bucket kept
+        for the scope keeps its tokens, at most the new burst. Read by every `reserve`."""
+        ...
+
+    async def limits(self) -> list[Limit]:
+        """Return the stored limits by (scope, name)."""
         ...
 
     async def record_workers(self, workers: Sequence[WorkerInfo]) -> None:

@@ -65,6 +65,8 @@ class MemoryBroker(MemoryAdmin):
         leases: list[Lease] = []
         expires_at = now + lease_for
         base = secrets.token_hex(8)  # one draw per call: a token is unique, not secret
+        gate = self._gate(now) if self._limits else None
+        held: list[tuple[list[tuple[float, str]], tuple[float, str]]] = []
         while len(leases) < limit:
             heap = lowest(heaps)
             if heap is None:
@@ -77,12 +79,22 @@ class MemoryBroker(MemoryAdmin):
             if due > now:  # queued as due by a caller whose clock was ahead
                 heapq.heappush(self._later, (due, task_id))
                 continue
+            if gate is not None and not gate.admit(record.type, record.queue):
+                held.append((heap, (key, task_id)))  # stays queued: back once the loop ends
+                continue
             token = f"{base}:{len(leases)}"
             record = codec.reserved(record, worker_id, now, expires_at)
             self._records[task_id] = record
             self._tokens[task_id] = token
             self._queued -= 1
             leases.append(Lease(record=record, token=token, expires_at=expires_at))
+        for heap, entry in held:
+            heapq.heappush(heap, entry)
+        self._limited_for = None
+        if gate is not None:
+            gate.note_held_back()
+            self._buckets.update(gate.buckets())
+            self._limited_for = gate.retry_in
         return leases
 
     async def extend(
@@ -115,6 +127,8 @@ class MemoryBroker(MemoryAdmin):
                 outcome = honour_cancel(outcome, now) or outcome
             record = codec.settled(record, outcome, now)
             del self._tokens[record.id]
+            if self._limits and self._limits_concurrency(record):
+                self._work.set()  # a slot is free: a fetcher waiting on the limit may reserve
             if deleted_at_settle(record.state, record.keep_result):
                 self._forget(record.id)
             elif record.state is TaskState.QUEUED:

@@ -13,9 +13,11 @@ import asyncio
 import heapq
 
 from taskengine.brokers.base import DEFAULT_MAX_DEPTH, Capabilities, check_limit
+from taskengine.brokers.limits import Gate, ScopeKey
 from taskengine.brokers.memory.queries import Heap
 from taskengine.brokers.waiting import wait_event
 from taskengine.model import TaskRecord, TaskState
+from taskengine.model.limits import Limit, LimitScope
 from taskengine.model.priority import due_at, order_key
 from taskengine.model.worker import WorkerInfo
 
@@ -38,6 +40,9 @@ class MemoryConnection:
         self._workers: dict[str, WorkerInfo] = {}
         self._leaders: dict[str, tuple[str, float]] = {}
         self._work = asyncio.Event()
+        self._limits: dict[ScopeKey, Limit] = {}
+        self._buckets: dict[ScopeKey, tuple[float, float]] = {}
+        self._limited_for: float | None = None
 
     @property
     def capabilities(self) -> Capabilities:
@@ -61,6 +66,11 @@ class MemoryConnection:
         """Return as soon as something is enqueued or requeued, or after `timeout`."""
         if await wait_event(self._work, timeout):
             self._work.clear()
+
+    @property
+    def limited_for(self) -> float | None:
+        """Seconds until an empty bucket seen by the last reserve gets a token (ADR 0038)."""
+        return self._limited_for
 
     # -- storage ----------------------------------------------------------------------------
 
@@ -104,6 +114,25 @@ class MemoryConnection:
             ):
                 continue
             self._make_ready(record, due)
+
+    def _gate(self, now: float) -> Gate:
+        """The limits' view for one reserve: running counts of the limited scopes, buckets."""
+        running: dict[ScopeKey, int] = {}
+        if any(limit.max_concurrency is not None for limit in self._limits.values()):
+            for task_id in self._tokens:
+                record = self._records[task_id]
+                for key in ((LimitScope.TYPE, record.type), (LimitScope.QUEUE, record.queue)):
+                    if key in self._limits:
+                        running[key] = running.get(key, 0) + 1
+        return Gate(self._limits.values(), running, self._buckets, now)
+
+    def _limits_concurrency(self, record: TaskRecord) -> bool:
+        """True when the record's type or queue has a max_concurrency (its settle wakes)."""
+        for key in ((LimitScope.TYPE, record.type), (LimitScope.QUEUE, record.queue)):
+            limit = self._limits.get(key)
+            if limit is not None and limit.max_concurrency is not None:
+                return True
+        return False
 
     def _is_entry(self, task_id: str, key: float) -> TaskRecord | None:
         """The queued record a ready-heap entry still stands for, or None if it is stale."""

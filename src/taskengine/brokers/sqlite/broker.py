@@ -58,7 +58,7 @@ class SqliteBroker(SqliteAdmin):
         check_lease_for(lease_for)
         writer = self._write()
         wanted = None if queues is None else list(queues)
-        leases, version = await writer.submit(
+        leases, version, self._limited_for, self._has_limits = await writer.submit(
             functools.partial(
                 writes.reserve,
                 worker_id=worker_id,
@@ -100,7 +100,7 @@ class SqliteBroker(SqliteAdmin):
         applied = await writer.submit(
             functools.partial(writes.settle, outcomes=list(outcomes), now=now)
         )
-        if any(
+        if (self._has_limits and any(applied)) or any(
             ok and o.state is TaskState.QUEUED and (o.run_at is None or o.run_at <= now)
             for ok, o in zip(applied, outcomes, strict=True)
         ):

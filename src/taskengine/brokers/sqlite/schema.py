@@ -24,6 +24,8 @@ SYNCHRONOUS_MODES = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
 # - attempts is insert-only (deleted with its task by purge); seq gives the history order.
 # - keep_result (seconds, NULL = the global retention) is the task's own retention once it
 #   succeeded: 0 deletes it in the settle, > 0 leaves it to purge_kept (tasks_kept, ADR 0035).
+# - limits holds each limited scope (type or queue, ADR 0038) with its token bucket (tokens at
+#   stamp, NULL until first used); created by IF NOT EXISTS, so older stores gain it as is.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
     id TEXT PRIMARY KEY,
@@ -106,6 +108,16 @@ CREATE TABLE IF NOT EXISTS workers (
     info BLOB NOT NULL
 );
 
+CREATE TABLE IF NOT EXISTS limits (
+    scope TEXT NOT NULL,
+    name TEXT NOT NULL,
+    max_concurrency INTEGER,
+    rate REAL,
+    burst INTEGER,
+    tokens REAL,
+    stamp REAL,
+    PRIMARY KEY (scope, name)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS leaders (
     name TEXT PRIMARY KEY,
     holder TEXT NOT NULL,
