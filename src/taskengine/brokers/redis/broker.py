@@ -107,6 +107,7 @@ class RedisBroker(RedisAdmin):
         check_lease_for(lease_for)
         chosen: list[str] = [] if queues is None else list(queues)
         if queues is not None and not chosen:
+            self._limited_for = None
             return []
         now = await self._now(now)
         expires_at, base = now + float(lease_for), secrets.token_hex(16)
@@ -121,6 +122,8 @@ class RedisBroker(RedisAdmin):
             -1 if queues is None else len(chosen),
             *chosen,
         )
+        wait = replies.pop()
+        self._limited_for = float(wait) if wait else None
         return [
             Lease(
                 record=decode_claim(values, worker_id, now, expires_at),

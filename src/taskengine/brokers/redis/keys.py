@@ -27,6 +27,9 @@ FIXED: dict[str, str] = {
     "counts": "counts",  # hash: "queue|state|priority" -> count, for every state but queued
     "workers": "workers",  # hash: worker id -> MessagePack WorkerInfo
     "workers_seen": "workers:seen",  # zset: worker ids by last_seen
+    "limits": "limits",  # hash: "scope|name" -> "max_concurrency|rate|burst" ('' = none)
+    "buckets": "buckets",  # hash: "scope|name" -> "tokens|stamp", a rate limit's bucket
+    "running": "running",  # hash: "type|name" and "queue|name" -> running tasks (ADR 0038)
     "wake": "wake",  # pub/sub channel (not a key): new work may be ready
 }
 # Families of keys: Lua helper name -> suffix; the member (id, queue, ...) follows the suffix.
@@ -59,6 +62,8 @@ class Keys:
         self.workers = self.prefix + FIXED["workers"]
         self.workers_seen = self.prefix + FIXED["workers_seen"]
         self.paused = self.prefix + FIXED["paused"]
+        self.limits = self.prefix + FIXED["limits"]
+        self.buckets = self.prefix + FIXED["buckets"]
         self.wake = self.prefix + FIXED["wake"]
         # SCAN pattern of every key of the namespace; the name has no glob characters.
         self.pattern = self.prefix + "*"
