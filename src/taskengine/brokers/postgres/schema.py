@@ -127,8 +127,25 @@ CREATE INDEX tasks_kept ON {s}.tasks ((finished_at + keep_result), id)
     WHERE state = 'succeeded' AND keep_result IS NOT NULL;
 """
 
+# Version 4 (ADR 0038): each limited scope (a task type or a queue) with its token bucket
+# (tokens at stamp; NULL until a reserve used it). reserve locks these rows FOR UPDATE, so
+# reserves under limits take their turns and count running tasks after the previous one
+# committed.
+V4 = """
+CREATE TABLE {s}.limits (
+    scope text NOT NULL,
+    name text NOT NULL,
+    max_concurrency integer,
+    rate double precision,
+    burst integer,
+    tokens double precision,
+    stamp double precision,
+    PRIMARY KEY (scope, name)
+);
+"""
+
 # (version, script): append only; a released migration is never edited.
-MIGRATIONS: tuple[tuple[int, str], ...] = ((1, V1), (2, V2), (3, V3))
+MIGRATIONS: tuple[tuple[int, str], ...] = ((1, V1), (2, V2), (3, V3), (4, V4))
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 # Inputs: $1 the advisory lock key. Output: none. Invariant: held until the transaction ends.
