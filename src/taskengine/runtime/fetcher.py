@@ -13,6 +13,10 @@ from taskengine.model import Lease
 
 log = logging.getLogger("taskengine.runtime")
 
+# The shortest wait for a rate limit's next token: a bucket a few microseconds short of a
+# token must not turn into a burst of reserves.
+MIN_LIMITED_WAIT = 0.001
+
 
 class Fetcher:
     """Keeps the buffer filled up to `capacity()` leases; wakes on the broker's signal."""
@@ -96,6 +100,14 @@ class Fetcher:
         if leases:
             self._deliver(leases)
 
+    def _wait(self) -> float:
+        """How long to wait for work: the idle wait, or less when a rate limit held tasks back
+        (until its bucket's next token, ADR 0038; a settle that frees a slot wakes us)."""
+        held = self._broker.limited_for
+        if held is None:
+            return self._idle_wait
+        return min(self._idle_wait, max(held, MIN_LIMITED_WAIT))
+
     async def _loop(self) -> None:
         while True:
             if self._capacity() <= 0:
@@ -106,7 +118,7 @@ class Fetcher:
             try:
                 got = await self.run_once()
                 if got == 0:
-                    await self._broker.wait_for_work(self._idle_wait)
+                    await self._broker.wait_for_work(self._wait())
                 else:
                     await asyncio.sleep(0)  # let the workers start before reserving again
                 self.failures = 0
