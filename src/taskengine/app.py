@@ -11,6 +11,8 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Concatenate
 from urllib.parse import urlsplit
 
+import msgspec
+
 from taskengine.brokers import CancelResult, EnqueueResult, ReplayResult, open_broker
 from taskengine.brokers.base import BrokerBackend
 from taskengine.clock import SYSTEM_CLOCK, Clock
@@ -20,6 +22,7 @@ from taskengine.inspector import Inspector
 from taskengine.metrics import Metrics
 from taskengine.model import Priority, ResultStatus, Task, TaskRecord, TaskResult, new_task
 from taskengine.model.ids import new_id
+from taskengine.model.limits import Limit, LimitScope, check_limit_values, parse_rate
 from taskengine.model.serializer import check_storable, from_json, to_json
 from taskengine.model.state import TERMINAL_STATES
 from taskengine.model.storable import find_unstorable
@@ -84,6 +87,7 @@ class App:
         self._engine: Engine | None = None
         self._sync: SyncClient | None = None
         self._sync_lock = threading.Lock()
+        self._limits: dict[tuple[LimitScope, str], Limit] = {}
         # the faces' door to tasks, queues and workers
         self.inspector = Inspector(self)
 
@@ -99,9 +103,13 @@ class App:
         retryable: bool = True,
         breaker: bool = True,
         keep_result: float | None = None,
+        rate_limit: str | None = None,
+        max_concurrency: int | None = None,
     ) -> Callable[[Callable[Concatenate[P, Rest], R]], TaskHandle[P, Rest, R]]:
         """Register a handler as a task type (see Registry.task); return its typed handle,
-        which still runs the handler when called (taskengine.handles)."""
+        which still runs the handler when called (taskengine.handles). `rate_limit` ("100/s")
+        and `max_concurrency` hold for the type across every instance (ADR 0038)."""
+        limit = declared_limit(LimitScope.TYPE, name or "", rate_limit, max_concurrency)
         register = self.registry.task(
             name,
             timeout=timeout or self.settings.task_timeout,
@@ -116,9 +124,27 @@ class App:
         submitter = Submitter(self.submit_many, self.sync)
 
         def decorate(fn: Callable[Concatenate[P, Rest], R]) -> TaskHandle[P, Rest, R]:
-            return TaskHandle(register(fn), task_name(fn, name), submitter)
+            handle = TaskHandle(register(fn), task_name(fn, name), submitter)
+            if not limit.empty:
+                self._limits[(limit.scope, handle.name)] = msgspec.structs.replace(
+                    limit, name=handle.name
+                )
+            return handle
 
         return decorate
+
+    def queue_limit(
+        self, queue: str, *, rate_limit: str | None = None, max_concurrency: int | None = None
+    ) -> None:
+        """Limit every task of `queue` across every instance: `rate_limit` ("100/s", "30/m")
+        and `max_concurrency` (ADR 0038). Stored in the broker when an engine starts."""
+        limit = declared_limit(LimitScope.QUEUE, queue, rate_limit, max_concurrency)
+        self._limits[(limit.scope, queue)] = limit
+
+    @property
+    def limits(self) -> list[Limit]:
+        """The limits declared in code, by (scope, name): an engine stores them at start."""
+        return [self._limits[key] for key in sorted(self._limits)]
 
     def periodic(
         self,
@@ -377,6 +403,7 @@ class App:
             periodic=self.periodic_tasks,
             build_periodic=self.build_periodic,
             tracing=self.tracing,
+            limits=self.limits,
         )
         return self._engine
 
@@ -388,6 +415,15 @@ class App:
             stacklevel=2,
         )
         return self.engine(**overrides)
+
+
+def declared_limit(
+    scope: LimitScope, name: str, rate_limit: str | None, max_concurrency: int | None
+) -> Limit:
+    """The limit a declaration in code asks for; ValidationError if a value is malformed."""
+    rate = None if rate_limit is None else parse_rate(rate_limit)
+    limit = Limit(scope=scope, name=name or "?", max_concurrency=max_concurrency, rate=rate)
+    return check_limit_values(limit)
 
 
 def _checked_payload(payload: Any) -> Any:

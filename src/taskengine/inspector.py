@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from taskengine.brokers import Page, ReplayResult
 from taskengine.brokers.base import CountRow, TaskFilter
 from taskengine.model import WorkerInfo
+from taskengine.model.limits import Limit
 from taskengine.runtime.status import EngineStatus
 from taskengine.telemetry.cluster import cluster_workers
 from taskengine.telemetry.figures import broker_figures
@@ -78,6 +79,15 @@ class Inspector:
     async def paused(self) -> set[str]:
         """The paused queues' names."""
         return await self._app.broker.paused()
+
+    async def limits(self) -> list[Limit]:
+        """The limits stored in the broker, by (scope, name) (ADR 0038)."""
+        return await self._app.broker.limits()
+
+    async def set_limits(self, limits: Sequence[Limit]) -> None:
+        """Change limits at run time, for every instance (an empty limit removes its scope's);
+        an engine started later stores the limits declared in its code again."""
+        await self._app.broker.set_limits(list(limits))
 
     async def pause(self, names: Sequence[str]) -> None:
         """Stop workers everywhere from taking tasks of these queues."""

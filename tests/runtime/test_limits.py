@@ -71,3 +71,38 @@ async def test_a_settle_wakes_a_fetcher_held_back_by_max_concurrency() -> None:
     finally:
         await worker.stop()
         await app.close()
+
+
+async def test_limits_declared_in_code_are_stored_when_the_engine_starts() -> None:
+    from taskengine import App
+
+    app = App("memory://")
+
+    @app.task("mail.send", rate_limit="120/m", max_concurrency=3)
+    async def send(payload: dict[str, Any]) -> None:
+        """Send nothing."""
+
+    app.queue_limit("bulk", max_concurrency=2, rate_limit="5/s")
+    async with app:
+        engine = app.engine()
+        await engine.start()
+        try:
+            assert await app.inspector.limits() == [
+                Limit(scope=LimitScope.QUEUE, name="bulk", max_concurrency=2, rate=5.0),
+                Limit(scope=LimitScope.TYPE, name="mail.send", max_concurrency=3, rate=2.0),
+            ]
+        finally:
+            await engine.stop()
+
+
+def test_a_malformed_rate_limit_is_refused_at_declaration() -> None:
+    import pytest
+
+    from taskengine import App
+    from taskengine.errors import ValidationError
+
+    app = App("memory://")
+    with pytest.raises(ValidationError):
+        app.queue_limit("bulk", rate_limit="fast")
+    with pytest.raises(ValidationError):
+        app.task("t", max_concurrency=0)
