@@ -17,6 +17,7 @@ import msgspec
 from taskengine.errors import ValidationError
 from taskengine.model import Lease, LeaseStatus, Outcome, Priority, Task, TaskRecord, TaskState
 from taskengine.model.limits import Limit
+from taskengine.model.unique import UniqueLock
 from taskengine.model.worker import WorkerInfo
 
 DEFAULT_MAX_DEPTH = 1_000_000
@@ -99,8 +100,19 @@ class Broker(Protocol):
         """Finish pending writes and disconnect. Idempotent."""
         ...
 
-    async def enqueue(self, tasks: Sequence[Task], now: float) -> list[EnqueueResult]:
+    async def enqueue(
+        self,
+        tasks: Sequence[Task],
+        now: float,
+        unique: Sequence[UniqueLock | None] | None = None,
+    ) -> list[EnqueueResult]:
         """Store tasks as queued, one result per task in input order.
+
+        Uniqueness (ADR 0038): `unique`, aligned with `tasks`, gives the lock each asks for. A
+        task whose lock key is held (by a stored lock whose `until` is not past or whose
+        holder is in its `states`, or earlier in the batch) is a duplicate answered with the
+        holder's id; otherwise the task takes the lock, in the same atomic step
+        (model.unique.lock_holds, batches.split_unique).
 
         A task whose id or idempotency key is already stored (or earlier in the batch) is a
         duplicate: nothing changes and the existing id is returned. Atomic: if the new tasks

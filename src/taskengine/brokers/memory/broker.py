@@ -12,7 +12,7 @@ import secrets
 from collections.abc import Sequence
 
 from taskengine.brokers.base import EnqueueResult, check_lease_for, check_limit
-from taskengine.brokers.batches import split_new
+from taskengine.brokers.batches import lock_keys, split_new, split_unique
 from taskengine.brokers.memory import codec
 from taskengine.brokers.memory.admin import MemoryAdmin
 from taskengine.brokers.memory.queries import lowest
@@ -20,13 +20,20 @@ from taskengine.errors import QueueFull
 from taskengine.model import Lease, LeaseStatus, Outcome, Task, TaskState
 from taskengine.model.priority import due_at
 from taskengine.model.records import as_received, deleted_at_settle, expire, honour_cancel
+from taskengine.model.unique import UniqueLock
 
 
 class MemoryBroker(MemoryAdmin):
     """Every operation is synchronous under the hood and atomic (one event loop, no awaits)."""
 
-    async def enqueue(self, tasks: Sequence[Task], now: float) -> list[EnqueueResult]:
-        """Store tasks as queued (no round trip; atomic; QueueFull refuses the whole batch)."""
+    async def enqueue(
+        self,
+        tasks: Sequence[Task],
+        now: float,
+        unique: Sequence[UniqueLock | None] | None = None,
+    ) -> list[EnqueueResult]:
+        """Store tasks as queued (no round trip; atomic; QueueFull refuses the whole batch);
+        a task whose unique lock is held answers the holder (ADR 0038)."""
         known_ids = {t.id for t in tasks if t.id in self._records}
         known_keys = {
             t.idempotency_key: self._by_key[t.idempotency_key]
@@ -34,8 +41,13 @@ class MemoryBroker(MemoryAdmin):
             if t.idempotency_key is not None and t.idempotency_key in self._by_key
         }
         results, fresh = split_new(tasks, known_ids, known_keys)
+        results, fresh, taken = split_unique(
+            results, fresh, unique, tasks, self._held_locks(lock_keys(unique), now)
+        )
         if self._queued + len(fresh) > self.max_depth:
             raise QueueFull(self._queued, self.max_depth, len(fresh))
+        for task, lock in taken:
+            self._locks[lock.key] = (task.id, lock.until(now), lock.states)
         for task in fresh:
             if task.idempotency_key is not None:
                 self._by_key[task.idempotency_key] = task.id

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+from collections.abc import Iterable
 
 from taskengine.brokers.base import DEFAULT_MAX_DEPTH, Capabilities, check_limit
 from taskengine.brokers.limits import Gate, ScopeKey
@@ -19,6 +20,7 @@ from taskengine.brokers.waiting import wait_event
 from taskengine.model import TaskRecord, TaskState
 from taskengine.model.limits import Limit, LimitScope
 from taskengine.model.priority import due_at, order_key
+from taskengine.model.unique import lock_holds
 from taskengine.model.worker import WorkerInfo
 
 _CAPABILITIES = Capabilities(durable=False, shared=False, push_wakeup=True)
@@ -43,6 +45,8 @@ class MemoryConnection:
         self._limits: dict[ScopeKey, Limit] = {}
         self._buckets: dict[ScopeKey, tuple[float, float]] = {}
         self._limited_for: float | None = None
+        # unique lock key -> (holder id, until, states) (ADR 0038)
+        self._locks: dict[str, tuple[str, float | None, tuple[TaskState, ...]]] = {}
 
     @property
     def capabilities(self) -> Capabilities:
@@ -125,6 +129,18 @@ class MemoryConnection:
                     if key in self._limits:
                         running[key] = running.get(key, 0) + 1
         return Gate(self._limits.values(), running, self._buckets, now)
+
+    def _held_locks(self, keys: Iterable[str], now: float) -> dict[str, str]:
+        """Unique lock key -> holder id of those of `keys` whose stored lock still holds."""
+        held: dict[str, str] = {}
+        for key in keys:
+            if key not in self._locks:
+                continue
+            holder, until, states = self._locks[key]
+            record = self._records.get(holder)
+            if lock_holds(until, states, None if record is None else record.state, now):
+                held[key] = holder
+        return held
 
     def _limits_concurrency(self, record: TaskRecord) -> bool:
         """True when the record's type or queue has a max_concurrency (its settle wakes)."""

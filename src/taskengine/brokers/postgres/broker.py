@@ -18,7 +18,7 @@ from taskengine.brokers.base import (
     check_lease_for,
     check_limit,
 )
-from taskengine.brokers.batches import first_of_each, split_new
+from taskengine.brokers.batches import first_of_each, lock_keys, split_new, split_unique
 from taskengine.brokers.limits import Gate
 from taskengine.brokers.postgres import queries as q
 from taskengine.brokers.postgres.admin import PostgresAdmin
@@ -32,10 +32,11 @@ from taskengine.brokers.postgres.codec import (
 )
 from taskengine.brokers.postgres.schema import lock_key
 from taskengine.errors import QueueFull
-from taskengine.model import Lease, LeaseStatus, Outcome, Priority, Task
+from taskengine.model import Lease, LeaseStatus, Outcome, Priority, Task, TaskState
 from taskengine.model.limits import LimitScope
 from taskengine.model.priority import order_key
 from taskengine.model.records import as_received
+from taskengine.model.unique import UniqueLock, decode_states, encode_states, lock_holds
 
 # Candidate rounds per reserve under limits: a round a partly full scope refused tasks of is
 # followed by one that skips the scopes now full, so tasks behind them are still claimed.
@@ -75,8 +76,14 @@ class PostgresBroker(PostgresAdmin):
         )
         self._enqueue_lock = lock_key("enqueue", self.schema)
 
-    async def enqueue(self, tasks: Sequence[Task], now: float) -> list[EnqueueResult]:
-        """Store tasks as queued, one result per task in input order.
+    async def enqueue(
+        self,
+        tasks: Sequence[Task],
+        now: float,
+        unique: Sequence[UniqueLock | None] | None = None,
+    ) -> list[EnqueueResult]:
+        """Store tasks as queued, one result per task in input order. A batch with unique
+        locks (ADR 0038) also looks them up and stores those taken: two statements more.
 
         One transaction of three statements (lock, look up, insert): five round trips with
         BEGIN and COMMIT. Enqueues of one schema take turns on an advisory lock, so the depth
@@ -96,9 +103,31 @@ class PostgresBroker(PostgresAdmin):
             found = await conn.fetchrow(self.sql(q.ENQUEUE_LOOKUP), ids, keys)
             known_keys = dict(zip(found["keys"] or [], found["key_ids"] or [], strict=True))
             results, fresh = split_new(tasks, set(found["ids"] or []), known_keys)
+            taken: list[tuple[Task, UniqueLock]] = []
+            if unique:
+                rows = await conn.fetch(self.sql(q.SELECT_LOCKS), lock_keys(unique))
+                held = {
+                    row["key"]: row["task_id"]
+                    for row in rows
+                    if lock_holds(
+                        row["until"],
+                        decode_states(row["states"]),
+                        row["state"] and TaskState(row["state"]),
+                        now,
+                    )
+                }
+                results, fresh, taken = split_unique(results, fresh, unique, tasks, held)
             depth = int(found["depth"])
             if depth + len(fresh) > self.max_depth:  # as the reference: also when none is new
                 raise QueueFull(depth, self.max_depth, len(fresh))
+            if taken:
+                await conn.execute(
+                    self.sql(q.PUT_LOCKS),
+                    [lock.key for _, lock in taken],
+                    [task.id for task, _ in taken],
+                    [lock.until(now) for _, lock in taken],
+                    [encode_states(lock.states) for _, lock in taken],
+                )
             if fresh:
                 received = [as_received(task, now) for task in fresh]
                 arrays = task_arrays(received)

@@ -72,6 +72,25 @@ WHERE t.id = due.id
 RETURNING {record}, t.lease_token, t.order_key
 """
 
+# -- unique locks (ADR 0038) -------------------------------------------------------------------
+
+# Inputs: $1 lock keys. Output: (key, task_id, until, states, state) of the stored locks among
+# them, with their holder's state (NULL: the holder is gone). Run under the enqueue lock.
+SELECT_LOCKS = """
+SELECT u.key, u.task_id, u.until, u.states, t.state
+FROM {s}.unique_locks u LEFT JOIN {s}.tasks t ON t.id = u.task_id
+WHERE u.key = ANY($1::text[])
+"""
+
+# Inputs: aligned $1 keys, $2 holder ids, $3 until (NULL: none), $4 states. Output: none.
+# Invariant: run under the enqueue lock after SELECT_LOCKS found none of them holding.
+PUT_LOCKS = """
+INSERT INTO {s}.unique_locks (key, task_id, until, states)
+SELECT * FROM unnest($1::text[], $2::text[], $3::float8[], $4::text[])
+ON CONFLICT (key) DO UPDATE SET task_id = excluded.task_id, until = excluded.until,
+    states = excluded.states
+"""
+
 # -- reserve under limits (ADR 0038), in one transaction ---------------------------------
 
 # Inputs: none. Output: whether any limit is stored.

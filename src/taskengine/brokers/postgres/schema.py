@@ -130,7 +130,8 @@ CREATE INDEX tasks_kept ON {s}.tasks ((finished_at + keep_result), id)
 # Version 4 (ADR 0038): each limited scope (a task type or a queue) with its token bucket
 # (tokens at stamp; NULL until a reserve used it). reserve locks these rows FOR UPDATE, so
 # reserves under limits take their turns and count running tasks after the previous one
-# committed.
+# committed. unique_locks: a submission's unique lock (holder, until or the holder states it
+# holds in); a lock whose holder is gone does not hold.
 V4 = """
 CREATE TABLE {s}.limits (
     scope text NOT NULL,
@@ -141,6 +142,12 @@ CREATE TABLE {s}.limits (
     tokens double precision,
     stamp double precision,
     PRIMARY KEY (scope, name)
+);
+CREATE TABLE {s}.unique_locks (
+    key text PRIMARY KEY,
+    task_id text NOT NULL,
+    until double precision,
+    states text NOT NULL
 );
 """
 

@@ -21,6 +21,7 @@ from taskengine.model.outcome import ATTEMPT_REFUNDED
 from taskengine.model.priority import HEAD_START
 from taskengine.model.records import honour_cancel, outcome_line
 from taskengine.model.serializer import pack
+from taskengine.model.unique import UniqueLock, encode_states
 
 Fields = dict[bytes, bytes]
 
@@ -194,3 +195,14 @@ def decode_limit(member: str, value: str) -> Limit:
         rate=float(rate) if rate else None,
         burst=int(burst) if burst else None,
     )
+
+
+def unique_batch(unique: Sequence[UniqueLock | None], now: float) -> bytes:
+    """The unique locks of an enqueue batch as enqueue.lua reads them (ARGV[5]): per lock,
+    the task's place in the batch, the key, until ('' = none) and the states ('' = none)."""
+    fields: list[str] = []
+    for index, lock in enumerate(unique):
+        if lock is not None:
+            until = "" if lock.seconds is None else repr(float(now + lock.seconds))
+            fields += (str(index), lock.key, until, encode_states(lock.states))
+    return pack(fields)

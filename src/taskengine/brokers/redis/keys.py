@@ -29,6 +29,7 @@ FIXED: dict[str, str] = {
     "workers_seen": "workers:seen",  # zset: worker ids by last_seen
     "limits": "limits",  # hash: "scope|name" -> "max_concurrency|rate|burst" ('' = none)
     "buckets": "buckets",  # hash: "scope|name" -> "tokens|stamp", a rate limit's bucket
+    "ulocks": "ulocks",  # hash: unique lock key -> "holder id|until|states" (ADR 0038)
     "running": "running",  # hash: "type|name" and "queue|name" -> running tasks (ADR 0038)
     "wake": "wake",  # pub/sub channel (not a key): new work may be ready
 }

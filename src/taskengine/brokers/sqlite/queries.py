@@ -19,6 +19,20 @@ SELECT idempotency_key, id FROM tasks
 WHERE idempotency_key IN (SELECT value FROM json_each(?1))
 """
 
+# Inputs: ?1 JSON array of unique lock keys. Output: (key, holder id, until, states, holder's
+# state or NULL if it is gone) of the stored locks among them (ADR 0038).
+SELECT_LOCKS = """
+SELECT u.key, u.task_id, u.until, u.states, t.state
+FROM unique_locks u LEFT JOIN tasks t ON t.id = u.task_id
+WHERE u.key IN (SELECT value FROM json_each(?1))
+"""
+
+# Inputs: ?1 key, ?2 holder id, ?3 until (NULL: none), ?4 states. Output: none.
+# Invariant: the caller found no stored lock of this key that holds.
+PUT_LOCK = (
+    "INSERT OR REPLACE INTO unique_locks (key, task_id, until, states) VALUES (?1, ?2, ?3, ?4)"
+)
+
 # Inputs: none. Output: the number of queued tasks.
 # Invariant: kept equal to count(*) WHERE state = 'queued' by the tasks_depth_* triggers.
 SELECT_DEPTH = "SELECT queued FROM depth WHERE id = 0"

@@ -26,6 +26,8 @@ SYNCHRONOUS_MODES = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
 #   succeeded: 0 deletes it in the settle, > 0 leaves it to purge_kept (tasks_kept, ADR 0035).
 # - limits holds each limited scope (type or queue, ADR 0038) with its token bucket (tokens at
 #   stamp, NULL until first used); created by IF NOT EXISTS, so older stores gain it as is.
+# - unique_locks: a submission's unique lock (ADR 0038): holder id, until (unique_for) or the
+#   holder states it holds in (unique_while); a lock whose holder is gone does not hold.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
     id TEXT PRIMARY KEY,
@@ -117,6 +119,12 @@ CREATE TABLE IF NOT EXISTS limits (
     tokens REAL,
     stamp REAL,
     PRIMARY KEY (scope, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS unique_locks (
+    key TEXT PRIMARY KEY,
+    task_id TEXT NOT NULL,
+    until REAL,
+    states TEXT NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS leaders (
     name TEXT PRIMARY KEY,

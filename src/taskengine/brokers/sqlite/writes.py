@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 from msgspec.structs import replace
 
 from taskengine.brokers.base import CancelResult, EnqueueResult, ReplayResult
-from taskengine.brokers.batches import split_new
+from taskengine.brokers.batches import lock_keys, split_new, split_unique
 from taskengine.brokers.limits import Gate
 from taskengine.brokers.sqlite import queries as q
 from taskengine.brokers.sqlite.codec import (
@@ -39,6 +39,7 @@ from taskengine.model.records import (
 )
 from taskengine.model.serializer import pack
 from taskengine.model.state import REPLAYABLE_STATES, TERMINAL_STATES
+from taskengine.model.unique import UniqueLock, decode_states, encode_states, lock_holds
 from taskengine.model.worker import WorkerInfo
 
 
@@ -58,9 +59,14 @@ class Running(NamedTuple):
 
 
 def enqueue(
-    conn: sqlite3.Connection, tasks: Sequence[Task], now: float, max_depth: int
+    conn: sqlite3.Connection,
+    tasks: Sequence[Task],
+    now: float,
+    max_depth: int,
+    unique: Sequence[UniqueLock | None] | None = None,
 ) -> list[EnqueueResult]:
-    """Insert the new tasks; duplicates (by id, then idempotency key) return the stored id."""
+    """Insert the new tasks; duplicates (by id, then idempotency key, then a unique lock that
+    holds) return the stored id; the new tasks take their unique locks."""
     known_ids = {
         row[0] for row in conn.execute(q.SELECT_KNOWN_IDS, (json_list(t.id for t in tasks),))
     }
@@ -69,9 +75,27 @@ def enqueue(
         dict(conn.execute(q.SELECT_KNOWN_KEYS, (json_list(keys),))) if keys else {}
     )
     results, fresh = split_new(tasks, known_ids, known_keys)
+    taken: list[tuple[Task, UniqueLock]] = []
+    if unique:
+        held = {
+            key: holder
+            for key, holder, until, states, state in conn.execute(
+                q.SELECT_LOCKS, (json_list(lock_keys(unique)),)
+            )
+            if lock_holds(until, decode_states(states), state and TaskState(state), now)
+        }
+        results, fresh, taken = split_unique(results, fresh, unique, tasks, held)
     depth = int(conn.execute(q.SELECT_DEPTH).fetchone()[0])
     if depth + len(fresh) > max_depth:  # as the reference: also when nothing is new
         raise QueueFull(depth, max_depth, len(fresh))
+    if taken:
+        conn.executemany(
+            q.PUT_LOCK,
+            [
+                (lock.key, task.id, lock.until(now), encode_states(lock.states))
+                for task, lock in taken
+            ],
+        )
     if fresh:
         rows = [task_params(as_received(task, now), now) for task in fresh]
         conn.executemany(q.INSERT_TASK, rows)
