@@ -26,6 +26,7 @@ from taskengine.model.limits import Limit, LimitScope, check_limit_values, parse
 from taskengine.model.serializer import check_storable, from_json, to_json
 from taskengine.model.state import TERMINAL_STATES
 from taskengine.model.storable import find_unstorable
+from taskengine.model.unique import UniqueLock, unique_lock
 from taskengine.policy.cron import CronEntry, check_unique
 from taskengine.policy.idempotency import check_batch, check_repeat
 from taskengine.registry import (
@@ -295,19 +296,23 @@ class App:
 
     async def submit_many(self, requests: Sequence[TaskRequest]) -> list[str]:
         """Submit a batch in one broker round trip; all are validated before any is stored."""
-        results = await self.enqueue_tasks(self.build_many(requests))
+        locks = unique_locks(requests)
+        results = await self.enqueue_tasks(self.build_many(requests), unique=locks)
         return [result.id for result in results]
 
-    async def enqueue_tasks(self, tasks: Sequence[Task]) -> list[EnqueueResult]:
+    async def enqueue_tasks(
+        self, tasks: Sequence[Task], unique: Sequence[UniqueLock | None] | None = None
+    ) -> list[EnqueueResult]:
         """Store built tasks in one broker round trip and count them in the metrics; with
         tracing on, under a submit span whose context the tasks carry to their runs.
 
         A repeated idempotency key must come with the same request (type, payload, priority,
         queue, compared as canonical JSON), else IdempotencyConflict: within the batch it is
         raised before anything is stored; against a stored task, after the batch was stored
-        (its other tasks stay stored, and a retry with the same keys finds them)."""
+        (its other tasks stay stored, and a retry with the same keys finds them). `unique`,
+        aligned with `tasks`, gives each one's unique lock (ADR 0038)."""
         check_batch(tasks)
-        results = await self._enqueue(self.broker, tasks)
+        results = await self._enqueue(self.broker, tasks, unique)
         for task, result in zip(tasks, results, strict=True):
             if result.created:
                 self.metrics.on_submitted(task.type)
@@ -329,12 +334,17 @@ class App:
                 where = f"tasks[{index}]: " if len(tasks) > 1 else ""
                 check_repeat(task, record, task_id, where)
 
-    async def _enqueue(self, broker: BrokerBackend, tasks: Sequence[Task]) -> list[EnqueueResult]:
+    async def _enqueue(
+        self,
+        broker: BrokerBackend,
+        tasks: Sequence[Task],
+        unique: Sequence[UniqueLock | None] | None = None,
+    ) -> list[EnqueueResult]:
         tracer = self.tracing.tracer()
         if tracer is None:
-            return await broker.enqueue(tasks, self.clock.now())
+            return await broker.enqueue(tasks, self.clock.now(), unique)
         with submitting(tracer, tasks) as (span, traced):
-            results = await broker.enqueue(traced, self.clock.now())
+            results = await broker.enqueue(traced, self.clock.now(), unique)
             span.set_attribute("taskengine.submit.created", sum(r.created for r in results))
             return results
 
@@ -415,6 +425,24 @@ class App:
             stacklevel=2,
         )
         return self.engine(**overrides)
+
+
+def unique_locks(requests: Sequence[TaskRequest]) -> list[UniqueLock | None] | None:
+    """Each request's unique lock (ADR 0038), aligned; None when no request asks for one."""
+    if all(r.unique_for is None and r.unique_while is None for r in requests):
+        if any(r.unique_key is not None for r in requests):
+            raise ValidationError("unique_key needs unique_for or unique_while")
+        return None
+    return [
+        unique_lock(
+            r.type,
+            r.payload,
+            unique_for=r.unique_for,
+            unique_while=r.unique_while,
+            unique_key=r.unique_key,
+        )
+        for r in requests
+    ]
 
 
 def declared_limit(
