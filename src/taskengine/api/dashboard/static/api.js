@@ -87,4 +87,5 @@ export const api = {
   cancelTask: (id) => request("DELETE", task(id)),
   retryTask: (id) => request("POST", `${task(id)}/retry`),
   submitTask: (body) => request("POST", "/api/tasks", body),
+  limits: () => request("GET", "/api/limits"),
 };
