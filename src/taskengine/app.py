@@ -125,7 +125,9 @@ class App:
         submitter = Submitter(self.submit_many, self.sync)
 
         def decorate(fn: Callable[Concatenate[P, Rest], R]) -> TaskHandle[P, Rest, R]:
-            handle = TaskHandle(register(fn), task_name(fn, name), submitter)
+            handle: TaskHandle[P, Rest, R] = TaskHandle(
+                register(fn), task_name(fn, name), submitter
+            )
             if not limit.empty:
                 self._limits[(limit.scope, handle.name)] = msgspec.structs.replace(
                     limit, name=handle.name

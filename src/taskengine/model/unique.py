@@ -79,7 +79,7 @@ def unique_lock(
             raise ValidationError(f"unique_for must be positive seconds, got {unique_for!r}")
         return UniqueLock(key=unique_key, seconds=float(unique_for))
     try:
-        states = UniqueWhile(unique_while).states
+        states = UniqueWhile(str(unique_while)).states
     except ValueError:
         raise ValidationError(
             f"unique_while must be 'queued' or 'running', got {unique_while!r}"
