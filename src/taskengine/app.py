@@ -89,6 +89,8 @@ class App:
         self._sync: SyncClient | None = None
         self._sync_lock = threading.Lock()
         self._limits: dict[tuple[LimitScope, str], Limit] = {}
+        for spec in settings.queue_limits:  # validated with the settings
+            self._limits[(LimitScope.QUEUE, spec.queue)] = spec.limit()
         # the faces' door to tasks, queues and workers
         self.inspector = Inspector(self)
 

@@ -106,3 +106,20 @@ def test_a_malformed_rate_limit_is_refused_at_declaration() -> None:
         app.queue_limit("bulk", rate_limit="fast")
     with pytest.raises(ValidationError):
         app.task("t", max_concurrency=0)
+
+
+def test_queue_limits_come_from_the_settings_and_the_environment() -> None:
+    import pytest
+
+    from taskengine import App
+    from taskengine.errors import ConfigurationError
+    from taskengine.settings import Settings
+
+    env = {
+        "TASKENGINE_BROKER_URL": "memory://",
+        "TASKENGINE_QUEUE_LIMITS": '[{"queue": "bulk", "max_concurrency": 2, "rate_limit": "5/s"}]',
+    }
+    app = App(settings=Settings.from_env(env))
+    assert app.limits == [Limit(scope=LimitScope.QUEUE, name="bulk", max_concurrency=2, rate=5.0)]
+    with pytest.raises(ConfigurationError):
+        Settings.from_env({**env, "TASKENGINE_QUEUE_LIMITS": '[{"queue": "q", "rate_limit": "x"}]'})

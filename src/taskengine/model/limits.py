@@ -51,6 +51,26 @@ class Limit(msgspec.Struct, frozen=True, kw_only=True):
         return float(self.burst if self.burst is not None else default_burst(self.rate))
 
 
+class QueueLimitSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    """One queue's limits as the settings give them (`TASKENGINE_QUEUE_LIMITS`)."""
+
+    queue: str
+    max_concurrency: int | None = None
+    rate_limit: str | None = None
+
+    def limit(self) -> Limit:
+        """The Limit this asks for; ValidationError if a value is malformed."""
+        rate = None if self.rate_limit is None else parse_rate(self.rate_limit)
+        return check_limit_values(
+            Limit(
+                scope=LimitScope.QUEUE,
+                name=self.queue,
+                max_concurrency=self.max_concurrency,
+                rate=rate,
+            )
+        )
+
+
 def default_burst(rate: float) -> int:
     """A tenth of a second's tokens, at least one: enough for a fetch batch, not a flood."""
     return max(1, int(rate / 10))
@@ -99,6 +119,7 @@ def next_token_in(limit: Limit, tokens: float) -> float:
 __all__ = [
     "Limit",
     "LimitScope",
+    "QueueLimitSpec",
     "check_limit_values",
     "default_burst",
     "next_token_in",
