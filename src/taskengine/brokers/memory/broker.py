@@ -48,6 +48,7 @@ class MemoryBroker(MemoryAdmin):
             raise QueueFull(self._queued, self.max_depth, len(fresh))
         for task, lock in taken:
             self._locks[lock.key] = (task.id, lock.until(now), lock.states)
+            self._lock_of[task.id] = lock.key
         for task in fresh:
             if task.idempotency_key is not None:
                 self._by_key[task.idempotency_key] = task.id

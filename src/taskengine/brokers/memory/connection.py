@@ -47,6 +47,7 @@ class MemoryConnection:
         self._limited_for: float | None = None
         # unique lock key -> (holder id, until, states) (ADR 0038)
         self._locks: dict[str, tuple[str, float | None, tuple[TaskState, ...]]] = {}
+        self._lock_of: dict[str, str] = {}  # holder id -> its lock key, freed with the record
 
     @property
     def capabilities(self) -> Capabilities:
@@ -60,11 +61,14 @@ class MemoryConnection:
         """Nothing to flush."""
 
     def _forget(self, task_id: str) -> None:
-        """Delete a finished task's record and free its idempotency key."""
+        """Delete a finished task's record and free its idempotency key and unique lock."""
         record = self._records.pop(task_id, None)
         key = None if record is None else record.idempotency_key
         if key is not None and self._by_key.get(key) == task_id:
             del self._by_key[key]
+        lock = self._lock_of.pop(task_id, None)
+        if lock is not None and self._locks.get(lock, ("",))[0] == task_id:
+            del self._locks[lock]
 
     async def wait_for_work(self, timeout: float) -> None:
         """Return as soon as something is enqueued or requeued, or after `timeout`."""

@@ -120,7 +120,11 @@ class PostgresBroker(PostgresAdmin):
             depth = int(found["depth"])
             if depth + len(fresh) > self.max_depth:  # as the reference: also when none is new
                 raise QueueFull(depth, self.max_depth, len(fresh))
-            if taken:
+            if fresh:
+                received = [as_received(task, now) for task in fresh]
+                arrays = task_arrays(received)
+                await conn.execute(self.sql(q.INSERT_TASKS), *arrays[:13], now, *arrays[13:])
+            if taken:  # after the tasks: each lock references its holder
                 await conn.execute(
                     self.sql(q.PUT_LOCKS),
                     [lock.key for _, lock in taken],
@@ -128,10 +132,6 @@ class PostgresBroker(PostgresAdmin):
                     [lock.until(now) for _, lock in taken],
                     [encode_states(lock.states) for _, lock in taken],
                 )
-            if fresh:
-                received = [as_received(task, now) for task in fresh]
-                arrays = task_arrays(received)
-                await conn.execute(self.sql(q.INSERT_TASKS), *arrays[:13], now, *arrays[13:])
             return results
 
         return await self._transaction(work)

@@ -131,7 +131,7 @@ CREATE INDEX tasks_kept ON {s}.tasks ((finished_at + keep_result), id)
 # (tokens at stamp; NULL until a reserve used it). reserve locks these rows FOR UPDATE, so
 # reserves under limits take their turns and count running tasks after the previous one
 # committed. unique_locks: a submission's unique lock (holder, until or the holder states it
-# holds in); a lock whose holder is gone does not hold.
+# holds in), deleted with its holder (ON DELETE CASCADE).
 V4 = """
 CREATE TABLE {s}.limits (
     scope text NOT NULL,
@@ -145,10 +145,11 @@ CREATE TABLE {s}.limits (
 );
 CREATE TABLE {s}.unique_locks (
     key text PRIMARY KEY,
-    task_id text NOT NULL,
+    task_id text NOT NULL REFERENCES {s}.tasks (id) ON DELETE CASCADE,
     until double precision,
     states text NOT NULL
 );
+CREATE INDEX unique_locks_task ON {s}.unique_locks (task_id);
 """
 
 # (version, script): append only; a released migration is never edited.

@@ -27,7 +27,7 @@ SYNCHRONOUS_MODES = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
 # - limits holds each limited scope (type or queue, ADR 0038) with its token bucket (tokens at
 #   stamp, NULL until first used); created by IF NOT EXISTS, so older stores gain it as is.
 # - unique_locks: a submission's unique lock (ADR 0038): holder id, until (unique_for) or the
-#   holder states it holds in (unique_while); a lock whose holder is gone does not hold.
+#   holder states it holds in (unique_while); deleted with its holder (unique_locks_gone).
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
     id TEXT PRIMARY KEY,
@@ -126,6 +126,11 @@ CREATE TABLE IF NOT EXISTS unique_locks (
     until REAL,
     states TEXT NOT NULL
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS unique_locks_task ON unique_locks (task_id);
+CREATE TRIGGER IF NOT EXISTS unique_locks_gone AFTER DELETE ON tasks
+BEGIN
+    DELETE FROM unique_locks WHERE task_id = old.id;
+END;
 CREATE TABLE IF NOT EXISTS leaders (
     name TEXT PRIMARY KEY,
     holder TEXT NOT NULL,

@@ -166,12 +166,17 @@ local function drop_lease(id)
   redis.call('ZREM', K.leases, id)
 end
 
--- Delete a task that is no longer queued nor running, with its idempotency key and its count
+-- Delete a task that is no longer queued nor running, with its idempotency key, its unique
+-- lock and its count
 -- (the caller removes it from its done or kept set).
 local function forget(id, state)
   local key = task_key(id)
-  local f = redis.call('HMGET', key, 'idempotency_key', 'queue', 'priority')
+  local f = redis.call('HMGET', key, 'idempotency_key', 'queue', 'priority', 'ulock')
   if f[1] and redis.call('HGET', K.ikeys, f[1]) == id then redis.call('HDEL', K.ikeys, f[1]) end
+  if f[4] then  -- its unique lock (ADR 0038), if it still holds it
+    local v = redis.call('HGET', K.ulocks, f[4])
+    if v and string.sub(v, 1, #id + 1) == id .. '|' then redis.call('HDEL', K.ulocks, f[4]) end
+  end
   redis.call('ZREM', K.all, id)
   group_leave(f[2], state, f[3], id)
   redis.call('DEL', key)

@@ -88,6 +88,7 @@ local depth = tonumber(redis.call('GET', K.depth) or '0')
 if depth + #fresh > max_depth then return {'full', depth, #fresh} end
 for _, t in ipairs(taken) do
   redis.call('HSET', K.ulocks, t.lock.key, t.id .. '|' .. t.lock.till .. '|' .. t.lock.states)
+  redis.call('HSET', task_key(t.id), 'ulock', t.lock.key)  -- forget() frees it
 end
 -- The sorted-set adds of the batch, gathered per key and sent RUN members a call: a
 -- batch names a few keys (the id index, each queue's ready set, each group), so the server
