@@ -140,14 +140,15 @@ class Broker(Protocol):
         `max_concurrency` of the scope's tasks running (across every caller), and a whole
         token in the scope's bucket (`rate` per second, up to `burst`, kept in the broker).
         A task held back stays queued with its attempt untouched, and tasks behind it of
-        other scopes are still claimed. When a task was held back by an empty bucket,
-        `limited_for` says how long until a token is due."""
+        other scopes are still claimed. When a bucket is left without a whole token,
+        `limited_for` says how long until one is due. The limits: `set_limits`, ADR 0038."""
         ...
 
     @property
     def limited_for(self) -> float | None:
-        """Seconds after the last `reserve` of this object until a task it held back by a
-        rate limit may be claimed; None when none was (the fetcher waits no longer)."""
+        """Seconds after the last `reserve` of this object until the emptiest rate-limit
+        bucket it left without a whole token gets one (a task it held back may be claimed
+        then); None when every bucket held a token. The fetcher waits no longer than this."""
         ...
 
     async def extend(
