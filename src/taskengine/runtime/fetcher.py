@@ -104,7 +104,7 @@ class Fetcher:
         """How long to wait for work: the idle wait, or less when a rate limit held tasks back
         (until its bucket's next token, ADR 0038; a settle that frees a slot wakes us)."""
         # getattr: a broker written before ADR 0038 (no limits) has no limited_for
-        held = getattr(self._broker, "limited_for", None)
+        held: float | None = getattr(self._broker, "limited_for", None)
         if held is None:
             return self._idle_wait
         return min(self._idle_wait, max(held, MIN_LIMITED_WAIT))
