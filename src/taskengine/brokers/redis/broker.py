@@ -83,8 +83,8 @@ class RedisBroker(RedisAdmin):
             return []
         now = await self._now(now)
         batch = enqueue_batch([as_received(task, now) for task in tasks])
-        locks = unique_batch(unique, now) if unique else ""
-        status, *rest = await self._run("enqueue", now, self.max_depth, batch, locks)
+        locks = (unique_batch(unique, now),) if unique else ()  # ARGV[5] only when asked
+        status, *rest = await self._run("enqueue", now, self.max_depth, batch, *locks)
         if status == b"full":
             depth, offered = rest
             raise QueueFull(int(depth), self.max_depth, int(offered))

@@ -6,8 +6,8 @@
 --   max_attempts, keep_result ('' = none: the global retention; stored only when set).
 --   One packed value: the server parses one argument, not twelve per task. ARGV[5]: the
 --   unique locks (ADR 0038), one MessagePack array of 4 strings per lock: the task's 0-based
---   place in the batch, the lock key, until ('' = none), the holder states ('' = none); ''
---   when the batch has none.
+--   place in the batch, the lock key, until ('' = none), the holder states ('' = none);
+--   absent when the batch has none.
 -- Returns: {'ok', i1, id1, i2, id2, ...}: only the duplicates, each as its 0-based place in the
 --   batch and the id of the stored task it names (every other task was stored under its own
 --   id: a reply of two values per task cost both sides more than the script's work), or
@@ -34,7 +34,7 @@ for first = 0, n - 1, RUN do
   end
 end
 local locks = {}
-if ARGV[5] ~= '' then
+if ARGV[5] then
   local U = cmsgpack.unpack(ARGV[5])
   for j = 1, #U, 4 do
     locks[tonumber(U[j])] = {key = U[j + 1], till = U[j + 2], states = U[j + 3]}
