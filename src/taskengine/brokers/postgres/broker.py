@@ -188,7 +188,8 @@ class PostgresBroker(PostgresAdmin):
         """Reserve under the stored limits (ADR 0038): in one transaction, lock the limit rows
         (reserves under limits take turns), count the limited scopes' running tasks, admit
         candidates (locked, SKIP LOCKED) through a Gate, claim them and save the buckets.
-        Four to six round trips; atomic. With no limit left, falls back to RESERVE."""
+        Four to seven round trips (one reads the database's clock for the buckets); atomic.
+        With no limit left, falls back to RESERVE."""
 
         async def work(conn: Any) -> list[Any]:
             stored = await conn.fetch(self.sql(q.LOCK_LIMITS))
@@ -205,6 +206,11 @@ class PostgresBroker(PostgresAdmin):
                         wanted,
                     )
                 )
+            # The buckets' clock: the database's, read after the lock (so each reserve's is
+            # later than the last one's), unless server_clock is off (a test's fake clock).
+            bucket_now = now
+            if self._clock is not None:
+                bucket_now = float(await conn.fetchval(self.sql(q.SERVER_TIME)))
             limits = [limit_from_row(row) for row in stored]
             buckets = {
                 (row["scope"], row["name"]): (row["tokens"], row["stamp"])
@@ -218,7 +224,7 @@ class PostgresBroker(PostgresAdmin):
                 [lim.name for lim in capped if lim.scope is LimitScope.QUEUE],
             )
             running = {(row["scope"], row["name"]): int(row["n"]) for row in counted}
-            gate = Gate(limits, running, buckets, now)
+            gate = Gate(limits, running, buckets, bucket_now)
             chosen: list[str] = []
             seen: list[str] = []
             for _ in range(_LIMITED_ROUNDS):
@@ -252,7 +258,7 @@ class PostgresBroker(PostgresAdmin):
                     [k[0] for k in keys],
                     [k[1] for k in keys],
                     [saved[k][0] for k in keys],
-                    now,
+                    bucket_now,
                 )
             if not chosen:
                 return []

@@ -129,6 +129,7 @@ class RedisBroker(RedisAdmin):
             max(PROMOTE_STEP, limit),
             -1 if queues is None else len(chosen),
             *chosen,
+            "0" if self._clock is None else "1",  # the buckets' clock (reserve.lua)
         )
         wait = replies.pop()
         self._limited_for = float(wait) if wait else None

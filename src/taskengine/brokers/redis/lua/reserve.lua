@@ -3,7 +3,8 @@
 -- ARGV[2]: worker id; ARGV[3]: limit; ARGV[4]: now; ARGV[5]: lease expiry (now + lease_for);
 -- ARGV[6]: token base (random; token i is base .. ':' .. i); ARGV[7]: the most newly due tasks
 --   moved to the ready set per queue (at least `limit`); ARGV[8]: number of queues given
---   (-1: every known queue); then that many queue names.
+--   (-1: every known queue); then that many queue names; then '1' if the limits' buckets
+--   follow the server's TIME (server_clock), else '0'.
 -- Returns: per claimed task, in claim order, the values of its hash fields task, attempt (the
 --   new one), run_at, finished_at, result, result_attempt, history, history_len, priority and
 --   created_at (codec.decode_claim reads them); the claim's own fields are known to the caller: state
@@ -53,8 +54,16 @@ local function promote(q)
   if #due > 0 then redis.call('ZREMRANGEBYRANK', sched_key(q), 0, #due / 2 - 1) end
 end
 
--- The limits' state for this call: slots left and tokens per "scope|name".
+-- The limits' state for this call: slots left and tokens per "scope|name". The buckets'
+-- clock: the server's TIME when ARGV[9 + queues given] is '1' (server_clock), so processes
+-- whose estimates of the server's time differ never gain tokens from each other's stamps;
+-- else this call's now (a test's fake clock).
 local LIMITED_SCAN = 4
+local bucket_now = tonumber(now)
+if ARGV[9 + math.max(nq, 0)] == '1' then
+  local tm = redis.call('TIME')
+  bucket_now = tonumber(tm[1]) + tonumber(tm[2]) / 1000000
+end
 local lim, slots, tokens = {}, {}, {}
 local limited = false
 local stored = redis.call('HGETALL', K.limits)
@@ -68,12 +77,12 @@ for j = 1, #stored, 2 do
   if rate then
     l.cap = tonumber(b) or math.max(1, math.floor(rate / 10))
     local bucket = redis.call('HGET', K.buckets, stored[j])
-    local have, stamp = l.cap, tonumber(now)
+    local have, stamp = l.cap, bucket_now
     if bucket then
       local x, y = string.match(bucket, '^([^|]*)|([^|]*)$')
       have, stamp = tonumber(x), tonumber(y)
     end
-    tokens[stored[j]] = math.min(l.cap, have + math.max(0, tonumber(now) - stamp) * rate)
+    tokens[stored[j]] = math.min(l.cap, have + math.max(0, bucket_now - stamp) * rate)
   end
   lim[stored[j]] = l
 end
@@ -161,7 +170,8 @@ depth_delta = depth_delta - #out
 flush()
 -- Every bucket after this call; a bucket left empty says when its next token is due.
 for m, have in pairs(tokens) do
-  redis.call('HSET', K.buckets, m, string.format('%.17g', have) .. '|' .. now)
+  redis.call('HSET', K.buckets, m,
+    string.format('%.17g', have) .. '|' .. string.format('%.17g', bucket_now))
   if have < 1 and (slots[m] or 1) >= 1 then note_wait(m) end
 end
 out[#out + 1] = wait and string.format('%.17g', wait) or ''
