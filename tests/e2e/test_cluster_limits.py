@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CHILD = ROOT / "tests" / "e2e" / "limited_child.py"
 PROCESSES = 3
 HELD_TASKS = 36
-PACED_TASKS = 320  # 15 s at 20/s after the burst
+PACED_TASKS = 620  # 30 s at 20/s after the burst: a late start or end weighs half as much
 BURST = 20  # set at run time by the rate test (one second of tokens)
 
 URLS = [
