@@ -22,6 +22,7 @@ from bench import (
     runtime_rates,
     scale_out,
     startup,
+    telemetry_cost,
 )
 from bench.broker_rates import Config, machine_facts, run, table
 
@@ -57,6 +58,7 @@ def parse(argv: list[str] | None = None) -> Config:
             "latency",
             "startup",
             "producer",
+            "telemetry",
             "all",
         ),
         default="all",
@@ -64,8 +66,10 @@ def parse(argv: list[str] | None = None) -> Config:
         "api: HTTP latency, batch submission and idle memory; dashboard: throughput with and "
         "without open dashboards; scale: 1, 2, 4 worker processes on Redis, PostgreSQL, SQLite; "
         "ceilings: a bare asyncio.Queue and redis-benchmark; soak: RSS over 1,000,000 tasks; "
-        "latency: submit->start p50/p99 at 1,000 tasks/s; startup: spawn to first task and idle "
-        "RSS of `taskengine worker`; producer: submit_many of 10,000 tasks on memory and Redis",
+        "latency: submit->start p50/p99 at 100, 500, 1,000 tasks/s, a HIGH task among 20,000 "
+        "LOW; startup: spawn to first task and idle RSS of `taskengine worker`; producer: "
+        "submit_many of 10,000 tasks on memory and Redis; telemetry: no-op throughput on Redis "
+        "and SQLite with the telemetry publishing on and off",
     )
     args = parser.parse_args(argv)
     defaults = Config()
@@ -118,6 +122,7 @@ def main(argv: list[str] | None = None) -> None:
         "latency": ("latency", latency.run),
         "startup": ("startup", startup.run),
         "producer": ("producer_rates", producer_rates.run),
+        "telemetry": ("telemetry_cost", telemetry_cost.run),
     }
     for suite, (name, measure) in row_suites.items():
         if config.suite in (suite, "all"):

@@ -4,6 +4,8 @@ ended (bench only: it wraps the fetcher's broker; the engine itself records noth
 
 from __future__ import annotations
 
+import asyncio
+import os
 import time
 from typing import Any
 
@@ -13,6 +15,7 @@ from taskengine.runtime import fetcher
 
 app = App(builtins=False)
 RESERVED: dict[str, tuple[float, float]] = {}  # task id -> (reserve began, reserve returned)
+RESERVES = [0, 0]  # reserves by this process's fetcher so far, and how many came back empty
 
 
 class _TimedReserve:
@@ -28,6 +31,8 @@ class _TimedReserve:
         began = time.perf_counter()
         leases = await self._broker.reserve(*args, **kwargs)
         returned = time.perf_counter()
+        RESERVES[0] += 1
+        RESERVES[1] += not leases
         for lease in leases:
             RESERVED[lease.task_id] = (began, returned)
         return leases
@@ -46,7 +51,17 @@ fetcher.Fetcher.__init__ = _timed_init  # type: ignore[method-assign]
 @app.task("bench.mark")
 async def mark(payload: Any, ctx: TaskContext) -> list[float]:
     """Return (handler started, reserve began, reserve returned), perf_counter seconds:
-    CLOCK_MONOTONIC, shared by every process of the machine."""
+    CLOCK_MONOTONIC, shared by every process of the machine; then this process's id and its
+    reserve counters."""
     started = time.perf_counter()
     began, returned = RESERVED.pop(ctx.task_id, (float("nan"), float("nan")))
-    return [started, began, returned]
+    return [started, began, returned, os.getpid(), *RESERVES]
+
+
+LOW_RUN = 0.1  # seconds a LOW task of the priority case keeps its worker (I/O)
+
+
+@app.task("bench.low")
+async def low(payload: Any) -> None:
+    """The backlog of the priority case: each keeps a worker for LOW_RUN seconds."""
+    await asyncio.sleep(LOW_RUN)

@@ -1,12 +1,13 @@
 """Scale-out: end-to-end no-op throughput with 1, 2 and 4 `taskengine worker` processes on one
-shared broker (Redis, PostgreSQL, SQLite), the producer running at the same time.
+shared broker (Redis, PostgreSQL, NATS JetStream, SQLite), the producer running at the same time.
 
 The producer (this process) submits COUNT no-op tasks in batches while the workers drain them;
 the clock runs from the first submission until the broker counts every task as succeeded.
 Alongside the rate, where the two cores went over that window: how busy the whole machine was,
 and the CPU the worker processes, the producer and the broker server used, as cores and as
 microseconds per task. The server's figure is the run's own: Redis is a redis-server started for
-the suite (`private_redis`), PostgreSQL the backends serving the run's connections (the shared
+the suite (`private_redis`), NATS a nats-server started for the suite (`private_nats`),
+PostgreSQL the backends serving the run's connections (the shared
 server's other clients and its background processes are not counted); SQLite has no server.
 """
 
@@ -28,6 +29,7 @@ import psutil
 
 from bench import row
 from bench.cpu_meter import backends_of, client_ports, cpu_by_pid, spent, tree
+from bench.private_nats import private_nats
 from bench.private_redis import Server, private_redis
 from taskengine.brokers import open_broker
 from taskengine.model import TaskState, new_task
@@ -39,6 +41,7 @@ NOOP = "bench.noop"
 BROKERS = {
     "redis": "redis://127.0.0.1:{port}/0?namespace=bench{uid}",
     "postgresql": "postgresql://postgres@127.0.0.1:5432/test?schema=bench{uid}",
+    "nats": "nats://127.0.0.1:{nats_port}?stream=bench{uid}",
     "sqlite": "sqlite:///{tmp}/scale.db",
 }
 POSTGRES = Server(port=5432, pid=None)  # shared: its share is the backends of the run's clients
@@ -206,7 +209,11 @@ async def _produce_and_wait(
 async def _drop(url: str) -> None:
     broker = open_broker(url)
     await broker.start()
-    drop = getattr(broker, "drop_schema", None) or getattr(broker, "drop_namespace", None)
+    drop = (
+        getattr(broker, "drop_schema", None)
+        or getattr(broker, "drop_namespace", None)
+        or getattr(broker, "drop_stream", None)
+    )
     if drop is not None:
         await drop()
     await broker.close()
@@ -214,15 +221,23 @@ async def _drop(url: str) -> None:
 
 def run(runs: int = 3, progress: Any = print) -> list[dict[str, Any]]:
     """Median of `runs` for each broker and process count."""
-    with private_redis() as redis_server:
-        servers = {"redis": redis_server, "postgresql": POSTGRES, "sqlite": None}
+    with private_redis() as redis_server, private_nats() as nats_server:
+        servers = {
+            "redis": redis_server,
+            "postgresql": POSTGRES,
+            "nats": nats_server,
+            "sqlite": None,
+        }
         rows = []
         for name, template in BROKERS.items():
             for processes in (1, 2, 4):
                 results = []
                 for _ in range(runs):
                     url = template.format(
-                        uid=uuid.uuid4().hex[:8], tmp=tempfile.mkdtemp(), port=redis_server.port
+                        uid=uuid.uuid4().hex[:8],
+                        tmp=tempfile.mkdtemp(),
+                        port=redis_server.port,
+                        nats_port=nats_server.port,
                     )
                     results.append(one_run(url, processes, servers[name]))
                     progress(_line(name, processes, results[-1]))

@@ -5,13 +5,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
 from arq import create_pool
 from arq.connections import RedisSettings
 
-from bench.peers.common import SLEEP_S, aincr, aproduce_main, gather_chunks, redis_url
+from bench.peers.common import (
+    SLEEP_S,
+    aincr,
+    apaced,
+    aproduce_main,
+    arecord,
+    gather_chunks,
+    redis_url,
+)
 
 with contextlib.suppress(ImportError):  # as Task Engine's CLI does: uvloop when installed
     import uvloop
@@ -31,13 +40,18 @@ async def sleep(ctx: dict[str, Any]) -> None:
     await aincr()
 
 
+async def mark(ctx: dict[str, Any], began: float) -> None:
+    started = time.perf_counter()
+    await arecord(began, started)
+
+
 async def quiet(ctx: dict[str, Any]) -> None:
     """No line per job (arq logs two at INFO): the other systems run at WARNING too."""
     logging.getLogger("arq").setLevel(logging.WARNING)
 
 
 class WorkerSettings:
-    functions = [noop, sleep]
+    functions = [noop, sleep, mark]
     redis_settings = RedisSettings.from_dsn(redis_url())
     on_startup = quiet
     max_jobs = 100
@@ -48,6 +62,10 @@ class WorkerSettings:
 async def produce(kind: str, count: int, started: Callable[[], None]) -> None:
     pool = await create_pool(WorkerSettings.redis_settings)
     started()
+    if kind == "mark":
+        await apaced(count, lambda: pool.enqueue_job("mark", time.perf_counter()))
+        await pool.aclose()
+        return
     await gather_chunks(lambda: pool.enqueue_job(kind), count)
     await pool.aclose()
 

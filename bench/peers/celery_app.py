@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from celery import Celery
 
-from bench.peers.common import SLEEP_S, incr, produce_main, redis_url
+from bench.peers.common import SLEEP_S, incr, paced, produce_main, record, redis_url
 
 app = Celery("bench", broker=redis_url())
 app.conf.update(
@@ -28,7 +28,18 @@ def sleep() -> None:
     incr()
 
 
+@app.task(name="bench.mark")
+def mark(began: float) -> None:
+    started = time.perf_counter()
+    record(began, started)
+
+
 def produce(kind: str, count: int, started: Callable[[], None]) -> None:
+    if kind == "mark":
+        with app.producer_or_acquire() as producer:
+            started()
+            paced(count, lambda: mark.apply_async((time.perf_counter(),), producer=producer))
+        return
     task = noop if kind == "noop" else sleep
     with app.producer_or_acquire() as producer:
         started()

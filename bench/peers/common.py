@@ -18,10 +18,12 @@ from typing import Any
 import redis
 
 COUNTER = "bench:done"
+LATENCY = "bench:latency"  # the latency workload: submit -> handler start, seconds, per task
 PRODUCE_START = "bench:produce_start"
 PRODUCE_END = "bench:produce_end"
 SLEEP_S = 0.01
-KINDS = ("noop", "sleep")
+KINDS = ("noop", "sleep", "mark")  # mark: the latency workload's task
+_rate = 0.0  # the latency workload's submits per second (--rate)
 
 
 def redis_url() -> str:
@@ -58,6 +60,46 @@ async def aincr() -> None:
     await client.incr(COUNTER)
 
 
+def record(began: float, started: float) -> None:
+    """Note one task's submit -> start delay and count it (one round trip, blocking)."""
+    sync_client().pipeline(transaction=False).rpush(LATENCY, started - began).incr(
+        COUNTER
+    ).execute()
+
+
+async def arecord(began: float, started: float) -> None:
+    """The same from asyncio (one client per event loop)."""
+    import redis.asyncio as aioredis
+
+    key = id(asyncio.get_running_loop())
+    client = _async.get(key)
+    if client is None:
+        client = _async[key] = aioredis.Redis.from_url(redis_url())
+    await client.pipeline(transaction=False).rpush(LATENCY, started - began).incr(COUNTER).execute()
+
+
+def paced(count: int, submit: Callable[[], Any]) -> None:
+    """Call `submit` `count` times on a fixed schedule of --rate calls a second. Each call
+    reads time.perf_counter() (CLOCK_MONOTONIC, shared by the machine's processes) just
+    before the system's submit and passes it to the task."""
+    start = time.perf_counter()
+    for n in range(count):
+        wait = start + n / _rate - time.perf_counter()
+        if wait > 0:
+            time.sleep(wait)
+        submit()
+
+
+async def apaced(count: int, submit: Callable[[], Awaitable[Any]]) -> None:
+    """The same for an asyncio producer: one submit awaited at a time."""
+    start = time.perf_counter()
+    for n in range(count):
+        wait = start + n / _rate - time.perf_counter()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        await submit()
+
+
 def mark(key: str) -> None:
     """Record a wall-clock time stamp for the driver."""
     sync_client().set(key, repr(time.time()))
@@ -68,7 +110,11 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("command", choices=("produce",))
     parser.add_argument("--kind", choices=KINDS, default="noop")
     parser.add_argument("--count", type=int, default=1000)
-    return parser.parse_args(argv)
+    parser.add_argument("--rate", type=float, default=500.0, help="mark: submits per second")
+    args = parser.parse_args(argv)
+    global _rate
+    _rate = args.rate
+    return args
 
 
 def produce_main(produce: Callable[[str, int, Callable[[], None]], None]) -> None:

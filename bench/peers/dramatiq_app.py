@@ -8,7 +8,7 @@ from collections.abc import Callable
 import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 
-from bench.peers.common import SLEEP_S, incr, produce_main, redis_url
+from bench.peers.common import SLEEP_S, incr, paced, produce_main, record, redis_url
 
 broker = RedisBroker(url=redis_url())
 dramatiq.set_broker(broker)
@@ -25,7 +25,17 @@ def sleep() -> None:
     incr()
 
 
+@dramatiq.actor(actor_name="bench_mark", max_retries=0)
+def mark(began: float) -> None:
+    started = time.perf_counter()
+    record(began, started)
+
+
 def produce(kind: str, count: int, started: Callable[[], None]) -> None:
+    if kind == "mark":
+        started()
+        paced(count, lambda: mark.send(time.perf_counter()))
+        return
     actor = noop if kind == "noop" else sleep
     started()
     for _ in range(count):

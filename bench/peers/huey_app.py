@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from huey import RedisHuey
 
-from bench.peers.common import SLEEP_S, incr, produce_main, redis_url
+from bench.peers.common import SLEEP_S, incr, paced, produce_main, record, redis_url
 
 huey = RedisHuey("bench", url=redis_url(), results=False)
 
@@ -34,7 +34,17 @@ def sleep() -> None:
     incr()
 
 
+@huey.task(name="bench.mark")
+def mark(began: float) -> None:
+    started = time.perf_counter()
+    record(began, started)
+
+
 def produce(kind: str, count: int, started: Callable[[], None]) -> None:
+    if kind == "mark":
+        started()
+        paced(count, lambda: mark(time.perf_counter()))
+        return
     task = noop if kind == "noop" else sleep
     started()
     for _ in range(count):

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from redis import Redis
 from rq import Queue
 
-from bench.peers.common import SLEEP_S, incr, produce_main, redis_url
+from bench.peers.common import SLEEP_S, incr, paced, produce_main, record, redis_url
 
 QUEUE = "bench"
 
@@ -22,9 +22,18 @@ def sleep() -> None:
     incr()
 
 
+def mark(began: float) -> None:
+    started = time.perf_counter()
+    record(began, started)
+
+
 def produce(kind: str, count: int, started: Callable[[], None]) -> None:
-    func = noop if kind == "noop" else sleep
     queue = Queue(QUEUE, connection=Redis.from_url(redis_url()))
+    if kind == "mark":
+        started()
+        paced(count, lambda: queue.enqueue(mark, time.perf_counter(), result_ttl=0))
+        return
+    func = noop if kind == "noop" else sleep
     started()
     done = 0
     while done < count:

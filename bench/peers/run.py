@@ -14,6 +14,11 @@ listed in SYSTEMS, and counts completions with `INCR bench:done`, which every ta
   enqueues N tasks while they run. Rate = N / (last completion - producer's first enqueue).
 - sleep-drain: like noop-drain with tasks that sleep 10 ms; the figure is seconds from the
   first completion to the last.
+- latency: the workers start and run a warm-up of 200 tasks; then a separate producer process
+  submits one task at a time on a fixed schedule, --latency-rate a second for --latency-seconds
+  (500/s for 10 s). Each task carries time.perf_counter() read just before its submit call, and
+  its handler's first line reads it again (CLOCK_MONOTONIC: the processes' readings compare);
+  the figures are the p50 and p99 of those delays, each the median of the runs.
 
 A run counts only if the counter reaches exactly N and still reads N half a second later.
 The benchmark uses a private `redis-server --save '' --appendonly no` on a free port, flushed
@@ -44,14 +49,14 @@ from typing import Any
 
 import redis
 
-from bench.peers.common import COUNTER, PRODUCE_END, PRODUCE_START
+from bench.peers.common import COUNTER, LATENCY, PRODUCE_END, PRODUCE_START
 
 ROOT = Path(__file__).resolve().parents[2]
 PEERS_BIN = ROOT / "bench" / ".peers-venv" / "bin"
 PROJECT_PY = ROOT / ".venv" / "bin" / "python"
 RESULTS = ROOT / "bench" / "results"
 CHART = ROOT / "docs" / "img" / "peers.png"
-WORKLOADS = ("noop-drain", "noop-e2e", "sleep-drain")
+WORKLOADS = ("noop-drain", "noop-e2e", "sleep-drain", "latency")
 WARMUP = 200
 
 
@@ -435,15 +440,21 @@ def wait_for_quiet(below: float, max_wait: float) -> dict[str, float]:
 
 def run_env(system: System, ctx: Ctx) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TASKENGINE_", "VIRTUAL_ENV"))}
-    env.update(BENCH_REDIS_URL=ctx.redis_url, PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
+    # Task Engine from this checkout's src/, not whatever tree the venv was installed from.
+    path = os.pathsep.join([str(ROOT / "src"), str(ROOT)]) if system.project_venv else str(ROOT)
+    env.update(BENCH_REDIS_URL=ctx.redis_url, PYTHONPATH=path, PYTHONUNBUFFERED="1")
     env.update(system.env(ctx))
     return env
 
 
-def produce(system: System, ctx: Ctx, kind: str, count: int, log: Path, timeout: float) -> None:
+def produce(
+    system: System, ctx: Ctx, kind: str, count: int, log: Path, timeout: float, rate: float = 0
+) -> None:
     python = str(PROJECT_PY if system.project_venv else PEERS_BIN / "python")
     command = [python, "-m", f"bench.peers.{system.module}", "produce"]
     command += ["--kind", kind, "--count", str(count)]
+    if rate:
+        command += ["--rate", str(rate)]
     with log.open("ab") as out:
         out.write(("$ " + " ".join(command) + "\n").encode())
         out.flush()
@@ -497,15 +508,55 @@ def verify(r: redis.Redis, expected: int) -> int:
     return final
 
 
+def percentile(values: list[float], q: int) -> float:
+    return statistics.quantiles(values, n=100)[q - 1]
+
+
+def latency_run(
+    system: System, ctx: Ctx, r: redis.Redis, log: Path, timeout: float, rate: float, count: int
+) -> dict[str, Any]:
+    """The latency workload: warm up, then `count` single submits paced at `rate` a second."""
+    workers = Workers(system.commands("noop", ctx), run_env(system, ctx), log)
+    try:
+        produce(system, ctx, "mark", WARMUP, log, timeout, rate)
+        wait_count(r, workers, WARMUP, timeout)
+        verify(r, WARMUP)
+        r.delete(COUNTER, LATENCY, PRODUCE_START, PRODUCE_END)
+        produce(system, ctx, "mark", count, log, timeout, rate)
+        wait_count(r, workers, count, timeout)
+        verified = verify(r, count)
+    finally:
+        workers.stop()
+    delays = [float(value) * 1000 for value in r.lrange(LATENCY, 0, -1)]
+    if len(delays) != count:
+        raise RuntimeError(f"{len(delays)} delays noted for {count} tasks")
+    return {
+        "verified_count": verified,
+        "enqueue_s": round(float(r.get(PRODUCE_END)) - float(r.get(PRODUCE_START)), 3),
+        "p50_ms": round(percentile(delays, 50), 3),
+        "p99_ms": round(percentile(delays, 99), 3),
+        "max_ms": round(max(delays), 3),
+    }
+
+
 def one_run(
-    system: System, workload: str, count: int, ctx: Ctx, r: redis.Redis, log: Path, timeout: float
+    system: System,
+    workload: str,
+    count: int,
+    ctx: Ctx,
+    r: redis.Redis,
+    log: Path,
+    timeout: float,
+    rate: float = 500,
 ) -> dict[str, Any]:
     """One measured run of one workload; returns its figures."""
     kind = "noop" if workload.startswith("noop") else "sleep"
     r.flushall()
     env = run_env(system, ctx)
     row: dict[str, Any] = {"load_start": loadavg()}
-    if workload.endswith("drain"):
+    if workload == "latency":
+        row.update(latency_run(system, ctx, r, log, timeout, rate, count))
+    elif workload.endswith("drain"):
         t0 = time.time()
         produce(system, ctx, kind, count, log, timeout)
         row["enqueue_s"] = round(float(r.get(PRODUCE_END)) - float(r.get(PRODUCE_START)), 3)
@@ -546,6 +597,16 @@ def one_run(
     row["enqueue_per_s"] = round(count / row["enqueue_s"], 1) if row["enqueue_s"] else None
     row["load_end"] = loadavg()
     return row
+
+
+def run_line(workload: str, row: dict[str, Any]) -> str:
+    """One measured run, for the progress lines."""
+    load = f"load {row['load_start']}-{row['load_end']}"
+    if workload == "latency":
+        return f"p50 {row['p50_ms']:.2f} ms, p99 {row['p99_ms']:.2f} ms ({load})"
+    if workload == "sleep-drain":
+        return f"{row['drain_s']:,.3f} s ({load}, enqueue {row['enqueue_per_s']:,.0f}/s)"
+    return f"{row['tasks_per_s']:,.3f} tasks/s ({load}, enqueue {row['enqueue_per_s']:,.0f}/s)"
 
 
 def summary(values: list[float]) -> dict[str, float]:
@@ -602,6 +663,8 @@ def table(results: list[dict[str, Any]]) -> str:
     lines = [head, "|---|---:|---:|---:|---|"]
     by_system: dict[str, dict[str, dict[str, Any]]] = {}
     for res in results:
+        if res["workload"] not in WORKLOADS[:3]:
+            continue
         by_system.setdefault(res["system"], {})[res["workload"]] = res
     for name, workloads in by_system.items():
         cells = []
@@ -625,6 +688,41 @@ def table(results: list[dict[str, Any]]) -> str:
         load = f"{min(loads):.2f}-{max(loads):.2f}" if loads else "-"
         lines.append(f"| {name} | " + " | ".join(cells) + f" | {load} |")
     return "\n".join(lines)
+
+
+def latency_table(results: list[dict[str, Any]]) -> str:
+    """The latency workload: p50 and p99 per system, median of the verified runs (min-max)."""
+    lines = [
+        "| system | p50, ms | p99, ms | max, ms (worst run) | load avg (start-end) |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for res in results:
+        if res["workload"] != "latency":
+            continue
+        good = [run for run in res["runs"] if "error" not in run]
+        if not good:
+            lines.append(f"| {res['system']} | failed | failed | - | - |")
+            continue
+        cells = []
+        for key in ("p50_ms", "p99_ms"):
+            s = summary([run[key] for run in good])
+            cells.append(f"{s['median']:.2f} ({s['min']:.2f}-{s['max']:.2f})")
+        cells.append(f"{max(run['max_ms'] for run in good):.1f}")
+        if len(good) < len(res["runs"]):
+            cells[-1] += f" [{len(good)} of {len(res['runs'])} runs verified]"
+        loads = [run["load_start"] for run in good] + [run["load_end"] for run in good]
+        lines.append(
+            f"| {res['system']} | {' | '.join(cells)} | {min(loads):.2f}-{max(loads):.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def print_tables(results: list[dict[str, Any]]) -> None:
+    """The throughput table and the latency table, each if any of its workloads ran."""
+    if any(res["workload"] in WORKLOADS[:3] for res in results):
+        print("\n" + table(results))
+    if any(res["workload"] == "latency" for res in results):
+        print("\n" + latency_table(results))
 
 
 def chart(results: list[dict[str, Any]], path: Path, title: str) -> None:
@@ -679,6 +777,8 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--noop", type=int, default=20_000, help="no-op tasks per run")
     parser.add_argument("--sleep", type=int, default=5_000, help="10 ms tasks per run")
     parser.add_argument("--timeout", type=float, default=300, help="seconds per run phase")
+    parser.add_argument("--latency-rate", type=float, default=500, help="latency: submits/s")
+    parser.add_argument("--latency-seconds", type=float, default=10, help="latency: seconds")
     parser.add_argument("--load-below", type=float, default=1.0)
     parser.add_argument(
         "--load-wait",
@@ -709,7 +809,7 @@ def merge(files: list[str], chart_path: str) -> None:
             merged[(res["system"], res["workload"])] = res
     order = [n for n in SYSTEMS if any(k[0] == n for k in merged)]
     results = [merged[(n, w)] for n in order for w in WORKLOADS if (n, w) in merged]
-    print(table(results))
+    print_tables(results)
     out = RESULTS / f"peers-merged-{time.strftime('%Y%m%dT%H%M%S')}.json"
     payload = {
         "machine": payloads[0]["machine"],
@@ -765,13 +865,15 @@ def main(argv: list[str] | None = None) -> None:
             )
             for workload in workloads:
                 count = args.sleep if workload == "sleep-drain" else args.noop
-                kind = "noop" if workload.startswith("noop") else "sleep"
+                if workload == "latency":
+                    count = int(args.latency_rate * args.latency_seconds)
+                kind = "sleep" if workload == "sleep-drain" else "noop"  # latency: noop's
                 res: dict[str, Any] = {
                     "system": name,
                     "workload": workload,
                     "tasks": count,
                     "config": system.config[kind],
-                    "unit": "s" if workload == "sleep-drain" else "tasks/s",
+                    "unit": {"sleep-drain": "s", "latency": "ms (p99)"}.get(workload, "tasks/s"),
                     "batch_wait": quiet,
                     "runs": [],
                 }
@@ -780,7 +882,9 @@ def main(argv: list[str] | None = None) -> None:
                     tmp = Path(tempfile.mkdtemp(prefix="run-", dir=workdir))
                     ctx = Ctx(redis_url=f"redis://127.0.0.1:{port}/0", tmp=tmp)
                     try:
-                        row = one_run(system, workload, count, ctx, r, log, args.timeout)
+                        row = one_run(
+                            system, workload, count, ctx, r, log, args.timeout, args.latency_rate
+                        )
                     except (RuntimeError, TimeoutError, subprocess.SubprocessError) as exc:
                         row = {"error": f"{type(exc).__name__}: {exc}", "load_end": loadavg()}
                         print(
@@ -788,13 +892,7 @@ def main(argv: list[str] | None = None) -> None:
                             flush=True,
                         )
                     else:
-                        value = row["drain_s"] if workload == "sleep-drain" else row["tasks_per_s"]
-                        print(
-                            f"  {workload} run {i + 1}: {value:,.3f} {res['unit']} "
-                            f"(load {row['load_start']}-{row['load_end']}, "
-                            f"enqueue {row['enqueue_per_s']:,.0f}/s)",
-                            flush=True,
-                        )
+                        print(f"  {workload} run {i + 1}: {run_line(workload, row)}", flush=True)
                     finally:
                         shutil.rmtree(tmp, ignore_errors=True)
                     res["runs"].append(row)
@@ -802,12 +900,13 @@ def main(argv: list[str] | None = None) -> None:
                 res["valid_runs"] = len(good)
                 if good:  # over the verified runs only; the table says if any failed
                     key = "drain_s" if workload == "sleep-drain" else "tasks_per_s"
+                    key = "p99_ms" if workload == "latency" else key
                     res["summary"] = summary([row[key] for row in good])
                 results.append(res)
         r.flushall()
         r.close()
     facts["loadavg_1m_at_end"] = loadavg()
-    print("\n" + table(results))
+    print_tables(results)
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"peers-{stamp}.json"
     config = dict(vars(args))

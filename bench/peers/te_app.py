@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from collections.abc import Callable
 from typing import Any
 
-from bench.peers.common import SLEEP_S, aincr, aproduce_main
+from bench.peers.common import SLEEP_S, aincr, apaced, aproduce_main, arecord
 from taskengine import App
 from taskengine.app import TaskRequest
 
 app = App(os.environ.get("BENCH_TE_BROKER", "sqlite:///bench-peers.db"))
-TYPES = {"noop": "bench.noop", "sleep": "bench.sleep"}
+TYPES = {"noop": "bench.noop", "sleep": "bench.sleep", "mark": "bench.mark"}
 
 
 @app.task(TYPES["noop"])
@@ -30,7 +31,18 @@ async def sleep(payload: Any) -> None:
     await aincr()
 
 
+@app.task(TYPES["mark"])
+async def mark(payload: Any) -> None:
+    started = time.perf_counter()
+    await arecord(payload, started)
+
+
 async def produce(kind: str, count: int, started: Callable[[], None]) -> None:
+    if kind == "mark":  # one `app.submit` per task, as a web request would
+        async with app:
+            started()
+            await apaced(count, lambda: app.submit(TYPES["mark"], time.perf_counter()))
+        return
     batch = [TaskRequest(type=TYPES[kind]) for _ in range(100)]
     async with app:
         started()

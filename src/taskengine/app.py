@@ -39,6 +39,7 @@ from taskengine.registry import (
 )
 from taskengine.request import TaskRequest as TaskRequest  # re-exported: App's request
 from taskengine.runtime.engine import Engine
+from taskengine.runtime.service import PeriodicService
 from taskengine.settings import Settings
 from taskengine.sync import SyncClient
 from taskengine.tracing import Tracing, submitting
@@ -419,7 +420,28 @@ class App:
             tracing=self.tracing,
             limits=self.limits,
         )
+        if settings.telemetry_publish or settings.metrics_port is not None:
+            self._publish(self._engine, report=settings.telemetry_publish)
         return self._engine
+
+    def _publish(self, engine: Engine, *, report: bool) -> None:
+        """Have `engine` sample this process once a second and, with `report`, publish its
+        telemetry with each heartbeat (ADR 0033)."""
+        from taskengine import __version__
+        from taskengine.telemetry.publisher import Publisher
+
+        sampler = self.inspector.sampler(engine.status)
+        publisher = Publisher(
+            self.metrics,
+            sampler,
+            engine.status,
+            every=engine.settings.heartbeat_every,
+            version=__version__,
+            started_at=self.clock.now(),
+        )
+        sampling = PeriodicService("sampler", 1.0, publisher.sample)
+        engine.publish(publisher.report if report else None, sampling)
+        sampler.expect_next_in(1.0)
 
     def worker(self, **overrides: Any) -> Engine:
         """Deprecated since 0.1: `engine()` under its old name; warns DeprecationWarning."""

@@ -98,10 +98,11 @@ class TaskFailed(TaskEngineError):
 
     code = "task_failed"
 
-    def __init__(self, error_type: str, message: str) -> None:
+    def __init__(self, error_type: str, message: str, child_traceback: str = "") -> None:
         super().__init__(f"{error_type}: {message}")
         self.error_type = error_type
         self.message = message
+        self.child_traceback = child_traceback  # formatted in the child process, or ""
 
 
 class ResourceCapExceeded(TaskEngineError):

@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from taskengine.brokers import Page, ReplayResult
 from taskengine.brokers.base import CountRow, TaskFilter
-from taskengine.model import WorkerInfo
+from taskengine.model import Progress, WorkerInfo
 from taskengine.model.limits import Limit
 from taskengine.runtime.status import EngineStatus
-from taskengine.telemetry.cluster import cluster_workers
+from taskengine.telemetry.aggregate import reported_figures
+from taskengine.telemetry.cluster import cluster_reports, cluster_workers
 from taskengine.telemetry.figures import broker_figures
 
 if TYPE_CHECKING:
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from taskengine.clock import Clock
     from taskengine.metrics import Metrics
     from taskengine.settings import Settings
+    from taskengine.telemetry.report import InstanceTelemetry
     from taskengine.telemetry.sampler import Sampler, StatusAt
 
 REPLAY_BATCH = 500  # ids per broker call when many tasks are replayed at once
@@ -54,6 +56,7 @@ class Inspector:
 
     def __init__(self, app: Inspected) -> None:
         self._app = app
+        self._sampler: Sampler | None = None
 
     async def list_tasks(self, task_filter: TaskFilter, limit: int, cursor: str | None) -> Page:
         """A page of matching tasks, newest first, after `cursor` (one broker call)."""
@@ -73,8 +76,13 @@ class Inspector:
         return await self._app.broker.counts()
 
     async def figures(self) -> dict[str, Any]:
-        """The figures of the JSON metrics that the broker alone holds (one `counts` call)."""
-        return broker_figures(await self.counts())
+        """The figures of the JSON metrics that the broker alone holds: counts, and the
+        cluster's counters and instances as their reports say (two broker calls)."""
+        now = self._app.clock.now()
+        return {
+            **broker_figures(await self.counts()),
+            **reported_figures(await self.instances(now), now),
+        }
 
     async def paused(self) -> set[str]:
         """The paused queues' names."""
@@ -108,14 +116,42 @@ class Inspector:
             self._app.broker, self._app.settings.heartbeat_every, now, local
         )
 
-    def sampler(self, status: StatusAt, history_path: Path) -> Sampler:
-        """The once-a-second sampler of this app's metrics and broker counts."""
-        from taskengine.telemetry.sampler import Sampler  # psutil: only the server samples
+    async def progress(self, task_ids: Sequence[str]) -> dict[str, Progress]:
+        """The last progress of each of these tasks that reported any (one broker read)."""
+        if not task_ids:
+            return {}
+        records = await self._app.broker.get(list(dict.fromkeys(task_ids)))
+        return {r.id: r.progress for r in records if r is not None and r.progress is not None}
 
-        return Sampler(
-            self._app.metrics,
-            self._app.broker,
-            self._app.clock,
-            status=status,
-            history_path=history_path,
-        )
+    def sampler(self, status: StatusAt, history_path: Path | None = None) -> Sampler:
+        """This process's one once-a-second sampler of the app's metrics (built on first use).
+
+        With `history_path` it is the live feed's: it samples the broker counts too, saves
+        its history there and the feed drives it; without, the engine's publisher's.
+        """
+        from taskengine.telemetry.history import BUSY_KEPT, History
+        from taskengine.telemetry.sampler import Sampler  # psutil: only when sampling
+
+        sampler = self._sampler
+        if sampler is None:
+            sampler = self._sampler = Sampler(
+                self._app.metrics,
+                self._app.broker,
+                self._app.clock,
+                status=status,
+                history=History(BUSY_KEPT),  # a worker reports its last seconds only
+                with_counts=False,
+            )
+        if history_path is not None and not sampler.driven_by_feed:
+            hour = History()  # the feed's charts show up to an hour per second
+            for point in sampler.history.points:
+                hour.add(point)
+            sampler.history = hour
+            sampler.history_path = history_path
+            sampler.with_counts = sampler.driven_by_feed = True
+        return sampler
+
+    async def instances(self, now: float) -> list[InstanceTelemetry]:
+        """The telemetry every live engine process published, by instance (one broker call);
+        a report this build cannot read is left out."""
+        return await cluster_reports(self._app.broker, now)

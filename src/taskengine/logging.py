@@ -122,3 +122,19 @@ def configure_logging(level: str = "INFO", json: bool | None = None) -> None:
     root.setLevel(level.upper())
     for noisy in ("uvicorn.access", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+_URL_PASSWORD = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://[^\s:/@]*:)[^\s@/]+@")
+_SECRET_ASSIGNMENT = re.compile(
+    r"(?i)\b([\w-]*(?:pass|secret|token|authorization|api[_-]?key|cookie|credential)[\w-]*"
+    r"[\"']?\s*[:=]\s*[\"']?)[^\s\"',;&}]+"
+)
+
+
+def redact_text(text: str) -> str:
+    """Free text (a traceback, an error message) with secrets replaced as in the logs: bearer
+    tokens, URL passwords and the value of secret-looking `key=value` / `key: value` pairs."""
+    if "earer" in text:
+        text = _BEARER.sub(r"\1" + REDACTED, text)
+    text = _URL_PASSWORD.sub(r"\1***@", text)
+    return _SECRET_ASSIGNMENT.sub(r"\1" + REDACTED, text)

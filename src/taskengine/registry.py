@@ -9,6 +9,7 @@ from typing import Any, Literal, TypeVar, get_type_hints
 import msgspec
 
 from taskengine.errors import ValidationError
+from taskengine.model.progress import MAX_NOTE_CHARS
 from taskengine.model.task import (
     DEFAULT_MAX_ATTEMPTS,
     DEFAULT_QUEUE,
@@ -38,19 +39,56 @@ class InvalidPayload(ValidationError):
 class TaskContext:
     """What a handler that asks for a second argument gets: the task's id, attempt and progress."""
 
-    __slots__ = ("attempt", "progress_done", "progress_total", "task_id", "worker_id")
+    __slots__ = (
+        "_report",
+        "attempt",
+        "progress_done",
+        "progress_note",
+        "progress_total",
+        "task_id",
+        "worker_id",
+    )
 
-    def __init__(self, task_id: str, attempt: int, worker_id: str) -> None:
+    def __init__(
+        self,
+        task_id: str,
+        attempt: int,
+        worker_id: str,
+        report: Callable[[int, int, str | None], None] | None = None,
+    ) -> None:
         self.task_id = task_id
         self.attempt = attempt
         self.worker_id = worker_id
         self.progress_done = 0
         self.progress_total = 0
+        self.progress_note: str | None = None
+        self._report = report
 
-    def progress(self, done: int, total: int) -> None:
-        """Report progress (shown with the worker's current task)."""
+    def progress(self, done: int, total: int = 0, note: str | None = None) -> None:
+        """Report that `done` of `total` units are done (total 0: unknown), with a short note.
+
+        Cheap and safe from any thread: the engine writes the latest report through the
+        broker at most once a second (the task's `progress`); a note past 200 characters is
+        cut. Raises ValidationError for negative or non-integer counts.
+        """
+        done, total, note = check_progress(done, total, note)
         self.progress_done = done
         self.progress_total = total
+        self.progress_note = note
+        if self._report is not None:
+            self._report(done, total, note)
+
+
+def check_progress(done: Any, total: Any, note: Any) -> tuple[int, int, str | None]:
+    """The counts and note of a progress report, validated (the note cut to 200 characters)."""
+    for name, value in (("done", done), ("total", total)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValidationError(f"progress {name} must be a non-negative integer, got {value!r}")
+    if note is not None and not isinstance(note, str):
+        raise ValidationError(f"progress note must be a string, got {type(note).__name__}")
+    if note is not None:
+        note = note[:MAX_NOTE_CHARS].encode("utf-8", "backslashreplace").decode("utf-8")
+    return done, total, note
 
 
 class TaskSpec(msgspec.Struct, frozen=True, kw_only=True):
@@ -202,11 +240,8 @@ def build_spec(
     if not 1 <= len(params) <= 2:
         raise ValidationError(f"{name}: a handler takes (payload) or (payload, ctx)")
     wants_context = len(params) == 2
-    if executor == "process":
-        if wants_context:
-            raise ValidationError(f"{name}: process handlers take only (payload)")
-        if "<locals>" in fn.__qualname__:
-            raise ValidationError(f"{name}: process handlers must be module-level functions")
+    if executor == "process" and "<locals>" in fn.__qualname__:
+        raise ValidationError(f"{name}: process handlers must be module-level functions")
     return TaskSpec(
         name=name,
         fn=fn,

@@ -44,11 +44,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     broker_url: str = DEFAULT_BROKER_URL
     """where tasks are stored: `memory://`, `sqlite:///path.db` (`?synchronous=NORMAL` trades
     durability for speed), `redis://host:6379/0` (`?namespace=`), `postgresql://user@host/db`
-    (`?schema=`, `?pool_size=`, `?migrate=false`); also `TASKENGINE_BROKER`"""
+    (`?schema=`, `?pool_size=`, `?migrate=false`), `nats://host:4222` (`?stream=`, `?replicas=`);
+    also `TASKENGINE_BROKER`"""
     max_depth: int = DEFAULT_MAX_DEPTH
     """queued tasks before submissions are refused (`queue_full`, HTTP 429, exit 3)"""
     broker_timeout: float = DEFAULT_TIMEOUT
-    """seconds each Redis or PostgreSQL call may take before it counts as a broker failure"""
+    """seconds each Redis, PostgreSQL or NATS call may take before it counts as a broker failure"""
     # worker pool
     workers: int = 5
     """worker coroutines per engine process: tasks run at once (`worker -c`)"""
@@ -151,6 +152,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     closed"""
     api_max_connections: int = 512
     """open HTTP connections; the next gets a 503 and is closed"""
+    # telemetry (ADR 0033)
+    telemetry_publish: bool = True
+    """publish this process's metrics through the broker with each heartbeat, so `serve` shows
+    the whole cluster (one broker call per heartbeat)"""
+    metrics_port: int | None = None
+    """port on which `worker` serves `/metrics`, `/healthz` and `/readyz` (`--metrics-port`);
+    with `--processes N`, child k takes port + k; unset: none"""
+    metrics_host: str = "127.0.0.1"
+    """address the worker's metrics endpoint listens on"""
     log_level: str = "info"
     """`debug`, `info`, `warning` or `error` (`--log-level`, `-l`)"""
     max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES
@@ -211,6 +221,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             raise ConfigurationError("process_memory_mb must be 0 (no cap) or at least 64")
         if self.process_cpu_seconds < 0 or self.watchdog_margin < 0:
             raise ConfigurationError("process_cpu_seconds and watchdog_margin must not be negative")
+        if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
+            raise ConfigurationError(f"metrics_port must be 0-65535, got {self.metrics_port}")
         low, high = self.scale_bounds
         if not 1 <= low <= self.workers <= high:
             raise ConfigurationError(

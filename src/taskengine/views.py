@@ -13,8 +13,9 @@ from typing import Any, Literal
 import msgspec
 
 from taskengine.brokers.base import CountRow, Page
-from taskengine.model import AttemptRecord, Priority, TaskRecord, TaskResult
+from taskengine.model import AttemptRecord, Priority, Progress, TaskRecord, TaskResult
 from taskengine.model.limits import Limit, LimitScope
+from taskengine.model.progress import fraction
 from taskengine.model.worker import WorkerInfo
 
 
@@ -48,6 +49,20 @@ class AttemptView(msgspec.Struct):
     finished_at: datetime
     duration: float
     error: str | None
+    # The failed run's formatted traceback (redacted, at most 8 KiB, its tail kept); null for
+    # other attempts, for a failure without one (timeout, lease expired), and in task lists.
+    traceback: str | None = None
+
+
+class ProgressView(msgspec.Struct):
+    """The last progress the task's handler reported (written at most once a second)."""
+
+    done: int
+    total: int  # 0: unknown
+    fraction: float | None  # done / total within [0, 1]; null when the total is unknown
+    note: str | None
+    at: datetime
+    attempt: int  # the attempt that reported it
 
 
 class TaskView(msgspec.Struct):
@@ -72,6 +87,8 @@ class TaskView(msgspec.Struct):
     idempotency_key: str | None
     result: ResultView | None
     history: list[AttemptView]
+    # The last progress reported (kept after the task settles); null if it never reported.
+    progress: ProgressView | None = None
 
 
 class TaskPage(msgspec.Struct):
@@ -142,8 +159,8 @@ def result_view(result: TaskResult) -> ResultView:
     )
 
 
-def attempt_view(line: AttemptRecord) -> AttemptView:
-    """The API view of one history line."""
+def attempt_view(line: AttemptRecord, traceback: bool = True) -> AttemptView:
+    """The API view of one history line (without its traceback unless `traceback`)."""
     return AttemptView(
         attempt=line.attempt,
         status=str(line.status),
@@ -151,11 +168,24 @@ def attempt_view(line: AttemptRecord) -> AttemptView:
         finished_at=when(line.finished_at),
         duration=line.duration,
         error=line.error,
+        traceback=line.traceback if traceback else None,
     )
 
 
-def task_view(record: TaskRecord) -> TaskView:
-    """The API view of a task record."""
+def progress_view(progress: Progress) -> ProgressView:
+    """The API view of a task's last progress report."""
+    return ProgressView(
+        done=progress.done,
+        total=progress.total,
+        fraction=fraction(progress),
+        note=progress.note,
+        at=when(progress.at),
+        attempt=progress.attempt,
+    )
+
+
+def task_view(record: TaskRecord, tracebacks: bool = True) -> TaskView:
+    """The API view of a task record; a list leaves the tracebacks out (`tracebacks`)."""
     return TaskView(
         id=record.id,
         type=record.type,
@@ -175,7 +205,8 @@ def task_view(record: TaskRecord) -> TaskView:
         cancel_requested=record.cancel_requested,
         idempotency_key=record.idempotency_key,
         result=result_view(record.result) if record.result is not None else None,
-        history=[attempt_view(line) for line in record.history],
+        history=[attempt_view(line, tracebacks) for line in record.history],
+        progress=None if record.progress is None else progress_view(record.progress),
     )
 
 
@@ -216,8 +247,8 @@ def queue_views(rows: list[CountRow], paused: set[str]) -> list[QueueView]:
 
 
 def task_page(page: Page) -> TaskPage:
-    """The API view of a page of task records."""
-    return TaskPage([task_view(record) for record in page.items], page.next_cursor)
+    """The API view of a page of task records (without tracebacks: up to 8 KiB per attempt)."""
+    return TaskPage([task_view(record, False) for record in page.items], page.next_cursor)
 
 
 class LimitView(msgspec.Struct, kw_only=True):

@@ -135,7 +135,8 @@ def test_events_send_the_history_then_a_tick_a_second(server: Server) -> None:
     assert second["data"]["point"]["t"] == first["data"]["point"]["t"] + 1
     assert time.monotonic() - started < 5
     tick = second["data"]
-    assert set(tick) == {"point", "metrics", "workers"}
+    assert set(tick) == {"point", "amended", "metrics", "workers", "progress"}
+    assert isinstance(tick["progress"], dict)  # the running tasks' reports, by task id
     assert set(tick["point"]["depth"]) == {"HIGH", "NORMAL", "LOW"}
     assert len(tick["point"]["busy"]) == 5
     assert tick["metrics"]["submitted"] >= 1

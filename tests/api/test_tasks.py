@@ -71,7 +71,16 @@ def test_submitted_task_succeeds_with_the_task_result_shape(client: httpx.Client
     assert _iso(view["finished_at"]) >= _iso(view["started_at"])
     assert len(view["history"]) == 1
     line = view["history"][0]
-    assert set(line) == {"attempt", "status", "worker_id", "finished_at", "duration", "error"}
+    assert set(line) == {
+        "attempt",
+        "status",
+        "worker_id",
+        "finished_at",
+        "duration",
+        "error",
+        "traceback",
+    }
+    assert line["traceback"] is None  # it succeeded
     assert line["attempt"] == 1 and line["status"] == "SUCCESS"
     assert line["worker_id"] == result["worker_id"]
     _iso(line["finished_at"])
@@ -116,10 +125,46 @@ def test_task_view_has_every_field(client: httpx.Client) -> None:
     assert view["queue"] == "views"
     assert view["timeout"] == 12.5
     assert view["max_attempts"] == 3
-    assert view["result"] is None and view["history"] == []
+    assert view["result"] is None and view["history"] == [] and view["progress"] is None
     assert view["started_at"] is None and view["finished_at"] is None
     assert (_iso(view["run_at"]) - _iso(view["created_at"])).total_seconds() == 3600
     assert client.delete(f"/api/tasks/{task_id}").status_code == 200
+
+
+def test_a_running_task_shows_its_progress_and_keeps_the_last(client: httpx.Client) -> None:
+    items = list(range(12))
+    body = {"items": items, "chunk_size": 1, "delay_per_chunk": 0.25}
+    task_id = submit(client, {"type": "time.batch", "payload": body})
+
+    view = wait_task(
+        client, task_id, lambda v: v["progress"] is not None and v["state"] == "running"
+    )
+    progress = view["progress"]
+    assert progress["total"] == 12 and 0 <= progress["done"] <= 12
+    assert progress["note"].startswith("chunk ") and progress["attempt"] == 1
+    assert progress["fraction"] == progress["done"] / 12
+    _iso(progress["at"])
+
+    done = wait_task(client, task_id, in_state("succeeded"))
+    assert done["progress"]["done"] == 12 and done["progress"]["note"] == "chunk 12 of 12"
+    listed = client.get("/api/tasks", params={"type": "time.batch", "limit": 500}).json()
+    assert [t["progress"]["done"] for t in listed["items"] if t["id"] == task_id] == [12]
+
+
+def test_a_failed_attempt_shows_its_traceback_in_the_task_not_in_lists(
+    client: httpx.Client,
+) -> None:
+    missing = f"missing-{uuid.uuid4().hex}.txt"
+    task_id = submit(client, {"type": "io.file", "payload": {"op": "read", "path": missing}})
+    view = wait_task(client, task_id, in_state("dead"))
+
+    [line] = view["history"]
+    assert line["traceback"].startswith("Traceback (most recent call last):")
+    assert "taskengine/builtins/files.py" in line["traceback"]
+    assert line["error"].split(":")[0] in line["traceback"]
+    listed = client.get("/api/tasks", params={"state": "dead", "limit": 500}).json()["items"]
+    [item] = [t for t in listed if t["id"] == task_id]
+    assert item["history"][0]["traceback"] is None
 
 
 def test_batch_answers_aligned_ids(client: httpx.Client) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 from taskengine.brokers import BrokerBackend, open_broker
 from taskengine.errors import BrokerUnavailable
 from taskengine.model import Lease, Outcome, OutcomeKind, ResultStatus, Task, TaskResult, new_task
+from tests.nats_server import OLDEST_URL, session_address
 
 MEMORY_URL = "memory://"
 BUILTIN_URLS = ["memory://", "sqlite:///{tmp}/t.db"]
@@ -28,8 +29,12 @@ BUILTIN_URLS = ["memory://", "sqlite:///{tmp}/t.db"]
 SERVICE_URLS = [
     "redis://127.0.0.1:6379/0?namespace={uid}&server_clock=false",
     "postgresql://postgres@127.0.0.1:5432/test?schema={uid}&server_clock=false",
+    # NATS: the newest nats-server (started by the session), and the oldest supported, Debian's
+    # 2.9.10 (started by .ci/run on 4222)
+    "nats://{nats}?stream={uid}&server_clock=false",
+    f"nats://{OLDEST_URL}?stream={{uid}}&server_clock=false",
 ]
-SERVICE_SCHEMES = ("redis", "postgresql")
+SERVICE_SCHEMES = ("redis", "postgresql", "nats")
 T0 = 1_700_000_000.0  # where every FakeClock starts; whole seconds keep float arithmetic exact
 
 _ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -50,18 +55,24 @@ def _implemented(url: str) -> bool:
     import importlib.util
 
     scheme = url.split(":", 1)[0]
-    module = {"redis": "taskengine.brokers.redis", "postgresql": "taskengine.brokers.postgres"}
+    module = {
+        "redis": "taskengine.brokers.redis",
+        "postgresql": "taskengine.brokers.postgres",
+        "nats": "taskengine.brokers.nats",
+    }
     return importlib.util.find_spec(module[scheme]) is not None
 
 
 def url_id(url: str) -> str:
-    """A short test id for a URL template: its scheme."""
-    return url.split(":", 1)[0]
+    """A short test id for a URL template: its scheme (and which NATS server)."""
+    scheme = url.split(":", 1)[0]
+    return "nats-oldest" if OLDEST_URL in url else scheme
 
 
 def fill_url(template: str, tmp: Path) -> str:
-    """Fill `{tmp}` and `{uid}` in a URL template."""
-    return template.format(tmp=tmp, uid=f"t{uuid.uuid4().hex[:12]}")
+    """Fill `{tmp}`, `{uid}` and `{nats}` (the session's NATS server) in a URL template."""
+    nats = session_address() if "{nats}" in template else ""
+    return template.format(tmp=tmp, uid=f"t{uuid.uuid4().hex[:12]}", nats=nats)
 
 
 async def started(url: str, **options: Any) -> BrokerBackend:
@@ -80,8 +91,13 @@ async def started(url: str, **options: Any) -> BrokerBackend:
 
 async def drop_storage(broker: BrokerBackend) -> None:
     """Drop what a service broker stored under its own name (Redis namespace, PostgreSQL
-    schema), so servers shared between tests do not fill up; a closed broker is left alone."""
-    drop = getattr(broker, "drop_schema", None) or getattr(broker, "drop_namespace", None)
+    schema, NATS stream), so servers shared between tests do not fill up; a closed broker is
+    left alone."""
+    drop = (
+        getattr(broker, "drop_schema", None)
+        or getattr(broker, "drop_namespace", None)
+        or getattr(broker, "drop_stream", None)
+    )
     if drop is not None:
         with contextlib.suppress(BrokerUnavailable):
             await drop()

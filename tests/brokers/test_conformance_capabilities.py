@@ -20,6 +20,7 @@ EXPECTED_FLAGS: dict[str, dict[str, bool]] = {
     "sqlite": {"durable": True, "shared": True, "push_wakeup": True},
     "redis": {"shared": True, "push_wakeup": True},
     "postgresql": {"shared": True, "push_wakeup": True},
+    "nats": {"durable": True, "shared": True, "push_wakeup": True},
 }
 
 

@@ -104,3 +104,33 @@ async def test_wait_for_work_returns_after_timeout(broker: BrokerBackend) -> Non
     await asyncio.wait_for(broker.wait_for_work(0.2), 10)
 
     assert time.monotonic() - started < 0.2 + PROMPT
+
+
+async def test_instance_reports_replace_and_expire(broker: BrokerBackend, clock: FakeClock) -> None:
+    now = clock.now()
+    await broker.record_instance("inst-b", b"b1", now, 30.0)
+    await broker.record_instance("inst-a", b"\x00a1\xff", now - 20, 30.0)
+
+    reports = await broker.instances(now)
+    assert [(r.instance, r.data) for r in reports] == [("inst-a", b"\x00a1\xff"), ("inst-b", b"b1")]
+    assert [r.expires_at for r in reports] == [now + 10, now + 30]
+
+    await broker.record_instance("inst-b", b"b2", now + 5, 30.0)  # the next heartbeat replaces
+    assert [(r.instance, r.data) for r in await broker.instances(now + 5)] == [
+        ("inst-a", b"\x00a1\xff"),
+        ("inst-b", b"b2"),
+    ]
+    # inst-a stopped publishing: it drops out once its report expires (the bound is inclusive)
+    assert [r.instance for r in await broker.instances(now + 10)] == ["inst-a", "inst-b"]
+    assert [r.instance for r in await broker.instances(now + 11)] == ["inst-b"]
+    assert await broker.instances(now + 36) == []
+
+
+async def test_an_expired_report_is_dropped_from_storage(
+    broker: BrokerBackend, clock: FakeClock
+) -> None:
+    now = clock.now()
+    await broker.record_instance("gone", b"x", now - 100, 10.0)
+    await broker.record_instance("live", b"y", now, 10.0)  # drops "gone" in the same call
+    # even asked about a time when "gone" was live, its report is no longer stored
+    assert [r.instance for r in await broker.instances(now - 95)] == ["live"]

@@ -28,7 +28,17 @@ from hypothesis.stateful import (
 from taskengine.brokers import BrokerBackend, TaskFilter
 from taskengine.clock import FakeClock
 from taskengine.errors import QueueFull
-from taskengine.model import Lease, Outcome, OutcomeKind, Priority, Task, TaskState, new_task
+from taskengine.model import (
+    Lease,
+    Outcome,
+    OutcomeKind,
+    Priority,
+    Progress,
+    ProgressReport,
+    Task,
+    TaskState,
+    new_task,
+)
 from tests.brokers.support import (
     MEMORY_URL,
     T0,
@@ -215,6 +225,29 @@ class Agreement(RuleBasedStateMachine):
         ref = self.run(self.ref.extend([r for r, _ in chosen], lease_for, now))  # type: ignore[union-attr]
         other = self.run(self.other.extend([o for _, o in chosen], lease_for, now))  # type: ignore[union-attr]
         self.agree("extend", ref, other)
+
+    @precondition(lambda self: self.leases)
+    @rule(indexes=st.lists(recent, min_size=1, max_size=4), done=st.integers(0, 20))
+    def record_progress(self, indexes: list[int], done: int) -> None:
+        now = self.clock.now()
+        chosen = [self.lease(i) for i in indexes]
+        note = f"at {done}" if done % 2 else None
+
+        def reports(leases: list[Lease]) -> list[ProgressReport]:
+            return [
+                ProgressReport(
+                    task_id=lease.task_id,
+                    token=lease.token,
+                    progress=Progress(
+                        done=done, total=20, note=note, at=now, attempt=lease.record.attempt
+                    ),
+                )
+                for lease in leases
+            ]
+
+        ref = self.run(self.ref.record_progress(reports([r for r, _ in chosen]), now))  # type: ignore[union-attr]
+        other = self.run(self.other.record_progress(reports([o for _, o in chosen]), now))  # type: ignore[union-attr]
+        self.agree("record_progress", ref, other)
 
     @rule(seconds=st.sampled_from([1.0, 5.0, 11.0, 31.0, 61.0, 200.0]))
     def advance(self, seconds: float) -> None:

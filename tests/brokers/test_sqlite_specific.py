@@ -11,12 +11,23 @@ from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 import pytest
+from msgspec.structs import replace
 
 from taskengine.brokers.sqlite import SqliteBroker
 from taskengine.brokers.sqlite import connection as sqlite_broker
 from taskengine.brokers.sqlite.schema import SCHEMA_VERSION
 from taskengine.errors import BrokerUnavailable, ConfigurationError, QueueFull, ValidationError
-from taskengine.model import OutcomeKind, Task, new_task
+from taskengine.model import (
+    Outcome,
+    OutcomeKind,
+    Progress,
+    ProgressReport,
+    Task,
+    TaskState,
+    new_task,
+)
+from taskengine.model.limits import Limit, LimitScope
+from taskengine.model.unique import UniqueLock
 from tests.brokers.support import T0, outcome
 
 
@@ -91,6 +102,7 @@ async def test_a_version_1_store_is_upgraded_and_keeps_its_tasks(db: str) -> Non
     await old.enqueue([task], T0)
     await old.close()
     with sqlite3.connect(db) as conn:  # the store as a version 1 build left it
+        conn.execute("ALTER TABLE tasks DROP COLUMN progress")
         conn.execute("DROP INDEX tasks_kept")
         conn.execute("ALTER TABLE tasks DROP COLUMN keep_result")
         conn.execute("ALTER TABLE tasks DROP COLUMN trace")
@@ -108,7 +120,7 @@ async def test_a_version_1_store_is_upgraded_and_keeps_its_tasks(db: str) -> Non
     finally:
         await broker.close()
     with sqlite3.connect(db) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
 
 
 async def test_a_version_2_store_is_upgraded_to_keep_results_per_task(db: str) -> None:
@@ -118,6 +130,7 @@ async def test_a_version_2_store_is_upgraded_to_keep_results_per_task(db: str) -
     await old.enqueue([task], T0)
     await old.close()
     with sqlite3.connect(db) as conn:  # the store as a version 2 build left it
+        conn.execute("ALTER TABLE tasks DROP COLUMN progress")
         conn.execute("DROP INDEX tasks_kept")
         conn.execute("ALTER TABLE tasks DROP COLUMN keep_result")
         conn.execute("PRAGMA user_version = 2")
@@ -135,6 +148,75 @@ async def test_a_version_2_store_is_upgraded_to_keep_results_per_task(db: str) -
         await broker.close()
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+async def test_a_version_3_store_is_upgraded_and_takes_progress(db: str) -> None:
+    old = SqliteBroker(db)
+    await old.start()
+    [task] = make_tasks(1)
+    await old.enqueue([task], T0)
+    await old.close()
+    with sqlite3.connect(db) as conn:  # the store as a version 3 build left it
+        conn.execute("ALTER TABLE tasks DROP COLUMN progress")
+        conn.execute("PRAGMA user_version = 3")
+
+    broker = SqliteBroker(db)
+    await broker.start()
+    try:
+        [lease] = await broker.reserve("w", 1, 30.0, T0)
+        report = ProgressReport(
+            task_id=task.id, token=lease.token, progress=Progress(done=1, total=2, at=T0)
+        )
+        assert await broker.record_progress([report], T0) == [True]
+        [record] = await broker.get([task.id])
+        assert record is not None and record.progress == report.progress
+    finally:
+        await broker.close()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+
+
+async def test_a_version_5_store_gains_limits_and_unique_locks(db: str) -> None:
+    old = SqliteBroker(db)
+    await old.start()
+    tasks = make_tasks(3)
+    await old.enqueue(tasks, T0)
+    await old.close()
+    with sqlite3.connect(db) as conn:  # the store as a version 5 build left it
+        conn.execute("DROP TRIGGER unique_locks_gone")
+        conn.execute("DROP TABLE unique_locks")
+        conn.execute("DROP TABLE limits")
+        conn.execute("PRAGMA user_version = 5")
+
+    broker = SqliteBroker(db)
+    await broker.start()
+    try:
+        await broker.set_limits([Limit(scope=LimitScope.TYPE, name="demo.echo", max_concurrency=2)])
+        assert len(await broker.reserve("w", 3, 30.0, T0)) == 2
+        lock = UniqueLock(key="k", states=(TaskState.QUEUED,))
+        [first, again] = await broker.enqueue(make_tasks(2, start=10), T0, [lock, lock])
+        assert first.created and not again.created and again.id == first.id
+        assert await _depth_and_count(db) == (2, 2)
+    finally:
+        await broker.close()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+async def test_depth_counter_stays_exact_under_limits_and_unique_locks(
+    broker: SqliteBroker, db: str
+) -> None:
+    await broker.set_limits(
+        [Limit(scope=LimitScope.TYPE, name="demo.echo", max_concurrency=3, rate=100.0, burst=5)]
+    )
+    lock = UniqueLock(key="one", seconds=60.0)
+    await broker.enqueue(make_tasks(6), T0, [lock, lock, None, None, None, None])
+    assert await _depth_and_count(db) == (5, 5)  # the second lock holder was refused
+    assert len(await broker.reserve("w", 6, 30.0, T0)) == 3  # max_concurrency
+    assert await _depth_and_count(db) == (2, 2)
+    await broker.set_limits([Limit(scope=LimitScope.TYPE, name="demo.echo")])  # removed
+    assert len(await broker.reserve("w", 6, 30.0, T0)) == 2
+    assert await _depth_and_count(db) == (0, 0)
 
 
 async def test_concurrent_writes_share_one_commit(broker: SqliteBroker) -> None:
@@ -177,6 +259,44 @@ async def test_depth_counter_matches_the_table(broker: SqliteBroker, db: str) ->
         counted = conn.execute("SELECT count(*) FROM tasks WHERE state = 'queued'").fetchone()[0]
         kept = conn.execute("SELECT queued FROM depth").fetchone()[0]
     assert counted == kept == 20 - 7 + 2  # the first lease was cancelled, not requeued
+
+
+async def _depth_and_count(db: str) -> tuple[int, int]:
+    with sqlite3.connect(db) as conn:
+        counted = conn.execute("SELECT count(*) FROM tasks WHERE state = 'queued'").fetchone()[0]
+        kept = conn.execute("SELECT queued FROM depth").fetchone()[0]
+    return int(kept), int(counted)
+
+
+async def test_depth_counter_stays_exact_through_every_change_of_state(
+    broker: SqliteBroker, db: str
+) -> None:
+    tasks = make_tasks(12)
+    await broker.enqueue(tasks + tasks[:2], T0)  # two duplicates: not counted again
+    assert await _depth_and_count(db) == (12, 12)
+    leases = await broker.reserve("w", 8, 30.0, T0)
+    assert await _depth_and_count(db) == (4, 4)
+    waiting = next(t.id for t in tasks if t.id not in {lease.task_id for lease in leases})
+    await broker.cancel([leases[5].task_id, waiting], T0)  # one running, one queued
+    assert await _depth_and_count(db) == (3, 3)
+    kinds = [OutcomeKind.RETRY, OutcomeKind.SNOOZE, OutcomeKind.RELEASED, OutcomeKind.SUCCEEDED]
+    batch = [
+        outcome(kind, lease, T0 + 1, run_at=T0 + 1 if kind in _REQUEUE_AT else None)
+        for kind, lease in zip(kinds, leases, strict=False)
+    ]
+    batch.append(outcome(OutcomeKind.RETRY, leases[5], T0 + 1, run_at=T0 + 1))  # cancelled
+    batch.append(outcome(OutcomeKind.DEAD, leases[4], T0 + 1))
+    assert all(await broker.settle(batch, T0 + 1))
+    assert await _depth_and_count(db) == (6, 6)
+    await broker.replay([leases[4].task_id, leases[5].task_id, waiting], T0 + 2)
+    assert await _depth_and_count(db) == (9, 9)
+    assert len(await broker.requeue_expired(T0 + 60, 10)) == 2  # leases 6 and 7
+    assert await _depth_and_count(db) == (11, 11)
+    await broker.purge(list(TaskState), T0 + 100, 100)
+    assert await _depth_and_count(db) == (11, 11)
+
+
+_REQUEUE_AT = {OutcomeKind.RETRY, OutcomeKind.SNOOZE}
 
 
 async def test_data_survives_close_and_reopen(db: str) -> None:
@@ -264,6 +384,24 @@ async def test_a_commit_in_another_process_rings_the_waiters(
     assert not bell.exists()  # the last broker out leaves nothing behind
 
 
+async def test_a_commit_that_rang_no_doorbell_still_wakes_a_waiter(db: str) -> None:
+    """A commit whose ring was lost (here: the committer has no doorbell) wakes a waiter in
+    another connection through the data_version poll."""
+    waiter, committer = SqliteBroker(db), SqliteBroker(db)
+    await waiter.start()
+    await committer.start()
+    committer._doorbell.directory = None  # it rings nobody
+    try:
+        await waiter.reserve("w", 1, 30.0, T0)
+        parked = asyncio.ensure_future(waiter.wait_for_work(3600.0))
+        await until(lambda: waiter._seen_version is not None)  # it knows the version now
+        await committer.enqueue(make_tasks(1), T0)
+        await asyncio.wait_for(parked, 30.0)
+    finally:
+        await committer.close()
+        await waiter.close()
+
+
 async def until(condition: Callable[[], bool], bound: float = 30.0) -> None:
     """Wait until `condition()` holds (checked every 10 ms), failing after `bound` seconds."""
     deadline = time.monotonic() + bound
@@ -317,3 +455,112 @@ async def test_processes_never_double_claim(db: str) -> None:
     assert len(union) == len(set(union)), "a task was claimed twice"
     assert set(union) == {t.id for t in tasks}
     assert sum(1 for part in claimed if part) >= 2  # they did compete
+
+
+async def _statements_of(broker: SqliteBroker, call: Callable[[], object]) -> list[str]:
+    """The SQL the writer connection ran while `call` was awaited."""
+    seen: list[str] = []
+    writer = broker._write()
+    await writer.submit(lambda conn: conn.set_trace_callback(seen.append), in_transaction=False)
+    try:
+        await call()  # type: ignore[misc]
+    finally:
+        await writer.submit(lambda conn: conn.set_trace_callback(None), in_transaction=False)
+    return seen
+
+
+async def test_a_batch_of_successes_is_settled_without_reading_the_rows(
+    broker: SqliteBroker,
+) -> None:
+    await broker.enqueue(make_tasks(5), T0)
+    leases = await broker.reserve("w1", 5, 30.0, T0 + 1)
+    outcomes = [outcome(OutcomeKind.SUCCEEDED, lease, T0 + 2) for lease in leases]
+
+    seen = await _statements_of(broker, lambda: broker.settle(outcomes, T0 + 2))
+
+    assert not [s for s in seen if s.lstrip().upper().startswith("SELECT")]
+    records = await broker.get([lease.task_id for lease in leases])
+    assert [r.state if r else None for r in records] == [TaskState.SUCCEEDED] * 5
+    assert all(r and r.result and r.result.attempt == 1 for r in records)
+    assert all(r and [h.attempt for h in r.history] == [1] for r in records)
+
+
+async def test_a_result_that_misnames_its_attempt_is_stored_with_the_real_one(
+    broker: SqliteBroker,
+) -> None:
+    await broker.enqueue(make_tasks(2), T0)
+    leases = await broker.reserve("w1", 2, 30.0, T0 + 1)
+    good = outcome(OutcomeKind.SUCCEEDED, leases[0], T0 + 2)
+    assert good.result is not None
+    wrong = Outcome(
+        kind=OutcomeKind.SUCCEEDED,
+        task_id=leases[1].task_id,
+        token=leases[1].token,
+        result=replace(good.result, task_id=leases[1].task_id, attempt=0),
+    )
+
+    assert await broker.settle([good, wrong, good], T0 + 2) == [True, True, False]
+
+    records = await broker.get([lease.task_id for lease in leases])
+    assert [r.result.attempt if r and r.result else None for r in records] == [1, 1]
+    assert [[h.attempt for h in r.history] if r else None for r in records] == [[1], [1]]
+
+
+async def test_a_mixed_batch_keeps_every_rule_of_settle(broker: SqliteBroker) -> None:
+    kept, forgotten, stale = make_tasks(3)
+    forgotten = replace(forgotten, keep_result=0.0)
+    await broker.enqueue([kept, forgotten, stale], T0)
+    leases = {lease.task_id: lease for lease in await broker.reserve("w1", 3, 30.0, T0 + 1)}
+    stale_lease = replace(leases[stale.id], token="not-the-token")
+    batch = [
+        outcome(OutcomeKind.SUCCEEDED, leases[kept.id], T0 + 2),
+        outcome(OutcomeKind.SUCCEEDED, leases[forgotten.id], T0 + 2),
+        outcome(OutcomeKind.SUCCEEDED, stale_lease, T0 + 2),
+    ]
+
+    assert await broker.settle(batch, T0 + 2) == [True, True, False]
+
+    record, gone, running = await broker.get([kept.id, forgotten.id, stale.id])
+    assert record is not None and record.state is TaskState.SUCCEEDED
+    assert gone is None
+    assert running is not None and running.state is TaskState.RUNNING
+
+
+async def test_a_version_4_store_is_upgraded_and_its_depth_stays_exact(db: str) -> None:
+    old = SqliteBroker(db)
+    await old.start()
+    await old.enqueue(make_tasks(5), T0)
+    await old.close()
+    with sqlite3.connect(db) as conn:  # the store as a version 4 build left it: depth triggers
+        conn.executescript(_DEPTH_TRIGGERS_OF_VERSION_4)
+        conn.execute("PRAGMA user_version = 4")
+
+    broker = SqliteBroker(db)
+    await broker.start()
+    try:
+        await broker.enqueue(make_tasks(3, start=5), T0)
+        await broker.reserve("w", 2, 30.0, T0)
+        assert await _depth_and_count(db) == (6, 6)
+    finally:
+        await broker.close()
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+
+
+_DEPTH_TRIGGERS_OF_VERSION_4 = """
+CREATE TRIGGER IF NOT EXISTS tasks_depth_insert AFTER INSERT ON tasks
+    WHEN new.state = 'queued'
+BEGIN
+    UPDATE depth SET queued = queued + 1 WHERE id = 0;
+END;
+CREATE TRIGGER IF NOT EXISTS tasks_depth_leave AFTER UPDATE OF state ON tasks
+    WHEN old.state = 'queued' AND new.state <> 'queued'
+BEGIN
+    UPDATE depth SET queued = queued - 1 WHERE id = 0;
+END;
+CREATE TRIGGER IF NOT EXISTS tasks_depth_enter AFTER UPDATE OF state ON tasks
+    WHEN old.state <> 'queued' AND new.state = 'queued'
+BEGIN
+    UPDATE depth SET queued = queued + 1 WHERE id = 0;
+END;
+"""

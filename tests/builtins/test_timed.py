@@ -21,11 +21,11 @@ def registry(tmp_path: Path) -> Registry:
 class Recorder(TaskContext):
     def __init__(self) -> None:
         super().__init__("task-1", 1, "worker-1")
-        self.seen: list[tuple[int, int]] = []
+        self.seen: list[tuple[int, int, str | None]] = []
 
-    def progress(self, done: int, total: int) -> None:
-        super().progress(done, total)
-        self.seen.append((done, total))
+    def progress(self, done: int, total: int = 0, note: str | None = None) -> None:
+        super().progress(done, total, note)
+        self.seen.append((done, total, note))
 
 
 async def test_sleep() -> None:
@@ -37,7 +37,12 @@ async def test_batch_sums_counts_and_reports_progress() -> None:
     items: list[Any] = [1, 2, 3.5, "x", None, True, 4, 5]
     result = await batch(BatchPayload(items=items, chunk_size=3), ctx)
     assert result == {"processed": 8, "chunks": 3, "numeric": 5, "sum": 15.5}
-    assert ctx.seen == [(0, 8), (3, 8), (6, 8), (8, 8)]
+    assert ctx.seen == [
+        (0, 8, "chunk 0 of 3"),
+        (3, 8, "chunk 1 of 3"),
+        (6, 8, "chunk 2 of 3"),
+        (8, 8, "chunk 3 of 3"),
+    ]
     assert (ctx.progress_done, ctx.progress_total) == (8, 8)
 
 

@@ -1,9 +1,10 @@
-"""Broker restart: `taskengine serve` rides out its Redis or PostgreSQL server going away.
+"""Broker restart: `taskengine serve` rides out its Redis, PostgreSQL or NATS server going away.
 
-A private server (never the shared one other tests use): redis-server with an fsynced AOF, or a
-PostgreSQL cluster in a temporary directory. The serve process (API + five workers) gets tasks
-over the API; the server is killed mid-run (SIGKILL for Redis, `pg_ctl stop -m immediate` for
-PostgreSQL). Meanwhile the API answers 503 with a JSON error code (readiness and submissions),
+A private server (never the shared one other tests use): redis-server with an fsynced AOF, a
+PostgreSQL cluster, or nats-server with JetStream file storage, in a temporary directory. The
+serve process (API + five workers) gets tasks over the API; the server is killed mid-run
+(SIGKILL for Redis and NATS, `pg_ctl stop -m immediate` for PostgreSQL). Meanwhile the API
+answers 503 with a JSON error code (readiness and submissions),
 the process does not spin (CPU under 30% of a core), and its workers retry with growing
 delays; once the server is back they reconnect, and every task acknowledged with 201 before or
 after the outage ends succeeded. A task running through the outage (shorter than its lease, but
@@ -41,6 +42,7 @@ from tests.chaos.support import (
     taskengine,
     until,
 )
+from tests.nats_server import NatsServer
 
 pytestmark = pytest.mark.slow
 
@@ -54,13 +56,19 @@ CPU_LIMIT = 0.30  # of one core, over the outage
 SETTINGS = {"lease_for": LEASE, "heartbeat_every": 1, "reaper_every": 0.5, "idle_wait": 0.5}
 RETRYING = re.compile(r"reserve failed \((\d+) in a row\); retrying in ([\d.]+) s")
 
-Server = RedisServer | PostgresServer
+Server = RedisServer | PostgresServer | NatsServer
 
 
-@pytest.fixture(params=["redis", "postgresql"])
+@pytest.fixture(params=["redis", "postgresql", "nats"])
 def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
     """A private broker server, stopped and removed after the test."""
-    made: Server = RedisServer(tmp_path) if request.param == "redis" else PostgresServer()
+    made: Server
+    if request.param == "redis":
+        made = RedisServer(tmp_path)
+    elif request.param == "nats":
+        made = NatsServer(tmp_path / "nats")
+    else:
+        made = PostgresServer()
     try:
         made.start()
         yield made

@@ -15,7 +15,7 @@ from taskengine.cli import cli as cli_root
 from taskengine.cli import client as loading
 from taskengine.errors import BrokerUnavailable
 from taskengine.model import WorkerInfo
-from tests.cli.support import Cli
+from tests.cli.support import Cli, make_app
 
 
 def record_workers(url: str, workers: list[WorkerInfo]) -> None:
@@ -153,3 +153,30 @@ async def test_a_driver_error_names_the_broker_without_its_password() -> None:
         await loading._start(app)
     assert "secret" not in str(raised.value)
     assert "127.0.0.1:1" in str(raised.value) and "the driver said no" in str(raised.value)
+
+
+def test_metrics_without_a_server_sum_the_instances_reports(tmp_path: Path) -> None:
+    cli = Cli(tmp_path)
+
+    async def run_three() -> str:
+        app = make_app(cli.url)
+        await app.start()
+        engine = app.engine(workers=2)
+        await engine.start()
+        try:
+            ids = [await app.submit("test.echo", n) for n in range(3)]
+            for task_id in ids:
+                await app.result(task_id, timeout=30)
+            await engine.heartbeat_once()  # publishes the counts
+        finally:
+            await engine.stop()
+            await app.close()
+        return engine.instance
+
+    instance = asyncio.run(run_three())
+    figures = cli.json("metrics")
+    assert figures["source"] == "broker"
+    assert figures["outcomes"]["succeeded"] == 3
+    assert [item["instance"] for item in figures["instances"]] == [instance]
+    table = cli.ok("metrics").stdout
+    assert "instances (1)" in table

@@ -20,8 +20,10 @@ def started(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     async def serve(app: Any, overrides: dict[str, Any], *, watch_fd: int | None = None) -> None:
         seen["settings"] = app.settings.with_changes(**overrides)
 
-    def supervise(state: Any, args: list[str], count: int) -> int:
-        seen["child_args"], seen["count"] = args, count
+    def supervise(
+        state: Any, args: list[str], count: int, ports: list[int | None] | None = None
+    ) -> int:
+        seen["child_args"], seen["count"], seen["ports"] = args, count, ports
         return 0
 
     monkeypatch.setattr(worker_cmd, "serve", serve)

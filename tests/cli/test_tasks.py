@@ -133,3 +133,50 @@ def test_a_long_list_is_one_line_per_task_with_its_id(tmp_path: Path) -> None:
     ]
     assert [line.split()[0] for line in lines[2:]] == ids[::-1]
     assert all(re.search(r" \d{4}-\d\d-\d\dT[\d:.]+Z", line) for line in lines[2:])
+
+
+def _failed_then_running(url: str) -> str:
+    """A task whose first attempt failed with a traceback and whose second reports progress."""
+    import asyncio
+
+    from msgspec.structs import replace
+
+    from taskengine.brokers import open_broker
+    from taskengine.model import OutcomeKind, Progress, ProgressReport, new_task
+    from tests.brokers.support import outcome
+
+    async def setup() -> str:
+        broker = open_broker(url)
+        await broker.start()
+        try:
+            now = 1_700_000_000.0
+            task = new_task("test.echo", {}, now=now)
+            await broker.enqueue([task], now)
+            [lease] = await broker.reserve("w", 1, 30.0, now)
+            failed = outcome(OutcomeKind.RETRY, lease, now, run_at=now, error="KeyError: 'pages'")
+            trace = (
+                "Traceback (most recent call last):\n  File \"h.py\", line 3\nKeyError: 'pages'\n"
+            )
+            await broker.settle([replace(failed, traceback=trace)], now)
+            [lease] = await broker.reserve("w", 1, 30.0, now)
+            progress = Progress(done=3, total=8, note="page 3", at=now, attempt=2)
+            report = ProgressReport(task_id=task.id, token=lease.token, progress=progress)
+            await broker.record_progress([report], now)
+            return task.id
+        finally:
+            await broker.close()
+
+    return asyncio.run(setup())
+
+
+def test_status_shows_progress_and_the_failed_attempts_traceback(tmp_path: Path) -> None:
+    cli = Cli(tmp_path)
+    task_id = _failed_then_running(cli.url)
+
+    out = cli.ok("status", task_id).stdout
+    assert "3/8 (38%)" in out and "page 3" in out
+    assert "traceback of attempt 1" in out and 'File "h.py", line 3' in out
+
+    record = cli.json("status", task_id)
+    assert record["progress"]["done"] == 3 and record["progress"]["fraction"] == 0.375
+    assert record["history"][0]["traceback"].endswith("KeyError: 'pages'\n")

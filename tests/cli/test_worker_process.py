@@ -224,7 +224,8 @@ def test_a_child_killed_by_a_signal_is_replaced_and_one_that_fails_is_not() -> N
     failing = subprocess.Popen([sys.executable, "-c", "raise SystemExit(2)"])
     started: list[subprocess.Popen[bytes]] = []
 
-    def restart() -> subprocess.Popen[bytes]:
+    def restart(index: int) -> subprocess.Popen[bytes]:
+        assert index == 0  # the killed child's place
         started.append(subprocess.Popen([sys.executable, "-c", "pass"]))
         return started[-1]
 

@@ -260,6 +260,71 @@ async def big_error(payload: int) -> None:
     raise ValueError("é" * payload)
 
 
+SECRET_ERROR = "could not reach postgresql://app:hunter2@db/x (Authorization: Bearer abc.def)"
+
+
+def _parse_pages(document: dict[str, Any]) -> Any:
+    return document["pages"]
+
+
+async def fail_nested(payload: Any) -> None:
+    """Fails two frames deep, with secrets in its message."""
+    try:
+        _parse_pages({})
+    except KeyError as exc:
+        raise RuntimeError(SECRET_ERROR) from exc
+
+
+def fail_nested_sync(payload: Any) -> None:
+    """The same failure from a thread or a child process."""
+    _parse_pages({})
+
+
+async def fail_long(payload: int) -> None:
+    """An error whose traceback is past the 8 KiB cap: `payload` characters, then END."""
+    raise ValueError("x" * payload + "END")
+
+
+async def progress_async(payload: Key, ctx: TaskContext) -> str:
+    """Reports three steps (the last one stays), then waits for the test."""
+    for step in range(1, 4):
+        ctx.progress(step, 3, f"step {step}")
+    BOARD.started(payload.key).set()
+    await BOARD.release(payload.key).wait()
+    return "done"
+
+
+async def progress_quick(payload: int, ctx: TaskContext) -> int:
+    """Reports `payload` steps and ends at once, long before the next flush."""
+    for step in range(1, payload + 1):
+        ctx.progress(step, payload)
+    return payload
+
+
+def progress_process(payload: dict[str, Any], ctx: TaskContext) -> int:
+    """In a child process: reports `steps` steps, the first then waiting until the file named
+    `gate` exists (the test reads the first report meanwhile), then ends."""
+    import pathlib
+    import time
+
+    steps, gate = payload["steps"], pathlib.Path(payload["gate"])
+    ctx.progress(1, steps, "first")
+    deadline = time.monotonic() + 30
+    while not gate.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    for step in range(2, steps + 1):
+        ctx.progress(step, steps, f"step {step}")
+    return steps
+
+
+def progress_thread(payload: Key, ctx: TaskContext) -> str:
+    """Reports from its thread, then waits for the test."""
+    ctx.progress(2, 5, "from a thread")
+    BOARD.record("progressed", payload.key)
+    BOARD.thread_release(payload.key).wait(30)
+    return "done"
+
+
 # -- apps ---------------------------------------------------------------------------------------
 
 HANDLERS: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
@@ -289,6 +354,14 @@ HANDLERS: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
     "exit.thread": (exit_thread, {"executor": "thread"}),
     "swallow.cancel": (swallow_cancel, {}),
     "swallow.every.cancel": (swallow_every_cancel, {}),
+    "fail.nested": (fail_nested, {}),
+    "fail.nested.thread": (fail_nested_sync, {"executor": "thread"}),
+    "fail.nested.process": (fail_nested_sync, {"executor": "process"}),
+    "fail.long": (fail_long, {}),
+    "progress.async": (progress_async, {}),
+    "progress.thread": (progress_thread, {"executor": "thread"}),
+    "progress.quick": (progress_quick, {}),
+    "progress.process": (progress_process, {"executor": "process"}),
 }
 PROCESS_TYPES = frozenset(n for n, (_, o) in HANDLERS.items() if o.get("executor") == "process")
 

@@ -14,6 +14,7 @@ from taskengine.api.context import ApiContext
 from taskengine.api.endpoints import ADMIN, bind
 from taskengine.api.errors import ApiError
 from taskengine.api.paging import bounded_page
+from taskengine.api.probe import readiness
 from taskengine.api.query import cursor, page_limit, task_filter
 from taskengine.api.schemas import HealthView, LimitBody, limit_view, queue_views, worker_view
 from taskengine.api.tasks import json_response
@@ -21,8 +22,6 @@ from taskengine.errors import ValidationError
 from taskengine.model import TaskState
 from taskengine.model.limits import Limit, LimitScope, check_limit_values, parse_rate
 from taskengine.model.task import validate_name
-
-READY_TIMEOUT = 2.0
 
 
 def routes(ctx: ApiContext) -> list[Route]:
@@ -104,19 +103,8 @@ def routes(ctx: ApiContext) -> list[Route]:
         return json_response(HealthView("ok"))
 
     async def readyz(request: Request) -> Response:
-        checks: dict[str, str] = {}
-        try:
-            async with asyncio.timeout(READY_TIMEOUT):
-                await inspector.paused()
-            checks["broker"] = "ok"
-        except Exception as exc:
-            checks["broker"] = f"unreachable: {type(exc).__name__}"
-        if ctx.worker is not None:
-            checks.update(ctx.worker.health())
-        ready = all(value == "ok" for value in checks.values())
-        return json_response(
-            HealthView("ok" if ready else "unavailable", checks), 200 if ready else 503
-        )
+        view, status = await readiness(ctx.app, ctx.worker)
+        return json_response(view, status)
 
     return bind(
         ADMIN,

@@ -15,9 +15,12 @@ from starlette.routing import Route
 
 from taskengine.api.context import ApiContext
 from taskengine.api.endpoints import LIVE, bind
+from taskengine.api.errors import ApiError
 from taskengine.api.tasks import json_response
+from taskengine.feed import HISTORY_RANGES
 
 PING_EVERY = 15.0
+DEFAULT_RANGE = "5m"
 SEND_TIMEOUT = 10.0
 
 
@@ -29,11 +32,17 @@ def routes(ctx: ApiContext) -> list[Route]:
         ctx.tokens.check(request, "read")
         rows = await ctx.app.inspector.counts()
         now = ctx.app.clock.now()
-        return json_response(live.snapshot(rows, live.status(now), now))
+        reports = await live.other_reports(now)
+        return json_response(live.snapshot(rows, live.status(now), now, reports))
 
     async def history(request: Request) -> Response:
         ctx.tokens.check(request, "read")
-        return Response(live.sampler.history.encode(), media_type="application/json")
+        name = request.query_params.get("range", DEFAULT_RANGE)
+        seconds = HISTORY_RANGES.get(name)
+        if seconds is None:
+            names = ", ".join(HISTORY_RANGES)
+            raise ApiError(422, "validation_error", f"range must be one of {names}, got {name!r}")
+        return Response(live.sampler.history.encode(seconds), media_type="application/json")
 
     async def events(request: Request) -> Response:
         ctx.tokens.check(request, "read")

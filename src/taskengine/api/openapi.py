@@ -25,6 +25,7 @@ from taskengine.api.schemas import (
     TaskView,
     WorkerView,
 )
+from taskengine.feed import HISTORY_RANGES
 from taskengine.model.ids import TASK_ID_PATTERN
 
 REF = "#/components/schemas/{name}"
@@ -296,9 +297,10 @@ def openapi_document() -> dict[str, Any]:
             operationId="getMetrics",
         ),
         _op(
-            "The last five minutes, one point per second",
-            {"200": _json({"type": "object"}, "history points, oldest first")},
-            ("401",),
+            "The metric history: the last five minutes or hour per second, the last day per minute",
+            {"200": _json({"type": "object"}, "history points, oldest first, and their step")},
+            ("401", "422"),
+            parameters=[_param("range", "query", {"type": "string", "enum": list(HISTORY_RANGES)})],
             operationId="getMetricsHistory",
         ),
         _op(

@@ -37,7 +37,7 @@ async def bounded_page(
             want = min(want, FIRST_CHUNK)
         page = await inspector.list_tasks(task_filter, want, cursor)
         for record in page.items:
-            encoded = _encoder.encode(task_view(record))
+            encoded = _encoder.encode(task_view(record, False))  # no tracebacks in lists
             if items and used + len(encoded) + 1 > room:
                 return _page(items, cursor)  # the id of the last item kept
             items.append(encoded)

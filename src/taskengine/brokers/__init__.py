@@ -16,6 +16,7 @@ from taskengine.brokers.base import (
     Capabilities,
     CountRow,
     EnqueueResult,
+    InstanceReport,
     Page,
     ReplayResult,
     TaskFilter,
@@ -34,6 +35,7 @@ __all__ = [
     "Capabilities",
     "CountRow",
     "EnqueueResult",
+    "InstanceReport",
     "Page",
     "ReplayResult",
     "TaskFilter",
@@ -81,9 +83,14 @@ def open_broker(url: str = DEFAULT_BROKER_URL, **options: Any) -> BrokerBackend:
             from taskengine.brokers.postgres import PostgresBroker
 
         return PostgresBroker(url, **_max_depth(params))
+    if parts.scheme == "nats":
+        with _driver("NATS", "nats", "nats"):
+            from taskengine.brokers.nats import NatsBroker
+
+        return NatsBroker(url, **_max_depth(params))
     raise UnknownBroker(
-        f"no broker serves {parts.scheme or url!r}: use memory://, sqlite:///, redis:// "
-        "or postgresql://"
+        f"no broker serves {parts.scheme or url!r}: use memory://, sqlite:///, redis://, "
+        "postgresql:// or nats://"
     )
 
 

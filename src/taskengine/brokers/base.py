@@ -15,7 +15,16 @@ from typing import Protocol
 import msgspec
 
 from taskengine.errors import ValidationError
-from taskengine.model import Lease, LeaseStatus, Outcome, Priority, Task, TaskRecord, TaskState
+from taskengine.model import (
+    Lease,
+    LeaseStatus,
+    Outcome,
+    Priority,
+    ProgressReport,
+    Task,
+    TaskRecord,
+    TaskState,
+)
 from taskengine.model.limits import Limit
 from taskengine.model.unique import UniqueLock
 from taskengine.model.worker import WorkerInfo
@@ -82,6 +91,15 @@ class CountRow(msgspec.Struct, frozen=True):
     priority: Priority
     count: int
     oldest_created_at: float | None
+
+
+class InstanceReport(msgspec.Struct, frozen=True):
+    """One engine process's telemetry as its last heartbeat published it; brokers store the
+    bytes as they are and never read them (telemetry/report.py says what they hold)."""
+
+    instance: str
+    expires_at: float  # the publisher's `now + ttl`
+    data: bytes
 
 
 class Broker(Protocol):
@@ -168,6 +186,15 @@ class Broker(Protocol):
         `purge` would; any other outcome of it is applied as usual."""
         ...
 
+    async def record_progress(self, reports: Sequence[ProgressReport], now: float) -> list[bool]:
+        """Store each report's `progress` on its task's record (replacing the one before) if
+        its token is the task's current lease (True); drop it otherwise (False: settled,
+        requeued, re-leased, unknown), independently of the others. Nothing else changes
+        (not `updated_at`); settle keeps the last progress stored. The engine sends one call
+        per flush for all its tasks (at most one report per task a second); a broker writes
+        them in one round trip. A translation of `extend`'s fencing: same check, one field."""
+        ...
+
     async def requeue_expired(self, now: float, limit: int) -> list[str]:
         """Move up to `limit` running tasks whose lease expired before `now` back to queued
         (or to cancelled, if cancel was requested), recording the lost attempt. Returns ids."""
@@ -243,6 +270,15 @@ class BrokerAdmin(Protocol):
 
     async def workers(self, seen_since: float) -> list[WorkerInfo]:
         """Return workers whose last heartbeat is at or after `seen_since`, by id."""
+        ...
+
+    async def record_instance(self, instance: str, data: bytes, now: float, ttl: float) -> None:
+        """Insert or replace `instance`'s report, kept until `now + ttl`; reports that expired
+        before `now` are deleted in the same call. One round trip; atomic."""
+        ...
+
+    async def instances(self, now: float) -> list[InstanceReport]:
+        """Return the reports not expired at `now` (`expires_at >= now`), by instance."""
         ...
 
     async def leader(self, name: str, holder: str, ttl: float, now: float) -> bool:

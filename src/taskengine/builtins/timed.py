@@ -35,7 +35,9 @@ async def batch(payload: BatchPayload, ctx: TaskContext) -> dict[str, int | floa
     total = len(payload.items)
     done = chunks = numeric = 0
     acc: int | float = 0
-    ctx.progress(0, total)
+    size = payload.chunk_size
+    count = -(-total // size)  # chunks, rounded up
+    ctx.progress(0, total, f"chunk 0 of {count}")
     for start in range(0, total, payload.chunk_size):
         chunk = payload.items[start : start + payload.chunk_size]
         for item in chunk:
@@ -44,6 +46,6 @@ async def batch(payload: BatchPayload, ctx: TaskContext) -> dict[str, int | floa
                 numeric += 1
         done += len(chunk)
         chunks += 1
-        ctx.progress(done, total)
+        ctx.progress(done, total, f"chunk {chunks} of {count}")
         await asyncio.sleep(payload.delay_per_chunk)  # yields to the loop even when 0
     return {"processed": done, "chunks": chunks, "numeric": numeric, "sum": acc}

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from rich.console import Console
     from rich.table import Table
 
-    from taskengine.model import TaskRecord, TaskResult
+    from taskengine.model import Progress, TaskRecord, TaskResult
     from taskengine.views import LimitView, QueueView, WorkerView
 
 STATES = ("queued", "running", "succeeded", "dead", "cancelled")
@@ -127,6 +127,8 @@ def show_record(record: TaskRecord) -> None:
         rows.append(("cancel", "requested"))
     if record.idempotency_key:
         rows.append(("idempotency key", escape(record.idempotency_key)))
+    if record.progress is not None:
+        rows.append(("progress", escape(progress_text(record.progress))))
     for name, value in rows:
         grid.add_row(name, value)
     out.print(grid)
@@ -144,6 +146,24 @@ def show_record(record: TaskRecord) -> None:
                 escape(short(line.error or "", 100)),
             )
         out.print(history)
+        failed = [line for line in record.history if line.traceback]
+        if failed:  # the last one: earlier attempts usually failed the same way
+            line = failed[-1]
+            out.print(f"traceback of attempt {line.attempt}:", style="bold")
+            out.print(escape(line.traceback or ""), highlight=False, soft_wrap=True)
+
+
+def progress_text(progress: Progress) -> str:
+    """`done/total (pct%)`, the note, and the attempt and time it was reported."""
+    from taskengine.model.progress import fraction
+
+    share = fraction(progress)
+    text = f"{progress.done}/{progress.total}" if progress.total else f"{progress.done} done"
+    if share is not None:
+        text += f" ({share:.0%})"
+    if progress.note:
+        text += f" {progress.note}"
+    return f"{text} · attempt {progress.attempt}, {when(progress.at)}"
 
 
 def show_result(result: TaskResult, out: Console | None = None) -> None:
@@ -294,8 +314,41 @@ def show_metrics(figures: dict[str, Any]) -> None:
     """Print the metrics as one row per figure (nested ones as dotted names)."""
     grid = table("figure", "value", title=f"metrics ({figures.get('source', '?')})")
     for name, value in _flatten(figures):
-        if name != "source":
+        if name not in ("source", "instances"):
             grid.add_row(name, f"{value:.4g}" if isinstance(value, float) else str(value))
+    console().print(grid)
+    instances = figures.get("instances") or []
+    if instances:
+        show_instances(instances)
+
+
+def show_instances(instances: list[dict[str, Any]]) -> None:
+    """Print the per-instance breakdown of the metrics: one row per engine process."""
+    grid = table(
+        "instance",
+        "host",
+        "pid",
+        "workers",
+        "busy",
+        "succeeded",
+        "failed",
+        "rss",
+        "cpu %",
+        title=f"instances ({len(instances)})",
+    )
+    for item in instances:
+        outcomes = item.get("outcomes", {})
+        grid.add_row(
+            str(item["instance"]) + (" (this server)" if item.get("local") else ""),
+            str(item["host"]),
+            str(item["pid"]),
+            str(item["size"]),
+            str(item["busy"]),
+            str(outcomes.get("succeeded", 0)),
+            str(outcomes.get("failed", 0) + outcomes.get("timed_out", 0)),
+            f"{item['rss_bytes'] / 1048576:.0f} MiB",
+            f"{item['cpu_percent']:.0f}",
+        )
     console().print(grid)
 
 

@@ -285,10 +285,17 @@ def filter_params(task_filter: TaskFilter) -> dict[str, Any]:
 
 def record_of(view: TaskView) -> TaskRecord:
     """The TaskRecord an API TaskView shows (the lease expiry is not part of the API)."""
-    from taskengine.model import AttemptRecord, Priority, ResultStatus, TaskRecord, TaskResult
+    from taskengine.model import (
+        AttemptRecord,
+        Priority,
+        Progress,
+        ResultStatus,
+        TaskRecord,
+        TaskResult,
+    )
     from taskengine.model.state import TaskState
 
-    result = view.result
+    result, progress = view.result, view.progress
     return TaskRecord(
         id=view.id,
         type=view.type,
@@ -327,9 +334,19 @@ def record_of(view: TaskView) -> TaskRecord:
                 finished_at=line.finished_at.timestamp(),
                 duration=line.duration,
                 error=line.error,
+                traceback=line.traceback,
             )
             for line in view.history
         ],
+        progress=None
+        if progress is None
+        else Progress(
+            done=progress.done,
+            total=progress.total,
+            note=progress.note,
+            at=progress.at.timestamp(),
+            attempt=progress.attempt,
+        ),
     )
 
 

@@ -23,6 +23,7 @@ from taskengine.cli.pool_options import PoolOptions, log_level_option, pool_opti
 from taskengine.logging import redact_url
 
 if TYPE_CHECKING:
+    from taskengine.api.probe import Probe
     from taskengine.app import App
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -38,6 +39,12 @@ C = TypeVar("C", bound=Child)
     show_default=True,
     help="Engine processes to start, each with its own pool of workers (and process pool).",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    help="Serve /metrics, /healthz and /readyz on this port ($TASKENGINE_METRICS_PORT); with "
+    "--processes N, child k listens on port + k.",
+)
 @log_level_option
 @click.option(
     "--watch-fd",
@@ -50,6 +57,7 @@ def worker(
     ctx: click.Context,
     pool: PoolOptions,
     processes: int,
+    metrics_port: int | None,
     log_level: str | None,
     watch_fd: int | None,
 ) -> None:
@@ -58,11 +66,30 @@ def worker(
     pool.check()  # before any child starts
     if processes > 1:
         args = [*pool.args(), *(["--log-level", log_level] if log_level else [])]
-        raise click.exceptions.Exit(supervise(state, [*args, "--processes", "1"], processes))
+        if metrics_port is None:
+            from taskengine.settings import Settings
+
+            metrics_port = Settings.from_env().metrics_port
+        ports = child_ports(metrics_port, processes)
+        raise click.exceptions.Exit(supervise(state, [*args, "--processes", "1"], processes, ports))
     app = load_app(state)
     configure_logging(log_level or app.settings.log_level)
-    run(serve(app, pool.changes(app.settings), watch_fd=watch_fd))
+    changes = pool.changes(app.settings)
+    if metrics_port is not None:
+        changes["metrics_port"] = metrics_port
+    run(serve(app, changes, watch_fd=watch_fd))
     raise click.exceptions.Exit(EXIT_OK)
+
+
+def child_ports(base: int | None, count: int) -> list[int | None]:
+    """The metrics port of each of `count` children: `base + k` (0: each its own free port)."""
+    if base is None:
+        return [None] * count
+    if base and base + count - 1 > 65535:
+        raise click.BadParameter(
+            f"ports {base}-{base + count - 1} do not fit below 65536", param_hint="--metrics-port"
+        )
+    return [base + k if base else 0 for k in range(count)]
 
 
 async def serve(app: App, overrides: dict[str, Any], *, watch_fd: int | None = None) -> None:
@@ -101,10 +128,18 @@ async def serve(app: App, overrides: dict[str, Any], *, watch_fd: int | None = N
         loop.add_signal_handler(signum, on_signal, signum)
     if watch_fd is not None:
         loop.add_reader(watch_fd, on_parent_gone)
+    probe: Probe | None = None
     try:
         async with connected(app):
             await pool.start()
             started.set()
+            port = pool.settings.metrics_port
+            if port is not None:
+                from taskengine.api.probe import Probe
+
+                probe = Probe(app, pool, pool.settings.metrics_host, port)
+                await probe.start()
+                say(f"metrics at http://{probe.address}/metrics")
             say(
                 start_line(
                     app,
@@ -119,6 +154,8 @@ async def serve(app: App, overrides: dict[str, Any], *, watch_fd: int | None = N
                 await task
             say(f"worker {pool.instance} stopped")
     finally:
+        if probe is not None:
+            await probe.stop()
         for signum in SIGNALS:
             loop.remove_signal_handler(signum)
         if watch_fd is not None:
@@ -166,7 +203,9 @@ def configure_logging(level: str) -> None:
 # -- several processes ------------------------------------------------------------------------
 
 
-def supervise(state: CliState, args: list[str], count: int) -> int:
+def supervise(
+    state: CliState, args: list[str], count: int, ports: list[int | None] | None = None
+) -> int:
     """Start `count` worker processes, forward SIGINT/SIGTERM to them, wait for all.
 
     The children are forked once the engine is imported here (`cli/forked.py`), or, where that
@@ -178,6 +217,7 @@ def supervise(state: CliState, args: list[str], count: int) -> int:
     (even SIGKILL), the kernel closes it and the children see EOF and stop gracefully.
     A child ended by its watchdog (EXIT_WATCHDOG) or killed by a signal is replaced unless we
     are stopping; one that exits with an error code (a bad setting, say) is not.
+    Child k gets `--metrics-port ports[k]` (its replacement the same).
     Returns 0 if every child exited 0.
     """
     watch, lifeline = os.pipe()  # both non-inheritable: only pass_fds hands `watch` on
@@ -189,14 +229,18 @@ def supervise(state: CliState, args: list[str], count: int) -> int:
     children: list[Child] = []
     received: list[int] = []
 
-    def spawn() -> Child:
+    ports = ports or [None] * count
+
+    def spawn(index: int) -> Child:
+        port = ports[index]
+        extra = ["--metrics-port", str(port)] if port is not None else []
         if forking:
-            return fork_worker(argv, close_fds=(lifeline,))
-        command = [sys.executable, "-m", "taskengine", *argv]
+            return fork_worker([*argv, *extra], close_fds=(lifeline,))
+        command = [sys.executable, "-m", "taskengine", *argv, *extra]
         return subprocess.Popen(command, process_group=0, pass_fds=(watch,))
 
-    def restart() -> Child | None:
-        return None if received else spawn()
+    def restart(index: int) -> Child | None:
+        return None if received else spawn(index)
 
     def forward(signum: int, frame: object) -> None:
         if not received:
@@ -211,8 +255,8 @@ def supervise(state: CliState, args: list[str], count: int) -> int:
 
     previous = {signum: signal.signal(signum, forward) for signum in SIGNALS}
     try:
-        for _ in range(count):
-            children.append(spawn())
+        for index in range(count):
+            children.append(spawn(index))
         say(
             f"started {count} worker processes: pids "
             + ", ".join(str(child.pid) for child in children)
@@ -227,10 +271,10 @@ def supervise(state: CliState, args: list[str], count: int) -> int:
     return EXIT_FAILURE if failed else EXIT_OK
 
 
-def wait_all(children: list[C], restart: Callable[[], C | None] | None = None) -> list[int]:
+def wait_all(children: list[C], restart: Callable[[int], C | None] | None = None) -> list[int]:
     """Wait for every child; say so as soon as one exits with an error. A child ended by its
     watchdog or killed by a signal (a crash, the OOM killer) is replaced in `children` by what
-    `restart` starts (None: not replaced, as while stopping)."""
+    `restart` starts for its index (None: not replaced, as while stopping)."""
     from taskengine.runtime.watchdog import EXIT_WATCHDOG  # the runtime loads only here
 
     codes: dict[int, int] = {}
@@ -239,7 +283,7 @@ def wait_all(children: list[C], restart: Callable[[], C | None] | None = None) -
             if child.pid in codes or (code := child.poll()) is None:
                 continue
             lost = code == EXIT_WATCHDOG or code < 0  # its watchdog, a crash, the OOM killer
-            if lost and restart is not None and (new := restart()) is not None:
+            if lost and restart is not None and (new := restart(index)) is not None:
                 children[index] = new
                 why = "watchdog" if code == EXIT_WATCHDOG else signal.Signals(-code).name
                 click.echo(

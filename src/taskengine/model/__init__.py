@@ -3,6 +3,7 @@
 from taskengine.model.ids import id_time, new_id
 from taskengine.model.lease import Lease, LeaseStatus
 from taskengine.model.outcome import Outcome, OutcomeKind
+from taskengine.model.progress import Progress, ProgressReport
 from taskengine.model.result import AttemptRecord, ResultStatus, TaskResult
 from taskengine.model.state import TERMINAL_STATES, TRANSITIONS, TaskState
 from taskengine.model.task import Priority, Task, TaskRecord, new_task
@@ -17,6 +18,8 @@ __all__ = [
     "Outcome",
     "OutcomeKind",
     "Priority",
+    "Progress",
+    "ProgressReport",
     "ResultStatus",
     "Task",
     "TaskRecord",

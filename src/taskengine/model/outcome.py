@@ -49,6 +49,8 @@ class Outcome(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     token: str
     result: TaskResult | None = None
     run_at: float | None = None
+    # The failed run's formatted traceback, for its history line (model.records.outcome_line).
+    traceback: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind in NEEDS_RESULT and self.result is None:
@@ -72,7 +74,7 @@ def succeeded(lease: Lease, result: TaskResult) -> Outcome:
     )
 
 
-def retry(lease: Lease, result: TaskResult, run_at: float) -> Outcome:
+def retry(lease: Lease, result: TaskResult, run_at: float, traceback: str | None = None) -> Outcome:
     """The run failed or timed out; queue it again at `run_at`."""
     return Outcome(
         kind=OutcomeKind.RETRY,
@@ -80,6 +82,7 @@ def retry(lease: Lease, result: TaskResult, run_at: float) -> Outcome:
         token=lease.token,
         result=_checked(result, {ResultStatus.FAILURE, ResultStatus.TIMEOUT}),
         run_at=run_at,
+        traceback=traceback,
     )
 
 
@@ -88,13 +91,14 @@ def snooze(lease: Lease, run_at: float) -> Outcome:
     return Outcome(kind=OutcomeKind.SNOOZE, task_id=lease.task_id, token=lease.token, run_at=run_at)
 
 
-def dead(lease: Lease, result: TaskResult) -> Outcome:
+def dead(lease: Lease, result: TaskResult, traceback: str | None = None) -> Outcome:
     """The task failed for good: move it to the dead-letter queue."""
     return Outcome(
         kind=OutcomeKind.DEAD,
         task_id=lease.task_id,
         token=lease.token,
         result=_checked(result, {ResultStatus.FAILURE, ResultStatus.TIMEOUT}),
+        traceback=traceback,
     )
 
 

@@ -57,13 +57,18 @@ def honour_cancel(outcome: Outcome, now: float) -> Outcome | None:
         error=error,
     )
     return Outcome(
-        kind=OutcomeKind.CANCELLED, task_id=outcome.task_id, token=outcome.token, result=result
+        kind=OutcomeKind.CANCELLED,
+        task_id=outcome.task_id,
+        token=outcome.token,
+        result=result,
+        traceback=outcome.traceback,
     )
 
 
 def outcome_line(outcome: Outcome, attempt: int = 0) -> AttemptRecord | None:
-    """The history line an applied outcome leaves (None: it leaves none). A broker that only
-    learns the attempt number in its store builds it with 0 and sets the number there."""
+    """The history line an applied outcome leaves (None: it leaves none), with the failed
+    run's traceback. A broker that only learns the attempt number in its store builds it with
+    0 and sets the number there."""
     result = outcome.result
     if outcome.kind not in NEEDS_RESULT or result is None:
         return None
@@ -74,6 +79,7 @@ def outcome_line(outcome: Outcome, attempt: int = 0) -> AttemptRecord | None:
         finished_at=result.completed_at,
         duration=result.duration,
         error=result.error,
+        traceback=outcome.traceback,
     )
 
 

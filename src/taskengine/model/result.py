@@ -39,3 +39,5 @@ class AttemptRecord(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     finished_at: float
     duration: float = 0.0
     error: str | None = None
+    # The formatted traceback of a failed attempt (redacted, at most 8 KiB, tail kept), or None.
+    traceback: str | None = None

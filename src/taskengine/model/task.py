@@ -10,6 +10,7 @@ import msgspec
 
 from taskengine.errors import ValidationError
 from taskengine.model.ids import new_id
+from taskengine.model.progress import Progress
 from taskengine.model.result import AttemptRecord, TaskResult
 from taskengine.model.state import TaskState
 
@@ -85,6 +86,8 @@ class TaskRecord(Task, frozen=True, kw_only=True, gc=False):
     cancel_requested: bool = False
     result: TaskResult | None = None
     history: list[AttemptRecord] = msgspec.field(default_factory=list)
+    # The last progress a run reported (Broker.progress); kept when the task settles.
+    progress: Progress | None = None
 
 
 def validate_name(kind: str, value: str) -> str:

@@ -11,6 +11,7 @@ from taskengine.clock import Clock
 from taskengine.errors import TaskEngineError
 from taskengine.model import Outcome, OutcomeKind, ResultStatus, TaskResult
 from taskengine.model.serializer import pack
+from taskengine.runtime.progress import ProgressBoard
 from taskengine.tracing import WorkerTracing, settled, settling
 
 log = logging.getLogger("taskengine.runtime")
@@ -48,8 +49,15 @@ class Completer:
     at once and a slow one gets larger batches: no timer, no per-task round trip.
     """
 
-    def __init__(self, broker: Broker, clock: Clock, batch_size: int = 512) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        clock: Clock,
+        batch_size: int = 512,
+        progress: ProgressBoard | None = None,
+    ) -> None:
         self._broker = broker
+        self._progress = progress
         self._clock = clock
         self._batch_size = batch_size
         self._pending: list[Outcome] = []
@@ -83,6 +91,8 @@ class Completer:
         del self._pending[: len(batch)]
         now = self._clock.now()
         try:
+            if self._progress is not None and self._progress.pending:
+                await self._last_progress(batch, now)
             applied = await self._settle(batch, now)
         except Exception:
             repaired = [storable(outcome, now) for outcome in batch]
@@ -106,6 +116,17 @@ class Completer:
                 stale[:10],
             )
         return done
+
+    async def _last_progress(self, batch: list[Outcome], now: float) -> None:
+        """Write the batch's unflushed progress reports before it settles (one call; best
+        effort: a failure loses a report, never an outcome)."""
+        assert self._progress is not None
+        reports = self._progress.take_runs([outcome.token for outcome in batch])
+        if reports:
+            try:
+                await self._broker.record_progress(reports, now)
+            except Exception:
+                log.warning("could not write the last progress of %d tasks", len(reports))
 
     async def _settle(self, batch: list[Outcome], now: float) -> list[bool]:
         tracing = self.tracing

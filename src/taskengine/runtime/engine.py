@@ -26,9 +26,10 @@ from taskengine.runtime.autoscaler import Autoscaler
 from taskengine.runtime.cancel_watch import CancelWatch
 from taskengine.runtime.completer import Completer
 from taskengine.runtime.fetcher import Fetcher
-from taskengine.runtime.heartbeat import Heartbeat
+from taskengine.runtime.heartbeat import Heartbeat, Report
 from taskengine.runtime.pool import Pool
 from taskengine.runtime.process_pool import ProcessExecutor
+from taskengine.runtime.progress import ProgressBoard, ProgressFlusher
 from taskengine.runtime.reaper import REAPER, Reaper
 from taskengine.runtime.retention import RETENTION, Retention
 from taskengine.runtime.runner import Runner
@@ -84,10 +85,12 @@ class Engine:
             )
         )
         self._threads = DaemonThreadPool(settings.threads, thread_name_prefix="taskengine")
+        self.progress = ProgressBoard(clock)
         self._processes = ProcessExecutor(
             settings.process_pool,
             memory_mb=settings.process_memory_mb,
             cpu_seconds=settings.process_cpu_seconds,
+            on_progress=self.progress.post_run,
         )
         self.runner = Runner(
             registry,
@@ -98,8 +101,9 @@ class Engine:
             processes=self._processes,
             unknown_type_grace=settings.unknown_type_grace,
             max_result_bytes=settings.max_result_bytes,
+            progress=self.progress,
         )
-        self.completer = Completer(broker, clock, settings.settle_batch)
+        self.completer = Completer(broker, clock, settings.settle_batch, self.progress)
         self.pool = Pool(
             self.runner,
             self.completer,
@@ -133,6 +137,7 @@ class Engine:
             every=settings.heartbeat_every,
         )
         self.cancel_watch = CancelWatch(broker, self.pool, every=settings.cancel_poll_every)
+        self.progress_flusher = ProgressFlusher(broker, clock, self.progress)
         self.reaper = Reaper(broker, clock, instance=self.instance, every=settings.reaper_every)
         self.retention = Retention(
             broker,
@@ -156,6 +161,7 @@ class Engine:
         self.scheduling = PeriodicService(
             "scheduler", settings.scheduler_every, self.scheduler.run_once
         )
+        self.telemetry: list[PeriodicService] = []  # set by `publish`
         self._loop: asyncio.AbstractEventLoop | None = None
         self.watchdog: LoopWatchdog | None = None
         if settings.watchdog:
@@ -223,14 +229,29 @@ class Engine:
         await self.fetcher.start()
         for service in self._services():
             await service.start()
-        await self.heartbeat_once()
+        # the registry at once; the first telemetry report waits for the next heartbeat, so
+        # starting takes no longer than it did (a task may be running already)
+        await self.heartbeat.run_once(publish=False)
         log.info(
             "worker started",
             extra={"instance": self.instance, "workers": self.settings.workers},
         )
 
+    def publish(self, report: Report | None, sampling: PeriodicService | None = None) -> None:
+        """Publish `report` (None: nothing) with every heartbeat (ADR 0033); run `sampling`
+        beside the pool (call before `start`)."""
+        self.heartbeat.report = report
+        self.telemetry = [sampling] if sampling is not None else []
+
     def _services(self) -> list[PeriodicService]:
-        services = [self.heartbeat, self.cancel_watch, self.reaper, self.retention]
+        services = [
+            self.heartbeat,
+            self.cancel_watch,
+            self.progress_flusher,
+            self.reaper,
+            self.retention,
+        ]
+        services += self.telemetry
         if self.scheduler.entries:
             services.append(self.scheduling)
         if self.autoscaler.low != self.autoscaler.high:
@@ -269,9 +290,18 @@ class Engine:
         """Extend every held lease, act on lost and cancelled ones, report the workers."""
         await self.heartbeat.run_once()
 
+    async def sample_once(self) -> None:
+        """One round of the telemetry sampling set by `publish` (tests)."""
+        for service in self.telemetry:
+            await service.run_once()
+
     async def cancel_watch_once(self) -> int:
         """Stop running tasks whose cancel was asked elsewhere; return how many."""
         return await self.cancel_watch.run_once()
+
+    async def progress_once(self) -> int:
+        """Write the runs' pending progress reports now; return how many were stored."""
+        return await self.progress_flusher.run_once()
 
     async def reap_once(self) -> list[str]:
         """If this instance leads, requeue tasks whose lease expired."""
@@ -319,7 +349,12 @@ class Engine:
             if interrupted:
                 await self._wait_idle(INTERRUPT_WAIT, forced=False)
             await self.pool.stop_workers()
-            for service in (self.heartbeat, self.cancel_watch):
+            for service in (
+                self.heartbeat,
+                self.cancel_watch,
+                self.progress_flusher,
+                *self.telemetry,
+            ):
                 await _step(service.stop(), failed, service.name)
             await _step(self.completer.stop(SETTLE_WAIT), failed, "settle")
             for service in (self.reaper, self.retention):
@@ -366,6 +401,9 @@ class Engine:
             await self.broker.forget_workers([worker.id for worker in self.pool.workers.values()])
             for name in (REAPER, RETENTION, SCHEDULER):
                 await self.broker.resign(name, self.instance)
+            # last, so it cannot hold up leaving: the final counts, every settle included;
+            # they stay in the cluster's figures until they expire
+            await self.heartbeat.publish(self.clock.now())
 
     async def _wait_idle(self, timeout: float, *, forced: bool = True) -> None:
         loop = asyncio.get_running_loop()

@@ -118,7 +118,10 @@ class Fetcher:
                 continue
             try:
                 got = await self.run_once()
-                if got == 0:
+                if got == 0 or not self.last_full:
+                    # Short of its limit, the broker had nothing more ready (or a limit held
+                    # tasks back): another reserve now would come back empty, and a task
+                    # landing meanwhile (or the bucket's next token) ends the wait.
                     await self._broker.wait_for_work(self._wait())
                 else:
                     await asyncio.sleep(0)  # let the workers start before reserving again

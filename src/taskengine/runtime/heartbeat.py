@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 import os
+from collections.abc import Callable
 
 from taskengine.brokers.base import BrokerBackend
 from taskengine.clock import Clock
 from taskengine.registry import Registry
 from taskengine.runtime.known_types import KnownTypes
-from taskengine.runtime.liveness import live_workers
+from taskengine.runtime.liveness import LIVE_HEARTBEATS, live_workers
 from taskengine.runtime.pool import Pool
 from taskengine.runtime.service import PeriodicService
 
+log = logging.getLogger("taskengine.runtime")
 HEARTBEAT = "heartbeat"
+WARN_EVERY = 60  # failed publishes between two warnings (the first is always logged)
+Report = Callable[[float], bytes]  # this process's telemetry report as of a time (ADR 0033)
 
 
 class Heartbeat(PeriodicService):
@@ -45,9 +50,35 @@ class Heartbeat(PeriodicService):
         self.host = host
         self.lease_for = lease_for
         self._forgotten: set[str] = set()  # retired workers already taken out of the registry
+        self.report: Report | None = None  # set: published with every heartbeat
+        self.publish_failures = 0  # in a row
 
-    async def run_once(self) -> None:
-        """Extend every held lease, act on lost and cancelled ones, report the workers."""
+    async def publish(self, now: float) -> None:
+        """Publish this process's telemetry report, kept for three heartbeats (one call).
+
+        Best effort: a failure is logged and costs this report only, never the heartbeat that
+        keeps the leases (a broker without the reports' table yet, say).
+        """
+        if self.report is None:
+            return
+        ttl = LIVE_HEARTBEATS * self.interval
+        try:
+            await self.broker.record_instance(self.instance, self.report(now), now, ttl)
+        except Exception as exc:
+            if self.publish_failures % WARN_EVERY == 0:
+                log.warning(
+                    "could not publish this instance's telemetry (%d in a row): %s",
+                    self.publish_failures + 1,
+                    exc,
+                    extra={"instance": self.instance},
+                )
+            self.publish_failures += 1
+        else:
+            self.publish_failures = 0
+
+    async def run_once(self, *, publish: bool = True) -> None:
+        """Extend every held lease, act on lost and cancelled ones, report the workers and,
+        with `publish`, this process's telemetry."""
         now = self.clock.now()
         pool = self.pool
         leases = list(pool.held.values())
@@ -62,6 +93,8 @@ class Heartbeat(PeriodicService):
         await self.broker.record_workers(
             [s.info(self.instance, self.host, pid, now, types) for s in live]
         )
+        if publish:
+            await self.publish(now)
         if self.unknown_types.wanted:  # a task of a type not run here: who runs it?
             alive = await live_workers(self.broker, self.interval, now)
             self.unknown_types.update(alive)

@@ -2,7 +2,7 @@
 
 Only plain text crosses the process boundary: the child receives the handler's module name,
 qualified name and the payload as JSON bytes, and answers with JSON bytes holding either the
-result or an error (type name, message, short traceback). Nothing the user supplies is ever
+result or an error (type name, message, traceback). Nothing the user supplies is ever
 pickled. A run past its timeout, or whose awaiting asyncio task is cancelled, has its child
 hard-killed by pebble, which starts a replacement, so one runaway task never breaks the pool.
 
@@ -40,13 +40,21 @@ from taskengine.errors import (
     ValidationError,
 )
 from taskengine.model.serializer import from_json, to_json
-from taskengine.registry import TaskSpec
-from taskengine.runtime.child_limits import limit_child, memory_cap_mb, start_cpu_budget
+from taskengine.registry import TaskContext, TaskSpec
+from taskengine.runtime.child_limits import memory_cap_mb, start_cpu_budget
+from taskengine.runtime.child_progress import (
+    ChildReporter,
+    OnProgress,
+    ProgressReader,
+    RunKey,
+    init_child,
+    reporter,
+)
 
 if TYPE_CHECKING:
     import pebble
 
-_TRACEBACK_LIMIT = 4000  # characters of the child's traceback kept for the parent
+_TRACEBACK_LIMIT = 8192  # characters of the child's traceback kept (its tail) for the parent
 _CLOSED_ERROR = "ExecutorClosed"
 _MEMORY_CAP_ERROR = "MemoryCapExceeded"
 
@@ -59,13 +67,19 @@ class _Reply(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     error_type: str = ""
     message: str = ""
     traceback: str = ""
+    progress: tuple[int, int, str | None] | None = None  # the run's last ctx.progress report
 
 
 class ProcessExecutor:
     """Runs `executor="process"` handlers in child processes, one task per child at a time."""
 
     def __init__(
-        self, processes: int | None = None, *, memory_mb: int = 0, cpu_seconds: int = 0
+        self,
+        processes: int | None = None,
+        *,
+        memory_mb: int = 0,
+        cpu_seconds: int = 0,
+        on_progress: OnProgress | None = None,
     ) -> None:
         count = processes if processes is not None else (os.cpu_count() or 1)
         if count < 1:
@@ -80,6 +94,8 @@ class ProcessExecutor:
         self._ready = False
         self._closed = False
         self._running: set[Future[bytes]] = set()  # ProcessFuture.cancel kills a running child
+        self._on_progress = on_progress  # where the children's ctx.progress reports go
+        self._reader: ProgressReader | None = None
 
     @property
     def started(self) -> bool:
@@ -105,11 +121,14 @@ class ProcessExecutor:
         if self._closed:
             return
         try:
+            if self._on_progress is not None and self._reader is None:
+                self._reader = ProgressReader(self._on_progress)
+            address = self._reader.address if self._reader is not None else ""
             pool = pebble.ProcessPool(
                 max_workers=self.processes,
                 context=_mp_context(),
-                initializer=limit_child,
-                initargs=(self.memory_mb, self.cpu_seconds),
+                initializer=init_child,
+                initargs=(self.memory_mb, self.cpu_seconds, address),
             )
             self._pool = pool
             # Reading `active` starts the pool: its threads and the first children.
@@ -132,9 +151,16 @@ class ProcessExecutor:
         if pool is not None:
             pool.stop()  # type: ignore[no-untyped-call]
             await asyncio.to_thread(pool.join)
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            await asyncio.to_thread(reader.close)
 
-    async def run(self, spec: TaskSpec, payload: Any, timeout: float) -> Any:
-        """Run `spec`'s handler on `payload` in a child; return its JSON-decoded result.
+    async def run(
+        self, spec: TaskSpec, payload: Any, timeout: float, run: RunKey | None = None
+    ) -> Any:
+        """Run `spec`'s handler on `payload` in a child; return its JSON-decoded result. A
+        handler that takes a context reports progress as the run `run` (its last report is
+        handed to `on_progress` before this returns or raises).
 
         Raises TaskFailed when the handler raised (or returned something that is not JSON),
         TaskTimeout when it ran past `timeout` seconds (its child is killed), MemoryCapExceeded
@@ -154,8 +180,9 @@ class ProcessExecutor:
         if self._pool is None or self._closed:
             raise TaskFailed(_CLOSED_ERROR, "the process executor closed")
         try:
+            context = tuple(run) if run is not None and spec.wants_context else None
             future: Future[bytes] = self._pool.schedule(
-                run_in_child, args=(module, qualname, body), timeout=timeout
+                run_in_child, args=(module, qualname, body, context), timeout=timeout
             )
         except RuntimeError as exc:  # the pool is stopped or broken
             raise TaskFailed("ExecutorUnavailable", str(exc)) from exc
@@ -185,7 +212,10 @@ class ProcessExecutor:
             raise TaskFailed(type(exc).__name__, str(exc)) from None
         finally:
             self._running.discard(future)
-        return _decode_reply(reply)
+        decoded = msgspec.convert(from_json(reply), _Reply)
+        if decoded.progress is not None and run is not None and self._on_progress is not None:
+            self._on_progress(*run, *decoded.progress)
+        return _decode_reply(decoded)
 
 
 def handler_path(fn: Callable[..., Any]) -> tuple[str, str]:
@@ -197,23 +227,31 @@ def handler_path(fn: Callable[..., Any]) -> tuple[str, str]:
     return module, qualname
 
 
-def run_in_child(module: str, qualname: str, body: bytes) -> bytes:
-    """Child side: import the handler, decode the payload, run it; return a JSON reply."""
+def run_in_child(
+    module: str, qualname: str, body: bytes, run: tuple[str, str, int] | None = None
+) -> bytes:
+    """Child side: import the handler, decode the payload, run it (with a context reporting
+    progress as `run`, if it takes one); return a JSON reply."""
+    report = reporter(run)
     try:
         fn, payload_type = _resolve(module, qualname)
         payload = from_json(body)
         if payload_type is not None:
             payload = msgspec.convert(payload, payload_type)
         start_cpu_budget()
-        result = fn(payload)
+        if report is None:
+            result = fn(payload)
+        else:
+            task_id, _, attempt = report.run
+            result = fn(payload, TaskContext(task_id, attempt, "process", report))
     except MemoryError as exc:
         if memory_cap_mb() > 0:
             return _memory_cap_reply(exc)
-        return _error_reply(exc)
+        return _error_reply(exc, report)
     except BaseException as exc:  # SIGTERM exits via os._exit, so nothing needed escapes here
-        return _error_reply(exc)
+        return _error_reply(exc, report)
     try:
-        return to_json(_Reply(ok=True, result=result))
+        return to_json(_Reply(ok=True, result=result, progress=_latest(report)))
     except ValidationError as exc:
         return to_json(
             _Reply(
@@ -247,16 +285,21 @@ def _payload_type(fn: Callable[..., Any]) -> Any:
     return None if hint in (None, Any, object) else hint
 
 
-def _error_reply(exc: BaseException) -> bytes:
+def _latest(report: ChildReporter | None) -> tuple[int, int, str | None] | None:
+    return None if report is None else report.latest
+
+
+def _error_reply(exc: BaseException, report: ChildReporter | None = None) -> bytes:
     """Describe `exc` in JSON; never raises, so pebble never has an exception to pickle."""
     try:
-        text = "".join(traceback.format_exception(exc, limit=-5))
+        text = "".join(traceback.format_exception(exc))
         return to_json(
             _Reply(
                 ok=False,
                 error_type=type(exc).__name__,
                 message=str(exc),
                 traceback=text[-_TRACEBACK_LIMIT:],
+                progress=_latest(report),
             )
         )
     except Exception:  # an exception whose str() or traceback itself fails
@@ -273,13 +316,12 @@ def _memory_cap_reply(exc: MemoryError) -> bytes:
     return to_json(_Reply(ok=False, error_type=_MEMORY_CAP_ERROR, message=message))
 
 
-def _decode_reply(data: bytes) -> Any:
-    reply = msgspec.convert(from_json(data), _Reply)
+def _decode_reply(reply: _Reply) -> Any:
     if reply.ok:
         return reply.result
     if reply.error_type == _MEMORY_CAP_ERROR:
         raise MemoryCapExceeded(reply.message)
-    error = TaskFailed(reply.error_type, reply.message)
+    error = TaskFailed(reply.error_type, reply.message, reply.traceback)
     if reply.traceback:
         error.add_note(f"traceback in the child process:\n{reply.traceback}")
     raise error

@@ -24,8 +24,11 @@ from taskengine.model.serializer import DEFAULT_MAX_RESULT_BYTES, cap_text, chec
 from taskengine.policy.breaker import BreakerRegistry, CircuitBreaker
 from taskengine.policy.retry import NoRetry, Retry, RetryPolicy, Snooze, decide_failure
 from taskengine.registry import Registry, TaskContext, TaskSpec, UnknownTaskType
+from taskengine.runtime.child_progress import RunKey
 from taskengine.runtime.known_types import KnownTypes
 from taskengine.runtime.process_pool import ProcessExecutor
+from taskengine.runtime.progress import ProgressBoard
+from taskengine.runtime.tracebacks import format_traceback
 from taskengine.runtime.workers import CANCELLED, LEASE_LOST, TIMED_OUT, Worker
 from taskengine.tracing import WorkerTracing, ran, running
 
@@ -75,8 +78,10 @@ class Runner:
         unknown_type_grace: float = 600.0,
         max_result_bytes: int = DEFAULT_MAX_RESULT_BYTES,
         rng: random.Random | None = None,
+        progress: ProgressBoard | None = None,
     ) -> None:
         self._registry = registry
+        self.progress = progress  # where a run's ctx.progress goes; None: nowhere
         self._clock = clock
         self._retry = retry_policy
         self._breakers = breakers
@@ -192,17 +197,21 @@ class Runner:
                 return self._failed(spec, lease, worker, exc, now)
         except Exception:
             log.exception("could not decide the failure of %s", lease.task_id)
-        return outcomes.dead(lease, self._failure(lease, worker, exc, now, 0.0))
+        failure = self._failure(lease, worker, exc, now, 0.0)
+        return outcomes.dead(lease, failure, format_traceback(exc))
 
     async def _execute(self, spec: TaskSpec, lease: Lease, worker: Worker) -> Any:
         record = lease.record
         payload = spec.convert(record.payload)
         timeout = record.timeout
         if spec.executor == "process":
-            return await self._processes.run(spec, payload, timeout)
+            run = RunKey(record.id, lease.token, record.attempt)
+            return await self._processes.run(spec, payload, timeout, run)
         args: tuple[Any, ...] = (payload,)
         if spec.wants_context:
-            worker.context = TaskContext(record.id, record.attempt, worker.id)
+            board = self.progress
+            report = None if board is None else board.reporter(lease)
+            worker.context = TaskContext(record.id, record.attempt, worker.id, report)
             args = (payload, worker.context)
         # One timer handle, not asyncio.timeout (a third of the cost per run): at the deadline
         # the worker's run is cancelled like any other interruption.
@@ -279,9 +288,10 @@ class Runner:
                 "decision": decision.kind,
             },
         )
+        trace = format_traceback(exc)
         if retry and decision.run_at is not None:
-            return outcomes.retry(lease, result, decision.run_at)
-        return outcomes.dead(lease, result)
+            return outcomes.retry(lease, result, decision.run_at, trace)
+        return outcomes.dead(lease, result, trace)
 
     def _failure(
         self,

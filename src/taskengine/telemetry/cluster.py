@@ -10,6 +10,7 @@ from taskengine.brokers.base import BrokerAdmin
 from taskengine.model.worker import WorkerInfo
 from taskengine.runtime.liveness import live_workers
 from taskengine.runtime.status import EngineStatus
+from taskengine.telemetry.report import InstanceTelemetry, decode_report
 
 
 async def cluster_workers(
@@ -27,3 +28,10 @@ def with_local(infos: list[WorkerInfo], local: EngineStatus) -> list[WorkerInfo]
     mine = {worker.info.id: worker.info for worker in local.workers if worker.active}
     merged = [mine.pop(info.id, info) for info in infos]
     return sorted([*merged, *mine.values()], key=lambda info: info.id)
+
+
+async def cluster_reports(broker: BrokerAdmin, now: float) -> list[InstanceTelemetry]:
+    """The telemetry report of every engine process whose report has not expired, by instance
+    (one broker call); one this build cannot read (a newer format) is left out."""
+    reports = [decode_report(r.data) for r in await broker.instances(now)]
+    return [r for r in reports if r is not None]

@@ -1,13 +1,15 @@
 """Prometheus exposition: the collector's counters read at scrape time, never updated per task.
 
 A custom prometheus_client collector turns the plain counters of `Metrics`, the sampler's
-latest counts and the engine's status into metric families, so the hot path takes no lock for
-Prometheus.
+latest counts, the engine's status and the other instances' reports into metric families, so
+the hot path takes no lock for Prometheus. Task, pool and process series carry an `instance`
+label: counters are monotonic per instance, and a restarted process is a new instance whose
+series start at zero (ADR 0033).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -21,9 +23,10 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
-from taskengine.metrics.collector import Metrics, Timings
+from taskengine.metrics.collector import BUCKETS, Metrics
 from taskengine.policy.breaker import BreakerState
 from taskengine.runtime.status import EngineStatus
+from taskengine.telemetry.report import Histogram, InstanceTelemetry
 from taskengine.telemetry.sampler import Sampler
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -33,52 +36,95 @@ class EngineCollector(Collector):
     """Task, queue, worker, breaker and event-loop families of one engine process."""
 
     def __init__(
-        self, metrics: Metrics, sampler: Sampler, status: Callable[[], EngineStatus | None]
+        self,
+        metrics: Metrics,
+        sampler: Sampler,
+        status: Callable[[], EngineStatus | None],
+        reports: Callable[[], Sequence[InstanceTelemetry]] = tuple,
+        own: Callable[[], str | None] = lambda: None,
     ) -> None:
         self.metrics = metrics
         self.sampler = sampler
         self.status = status  # the engine's status now; None: this process runs no pool
+        self.reports = reports  # the other instances' latest reports
+        self.own = own  # this process's instance; None: it runs no pool
 
     def collect(self) -> Iterator[Metric]:
         """Yield every family as of now (called by the registry on each scrape)."""
-        yield from self._tasks()
+        reports = list(self.reports())
+        own = self.own() or ""
+        yield from self._tasks(own, reports)
         yield from self._queues()
-        yield from self._workers()
+        yield from self._workers(own, reports)
         loop_lag = GaugeMetricFamily(
-            "taskengine_event_loop_lag_seconds", "How late the last once-a-second sample woke."
+            "taskengine_event_loop_lag_seconds",
+            "How late each instance's last once-a-second sample woke.",
+            labels=["instance"],
         )
-        loop_lag.add_metric([], self.sampler.loop_lag)
-        yield loop_lag
+        loop_lag.add_metric([own], self.sampler.loop_lag)
+        rss = GaugeMetricFamily(
+            "taskengine_instance_rss_bytes",
+            "Resident memory of each other instance's process.",
+            labels=["instance", "host"],
+        )
+        cpu = GaugeMetricFamily(
+            "taskengine_instance_cpu_percent",
+            "CPU use of each other instance's process over its last sampled second.",
+            labels=["instance", "host"],
+        )
+        for report in reports:
+            loop_lag.add_metric([report.instance], report.loop_lag_seconds)
+            rss.add_metric([report.instance, report.host], report.rss_bytes)
+            cpu.add_metric([report.instance, report.host], report.cpu_percent)
+        yield from (loop_lag, rss, cpu)
 
-    def _tasks(self) -> Iterator[Metric]:
+    def _tasks(self, own: str, reports: list[InstanceTelemetry]) -> Iterator[Metric]:
         metrics = self.metrics
         submitted = CounterMetricFamily(
-            "taskengine_tasks_submitted", "Tasks accepted by the broker.", labels=["type"]
+            "taskengine_tasks_submitted",
+            "Tasks accepted by the broker.",
+            labels=["type", "instance"],
         )
-        for task_type, count in sorted(metrics.submitted.items()):
-            submitted.add_metric([task_type], count)
         started = CounterMetricFamily(
-            "taskengine_tasks_started", "Runs handed to a worker.", labels=["type"]
+            "taskengine_tasks_started", "Runs handed to a worker.", labels=["type", "instance"]
         )
-        for task_type, count in sorted(metrics.started.items()):
-            started.add_metric([task_type], count)
         finished = CounterMetricFamily(
             "taskengine_tasks",
             "Settled runs: how the attempt ended (succeeded, failed, timed_out, cancelled) and "
             "what followed (retried, dead, snoozed, released).",
-            labels=["type", "outcome"],
+            labels=["type", "outcome", "instance"],
         )
-        for (task_type, label), count in sorted(metrics.outcomes.items()):
-            finished.add_metric([task_type, label], count)
-        yield from (submitted, started, finished)
-        yield _histogram(
-            "taskengine_task_duration_seconds", "Run time of one attempt.", metrics.durations
+        durations = HistogramMetricFamily(
+            "taskengine_task_duration_seconds",
+            "Run time of one attempt.",
+            labels=["type", "instance"],
         )
-        yield _histogram(
+        waits = HistogramMetricFamily(
             "taskengine_task_wait_seconds",
             "Time from due (run_at) to start on a worker.",
-            metrics.waits,
+            labels=["type", "instance"],
         )
+        local = (
+            own,
+            metrics.submitted,
+            metrics.started,
+            [(t, label, n) for (t, label), n in sorted(metrics.outcomes.items())],
+            {name: Histogram(list(t.counts), t.sum) for name, t in metrics.durations.items()},
+            {name: Histogram(list(t.counts), t.sum) for name, t in metrics.waits.items()},
+        )
+        sources = [local] + [
+            (r.instance, r.submitted, r.started, r.outcomes, r.durations, r.waits) for r in reports
+        ]
+        for instance, subs, starts, outcomes, runs, waited in sources:
+            for task_type, count in sorted(subs.items()):
+                submitted.add_metric([task_type, instance], count)
+            for task_type, count in sorted(starts.items()):
+                started.add_metric([task_type, instance], count)
+            for task_type, label, count in outcomes:
+                finished.add_metric([task_type, label, instance], count)
+            _add_histograms(durations, instance, runs)
+            _add_histograms(waits, instance, waited)
+        yield from (submitted, started, finished, durations, waits)
 
     def _queues(self) -> Iterator[Metric]:
         depth = GaugeMetricFamily(
@@ -90,41 +136,62 @@ class EngineCollector(Collector):
             depth.add_metric([row.queue, row.priority.name, str(row.state)], row.count)
         yield depth
 
-    def _workers(self) -> Iterator[Metric]:
+    def _workers(self, own: str, reports: list[InstanceTelemetry]) -> Iterator[Metric]:
         status = self.status()
-        if status is None:
-            return
-        size = GaugeMetricFamily("taskengine_pool_size", "Workers in this process's pool.")
-        size.add_metric([], status.size)
-        busy = GaugeMetricFamily("taskengine_pool_busy", "Workers running a task now.")
-        busy.add_metric([], status.busy)
+        size = GaugeMetricFamily(
+            "taskengine_pool_size", "Workers in each instance's pool.", labels=["instance"]
+        )
+        busy = GaugeMetricFamily(
+            "taskengine_pool_busy", "Workers running a task now.", labels=["instance"]
+        )
         buffered = GaugeMetricFamily(
-            "taskengine_pool_buffered", "Leases reserved and waiting for a worker."
+            "taskengine_pool_buffered",
+            "Leases reserved and waiting for a worker.",
+            labels=["instance"],
         )
-        buffered.add_metric([], status.buffered)
-        efficiency = GaugeMetricFamily(
-            "taskengine_pool_efficiency",
-            "Share of worker time busy while tasks waited, over the last minute (1 = none idle).",
-        )
-        efficiency.add_metric([], self.sampler.efficiency())
         ratio = GaugeMetricFamily(
             "taskengine_worker_busy_ratio",
-            "Busy fraction of each worker during the last sampled second.",
-            labels=["worker"],
+            "Busy fraction of each worker during its instance's last sampled second.",
+            labels=["worker", "instance"],
         )
-        points = self.sampler.history.points
-        if points:
-            for worker_id, fraction in sorted(points[-1].busy.items()):
-                ratio.add_metric([worker_id], fraction)
         breakers = GaugeMetricFamily(
             "taskengine_circuit_breaker_state",
-            "1 for the state each task type's circuit breaker is in.",
-            labels=["breaker", "state"],
+            "1 for the state each task type's circuit breaker is in, per instance.",
+            labels=["breaker", "state", "instance"],
         )
-        for name, snapshot in sorted(status.breakers.items()):
-            for state in BreakerState:
-                breakers.add_metric([name, str(state)], 1.0 if snapshot.state is state else 0.0)
-        yield from (size, busy, buffered, efficiency, ratio, breakers)
+        if status is not None:
+            size.add_metric([own], status.size)
+            busy.add_metric([own], status.busy)
+            buffered.add_metric([own], status.buffered)
+            points = self.sampler.history.points
+            mine = f"{own}/"
+            if points:
+                for worker_id, fraction in sorted(points[-1].busy.items()):
+                    if worker_id.startswith(mine):
+                        ratio.add_metric([worker_id, own], fraction)
+            for name, snapshot in sorted(status.breakers.items()):
+                for state in BreakerState:
+                    value = 1.0 if snapshot.state is state else 0.0
+                    breakers.add_metric([name, str(state), own], value)
+            efficiency = GaugeMetricFamily(
+                "taskengine_pool_efficiency",
+                "Share of worker time busy while tasks waited, over the last minute "
+                "(1 = none idle).",
+            )
+            efficiency.add_metric([], self.sampler.efficiency())
+            yield efficiency
+        for report in reports:
+            size.add_metric([report.instance], report.size)
+            busy.add_metric([report.instance], report.busy)
+            buffered.add_metric([report.instance], report.buffered)
+            if report.points:
+                for worker_id, fraction in sorted(report.points[-1].busy.items()):
+                    ratio.add_metric([worker_id, report.instance], fraction)
+            for name, current in sorted(report.breakers.items()):
+                for state in BreakerState:
+                    value = 1.0 if current == str(state) else 0.0
+                    breakers.add_metric([name, str(state), report.instance], value)
+        yield from (size, busy, buffered, ratio, breakers)
 
 
 def build_registry(collector: EngineCollector) -> CollectorRegistry:
@@ -142,8 +209,21 @@ def exposition(registry: CollectorRegistry) -> bytes:
     return generate_latest(registry)
 
 
-def _histogram(name: str, documentation: str, timings: dict[str, Timings]) -> Metric:
-    family = HistogramMetricFamily(name, documentation, labels=["type"])
-    for task_type, series in sorted(timings.items()):
-        family.add_metric([task_type], series.cumulative(), sum_value=series.sum)
-    return family
+def _add_histograms(
+    family: HistogramMetricFamily, instance: str, histograms: dict[str, Histogram]
+) -> None:
+    for task_type, histogram in sorted(histograms.items()):
+        family.add_metric(
+            [task_type, instance], _cumulative(histogram.counts), sum_value=histogram.sum
+        )
+
+
+def _cumulative(counts: Sequence[int]) -> list[tuple[str, float]]:
+    """Prometheus buckets from counts per fixed bucket: (upper bound, observations at or below)."""
+    bounds = (*map(str, BUCKETS), "+Inf")
+    total = 0
+    buckets: list[tuple[str, float]] = []
+    for bound, count in zip(bounds, counts, strict=False):
+        total += count
+        buckets.append((bound, total))
+    return buckets

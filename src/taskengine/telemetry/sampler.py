@@ -42,6 +42,7 @@ class Sampler:
         status: StatusAt | None = None,
         history: History | None = None,
         history_path: Path | None = None,
+        with_counts: bool = True,
     ) -> None:
         self.metrics = metrics
         self.broker = broker
@@ -49,6 +50,8 @@ class Sampler:
         self.status = status
         self.history = history or History()
         self.history_path = history_path
+        self.with_counts = with_counts  # False: a worker process, whose points need no depth
+        self.driven_by_feed = False  # True: the live feed runs this sampler, not the engine
         self.counts: list[CountRow] = []
         self.process: dict[str, Any] = {}  # the last process_stats(): CPU % is since the one before
         self.loop_lag = 0.0
@@ -80,7 +83,7 @@ class Sampler:
         self._interval = interval
 
     async def _sample(self) -> Point:
-        rows = await self.broker.counts()
+        rows = await self.broker.counts() if self.with_counts else []
         now = self.clock.now()
         self.counts = rows
         second = int(now) - 1

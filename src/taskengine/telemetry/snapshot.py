@@ -3,6 +3,8 @@ breakers and process figures, from the collector, one `counts()` and the engine 
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,7 +12,9 @@ from taskengine.brokers.base import CountRow
 from taskengine.metrics.collector import Metrics
 from taskengine.process_stats import process_stats
 from taskengine.runtime.status import EngineStatus
+from taskengine.telemetry.aggregate import cluster_counters, instance_view
 from taskengine.telemetry.figures import broker_figures
+from taskengine.telemetry.report import InstanceTelemetry, build_report
 from taskengine.telemetry.sampler import Sampler
 
 
@@ -22,9 +26,35 @@ def metrics_snapshot(
     *,
     now: float,
     started_at: float,
+    reports: Sequence[InstanceTelemetry] = (),
+    version: str = "",
 ) -> dict[str, Any]:
-    """The JSON metrics as of `now`; `status` is None in a process that runs no pool."""
+    """The JSON metrics as of `now`; `status` is None in a process that runs no pool.
+
+    The counters and throughput are the cluster's: this process's plus the other instances'
+    `reports`; `instances` breaks them down, this process first; `pool` is this process's,
+    `cluster_pool` every instance's.
+    """
     body = metrics.snapshot(now)
+    body.update(cluster_counters(metrics, reports, now))
+    instances = [instance_view(r) for r in reports]
+    if status is not None:
+        local = build_report(
+            metrics,
+            status,
+            sampler.history.since(now - 2),
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            version=version,
+            started_at=started_at,
+        )
+        instances.insert(0, instance_view(local, local=True))
+    body["instances"] = instances
+    body["cluster_pool"] = {
+        "instances": len(instances),
+        "size": sum(i["size"] for i in instances),
+        "busy": sum(i["busy"] for i in instances),
+    }
     # Leased but still in this instance's buffer is not running yet.
     body.update(broker_figures(rows, status.buffered if status is not None else 0))
     body["breakers"] = []

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from taskengine.brokers.base import (
     CancelResult,
     CountRow,
+    InstanceReport,
     Page,
     ReplayResult,
     TaskFilter,
@@ -152,6 +153,19 @@ class MemoryAdmin(MemoryConnection):
         """Return workers seen at or after `seen_since`, by id."""
         return sorted(
             (w for w in self._workers.values() if w.last_seen >= seen_since), key=lambda w: w.id
+        )
+
+    async def record_instance(self, instance: str, data: bytes, now: float, ttl: float) -> None:
+        """Insert or replace the report; drop those expired before `now`."""
+        reports = self._instances
+        for name in [name for name, r in reports.items() if r.expires_at < now]:
+            del reports[name]
+        reports[instance] = InstanceReport(instance, now + ttl, data)
+
+    async def instances(self, now: float) -> list[InstanceReport]:
+        """Return the reports not expired at `now`, by instance."""
+        return sorted(
+            (r for r in self._instances.values() if r.expires_at >= now), key=lambda r: r.instance
         )
 
     async def leader(self, name: str, holder: str, ttl: float, now: float) -> bool:

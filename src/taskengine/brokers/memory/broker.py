@@ -8,7 +8,6 @@ await: no round trip, atomic.
 from __future__ import annotations
 
 import heapq
-import secrets
 from collections.abc import Sequence
 
 from taskengine.brokers.base import EnqueueResult, check_lease_for, check_limit
@@ -17,7 +16,7 @@ from taskengine.brokers.memory import codec
 from taskengine.brokers.memory.admin import MemoryAdmin
 from taskengine.brokers.memory.queries import lowest
 from taskengine.errors import QueueFull
-from taskengine.model import Lease, LeaseStatus, Outcome, Task, TaskState
+from taskengine.model import Lease, LeaseStatus, Outcome, ProgressReport, Task, TaskState
 from taskengine.model.priority import due_at
 from taskengine.model.records import as_received, deleted_at_settle, expire, honour_cancel
 from taskengine.model.unique import UniqueLock
@@ -77,7 +76,7 @@ class MemoryBroker(MemoryAdmin):
         ]
         leases: list[Lease] = []
         expires_at = now + lease_for
-        base = secrets.token_hex(8)  # one draw per call: a token is unique, not secret
+        base = self._token_base()
         gate = self._gate(now) if self._limits else None
         held: list[tuple[list[tuple[float, str]], tuple[float, str]]] = []
         while len(leases) < limit:
@@ -151,6 +150,16 @@ class MemoryBroker(MemoryAdmin):
             else:
                 self._records[record.id] = record
             applied.append(True)
+        return applied
+
+    async def record_progress(self, reports: Sequence[ProgressReport], now: float) -> list[bool]:
+        """Store each report's progress on its running task if its token is current."""
+        applied: list[bool] = []
+        for report in reports:
+            record = self._held(report.task_id, report.token)
+            if record is not None:
+                self._records[record.id] = codec.progressed(record, report.progress)
+            applied.append(record is not None)
         return applied
 
     async def requeue_expired(self, now: float, limit: int) -> list[str]:

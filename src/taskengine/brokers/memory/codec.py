@@ -15,7 +15,7 @@ from typing import cast
 
 from msgspec.structs import replace
 
-from taskengine.model import AttemptRecord, Outcome, Task, TaskRecord, TaskState
+from taskengine.model import AttemptRecord, Outcome, Progress, Task, TaskRecord, TaskState
 from taskengine.model.outcome import ATTEMPT_REFUNDED
 from taskengine.model.records import Expiry, cancelled_result, outcome_line
 from taskengine.model.state import TERMINAL_STATES
@@ -144,3 +144,8 @@ def cancel_requested(record: TaskRecord, now: float) -> TaskRecord:
 def extended(record: TaskRecord, expires_at: float) -> TaskRecord:
     """A running record whose lease now runs until `expires_at`."""
     return replace(record, lease_expires_at=expires_at)
+
+
+def progressed(record: TaskRecord, progress: Progress) -> TaskRecord:
+    """A running record with the progress its run reported last."""
+    return replace(record, progress=progress)

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import heapq
+import secrets
 from collections.abc import Iterable
 
-from taskengine.brokers.base import DEFAULT_MAX_DEPTH, Capabilities, check_limit
+from taskengine.brokers.base import DEFAULT_MAX_DEPTH, Capabilities, InstanceReport, check_limit
 from taskengine.brokers.limits import Gate, ScopeKey
 from taskengine.brokers.memory.queries import Heap
 from taskengine.brokers.waiting import wait_event
@@ -41,6 +42,7 @@ class MemoryConnection:
         self._paused: set[str] = set()
         self._workers: dict[str, WorkerInfo] = {}
         self._leaders: dict[str, tuple[str, float]] = {}
+        self._instances: dict[str, InstanceReport] = {}
         self._work = asyncio.Event()
         self._limits: dict[ScopeKey, Limit] = {}
         self._buckets: dict[ScopeKey, tuple[float, float]] = {}
@@ -81,6 +83,10 @@ class MemoryConnection:
         return self._limited_for
 
     # -- storage ----------------------------------------------------------------------------
+
+    def _token_base(self) -> str:
+        """The prefix of the tokens one `reserve` call hands out: unique, not secret."""
+        return secrets.token_hex(8)  # one draw per call; NATS replicas draw it from the log
 
     def _held(self, task_id: str, token: str) -> TaskRecord | None:
         """The running record `token` leases, or None if the lease is not current."""

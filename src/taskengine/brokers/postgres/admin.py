@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from taskengine.brokers.base import (
     CancelResult,
     CountRow,
+    InstanceReport,
     Page,
     ReplayResult,
     TaskFilter,
@@ -232,6 +233,15 @@ class PostgresAdmin(PostgresConnection):
         """Workers last seen at or after `seen_since`, by id. One round trip."""
         rows = await self._fetch(q.WORKERS, float(seen_since))
         return [decode_worker(row["info"]) for row in rows]
+
+    async def record_instance(self, instance: str, data: bytes, now: float, ttl: float) -> None:
+        """Replace the report and drop those expired before `now`. One round trip; atomic."""
+        await self._execute(q.RECORD_INSTANCE, instance, float(now), float(now + ttl), data)
+
+    async def instances(self, now: float) -> list[InstanceReport]:
+        """The reports not expired at `now`, by instance. One round trip."""
+        rows = await self._fetch(q.INSTANCES, float(now))
+        return [InstanceReport(r["instance"], r["expires_at"], bytes(r["data"])) for r in rows]
 
     async def leader(self, name: str, holder: str, ttl: float, now: float) -> bool:
         """Take `name` if free or expired, renew it if `holder` has it; True if held.

@@ -26,13 +26,14 @@ from taskengine.brokers.postgres.codec import (
     HEADS,
     expiry_arrays,
     limit_from_row,
+    progress_arrays,
     record_from_row,
     settle_arrays,
     task_arrays,
 )
 from taskengine.brokers.postgres.schema import lock_key
 from taskengine.errors import QueueFull
-from taskengine.model import Lease, LeaseStatus, Outcome, Priority, Task, TaskState
+from taskengine.model import Lease, LeaseStatus, Outcome, Priority, ProgressReport, Task, TaskState
 from taskengine.model.limits import LimitScope
 from taskengine.model.priority import order_key
 from taskengine.model.records import as_received
@@ -296,6 +297,19 @@ class PostgresBroker(PostgresAdmin):
             else:
                 statuses.append(LeaseStatus.CANCEL_REQUESTED if held[pair] else LeaseStatus.HELD)
         return statuses
+
+    async def record_progress(self, reports: Sequence[ProgressReport], now: float) -> list[bool]:
+        """Store each report's progress if its token is current (aligned bools; of two
+        reports of one lease in a batch, the later is stored).
+
+        One round trip; atomic; a refused report changes nothing.
+        """
+        self._live()
+        if not reports:
+            return []
+        rows = await self._fetch(q.PROGRESS, *progress_arrays(reports))
+        stored = {(row["id"], row["lease_token"]) for row in rows}
+        return [(r.task_id, r.token) in stored for r in reports]
 
     async def settle(self, outcomes: Sequence[Outcome], now: float) -> list[bool]:
         """Apply a mixed batch of outcomes, each only if its token is current (aligned bools).

@@ -17,6 +17,8 @@ from taskengine.model import (
     AttemptRecord,
     Outcome,
     Priority,
+    Progress,
+    ProgressReport,
     Task,
     TaskRecord,
     TaskResult,
@@ -62,6 +64,7 @@ RECORD_COLUMNS = ", ".join(
         "history_attempts",
         "trace",
         "keep_result",
+        "progress",
     )
 )
 # HEAD_START by priority, 1-based as SQL arrays are: SQL reads it at index `priority + 1`.
@@ -71,6 +74,7 @@ _payload = msgspec.msgpack.Decoder()
 _result = msgspec.msgpack.Decoder(TaskResult)
 _line = msgspec.msgpack.Decoder(AttemptRecord)
 _worker = msgspec.msgpack.Decoder(WorkerInfo)
+_progress = msgspec.msgpack.Decoder(Progress)
 
 
 class Row(Protocol):
@@ -180,7 +184,18 @@ def record_from_row(row: Row) -> TaskRecord:
         history=history,
         trace=row["trace"],
         keep_result=row["keep_result"],
+        progress=None if row["progress"] is None else _progress.decode(row["progress"]),
     )
+
+
+def progress_arrays(reports: Sequence[ProgressReport]) -> list[list[Any]]:
+    """The aligned arrays of queries.PROGRESS; a later report of the same lease wins."""
+    latest = {(r.task_id, r.token): r for r in reports}
+    return [
+        [r.task_id for r in latest.values()],
+        [r.token for r in latest.values()],
+        [pack(r.progress) for r in latest.values()],
+    ]
 
 
 def worker_arrays(workers: Sequence[WorkerInfo]) -> list[list[Any]]:

@@ -183,6 +183,16 @@ WHERE t.id = l.id AND t.lease_token = l.token AND t.state = 'running'
 RETURNING t.id, t.lease_token, t.cancel_requested
 """
 
+# Inputs: aligned arrays, no (id, token) pair twice: $1 ids, $2 tokens, $3 MessagePack Progress.
+# Output: (id, token) of each report stored.
+# Invariant: only the current holder (token matches, still running) writes its progress.
+PROGRESS = """
+UPDATE {s}.tasks t SET progress = p.progress
+FROM unnest($1::text[], $2::text[], $3::bytea[]) AS p(id, token, progress)
+WHERE t.id = p.id AND t.lease_token = p.token AND t.state = 'running'
+RETURNING t.id, t.lease_token
+"""
+
 # Inputs: aligned arrays, one entry per outcome (no (id, token) pair twice): $1 ids, $2 tokens,
 # $3 new states, $4 refund (the attempt is given back), $5 run_at (NULL: keep), $6 TaskResult
 # (NULL: keep), $7 history line (NULL: none), $10 and $11 the TaskResult and line of the
@@ -369,6 +379,17 @@ ON CONFLICT (id) DO UPDATE SET last_seen = excluded.last_seen, info = excluded.i
 """
 # Inputs: $1 worker ids. Output: none.
 FORGET_WORKERS = "DELETE FROM {s}.workers WHERE id = ANY($1::text[])"
+# Inputs: $1 instance, $2 now, $3 expires_at, $4 report bytes. Output: none. One statement:
+# the reports expired before $2 go, this one is inserted or replaced.
+RECORD_INSTANCE = """
+WITH gone AS (DELETE FROM {s}.instances WHERE expires_at < $2 AND instance <> $1)
+INSERT INTO {s}.instances (instance, expires_at, data) VALUES ($1, $3, $4)
+ON CONFLICT (instance) DO UPDATE SET expires_at = excluded.expires_at, data = excluded.data
+"""
+# Inputs: $1 now. Output: (instance, expires_at, data) of reports not expired, by instance.
+INSTANCES = """
+SELECT instance, expires_at, data FROM {s}.instances WHERE expires_at >= $1 ORDER BY instance
+"""
 # Inputs: $1 seen_since. Output: MessagePack WorkerInfo of workers seen since then, by id.
 WORKERS = "SELECT info FROM {s}.workers WHERE last_seen >= $1 ORDER BY id"
 

@@ -127,13 +127,31 @@ CREATE INDEX tasks_kept ON {s}.tasks ((finished_at + keep_result), id)
     WHERE state = 'succeeded' AND keep_result IS NOT NULL;
 """
 
-# Version 4 (ADR 0038): each limited scope (a task type or a queue) with its token bucket
+# Version 4: the last progress a run reported (MessagePack model.Progress; NULL: none), written
+# only under the current lease token (ADR 0034). IF NOT EXISTS: it may be renumbered when
+# branches that each added a migration merge, and still run once per schema.
+V4 = """
+ALTER TABLE {s}.tasks ADD COLUMN IF NOT EXISTS progress bytea;
+"""
+
+# Version 5: each engine process's telemetry report, kept until it expires (ADR 0033).
+# IF NOT EXISTS: it may be renumbered when branches that each added a migration merge.
+V5 = """
+CREATE TABLE IF NOT EXISTS {s}.instances (
+    instance text COLLATE "C" PRIMARY KEY,
+    expires_at double precision NOT NULL,
+    data bytea NOT NULL
+);
+"""
+
+# Version 6 (ADR 0038): each limited scope (a task type or a queue) with its token bucket
 # (tokens at stamp; NULL until a reserve used it). reserve locks these rows FOR UPDATE, so
 # reserves under limits take their turns and count running tasks after the previous one
 # committed. unique_locks: a submission's unique lock (holder, until or the holder states it
-# holds in), deleted with its holder (ON DELETE CASCADE).
-V4 = """
-CREATE TABLE {s}.limits (
+# holds in), deleted with its holder (ON DELETE CASCADE). IF NOT EXISTS: it may be renumbered
+# when branches that each added a migration merge.
+V6 = """
+CREATE TABLE IF NOT EXISTS {s}.limits (
     scope text NOT NULL,
     name text NOT NULL,
     max_concurrency integer,
@@ -143,17 +161,24 @@ CREATE TABLE {s}.limits (
     stamp double precision,
     PRIMARY KEY (scope, name)
 );
-CREATE TABLE {s}.unique_locks (
+CREATE TABLE IF NOT EXISTS {s}.unique_locks (
     key text PRIMARY KEY,
     task_id text NOT NULL REFERENCES {s}.tasks (id) ON DELETE CASCADE,
     until double precision,
     states text NOT NULL
 );
-CREATE INDEX unique_locks_task ON {s}.unique_locks (task_id);
+CREATE INDEX IF NOT EXISTS unique_locks_task ON {s}.unique_locks (task_id);
 """
 
 # (version, script): append only; a released migration is never edited.
-MIGRATIONS: tuple[tuple[int, str], ...] = ((1, V1), (2, V2), (3, V3), (4, V4))
+MIGRATIONS: tuple[tuple[int, str], ...] = (
+    (1, V1),
+    (2, V2),
+    (3, V3),
+    (4, V4),
+    (5, V5),
+    (6, V6),
+)
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 # Inputs: $1 the advisory lock key. Output: none. Invariant: held until the transaction ends.

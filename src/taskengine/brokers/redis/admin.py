@@ -14,6 +14,7 @@ from redis.exceptions import ResponseError
 from taskengine.brokers.base import (
     CancelResult,
     CountRow,
+    InstanceReport,
     Page,
     ReplayResult,
     TaskFilter,
@@ -236,6 +237,29 @@ class RedisAdmin(RedisConnection):
         [blobs] = await self._transaction(("HMGET", self.keys.workers, *ids))
         found = [_worker.decode(b) for b in blobs if b is not None]
         return sorted(found, key=lambda w: w.id)
+
+    async def record_instance(self, instance: str, data: bytes, now: float, ttl: float) -> None:
+        """Replace the report and drop those expired before `now`. One round trip
+        (record_instance.lua), atomic; expiry is judged by the caller's `now`, as the worker
+        registry's last_seen is."""
+        await self._run("record_instance", instance, float(now), float(now + ttl), data)
+
+    async def instances(self, now: float) -> list[InstanceReport]:
+        """The reports not expired at `now`, by instance. Two round trips (the names by
+        expiry, then their bytes); a report dropped in between is left out."""
+        [named] = await self._transaction(
+            ("ZRANGEBYSCORE", self.keys.instances_expiry, float(now), "+inf", "WITHSCORES")
+        )
+        if not named:
+            return []
+        names = [name for name, _ in named]
+        [blobs] = await self._transaction(("HMGET", self.keys.instances, *names))
+        found = [
+            InstanceReport(name.decode(), float(expires_at), bytes(blob))
+            for (name, expires_at), blob in zip(named, blobs, strict=True)
+            if blob is not None
+        ]
+        return sorted(found, key=lambda r: r.instance)
 
     async def leader(self, name: str, holder: str, ttl: float, now: float) -> bool:
         """Take or renew singleton duty `name` for `holder` until `now + ttl`; True if held.

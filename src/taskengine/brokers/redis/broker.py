@@ -24,8 +24,9 @@ from taskengine.brokers.redis.admin import RedisAdmin
 from taskengine.brokers.redis.codec import decode_claim, enqueue_batch, settle_args, unique_batch
 from taskengine.brokers.server_clock import flag
 from taskengine.errors import QueueFull
-from taskengine.model import Lease, LeaseStatus, Outcome, ResultStatus, Task
+from taskengine.model import Lease, LeaseStatus, Outcome, ProgressReport, ResultStatus, Task
 from taskengine.model.records import EXHAUSTED, LEASE_EXPIRED, as_received
+from taskengine.model.serializer import pack
 from taskengine.model.unique import UniqueLock
 
 # The most newly due tasks one reserve moves to a queue's ready set (or `limit`, if larger):
@@ -156,6 +157,18 @@ class RedisBroker(RedisAdmin):
         for lease in leases:
             args += [lease.task_id, lease.token]
         return [LeaseStatus(s.decode()) for s in await self._run("extend", *args)]
+
+    async def record_progress(self, reports: Sequence[ProgressReport], now: float) -> list[bool]:
+        """Store each report's progress if its token is current (aligned bools).
+
+        One round trip (progress.lua), atomic; a refused report changes nothing.
+        """
+        if not reports:
+            return []
+        args: list[Any] = []
+        for report in reports:
+            args += [report.task_id, report.token, pack(report.progress)]
+        return [bool(applied) for applied in await self._run("progress", *args)]
 
     async def settle(self, outcomes: Sequence[Outcome], now: float) -> list[bool]:
         """Apply a mixed batch of outcomes, each only with its current token.

@@ -3,7 +3,8 @@
 A task hash holds `task` (the Task as enqueued, MessagePack), the fields that change over its
 life as plain strings, `result` (the last TaskResult, MessagePack; its attempt number is kept
 apart in `result_attempt`, set by the scripts) and `history` (the attempt lines, each a
-MessagePack AttemptRecord, concatenated; `history_len` counts them). Absent fields are None.
+MessagePack AttemptRecord, concatenated; `history_len` counts them) and `progress` (the last
+progress report, MessagePack). Absent fields are None.
 Numbers cross as Python's `repr` of the float, which Redis and Lua parse back exactly.
 """
 
@@ -15,7 +16,15 @@ from typing import Any
 import msgspec
 from msgspec.structs import replace
 
-from taskengine.model import AttemptRecord, Outcome, Task, TaskRecord, TaskResult, TaskState
+from taskengine.model import (
+    AttemptRecord,
+    Outcome,
+    Progress,
+    Task,
+    TaskRecord,
+    TaskResult,
+    TaskState,
+)
 from taskengine.model.limits import Limit, LimitScope
 from taskengine.model.outcome import ATTEMPT_REFUNDED
 from taskengine.model.priority import HEAD_START
@@ -28,6 +37,7 @@ Fields = dict[bytes, bytes]
 _record = msgspec.msgpack.Decoder(TaskRecord)
 _result = msgspec.msgpack.Decoder(TaskResult)
 _history = msgspec.msgpack.Decoder(list[AttemptRecord])
+_progress = msgspec.msgpack.Decoder(Progress)
 
 
 def enqueue_batch(tasks: Sequence[Task]) -> bytes:
@@ -128,6 +138,10 @@ def _history_of(lines: bytes | None, count: bytes | None) -> list[AttemptRecord]
     return _history.decode(_array_header(int(count or 0)) + lines)
 
 
+def _progress_of(blob: bytes | None) -> Progress | None:
+    return None if blob is None else _progress.decode(blob)
+
+
 def decode_record(fields: Fields) -> TaskRecord:
     """Build the TaskRecord a task hash holds."""
     get = fields.get
@@ -145,6 +159,7 @@ def decode_record(fields: Fields) -> TaskRecord:
         cancel_requested=get(b"cancel_requested") == b"1",
         result=_result_of(get(b"result"), get(b"result_attempt")),
         history=_history_of(get(b"history"), get(b"history_len")),
+        progress=_progress_of(get(b"progress")),
     )
 
 
@@ -167,6 +182,7 @@ def decode_claim(
         cancel_requested=False,
         result=_result_of(result, result_attempt),
         history=_history_of(lines, count),
+        progress=_progress_of(values[10] if len(values) > 10 else None),
     )
 
 

@@ -31,6 +31,8 @@ FIXED: dict[str, str] = {
     "buckets": "buckets",  # hash: "scope|name" -> "tokens|stamp", a rate limit's bucket
     "ulocks": "ulocks",  # hash: unique lock key -> "holder id|until|states" (ADR 0038)
     "running": "running",  # hash: "type|name" and "queue|name" -> running tasks (ADR 0038)
+    "instances": "instances",  # hash: instance -> its telemetry report (opaque bytes)
+    "instances_expiry": "instances:expiry",  # zset: instances by report expiry
     "wake": "wake",  # pub/sub channel (not a key): new work may be ready
 }
 # Families of keys: Lua helper name -> suffix; the member (id, queue, ...) follows the suffix.
@@ -65,6 +67,8 @@ class Keys:
         self.paused = self.prefix + FIXED["paused"]
         self.limits = self.prefix + FIXED["limits"]
         self.buckets = self.prefix + FIXED["buckets"]
+        self.instances = self.prefix + FIXED["instances"]
+        self.instances_expiry = self.prefix + FIXED["instances_expiry"]
         self.wake = self.prefix + FIXED["wake"]
         # SCAN pattern of every key of the namespace; the name has no glob characters.
         self.pattern = self.prefix + "*"

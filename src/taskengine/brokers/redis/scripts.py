@@ -27,6 +27,7 @@ NAMES = (
     "enqueue",
     "reserve",
     "extend",
+    "progress",
     "settle",
     "requeue_expired",
     "cancel",
@@ -37,6 +38,7 @@ NAMES = (
     "resign",
     "counts",
     "list",
+    "record_instance",
 )
 
 

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from taskengine.brokers.base import (
     CancelResult,
     CountRow,
+    InstanceReport,
     Page,
     ReplayResult,
     TaskFilter,
@@ -131,6 +132,18 @@ class SqliteAdmin(SqliteConnection):
     async def workers(self, seen_since: float) -> list[WorkerInfo]:
         """Workers last seen at or after `seen_since`, by id. One round trip to the reader."""
         return await self._read().run(functools.partial(reads.workers, seen_since=seen_since))
+
+    async def record_instance(self, instance: str, data: bytes, now: float, ttl: float) -> None:
+        """Replace the report and drop those expired before `now`. One round trip; atomic."""
+        await self._write().submit(
+            functools.partial(
+                writes.record_instance, instance=instance, data=data, now=now, ttl=ttl
+            )
+        )
+
+    async def instances(self, now: float) -> list[InstanceReport]:
+        """The reports not expired at `now`, by instance. One round trip."""
+        return await self._read().run(functools.partial(reads.instances, now=now))
 
     async def leader(self, name: str, holder: str, ttl: float, now: float) -> bool:
         """Take `name` if free or expired, renew it if `holder` has it; True if held.

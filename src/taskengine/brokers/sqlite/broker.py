@@ -17,7 +17,7 @@ from taskengine.brokers.base import (
 )
 from taskengine.brokers.sqlite import writes
 from taskengine.brokers.sqlite.admin import SqliteAdmin
-from taskengine.model import Lease, LeaseStatus, Outcome, Task, TaskState
+from taskengine.model import Lease, LeaseStatus, Outcome, ProgressReport, Task, TaskState
 from taskengine.model.unique import UniqueLock
 
 
@@ -99,12 +99,24 @@ class SqliteBroker(SqliteAdmin):
             functools.partial(writes.extend, leases=list(leases), lease_for=lease_for, now=now)
         )
 
+    async def record_progress(self, reports: Sequence[ProgressReport], now: float) -> list[bool]:
+        """Store each report's progress if its token is current (aligned bools).
+
+        One round trip (one select, one executemany); atomic. A refused report changes nothing.
+        """
+        writer = self._write()
+        if not reports:
+            return []
+        return await writer.submit(functools.partial(writes.record_progress, reports=list(reports)))
+
     async def settle(self, outcomes: Sequence[Outcome], now: float) -> list[bool]:
         """Apply a mixed batch of outcomes, each only if its token is current (aligned bools).
 
-        One round trip (one select, one executemany per statement kind); atomic. A refused
-        outcome (False) changes nothing; a second outcome for the same lease in the batch is
-        refused. History lines go to the insert-only attempts table.
+        One round trip; atomic. A batch of finishing outcomes (succeeded, dead, cancelled)
+        whose results name their attempt is one fenced UPDATE per task and no read; any other
+        batch (or one where a lease was lost) reads the running rows first. A refused outcome
+        (False) changes nothing; a second outcome for the same lease in the batch is refused.
+        History lines go to the insert-only attempts table.
         """
         writer = self._write()
         if not outcomes:

@@ -124,26 +124,29 @@ class SqliteConnection:
 
     async def wait_for_work(self, timeout: float) -> None:
         """Return when this process queued work, when another process rang the doorbell, when
-        another connection committed since the last reserve (checked every POLL_INTERVAL via
-        data_version, should a ring be missed), or after `timeout`."""
+        another connection committed (checked via data_version after each POLL_INTERVAL
+        without a ring, should a ring be missed), or after `timeout`."""
         writer = self._write()
         self._doorbell.listen(self._work.set)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(timeout, 0.0)
+        if self._seen_version is None:
+            self._seen_version = await writer.submit(writes.data_version, in_transaction=False)
         while True:
             if self._work.is_set():
                 self._work.clear()
                 return
-            version = await writer.submit(writes.data_version, in_transaction=False)
-            if self._seen_version is None:
-                self._seen_version = version
-            elif version != self._seen_version:
-                self._seen_version = version
-                return
             remaining = deadline - loop.time()
             if remaining <= 0:
                 return
-            await wait_event(self._work, min(POLL_INTERVAL, remaining))
+            # The ring first: a data_version check queues behind the writer's group, and
+            # commits by the other processes change it all the time under load.
+            if await wait_event(self._work, min(POLL_INTERVAL, remaining)):
+                continue
+            version = await writer.submit(writes.data_version, in_transaction=False)
+            if version != self._seen_version:
+                self._seen_version = version
+                return
 
     def _woken(self) -> None:
         """Work became ready: wake this process's waiters and ring the other processes'."""

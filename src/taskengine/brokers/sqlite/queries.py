@@ -37,6 +37,10 @@ PUT_LOCK = (
 # Invariant: kept equal to count(*) WHERE state = 'queued' by the tasks_depth_* triggers.
 SELECT_DEPTH = "SELECT queued FROM depth WHERE id = 0"
 
+# Inputs: ?1 the change in the number of queued tasks (negative: fewer). Output: none.
+# Invariant: run in the transaction that queued or unqueued those tasks (schema.py).
+ADD_DEPTH = "UPDATE depth SET queued = queued + ?1 WHERE id = 0"
+
 # Inputs: one task (codec.task_params). Output: none. Invariant: the caller checked the id and
 # idempotency key are free; order_key = model.priority.order_key(priority, due_at(...)).
 INSERT_TASK = """
@@ -149,6 +153,13 @@ UPDATE tasks SET lease_expires_at = ?1
 WHERE id = ?2 AND lease_token = ?3 AND state = 'running'
 """
 
+# Inputs: ?1 msgpack model.Progress, ?2 id, ?3 token. Output: none.
+# Invariant: only the current holder (token matches, still running) writes its progress.
+PROGRESS = """
+UPDATE tasks SET progress = ?1
+WHERE id = ?2 AND lease_token = ?3 AND state = 'running'
+"""
+
 # Inputs: :state, :attempt, :run_at, :order_key, :result (msgpack or NULL: keep the old one),
 # :finished_at (NULL unless terminal), :now, :id, :token. Output: none.
 # Invariant: fenced by the token; the lease is cleared as the task leaves running.
@@ -158,6 +169,29 @@ SET state = :state, attempt = :attempt, run_at = :run_at, order_key = :order_key
     result = coalesce(:result, result), finished_at = :finished_at, updated_at = :now,
     lease_token = NULL, lease_expires_at = NULL, cancel_requested = 0
 WHERE id = :id AND lease_token = :token AND state = 'running'
+"""
+
+# Inputs: ?1 state (succeeded, dead or cancelled), ?2 msgpack TaskResult naming its attempt,
+# ?3 now, ?4 id, ?5 token, ?6 the attempt the result names. Output: none.
+# Invariant: fenced by the token and the attempt, so a row changes only when the result the
+# caller packed is exactly the one SETTLE would write (attempt, run_at, order_key unchanged).
+SETTLE_FINISHED = """
+UPDATE tasks
+SET state = ?1, result = ?2, finished_at = ?3, updated_at = ?3,
+    lease_token = NULL, lease_expires_at = NULL, cancel_requested = 0
+WHERE id = ?4 AND lease_token = ?5 AND state = 'running' AND attempt = ?6
+"""
+
+# Inputs: ?1 now. Output: ids of the tasks deleted: those a settle at ?1 just made succeeded
+# with keep_result 0 (no other row can match: such a task never outlives its settle).
+# Invariant: one range of the tasks_kept index, whose key is finished_at + keep_result = ?1.
+DELETE_FORGOTTEN = """
+DELETE FROM tasks WHERE rowid IN (
+    SELECT rowid FROM tasks INDEXED BY tasks_kept
+    WHERE state = 'succeeded' AND keep_result IS NOT NULL AND finished_at + keep_result = ?1
+      AND keep_result = 0
+)
+RETURNING id
 """
 
 # Inputs: ?1 task id, ?2 attempt number, ?3 msgpack AttemptRecord. Output: none.
@@ -297,6 +331,17 @@ ORDER BY queue, state, priority
 
 # Inputs: none. Output: the paused queue names.
 SELECT_PAUSED = "SELECT queue FROM paused_queues"
+
+# Inputs: ?1 instance, ?2 expires_at, ?3 report bytes. Output: none.
+RECORD_INSTANCE = (
+    "INSERT OR REPLACE INTO instances (instance, expires_at, data) VALUES (?1, ?2, ?3)"
+)
+# Inputs: ?1 now. Output: none. Deletes the reports that expired before now.
+DROP_EXPIRED_INSTANCES = "DELETE FROM instances WHERE expires_at < ?1"
+# Inputs: ?1 now. Output: (instance, expires_at, data) of reports not expired, by instance.
+SELECT_INSTANCES = (
+    "SELECT instance, expires_at, data FROM instances WHERE expires_at >= ?1 ORDER BY instance"
+)
 
 # Inputs: ?1 seen_since. Output: msgpack WorkerInfo of workers seen since then, by id.
 SELECT_WORKERS = "SELECT info FROM workers WHERE last_seen >= ?1 ORDER BY id"

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from taskengine.brokers.base import CountRow, Page, TaskFilter
+from taskengine.brokers.base import CountRow, InstanceReport, Page, TaskFilter
 from taskengine.brokers.sqlite import queries as q
 from taskengine.brokers.sqlite.codec import RECORD_COLUMNS, json_list, limit_from_row, records
 from taskengine.brokers.sqlite.store import StoreGuard
@@ -115,6 +115,14 @@ def limits(conn: sqlite3.Connection) -> list[Limit]:
 def workers(conn: sqlite3.Connection, seen_since: float) -> list[WorkerInfo]:
     """Workers seen at or after `seen_since`, by id."""
     return [unpack(row[0], WorkerInfo) for row in conn.execute(q.SELECT_WORKERS, (seen_since,))]
+
+
+def instances(conn: sqlite3.Connection, now: float) -> list[InstanceReport]:
+    """The reports not expired at `now`, by instance."""
+    return [
+        InstanceReport(instance, expires_at, bytes(data))
+        for instance, expires_at, data in conn.execute(q.SELECT_INSTANCES, (now,))
+    ]
 
 
 class Reader:

@@ -6,7 +6,7 @@ import sqlite3
 
 from taskengine.errors import ConfigurationError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 5  # the instances table (ADR 0033) is created IF NOT EXISTS: no step of its own
 SYNCHRONOUS_MODES = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
 
 # Inputs: none. Output: the tables below (idempotent: every statement is IF NOT EXISTS).
@@ -16,11 +16,14 @@ SYNCHRONOUS_MODES = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
 #   touching the table for most rows it skips (covering: order_key, id, run_at, queue;
 #   created_at, which a task also waits for, is read from the table).
 # - lease_token is set exactly while state = 'running'; settle and extend match on it.
-# - depth.queued = count(*) of tasks in state 'queued', kept by the triggers below in the
-#   same transaction as the change, so every process sees it exact in O(1).
+# - depth.queued = count(*) of tasks in state 'queued', kept in the same transaction as the
+#   change, so every process sees it exact in O(1): by each write of writes.py that queues or
+#   unqueues tasks (one ADD_DEPTH per batch; per-row triggers cost a fifth of the writer's
+#   time, schema 5), and by the delete trigger below for any queued task deleted.
 # - finished_at is set exactly while the state is terminal (succeeded, dead, cancelled).
 # - no (state, id) index: it cost a third of enqueue throughput. list_tasks walks the primary
 #   key newest first; the dead-letter listing alone has its own small index (tasks_dead).
+# - progress (msgpack model.Progress or NULL) changes only under the current lease token.
 # - attempts is insert-only (deleted with its task by purge); seq gives the history order.
 # - keep_result (seconds, NULL = the global retention) is the task's own retention once it
 #   succeeded: 0 deletes it in the settle, > 0 leaves it to purge_kept (tasks_kept, ADR 0035).
@@ -52,7 +55,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     cancel_requested INTEGER NOT NULL DEFAULT 0,
     result BLOB,
     trace TEXT,
-    keep_result REAL
+    keep_result REAL,
+    progress BLOB
 );
 CREATE UNIQUE INDEX IF NOT EXISTS tasks_idempotency_key
     ON tasks (idempotency_key) WHERE idempotency_key IS NOT NULL;
@@ -81,21 +85,6 @@ CREATE TABLE IF NOT EXISTS depth (
 INSERT OR IGNORE INTO depth (id, queued)
     SELECT 0, count(*) FROM tasks WHERE state = 'queued';
 
-CREATE TRIGGER IF NOT EXISTS tasks_depth_insert AFTER INSERT ON tasks
-    WHEN new.state = 'queued'
-BEGIN
-    UPDATE depth SET queued = queued + 1 WHERE id = 0;
-END;
-CREATE TRIGGER IF NOT EXISTS tasks_depth_leave AFTER UPDATE OF state ON tasks
-    WHEN old.state = 'queued' AND new.state <> 'queued'
-BEGIN
-    UPDATE depth SET queued = queued - 1 WHERE id = 0;
-END;
-CREATE TRIGGER IF NOT EXISTS tasks_depth_enter AFTER UPDATE OF state ON tasks
-    WHEN old.state <> 'queued' AND new.state = 'queued'
-BEGIN
-    UPDATE depth SET queued = queued + 1 WHERE id = 0;
-END;
 CREATE TRIGGER IF NOT EXISTS tasks_depth_delete AFTER DELETE ON tasks
     WHEN old.state = 'queued'
 BEGIN
@@ -131,6 +120,12 @@ CREATE TRIGGER IF NOT EXISTS unique_locks_gone AFTER DELETE ON tasks
 BEGIN
     DELETE FROM unique_locks WHERE task_id = old.id;
 END;
+CREATE TABLE IF NOT EXISTS instances (
+    instance TEXT PRIMARY KEY,
+    expires_at REAL NOT NULL,
+    data BLOB NOT NULL
+);
+
 CREATE TABLE IF NOT EXISTS leaders (
     name TEXT PRIMARY KEY,
     holder TEXT NOT NULL,
@@ -143,6 +138,17 @@ CREATE TABLE IF NOT EXISTS leaders (
 UPGRADE_TO_2 = "ALTER TABLE tasks ADD COLUMN trace TEXT"
 # Upgrades version 2 to 3 (ADR 0035): NULL keep_result is the global retention, as before.
 UPGRADE_TO_3 = "ALTER TABLE tasks ADD COLUMN keep_result REAL"
+# Inputs: none. Output: none. Upgrades a store made before progress reports (ADR 0034): run
+# when the tasks table lacks the column, whatever the version; nullable, so old rows read as
+# without progress.
+ADD_PROGRESS = "ALTER TABLE tasks ADD COLUMN progress BLOB"
+# Upgrades versions 1-4 to 5: the writes keep depth.queued per batch instead of these per-row
+# triggers (the counter itself is unchanged and stays exact).
+UPGRADE_TO_5 = (
+    "DROP TRIGGER IF EXISTS tasks_depth_insert",
+    "DROP TRIGGER IF EXISTS tasks_depth_leave",
+    "DROP TRIGGER IF EXISTS tasks_depth_enter",
+)
 
 
 def check_synchronous(value: str) -> str:
@@ -186,10 +192,20 @@ def create_schema(conn: sqlite3.Connection) -> None:
         conn.execute(UPGRADE_TO_2)
     if 1 <= version <= 2:
         conn.execute(UPGRADE_TO_3)
+    if version >= 1 and not _has_column(conn, "tasks", "progress"):  # version 4
+        conn.execute(ADD_PROGRESS)
+    if 1 <= version <= 4:
+        for statement in UPGRADE_TO_5:
+            conn.execute(statement)
     for statement in _statements(SCHEMA):
         conn.execute(statement)
     if version != SCHEMA_VERSION:
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _has_column(conn: sqlite3.Connection, table: str, column: str) -> bool:
+    """Whether `table` has `column` (PRAGMA table_info)."""
+    return any(row[1] == column for row in conn.execute(f"PRAGMA table_info({table})"))
 
 
 def _statements(script: str) -> list[str]:

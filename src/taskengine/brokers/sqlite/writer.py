@@ -31,7 +31,10 @@ T = TypeVar("T")
 Operation = Callable[[sqlite3.Connection], T]
 
 MAX_GROUP = 512  # operations per transaction: bounds the time the write lock is held
-BEGIN_ATTEMPTS = 3  # each waits busy_timeout inside SQLite before it gives up
+BEGIN_ATTEMPTS = 3  # a begin gives up after busy_timeout x this, as three SQLite waits did
+# Waits between tries of a lock another process holds. SQLite's own busy handler sleeps 1, 2,
+# 5, 10, 15, 20, 25 ms...: a commit of 0.5 ms by another process cost a wait of up to 25 ms.
+_RETRY_FIRST, _RETRY_MOST = 0.0001, 0.002
 _BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 
 log = logging.getLogger("taskengine.brokers.sqlite")
@@ -59,6 +62,7 @@ class Writer:
         self._thread: threading.Thread | None = None
         self._stopped: asyncio.Future[None] | None = None
         self._closing = False
+        self._patience = 0.0  # seconds a begin waits for another process's lock, per try
         self.commits = 0  # committed transactions, for tests and metrics
         self.operations = 0  # operations applied (committed or rolled back alone)
 
@@ -103,6 +107,7 @@ class Writer:
             _call(loop, _settle_future, self._stopped, (True, None))
             return
         _call(loop, _settle_future, ready, (True, None))
+        self._patience = int(conn.execute("PRAGMA busy_timeout").fetchone()[0]) / 1000
         try:
             stop = False
             while not stop:
@@ -173,7 +178,7 @@ class Writer:
         """Run `items` in one transaction and commit once; answers are set on the items."""
         pending = items
         while pending:
-            error = _begin(conn)
+            error = _begin(conn, self._patience)
             if error is not None:
                 for item in pending:
                     item.answer = (False, error)
@@ -250,17 +255,27 @@ def _abandon(conn: sqlite3.Connection, items: list[_Item], failure: BaseExceptio
     _deliver(items)
 
 
-def _begin(conn: sqlite3.Connection) -> BaseException | None:
-    """Take the write lock; retry while another process holds it; return the final error."""
-    for attempt in range(BEGIN_ATTEMPTS):
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            return None
-        except sqlite3.OperationalError as exc:
-            if exc.sqlite_errorcode & 0xFF not in _BUSY_CODES:
-                return exc
-            time.sleep(0.001 * (attempt + 1))
-    return BrokerUnavailable("the SQLite store stayed locked by another process")
+def _begin(conn: sqlite3.Connection, patience: float) -> BaseException | None:
+    """Take the write lock; retry while another process holds it, for up to `patience` x
+    BEGIN_ATTEMPTS seconds; return the final error."""
+    # SQLite's busy handler is off meanwhile: these retries are finer grained than its sleeps.
+    conn.execute("PRAGMA busy_timeout = 0")
+    try:
+        deadline = time.monotonic() + patience * BEGIN_ATTEMPTS
+        delay = _RETRY_FIRST
+        while True:
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                return None
+            except sqlite3.OperationalError as exc:
+                if exc.sqlite_errorcode & 0xFF not in _BUSY_CODES:
+                    return exc
+            if time.monotonic() >= deadline:
+                return BrokerUnavailable("the SQLite store stayed locked by another process")
+            time.sleep(delay)
+            delay = min(delay * 2, _RETRY_MOST)
+    finally:
+        conn.execute(f"PRAGMA busy_timeout = {round(patience * 1000)}")
 
 
 def _attempt(op: Operation[Any], conn: sqlite3.Connection) -> tuple[bool, Any]:

@@ -25,7 +25,16 @@ from taskengine.brokers.sqlite.codec import (
     task_params,
 )
 from taskengine.errors import QueueFull
-from taskengine.model import Lease, LeaseStatus, Outcome, Priority, Task, TaskState
+from taskengine.model import (
+    Lease,
+    LeaseStatus,
+    Outcome,
+    OutcomeKind,
+    Priority,
+    ProgressReport,
+    Task,
+    TaskState,
+)
 from taskengine.model.limits import Limit, LimitScope
 from taskengine.model.outcome import ATTEMPT_REFUNDED
 from taskengine.model.priority import HEAD_START, due_at, order_key
@@ -41,6 +50,10 @@ from taskengine.model.serializer import pack
 from taskengine.model.state import REPLAYABLE_STATES, TERMINAL_STATES
 from taskengine.model.unique import UniqueLock, decode_states, encode_states, lock_holds
 from taskengine.model.worker import WorkerInfo
+
+# The outcomes that end a task with the result they carry: settled without a read first.
+_QUEUED = TaskState.QUEUED.value
+_FINISHING = frozenset({OutcomeKind.SUCCEEDED, OutcomeKind.DEAD, OutcomeKind.CANCELLED})
 
 
 class Running(NamedTuple):
@@ -99,6 +112,7 @@ def enqueue(
     if fresh:
         rows = [task_params(as_received(task, now), now) for task in fresh]
         conn.executemany(q.INSERT_TASK, rows)
+        conn.execute(q.ADD_DEPTH, (len(rows),))
     return results
 
 
@@ -128,6 +142,8 @@ def reserve(
         rows, retry_in = _reserve_limited(conn, params, limits, now)
     else:
         rows = conn.execute(q.RESERVE, params).fetchall()
+    if rows:
+        conn.execute(q.ADD_DEPTH, (-len(rows),))
     rows.sort(key=lambda row: (row[-1], row[0]))
     lines = histories(conn, (row[0] for row in rows)) if rows else {}
     leases = [
@@ -231,9 +247,74 @@ def extend(
     return statuses
 
 
+def record_progress(conn: sqlite3.Connection, reports: Sequence[ProgressReport]) -> list[bool]:
+    """Store each report's progress on its task if its token is current; aligned bools."""
+    running = _running(conn, [report.task_id for report in reports])
+    applied: list[bool] = []
+    updates: list[tuple[bytes, str, str]] = []
+    for report in reports:
+        current = running.get(report.task_id)
+        held = current is not None and current.token == report.token
+        if held:
+            updates.append((pack(report.progress), report.task_id, report.token))
+        applied.append(held)
+    if updates:
+        conn.executemany(q.PROGRESS, updates)
+    return applied
+
+
 def settle(conn: sqlite3.Connection, outcomes: Sequence[Outcome], now: float) -> list[bool]:
     """Apply each outcome whose token is current, in input order; the rest are refused. A
     retry, snooze or release of a task with a cancel request cancels it (model.records)."""
+    finished = _settle_finished(conn, outcomes, now)
+    if finished is not None:
+        return finished
+    return _settle_read_first(conn, outcomes, now)
+
+
+def _settle_finished(
+    conn: sqlite3.Connection, outcomes: Sequence[Outcome], now: float
+) -> list[bool] | None:
+    """The common batch, without reading the rows first: every outcome ends its task
+    (succeeded, dead, cancelled) with a result naming its attempt, one per task. Written
+    in a savepoint; None (nothing written) unless every outcome applied."""
+    params: list[tuple[Any, ...]] = []
+    for outcome in outcomes:
+        result = outcome.result
+        if outcome.kind not in _FINISHING or result is None or result.attempt < 1:
+            return None
+        state = outcome.state.value
+        params.append((state, pack(result), now, outcome.task_id, outcome.token, result.attempt))
+    if len({outcome.task_id for outcome in outcomes}) != len(outcomes):
+        return None
+    conn.execute("SAVEPOINT settle_finished")
+    if conn.executemany(q.SETTLE_FINISHED, params).rowcount != len(params):
+        # A lease lost or a result naming another attempt: undo, and read the rows first.
+        conn.execute("ROLLBACK TO settle_finished")
+        conn.execute("RELEASE settle_finished")
+        return None
+    forgotten: set[str] = set()
+    if any(outcome.kind is OutcomeKind.SUCCEEDED for outcome in outcomes):
+        forgotten = {row[0] for row in conn.execute(q.DELETE_FORGOTTEN, (now,))}
+        if forgotten:
+            conn.execute(q.DELETE_ATTEMPTS, (json_list(forgotten),))
+    lines = [
+        (outcome.task_id, line.attempt, attempt_line(line))
+        for outcome in outcomes
+        if outcome.task_id not in forgotten
+        and (line := outcome_line(outcome, outcome.result.attempt if outcome.result else 0))
+        is not None
+    ]
+    if lines:
+        conn.executemany(q.INSERT_ATTEMPT, lines)
+    conn.execute("RELEASE settle_finished")
+    return [True] * len(outcomes)
+
+
+def _settle_read_first(
+    conn: sqlite3.Connection, outcomes: Sequence[Outcome], now: float
+) -> list[bool]:
+    """Any batch: read the running rows, then apply the outcomes whose token is current."""
     running = _running(conn, [outcome.task_id for outcome in outcomes])
     applied: list[bool] = []
     updates: list[dict[str, Any]] = []
@@ -261,6 +342,9 @@ def settle(conn: sqlite3.Connection, outcomes: Sequence[Outcome], now: float) ->
         conn.execute(q.DELETE_TASKS, (doomed,))
     if updates:
         conn.executemany(q.SETTLE, updates)
+        queued = sum(1 for update in updates if update["state"] == _QUEUED)
+        if queued:
+            conn.execute(q.ADD_DEPTH, (queued,))
     if lines:
         conn.executemany(q.INSERT_ATTEMPT, lines)
     return applied
@@ -312,7 +396,8 @@ def requeue_expired(conn: sqlite3.Connection, now: float, limit: int) -> list[st
         else:
             requeued.append((now, HEAD_START[task.priority], task.id))
     if requeued:
-        conn.executemany(q.REQUEUE, requeued)
+        count = conn.executemany(q.REQUEUE, requeued).rowcount
+        conn.execute(q.ADD_DEPTH, (count,))
     if cancelled:
         conn.executemany(q.EXPIRE_CANCELLED, cancelled)
     if dead:
@@ -357,6 +442,7 @@ def cancel(conn: sqlite3.Connection, ids: Sequence[str], now: float) -> list[Can
         if state is TaskState.QUEUED:
             result = cancelled_result(task_id, now, attempt)
             conn.execute(q.CANCEL_QUEUED, (now, pack(result), task_id))
+            conn.execute(q.ADD_DEPTH, (-1,))
             known[task_id] = (TaskState.CANCELLED, attempt, priority)
             results.append(CancelResult.CANCELLED)
         elif state is TaskState.RUNNING:
@@ -381,6 +467,7 @@ def replay(conn: sqlite3.Connection, ids: Sequence[str], now: float) -> list[Rep
             results.append(ReplayResult.NOT_REPLAYABLE)
             continue
         conn.execute(q.REPLAY, (now, HEAD_START[priority], task_id))
+        conn.execute(q.ADD_DEPTH, (1,))
         known[task_id] = (TaskState.QUEUED, 0, priority)
         results.append(ReplayResult.REPLAYED)
     return results
@@ -425,6 +512,14 @@ def record_workers(conn: sqlite3.Connection, workers: Sequence[WorkerInfo]) -> N
 def forget_workers(conn: sqlite3.Connection, ids: Sequence[str]) -> None:
     """Delete the workers with these ids."""
     conn.executemany(q.FORGET_WORKER, [(worker_id,) for worker_id in ids])
+
+
+def record_instance(
+    conn: sqlite3.Connection, instance: str, data: bytes, now: float, ttl: float
+) -> None:
+    """Replace `instance`'s report, kept until `now + ttl`; delete those expired before `now`."""
+    conn.execute(q.DROP_EXPIRED_INSTANCES, (now,))
+    conn.execute(q.RECORD_INSTANCE, (instance, now + ttl, data))
 
 
 def leader(conn: sqlite3.Connection, name: str, holder: str, ttl: float, now: float) -> bool:

@@ -80,6 +80,7 @@ const task = (id) => `/api/tasks/${encodeURIComponent(id)}`;
 
 export const api = {
   metrics: () => request("GET", "/api/metrics"),
+  history: (range) => request("GET", `/api/metrics/history?range=${encodeURIComponent(range)}`),
   workers: () => request("GET", "/api/workers"),
   recentTasks: (limit = 20) => request("GET", `/api/tasks?limit=${limit}`),
   deadLetters: (limit = 20) => request("GET", `/api/dead-letters?limit=${limit}`),

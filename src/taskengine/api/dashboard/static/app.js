@@ -5,6 +5,7 @@ import { api, auth, authHeaders, getToken, setToken } from "./api.js";
 import { TimeCharts } from "./charts.js";
 import { seconds } from "./format.js";
 import { Heatmap } from "./heatmap.js";
+import { renderInstances } from "./instances.js";
 import { renderBreakers, renderCounters, renderLimits, renderOutcomes, renderPercentiles, renderWorkers } from "./panels.js";
 import { EventStream } from "./sse.js";
 import { TaskViews } from "./tasks.js";
@@ -15,8 +16,15 @@ const FALLBACK_MS = 2000; // without the stream, the snapshot is polled this oft
 
 const $ = (id) => document.getElementById(id);
 
+const RANGES = { "5m": 300, "1h": 3600, "24h": 86400 }; // the chart's ranges, in seconds
+const RANGE_REFRESH_MS = { "1h": 5000, "24h": 30000 }; // longer ranges are fetched, this often
+
 const state = {
   points: [],
+  range: "5m",
+  rangePoints: [],
+  rangeStep: 1,
+  rangeFetched: 0,
   streamState: "connecting",
   needsToken: false,
   lastFallback: 0,
@@ -32,6 +40,7 @@ function renderSnapshot(metrics, workers, point) {
   renderPercentiles(document.querySelector("#wait-table tbody"), metrics.wait_seconds);
   renderBreakers($("breakers"), metrics.breakers);
   renderOutcomes($("outcomes"), metrics.outcomes);
+  renderInstances(document.querySelector("#instances-table tbody"), $("instances-count"), metrics.instances);
   if (workers) {
     renderWorkers(document.querySelector("#workers-table tbody"), $("workers-count"), workers, (id) => tasks.open(id));
   }
@@ -43,7 +52,36 @@ function renderSnapshot(metrics, workers, point) {
 
 function renderSeries() {
   heatmap.update(state.points);
-  charts.update(state.points);
+  if (state.range === "5m") charts.update(state.points);
+}
+
+/** The chart's range: five minutes from the live points, an hour or a day from the server. */
+function chooseRange(range) {
+  state.range = range;
+  state.rangeFetched = 0;
+  charts.setSpan(RANGES[range]);
+  for (const button of document.querySelectorAll("#chart-range button")) {
+    button.setAttribute("aria-pressed", String(button.dataset.range === range));
+  }
+  if (range === "5m") charts.update(state.points);
+  else refreshRange();
+}
+
+async function refreshRange() {
+  const range = state.range;
+  if (range === "5m" || Date.now() - state.rangeFetched < RANGE_REFRESH_MS[range]) return;
+  state.rangeFetched = Date.now();
+  try {
+    const body = await api.history(range);
+    if (state.range !== range) return;
+    charts.update(body.points ?? [], body.step ?? 1);
+  } catch {
+    state.rangeFetched = 0; // the next round tries again
+  }
+}
+
+for (const button of document.querySelectorAll("#chart-range button")) {
+  button.addEventListener("click", () => chooseRange(button.dataset.range));
 }
 
 function onEvent(type, data) {
@@ -58,7 +96,13 @@ function onEvent(type, data) {
       else state.points.push(point);
       if (state.points.length > HISTORY_MAX) state.points.splice(0, state.points.length - HISTORY_MAX);
     }
+    // seconds other instances reported since (their heartbeats come up to an interval late)
+    for (const amended of data.amended ?? []) {
+      const at = state.points.findIndex((p) => p.t === amended.t);
+      if (at >= 0) state.points[at] = amended;
+    }
     if (data.metrics) renderSnapshot(data.metrics, data.workers, point);
+    tasks.applyProgress(data.progress);
     renderSeries();
   }
 }
@@ -154,6 +198,7 @@ function poll() {
     tasks.refresh();
     fallback();
     refreshLimits();
+    refreshRange();
   }
 }
 

@@ -1,8 +1,10 @@
 // The two time-series charts (uPlot, vendored in static/vendor/): queue depth per priority,
 // and throughput (succeeded/s, failed/s) with the error rate on a second axis.
-// Both show the last SPAN seconds of the one-second history points.
+// Both show the chosen range: the last five minutes or hour per second, the last day per minute
+// (a minute's point holds its sums: the charts divide them by the step for rates per second).
 
 export const SPAN = 300;
+let span = SPAN; // seconds the x axis spans (setSpan)
 const HEIGHT = 190;
 
 function palette() {
@@ -67,7 +69,7 @@ const MIN_SPAN = 60;
 const lastSpan = (u, min, max) => {
   const end = max ?? Date.now() / 1000;
   const start = Math.min(min ?? end, end - MIN_SPAN);
-  return [Math.max(end - SPAN, start), end];
+  return [Math.max(end - span, start), end];
 };
 /** y starts at zero and never collapses to a flat line at 0..0. */
 const fromZero = (minimum) => (u, min, max) => [0, Math.max(minimum, Math.ceil(max * 1.1))];
@@ -120,14 +122,20 @@ export class TimeCharts {
     );
   }
 
-  /** Redraw from the history points (oldest first). */
-  update(points) {
-    const recent = points.slice(-SPAN);
+  /** The range the charts span, in seconds (300, 3600 or 86400). */
+  setSpan(seconds) {
+    span = seconds;
+    this.depthBox.dataset.span = String(seconds);
+  }
+
+  /** Redraw from history points (oldest first), `step` seconds apart. */
+  update(points, step = 1) {
+    const recent = points.slice(-Math.ceil(span / step));
     const t = recent.map((p) => p.t);
     const depth = (name) => recent.map((p) => p.depth?.[name] ?? 0);
     this.depth.set([t, depth("HIGH"), depth("NORMAL"), depth("LOW")]);
-    const ok = recent.map((p) => p.ok ?? 0);
-    const failed = recent.map((p) => p.failed ?? 0);
+    const ok = recent.map((p) => (p.ok ?? 0) / step);
+    const failed = recent.map((p) => (p.failed ?? 0) / step);
     const errorRate = recent.map((p, i) => {
       const done = ok[i] + failed[i];
       return done > 0 ? (100 * failed[i]) / done : null;

@@ -1,7 +1,9 @@
 // The worker utilisation heatmap: one row per worker, one column per second of the last
 // WINDOW seconds, colour = the worker's busy fraction in that second (0..1), drawn on a canvas.
-// The history points carry the busy fractions of this server's own workers; the workers of
-// other instances are in the workers table.
+// The history points carry the busy fractions of every instance's workers: this server's as
+// it samples them, the others' as their heartbeats report them (up to a heartbeat late, filled
+// in by the ticks' `amended` points). Rows are grouped by host, then instance, each group
+// under a label; with many rows, the rows of a group carry no label of their own.
 // Colours come from CSS custom properties (--heat-0, --heat-50, --heat-100, --heat-none), so
 // the stylesheet owns the palette and the legend uses the same one.
 
@@ -9,6 +11,9 @@ export const WINDOW = 120;
 const LABEL_MAX = 180;
 const AXIS_H = 18;
 const PAD = 4;
+const GROUP_H = 14; // the label band above each instance's rows
+const MANY_ROWS = 16; // above this, rows shrink and only groups are labelled
+const TALL = 480; // px the rows of a large cluster share (rows never thinner than 3 px)
 
 export class Heatmap {
   constructor(canvas, tip) {
@@ -33,7 +38,7 @@ export class Heatmap {
     this.draw();
   }
 
-  /** The workers the points describe: this server's own (other instances report no seconds). */
+  /** The workers the points describe, every instance's, by host, instance and number. */
   rowIds(bySecond, end) {
     const ids = new Set();
     for (let second = end - WINDOW + 1; second <= end; second++) {
@@ -41,6 +46,18 @@ export class Heatmap {
       if (point && point.busy) for (const id of Object.keys(point.busy)) ids.add(id);
     }
     return [...ids].sort((a, b) => a.localeCompare(b, "en", { numeric: true }));
+  }
+
+  /** The groups of rows: [{instance, label, first, count}], in row order. */
+  groups(ids) {
+    const groups = [];
+    ids.forEach((id, row) => {
+      const instance = instanceOf(id);
+      const last = groups.at(-1);
+      if (last && last.instance === instance) last.count += 1;
+      else groups.push({ instance, label: groupLabel(instance), first: row, count: 1 });
+    });
+    return groups;
   }
 
   draw() {
@@ -52,8 +69,19 @@ export class Heatmap {
     const last = this.points.at(-1);
     const end = last ? Math.floor(last.t) : Math.floor(Date.now() / 1000);
     const ids = this.rowIds(bySecond, end);
-    const rowH = ids.length <= 16 ? 18 : Math.max(6, Math.floor(288 / ids.length));
-    const height = PAD + Math.max(1, ids.length) * rowH + AXIS_H;
+    const groups = this.groups(ids);
+    const many = ids.length > MANY_ROWS;
+    const rowH = many ? Math.max(3, Math.floor(TALL / ids.length)) : 18;
+    const groupH = groups.length > 1 || many ? GROUP_H : 0;
+    const rowTop = []; // y of each row: groups' label bands push the rows below them down
+    let y0 = PAD;
+    for (const group of groups) {
+      y0 += groupH;
+      for (let k = 0; k < group.count; k++) rowTop.push(y0 + k * rowH);
+      y0 += group.count * rowH;
+    }
+    const rowsBottom = ids.length ? y0 : PAD + rowH;
+    const height = rowsBottom + AXIS_H;
 
     const dpr = window.devicePixelRatio || 1;
     canvas.width = Math.round(width * dpr);
@@ -74,13 +102,13 @@ export class Heatmap {
     ctx.font = "11px ui-monospace, SFMono-Regular, Menlo, Consolas, monospace";
     ctx.textBaseline = "middle";
 
-    const labels = rowLabels(ids);
+    const labels = many ? ids.map(() => "") : rowLabels(ids, groups.length);
     const gutter = Math.min(
       LABEL_MAX,
-      Math.max(40, ...labels.map((label) => ctx.measureText(label).width + 10)),
+      Math.max(many ? 8 : 40, ...labels.map((label) => ctx.measureText(label).width + 10)),
     );
     const cellW = (width - gutter - PAD) / WINDOW;
-    this.layout = { ids, bySecond, end, gutter, cellW, rowH, top: PAD };
+    this.layout = { ids, bySecond, end, gutter, cellW, rowH, rowTop };
 
     let busyCells = 0;
     let busyTotal = 0;
@@ -90,10 +118,18 @@ export class Heatmap {
       const why = this.points.length ? "no workers run in this server process" : "waiting for data…";
       ctx.fillText(why, gutter, PAD + rowH / 2);
     }
+    if (groupH) {
+      for (const group of groups) {
+        const y = rowTop[group.first] - groupH;
+        ctx.fillStyle = text;
+        const label = `${group.label} · ${group.count} worker${group.count === 1 ? "" : "s"}`;
+        ctx.fillText(fit(ctx, label, width - PAD), 0, y + groupH / 2);
+      }
+    }
     ids.forEach((id, row) => {
-      const y = PAD + row * rowH;
+      const y = rowTop[row];
       ctx.fillStyle = text;
-      ctx.fillText(fit(ctx, labels[row], gutter - 10), 0, y + rowH / 2);
+      if (labels[row]) ctx.fillText(fit(ctx, labels[row], gutter - 10), 0, y + rowH / 2);
       for (let col = 0; col < WINDOW; col++) {
         const value = bySecond.get(end - WINDOW + 1 + col)?.busy?.[id];
         const x = gutter + col * cellW;
@@ -109,11 +145,11 @@ export class Heatmap {
           ctx.fillStyle = none;
         }
         // overlap by a fraction of a pixel so no seams show between cells
-        ctx.fillRect(x, y, cellW + 0.5, rowH - (rowH > 8 ? 2 : 1));
+        ctx.fillRect(x, y, cellW + 0.5, rowH - (rowH > 8 ? 2 : rowH > 3 ? 1 : 0));
       }
     });
 
-    const axisY = PAD + Math.max(1, ids.length) * rowH + AXIS_H / 2;
+    const axisY = rowsBottom + AXIS_H / 2;
     ctx.fillStyle = text;
     for (const ago of [120, 90, 60, 30, 0]) {
       const x = gutter + (WINDOW - ago) * cellW;
@@ -123,6 +159,8 @@ export class Heatmap {
     }
     // read by tests and handy in devtools: what the last frame showed
     canvas.dataset.rows = String(ids.length);
+    canvas.dataset.groups = String(groups.length);
+    canvas.dataset.instances = groups.map((group) => group.instance).join(" ");
     canvas.dataset.busyCells = String(busyCells);
     canvas.dataset.busyColumns = String(busyColumns.size);
     canvas.dataset.busyTotal = busyTotal.toFixed(3);
@@ -136,8 +174,8 @@ export class Heatmap {
     const x = event.clientX - rect.left;
     const y = event.clientY - rect.top;
     const col = Math.floor((x - layout.gutter) / layout.cellW);
-    const row = Math.floor((y - layout.top) / layout.rowH);
-    if (col < 0 || col >= WINDOW || row < 0 || row >= layout.ids.length) {
+    const row = layout.rowTop.findIndex((top) => y >= top && y < top + layout.rowH);
+    if (col < 0 || col >= WINDOW || row < 0) {
       this.tip.hidden = true;
       return;
     }
@@ -154,13 +192,25 @@ export class Heatmap {
   }
 }
 
-/** Row labels: the part after the instance when every worker shares one instance. */
-function rowLabels(ids) {
-  const instances = new Set(ids.map((id) => id.slice(0, id.lastIndexOf("/"))));
-  if (instances.size === 1 && ids.every((id) => id.includes("/"))) {
+/** Row labels: the worker's number within its instance once a group label names the instance
+ * (or when every worker shares one instance). */
+function rowLabels(ids, groupCount) {
+  if (ids.every((id) => id.includes("/")) && (groupCount > 1 || new Set(ids.map(instanceOf)).size === 1)) {
     return ids.map((id) => id.slice(id.lastIndexOf("/") + 1));
   }
   return ids;
+}
+
+function instanceOf(id) {
+  const cut = id.lastIndexOf("/");
+  return cut < 0 ? id : id.slice(0, cut);
+}
+
+/** "host · pid" for the instance ids the engine makes (host:pid:random); the id otherwise. */
+function groupLabel(instance) {
+  const parts = instance.split(":");
+  if (parts.length >= 3) return `${parts.slice(0, -2).join(":")} · pid ${parts.at(-2)} · ${parts.at(-1)}`;
+  return instance;
 }
 
 /** Shorten from the left (the worker number is the end that tells rows apart). */

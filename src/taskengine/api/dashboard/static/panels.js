@@ -24,7 +24,11 @@ export function renderCounters(m, point) {
   setCounter("queued", count(m.queued), depthText(m.queue_depth));
   setCounter("running", count(m.running), point ? `${count(point.ok)} done last second` : "");
   const pool = m.pool;
-  if (pool) {
+  const cluster = m.cluster_pool;
+  if (cluster && cluster.instances > 1) {
+    const here = pool ? ` · here ${count(pool.busy)} / ${count(pool.size)}` : "";
+    setCounter("pool", `${count(cluster.busy)} / ${count(cluster.size)}`, `${count(cluster.instances)} instances${here}`);
+  } else if (pool) {
     setCounter("pool", `${count(pool.busy)} / ${count(pool.size)}`, poolText(pool));
   } else {
     setCounter("pool", "—", "no workers in this process");
@@ -97,12 +101,39 @@ export function renderLimits(tbody, limits) {
   fillRows(tbody, rows, "no limits");
 }
 
-/** Workers of every instance; clicking a current task opens it. */
+/** Workers of every instance, grouped by host, then instance, each group under a row that
+ * sums it up; clicking a current task opens it. */
 export function renderWorkers(tbody, counter, workers, openTask) {
   const now = Date.now();
-  const sorted = [...(workers ?? [])].sort((a, b) => a.id.localeCompare(b.id, "en", { numeric: true }));
-  const rows = sorted.map((w) =>
-    el("tr", {},
+  const byName = (a, b) => a.localeCompare(b, "en", { numeric: true });
+  const sorted = [...(workers ?? [])].sort(
+    (a, b) => byName(a.host, b.host) || byName(a.instance, b.instance) || byName(a.id, b.id),
+  );
+  const cols = tbody.closest("table").tHead.rows[0].cells.length;
+  const rows = [];
+  for (const w of sorted) {
+    if (rows.length === 0 || rows.at(-1).dataset.instance !== w.instance) {
+      const mine = sorted.filter((other) => other.instance === w.instance);
+      const busy = mine.filter((other) => other.state === "busy").length;
+      rows.push(
+        el("tr", { className: "group", dataset: { instance: w.instance } },
+          el("th", { colSpan: cols, scope: "rowgroup" },
+            `${w.host} · ${w.instance} · pid ${w.pid} · ${mine.length} worker${mine.length === 1 ? "" : "s"}, ${busy} busy`)),
+      );
+    }
+    rows.push(workerRow(w, now, openTask));
+  }
+  fillRows(tbody, rows, "no workers have reported in");
+  const instances = new Set(sorted.map((w) => w.instance));
+  const hosts = new Set(sorted.map((w) => w.host));
+  counter.textContent = sorted.length
+    ? `${sorted.length} on ${instances.size} instance${instances.size === 1 ? "" : "s"}, ${hosts.size} host${hosts.size === 1 ? "" : "s"}`
+    : "";
+}
+
+function workerRow(w, now, openTask) {
+  return (
+    el("tr", { dataset: { instance: w.instance } },
       el("td", { className: "mono" }, w.id),
       el("td", { className: "mono" }, w.instance),
       el("td", {}, w.host),
@@ -115,11 +146,6 @@ export function renderWorkers(tbody, counter, workers, openTask) {
       el("td", { className: "num" }, count(w.processed)),
       el("td", { className: "num" }, percent(w.busy_ratio)),
       el("td", { title: w.last_heartbeat ?? "" }, ago(w.last_heartbeat, now)),
-    ),
+    )
   );
-  fillRows(tbody, rows, "no workers have reported in");
-  const instances = new Set(sorted.map((w) => w.instance));
-  counter.textContent = sorted.length
-    ? `${sorted.length} on ${instances.size} instance${instances.size === 1 ? "" : "s"}`
-    : "";
 }

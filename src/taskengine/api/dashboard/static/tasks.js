@@ -22,6 +22,39 @@ const EXAMPLES = {
   "time.batch": { items: [1, 2, 3], chunk_size: 1, delay_per_chunk: 0.5 },
 };
 
+/** "3/8 · note": a progress report as text (the total 0 means unknown). */
+function progressText(p) {
+  const count = p.total > 0 ? `${p.done}/${p.total}` : `${p.done} done`;
+  const share = p.fraction === null || p.fraction === undefined ? "" : ` (${Math.round(p.fraction * 100)}%)`;
+  return p.note ? `${count}${share} · ${p.note}` : `${count}${share}`;
+}
+
+/** A <progress> bar with its text (indeterminate when the total is unknown). */
+function progressBar(p) {
+  const bar = el("progress", { max: 1 });
+  if (p.fraction !== null && p.fraction !== undefined) bar.value = p.fraction;
+  return bar;
+}
+
+/** The progress cell of a task row: a bar while it runs, the last report's text after. */
+function progressCell(task) {
+  const p = task.progress;
+  const cell = el("td", { className: "progress-cell" });
+  fillProgress(cell, p, task.state);
+  return cell;
+}
+
+function fillProgress(cell, p, state) {
+  if (!p) {
+    cell.replaceChildren("—");
+    cell.title = "";
+    return;
+  }
+  const count = progressText({ ...p, note: null }); // the note only in the tooltip: rows stay short
+  cell.title = `${progressText(p)} (attempt ${p.attempt}, ${when(p.at)})`;
+  cell.replaceChildren(...(state === "running" ? [progressBar(p), count] : [count]));
+}
+
 function errorText(exc) {
   return exc && exc.code ? `${exc.code}: ${exc.message}` : String(exc?.message ?? exc);
 }
@@ -37,6 +70,7 @@ export class TaskViews {
     this.detailId = null;
     this.detailSeq = 0;
     this.followTimer = null;
+    this.openTracebacks = new Set(); // "id:attempt" of the tracebacks the user opened
     this.bindDialog();
     this.bindSubmit();
   }
@@ -73,11 +107,34 @@ export class TaskViews {
         el("td", { className: "mono" }, t.type),
         el("td", {}, t.priority),
         el("td", {}, badge(t.state)),
+        progressCell(t),
         el("td", { className: "num" }, `${t.attempt}/${t.max_attempts}`),
         el("td", { title: when(t.created_at) }, ago(t.created_at, now)),
       ),
     );
     fillRows(this.recentBody, rows, "no tasks yet");
+  }
+
+  /** The live feed's progress by task id: update the running rows and the open dialog. */
+  applyProgress(progress) {
+    if (!progress) return;
+    for (const [id, p] of Object.entries(progress)) {
+      const row = this.recentBody.querySelector(`tr[data-id="${CSS.escape(id)}"]`);
+      const cell = row?.querySelector(".progress-cell");
+      if (cell && row.dataset.state === "running") fillProgress(cell, p, "running");
+      if (this.detailId === id) this.showProgress(p);
+    }
+  }
+
+  showProgress(p) {
+    const box = document.getElementById("detail-progress");
+    box.hidden = !p;
+    if (!p) return;
+    const bar = document.getElementById("detail-progress-bar");
+    if (p.fraction === null || p.fraction === undefined) bar.removeAttribute("value");
+    else bar.value = p.fraction;
+    document.getElementById("detail-progress-text").textContent =
+      `${progressText(p)} · attempt ${p.attempt}, ${when(p.at)}`;
   }
 
   renderDead(items) {
@@ -160,16 +217,30 @@ export class TaskViews {
     );
     document.getElementById("detail-payload").textContent = json(task.payload);
     document.getElementById("detail-result").textContent = task.result ? json(task.result) : "no result yet";
-    const rows = (task.history ?? []).map((h) =>
-      el("tr", {},
+    this.showProgress(task.progress);
+    const rows = (task.history ?? []).flatMap((h) => {
+      const line = el("tr", { dataset: { attempt: h.attempt } },
         el("td", { className: "num" }, h.attempt),
         el("td", {}, badge(h.status)),
         el("td", { className: "mono" }, h.worker_id ?? "—"),
         el("td", {}, when(h.finished_at)),
         el("td", { className: "num" }, seconds(h.duration)),
         el("td", { className: "error-cell", title: h.error ?? "" }, h.error ?? ""),
-      ),
-    );
+      );
+      if (!h.traceback) return [line];
+      // kept open across the follow-up reads of a running task
+      const open = this.openTracebacks.has(`${task.id}:${h.attempt}`);
+      const details = el("details", { open },
+        el("summary", {}, `traceback of attempt ${h.attempt}`),
+        el("pre", { className: "traceback" }, h.traceback));
+      details.addEventListener("toggle", () => {
+        const key = `${task.id}:${h.attempt}`;
+        if (details.open) this.openTracebacks.add(key);
+        else this.openTracebacks.delete(key);
+      });
+      return [line, el("tr", { className: "traceback-row", dataset: { attempt: h.attempt } },
+        el("td", { colSpan: 6 }, details))];
+    });
     fillRows(document.querySelector("#detail-history tbody"), rows, "no attempt has finished");
     document.getElementById("detail-cancel").hidden = !ACTIVE.has(task.state);
     document.getElementById("detail-cancel").disabled = task.cancel_requested;

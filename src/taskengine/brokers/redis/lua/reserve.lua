@@ -6,8 +6,8 @@
 --   (-1: every known queue); then that many queue names; then '1' if the limits' buckets
 --   follow the server's TIME (server_clock), else '0'.
 -- Returns: per claimed task, in claim order, the values of its hash fields task, attempt (the
---   new one), run_at, finished_at, result, result_attempt, history, history_len, priority and
---   created_at (codec.decode_claim reads them); the claim's own fields are known to the caller: state
+--   new one), run_at, finished_at, result, result_attempt, history, history_len, priority,
+--   created_at and progress (codec.decode_claim reads them); the claim's own fields are known to the caller: state
 --   running, started_at = updated_at = now, worker_id, lease_expires_at, token base .. ':' .. i.
 --   The last element is not a claim: the seconds until an empty rate-limit bucket gets its
 --   next token, or '' (ADR 0038).
@@ -139,9 +139,9 @@ for i = 1, #candidates do
   local key = task_key(c.id)
   seen[c.queue] = (seen[c.queue] or 0) + 1
   local f = redis.call('HMGET', key, 'task', 'attempt', 'run_at', 'finished_at', 'result',
-    'result_attempt', 'history', 'history_len', 'priority', 'created_at', 'type')
-  local type_name = f[11]
-  f[11] = nil
+    'result_attempt', 'history', 'history_len', 'priority', 'created_at', 'progress', 'type')
+  local type_name = f[12]
+  f[12] = nil
   local due = math.max(tonumber(f[3]), tonumber(f[10]))
   if due > t then
     later[#later + 1] = {queue = c.queue, id = c.id, due = due}

@@ -1,0 +1,423 @@
+"""The broker's connection to NATS: the client, the log stream, the replica kept up to date
+by an ordered consumer, the writer that publishes batches of operations, and error mapping.
+
+Shared by the hot path (broker.py) and the admin half (admin.py). A write is one operation
+(ops.py) queued for the writer, which publishes what is queued in one message (in parts past
+max_payload; up to IN_FLIGHT publishes at once) and waits for JetStream's acknowledgement;
+the caller's answer is what the replica computes when the message comes back through the
+consumer, in log order (ADR 0031). A read first asks the stream for its last sequence and
+waits until the replica has applied it. NATS and timeout errors become BrokerUnavailable; a
+write whose answer did not come in time may still apply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import logging
+import re
+import secrets
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import (
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+
+from taskengine.brokers.base import Capabilities, check_limit
+from taskengine.brokers.deadline import parse_timeout
+from taskengine.brokers.nats.codec import ENVELOPE, decode_message, encode_batch, encode_op
+from taskengine.brokers.nats.ops import Op, Replica, apply
+from taskengine.brokers.nats.stream import check_stream
+from taskengine.errors import BrokerUnavailable, ConfigurationError, ValidationError
+
+log = logging.getLogger("taskengine.brokers.nats")
+
+T = TypeVar("T")
+_STREAM_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_CAPABILITIES = Capabilities(durable=True, shared=True, push_wakeup=True)
+_NATS_ERRORS = (nats.errors.Error, nats.js.errors.Error, TimeoutError, OSError)
+MAX_OPERATION = 64 * 1024 * 1024  # bytes of one packed operation (in parts past max_payload)
+PENDING_BYTES = 512 * 1024 * 1024  # what the consumer may buffer before NATS calls it slow
+IN_FLIGHT = 4  # publishes of one process awaiting their acknowledgement at once
+
+
+class NatsConnection:
+    """A NATS client, the log stream and this process's replica of what the log says."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_depth: int,
+        stream: str,
+        replicas: int,
+        allow_unsafe: bool,
+        server_clock: bool,
+        timeout: object,
+    ) -> None:
+        check_limit(max_depth, "max_depth")
+        check_limit(replicas, "replicas")
+        parts = urlsplit(url)
+        if parts.scheme not in ("nats", "tls") or not parts.netloc:
+            raise ConfigurationError(f"not a NATS URL: {url!r}; use nats://host:4222")
+        if not _STREAM_NAME.fullmatch(stream):
+            raise ConfigurationError(f"invalid NATS stream name {stream!r}: use [A-Za-z0-9_-]")
+        self.server = f"{parts.scheme}://{parts.netloc}"
+        self.timeout = parse_timeout(timeout, None)
+        self.max_depth = max_depth
+        self.stream = stream
+        self.subject = f"taskengine.{stream}.log"
+        self.replicas = replicas
+        self.allow_unsafe = allow_unsafe
+        self.server_clock = server_clock
+        self._replica = Replica()
+        self._limited_for: float | None = None  # the answer to this process's last reserve
+        self._nc: Client | None = None
+        self._js: JetStreamContext | None = None
+        self._starting: asyncio.Task[None] | None = None
+        self._writer: asyncio.Task[None] | None = None
+        self._queue: list[tuple[bytes, asyncio.Future[object]]] = []
+        self._kick = asyncio.Event()
+        self._waiting: dict[str, list[asyncio.Future[object]]] = {}
+        self._applied = 0  # the last stream sequence the replica applied
+        self._barriers: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._ids = 0
+        self._client_id = secrets.token_hex(6)
+        self._max_payload = 1024 * 1024
+        self._broken: str | None = None
+        self._sub: Any = None
+        self._reconnects = 0
+        self._flying: set[asyncio.Task[None]] = set()
+        self._parts: dict[str, list[bytes]] = {}  # batches in parts, until their last part
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """Durable (file storage), shared across processes, wakes waiters on any enqueue."""
+        return _CAPABILITIES
+
+    async def start(self) -> None:
+        """Connect, create or check the stream, and apply the log so far. Idempotent."""
+        if self._starting is None:
+            self._starting = asyncio.ensure_future(self._start())
+        await asyncio.shield(self._starting)
+
+    async def _start(self) -> None:
+        try:
+            self._nc = await asyncio.wait_for(
+                nats.connect(
+                    servers=[self.server],
+                    connect_timeout=self.timeout,
+                    allow_reconnect=True,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.1,
+                    error_cb=self._on_error,
+                    reconnected_cb=self._on_reconnected,
+                ),
+                self.timeout * 2,
+            )
+        except (*_NATS_ERRORS, TimeoutError) as exc:
+            self._starting = None
+            raise BrokerUnavailable(f"NATS at {self.server} unreachable: {exc!r}") from exc
+        self._max_payload = self._nc.max_payload
+        self._js = self._nc.jetstream(timeout=self.timeout)
+        try:
+            info = await self._ensure_stream()
+            checked = check_stream(info.config, info.state.first_seq, self.allow_unsafe)
+            for reason in checked.unsafe:
+                log.warning("NATS stream %s is unsafe (allowed): %s", self.stream, reason)
+            log.info(
+                "NATS broker on stream %s (server %s): durability %s",
+                self.stream,
+                self._nc.connected_server_version,
+                checked.window,
+            )
+            await self._subscribe()
+            self._writer = asyncio.create_task(self._write_loop(), name="nats-writer")
+            await self._caught_up()
+        except BaseException:
+            await self._nc.close()
+            self._nc = self._js = None
+            self._starting = None
+            raise
+
+    async def _subscribe(self) -> None:
+        """Follow the log from the first message the replica has not applied."""
+        self._sub = await self._live().subscribe(
+            self.subject,
+            stream=self.stream,
+            cb=self._on_message,
+            ordered_consumer=True,
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+            config=ConsumerConfig(opt_start_seq=self._applied + 1),
+            pending_bytes_limit=PENDING_BYTES,
+        )
+
+    async def _on_reconnected(self) -> None:
+        """Follow the log again at once: what the old consumer pushed into the broken
+        connection is lost, and its heartbeats would notice only seconds later."""
+        self._reconnects += 1
+        old, self._sub = self._sub, None
+        if old is None or self._js is None:
+            return
+        with contextlib.suppress(*_NATS_ERRORS):
+            await asyncio.wait_for(old.unsubscribe(), self.timeout)
+        try:
+            await self._subscribe()
+        except (*_NATS_ERRORS, BrokerUnavailable):
+            log.warning("NATS: following the log again after a reconnect failed", exc_info=True)
+
+    async def _ensure_stream(self) -> Any:
+        """The stream's info, creating the stream (file storage, no limits) if missing."""
+        js = self._live()
+        try:
+            return await self._call(js.stream_info(self.stream))
+        except BrokerUnavailable as exc:
+            if not isinstance(exc.__cause__, nats.js.errors.NotFoundError):
+                raise
+        config = StreamConfig(
+            name=self.stream,
+            subjects=[self.subject],
+            retention=RetentionPolicy.LIMITS,
+            storage=StorageType.FILE,
+            discard=DiscardPolicy.NEW,
+            max_msgs=-1,
+            max_bytes=-1,
+            max_age=0,
+            num_replicas=self.replicas,
+        )
+        return await self._call(js.add_stream(config))
+
+    async def close(self) -> None:
+        """Stop the writer, fail what waits, disconnect. Idempotent."""
+        self._starting = None
+        if self._writer is not None:
+            while not self._writer.done():  # a cancel may land as a publish completes
+                self._writer.cancel()
+                await asyncio.wait({self._writer}, timeout=0.1)
+            self._writer = None
+        for task in list(self._flying):
+            task.cancel()
+        if self._flying:
+            await asyncio.wait(self._flying, timeout=self.timeout)
+        self._fail_all(BrokerUnavailable("the NATS broker is closed"))
+        if self._nc is not None:
+            nc, self._nc, self._js = self._nc, None, None
+            sub, self._sub = self._sub, None
+            try:
+                if sub is not None:
+                    await asyncio.wait_for(sub.unsubscribe(), self.timeout)
+            except (*_NATS_ERRORS, TimeoutError):
+                log.debug("unsubscribing from the NATS log failed", exc_info=True)
+            try:
+                await nc.close()
+            except _NATS_ERRORS:
+                log.debug("closing the NATS connection failed", exc_info=True)
+
+    async def drop_stream(self) -> None:
+        """Delete the stream and everything in it (tests use it to clean up)."""
+        await self._call(self._live().delete_stream(self.stream))
+
+    async def wait_for_work(self, timeout: float) -> None:
+        """Return as soon as an applied operation (anyone's) queued work, or after `timeout`."""
+        await self._replica.wait_for_work(timeout)
+
+    # -- the log ---------------------------------------------------------------------------
+
+    async def _write(self, op: Op) -> Any:
+        """Append one operation and return its answer (raise the error it raised)."""
+        self._live()
+        data = encode_op(op)
+        if len(data) > MAX_OPERATION:
+            raise ValidationError(
+                f"this call packs to {len(data)} bytes, over the NATS broker's limit of "
+                f"{MAX_OPERATION}: send smaller batches"
+            )
+        future: asyncio.Future[object] = asyncio.get_running_loop().create_future()
+        self._queue.append((data, future))
+        self._kick.set()
+        reconnects = self._reconnects
+        try:
+            try:
+                result = await asyncio.wait_for(asyncio.shield(future), self.timeout)
+            except TimeoutError:
+                if reconnects == self._reconnects and not self._nc_reconnecting():
+                    raise
+                # the connection broke and came back meanwhile: one more deadline for it
+                result = await asyncio.wait_for(asyncio.shield(future), self.timeout)
+        except TimeoutError:
+            future.cancel()  # if still queued, it is never sent (a late write surprises)
+            raise BrokerUnavailable(
+                f"NATS gave no answer within {self.timeout} s (the operation may still apply)"
+            ) from None
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    async def _write_loop(self) -> None:
+        """Publish what is queued, as much as fits in each message, with up to IN_FLIGHT
+        publishes awaiting their acknowledgement (one slow publish does not hold the rest)."""
+        flying = self._flying
+        while True:
+            await self._kick.wait()
+            self._kick.clear()
+            self._queue = [(op, future) for op, future in self._queue if not future.done()]
+            while self._queue:
+                if len(flying) >= IN_FLIGHT:
+                    await asyncio.wait(flying, return_when=asyncio.FIRST_COMPLETED)
+                    self._queue = [(op, f) for op, f in self._queue if not f.done()]
+                    continue
+                size, taken = ENVELOPE, 0
+                while taken < len(self._queue) and (
+                    taken == 0 or size + len(self._queue[taken][0]) <= self._max_payload
+                ):
+                    size += len(self._queue[taken][0])
+                    taken += 1
+                group, self._queue = self._queue[:taken], self._queue[taken:]
+                group = [(op, future) for op, future in group if not future.done()]
+                if group:
+                    task = asyncio.create_task(self._publish(group))
+                    flying.add(task)
+                    task.add_done_callback(flying.discard)
+
+    async def _publish(self, group: list[tuple[bytes, asyncio.Future[object]]]) -> None:
+        self._ids += 1
+        batch_id = f"{self._client_id}:{self._ids}"
+        futures = [future for _, future in group]
+        self._waiting[batch_id] = futures
+        messages = encode_batch(batch_id, [op for op, _ in group], self._max_payload)
+        try:
+            for index, data in enumerate(messages):  # in order: the last part completes it
+                await self._publish_one(data, f"{batch_id}/{index}", futures)
+        except BrokerUnavailable as exc:
+            if self._waiting.pop(batch_id, None) is not None:
+                for future in futures:
+                    if not future.done():
+                        future.set_exception(exc)
+
+    async def _publish_one(
+        self, data: bytes, msg_id: str, futures: list[asyncio.Future[object]]
+    ) -> None:
+        """Publish one message and wait for its acknowledgement. Sent again once if the
+        connection broke meanwhile: the server drops a second copy by its Nats-Msg-Id (the
+        stream's duplicate window, 2 min by default), so it is stored at most once."""
+        headers = {"Nats-Msg-Id": msg_id}
+        reconnects = self._reconnects
+        try:
+            publish = self._live().publish(
+                self.subject, data, timeout=self.timeout, stream=self.stream, headers=headers
+            )
+            await self._call(publish)
+        except BrokerUnavailable:
+            if reconnects == self._reconnects and not self._nc_reconnecting():
+                raise
+            if all(future.done() for future in futures):
+                raise  # every caller gave up: not sent again
+            publish = self._live().publish(
+                self.subject, data, timeout=self.timeout, stream=self.stream, headers=headers
+            )
+            await self._call(publish)
+
+    async def _on_message(self, msg: Msg) -> None:
+        """Apply one log message to the replica and answer its writer, if it is waiting here."""
+        seq = msg.metadata.sequence.stream
+        if seq <= self._applied:
+            return  # delivered again after the consumer was recreated
+        if seq != self._applied + 1 and self._broken is None:
+            self._broken = f"the log skipped from {self._applied} to {seq}"
+            log.error("NATS broker on stream %s is broken: %s", self.stream, self._broken)
+            self._fail_all(BrokerUnavailable(self._broken))
+        if self._broken is not None:
+            return
+        batch = decode_message(msg.data, self._parts)
+        if batch is not None:  # else a part of a batch, applied with its last part
+            futures = self._waiting.pop(batch.id, None)
+            server_now = msg.metadata.timestamp.timestamp() if self.server_clock else None
+            for index, op in enumerate(batch.ops):
+                result = apply(self._replica, op, server_now)
+                if futures is not None and not futures[index].done():
+                    futures[index].set_result(result)
+        self._applied = seq
+        barriers = self._barriers
+        while barriers and barriers[0][0] <= seq:
+            future = heapq.heappop(barriers)[2]
+            if not future.done():
+                future.set_result(None)
+
+    async def _caught_up(self) -> Replica:
+        """The replica once it has applied every message the stream held when asked."""
+        reconnects = self._reconnects
+        try:
+            info = await self._call(self._live().stream_info(self.stream))
+        except BrokerUnavailable:
+            if reconnects == self._reconnects and not self._nc_reconnecting():
+                raise
+            # asked on a connection that broke meanwhile: ask again (a read)
+            info = await self._call(self._live().stream_info(self.stream))
+        target = info.state.last_seq
+        if self._broken is not None:
+            raise BrokerUnavailable(self._broken)
+        if self._applied < target:
+            future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._ids += 1
+            heapq.heappush(self._barriers, (target, self._ids, future))
+            try:
+                await asyncio.wait_for(future, self.timeout)
+            except TimeoutError:
+                raise BrokerUnavailable(
+                    f"the replica did not reach the log's end ({self._applied} of {target}) "
+                    f"within {self.timeout} s"
+                ) from None
+        return self._replica
+
+    def _fail_all(self, exc: BrokerUnavailable) -> None:
+        for _, future in self._queue:
+            if not future.done():
+                future.set_exception(exc)
+        self._queue = []
+        for futures in self._waiting.values():
+            for future in futures:
+                if not future.done():
+                    future.set_exception(exc)
+        self._waiting.clear()
+        for _, _, barrier in self._barriers:
+            if not barrier.done():
+                barrier.set_exception(exc)
+        self._barriers = []
+
+    def _live(self) -> JetStreamContext:
+        if self._js is None:
+            raise BrokerUnavailable("the NATS broker is not started (or is closed)")
+        return self._js
+
+    def _nc_reconnecting(self) -> bool:
+        return self._nc is not None and bool(self._nc.is_reconnecting)
+
+    async def _call(self, call: Awaitable[T], timeout: float | None = None) -> T:
+        """Run one NATS request under the deadline; its failures as BrokerUnavailable."""
+        try:
+            async with asyncio.timeout(
+                timeout or self.timeout
+            ):  # not wait_for: it can swallow a cancel
+                return await call
+        except (*_NATS_ERRORS, TimeoutError) as exc:
+            raise BrokerUnavailable(f"NATS call failed: {exc!r}") from exc
+
+    async def _on_error(self, exc: Exception) -> None:
+        log.warning("NATS client error: %r", exc)
+
+
+__all__ = ["NatsConnection"]
