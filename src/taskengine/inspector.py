@@ -17,6 +17,7 @@ from taskengine.brokers import CancelResult, Page, ReplayResult
 from taskengine.brokers.base import PERIODIC_OFF, Control, ControlCommand, CountRow, TaskFilter
 from taskengine.errors import ValidationError
 from taskengine.model import Progress, TaskRecord, TaskState, WorkerInfo
+from taskengine.model.limits import Limit
 from taskengine.model.state import REPLAYABLE_STATES, TERMINAL_STATES
 from taskengine.model.task import validate_name
 from taskengine.model.worker import PeriodicInfo, TypeInfo
@@ -291,6 +292,15 @@ class Inspector:
             )
         switch = [PERIODIC_OFF + name]
         await (self._app.broker.resume(switch) if enabled else self._app.broker.pause(switch))
+
+    async def limits(self) -> list[Limit]:
+        """The limits stored in the broker, by (scope, name) (ADR 0038)."""
+        return await self._app.broker.limits()
+
+    async def set_limits(self, limits: Sequence[Limit]) -> None:
+        """Change limits at run time, for every instance (an empty limit removes its scope's);
+        an engine started later stores the limits declared in its code again."""
+        await self._app.broker.set_limits(list(limits))
 
     async def pause(self, names: Sequence[str]) -> None:
         """Stop workers everywhere from taking tasks of these queues."""

@@ -23,3 +23,9 @@ class TaskRequest(msgspec.Struct, frozen=True, kw_only=True):
     idempotency_key: str | None = None
     # seconds a succeeded task's record is kept (0: deleted when it settles); None: the type's
     keep_result: float | None = None
+    # uniqueness (ADR 0038): a repeat within unique_for seconds, or while the first is queued
+    # (unique_while="queued") or queued or running ("running"), answers the first one's id;
+    # by type and payload, or by type and unique_key
+    unique_for: float | None = None
+    unique_while: str | None = None
+    unique_key: str | None = None

@@ -8,12 +8,13 @@ the same whichever way it is asked for.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
 from taskengine.brokers.base import CountRow, Page
 from taskengine.model import AttemptRecord, Priority, Progress, TaskRecord, TaskResult
+from taskengine.model.limits import Limit, LimitScope
 from taskengine.model.progress import fraction
 from taskengine.model.worker import WorkerInfo
 
@@ -322,3 +323,24 @@ def queue_views(rows: list[CountRow], paused: set[str]) -> list[QueueView]:
 def task_page(page: Page) -> TaskPage:
     """The API view of a page of task records (without tracebacks: up to 8 KiB per attempt)."""
     return TaskPage([task_view(record, False) for record in page.items], page.next_cursor)
+
+
+class LimitView(msgspec.Struct, kw_only=True):
+    """One stored limit: rate in tasks per second, burst the bucket's size."""
+
+    scope: Literal["type", "queue"]
+    name: str
+    max_concurrency: int | None
+    rate: float | None
+    burst: int | None
+
+
+def limit_view(limit: Limit) -> LimitView:
+    """The JSON view of a stored limit (burst as reserve uses it)."""
+    return LimitView(
+        scope="type" if limit.scope is LimitScope.TYPE else "queue",
+        name=limit.name,
+        max_concurrency=limit.max_concurrency,
+        rate=limit.rate,
+        burst=None if limit.rate is None else int(limit.capacity),
+    )

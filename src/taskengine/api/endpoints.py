@@ -38,6 +38,8 @@ ADMIN = (
     Endpoint("GET", "/api/queues", "listQueues"),
     Endpoint("POST", "/api/queues/{queue}/pause", "pauseQueue"),
     Endpoint("POST", "/api/queues/{queue}/resume", "resumeQueue"),
+    Endpoint("GET", "/api/limits", "listLimits"),
+    Endpoint("PUT", "/api/limits/{scope}/{name}", "setLimit"),
     Endpoint("GET", "/api/dead-letters", "listDeadLetters"),
     Endpoint("GET", "/healthz", "healthz"),
     Endpoint("GET", "/readyz", "readyz"),

@@ -19,6 +19,8 @@ from taskengine.api.schemas import (
     ErrorView,
     HealthView,
     InstanceView,
+    LimitBody,
+    LimitView,
     PeriodicToggled,
     PeriodicView,
     PurgeAnswer,
@@ -151,6 +153,8 @@ def openapi_document() -> dict[str, Any]:
             CancelView,
             WorkerView,
             QueueView,
+            LimitBody,
+            LimitView,
             HealthView,
             ErrorView,
             InstanceView,
@@ -403,6 +407,34 @@ def openapi_document() -> dict[str, Any]:
             ("401", "403", "404"),
             parameters=[PERIODIC],
             operationId="disablePeriodic",
+        ),
+        _op(
+            "Rate and concurrency limits stored in the broker (ADR 0038)",
+            {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "properties": {"limits": {"type": "array", "items": _ref("LimitView")}},
+                    },
+                    "limits, by scope and name",
+                )
+            },
+            ("401",),
+            operationId="listLimits",
+        ),
+        _op(
+            "Set (or, with no field, remove) the limits of a task type or a queue",
+            {"200": _json(_ref("LimitView"), "the limit now stored")},
+            ("400", "401", "403", "413", "415", "422"),
+            parameters=[
+                _param("scope", "path", {"type": "string", "enum": ["type", "queue"]}, True),
+                _param("name", "path", {"type": "string", "pattern": f"^{NAME}$"}, True),
+            ],
+            operationId="setLimit",
+            requestBody={
+                "required": True,
+                "content": {"application/json": {"schema": _ref("LimitBody")}},
+            },
         ),
         _op(
             "Dead tasks, newest first",

@@ -21,6 +21,7 @@ from taskengine.views import (  # the response views, shared with the CLI's --js
     CancelView,
     ControlView,
     InstanceView,
+    LimitView,
     PeriodicView,
     QueueView,
     ResultView,
@@ -31,6 +32,7 @@ from taskengine.views import (  # the response views, shared with the CLI's --js
     WorkerView,
     attempt_view,
     instance_views,
+    limit_view,
     queue_views,
     result_view,
     task_view,
@@ -55,6 +57,8 @@ __all__ = [
     "HealthView",
     "InstanceView",
     "Key",
+    "LimitBody",
+    "LimitView",
     "Name",
     "PeriodicToggled",
     "PeriodicView",
@@ -74,6 +78,7 @@ __all__ = [
     "WorkerView",
     "attempt_view",
     "instance_views",
+    "limit_view",
     "queue_views",
     "result_view",
     "task_view",
@@ -94,6 +99,7 @@ Attempts = Annotated[int, msgspec.Meta(ge=1, le=MAX_ATTEMPTS_LIMIT)]
 Key = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
 Retention = Annotated[float, msgspec.Meta(ge=0, le=MAX_KEEP_RESULT)]
 MAX_BATCH = 1000
+MAX_UNIQUE_FOR = 366 * 86400.0
 
 
 class SubmitTask(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -109,6 +115,9 @@ class SubmitTask(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     max_attempts: Attempts | None = None
     idempotency_key: Key | None = None
     keep_result: Retention | None = None
+    unique_for: Annotated[float, msgspec.Meta(gt=0, le=MAX_UNIQUE_FOR)] | None = None
+    unique_while: Literal["queued", "running"] | None = None
+    unique_key: Key | None = None
 
     def run_at_epoch(self) -> float | None:
         """run_at as seconds since the epoch; a date-time is clamped to 1970..9999 (see API.md)."""
@@ -122,6 +131,16 @@ class SubmitTask(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
                 "(2026-01-31T12:00:00Z) or seconds since the epoch"
             ) from None
         return min(max(seconds, 0.0), LATEST_RUN_AT)
+
+
+class LimitBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """A scope's limits; both unset removes them (ADR 0038)."""
+
+    max_concurrency: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] | None = None
+    rate_limit: (
+        Annotated[str, msgspec.Meta(pattern=r"^0*[1-9][0-9]{0,8}(\.[0-9]{1,6})?/(s|m|h)$")] | None
+    ) = None  # "100/s", "30/m", "5/h"
+    burst: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] | None = None
 
 
 class SubmitBatch(msgspec.Struct, forbid_unknown_fields=True):

@@ -24,11 +24,12 @@ from taskengine.api.schemas import (
     SubmittedBatch,
     task_view,
 )
-from taskengine.app import TaskRequest
+from taskengine.app import TaskRequest, unique_locks
 from taskengine.brokers import CancelResult, ReplayResult
 from taskengine.errors import ValidationError
 from taskengine.model import Task
 from taskengine.model.ids import is_task_id
+from taskengine.model.unique import UniqueLock
 
 _encoder = msgspec.json.Encoder()
 _INTEGER_FIELDS = ("priority", "max_attempts")
@@ -77,7 +78,7 @@ def routes(ctx: ApiContext) -> list[Route]:
                     )
                 items[0].idempotency_key = header_key
         tasks = [_build(ctx, item, index, len(items)) for index, item in enumerate(items)]
-        results = await ctx.app.enqueue_tasks(tasks)
+        results = await ctx.app.enqueue_tasks(tasks, _locks(items))
         if not is_batch:
             result = results[0]
             location = f"/api/tasks/{result.id}"
@@ -140,6 +141,25 @@ def routes(ctx: ApiContext) -> list[Route]:
             "retryTask": retry,
         },
     )
+
+
+def _locks(items: list[SubmitTask]) -> list[UniqueLock | None] | None:
+    """Each item's unique lock (ADR 0038), aligned; None when none asks for one."""
+    try:
+        return unique_locks(
+            [
+                TaskRequest(
+                    type=item.type,
+                    payload=item.payload,
+                    unique_for=item.unique_for,
+                    unique_while=item.unique_while,
+                    unique_key=item.unique_key,
+                )
+                for item in items
+            ]
+        )
+    except ValidationError as exc:
+        raise ApiError(422, exc.code, str(exc)) from None
 
 
 def _whole_numbers_as_int(item: Any) -> Any:

@@ -25,6 +25,8 @@ from taskengine.model import (
     TaskRecord,
     TaskState,
 )
+from taskengine.model.limits import Limit
+from taskengine.model.unique import UniqueLock
 from taskengine.model.worker import WorkerInfo
 
 DEFAULT_MAX_DEPTH = 1_000_000
@@ -141,8 +143,19 @@ class Broker(Protocol):
         """Finish pending writes and disconnect. Idempotent."""
         ...
 
-    async def enqueue(self, tasks: Sequence[Task], now: float) -> list[EnqueueResult]:
+    async def enqueue(
+        self,
+        tasks: Sequence[Task],
+        now: float,
+        unique: Sequence[UniqueLock | None] | None = None,
+    ) -> list[EnqueueResult]:
         """Store tasks as queued, one result per task in input order.
+
+        Uniqueness (ADR 0038): `unique`, aligned with `tasks`, gives the lock each asks for. A
+        task whose lock key is held (by a stored lock whose `until` is not past or whose
+        holder is in its `states`, or earlier in the batch) is a duplicate answered with the
+        holder's id; otherwise the task takes the lock, in the same atomic step
+        (model.unique.lock_holds, batches.split_unique).
 
         A task whose id or idempotency key is already stored (or earlier in the batch) is a
         duplicate: nothing changes and the existing id is returned. Atomic: if the new tasks
@@ -163,7 +176,22 @@ class Broker(Protocol):
         """Claim up to `limit` due tasks (run_at <= now) of unpaused queues, lowest order key
         first (model.priority), each under a new token until `now + lease_for`. The attempt
         counter goes up by one. A task is claimed by one caller only, across processes for
-        shared backends."""
+        shared backends.
+
+        Limits (ADR 0038): a task whose type or queue has a stored `Limit` is claimed only if
+        both have room, checked and taken in the same atomic step as the claim: fewer than
+        `max_concurrency` of the scope's tasks running (across every caller), and a whole
+        token in the scope's bucket (`rate` per second, up to `burst`, kept in the broker).
+        A task held back stays queued with its attempt untouched, and tasks behind it of
+        other scopes are still claimed. When a bucket is left without a whole token,
+        `limited_for` says how long until one is due. The limits: `set_limits`, ADR 0038."""
+        ...
+
+    @property
+    def limited_for(self) -> float | None:
+        """Seconds after the last `reserve` of this object until the emptiest rate-limit
+        bucket it left without a whole token gets one (a task it held back may be claimed
+        then); None when every bucket held a token. The fetcher waits no longer than this."""
         ...
 
     async def extend(
@@ -264,6 +292,14 @@ class BrokerAdmin(Protocol):
     async def take_controls(self, instance: str) -> list[Control]:
         """Remove and return the commands waiting for `instance`, oldest first; each command
         is returned by one call only. Cheap when there are none (polled every 0.5 s)."""
+
+    async def set_limits(self, limits: Sequence[Limit]) -> None:
+        """Store each limit in place of its scope's (an empty one removes it); a bucket kept
+        for the scope keeps its tokens, at most the new burst. Read by every `reserve`."""
+        ...
+
+    async def limits(self) -> list[Limit]:
+        """Return the stored limits by (scope, name)."""
         ...
 
     async def record_workers(self, workers: Sequence[WorkerInfo]) -> None:

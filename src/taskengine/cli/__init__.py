@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import click
 
-from taskengine.cli.admin_cmds import dlq, metrics, migrate, queues, workers
+from taskengine.cli.admin_cmds import dlq, limits, metrics, migrate, queues, workers
 from taskengine.cli.bench_cmd import bench
 from taskengine.cli.errors import EXIT_USAGE, EngineGroup, fail
 from taskengine.cli.instance_cmds import instances
@@ -129,6 +129,7 @@ for command in (
     workers,
     instances,
     queues,
+    limits,
     metrics,
     migrate,
     bench,

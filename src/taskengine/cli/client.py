@@ -19,8 +19,10 @@ if TYPE_CHECKING:
     from taskengine.app import App, TaskRequest
     from taskengine.brokers import CancelResult, Page, ReplayResult, TaskFilter
     from taskengine.model import TaskRecord
+    from taskengine.model.limits import Limit
     from taskengine.views import (
         InstanceView,
+        LimitView,
         PeriodicView,
         QueueView,
         Submitted,
@@ -135,6 +137,12 @@ class Client(Protocol):
 
     async def resume(self, names: Sequence[str]) -> None:
         """Resume these queues."""
+
+    async def limits(self) -> list[LimitView]:
+        """The stored limits (GET /api/limits)."""
+
+    async def set_limit(self, limit: Limit) -> LimitView:
+        """Replace one scope's limits; an empty limit removes them."""
 
 
 class DirectClient:
@@ -255,6 +263,19 @@ class DirectClient:
     async def resume(self, names: Sequence[str]) -> None:
         """Resume through the app's inspector."""
         await self.app.inspector.resume(names)
+
+    async def limits(self) -> list[LimitView]:
+        """The stored limits through the app's inspector."""
+        from taskengine.views import limit_view
+
+        return [limit_view(limit) for limit in await self.app.inspector.limits()]
+
+    async def set_limit(self, limit: Limit) -> LimitView:
+        """Store one limit through the app's inspector."""
+        from taskengine.views import limit_view
+
+        await self.app.inspector.set_limits([limit])
+        return limit_view(limit)
 
 
 def open_client(state: CliState) -> Client:

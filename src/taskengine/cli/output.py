@@ -21,7 +21,14 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from taskengine.model import Progress, TaskRecord, TaskResult
-    from taskengine.views import InstanceView, PeriodicView, QueueView, TypeView, WorkerView
+    from taskengine.views import (
+        InstanceView,
+        LimitView,
+        PeriodicView,
+        QueueView,
+        TypeView,
+        WorkerView,
+    )
 
 STATES = ("queued", "running", "succeeded", "dead", "cancelled")
 WIDE = 200  # columns when stdout is not a terminal, so ids are never cut in pipes and tests
@@ -347,6 +354,26 @@ def show_queues(queues: Sequence[QueueView], now: float) -> None:
             "/".join(map(str, by)),
             ago(None if oldest is None else oldest.timestamp(), now),
             "[red]yes[/red]" if view.paused else "no",
+        )
+    out.print(grid)
+
+
+def show_limits(limits: Sequence[LimitView]) -> None:
+    """The stored limits (the API's views) as a table."""
+    from rich.markup import escape
+
+    out = console()
+    if not limits:
+        out.print("no limits")
+        return
+    grid = table("scope", "name", "max concurrency", "rate /s", "burst")
+    for view in limits:
+        grid.add_row(
+            view.scope,
+            escape(view.name),
+            "-" if view.max_concurrency is None else str(view.max_concurrency),
+            "-" if view.rate is None else f"{view.rate:g}",
+            "-" if view.burst is None else str(view.burst),
         )
     out.print(grid)
 

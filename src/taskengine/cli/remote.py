@@ -32,8 +32,10 @@ if TYPE_CHECKING:
     from taskengine.app import TaskRequest
     from taskengine.brokers import CancelResult, Page, ReplayResult, TaskFilter
     from taskengine.model import TaskRecord
+    from taskengine.model.limits import Limit
     from taskengine.views import (
         InstanceView,
+        LimitView,
         PeriodicView,
         QueueView,
         Submitted,
@@ -239,6 +241,27 @@ class HttpClient:
         """POST /api/queues/{name}/resume for each name."""
         for name in names:
             await self._request("POST", f"/api/queues/{_quote(name)}/resume")
+
+    async def limits(self) -> list[LimitView]:
+        """GET /api/limits."""
+        from taskengine.views import LimitView
+
+        response = await self._request("GET", "/api/limits")
+        return self._decode(response, dict[str, list[LimitView]]).get("limits", [])
+
+    async def set_limit(self, limit: Limit) -> LimitView:
+        """PUT /api/limits/{scope}/{name}."""
+        from taskengine.views import LimitView
+
+        body: dict[str, Any] = {}
+        if limit.max_concurrency is not None:
+            body["max_concurrency"] = limit.max_concurrency
+        if limit.rate is not None:
+            body["rate_limit"] = _rate_text(limit.rate)
+        if limit.burst is not None:
+            body["burst"] = limit.burst
+        path = f"/api/limits/{limit.scope}/{_quote(limit.name)}"
+        return self._decode(await self._request("PUT", path, body=body), LimitView)
 
     # -- plumbing -------------------------------------------------------------------------------
 
@@ -453,3 +476,12 @@ def _encode(body: Any) -> bytes:
         import json
 
         return json.dumps(body, ensure_ascii=True, allow_nan=False).encode()
+
+
+def _rate_text(rate: float) -> str:
+    """A rate per second as the API reads it: "100/s", or per minute or hour below one."""
+    for unit, per in (("s", 1.0), ("m", 60.0), ("h", 3600.0)):
+        if rate * per >= 1 or unit == "h":
+            count = f"{rate * per:.6f}".rstrip("0").rstrip(".")
+            return f"{count}/{unit}"
+    raise AssertionError("unreachable")

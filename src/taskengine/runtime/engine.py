@@ -17,6 +17,7 @@ from taskengine.clock import SYSTEM_CLOCK, Clock
 from taskengine.errors import ShutdownIncomplete
 from taskengine.metrics import Metrics
 from taskengine.model import Task
+from taskengine.model.limits import Limit
 from taskengine.policy.breaker import BreakerConfig, BreakerRegistry
 from taskengine.policy.cron import CronEntry
 from taskengine.policy.retry import RetryPolicy
@@ -67,8 +68,10 @@ class Engine:
         periodic: Sequence[CronEntry] = (),
         build_periodic: Callable[[CronEntry, float, str], Task] | None = None,
         tracing: Tracing | None = None,
+        limits: Sequence[Limit] = (),
     ) -> None:
         self.broker = broker
+        self.limits = list(limits)  # declared in code; stored in the broker at start
         self.registry = registry
         self.settings = settings
         self.clock = clock
@@ -224,6 +227,8 @@ class Engine:
         self._state = "running"
         self._loop = asyncio.get_running_loop()
         await self.broker.start()
+        if self.limits:  # the code's limits win over a run-time change until the next start
+            await self.broker.set_limits(self.limits)
         if self.watchdog is not None:
             self.watchdog.start()
         self.runner.tracing = self.completer.tracing = self.tracing.for_worker()

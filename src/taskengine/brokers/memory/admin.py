@@ -19,6 +19,7 @@ from taskengine.brokers.memory import codec
 from taskengine.brokers.memory.connection import MemoryConnection
 from taskengine.brokers.memory.queries import count_rows, matches
 from taskengine.model import TaskRecord, TaskState
+from taskengine.model.limits import Limit, check_limit_values
 from taskengine.model.records import kept_until
 from taskengine.model.state import REPLAYABLE_STATES, TERMINAL_STATES
 from taskengine.model.worker import WorkerInfo
@@ -145,6 +146,23 @@ class MemoryAdmin(MemoryConnection):
     async def take_controls(self, instance: str) -> list[Control]:
         """Remove and return the instance's waiting commands, oldest first."""
         return self._controls.pop(instance, [])
+
+    async def set_limits(self, limits: Sequence[Limit]) -> None:
+        """Store each limit in place of its scope's; an empty one removes it (ADR 0038)."""
+        for limit in limits:
+            check_limit_values(limit)
+        for limit in limits:
+            key = (limit.scope, limit.name)
+            if limit.empty:
+                self._limits.pop(key, None)
+                self._buckets.pop(key, None)
+            else:
+                self._limits[key] = limit
+        self._work.set()  # a raised limit may admit tasks at once
+
+    async def limits(self) -> list[Limit]:
+        """Return the stored limits by (scope, name)."""
+        return [self._limits[key] for key in sorted(self._limits)]
 
     async def record_workers(self, workers: Sequence[WorkerInfo]) -> None:
         """Insert or replace workers by id."""

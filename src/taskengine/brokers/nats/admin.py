@@ -20,6 +20,7 @@ from taskengine.brokers.base import (
 from taskengine.brokers.nats import ops
 from taskengine.brokers.nats.connection import NatsConnection
 from taskengine.model import TaskRecord, TaskState
+from taskengine.model.limits import Limit, check_limit_values
 from taskengine.model.worker import WorkerInfo
 
 
@@ -72,6 +73,18 @@ class NatsAdmin(NatsConnection):
     async def paused(self) -> set[str]:
         """Return the paused queues (one round trip)."""
         return await (await self._caught_up()).paused()
+
+    async def set_limits(self, limits: Sequence[Limit]) -> None:
+        """Store each limit in place of its scope's; an empty one removes it (one operation,
+        ADR 0038)."""
+        for limit in limits:
+            check_limit_values(limit)
+        if limits:
+            await self._write(ops.SetLimits(list(limits)))
+
+    async def limits(self) -> list[Limit]:
+        """Return the stored limits by (scope, name) (one round trip)."""
+        return await (await self._caught_up()).limits()
 
     async def record_workers(self, workers: Sequence[WorkerInfo]) -> None:
         """Insert or replace workers by id (one operation)."""

@@ -20,17 +20,21 @@ from taskengine.brokers.base import Control
 from taskengine.brokers.memory import MemoryBroker
 from taskengine.errors import TaskEngineError
 from taskengine.model import Lease, Outcome, ProgressReport, Task, TaskState
+from taskengine.model.limits import Limit
+from taskengine.model.unique import UniqueLock
 from taskengine.model.worker import WorkerInfo
 
 T = TypeVar("T")
 
 
 class Enqueue(msgspec.Struct, frozen=True, tag="enqueue"):
-    """`enqueue(tasks, now)`, refused past the caller's `max_depth`."""
+    """`enqueue(tasks, now, unique)`, refused past the caller's `max_depth`; `unique` aligned
+    with `tasks` (ADR 0038; None in operations written before it)."""
 
     tasks: list[Task]
     now: float
     max_depth: int
+    unique: list[UniqueLock | None] | None = None
 
 
 class Reserve(msgspec.Struct, frozen=True, tag="reserve"):
@@ -42,6 +46,19 @@ class Reserve(msgspec.Struct, frozen=True, tag="reserve"):
     now: float
     queues: list[str] | None
     base: str
+
+
+class Reserved(NamedTuple):
+    """What a `Reserve` answers: the leases, and the replica's `limited_for` right after."""
+
+    leases: list[Lease]
+    limited_for: float | None
+
+
+class SetLimits(msgspec.Struct, frozen=True, tag="limits"):
+    """`set_limits(limits)` (ADR 0038)."""
+
+    limits: list[Limit]
 
 
 class Extend(msgspec.Struct, frozen=True, tag="extend"):
@@ -170,6 +187,7 @@ Op = (
     | Purge
     | PurgeKept
     | Pause
+    | SetLimits
     | RecordWorkers
     | RecordInstance
     | ForgetWorkers
@@ -211,10 +229,11 @@ def apply(replica: Replica, op: Op, server_now: float | None = None) -> object:
 def _apply(replica: Replica, op: Op) -> object:
     if isinstance(op, Enqueue):
         replica.max_depth = op.max_depth
-        return _now(replica.enqueue(op.tasks, op.now))
+        return _now(replica.enqueue(op.tasks, op.now, op.unique))
     if isinstance(op, Reserve):
         replica._base = op.base
-        return _now(replica.reserve(op.worker_id, op.limit, op.lease_for, op.now, op.queues))
+        leases = _now(replica.reserve(op.worker_id, op.limit, op.lease_for, op.now, op.queues))
+        return Reserved(leases, replica.limited_for)
     if isinstance(op, Extend):
         held = cast(list[Lease], [_Held(task_id, token) for task_id, token in op.held])
         return _now(replica.extend(held, op.lease_for, op.now))
@@ -234,6 +253,8 @@ def _apply(replica: Replica, op: Op) -> object:
         return _now(replica.purge_kept(op.now, op.limit))
     if isinstance(op, Pause):
         return _now(replica.resume(op.queues) if op.resume else replica.pause(op.queues))
+    if isinstance(op, SetLimits):
+        return _now(replica.set_limits(op.limits))
     if isinstance(op, RecordWorkers):
         return _now(replica.record_workers(op.workers))
     if isinstance(op, RecordInstance):

@@ -26,7 +26,8 @@ from nats.js.api import DeliverPolicy, DiscardPolicy, RetentionPolicy, StreamCon
 
 from taskengine.brokers.base import Control, InstanceReport
 from taskengine.brokers.nats.ops import Replica
-from taskengine.model import TaskRecord
+from taskengine.model import TaskRecord, TaskState
+from taskengine.model.limits import Limit
 from taskengine.model.worker import WorkerInfo
 
 CHUNK_ENVELOPE = 4096  # bytes kept free in a chunk message for headers and subject
@@ -50,6 +51,14 @@ class State(msgspec.Struct, array_like=True):
     instances: list[InstanceReport]
     parts: dict[str, list[bytes]]
     controls: dict[str, list[Control]] = msgspec.field(default_factory=dict)
+    # ADR 0038: limits and buckets by (scope, name), as pairs (msgpack keys are strings)
+    limits: list[tuple[tuple[str, str], Limit]] = msgspec.field(default_factory=list)
+    buckets: list[tuple[tuple[str, str], tuple[float, float]]] = msgspec.field(default_factory=list)
+    limited_for: float | None = None
+    locks: dict[str, tuple[str, float | None, tuple[TaskState, ...]]] = msgspec.field(
+        default_factory=dict
+    )
+    lock_of: dict[str, str] = msgspec.field(default_factory=dict)
 
 
 class Head(msgspec.Struct, array_like=True):
@@ -86,6 +95,11 @@ def capture(replica: Replica, seq: int, parts: dict[str, list[bytes]]) -> State:
         instances=list(replica._instances.values()),
         parts={batch: list(chunks) for batch, chunks in parts.items()},
         controls={instance: list(sent) for instance, sent in replica._controls.items()},
+        limits=list(replica._limits.items()),
+        buckets=list(replica._buckets.items()),
+        limited_for=replica._limited_for,
+        locks=dict(replica._locks),
+        lock_of=dict(replica._lock_of),
     )
 
 
@@ -103,6 +117,11 @@ def restore(replica: Replica, state: State) -> None:
     replica._leaders = state.leaders
     replica._instances = {report.instance: report for report in state.instances}
     replica._controls = state.controls
+    replica._limits = {(scope, name): limit for (scope, name), limit in state.limits}
+    replica._buckets = {(scope, name): bucket for (scope, name), bucket in state.buckets}
+    replica._limited_for = state.limited_for
+    replica._locks = state.locks
+    replica._lock_of = state.lock_of
     replica._work.set()
 
 

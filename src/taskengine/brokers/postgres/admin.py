@@ -22,6 +22,7 @@ from taskengine.brokers.postgres.codec import (
     HEADS,
     cancelled_result_blob,
     decode_worker,
+    limit_from_row,
     record_from_row,
     worker_arrays,
 )
@@ -30,6 +31,7 @@ from taskengine.brokers.postgres.listing import list_query
 from taskengine.brokers.server_clock import ServerClock, flag
 from taskengine.errors import ConfigurationError
 from taskengine.model import Priority, TaskRecord, TaskState
+from taskengine.model.limits import Limit, check_limit_values
 from taskengine.model.serializer import pack, unpack
 from taskengine.model.state import TERMINAL_STATES
 from taskengine.model.worker import WorkerInfo
@@ -215,6 +217,33 @@ class PostgresAdmin(PostgresConnection):
         """Remove and return the instance's commands, oldest first. One round trip; atomic."""
         rows = await self._fetch(q.TAKE_CONTROLS, instance)
         return [unpack(row["control"], Control) for row in sorted(rows, key=lambda r: r["seq"])]
+
+    async def set_limits(self, limits: Sequence[Limit]) -> None:
+        """Store each limit in place of its scope's, keeping its bucket; an empty one removes
+        it (ADR 0038). One round trip; atomic; wakes every waiter."""
+        for limit in limits:
+            check_limit_values(limit)
+        if not limits:
+            return
+        latest = {(str(lim.scope), lim.name): lim for lim in limits}  # a later one wins
+        put = [lim for lim in latest.values() if not lim.empty]
+        gone = [lim for lim in latest.values() if lim.empty]
+        await self._execute(
+            q.SET_LIMITS,
+            [str(lim.scope) for lim in put],
+            [lim.name for lim in put],
+            [lim.max_concurrency for lim in put],
+            [lim.rate for lim in put],
+            [lim.burst for lim in put],
+            [str(lim.scope) for lim in gone],
+            [lim.name for lim in gone],
+            self.config.channel,
+        )
+        self._has_limits = bool(put) or self._has_limits
+
+    async def limits(self) -> list[Limit]:
+        """The stored limits by (scope, name). One round trip."""
+        return [limit_from_row(row) for row in await self._fetch(q.LIMITS)]
 
     async def record_workers(self, workers: Sequence[WorkerInfo]) -> None:
         """Insert or replace these workers by id (a later duplicate in the batch wins).

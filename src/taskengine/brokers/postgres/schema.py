@@ -157,6 +157,32 @@ CREATE TABLE IF NOT EXISTS {s}.controls (
 CREATE INDEX IF NOT EXISTS controls_instance ON {s}.controls (instance, seq);
 """
 
+# Version 7 (ADR 0038): each limited scope (a task type or a queue) with its token bucket
+# (tokens at stamp; NULL until a reserve used it). reserve locks these rows FOR UPDATE, so
+# reserves under limits take their turns and count running tasks after the previous one
+# committed. unique_locks: a submission's unique lock (holder, until or the holder states it
+# holds in), deleted with its holder (ON DELETE CASCADE). IF NOT EXISTS: it may be renumbered
+# when branches that each added a migration merge.
+V7 = """
+CREATE TABLE IF NOT EXISTS {s}.limits (
+    scope text NOT NULL,
+    name text NOT NULL,
+    max_concurrency integer,
+    rate double precision,
+    burst integer,
+    tokens double precision,
+    stamp double precision,
+    PRIMARY KEY (scope, name)
+);
+CREATE TABLE IF NOT EXISTS {s}.unique_locks (
+    key text PRIMARY KEY,
+    task_id text NOT NULL REFERENCES {s}.tasks (id) ON DELETE CASCADE,
+    until double precision,
+    states text NOT NULL
+);
+CREATE INDEX IF NOT EXISTS unique_locks_task ON {s}.unique_locks (task_id);
+"""
+
 # (version, script): append only; a released migration is never edited.
 MIGRATIONS: tuple[tuple[int, str], ...] = (
     (1, V1),
@@ -165,6 +191,7 @@ MIGRATIONS: tuple[tuple[int, str], ...] = (
     (4, V4),
     (5, V5),
     (6, V6),
+    (7, V7),
 )
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

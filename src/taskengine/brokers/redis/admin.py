@@ -22,11 +22,12 @@ from taskengine.brokers.base import (
     TaskFilter,
     check_limit,
 )
-from taskengine.brokers.redis.codec import decode_record, decode_records
+from taskengine.brokers.redis.codec import decode_limit, decode_record, decode_records, encode_limit
 from taskengine.brokers.redis.connection import RedisConnection
 from taskengine.brokers.redis.scripts import unavailable
 from taskengine.brokers.server_clock import ServerClock
 from taskengine.model import Priority, TaskRecord, TaskState
+from taskengine.model.limits import Limit, check_limit_values
 from taskengine.model.records import cancelled_result
 from taskengine.model.serializer import pack
 from taskengine.model.state import TERMINAL_STATES
@@ -204,6 +205,30 @@ class RedisAdmin(RedisConnection):
         key = self.keys.control(instance)
         blobs, _ = await self._transaction(("LRANGE", key, 0, -1), ("DEL", key))
         return [_control.decode(blob) for blob in blobs]
+
+    async def set_limits(self, limits: Sequence[Limit]) -> None:
+        """Store each limit in place of its scope's, keeping its bucket; an empty one removes
+        it with its bucket (ADR 0038). One round trip (MULTI/EXEC), atomic; wakes waiters."""
+        for limit in limits:
+            check_limit_values(limit)
+        if not limits:
+            return
+        commands: list[tuple[Any, ...]] = []
+        for limit in limits:
+            member = f"{limit.scope}|{limit.name}"
+            if limit.empty:
+                commands.append(("HDEL", self.keys.limits, member))
+                commands.append(("HDEL", self.keys.buckets, member))
+            else:
+                commands.append(("HSET", self.keys.limits, member, encode_limit(limit)))
+        commands.append(("PUBLISH", self.keys.wake, "1"))
+        await self._transaction(*commands)
+
+    async def limits(self) -> list[Limit]:
+        """Return the stored limits by (scope, name). One round trip (HGETALL)."""
+        [flat] = await self._transaction(("HGETALL", self.keys.limits))
+        found = [decode_limit(k.decode(), v.decode()) for k, v in _as_dict(flat).items()]
+        return sorted(found, key=lambda limit: (limit.scope, limit.name))
 
     async def record_workers(self, workers: Sequence[WorkerInfo]) -> None:
         """Insert or replace workers by id. One round trip (MULTI/EXEC), atomic."""

@@ -22,6 +22,7 @@ from taskengine.brokers.base import (
 from taskengine.brokers.sqlite import reads, writes
 from taskengine.brokers.sqlite.connection import SqliteConnection
 from taskengine.model import TaskRecord, TaskState
+from taskengine.model.limits import Limit, check_limit_values
 from taskengine.model.worker import WorkerInfo
 
 
@@ -130,6 +131,18 @@ class SqliteAdmin(SqliteConnection):
         return await self._write().submit(
             functools.partial(writes.take_controls, instance=instance)
         )
+
+    async def set_limits(self, limits: Sequence[Limit]) -> None:
+        """Store each limit in place of its scope's, keeping its bucket; an empty one removes
+        it (ADR 0038). One round trip; atomic; wakes waiters (a raised limit admits at once)."""
+        for limit in limits:
+            check_limit_values(limit)
+        await self._write().submit(functools.partial(writes.set_limits, limits=list(limits)))
+        self._woken()
+
+    async def limits(self) -> list[Limit]:
+        """The stored limits by (scope, name). One round trip to the reader."""
+        return await self._read().run(reads.limits)
 
     async def record_workers(self, workers: Sequence[WorkerInfo]) -> None:
         """Insert or replace these workers by id. One round trip; atomic."""

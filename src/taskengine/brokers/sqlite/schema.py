@@ -29,6 +29,10 @@ SYNCHRONOUS_MODES = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
 #   deleted as they are taken; a command older than CONTROL_TTL is deleted by the next send.
 # - keep_result (seconds, NULL = the global retention) is the task's own retention once it
 #   succeeded: 0 deletes it in the settle, > 0 leaves it to purge_kept (tasks_kept, ADR 0035).
+# - limits holds each limited scope (type or queue, ADR 0038) with its token bucket (tokens at
+#   stamp, NULL until first used); created by IF NOT EXISTS, so older stores gain it as is.
+# - unique_locks: a submission's unique lock (ADR 0038): holder id, until (unique_for) or the
+#   holder states it holds in (unique_while); deleted with its holder (unique_locks_gone).
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
     id TEXT PRIMARY KEY,
@@ -105,6 +109,27 @@ CREATE TABLE IF NOT EXISTS controls (
 );
 CREATE INDEX IF NOT EXISTS controls_instance ON controls (instance, seq);
 
+CREATE TABLE IF NOT EXISTS limits (
+    scope TEXT NOT NULL,
+    name TEXT NOT NULL,
+    max_concurrency INTEGER,
+    rate REAL,
+    burst INTEGER,
+    tokens REAL,
+    stamp REAL,
+    PRIMARY KEY (scope, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS unique_locks (
+    key TEXT PRIMARY KEY,
+    task_id TEXT NOT NULL,
+    until REAL,
+    states TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS unique_locks_task ON unique_locks (task_id);
+CREATE TRIGGER IF NOT EXISTS unique_locks_gone AFTER DELETE ON tasks
+BEGIN
+    DELETE FROM unique_locks WHERE task_id = old.id;
+END;
 CREATE TABLE IF NOT EXISTS instances (
     instance TEXT PRIMARY KEY,
     expires_at REAL NOT NULL,

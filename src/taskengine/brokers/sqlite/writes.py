@@ -19,12 +19,14 @@ from taskengine.brokers.base import (
     EnqueueResult,
     ReplayResult,
 )
-from taskengine.brokers.batches import split_new
+from taskengine.brokers.batches import lock_keys, split_new, split_unique
+from taskengine.brokers.limits import Gate
 from taskengine.brokers.sqlite import queries as q
 from taskengine.brokers.sqlite.codec import (
     attempt_line,
     histories,
     json_list,
+    limit_from_row,
     record_from_row,
     task_params,
 )
@@ -39,6 +41,7 @@ from taskengine.model import (
     Task,
     TaskState,
 )
+from taskengine.model.limits import Limit, LimitScope
 from taskengine.model.outcome import ATTEMPT_REFUNDED
 from taskengine.model.priority import HEAD_START, due_at, order_key
 from taskengine.model.records import (
@@ -51,6 +54,7 @@ from taskengine.model.records import (
 )
 from taskengine.model.serializer import pack, unpack
 from taskengine.model.state import REPLAYABLE_STATES, TERMINAL_STATES
+from taskengine.model.unique import UniqueLock, decode_states, encode_states, lock_holds
 from taskengine.model.worker import WorkerInfo
 
 # The outcomes that end a task with the result they carry: settled without a read first.
@@ -74,9 +78,14 @@ class Running(NamedTuple):
 
 
 def enqueue(
-    conn: sqlite3.Connection, tasks: Sequence[Task], now: float, max_depth: int
+    conn: sqlite3.Connection,
+    tasks: Sequence[Task],
+    now: float,
+    max_depth: int,
+    unique: Sequence[UniqueLock | None] | None = None,
 ) -> list[EnqueueResult]:
-    """Insert the new tasks; duplicates (by id, then idempotency key) return the stored id."""
+    """Insert the new tasks; duplicates (by id, then idempotency key, then a unique lock that
+    holds) return the stored id; the new tasks take their unique locks."""
     known_ids = {
         row[0] for row in conn.execute(q.SELECT_KNOWN_IDS, (json_list(t.id for t in tasks),))
     }
@@ -85,9 +94,27 @@ def enqueue(
         dict(conn.execute(q.SELECT_KNOWN_KEYS, (json_list(keys),))) if keys else {}
     )
     results, fresh = split_new(tasks, known_ids, known_keys)
+    taken: list[tuple[Task, UniqueLock]] = []
+    if unique:
+        held = {
+            key: holder
+            for key, holder, until, states, state in conn.execute(
+                q.SELECT_LOCKS, (json_list(lock_keys(unique)),)
+            )
+            if lock_holds(until, decode_states(states), state and TaskState(state), now)
+        }
+        results, fresh, taken = split_unique(results, fresh, unique, tasks, held)
     depth = int(conn.execute(q.SELECT_DEPTH).fetchone()[0])
     if depth + len(fresh) > max_depth:  # as the reference: also when nothing is new
         raise QueueFull(depth, max_depth, len(fresh))
+    if taken:
+        conn.executemany(
+            q.PUT_LOCK,
+            [
+                (lock.key, task.id, lock.until(now), encode_states(lock.states))
+                for task, lock in taken
+            ],
+        )
     if fresh:
         rows = [task_params(as_received(task, now), now) for task in fresh]
         conn.executemany(q.INSERT_TASK, rows)
@@ -102,10 +129,12 @@ def reserve(
     lease_for: float,
     now: float,
     queues: Sequence[str] | None,
-) -> tuple[list[Lease], int]:
-    """Claim due tasks in (order_key, id) order; also return the store's data_version."""
+) -> tuple[list[Lease], int, float | None, bool]:
+    """Claim due tasks in (order_key, id) order under the stored limits; also return the
+    store's data_version, the wait until an empty bucket's next token and whether any limit
+    is stored (ADR 0038)."""
     expires_at = now + lease_for
-    params = {
+    params: dict[str, Any] = {
         "now": now,
         "expires_at": expires_at,
         "worker": worker_id,
@@ -113,7 +142,12 @@ def reserve(
         "max_key": max(order_key(p, now) for p in Priority),
         "queues": None if queues is None else json_list(queues),
     }
-    rows = conn.execute(q.RESERVE, params).fetchall()
+    limits = conn.execute(q.SELECT_LIMITS).fetchall()
+    retry_in: float | None = None
+    if limits:
+        rows, retry_in = _reserve_limited(conn, params, limits, now)
+    else:
+        rows = conn.execute(q.RESERVE, params).fetchall()
     if rows:
         conn.execute(q.ADD_DEPTH, (-len(rows),))
     rows.sort(key=lambda row: (row[-1], row[0]))
@@ -126,7 +160,76 @@ def reserve(
         )
         for row in rows
     ]
-    return leases, data_version(conn)
+    return leases, data_version(conn), retry_in, bool(limits)
+
+
+# Candidate rounds per limited reserve: a round whose tasks a partly full scope refused is
+# followed by one that skips the scopes now full, so tasks behind them are still claimed.
+_LIMITED_ROUNDS = 3
+
+
+def _reserve_limited(
+    conn: sqlite3.Connection, params: dict[str, Any], stored: list[Any], now: float
+) -> tuple[list[Any], float | None]:
+    """Claim under the limits: count the limited scopes' running tasks, admit candidates
+    through a Gate, claim the admitted rows and save the buckets; all in this transaction."""
+    limits = [limit_from_row(row) for row in stored]
+    buckets = {
+        (row[0], row[1]): (float(row[5]), float(row[6])) for row in stored if row[5] is not None
+    }
+    limited: dict[str, list[str]] = {"type": [], "queue": []}
+    for limit in limits:
+        if limit.max_concurrency is not None:
+            limited[limit.scope].append(limit.name)
+    running = {
+        (row[0], row[1]): int(row[2])
+        for row in conn.execute(
+            q.COUNT_RUNNING,
+            {"types": json_list(limited["type"]), "queues": json_list(limited["queue"])},
+        )
+    }
+    gate = Gate(limits, running, buckets, now)
+    chosen: list[int] = []
+    seen: list[int] = []
+    for _ in range(_LIMITED_ROUNDS):
+        want = params["limit"] - len(chosen)
+        round_params = params | {
+            "limit": want,
+            "skip_types": json_list(gate.full(LimitScope.TYPE)),
+            "skip_queues": json_list(gate.full(LimitScope.QUEUE)),
+            "seen": json_list(seen),
+        }
+        candidates = conn.execute(q.RESERVE_CANDIDATES, round_params).fetchall()
+        refused = False
+        for rowid, type_name, queue in candidates:
+            seen.append(rowid)
+            if gate.admit(type_name, queue):
+                chosen.append(rowid)
+            else:
+                refused = True
+        if len(chosen) == params["limit"] or len(candidates) < want or not refused:
+            break
+    gate.note_held_back()
+    conn.executemany(
+        q.SAVE_BUCKET,
+        [(tokens, stamp, scope, name) for (scope, name), (tokens, stamp) in gate.buckets().items()],
+    )
+    if not chosen:
+        return [], gate.retry_in
+    claim = params | {"rowids": json_list(chosen)}
+    return conn.execute(q.CLAIM_ROWIDS, claim).fetchall(), gate.retry_in
+
+
+def set_limits(conn: sqlite3.Connection, limits: Sequence[Limit]) -> None:
+    """Store each limit in place of its scope's, keeping its bucket; an empty one removes it."""
+    for limit in limits:
+        if limit.empty:
+            conn.execute(q.DELETE_LIMIT, (str(limit.scope), limit.name))
+        else:
+            conn.execute(
+                q.UPSERT_LIMIT,
+                (str(limit.scope), limit.name, limit.max_concurrency, limit.rate, limit.burst),
+            )
 
 
 def extend(

@@ -103,4 +103,5 @@ export const api = {
   periodic: () => request("GET", "/api/periodic"),
   setPeriodic: (name, enabled) => request("POST", `/api/periodic/${encodeURIComponent(name)}/${enabled ? "enable" : "disable"}`),
   types: () => request("GET", "/api/types"),
+  limits: () => request("GET", "/api/limits"),
 };

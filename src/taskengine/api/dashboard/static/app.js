@@ -6,7 +6,7 @@ import { TimeCharts } from "./charts.js";
 import { seconds } from "./format.js";
 import { Heatmap } from "./heatmap.js";
 import { renderInstances } from "./instances.js";
-import { renderBreakers, renderCounters, renderOutcomes, renderPercentiles, renderWorkers } from "./panels.js";
+import { renderBreakers, renderCounters, renderLimits, renderOutcomes, renderPercentiles, renderWorkers } from "./panels.js";
 import { EventStream } from "./sse.js";
 import { OperatorViews } from "./operator.js";
 import { TaskViews } from "./tasks.js";
@@ -182,11 +182,26 @@ async function fallback() {
   }
 }
 
+const LIMITS_MS = 5000; // limits change rarely: one broker read per dashboard every 5 s
+let limitsAt = 0;
+
+async function refreshLimits() {
+  const now = Date.now();
+  if (now - limitsAt < LIMITS_MS) return;
+  limitsAt = now;
+  try {
+    renderLimits($("limits-table").tBodies[0], (await api.limits()).limits);
+  } catch {
+    // the indicator already says the server is unreachable; the next round tries again
+  }
+}
+
 function poll() {
   if (!state.needsToken) {
     tasks.refresh();
     operator.refresh();
     fallback();
+    refreshLimits();
     refreshRange();
   }
 }
@@ -196,4 +211,5 @@ tasks.refresh({ force: true });
 operator.scope();
 operator.refresh({ force: true });
 operator.search();
+refreshLimits();
 setInterval(poll, POLL_MS);
