@@ -29,7 +29,7 @@ types: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
 test: lint types
-	$(BIN)/pytest --cov --cov-report=term -q
+	$(BIN)/pytest --cov --cov-report=term -q --durations=15
 
 # The README's settings table, from the Settings fields and their docstrings (a test checks it).
 settings-table: $(VENV)/.installed

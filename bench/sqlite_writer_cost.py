@@ -100,7 +100,7 @@ def measure(tasks: int, batch: int, statements: bool) -> tuple[dict[str, float],
     leased: list[list[Lease]] = []
     began = time.process_time()
     while True:
-        leases, _ = transaction(lambda: writes.reserve(conn, "w1", batch, 60.0, time.time(), None))
+        leases = transaction(lambda: writes.reserve(conn, "w1", batch, 60.0, time.time(), None))[0]
         if not leases:
             break
         leased.append(leases)

@@ -30,9 +30,11 @@ from taskengine.model import (
     new_task,
 )
 from taskengine.model.ids import new_id
+from taskengine.model.limits import Limit, LimitScope, check_limit_values, parse_rate
 from taskengine.model.serializer import check_storable, from_json, to_json
 from taskengine.model.state import TERMINAL_STATES
 from taskengine.model.storable import find_unstorable
+from taskengine.model.unique import UniqueLock, unique_lock
 from taskengine.policy.cron import CronEntry, check_unique
 from taskengine.policy.idempotency import check_batch, check_repeat
 from taskengine.registry import (
@@ -106,6 +108,9 @@ class App:
         self._engine: Engine | None = None
         self._sync: SyncClient | None = None
         self._sync_lock = threading.Lock()
+        self._limits: dict[tuple[LimitScope, str], Limit] = {}
+        for spec in settings.queue_limits:  # validated with the settings
+            self._limits[(LimitScope.QUEUE, spec.queue)] = spec.limit()
         # the faces' door to tasks, queues and workers
         self.inspector = Inspector(self)
 
@@ -121,9 +126,13 @@ class App:
         retryable: bool = True,
         breaker: bool = True,
         keep_result: float | None = None,
+        rate_limit: str | None = None,
+        max_concurrency: int | None = None,
     ) -> Callable[[Callable[Concatenate[P, Rest], R]], TaskHandle[P, Rest, R]]:
         """Register a handler as a task type (see Registry.task); return its typed handle,
-        which still runs the handler when called (taskengine.handles)."""
+        which still runs the handler when called (taskengine.handles). `rate_limit` ("100/s")
+        and `max_concurrency` hold for the type across every instance (ADR 0038)."""
+        limit = declared_limit(LimitScope.TYPE, name or "", rate_limit, max_concurrency)
         register = self.registry.task(
             name,
             timeout=timeout or self.settings.task_timeout,
@@ -138,9 +147,29 @@ class App:
         submitter = Submitter(self.submit_many, self.sync)
 
         def decorate(fn: Callable[Concatenate[P, Rest], R]) -> TaskHandle[P, Rest, R]:
-            return TaskHandle(register(fn), task_name(fn, name), submitter)
+            handle: TaskHandle[P, Rest, R] = TaskHandle(
+                register(fn), task_name(fn, name), submitter
+            )
+            if not limit.empty:
+                self._limits[(limit.scope, handle.name)] = msgspec.structs.replace(
+                    limit, name=handle.name
+                )
+            return handle
 
         return decorate
+
+    def queue_limit(
+        self, queue: str, *, rate_limit: str | None = None, max_concurrency: int | None = None
+    ) -> None:
+        """Limit every task of `queue` across every instance: `rate_limit` ("100/s", "30/m")
+        and `max_concurrency` (ADR 0038). Stored in the broker when an engine starts."""
+        limit = declared_limit(LimitScope.QUEUE, queue, rate_limit, max_concurrency)
+        self._limits[(limit.scope, queue)] = limit
+
+    @property
+    def limits(self) -> list[Limit]:
+        """The limits declared in code, by (scope, name): an engine stores them at start."""
+        return [self._limits[key] for key in sorted(self._limits)]
 
     def periodic(
         self,
@@ -307,19 +336,23 @@ class App:
 
     async def submit_many(self, requests: Sequence[TaskRequest]) -> list[str]:
         """Submit a batch in one broker round trip; all are validated before any is stored."""
-        results = await self.enqueue_tasks(self.build_many(requests))
+        locks = unique_locks(requests)
+        results = await self.enqueue_tasks(self.build_many(requests), unique=locks)
         return [result.id for result in results]
 
-    async def enqueue_tasks(self, tasks: Sequence[Task]) -> list[EnqueueResult]:
+    async def enqueue_tasks(
+        self, tasks: Sequence[Task], unique: Sequence[UniqueLock | None] | None = None
+    ) -> list[EnqueueResult]:
         """Store built tasks in one broker round trip and count them in the metrics; with
         tracing on, under a submit span whose context the tasks carry to their runs.
 
         A repeated idempotency key must come with the same request (type, payload, priority,
         queue, compared as canonical JSON), else IdempotencyConflict: within the batch it is
         raised before anything is stored; against a stored task, after the batch was stored
-        (its other tasks stay stored, and a retry with the same keys finds them)."""
+        (its other tasks stay stored, and a retry with the same keys finds them). `unique`,
+        aligned with `tasks`, gives each one's unique lock (ADR 0038)."""
         check_batch(tasks)
-        results = await self._enqueue(self.broker, tasks)
+        results = await self._enqueue(self.broker, tasks, unique)
         for task, result in zip(tasks, results, strict=True):
             if result.created:
                 self.metrics.on_submitted(task.type)
@@ -341,12 +374,17 @@ class App:
                 where = f"tasks[{index}]: " if len(tasks) > 1 else ""
                 check_repeat(task, record, task_id, where)
 
-    async def _enqueue(self, broker: BrokerBackend, tasks: Sequence[Task]) -> list[EnqueueResult]:
+    async def _enqueue(
+        self,
+        broker: BrokerBackend,
+        tasks: Sequence[Task],
+        unique: Sequence[UniqueLock | None] | None = None,
+    ) -> list[EnqueueResult]:
         tracer = self.tracing.tracer()
         if tracer is None:
-            return await broker.enqueue(tasks, self.clock.now())
+            return await broker.enqueue(tasks, self.clock.now(), unique)
         with submitting(tracer, tasks) as (span, traced):
-            results = await broker.enqueue(traced, self.clock.now())
+            results = await broker.enqueue(traced, self.clock.now(), unique)
             span.set_attribute("taskengine.submit.created", sum(r.created for r in results))
             return results
 
@@ -479,6 +517,7 @@ class App:
             periodic=self.periodic_tasks,
             build_periodic=self.build_periodic,
             tracing=self.tracing,
+            limits=self.limits,
         )
         if settings.telemetry_publish or settings.metrics_port is not None:
             self._publish(self._engine, report=settings.telemetry_publish)
@@ -511,6 +550,33 @@ class App:
             stacklevel=2,
         )
         return self.engine(**overrides)
+
+
+def unique_locks(requests: Sequence[TaskRequest]) -> list[UniqueLock | None] | None:
+    """Each request's unique lock (ADR 0038), aligned; None when no request asks for one."""
+    if all(r.unique_for is None and r.unique_while is None for r in requests):
+        if any(r.unique_key is not None for r in requests):
+            raise ValidationError("unique_key needs unique_for or unique_while")
+        return None
+    return [
+        unique_lock(
+            r.type,
+            r.payload,
+            unique_for=r.unique_for,
+            unique_while=r.unique_while,
+            unique_key=r.unique_key,
+        )
+        for r in requests
+    ]
+
+
+def declared_limit(
+    scope: LimitScope, name: str, rate_limit: str | None, max_concurrency: int | None
+) -> Limit:
+    """The limit a declaration in code asks for; ValidationError if a value is malformed."""
+    rate = None if rate_limit is None else parse_rate(rate_limit)
+    limit = Limit(scope=scope, name=name or "?", max_concurrency=max_concurrency, rate=rate)
+    return check_limit_values(limit)
 
 
 def _checked_payload(payload: Any) -> Any:

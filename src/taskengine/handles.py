@@ -36,6 +36,9 @@ class SubmitOptions(TypedDict, total=False):
     max_attempts: int
     idempotency_key: str
     keep_result: float
+    unique_for: float
+    unique_while: str
+    unique_key: str
 
 
 class Signature(msgspec.Struct, Generic[P], frozen=True, kw_only=True):

@@ -14,6 +14,7 @@ import msgspec
 from taskengine.brokers import DEFAULT_BROKER_URL, DEFAULT_MAX_DEPTH
 from taskengine.brokers.deadline import DEFAULT_TIMEOUT
 from taskengine.errors import ConfigurationError, ValidationError
+from taskengine.model.limits import QueueLimitSpec
 from taskengine.model.serializer import DEFAULT_MAX_RESULT_BYTES
 from taskengine.policy.cron import CronEntry, check_unique
 
@@ -124,6 +125,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     cron: tuple[CronEntry, ...] = ()
     """periodic tasks: a JSON list of `{"name", "cron", "type", "payload", "priority", "queue"}`
     (cron in UTC)"""
+    queue_limits: tuple[QueueLimitSpec, ...] = ()
+    """limits per queue for every instance (ADR 0038): a JSON list of `{"queue",
+    "max_concurrency", "rate_limit"}` (`"100/s"`, `"30/m"`), stored by each engine at start"""
     scheduler_every: float = 1.0
     """seconds between checks for due periodic tasks"""
     cron_catch_up: float = 60.0
@@ -202,6 +206,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
             )
         if self.heartbeat_every >= self.lease_for:
             raise ConfigurationError("heartbeat_every must be shorter than lease_for")
+        try:
+            for spec in self.queue_limits:
+                spec.limit()
+        except ValidationError as exc:
+            raise ConfigurationError(f"queue_limits: {exc}") from None
         try:
             check_unique(list(self.cron))
         except ValidationError as exc:
@@ -325,9 +334,9 @@ def _parse_env(name: str, raw: str) -> Any:
         return tuple(q.strip() for q in raw.split(",") if q.strip()) or None
     if name == "api_allowed_hosts":
         return tuple(h.strip() for h in raw.split(",") if h.strip())
-    if name == "cron":
+    if name in ("cron", "queue_limits"):
         try:
             return msgspec.json.decode(raw)
         except msgspec.DecodeError as exc:
-            raise ConfigurationError(f"TASKENGINE_CRON is not JSON: {exc}") from None
+            raise ConfigurationError(f"TASKENGINE_{name.upper()} is not JSON: {exc}") from None
     return raw

@@ -8,12 +8,13 @@ the same whichever way it is asked for.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
 from taskengine.brokers.base import CountRow, Page
 from taskengine.model import AttemptRecord, Priority, Progress, TaskRecord, TaskResult
+from taskengine.model.limits import Limit, LimitScope
 from taskengine.model.progress import fraction
 from taskengine.model.worker import WorkerInfo
 
@@ -161,6 +162,54 @@ class WorkerView(msgspec.Struct):
     last_heartbeat: datetime
 
 
+class InstanceView(msgspec.Struct):
+    """One engine process (instance) of the cluster, from its workers' last heartbeats."""
+
+    instance: str
+    host: str
+    pid: int
+    started_at: datetime
+    last_heartbeat: datetime
+    workers: int
+    busy: int
+    processed: int
+    draining: bool
+    types: list[str]
+
+
+class ControlView(msgspec.Struct):
+    """A remote-control command accepted for an instance (ADR 0036)."""
+
+    instance: str
+    command: str
+    size: int | None = None
+
+
+class TypeView(msgspec.Struct):
+    """A task type registered on a live instance, or on this server (`submittable`)."""
+
+    name: str
+    executor: str
+    timeout: float
+    max_attempts: int
+    queue: str
+    priority: str
+    instances: list[str]  # the live instances that run it
+    submittable: bool  # this server's registry has it: it accepts submissions of it
+
+
+class PeriodicView(msgspec.Struct):
+    """A periodic task: its schedule, who submits it, and whether it is enabled."""
+
+    name: str
+    cron: str
+    type: str
+    enabled: bool
+    next_slot: float | None  # epoch seconds; None while disabled
+    last_fired: float | None  # the last slot the leader submitted (as of its heartbeat)
+    leader: str | None  # the instance holding the scheduler, if one is live
+
+
 class QueueView(msgspec.Struct):
     """One queue: counts by state and priority, and whether it is paused."""
 
@@ -298,6 +347,32 @@ def worker_view(info: WorkerInfo) -> WorkerView:
     )
 
 
+def instance_views(infos: list[WorkerInfo]) -> list[InstanceView]:
+    """Group registry entries by instance, one view each, by instance id."""
+    grouped: dict[str, list[WorkerInfo]] = {}
+    for info in infos:
+        grouped.setdefault(info.instance, []).append(info)
+    views = []
+    for instance, members in sorted(grouped.items()):
+        first = members[0]
+        types = sorted({name for info in members for name in info.types})
+        views.append(
+            InstanceView(
+                instance=instance,
+                host=first.host,
+                pid=first.pid,
+                started_at=when(min(info.started_at for info in members)),
+                last_heartbeat=when(max(info.last_seen for info in members)),
+                workers=sum(1 for info in members if info.state != "stopping"),  # not retiring
+                busy=sum(1 for info in members if info.current_task is not None),
+                processed=sum(info.processed for info in members),
+                draining=any(info.draining for info in members),
+                types=types,
+            )
+        )
+    return views
+
+
 def queue_views(rows: list[CountRow], paused: set[str]) -> list[QueueView]:
     """Fold count rows into one view per queue (paused queues with no tasks included)."""
     views: dict[str, QueueView] = {
@@ -320,3 +395,24 @@ def queue_views(rows: list[CountRow], paused: set[str]) -> list[QueueView]:
 def task_page(page: Page) -> TaskPage:
     """The API view of a page of task records (without tracebacks: up to 8 KiB per attempt)."""
     return TaskPage([task_view(record, False) for record in page.items], page.next_cursor)
+
+
+class LimitView(msgspec.Struct, kw_only=True):
+    """One stored limit: rate in tasks per second, burst the bucket's size."""
+
+    scope: Literal["type", "queue"]
+    name: str
+    max_concurrency: int | None
+    rate: float | None
+    burst: int | None
+
+
+def limit_view(limit: Limit) -> LimitView:
+    """The JSON view of a stored limit (burst as reserve uses it)."""
+    return LimitView(
+        scope="type" if limit.scope is LimitScope.TYPE else "queue",
+        name=limit.name,
+        max_concurrency=limit.max_concurrency,
+        rate=limit.rate,
+        burst=None if limit.rate is None else int(limit.capacity),
+    )

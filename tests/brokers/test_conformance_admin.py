@@ -282,3 +282,25 @@ async def test_purged_idempotency_key_can_be_used_again(
 
     assert result.created
     assert result.id == fresh.id != lease.task_id
+
+
+async def test_delete_removes_finished_tasks_by_id_and_nothing_else(
+    broker: BrokerBackend, clock: FakeClock, tasks: Tasks
+) -> None:
+    done = await _settled(broker, clock, tasks, OutcomeKind.SUCCEEDED)
+    dead = await _settled(broker, clock, tasks, OutcomeKind.DEAD, delay=0.0)
+    now = clock.now()
+    queued = tasks(now, idempotency_key="kept-key")
+    cancelled = tasks(now, idempotency_key="freed-key")
+    await broker.enqueue([queued, cancelled], now)
+    await broker.cancel([cancelled.id], now)
+    ids = [done.task_id, dead.task_id, queued.id, cancelled.id, UNKNOWN]
+
+    assert await broker.delete(ids) == [True, True, False, True, False]
+
+    assert [r is None for r in await broker.get(ids)] == [True, True, False, True, True]
+    counted = {(row.state, row.count) for row in await broker.counts()}
+    assert counted == {(TaskState.QUEUED, 1)}
+    again = tasks(clock.advance(1), idempotency_key="freed-key")  # the key is free again
+    [result] = await broker.enqueue([again], clock.now())
+    assert result.created

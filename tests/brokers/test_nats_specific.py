@@ -356,7 +356,8 @@ def test_a_snapshot_holds_every_store_of_the_replica() -> None:
 
     covered = {
         "max_depth", "_records", "_tokens", "_by_key", "_ready", "_later", "_queued",
-        "_paused", "_workers", "_leaders", "_instances", "_waits",
+        "_paused", "_workers", "_leaders", "_instances", "_controls",
+        "_limits", "_buckets", "_limited_for", "_locks", "_lock_of", "_waits",
         "_work",  # the wake-up event: not state, set again by restore
     }  # fmt: skip
     assert set(vars(Replica())) == covered
@@ -379,3 +380,39 @@ async def test_a_replica_restored_from_a_snapshot_still_releases_blocked_tasks()
     assert await restored.settle([outcome(OutcomeKind.SUCCEEDED, lease, T0)], T0) == [True]
     [record] = await restored.get([child.id])
     assert record is not None and record.state is TaskState.QUEUED
+
+
+async def test_remote_controls_waiting_for_an_instance_survive_a_snapshot() -> None:
+    """A drain sent before a compaction still reaches its instance started from the snapshot."""
+    from taskengine.brokers.base import Control, ControlCommand
+    from taskengine.brokers.nats.ops import Replica
+    from taskengine.brokers.nats.snapshot import capture, decode_state, encode_state, restore
+
+    before = Replica()
+    drain = Control(command=ControlCommand.DRAIN, sent_at=1_000.0)
+    await before.send_control("host-1:42", [drain])
+    after = Replica()
+    restore(after, decode_state(encode_state(capture(before, 7, {}))))
+    assert await after.take_controls("host-1:42") == [drain]
+
+
+async def test_limits_and_unique_locks_survive_a_snapshot() -> None:
+    """A process started from a snapshot keeps the cluster's limits and unique locks."""
+    from taskengine.brokers.nats.ops import Replica
+    from taskengine.brokers.nats.snapshot import capture, decode_state, encode_state, restore
+    from taskengine.model import new_task
+    from taskengine.model.limits import Limit, LimitScope
+    from taskengine.model.unique import UniqueLock
+
+    before = Replica()
+    limit = Limit(scope=LimitScope.TYPE, name="demo.echo", max_concurrency=2, rate=5.0)
+    await before.set_limits([limit])
+    task = new_task("demo.echo", now=1_000.0)
+    await before.enqueue([task], 1_000.0, [UniqueLock(key="k", seconds=60.0)])
+    after = Replica()
+    restore(after, decode_state(encode_state(capture(before, 7, {}))))
+    assert await after.limits() == await before.limits() == [limit]
+    assert after._locks == before._locks != {}
+    again = new_task("demo.echo", now=1_001.0)
+    [answer] = await after.enqueue([again], 1_001.0, [UniqueLock(key="k", seconds=60.0)])
+    assert answer.id == task.id and not answer.created  # the lock held across the snapshot

@@ -25,6 +25,8 @@ from taskengine.brokers.postgres.config import parse_url
 from taskengine.brokers.postgres.schema import SCHEMA_VERSION
 from taskengine.errors import BrokerUnavailable, ConfigurationError, QueueFull, ValidationError
 from taskengine.model import Lease, LeaseStatus, OutcomeKind, TaskState
+from taskengine.model.limits import Limit, LimitScope
+from taskengine.model.unique import UniqueLock
 from tests.brokers.stall_proxy import StallProxy
 from tests.brokers.support import T0, Tasks, drop_storage, outcome
 from tests.cli.support import Cli
@@ -309,7 +311,7 @@ async def test_brokers_starting_at_once_migrate_a_new_schema_once(
     await brokers[1].start()  # an up-to-date schema: nothing to do
 
 
-async def test_a_version_5_schema_is_migrated_to_6_and_takes_dependencies(
+async def test_a_version_7_schema_is_migrated_to_8_and_takes_dependencies(
     make: Make, server: Any, tasks: Tasks
 ) -> None:
     schema = _schema()
@@ -318,7 +320,7 @@ async def test_a_version_5_schema_is_migrated_to_6_and_takes_dependencies(
     await old.enqueue([parent], T0)
     await old.close()
     s = f'"{schema}"'
-    # the schema as a version 5 build left it: what migration 6 added, last first
+    # the schema as a version 7 build left it: what migration 8 added, last first
     await server.execute(
         f"""
         DROP TABLE {s}.waits;
@@ -328,7 +330,7 @@ async def test_a_version_5_schema_is_migrated_to_6_and_takes_dependencies(
         ALTER TABLE {s}.tasks DROP CONSTRAINT tasks_state_check;
         ALTER TABLE {s}.tasks ADD CONSTRAINT tasks_state_check
             CHECK (state IN ('queued', 'running', 'succeeded', 'dead', 'cancelled'));
-        DELETE FROM {s}.schema_version WHERE version = 6;
+        DELETE FROM {s}.schema_version WHERE version = 8;
         """
     )
 
@@ -336,13 +338,35 @@ async def test_a_version_5_schema_is_migrated_to_6_and_takes_dependencies(
 
     versions = await server.fetch(f"SELECT version FROM {s}.schema_version ORDER BY version")
     assert [row["version"] for row in versions] == list(range(1, SCHEMA_VERSION + 1))
-    assert SCHEMA_VERSION == 6
+    assert SCHEMA_VERSION == 8
     [record] = await broker.get([parent.id])
     assert record is not None and record.depends_on == () and record.waiting == 0
     child = replace(tasks(T0), depends_on=(parent.id,))
     await broker.enqueue([child], T0)
     [stored] = await broker.get([child.id])
     assert stored is not None and stored.state is TaskState.BLOCKED
+
+
+async def test_a_version_5_schema_is_upgraded_to_hold_limits_and_unique_locks(
+    make: Make, server: Any, tasks: Tasks
+) -> None:
+    schema = _schema()
+    old = await make(schema)
+    [stored] = await old.enqueue([tasks(T0)], T0)
+    await old.close()
+    # the schema as a version 5 build left it
+    await server.execute(f'DROP TABLE "{schema}".unique_locks, "{schema}".limits')
+    await server.execute(f'DELETE FROM "{schema}".schema_version WHERE version > 5')
+
+    broker = await make(schema)
+
+    versions = await server.fetch(f'SELECT version FROM "{schema}".schema_version')
+    assert [row["version"] for row in versions] == list(range(1, SCHEMA_VERSION + 1))
+    await broker.set_limits([Limit(scope=LimitScope.QUEUE, name="default", max_concurrency=1)])
+    assert [lease.task_id for lease in await broker.reserve("w", 5, 30.0, T0)] == [stored.id]
+    lock = UniqueLock(key="k", seconds=60.0)
+    [first, again] = await broker.enqueue([tasks(T0), tasks(T0)], T0, [lock, lock])
+    assert first.created and not again.created and again.id == first.id
 
 
 async def test_newer_schema_is_refused(make: Make, server: Any) -> None:

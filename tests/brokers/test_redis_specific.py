@@ -275,6 +275,23 @@ def test_a_cluster_url_is_refused(url: str) -> None:
         open_broker(url)
 
 
+def _cluster_port() -> int:
+    """A free port for a cluster-mode redis-server: it also listens 10,000 above it (the
+    cluster bus), so it refuses ports above 55,535, a fifth of the ephemeral range."""
+    for _ in range(200):
+        with socket.socket() as probe, socket.socket() as bus:
+            probe.bind(("127.0.0.1", 0))
+            port: int = probe.getsockname()[1]
+            if port > 55_535:
+                continue
+            try:
+                bus.bind(("127.0.0.1", port + 10_000))
+            except OSError:
+                continue
+            return port
+    raise AssertionError("no free port pair for a cluster-mode redis-server")
+
+
 async def test_a_server_in_cluster_mode_is_refused_at_start(tmp_path: Path) -> None:
     # A real redis-server with cluster mode on: a plain client would start on it and then
     # fail with MOVED on every key another node serves, so start refuses it up front.
@@ -283,9 +300,7 @@ async def test_a_server_in_cluster_mode_is_refused_at_start(tmp_path: Path) -> N
         if os.environ.get("CI") == "true":
             raise AssertionError("redis-server is not installed")
         pytest.skip("redis-server is not installed")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = _cluster_port()
     node = await asyncio.create_subprocess_exec(
         *(binary, "--port", str(port), "--bind", "127.0.0.1", "--cluster-enabled", "yes"),
         *("--cluster-config-file", str(tmp_path / "nodes.conf"), "--dir", str(tmp_path)),
@@ -302,6 +317,7 @@ async def test_a_server_in_cluster_mode_is_refused_at_start(tmp_path: Path) -> N
                 await client.ping()
                 break
             except (RedisConnectionError, OSError):
+                assert node.returncode is None, f"the cluster-mode redis-server exited on {port}"
                 assert time.monotonic() < deadline, "the cluster-mode redis-server did not start"
                 await asyncio.sleep(0.05)
         await client.aclose()
@@ -310,7 +326,8 @@ async def test_a_server_in_cluster_mode_is_refused_at_start(tmp_path: Path) -> N
             await broker.start()
         await broker.close()
     finally:
-        node.terminate()
+        if node.returncode is None:
+            node.terminate()
         await asyncio.wait_for(node.wait(), 30.0)
 
 

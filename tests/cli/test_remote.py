@@ -533,3 +533,30 @@ def test_direct_mode_refuses_what_the_api_refuses(remote: Remote, args: list[str
         direct.stderr,
         over_api.stderr,
     )
+
+
+def test_operator_commands_over_the_api(remote: Remote) -> None:
+    """instances, queues purge, bulk, scheduled, retrying, types, periodic with --api."""
+    deadline = time.monotonic() + 15
+    while not (found := remote.json("instances")["instances"]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    [instance] = found
+    assert found == remote.rest("/api/instances")["instances"]
+    name = instance["instance"]
+    assert "resize sent" in remote.ok("instances", "resize", name, "2").stdout
+    assert remote.invoke("instances", "drain", "nobody:1:x").exit_code == EXIT_FAILURE
+
+    later = [remote.submit("test.echo", i, "--queue", "opq", "--delay", "3600") for i in range(3)]
+    scheduled = [item["id"] for item in remote.json("scheduled", "--queue", "opq")["items"]]
+    assert scheduled == sorted(later, reverse=True)  # newest first: by id
+    assert remote.json("retrying", "--queue", "opq") == {"items": [], "next_cursor": None}
+    assert remote.json("bulk", "cancel", later[0]) == {"action": "cancel", "touched": 1}
+    assert remote.json("bulk", "delete", "--queue", "opq", "--yes")["touched"] == 1
+    assert remote.json("queues", "purge", "opq", "--yes") == {"queue": "opq", "purged": 2}
+
+    types = {item["name"] for item in remote.json("types")["types"]}
+    assert "test.echo" in types
+    assert remote.json("periodic") == {"periodic": []}
+    missing = remote.invoke("periodic", "disable", "nope")
+    assert missing.exit_code == EXIT_FAILURE
+    assert "no periodic task 'nope'" in missing.stderr

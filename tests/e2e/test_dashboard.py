@@ -185,6 +185,19 @@ def test_page_loads_without_errors_or_csp_violations(dashboard: Dashboard, serve
     dashboard.assert_clean()
 
 
+def test_the_limits_panel_shows_a_limit_set_at_run_time(
+    dashboard: Dashboard, api: httpx.Client, server: Server
+) -> None:
+    response = api.put("/api/limits/queue/dash-limited", json={"max_concurrency": 7})
+    assert response.status_code == 200, response.text
+    page = dashboard.page
+    page.goto(server.url)
+    row = page.locator("#limits-table tbody tr", has_text="dash-limited")
+    expect(row).to_contain_text("7")
+    assert api.put("/api/limits/queue/dash-limited", json={}).status_code == 200
+    dashboard.assert_clean()
+
+
 def test_sse_parser_handles_the_framing(dashboard: Dashboard) -> None:
     page = dashboard.open().page
     events = page.evaluate(

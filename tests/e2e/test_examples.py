@@ -136,6 +136,15 @@ def test_periodic_tasks_run_once_per_slot(tmp_path: Path) -> None:
     assert out.count("succeeded: billing alive at") >= 3
 
 
+def test_rate_limited_fan_out_keeps_its_limits(tmp_path: Path) -> None:
+    out = _example("rate_limited.py", cwd=tmp_path)
+    match = re.search(r"(\d+) of 40 pages fetched, at most (\d+) at once", out)
+    assert match is not None, out
+    assert match.group(1) == "40"
+    assert int(match.group(2)) <= 4
+    assert "the repeat got the first task: True" in out
+
+
 def test_sync_producer_submits_over_one_connection(
     tmp_path: Path, background: list[Background]
 ) -> None:

@@ -17,7 +17,7 @@ from tests.runtime.apps import build_app
 MakeApp = Callable[..., Awaitable[App]]
 
 
-@pytest.fixture(params=broker_urls(), ids=url_id)
+@pytest.fixture(params=broker_urls(oldest=False), ids=url_id)
 async def app_on(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[MakeApp]:
     """Build started test apps on one broker (each backend in turn); dropped after the test."""
     url = fill_url(request.param, tmp_path)

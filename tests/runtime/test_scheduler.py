@@ -118,3 +118,71 @@ async def test_a_worker_runs_its_periodic_tasks() -> None:
             await worker.stop()
     keys = {r.idempotency_key for r in page.items}
     assert len(keys) >= 2 and all(k and k.startswith("cron:every-second:") for k in keys)
+
+
+# -- the operator's view and switch (ADR 0036) --------------------------------------------------
+
+
+async def test_a_disabled_entry_submits_nothing_and_skips_its_slots_when_enabled_again(
+    app: App,
+) -> None:
+    clock = app.clock
+    assert isinstance(clock, FakeClock)
+    app.periodic("ten", EVERY_10S.cron, "time.sleep", {"seconds": 0})
+    leader = scheduler(app, "a")
+    await app.inspector.set_periodic("ten", enabled=False)
+    for _ in range(30):
+        clock.advance(1)
+        await leader.run_once()
+    assert await stored_keys(app.broker) == []
+    assert leader.last_fired == {}
+
+    await app.inspector.set_periodic("ten", enabled=True)
+    for _ in range(10):
+        clock.advance(1)
+        await leader.run_once()
+    assert await stored_keys(app.broker) == [f"cron:ten:{int(T0) + 40}"]  # no catch-up burst
+    assert leader.last_fired == {"ten": T0 + 40}
+    assert leader.leading
+
+
+async def test_the_periodic_view_names_the_leader_the_next_slot_and_the_last_fired(
+    app: App,
+) -> None:
+    clock = app.clock
+    assert isinstance(clock, FakeClock)
+    app.periodic("ten", "* * * * * */10", "time.sleep", {"seconds": 0})
+    engine = app.engine()
+    await engine.start()
+    try:
+        await engine.scheduler.run_once()  # the first look: slots after now are due
+        clock.advance(10)
+        await engine.scheduler.run_once()
+        await engine.heartbeat_once()
+        [view] = await app.inspector.periodic(clock.now())
+        assert (view.name, view.cron, view.type) == ("ten", "* * * * * */10", "time.sleep")
+        assert view.leader == engine.instance
+        assert view.last_fired == T0 + 10
+        assert view.next_slot == T0 + 20
+        assert view.enabled
+        await app.inspector.set_periodic("ten", enabled=False)
+        [view] = await app.inspector.periodic(clock.now())
+        assert not view.enabled
+        with pytest.raises(ValidationError):
+            await app.inspector.set_periodic("no-such-entry", enabled=False)
+    finally:
+        await engine.stop(grace=0)
+
+
+async def test_task_types_of_every_live_instance(app: App) -> None:
+    engine = app.engine()
+    await engine.start()
+    try:
+        types = {view.name: view for view in await app.inspector.task_types(app.clock.now())}
+    finally:
+        await engine.stop(grace=0)
+    sleep = types["time.sleep"]
+    assert sleep.executor == "async"
+    assert sleep.instances == [engine.instance]
+    assert sleep.submittable
+    assert sleep.max_attempts >= 1 and sleep.timeout > 0

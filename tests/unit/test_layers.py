@@ -98,9 +98,18 @@ TOP_LEVEL = {
 }
 
 # Value types of the broker contract that the faces may name (they are model types that still
-# live in brokers/): results of cancel and replay, a page and its filter, a count row.
+# live in brokers/): results of cancel and replay, a page and its filter, a count row, a
+# remote-control command (ADR 0036).
 CONTRACT_VALUES = frozenset(
-    {"CancelResult", "ReplayResult", "EnqueueResult", "Page", "TaskFilter", "CountRow"}
+    {
+        "CancelResult",
+        "ReplayResult",
+        "EnqueueResult",
+        "Page",
+        "TaskFilter",
+        "CountRow",
+        "ControlCommand",
+    }
 )
 # Telemetry reads the engine only through its status snapshot and the liveness rule.
 TELEMETRY_READS = frozenset({"taskengine.runtime.status", "taskengine.runtime.liveness"})

@@ -7,7 +7,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Match, Route
 
-from taskengine.api import admin, dashboard, live, tasks, workflows
+from taskengine.api import admin, dashboard, live, operator, tasks, workflows
 from taskengine.api.context import ApiContext
 from taskengine.api.errors import (
     ApiError,
@@ -52,6 +52,7 @@ def build_api(ctx: ApiContext) -> Starlette:
         return response
 
     routes: list[BaseRoute] = [
+        *operator.routes(ctx),
         *tasks.routes(ctx),
         *workflows.routes(ctx),
         *admin.routes(ctx),

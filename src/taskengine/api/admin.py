@@ -1,4 +1,4 @@
-"""Workers, queues (pause/resume), dead letters and health checks."""
+"""Workers, queues (pause/resume), limits (ADR 0038), dead letters and health checks."""
 
 from __future__ import annotations
 
@@ -9,16 +9,28 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from taskengine.api.auth import check_same_origin
+from taskengine.api.body import check_json_content, convert, parse_json, read_body
 from taskengine.api.context import ApiContext
 from taskengine.api.endpoints import ADMIN, bind
 from taskengine.api.errors import ApiError
 from taskengine.api.paging import bounded_page
 from taskengine.api.probe import readiness
 from taskengine.api.query import cursor, page_limit, task_filter
-from taskengine.api.schemas import HealthView, queue_views, worker_view
+from taskengine.api.schemas import (
+    ControlRequest,
+    ControlView,
+    HealthView,
+    LimitBody,
+    instance_views,
+    limit_view,
+    queue_views,
+    worker_view,
+)
 from taskengine.api.tasks import json_response
+from taskengine.brokers import ControlCommand
 from taskengine.errors import ValidationError
 from taskengine.model import TaskState
+from taskengine.model.limits import Limit, LimitScope, check_limit_values, parse_rate
 from taskengine.model.task import validate_name
 
 
@@ -31,6 +43,31 @@ def routes(ctx: ApiContext) -> list[Route]:
         ctx.tokens.check(request, "read")
         infos = await inspector.live_workers(clock.now())
         return json_response({"workers": [worker_view(info) for info in infos]})
+
+    async def instances(request: Request) -> Response:
+        ctx.tokens.check(request, "read")
+        infos = await inspector.live_workers(clock.now())
+        return json_response({"instances": instance_views(infos)})
+
+    async def control(request: Request) -> Response:
+        ctx.tokens.check(request, "admin")
+        check_same_origin(request)
+        check_json_content(request)
+        instance = request.path_params["instance"]
+        raw = parse_json(await read_body(request, ctx.max_body), ctx.max_depth)
+        if (
+            isinstance(raw, dict)
+            and isinstance(raw.get("size"), float)
+            and raw["size"].is_integer()
+        ):
+            raw["size"] = int(raw["size"])  # JSON Schema counts 1.0 as an integer
+        body = convert(raw, ControlRequest)
+        known = {info.instance for info in await inspector.live_workers(clock.now())}
+        if instance not in known:
+            raise ApiError(404, "instance_not_found", f"no live instance {instance!r}")
+        command = ControlCommand(body.command)
+        await inspector.control(instance, command, size=body.size)
+        return json_response(ControlView(instance, command.value, body.size), 202)
 
     async def queues(request: Request) -> Response:
         ctx.tokens.check(request, "read")
@@ -54,6 +91,41 @@ def routes(ctx: ApiContext) -> list[Route]:
         await (inspector.pause([name]) if pause else inspector.resume([name]))
         return json_response({"queue": name, "paused": pause})
 
+    async def list_limits(request: Request) -> Response:
+        ctx.tokens.check(request, "read")
+        return json_response({"limits": [limit_view(lim) for lim in await inspector.limits()]})
+
+    async def set_limit(request: Request) -> Response:
+        ctx.tokens.check(request, "admin")
+        check_same_origin(request)
+        check_json_content(request)
+        scope, name = request.path_params["scope"], request.path_params["name"]
+        raw = parse_json(await read_body(request, ctx.max_body), ctx.max_depth)
+        if isinstance(raw, dict):  # JSON Schema counts 3.0 as an integer, as the document does
+            for field in ("max_concurrency", "burst"):
+                value = raw.get(field)
+                if isinstance(value, float) and value.is_integer():
+                    raw[field] = int(value)
+        body = convert(raw, LimitBody)
+        try:
+            if scope not in ("type", "queue"):
+                raise ValidationError(f"scope must be 'type' or 'queue', got {scope!r}")
+            validate_name(scope, name)
+            rate = None if body.rate_limit is None else parse_rate(body.rate_limit)
+            limit = check_limit_values(
+                Limit(
+                    scope=LimitScope(scope),
+                    name=name,
+                    max_concurrency=body.max_concurrency,
+                    rate=rate,
+                    burst=body.burst,
+                )
+            )
+        except ValidationError as exc:
+            raise ApiError(422, exc.code, str(exc)) from None
+        await inspector.set_limits([limit])
+        return json_response(limit_view(limit))
+
     async def dead_letters(request: Request) -> Response:
         ctx.tokens.check(request, "read")
         params = request.query_params
@@ -73,9 +145,13 @@ def routes(ctx: ApiContext) -> list[Route]:
         ADMIN,
         {
             "listWorkers": workers,
+            "listInstances": instances,
+            "controlInstance": control,
             "listQueues": queues,
             "pauseQueue": pause,
             "resumeQueue": resume,
+            "listLimits": list_limits,
+            "setLimit": set_limit,
             "listDeadLetters": dead_letters,
             "healthz": healthz,
             "readyz": readyz,

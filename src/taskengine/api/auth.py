@@ -54,6 +54,14 @@ class Tokens:
                 found = scope
         return found
 
+    def scope(self, request: Request) -> Scope:
+        """The scope of the request's token (admin on an open server); 401 without one."""
+        self.check(request, "read")
+        if not self._tokens:
+            return "admin"
+        presented = request.headers.get("authorization", "").partition(" ")[2].strip()
+        return self.scope_of(presented) or "read"
+
     def check(self, request: Request, needed: Scope) -> None:
         """Raise 401 without a valid token, 403 when its scope is too narrow."""
         if not self._tokens:

@@ -39,12 +39,27 @@ WORKFLOWS = (
 )
 ADMIN = (
     Endpoint("GET", "/api/workers", "listWorkers"),
+    Endpoint("GET", "/api/instances", "listInstances"),
+    Endpoint("POST", "/api/instances/{instance}/control", "controlInstance"),
     Endpoint("GET", "/api/queues", "listQueues"),
     Endpoint("POST", "/api/queues/{queue}/pause", "pauseQueue"),
     Endpoint("POST", "/api/queues/{queue}/resume", "resumeQueue"),
+    Endpoint("GET", "/api/limits", "listLimits"),
+    Endpoint("PUT", "/api/limits/{scope}/{name}", "setLimit"),
     Endpoint("GET", "/api/dead-letters", "listDeadLetters"),
     Endpoint("GET", "/healthz", "healthz"),
     Endpoint("GET", "/readyz", "readyz"),
+)
+OPERATOR = (
+    Endpoint("POST", "/api/queues/{queue}/purge", "purgeQueue"),
+    Endpoint("POST", "/api/bulk", "bulkTasks"),
+    Endpoint("GET", "/api/scheduled", "listScheduled"),
+    Endpoint("GET", "/api/retrying", "listRetrying"),
+    Endpoint("GET", "/api/me", "getSession"),
+    Endpoint("GET", "/api/types", "listTaskTypes"),
+    Endpoint("GET", "/api/periodic", "listPeriodic"),
+    Endpoint("POST", "/api/periodic/{name}/enable", "enablePeriodic"),
+    Endpoint("POST", "/api/periodic/{name}/disable", "disablePeriodic"),
 )
 LIVE = (
     Endpoint("GET", "/api/metrics", "getMetrics"),
@@ -53,7 +68,7 @@ LIVE = (
     Endpoint("GET", "/metrics", "getPrometheusMetrics"),
 )
 DOCUMENTED = (
-    TASKS + WORKFLOWS + ADMIN + LIVE
+    TASKS + WORKFLOWS + ADMIN + OPERATOR + LIVE
 )  # what /openapi.json describes (not the docs and dashboard)
 
 

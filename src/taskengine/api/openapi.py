@@ -11,9 +11,20 @@ from taskengine.api.endpoints import DOCUMENTED
 from taskengine.api.query import FILTERS, MAX_PAGE, NAME, TIME_SCHEMA
 from taskengine.api.schemas import (
     API_VERSION,
+    BulkAnswer,
+    BulkRequest,
     CancelView,
+    ControlRequest,
+    ControlView,
     ErrorView,
     HealthView,
+    InstanceView,
+    LimitBody,
+    LimitView,
+    PeriodicToggled,
+    PeriodicView,
+    PurgeAnswer,
+    PurgeRequest,
     QueueView,
     SubmitBatch,
     SubmitTask,
@@ -22,6 +33,7 @@ from taskengine.api.schemas import (
     SubmitWorkflow,
     TaskPage,
     TaskView,
+    TypeView,
     WorkerView,
     WorkflowAction,
     WorkflowSubmitted,
@@ -78,6 +90,8 @@ def _param(name: str, where: str, schema: dict[str, Any], required: bool = False
 
 TASK_ID = _param("task_id", "path", {"type": "string", "pattern": TASK_ID_PATTERN}, True)
 WORKFLOW_ID = _param("workflow_id", "path", {"type": "string", "pattern": TASK_ID_PATTERN}, True)
+PERIODIC = _param("name", "path", {"type": "string", "minLength": 1, "maxLength": 128}, True)
+INSTANCE = _param("instance", "path", {"type": "string", "minLength": 1, "maxLength": 200}, True)
 QUEUE = _param("queue", "path", {"type": "string", "pattern": f"^{NAME}$"}, True)
 LIST_PARAMS = [
     *(
@@ -114,6 +128,14 @@ TOGGLED = {
     "properties": {"queue": {"type": "string"}, "paused": {"type": "boolean"}},
     "required": ["queue", "paused"],
 }
+# `size` is required by a resize and refused with any other command.
+SIZE_FOR_RESIZE = {
+    "if": {"properties": {"command": {"const": "resize"}}},
+    "then": {"required": ["size"], "properties": {"size": {"type": "integer"}}},
+    "else": {"properties": {"size": {"type": "null"}}},
+}
+# A bulk action names its tasks by `ids` or by `filter`: one of the two.
+IDS_OR_FILTER = {"oneOf": [{"required": ["ids"]}, {"required": ["filter"]}]}
 ONE_SCHEDULE = {
     "not": {
         "required": ["delay", "run_at"],
@@ -136,16 +158,30 @@ def openapi_document() -> dict[str, Any]:
             CancelView,
             WorkerView,
             QueueView,
+            LimitBody,
+            LimitView,
             HealthView,
             ErrorView,
             SubmitWorkflow,
             WorkflowSubmitted,
             WorkflowView,
             WorkflowAction,
+            InstanceView,
+            ControlRequest,
+            ControlView,
+            BulkRequest,
+            BulkAnswer,
+            PurgeRequest,
+            PurgeAnswer,
+            TypeView,
+            PeriodicView,
+            PeriodicToggled,
         ],
         ref_template=REF,
     )
     components["SubmitTask"] = {**components["SubmitTask"], **ONE_SCHEDULE}
+    components["ControlRequest"] = {**components["ControlRequest"], **SIZE_FOR_RESIZE}
+    components["BulkRequest"] = {**components["BulkRequest"], **IDS_OR_FILTER}
     submit_body = {"oneOf": [_ref("SubmitTask"), _ref("SubmitBatch")]}
     submitted = {"oneOf": [_ref("Submitted"), _ref("SubmittedBatch")]}
     operations = [
@@ -264,6 +300,33 @@ def openapi_document() -> dict[str, Any]:
             operationId="listWorkers",
         ),
         _op(
+            "Every live engine instance: host, pid, workers, busy, draining, task types",
+            {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "instances": {"type": "array", "items": _ref("InstanceView")}
+                        },
+                    },
+                    "instances",
+                )
+            },
+            ("401",),
+            operationId="listInstances",
+        ),
+        _op(
+            "Remote control: drain, resume, resize or shut down an instance (within a second)",
+            {"202": _json(_ref("ControlView"), "sent; the instance applies it")},
+            ("400", "401", "403", "404", "413", "415", "422"),
+            parameters=[INSTANCE],
+            requestBody={
+                "required": True,
+                "content": {"application/json": {"schema": _ref("ControlRequest")}},
+            },
+            operationId="controlInstance",
+        ),
+        _op(
             "Queues with counts and paused flags",
             {
                 "200": _json(
@@ -290,6 +353,128 @@ def openapi_document() -> dict[str, Any]:
             ("401", "403", "422"),
             parameters=[QUEUE],
             operationId="resumeQueue",
+        ),
+        _op(
+            "Delete every queued task of a queue (the body confirms: {confirm: true})",
+            {"200": _json(_ref("PurgeAnswer"), "how many were deleted")},
+            ("400", "401", "403", "413", "415", "422"),
+            parameters=[QUEUE],
+            requestBody={
+                "required": True,
+                "content": {"application/json": {"schema": _ref("PurgeRequest")}},
+            },
+            operationId="purgeQueue",
+        ),
+        _op(
+            "Cancel, replay or delete the tasks `ids` names or every task `filter` matches",
+            {"200": _json(_ref("BulkAnswer"), "how many tasks it changed")},
+            ("400", "401", "403", "413", "415", "422"),
+            requestBody={
+                "required": True,
+                "content": {"application/json": {"schema": _ref("BulkRequest")}},
+            },
+            operationId="bulkTasks",
+        ),
+        _op(
+            "Queued tasks due later (a future run_at), newest first",
+            {"200": _json(_ref("TaskPage"), "a page (may hold fewer than limit, with a cursor)")},
+            ("401", "422"),
+            parameters=LIST_PARAMS[1:],
+            operationId="listScheduled",
+        ),
+        _op(
+            "Queued tasks that already ran an attempt (retrying), newest first",
+            {"200": _json(_ref("TaskPage"), "a page (may hold fewer than limit, with a cursor)")},
+            ("401", "422"),
+            parameters=LIST_PARAMS[1:],
+            operationId="listRetrying",
+        ),
+        _op(
+            "The scope of the caller's token (the dashboard hides what it may not do)",
+            {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "properties": {"scope": {"enum": ["admin", "read"]}},
+                        "required": ["scope"],
+                    },
+                    "the scope",
+                )
+            },
+            ("401",),
+            operationId="getSession",
+        ),
+        _op(
+            "Every task type of a live instance or of this server, with executor and limits",
+            {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "properties": {"types": {"type": "array", "items": _ref("TypeView")}},
+                    },
+                    "task types",
+                )
+            },
+            ("401",),
+            operationId="listTaskTypes",
+        ),
+        _op(
+            "Periodic tasks: cron, next slot, last fired, the scheduler's leader, enabled",
+            {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "properties": {
+                            "periodic": {"type": "array", "items": _ref("PeriodicView")}
+                        },
+                    },
+                    "periodic tasks",
+                )
+            },
+            ("401",),
+            operationId="listPeriodic",
+        ),
+        _op(
+            "Enable a periodic task on every instance",
+            {"200": _json(_ref("PeriodicToggled"), "enabled")},
+            ("401", "403", "404"),
+            parameters=[PERIODIC],
+            operationId="enablePeriodic",
+        ),
+        _op(
+            "Disable a periodic task on every instance (its slots are skipped, not caught up)",
+            {"200": _json(_ref("PeriodicToggled"), "disabled")},
+            ("401", "403", "404"),
+            parameters=[PERIODIC],
+            operationId="disablePeriodic",
+        ),
+        _op(
+            "Rate and concurrency limits stored in the broker (ADR 0038)",
+            {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "properties": {"limits": {"type": "array", "items": _ref("LimitView")}},
+                    },
+                    "limits, by scope and name",
+                )
+            },
+            ("401",),
+            operationId="listLimits",
+        ),
+        _op(
+            "Set (or, with no field, remove) the limits of a task type or a queue",
+            {"200": _json(_ref("LimitView"), "the limit now stored")},
+            ("400", "401", "403", "413", "415", "422"),
+            parameters=[
+                _param("scope", "path", {"type": "string", "enum": ["type", "queue"]}, True),
+                _param("name", "path", {"type": "string", "pattern": f"^{NAME}$"}, True),
+            ],
+            operationId="setLimit",
+            requestBody={
+                "required": True,
+                "content": {"application/json": {"schema": _ref("LimitBody")}},
+            },
         ),
         _op(
             "Dead tasks, newest first",

@@ -20,17 +20,24 @@ from taskengine.model.task import (
 from taskengine.views import (  # the response views, shared with the CLI's --json (re-exported)
     AttemptView,
     CancelView,
+    ControlView,
+    InstanceView,
+    LimitView,
+    PeriodicView,
     QueueView,
     ResultView,
     Submitted,
     TaskPage,
     TaskView,
+    TypeView,
     WorkerView,
     WorkflowAction,
     WorkflowNode,
     WorkflowSubmitted,
     WorkflowView,
     attempt_view,
+    instance_views,
+    limit_view,
     queue_views,
     result_view,
     task_view,
@@ -43,14 +50,26 @@ __all__ = [
     "MAX_BATCH",
     "AttemptView",
     "Attempts",
+    "BulkAnswer",
+    "BulkFilter",
+    "BulkRequest",
     "CancelView",
+    "ControlRequest",
+    "ControlView",
     "Delay",
     "ErrorDetail",
     "ErrorView",
     "HealthView",
+    "InstanceView",
     "Key",
+    "LimitBody",
+    "LimitView",
     "Name",
+    "PeriodicToggled",
+    "PeriodicView",
     "PriorityName",
+    "PurgeAnswer",
+    "PurgeRequest",
     "QueueView",
     "ResultView",
     "Seconds",
@@ -61,6 +80,7 @@ __all__ = [
     "SubmittedBatch",
     "TaskPage",
     "TaskView",
+    "TypeView",
     "WorkerView",
     "WorkflowAction",
     "WorkflowNode",
@@ -68,6 +88,8 @@ __all__ = [
     "WorkflowSubmitted",
     "WorkflowView",
     "attempt_view",
+    "instance_views",
+    "limit_view",
     "queue_views",
     "result_view",
     "task_view",
@@ -91,6 +113,7 @@ MAX_BATCH = 1000
 TaskId = Annotated[str, msgspec.Meta(pattern=TASK_ID_PATTERN)]
 ParentFailureName = Literal["cancel", "run"]
 NodeName = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+MAX_UNIQUE_FOR = 366 * 86400.0
 
 
 class SubmitTask(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -108,6 +131,9 @@ class SubmitTask(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     keep_result: Retention | None = None
     depends_on: Annotated[list[TaskId], msgspec.Meta(max_length=MAX_PARENTS)] | None = None
     on_parent_failure: ParentFailureName = "cancel"
+    unique_for: Annotated[float, msgspec.Meta(gt=0, le=MAX_UNIQUE_FOR)] | None = None
+    unique_while: Literal["queued", "running"] | None = None
+    unique_key: Key | None = None
 
     def run_at_epoch(self) -> float | None:
         """run_at as seconds since the epoch; a date-time is clamped to 1970..9999 (see API.md)."""
@@ -141,6 +167,16 @@ class SubmitWorkflow(msgspec.Struct, forbid_unknown_fields=True):
     nodes: Annotated[list[WorkflowStep], msgspec.Meta(min_length=1, max_length=MAX_BATCH)]
 
 
+class LimitBody(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """A scope's limits; both unset removes them (ADR 0038)."""
+
+    max_concurrency: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] | None = None
+    rate_limit: (
+        Annotated[str, msgspec.Meta(pattern=r"^0*[1-9][0-9]{0,8}(\.[0-9]{1,6})?/(s|m|h)$")] | None
+    ) = None  # "100/s", "30/m", "5/h"
+    burst: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] | None = None
+
+
 class SubmitBatch(msgspec.Struct, forbid_unknown_fields=True):
     """Several tasks submitted in one broker round trip."""
 
@@ -171,3 +207,64 @@ class ErrorView(msgspec.Struct):
     """Every error is `{"error": {"code", "message"}}`."""
 
     error: ErrorDetail
+
+
+class ControlRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """POST /api/instances/{instance}/control: one remote-control command (ADR 0036)."""
+
+    command: Literal["drain", "resume", "resize", "shutdown"]
+    size: Annotated[int, msgspec.Meta(ge=1, le=10_000)] | None = None  # resize only
+
+
+StateName = Literal["queued", "running", "succeeded", "dead", "cancelled"]
+MAX_BULK_IDS = 10_000
+
+
+class BulkFilter(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Which tasks a bulk action takes, as GET /api/tasks filters them (epoch seconds)."""
+
+    state: list[StateName] | msgspec.UnsetType = msgspec.UNSET
+    type: list[Name] | msgspec.UnsetType = msgspec.UNSET
+    queue: list[Name] | msgspec.UnsetType = msgspec.UNSET
+    priority: list[PriorityName] | msgspec.UnsetType = msgspec.UNSET
+    created_after: EpochSeconds | msgspec.UnsetType = msgspec.UNSET
+    created_before: EpochSeconds | msgspec.UnsetType = msgspec.UNSET
+
+
+class BulkRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """POST /api/bulk: an action on the tasks `ids` names, or on every task `filter`
+    matches (one of the two)."""
+
+    action: Literal["cancel", "replay", "delete"]
+    ids: (
+        Annotated[list[TaskId], msgspec.Meta(min_length=1, max_length=MAX_BULK_IDS)]
+        | msgspec.UnsetType
+    ) = msgspec.UNSET
+    filter: BulkFilter | msgspec.UnsetType = msgspec.UNSET
+
+
+class BulkAnswer(msgspec.Struct):
+    """How many tasks a bulk action changed."""
+
+    action: str
+    touched: int
+
+
+class PurgeRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """POST /api/queues/{queue}/purge: `confirm` must be true."""
+
+    confirm: Literal[True]
+
+
+class PurgeAnswer(msgspec.Struct):
+    """How many queued tasks a purge deleted."""
+
+    queue: str
+    purged: int
+
+
+class PeriodicToggled(msgspec.Struct):
+    """A periodic task enabled or disabled."""
+
+    name: str
+    enabled: bool

@@ -97,6 +97,8 @@ async def serve(
     )
     server = _Server(config)
     shutdown = _Shutdown(server, ctx, worker)
+    if worker is not None:  # a remote SHUTDOWN (ADR 0036) stops the server as SIGTERM does
+        worker.on_shutdown = shutdown.on_remote_shutdown
     loop = asyncio.get_running_loop()
     # Handlers first: a signal once a task may run must stop gracefully, never kill.
     for sig in SIGNALS:
@@ -148,6 +150,12 @@ class _Shutdown:
     def running(self) -> int:
         """Tasks running in this process's pool now."""
         return 0 if self.worker is None else self.worker.status().busy
+
+    def on_remote_shutdown(self) -> None:
+        """A SHUTDOWN sent through the broker (ADR 0036): as a first SIGTERM."""
+        log.info("remote control: shutdown asked through the broker")
+        if self.signals == 0:
+            self.on_signal(signal.SIGTERM)
 
     def on_signal(self, signum: signal.Signals) -> None:
         """Count the signal and act on it (called on the loop)."""

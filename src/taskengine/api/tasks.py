@@ -24,11 +24,12 @@ from taskengine.api.schemas import (
     SubmittedBatch,
     task_view,
 )
-from taskengine.app import TaskRequest
+from taskengine.app import TaskRequest, unique_locks
 from taskengine.brokers import CancelResult, ReplayResult
 from taskengine.errors import ValidationError
 from taskengine.model import Task
 from taskengine.model.ids import is_task_id
+from taskengine.model.unique import UniqueLock
 
 _encoder = msgspec.json.Encoder()
 _INTEGER_FIELDS = ("priority", "max_attempts")
@@ -77,7 +78,7 @@ def routes(ctx: ApiContext) -> list[Route]:
                     )
                 items[0].idempotency_key = header_key
         tasks = [_build(ctx, item, index, len(items)) for index, item in enumerate(items)]
-        results = await ctx.app.enqueue_tasks(tasks)
+        results = await ctx.app.enqueue_tasks(tasks, _locks(items))
         if not is_batch:
             result = results[0]
             location = f"/api/tasks/{result.id}"
@@ -142,6 +143,25 @@ def routes(ctx: ApiContext) -> list[Route]:
     )
 
 
+def _locks(items: list[SubmitTask]) -> list[UniqueLock | None] | None:
+    """Each item's unique lock (ADR 0038), aligned; None when none asks for one."""
+    try:
+        return unique_locks(
+            [
+                TaskRequest(
+                    type=item.type,
+                    payload=item.payload,
+                    unique_for=item.unique_for,
+                    unique_while=item.unique_while,
+                    unique_key=item.unique_key,
+                )
+                for item in items
+            ]
+        )
+    except ValidationError as exc:
+        raise ApiError(422, exc.code, str(exc)) from None
+
+
 def whole_numbers_as_int(item: Any) -> Any:
     """JSON Schema counts 1.0 as an integer, as the document does: msgspec wants an int."""
     if isinstance(item, dict):
@@ -175,6 +195,9 @@ def request_of(item: SubmitTask) -> TaskRequest:
         keep_result=item.keep_result,
         depends_on=item.depends_on,
         on_parent_failure=item.on_parent_failure,
+        unique_for=item.unique_for,
+        unique_while=item.unique_while,
+        unique_key=item.unique_key,
     )
 
 

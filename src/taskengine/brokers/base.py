@@ -45,6 +45,8 @@ from taskengine.model import (
     TaskRecord,
     TaskState,
 )
+from taskengine.model.limits import Limit
+from taskengine.model.unique import UniqueLock
 from taskengine.model.worker import WorkerInfo
 
 DEFAULT_MAX_DEPTH = 1_000_000
@@ -112,6 +114,31 @@ class CountRow(msgspec.Struct, frozen=True):
     oldest_created_at: float | None
 
 
+class ControlCommand(StrEnum):
+    """What an operator asks one engine instance to do (ADR 0036)."""
+
+    DRAIN = "drain"  # stop taking tasks; the running ones finish
+    RESUME = "resume"  # take tasks again after a drain
+    RESIZE = "resize"  # run `size` workers
+    SHUTDOWN = "shutdown"  # stop gracefully, as on SIGTERM
+
+
+class Control(msgspec.Struct, frozen=True, kw_only=True):
+    """One remote-control command for an instance, as `send_control` stores it."""
+
+    command: ControlCommand
+    sent_at: float
+    size: int | None = None  # RESIZE only: the new pool size
+
+
+# `pause` also keeps switches every instance must agree on: a name beginning with "@" is no queue
+# (a queue name starts with a letter or a digit). A disabled periodic task is paused as
+# PERIODIC_OFF + its name (ADR 0036); `paused()` returns them with the queues.
+PERIODIC_OFF = "@periodic:"
+
+CONTROL_TTL = 3600.0  # seconds a command waits for its instance before a broker may drop it
+
+
 class InstanceReport(msgspec.Struct, frozen=True):
     """One engine process's telemetry as its last heartbeat published it; brokers store the
     bytes as they are and never read them (telemetry/report.py says what they hold)."""
@@ -137,9 +164,20 @@ class Broker(Protocol):
         """Finish pending writes and disconnect. Idempotent."""
         ...
 
-    async def enqueue(self, tasks: Sequence[Task], now: float) -> list[EnqueueResult]:
+    async def enqueue(
+        self,
+        tasks: Sequence[Task],
+        now: float,
+        unique: Sequence[UniqueLock | None] | None = None,
+    ) -> list[EnqueueResult]:
         """Store tasks as queued (blocked or cancelled, by their parents: see the module's
         docstring), one result per task in input order.
+
+        Uniqueness (ADR 0038): `unique`, aligned with `tasks`, gives the lock each asks for. A
+        task whose lock key is held (by a stored lock whose `until` is not past or whose
+        holder is in its `states`, or earlier in the batch) is a duplicate answered with the
+        holder's id; otherwise the task takes the lock, in the same atomic step
+        (model.unique.lock_holds, batches.split_unique).
 
         A task whose id or idempotency key is already stored (or earlier in the batch) is a
         duplicate: nothing changes and the existing id is returned. Atomic: if the new tasks
@@ -160,7 +198,22 @@ class Broker(Protocol):
         """Claim up to `limit` due tasks (run_at <= now) of unpaused queues, lowest order key
         first (model.priority), each under a new token until `now + lease_for`. The attempt
         counter goes up by one. A task is claimed by one caller only, across processes for
-        shared backends."""
+        shared backends.
+
+        Limits (ADR 0038): a task whose type or queue has a stored `Limit` is claimed only if
+        both have room, checked and taken in the same atomic step as the claim: fewer than
+        `max_concurrency` of the scope's tasks running (across every caller), and a whole
+        token in the scope's bucket (`rate` per second, up to `burst`, kept in the broker).
+        A task held back stays queued with its attempt untouched, and tasks behind it of
+        other scopes are still claimed. When a bucket is left without a whole token,
+        `limited_for` says how long until one is due. The limits: `set_limits`, ADR 0038."""
+        ...
+
+    @property
+    def limited_for(self) -> float | None:
+        """Seconds after the last `reserve` of this object until the emptiest rate-limit
+        bucket it left without a whole token gets one (a task it held back may be claimed
+        then); None when every bucket held a token. The fetcher waits no longer than this."""
         ...
 
     async def extend(
@@ -226,6 +279,12 @@ class BrokerAdmin(Protocol):
         with a fresh attempt count, in input order."""
         ...
 
+    async def delete(self, ids: Sequence[str]) -> list[bool]:
+        """Delete finished tasks (succeeded, dead, cancelled) by id, with their history and
+        idempotency key, as `purge` does; True where deleted, False where unknown or not
+        finished (a queued or running task is never deleted)."""
+        ...
+
     async def purge(self, states: Sequence[TaskState], finished_before: float, limit: int) -> int:
         """Delete up to `limit` tasks in terminal `states` that finished before the time, the
         earliest first. A succeeded task with a `keep_result` of its own is left to
@@ -238,7 +297,8 @@ class BrokerAdmin(Protocol):
         ...
 
     async def pause(self, queues: Sequence[str]) -> None:
-        """Stop `reserve` from taking tasks of these queues."""
+        """Stop `reserve` from taking tasks of these queues (names beginning with "@" are
+        switches, not queues: see PERIODIC_OFF)."""
         ...
 
     async def resume(self, queues: Sequence[str]) -> None:
@@ -247,6 +307,25 @@ class BrokerAdmin(Protocol):
 
     async def paused(self) -> set[str]:
         """Return the paused queue names."""
+        ...
+
+    async def send_control(self, instance: str, controls: Sequence[Control]) -> None:
+        """Append commands to `instance`'s control channel (read by its `take_controls`).
+
+        A command its instance has not taken within CONTROL_TTL may be dropped."""
+        ...
+
+    async def take_controls(self, instance: str) -> list[Control]:
+        """Remove and return the commands waiting for `instance`, oldest first; each command
+        is returned by one call only. Cheap when there are none (polled every 0.5 s)."""
+
+    async def set_limits(self, limits: Sequence[Limit]) -> None:
+        """Store each limit in place of its scope's (an empty one removes it); a bucket kept
+        for the scope keeps its tokens, at most the new burst. Read by every `reserve`."""
+        ...
+
+    async def limits(self) -> list[Limit]:
+        """Return the stored limits by (scope, name)."""
         ...
 
     async def record_workers(self, workers: Sequence[WorkerInfo]) -> None:

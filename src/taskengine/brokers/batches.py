@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from taskengine.brokers.base import EnqueueResult
 from taskengine.errors import UnknownParent
 from taskengine.model import Task
+from taskengine.model.unique import UniqueLock
 
 Pair = tuple[str, str]  # (task id, lease token)
 
@@ -56,6 +57,45 @@ def check_parents_known(fresh: Sequence[Task], stored: Iterable[str]) -> None:
         if missing:
             raise UnknownParent(task.id, missing)
         seen.add(task.id)
+
+
+def lock_keys(unique: Sequence[UniqueLock | None] | None) -> list[str]:
+    """The distinct unique lock keys a batch asks for, sorted."""
+    return sorted({lock.key for lock in unique or () if lock is not None})
+
+
+def split_unique(
+    results: list[EnqueueResult],
+    fresh: list[Task],
+    unique: Sequence[UniqueLock | None] | None,
+    tasks: Sequence[Task],
+    held: Mapping[str, str],
+) -> tuple[list[EnqueueResult], list[Task], list[tuple[Task, UniqueLock]]]:
+    """After `split_new`: a fresh task whose unique lock is held (`held`: key -> holder id of
+    the stored locks that still hold), or taken earlier in the batch, is a duplicate answered
+    with the holder's id. Returns the results, the tasks to store and the locks they take."""
+    if not unique:
+        return results, fresh, []
+    locks = {task.id: lock for task, lock in zip(tasks, unique, strict=True) if lock is not None}
+    holders = dict(held)
+    dropped: set[str] = set()
+    taken: list[tuple[Task, UniqueLock]] = []
+    for task in fresh:
+        lock = locks.get(task.id)
+        if lock is None:
+            continue
+        if lock.key in holders:
+            dropped.add(task.id)
+            continue
+        holders[lock.key] = task.id
+        taken.append((task, lock))
+    if not dropped:
+        return results, fresh, taken
+    answer = {tid: holders[locks[tid].key] for tid in dropped}
+    results = [
+        EnqueueResult(answer[r.id], False) if r.created and r.id in answer else r for r in results
+    ]
+    return results, [t for t in fresh if t.id not in dropped], taken
 
 
 def first_of_each(pairs: Iterable[Pair]) -> tuple[list[int], list[bool]]:

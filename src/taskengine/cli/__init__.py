@@ -10,10 +10,19 @@ from __future__ import annotations
 
 import click
 
-from taskengine.cli.admin_cmds import dlq, metrics, migrate, queues, workers
+from taskengine.cli.admin_cmds import dlq, limits, metrics, migrate, queues, workers
 from taskengine.cli.bench_cmd import bench
 from taskengine.cli.errors import EXIT_USAGE, EngineGroup, fail
+from taskengine.cli.instance_cmds import instances
 from taskengine.cli.loading import CliState
+from taskengine.cli.operator_cmds import (
+    bulk,
+    periodic,
+    purge_command,
+    retrying,
+    scheduled,
+    task_types,
+)
 from taskengine.cli.serve_cmd import serve
 from taskengine.cli.task_cmds import cancel, list_tasks, retry, status, submit
 from taskengine.cli.worker_cmd import worker
@@ -114,13 +123,23 @@ for command in (
     retry,
     workflow,
     dlq,
+    scheduled,
+    retrying,
+    bulk,
+    task_types,
+    periodic,
     workers,
+    instances,
     queues,
+    limits,
     metrics,
     migrate,
     bench,
 ):
     cli.add_command(command)
+
+
+purge_command(queues)
 
 
 def main() -> None:

@@ -1,4 +1,5 @@
-"""Client commands about the system: dead letters, workers, queues (pause, resume), metrics."""
+"""Client commands about the system: dead letters, workers, queues (pause, resume), limits,
+metrics."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ from taskengine.cli.loading import (
 
 if TYPE_CHECKING:
     from taskengine.brokers import Page, ReplayResult
-    from taskengine.views import QueueView, WorkerView
+    from taskengine.model.limits import Limit
+    from taskengine.views import LimitView, QueueView, WorkerView
 
 
 @click.group()
@@ -178,6 +180,94 @@ def resume(ctx: click.Context, names: tuple[str, ...], as_json: bool) -> None:
         output.print_json({"resumed": list(names)})
     else:
         click.echo(f"resumed {', '.join(names)}")
+
+
+@click.group(invoke_without_command=True)
+@json_option
+@click.pass_context
+def limits(ctx: click.Context, as_json: bool) -> None:
+    """Rate and concurrency limits per task type and queue, for every instance (ADR 0038)."""
+    if ctx.invoked_subcommand is not None:
+        return
+
+    async def body(client: Client) -> list[LimitView]:
+        return await client.limits()
+
+    found = with_client(state_of(ctx), body)
+    if wants_json(ctx, as_json):
+        output.print_json({"limits": found})  # as GET /api/limits
+    else:
+        output.show_limits(found)
+
+
+SCOPE = click.Choice(["type", "queue"])
+
+
+@limits.command("set")
+@click.argument("scope", type=SCOPE)
+@click.argument("name")
+@click.option("--max-concurrency", type=click.IntRange(min=1), help="Running at once, at most.")
+@click.option("--rate", "rate_limit", metavar="N/s|N/m|N/h", help="Tasks started, on average.")
+@click.option("--burst", type=click.IntRange(min=1), help="Starts at once after a pause.")
+@json_option
+@click.pass_context
+def set_limit(
+    ctx: click.Context,
+    scope: str,
+    name: str,
+    max_concurrency: int | None,
+    rate_limit: str | None,
+    burst: int | None,
+    as_json: bool,
+) -> None:
+    """Replace the limits of a task type or queue (with no option: remove them)."""
+    limit = checked_limit(scope, name, max_concurrency, rate_limit, burst)
+
+    async def body(client: Client) -> LimitView:
+        return await client.set_limit(limit)
+
+    view = with_client(state_of(ctx), body)
+    if wants_json(ctx, as_json):
+        output.print_json(view)
+    else:
+        output.show_limits([view])
+
+
+@limits.command("clear")
+@click.argument("scope", type=SCOPE)
+@click.argument("name")
+@click.pass_context
+def clear_limit(ctx: click.Context, scope: str, name: str) -> None:
+    """Remove the limits of a task type or queue."""
+    limit = checked_limit(scope, name, None, None, None)
+
+    async def body(client: Client) -> LimitView:
+        return await client.set_limit(limit)
+
+    with_client(state_of(ctx), body)
+    click.echo(f"cleared the limits of {scope} {name}")
+
+
+def checked_limit(
+    scope: str, name: str, max_concurrency: int | None, rate_limit: str | None, burst: int | None
+) -> Limit:
+    """The Limit the options ask for; a usage error (exit 2) naming a malformed value."""
+    from taskengine.errors import ValidationError
+    from taskengine.model.limits import Limit, LimitScope, check_limit_values, parse_rate
+
+    try:
+        rate = None if rate_limit is None else parse_rate(rate_limit)
+        return check_limit_values(
+            Limit(
+                scope=LimitScope(scope),
+                name=name,
+                max_concurrency=max_concurrency,
+                rate=rate,
+                burst=burst,
+            )
+        )
+    except ValidationError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 @click.command()

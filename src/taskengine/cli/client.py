@@ -19,7 +19,18 @@ if TYPE_CHECKING:
     from taskengine.app import App, TaskRequest
     from taskengine.brokers import CancelResult, Page, ReplayResult, TaskFilter
     from taskengine.model import TaskRecord
-    from taskengine.views import QueueView, Submitted, WorkerView, WorkflowAction, WorkflowView
+    from taskengine.model.limits import Limit
+    from taskengine.views import (
+        InstanceView,
+        LimitView,
+        PeriodicView,
+        QueueView,
+        Submitted,
+        TypeView,
+        WorkerView,
+        WorkflowAction,
+        WorkflowView,
+    )
 
 T = TypeVar("T")
 
@@ -103,11 +114,46 @@ class Client(Protocol):
     async def metrics(self) -> dict[str, Any]:
         """Figures of the system: the server's snapshot, or what the broker alone can tell."""
 
+    async def instances(self) -> list[InstanceView]:
+        """Every live engine instance, as the API shows them (GET /api/instances)."""
+
+    async def control(self, instance: str, command: str, size: int | None) -> None:
+        """Send a remote-control command (drain, resume, resize, shutdown) to an instance."""
+
+    async def purge_queue(self, name: str) -> int:
+        """Delete every queued task of a queue; how many."""
+
+    async def bulk(
+        self, action: str, ids: Sequence[str] | None, task_filter: TaskFilter | None
+    ) -> int:
+        """Cancel, replay or delete tasks by ids or by filter; how many changed."""
+
+    async def scheduled(self, task_filter: TaskFilter, limit: int, cursor: str | None) -> Page:
+        """Queued tasks due later, newest first."""
+
+    async def retrying(self, task_filter: TaskFilter, limit: int, cursor: str | None) -> Page:
+        """Queued tasks that already ran an attempt, newest first."""
+
+    async def task_types(self) -> list[TypeView]:
+        """Every task type of a live instance or of this app (GET /api/types)."""
+
+    async def periodic(self) -> list[PeriodicView]:
+        """The periodic tasks (GET /api/periodic)."""
+
+    async def set_periodic(self, name: str, enabled: bool) -> bool:
+        """Enable or disable a periodic task everywhere; False if there is none by that name."""
+
     async def pause(self, names: Sequence[str]) -> None:
         """Pause these queues."""
 
     async def resume(self, names: Sequence[str]) -> None:
         """Resume these queues."""
+
+    async def limits(self) -> list[LimitView]:
+        """The stored limits (GET /api/limits)."""
+
+    async def set_limit(self, limit: Limit) -> LimitView:
+        """Replace one scope's limits; an empty limit removes them."""
 
 
 class DirectClient:
@@ -195,6 +241,54 @@ class DirectClient:
         """The figures of /api/metrics that the broker alone holds, by the same names."""
         return {"source": "broker", **await self.app.inspector.figures()}
 
+    async def instances(self) -> list[InstanceView]:
+        """The live workers grouped by instance."""
+        from taskengine.views import instance_views
+
+        return instance_views(await self.app.inspector.live_workers(self.now()))
+
+    async def control(self, instance: str, command: str, size: int | None) -> None:
+        """Send the command through the app's inspector."""
+        from taskengine.brokers import ControlCommand
+
+        await self.app.inspector.control(instance, ControlCommand(command), size=size)
+
+    async def purge_queue(self, name: str) -> int:
+        """Purge through the app's inspector (in broker batches)."""
+        return await self.app.inspector.purge_queue(name)
+
+    async def bulk(
+        self, action: str, ids: Sequence[str] | None, task_filter: TaskFilter | None
+    ) -> int:
+        """A bulk action through the app's inspector (in broker batches)."""
+        from taskengine.inspector import BULK_ACTIONS
+
+        chosen = next(a for a in BULK_ACTIONS if a == action)
+        return await self.app.inspector.bulk(chosen, ids=ids, task_filter=task_filter)
+
+    async def scheduled(self, task_filter: TaskFilter, limit: int, cursor: str | None) -> Page:
+        """Through the app's inspector."""
+        return await self.app.inspector.scheduled(task_filter, limit, cursor)
+
+    async def retrying(self, task_filter: TaskFilter, limit: int, cursor: str | None) -> Page:
+        """Through the app's inspector."""
+        return await self.app.inspector.retrying(task_filter, limit, cursor)
+
+    async def task_types(self) -> list[TypeView]:
+        """Through the app's inspector."""
+        return await self.app.inspector.task_types(self.now())
+
+    async def periodic(self) -> list[PeriodicView]:
+        """Through the app's inspector."""
+        return await self.app.inspector.periodic(self.now())
+
+    async def set_periodic(self, name: str, enabled: bool) -> bool:
+        """Through the app's inspector."""
+        if name not in {view.name for view in await self.periodic()}:
+            return False
+        await self.app.inspector.set_periodic(name, enabled=enabled)
+        return True
+
     async def pause(self, names: Sequence[str]) -> None:
         """Pause through the app's inspector."""
         await self.app.inspector.pause(names)
@@ -202,6 +296,19 @@ class DirectClient:
     async def resume(self, names: Sequence[str]) -> None:
         """Resume through the app's inspector."""
         await self.app.inspector.resume(names)
+
+    async def limits(self) -> list[LimitView]:
+        """The stored limits through the app's inspector."""
+        from taskengine.views import limit_view
+
+        return [limit_view(limit) for limit in await self.app.inspector.limits()]
+
+    async def set_limit(self, limit: Limit) -> LimitView:
+        """Store one limit through the app's inspector."""
+        from taskengine.views import limit_view
+
+        await self.app.inspector.set_limits([limit])
+        return limit_view(limit)
 
 
 def open_client(state: CliState) -> Client:

@@ -21,7 +21,15 @@ if TYPE_CHECKING:
     from rich.table import Table
 
     from taskengine.model import Progress, TaskRecord, TaskResult
-    from taskengine.views import QueueView, WorkerView, WorkflowView
+    from taskengine.views import (
+        InstanceView,
+        LimitView,
+        PeriodicView,
+        QueueView,
+        TypeView,
+        WorkerView,
+        WorkflowView,
+    )
 
 STATES = ("blocked", "queued", "running", "succeeded", "dead", "cancelled")
 WIDE = 200  # columns when stdout is not a terminal, so ids are never cut in pipes and tests
@@ -295,6 +303,67 @@ def show_workers(workers: Sequence[WorkerView], now: float) -> None:
     out.print(grid)
 
 
+def show_live_instances(instances: Sequence[InstanceView], now: float) -> None:
+    """The live engine instances as a table."""
+    out = console()
+    if not instances:
+        out.print("no live instances")
+        return
+    grid = table("instance", "host", "pid", "workers", "busy", "processed", "state", "started")
+    for view in instances:
+        grid.add_row(
+            view.instance,
+            view.host,
+            str(view.pid),
+            str(view.workers),
+            str(view.busy),
+            str(view.processed),
+            "draining" if view.draining else "taking tasks",
+            ago(view.started_at.timestamp(), now),
+        )
+    out.print(grid)
+
+
+def show_types(types: Sequence[TypeView]) -> None:
+    """The task types as a table."""
+    out = console()
+    if not types:
+        out.print("no task types")
+        return
+    grid = table("type", "executor", "timeout", "attempts", "queue", "priority", "instances")
+    for view in types:
+        grid.add_row(
+            view.name,
+            view.executor,
+            f"{view.timeout:g} s",
+            str(view.max_attempts),
+            view.queue,
+            view.priority,
+            str(len(view.instances)),
+        )
+    out.print(grid)
+
+
+def show_periodic(entries: Sequence[PeriodicView], now: float) -> None:
+    """The periodic tasks as a table."""
+    out = console()
+    if not entries:
+        out.print("no periodic tasks")
+        return
+    grid = table("name", "cron", "type", "enabled", "next slot", "last fired", "leader")
+    for view in entries:
+        grid.add_row(
+            view.name,
+            view.cron,
+            view.type,
+            "yes" if view.enabled else "no",
+            "-" if view.next_slot is None else f"in {max(0.0, view.next_slot - now):.0f} s",
+            "-" if view.last_fired is None else ago(view.last_fired, now),
+            view.leader or "-",
+        )
+    out.print(grid)
+
+
 def show_queues(queues: Sequence[QueueView], now: float) -> None:
     """The queues (the API's views) as a table."""
     out = console()
@@ -311,6 +380,26 @@ def show_queues(queues: Sequence[QueueView], now: float) -> None:
             "/".join(map(str, by)),
             ago(None if oldest is None else oldest.timestamp(), now),
             "[red]yes[/red]" if view.paused else "no",
+        )
+    out.print(grid)
+
+
+def show_limits(limits: Sequence[LimitView]) -> None:
+    """The stored limits (the API's views) as a table."""
+    from rich.markup import escape
+
+    out = console()
+    if not limits:
+        out.print("no limits")
+        return
+    grid = table("scope", "name", "max concurrency", "rate /s", "burst")
+    for view in limits:
+        grid.add_row(
+            view.scope,
+            escape(view.name),
+            "-" if view.max_concurrency is None else str(view.max_concurrency),
+            "-" if view.rate is None else f"{view.rate:g}",
+            "-" if view.burst is None else str(view.burst),
         )
     out.print(grid)
 

@@ -32,10 +32,15 @@ if TYPE_CHECKING:
     from taskengine.app import TaskRequest
     from taskengine.brokers import CancelResult, Page, ReplayResult, TaskFilter
     from taskengine.model import TaskRecord
+    from taskengine.model.limits import Limit
     from taskengine.views import (
+        InstanceView,
+        LimitView,
+        PeriodicView,
         QueueView,
         Submitted,
         TaskView,
+        TypeView,
         WorkerView,
         WorkflowAction,
         WorkflowView,
@@ -182,6 +187,74 @@ class HttpClient:
         body: dict[str, Any] = {"source": "server", **self._decode(response, dict[str, Any])}
         return body
 
+    async def instances(self) -> list[InstanceView]:
+        """GET /api/instances."""
+        from taskengine.views import InstanceView
+
+        response = await self._request("GET", "/api/instances")
+        return self._decode(response, dict[str, list[InstanceView]]).get("instances", [])
+
+    async def control(self, instance: str, command: str, size: int | None) -> None:
+        """POST /api/instances/{instance}/control."""
+        body: dict[str, Any] = {"command": command}
+        if size is not None:
+            body["size"] = size
+        await self._request("POST", f"/api/instances/{_quote(instance)}/control", body=body)
+
+    async def purge_queue(self, name: str) -> int:
+        """POST /api/queues/{name}/purge."""
+        path = f"/api/queues/{_quote(name)}/purge"
+        response = await self._request("POST", path, body={"confirm": True})
+        return int(self._decode(response, dict[str, Any])["purged"])
+
+    async def bulk(
+        self, action: str, ids: Sequence[str] | None, task_filter: TaskFilter | None
+    ) -> int:
+        """POST /api/bulk (ids in requests of at most 10,000)."""
+        if task_filter is not None:
+            bodies: list[dict[str, Any]] = [{"action": action, "filter": filter_body(task_filter)}]
+        else:
+            given = list(ids or [])
+            bodies = [
+                {"action": action, "ids": given[start : start + 10_000]}
+                for start in range(0, len(given), 10_000)
+            ]
+        touched = 0
+        for body in bodies:
+            response = await self._request("POST", "/api/bulk", body=body)
+            touched += int(self._decode(response, dict[str, Any])["touched"])
+        return touched
+
+    async def scheduled(self, task_filter: TaskFilter, limit: int, cursor: str | None) -> Page:
+        """GET /api/scheduled, page by page up to `limit` tasks."""
+        return await self._pages("/api/scheduled", filter_params(task_filter), limit, cursor)
+
+    async def retrying(self, task_filter: TaskFilter, limit: int, cursor: str | None) -> Page:
+        """GET /api/retrying, page by page up to `limit` tasks."""
+        return await self._pages("/api/retrying", filter_params(task_filter), limit, cursor)
+
+    async def task_types(self) -> list[TypeView]:
+        """GET /api/types."""
+        from taskengine.views import TypeView
+
+        response = await self._request("GET", "/api/types")
+        return self._decode(response, dict[str, list[TypeView]]).get("types", [])
+
+    async def periodic(self) -> list[PeriodicView]:
+        """GET /api/periodic."""
+        from taskengine.views import PeriodicView
+
+        response = await self._request("GET", "/api/periodic")
+        return self._decode(response, dict[str, list[PeriodicView]]).get("periodic", [])
+
+    async def set_periodic(self, name: str, enabled: bool) -> bool:
+        """POST /api/periodic/{name}/enable or /disable; 404: no such entry."""
+        action = "enable" if enabled else "disable"
+        response = await self._send("POST", f"/api/periodic/{_quote(name)}/{action}")
+        if not response.is_success:
+            return self._refusal(response, {"periodic_not_found": False})
+        return True
+
     async def pause(self, names: Sequence[str]) -> None:
         """POST /api/queues/{name}/pause for each name."""
         for name in names:
@@ -191,6 +264,27 @@ class HttpClient:
         """POST /api/queues/{name}/resume for each name."""
         for name in names:
             await self._request("POST", f"/api/queues/{_quote(name)}/resume")
+
+    async def limits(self) -> list[LimitView]:
+        """GET /api/limits."""
+        from taskengine.views import LimitView
+
+        response = await self._request("GET", "/api/limits")
+        return self._decode(response, dict[str, list[LimitView]]).get("limits", [])
+
+    async def set_limit(self, limit: Limit) -> LimitView:
+        """PUT /api/limits/{scope}/{name}."""
+        from taskengine.views import LimitView
+
+        body: dict[str, Any] = {}
+        if limit.max_concurrency is not None:
+            body["max_concurrency"] = limit.max_concurrency
+        if limit.rate is not None:
+            body["rate_limit"] = _rate_text(limit.rate)
+        if limit.burst is not None:
+            body["burst"] = limit.burst
+        path = f"/api/limits/{limit.scope}/{_quote(limit.name)}"
+        return self._decode(await self._request("PUT", path, body=body), LimitView)
 
     # -- plumbing -------------------------------------------------------------------------------
 
@@ -287,6 +381,15 @@ def filter_params(task_filter: TaskFilter) -> dict[str, Any]:
     if task_filter.created_before is not None:
         params["created_before"] = repr(task_filter.created_before)
     return params
+
+
+def filter_body(task_filter: TaskFilter) -> dict[str, Any]:
+    """A TaskFilter as the `filter` of POST /api/bulk (times in epoch seconds)."""
+    body = filter_params(task_filter)
+    for name in ("created_after", "created_before"):
+        if name in body:
+            body[name] = float(body[name])
+    return body
 
 
 def record_of(view: TaskView) -> TaskRecord:
@@ -400,3 +503,12 @@ def _encode(body: Any) -> bytes:
         import json
 
         return json.dumps(body, ensure_ascii=True, allow_nan=False).encode()
+
+
+def _rate_text(rate: float) -> str:
+    """A rate per second as the API reads it: "100/s", or per minute or hour below one."""
+    for unit, per in (("s", 1.0), ("m", 60.0), ("h", 3600.0)):
+        if rate * per >= 1 or unit == "h":
+            count = f"{rate * per:.6f}".rstrip("0").rstrip(".")
+            return f"{count}/{unit}"
+    raise AssertionError("unreachable")

@@ -48,6 +48,13 @@ def due_slots(cron: str, after: float, until: float, limit: int = 100) -> list[f
     return slots
 
 
+def next_slot(cron: str, after: float) -> float:
+    """The first slot of `cron` after `after`."""
+    from croniter import croniter
+
+    return float(croniter(cron, datetime.fromtimestamp(after, UTC)).get_next(float))
+
+
 def slot_key(name: str, slot: float) -> str:
     """The idempotency key of one slot of one entry."""
     return f"cron:{name}:{int(slot)}"

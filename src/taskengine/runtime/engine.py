@@ -19,6 +19,7 @@ from taskengine.clock import SYSTEM_CLOCK, Clock
 from taskengine.errors import ShutdownIncomplete
 from taskengine.metrics import Metrics
 from taskengine.model import Task
+from taskengine.model.limits import Limit
 from taskengine.policy.breaker import BreakerConfig, BreakerRegistry
 from taskengine.policy.cron import CronEntry
 from taskengine.policy.retry import RetryPolicy
@@ -26,6 +27,7 @@ from taskengine.registry import Registry
 from taskengine.runtime.autoscaler import Autoscaler
 from taskengine.runtime.cancel_watch import CancelWatch
 from taskengine.runtime.completer import Completer
+from taskengine.runtime.control_watch import ControlWatch
 from taskengine.runtime.fetcher import Fetcher
 from taskengine.runtime.heartbeat import Heartbeat, Report
 from taskengine.runtime.pool import Pool
@@ -68,8 +70,10 @@ class Engine:
         periodic: Sequence[CronEntry] = (),
         build_periodic: Callable[[CronEntry, float, str], Task] | None = None,
         tracing: Tracing | None = None,
+        limits: Sequence[Limit] = (),
     ) -> None:
         self.broker = broker
+        self.limits = list(limits)  # declared in code; stored in the broker at start
         self.registry = registry
         self.settings = settings
         self.clock = clock
@@ -135,8 +139,15 @@ class Engine:
             host=self.host,
             lease_for=settings.lease_for,
             every=settings.heartbeat_every,
+            periodic=lambda: self.scheduler.status(),
         )
         self.cancel_watch = CancelWatch(broker, self.pool, every=settings.cancel_poll_every)
+        self.control_watch = ControlWatch(
+            broker, self, instance=self.instance, every=settings.cancel_poll_every
+        )
+        # What a remote SHUTDOWN does; `serve` sets it to stop its HTTP server too.
+        self.on_shutdown: Callable[[], None] | None = None
+        self._shutdown_task: asyncio.Task[None] | None = None
         self.progress_flusher = ProgressFlusher(broker, clock, self.progress)
         self.reaper = Reaper(broker, clock, instance=self.instance, every=settings.reaper_every)
         self.retention = Retention(
@@ -219,6 +230,8 @@ class Engine:
         self._state = "running"
         self._loop = asyncio.get_running_loop()
         await self.broker.start()
+        if self.limits:  # the code's limits win over a run-time change until the next start
+            await self.broker.set_limits(self.limits)
         if self.watchdog is not None:
             self.watchdog.start()
         self.runner.tracing = self.completer.tracing = self.tracing.for_worker()
@@ -245,6 +258,7 @@ class Engine:
         services = [
             self.heartbeat,
             self.cancel_watch,
+            self.control_watch,
             self.progress_flusher,
             self.reaper,
             self.retention,
@@ -255,6 +269,60 @@ class Engine:
         if self.autoscaler.low != self.autoscaler.high:
             services.append(self.autoscaler)
         return services
+
+    # -- remote control (ADR 0036; the control watch calls these) ------------------------------
+
+    @property
+    def draining(self) -> bool:
+        """True while a drain holds: no task is taken, the running ones finish."""
+        return self.heartbeat.draining
+
+    async def drain(self) -> None:
+        """Stop taking tasks and hand the buffered leases back; the running ones finish."""
+        if self._state != "running" or self.draining:
+            return
+        for service in (self.fetcher, self.autoscaler):
+            await service.stop()
+        released = self.pool.release_buffered()
+        self.heartbeat.draining = True  # once nothing more can start: what it reports holds
+        log.info("draining", extra={"instance": self.instance, "released": released})
+
+    async def undrain(self) -> None:
+        """Take tasks again after a drain."""
+        if self._state != "running" or not self.draining:
+            return
+        self.heartbeat.draining = False
+        await self.fetcher.start()
+        if self.autoscaler in self._services():
+            await self.autoscaler.start()
+        log.info("resumed taking tasks", extra={"instance": self.instance})
+
+    def resize(self, size: int) -> None:
+        """Run `size` workers from now on; the autoscaler keeps to that size too."""
+        if self._state != "running":
+            return
+        self.autoscaler.low = self.autoscaler.high = size
+        log.info("pool resized", extra={"from": self.pool.size, "to": size})
+        self.pool.resize(size)
+
+    def request_shutdown(self) -> None:
+        """Begin a graceful stop, as on SIGTERM (through `on_shutdown` if set)."""
+        if self._state != "running":
+            return
+        if self.on_shutdown is not None:
+            self.on_shutdown()
+        elif self._shutdown_task is None:
+            self._shutdown_task = asyncio.get_running_loop().create_task(self._stop_logged())
+
+    async def _stop_logged(self) -> None:
+        try:
+            await self.stop()
+        except ShutdownIncomplete:
+            log.exception("shutdown asked remotely did not hand everything back")
+
+    async def report(self) -> None:
+        """Record the workers in the registry now (their drain flag, a new size)."""
+        await self.heartbeat.run_once(publish=False)
 
     # -- the watchdog's view (called from its thread) ------------------------------------------
 
@@ -350,6 +418,7 @@ class Engine:
             for service in (
                 self.heartbeat,
                 self.cancel_watch,
+                self.control_watch,
                 self.progress_flusher,
                 *self.telemetry,
             ):

@@ -13,6 +13,10 @@ from taskengine.model import Lease
 
 log = logging.getLogger("taskengine.runtime")
 
+# The shortest wait for a rate limit's next token: a bucket a few microseconds short of a
+# token must not turn into a burst of reserves.
+MIN_LIMITED_WAIT = 0.001
+
 
 class Fetcher:
     """Keeps the buffer filled up to `capacity()` leases; wakes on the broker's signal."""
@@ -96,6 +100,15 @@ class Fetcher:
         if leases:
             self._deliver(leases)
 
+    def _wait(self) -> float:
+        """How long to wait for work: the idle wait, or less when a rate limit held tasks back
+        (until its bucket's next token, ADR 0038; a settle that frees a slot wakes us)."""
+        # getattr: a broker written before ADR 0038 (no limits) has no limited_for
+        held: float | None = getattr(self._broker, "limited_for", None)
+        if held is None:
+            return self._idle_wait
+        return min(self._idle_wait, max(held, MIN_LIMITED_WAIT))
+
     async def _loop(self) -> None:
         while True:
             if self._capacity() <= 0:
@@ -106,9 +119,10 @@ class Fetcher:
             try:
                 got = await self.run_once()
                 if got == 0 or not self.last_full:
-                    # Short of its limit, the broker had nothing more ready: another reserve
-                    # now would come back empty, and a task landing meanwhile waits for it.
-                    await self._broker.wait_for_work(self._idle_wait)
+                    # Short of its limit, the broker had nothing more ready (or a limit held
+                    # tasks back): another reserve now would come back empty, and a task
+                    # landing meanwhile (or the bucket's next token) ends the wait.
+                    await self._broker.wait_for_work(self._wait())
                 else:
                     await asyncio.sleep(0)  # let the workers start before reserving again
                 self.failures = 0

@@ -6,8 +6,11 @@ import logging
 import os
 from collections.abc import Callable
 
+import msgspec
+
 from taskengine.brokers.base import BrokerBackend
 from taskengine.clock import Clock
+from taskengine.model.worker import PeriodicInfo, TypeInfo
 from taskengine.registry import Registry
 from taskengine.runtime.known_types import KnownTypes
 from taskengine.runtime.liveness import LIVE_HEARTBEATS, live_workers
@@ -36,6 +39,7 @@ class Heartbeat(PeriodicService):
         host: str,
         lease_for: float,
         every: float,
+        periodic: Callable[[], tuple[PeriodicInfo, ...] | None] = lambda: None,
     ) -> None:
         # No backoff: a heartbeat late past the lease after a broker outage loses every run.
         # Bounded by its interval: a call stuck on a half-open connection must not stop the
@@ -50,6 +54,8 @@ class Heartbeat(PeriodicService):
         self.host = host
         self.lease_for = lease_for
         self._forgotten: set[str] = set()  # retired workers already taken out of the registry
+        self.draining = False  # reported with each worker (remote control, ADR 0036)
+        self.periodic = periodic  # the scheduler's entries while this instance leads it
         self.report: Report | None = None  # set: published with every heartbeat
         self.publish_failures = 0  # in a row
 
@@ -90,9 +96,14 @@ class Heartbeat(PeriodicService):
         workers = list(pool.workers.values())
         live = [s for s in workers if s.active]
         types = tuple(self.registry.names())
-        await self.broker.record_workers(
-            [s.info(self.instance, self.host, pid, now, types) for s in live]
-        )
+        infos = [
+            s.info(self.instance, self.host, pid, now, types, draining=self.draining) for s in live
+        ]
+        if infos:  # the instance's details, once: on its lowest-numbered worker
+            infos[0] = msgspec.structs.replace(
+                infos[0], type_info=self._type_info(types), periodic=self.periodic()
+            )
+        await self.broker.record_workers(infos)
         if publish:
             await self.publish(now)
         if self.unknown_types.wanted:  # a task of a type not run here: who runs it?
@@ -103,3 +114,18 @@ class Heartbeat(PeriodicService):
         if ended:  # retired by the autoscaler: leave the registry
             await self.broker.forget_workers(ended)
             self._forgotten.update(ended)
+
+    def _type_info(self, names: tuple[str, ...]) -> tuple[TypeInfo, ...]:
+        """The registered task types in full."""
+        specs = [self.registry.get(name) for name in names]
+        return tuple(
+            TypeInfo(
+                name=name,
+                executor=spec.executor,
+                timeout=spec.timeout,
+                max_attempts=spec.max_attempts,
+                queue=spec.queue,
+                priority=spec.priority.name,
+            )
+            for name, spec in zip(names, specs, strict=True)
+        )

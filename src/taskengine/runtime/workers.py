@@ -89,7 +89,14 @@ class Worker:
         return True
 
     def info(
-        self, instance: str, host: str, pid: int, now: float, types: tuple[str, ...] = ()
+        self,
+        instance: str,
+        host: str,
+        pid: int,
+        now: float,
+        types: tuple[str, ...] = (),
+        *,
+        draining: bool = False,
     ) -> WorkerInfo:
         """The registry entry of this worker as of `now`."""
         busy = self.busy_seconds + (now - self.busy_since if self.lease is not None else 0.0)
@@ -108,4 +115,5 @@ class Worker:
             started_at=self.started_at,
             last_seen=now,
             types=types,
+            draining=draining,
         )

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from taskengine.brokers.base import (
     CancelResult,
+    Control,
     CountRow,
     InstanceReport,
     Page,
@@ -19,6 +20,7 @@ from taskengine.brokers.memory.connection import MemoryConnection
 from taskengine.brokers.memory.queries import count_rows, matches
 from taskengine.model import TaskRecord, TaskState
 from taskengine.model.deps import gate
+from taskengine.model.limits import Limit, check_limit_values
 from taskengine.model.records import kept_until
 from taskengine.model.state import REPLAYABLE_STATES, TERMINAL_STATES
 from taskengine.model.worker import WorkerInfo
@@ -95,6 +97,17 @@ class MemoryAdmin(MemoryConnection):
         states = [self._state_of(parent) for parent in record.depends_on]
         return gate(record.depends_on, states, record.on_parent_failure).failed is not None
 
+    async def delete(self, ids: Sequence[str]) -> list[bool]:
+        """Delete finished tasks by id."""
+        results: list[bool] = []
+        for task_id in ids:
+            record = self._records.get(task_id)
+            finished = record is not None and record.state in TERMINAL_STATES
+            if finished:
+                self._forget(task_id)
+            results.append(finished)
+        return results
+
     async def purge(self, states: Sequence[TaskState], finished_before: float, limit: int) -> int:
         """Delete up to `limit` terminal tasks in `states` finished before the cutoff."""
         check_limit(limit)
@@ -134,6 +147,36 @@ class MemoryAdmin(MemoryConnection):
     async def paused(self) -> set[str]:
         """Return the paused queues."""
         return set(self._paused)
+
+    async def send_control(self, instance: str, controls: Sequence[Control]) -> None:
+        """Append commands to the instance's channel."""
+        if controls:
+            self._controls.setdefault(instance, []).extend(controls)
+
+    def has_controls(self, instance: str) -> bool:
+        """Whether commands wait for the instance (the NATS replica's cheap look first)."""
+        return bool(self._controls.get(instance))
+
+    async def take_controls(self, instance: str) -> list[Control]:
+        """Remove and return the instance's waiting commands, oldest first."""
+        return self._controls.pop(instance, [])
+
+    async def set_limits(self, limits: Sequence[Limit]) -> None:
+        """Store each limit in place of its scope's; an empty one removes it (ADR 0038)."""
+        for limit in limits:
+            check_limit_values(limit)
+        for limit in limits:
+            key = (limit.scope, limit.name)
+            if limit.empty:
+                self._limits.pop(key, None)
+                self._buckets.pop(key, None)
+            else:
+                self._limits[key] = limit
+        self._work.set()  # a raised limit may admit tasks at once
+
+    async def limits(self) -> list[Limit]:
+        """Return the stored limits by (scope, name)."""
+        return [self._limits[key] for key in sorted(self._limits)]
 
     async def record_workers(self, workers: Sequence[WorkerInfo]) -> None:
         """Insert or replace workers by id."""

@@ -11,7 +11,13 @@ import heapq
 from collections.abc import Sequence
 
 from taskengine.brokers.base import EnqueueResult, check_lease_for, check_limit
-from taskengine.brokers.batches import check_parents_known, parents_to_find, split_new
+from taskengine.brokers.batches import (
+    check_parents_known,
+    lock_keys,
+    parents_to_find,
+    split_new,
+    split_unique,
+)
 from taskengine.brokers.memory import codec
 from taskengine.brokers.memory.admin import MemoryAdmin
 from taskengine.brokers.memory.queries import lowest
@@ -19,13 +25,20 @@ from taskengine.errors import QueueFull
 from taskengine.model import Lease, LeaseStatus, Outcome, ProgressReport, Task, TaskState
 from taskengine.model.priority import due_at
 from taskengine.model.records import as_received, deleted_at_settle, expire, honour_cancel
+from taskengine.model.unique import UniqueLock
 
 
 class MemoryBroker(MemoryAdmin):
     """Every operation is synchronous under the hood and atomic (one event loop, no awaits)."""
 
-    async def enqueue(self, tasks: Sequence[Task], now: float) -> list[EnqueueResult]:
-        """Store tasks as queued (no round trip; atomic; QueueFull refuses the whole batch)."""
+    async def enqueue(
+        self,
+        tasks: Sequence[Task],
+        now: float,
+        unique: Sequence[UniqueLock | None] | None = None,
+    ) -> list[EnqueueResult]:
+        """Store tasks as queued (no round trip; atomic; QueueFull refuses the whole batch);
+        a task whose unique lock is held answers the holder (ADR 0038)."""
         known_ids = {t.id for t in tasks if t.id in self._records}
         known_keys = {
             t.idempotency_key: self._by_key[t.idempotency_key]
@@ -33,9 +46,15 @@ class MemoryBroker(MemoryAdmin):
             if t.idempotency_key is not None and t.idempotency_key in self._by_key
         }
         results, fresh = split_new(tasks, known_ids, known_keys)
+        results, fresh, taken = split_unique(
+            results, fresh, unique, tasks, self._held_locks(lock_keys(unique), now)
+        )
         if self._queued + len(fresh) > self.max_depth:
             raise QueueFull(self._queued, self.max_depth, len(fresh))
         check_parents_known(fresh, (p for p in parents_to_find(fresh) if p in self._records))
+        for task, lock in taken:
+            self._locks[lock.key] = (task.id, lock.until(now), lock.states)
+            self._lock_of[task.id] = lock.key
         for task in fresh:
             if task.idempotency_key is not None:
                 self._by_key[task.idempotency_key] = task.id
@@ -65,6 +84,8 @@ class MemoryBroker(MemoryAdmin):
         leases: list[Lease] = []
         expires_at = now + lease_for
         base = self._token_base()
+        gate = self._gate(now) if self._limits else None
+        held: list[tuple[list[tuple[float, str]], tuple[float, str]]] = []
         while len(leases) < limit:
             heap = lowest(heaps)
             if heap is None:
@@ -77,12 +98,22 @@ class MemoryBroker(MemoryAdmin):
             if due > now:  # queued as due by a caller whose clock was ahead
                 heapq.heappush(self._later, (due, task_id))
                 continue
+            if gate is not None and not gate.admit(record.type, record.queue):
+                held.append((heap, (key, task_id)))  # stays queued: back once the loop ends
+                continue
             token = f"{base}:{len(leases)}"
             record = codec.reserved(record, worker_id, now, expires_at)
             self._records[task_id] = record
             self._tokens[task_id] = token
             self._queued -= 1
             leases.append(Lease(record=record, token=token, expires_at=expires_at))
+        for heap, entry in held:
+            heapq.heappush(heap, entry)
+        self._limited_for = None
+        if gate is not None:
+            gate.note_held_back()
+            self._buckets.update(gate.buckets())
+            self._limited_for = gate.retry_in
         return leases
 
     async def extend(
@@ -117,6 +148,8 @@ class MemoryBroker(MemoryAdmin):
                 outcome = honour_cancel(outcome, now) or outcome
             record = codec.settled(record, outcome, now)
             del self._tokens[record.id]
+            if self._limits and self._limits_concurrency(record):
+                self._work.set()  # a slot is free: a fetcher waiting on the limit may reserve
             if deleted_at_settle(record.state, record.keep_result):
                 self._records[record.id] = record
                 ended.append((record.id, record.state))

@@ -12,17 +12,26 @@ from __future__ import annotations
 import asyncio
 import heapq
 import secrets
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from msgspec.structs import replace
 
-from taskengine.brokers.base import DEFAULT_MAX_DEPTH, Capabilities, InstanceReport, check_limit
+from taskengine.brokers.base import (
+    DEFAULT_MAX_DEPTH,
+    Capabilities,
+    Control,
+    InstanceReport,
+    check_limit,
+)
+from taskengine.brokers.limits import Gate, ScopeKey
 from taskengine.brokers.memory import codec
 from taskengine.brokers.memory.queries import Heap
 from taskengine.brokers.waiting import wait_event
 from taskengine.model import TaskRecord, TaskState
 from taskengine.model.deps import blame, gate, releases
+from taskengine.model.limits import Limit, LimitScope
 from taskengine.model.priority import due_at, order_key
+from taskengine.model.unique import lock_holds
 from taskengine.model.worker import WorkerInfo
 
 _CAPABILITIES = Capabilities(durable=False, shared=False, push_wakeup=True)
@@ -43,9 +52,16 @@ class MemoryConnection:
         self._paused: set[str] = set()
         self._waits: dict[str, set[str]] = {}  # parent -> its blocked dependents (model.deps)
         self._workers: dict[str, WorkerInfo] = {}
+        self._controls: dict[str, list[Control]] = {}
         self._leaders: dict[str, tuple[str, float]] = {}
         self._instances: dict[str, InstanceReport] = {}
         self._work = asyncio.Event()
+        self._limits: dict[ScopeKey, Limit] = {}
+        self._buckets: dict[ScopeKey, tuple[float, float]] = {}
+        self._limited_for: float | None = None
+        # unique lock key -> (holder id, until, states) (ADR 0038)
+        self._locks: dict[str, tuple[str, float | None, tuple[TaskState, ...]]] = {}
+        self._lock_of: dict[str, str] = {}  # holder id -> its lock key, freed with the record
 
     @property
     def capabilities(self) -> Capabilities:
@@ -59,17 +75,25 @@ class MemoryConnection:
         """Nothing to flush."""
 
     def _forget(self, task_id: str) -> None:
-        """Delete a finished task's record and free its idempotency key."""
+        """Delete a finished task's record and free its idempotency key and unique lock."""
         self._waits.pop(task_id, None)
         record = self._records.pop(task_id, None)
         key = None if record is None else record.idempotency_key
         if key is not None and self._by_key.get(key) == task_id:
             del self._by_key[key]
+        lock = self._lock_of.pop(task_id, None)
+        if lock is not None and self._locks.get(lock, ("",))[0] == task_id:
+            del self._locks[lock]
 
     async def wait_for_work(self, timeout: float) -> None:
         """Return as soon as something is enqueued or requeued, or after `timeout`."""
         if await wait_event(self._work, timeout):
             self._work.clear()
+
+    @property
+    def limited_for(self) -> float | None:
+        """Seconds until an empty bucket seen by the last reserve gets a token (ADR 0038)."""
+        return self._limited_for
 
     # -- storage ----------------------------------------------------------------------------
 
@@ -174,6 +198,37 @@ class MemoryConnection:
             ):
                 continue
             self._make_ready(record, due)
+
+    def _gate(self, now: float) -> Gate:
+        """The limits' view for one reserve: running counts of the limited scopes, buckets."""
+        running: dict[ScopeKey, int] = {}
+        if any(limit.max_concurrency is not None for limit in self._limits.values()):
+            for task_id in self._tokens:
+                record = self._records[task_id]
+                for key in ((LimitScope.TYPE, record.type), (LimitScope.QUEUE, record.queue)):
+                    if key in self._limits:
+                        running[key] = running.get(key, 0) + 1
+        return Gate(self._limits.values(), running, self._buckets, now)
+
+    def _held_locks(self, keys: Iterable[str], now: float) -> dict[str, str]:
+        """Unique lock key -> holder id of those of `keys` whose stored lock still holds."""
+        held: dict[str, str] = {}
+        for key in keys:
+            if key not in self._locks:
+                continue
+            holder, until, states = self._locks[key]
+            record = self._records.get(holder)
+            if lock_holds(until, states, None if record is None else record.state, now):
+                held[key] = holder
+        return held
+
+    def _limits_concurrency(self, record: TaskRecord) -> bool:
+        """True when the record's type or queue has a max_concurrency (its settle wakes)."""
+        for key in ((LimitScope.TYPE, record.type), (LimitScope.QUEUE, record.queue)):
+            limit = self._limits.get(key)
+            if limit is not None and limit.max_concurrency is not None:
+                return True
+        return False
 
     def _is_entry(self, task_id: str, key: float) -> TaskRecord | None:
         """The queued record a ready-heap entry still stands for, or None if it is stale."""

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from taskengine.brokers.base import (
     CancelResult,
+    Control,
     CountRow,
     InstanceReport,
     Page,
@@ -19,6 +20,7 @@ from taskengine.brokers.base import (
 from taskengine.brokers.nats import ops
 from taskengine.brokers.nats.connection import NatsConnection
 from taskengine.model import TaskRecord, TaskState
+from taskengine.model.limits import Limit, check_limit_values
 from taskengine.model.worker import WorkerInfo
 
 
@@ -72,6 +74,18 @@ class NatsAdmin(NatsConnection):
         """Return the paused queues (one round trip)."""
         return await (await self._caught_up()).paused()
 
+    async def set_limits(self, limits: Sequence[Limit]) -> None:
+        """Store each limit in place of its scope's; an empty one removes it (one operation,
+        ADR 0038)."""
+        for limit in limits:
+            check_limit_values(limit)
+        if limits:
+            await self._write(ops.SetLimits(list(limits)))
+
+    async def limits(self) -> list[Limit]:
+        """Return the stored limits by (scope, name) (one round trip)."""
+        return await (await self._caught_up()).limits()
+
     async def record_workers(self, workers: Sequence[WorkerInfo]) -> None:
         """Insert or replace workers by id (one operation)."""
         if workers:
@@ -93,6 +107,26 @@ class NatsAdmin(NatsConnection):
     async def instances(self, now: float) -> list[InstanceReport]:
         """Return the reports not expired at `now`, by instance (one round trip)."""
         return await (await self._caught_up()).instances(now)
+
+    async def send_control(self, instance: str, controls: Sequence[Control]) -> None:
+        """Append commands to the instance's channel (one operation, ADR 0036)."""
+        if controls:
+            await self._write(ops.SendControl(instance, list(controls)))
+
+    async def take_controls(self, instance: str) -> list[Control]:
+        """Remove and return the instance's commands, oldest first: the replica is read first,
+        so a poll with nothing waiting writes nothing to the log (one operation otherwise)."""
+        if not (await self._caught_up()).has_controls(instance):
+            return []
+        result: list[Control] = await self._write(ops.TakeControls(instance))
+        return result
+
+    async def delete(self, ids: Sequence[str]) -> list[bool]:
+        """Delete finished tasks by id (one operation)."""
+        if not ids:
+            return []
+        result: list[bool] = await self._write(ops.Delete(list(ids)))
+        return result
 
     async def leader(self, name: str, holder: str, ttl: float, now: float) -> bool:
         """Take `name` if free or expired, renew it if `holder` has it (one operation)."""

@@ -19,6 +19,7 @@ from taskengine.brokers.nats.admin import NatsAdmin
 from taskengine.brokers.server_clock import flag
 from taskengine.errors import ConfigurationError
 from taskengine.model import Lease, LeaseStatus, Outcome, ProgressReport, Task
+from taskengine.model.unique import UniqueLock
 
 
 class NatsBroker(NatsAdmin):
@@ -64,12 +65,19 @@ class NatsBroker(NatsAdmin):
             snapshot_seconds=snapshot_seconds,
         )
 
-    async def enqueue(self, tasks: Sequence[Task], now: float) -> list[EnqueueResult]:
-        """Store tasks as queued (one operation: atomic, QueueFull refuses the whole batch)."""
+    async def enqueue(
+        self,
+        tasks: Sequence[Task],
+        now: float,
+        unique: Sequence[UniqueLock | None] | None = None,
+    ) -> list[EnqueueResult]:
+        """Store tasks as queued (one operation: atomic, QueueFull refuses the whole batch);
+        a task whose unique lock is held answers the holder (ADR 0038)."""
         if not tasks:
             return []
+        locks = list(unique) if unique and any(lock is not None for lock in unique) else None
         result: list[EnqueueResult] = await self._write(
-            ops.Enqueue(list(tasks), now, self.max_depth)
+            ops.Enqueue(list(tasks), now, self.max_depth, locks)
         )
         return result
 
@@ -86,8 +94,15 @@ class NatsBroker(NatsAdmin):
         check_lease_for(lease_for)
         chosen = list(queues) if queues is not None else None
         op = ops.Reserve(worker_id, limit, lease_for, now, chosen, secrets.token_hex(8))
-        result: list[Lease] = await self._write(op)
-        return result
+        result: ops.Reserved = await self._write(op)
+        self._limited_for = result.limited_for
+        return result.leases
+
+    @property
+    def limited_for(self) -> float | None:
+        """Seconds until an empty bucket this process's last reserve saw gets a token (the
+        replica's answer to that reserve, ADR 0038)."""
+        return self._limited_for
 
     async def extend(
         self, leases: Sequence[Lease], lease_for: float, now: float

@@ -99,6 +99,7 @@ class NatsConnection:
         self.allow_unsafe = allow_unsafe
         self.server_clock = server_clock
         self._replica = Replica()
+        self._limited_for: float | None = None  # the answer to this process's last reserve
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._starting: asyncio.Task[None] | None = None

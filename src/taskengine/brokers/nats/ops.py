@@ -16,20 +16,25 @@ from typing import Any, NamedTuple, TypeVar, cast
 import msgspec
 from msgspec.structs import replace
 
+from taskengine.brokers.base import Control
 from taskengine.brokers.memory import MemoryBroker
 from taskengine.errors import TaskEngineError
 from taskengine.model import Lease, Outcome, ProgressReport, Task, TaskState
+from taskengine.model.limits import Limit
+from taskengine.model.unique import UniqueLock
 from taskengine.model.worker import WorkerInfo
 
 T = TypeVar("T")
 
 
 class Enqueue(msgspec.Struct, frozen=True, tag="enqueue"):
-    """`enqueue(tasks, now)`, refused past the caller's `max_depth`."""
+    """`enqueue(tasks, now, unique)`, refused past the caller's `max_depth`; `unique` aligned
+    with `tasks` (ADR 0038; None in operations written before it)."""
 
     tasks: list[Task]
     now: float
     max_depth: int
+    unique: list[UniqueLock | None] | None = None
 
 
 class Reserve(msgspec.Struct, frozen=True, tag="reserve"):
@@ -41,6 +46,19 @@ class Reserve(msgspec.Struct, frozen=True, tag="reserve"):
     now: float
     queues: list[str] | None
     base: str
+
+
+class Reserved(NamedTuple):
+    """What a `Reserve` answers: the leases, and the replica's `limited_for` right after."""
+
+    leases: list[Lease]
+    limited_for: float | None
+
+
+class SetLimits(msgspec.Struct, frozen=True, tag="limits"):
+    """`set_limits(limits)` (ADR 0038)."""
+
+    limits: list[Limit]
 
 
 class Extend(msgspec.Struct, frozen=True, tag="extend"):
@@ -129,6 +147,25 @@ class ForgetWorkers(msgspec.Struct, frozen=True, tag="forget"):
     ids: list[str]
 
 
+class SendControl(msgspec.Struct, frozen=True, tag="control"):
+    """`send_control(instance, controls)` (ADR 0036)."""
+
+    instance: str
+    controls: list[Control]
+
+
+class TakeControls(msgspec.Struct, frozen=True, tag="take_controls"):
+    """`take_controls(instance)`."""
+
+    instance: str
+
+
+class Delete(msgspec.Struct, frozen=True, tag="delete"):
+    """`delete(ids)`."""
+
+    ids: list[str]
+
+
 class Leader(msgspec.Struct, frozen=True, tag="leader"):
     """`leader(name, holder, ttl, now)`, or `resign(name, holder)` when `ttl` is None."""
 
@@ -150,9 +187,13 @@ Op = (
     | Purge
     | PurgeKept
     | Pause
+    | SetLimits
     | RecordWorkers
     | RecordInstance
     | ForgetWorkers
+    | SendControl
+    | TakeControls
+    | Delete
     | Leader
 )
 
@@ -188,10 +229,11 @@ def apply(replica: Replica, op: Op, server_now: float | None = None) -> object:
 def _apply(replica: Replica, op: Op) -> object:
     if isinstance(op, Enqueue):
         replica.max_depth = op.max_depth
-        return _now(replica.enqueue(op.tasks, op.now))
+        return _now(replica.enqueue(op.tasks, op.now, op.unique))
     if isinstance(op, Reserve):
         replica._base = op.base
-        return _now(replica.reserve(op.worker_id, op.limit, op.lease_for, op.now, op.queues))
+        leases = _now(replica.reserve(op.worker_id, op.limit, op.lease_for, op.now, op.queues))
+        return Reserved(leases, replica.limited_for)
     if isinstance(op, Extend):
         held = cast(list[Lease], [_Held(task_id, token) for task_id, token in op.held])
         return _now(replica.extend(held, op.lease_for, op.now))
@@ -211,12 +253,20 @@ def _apply(replica: Replica, op: Op) -> object:
         return _now(replica.purge_kept(op.now, op.limit))
     if isinstance(op, Pause):
         return _now(replica.resume(op.queues) if op.resume else replica.pause(op.queues))
+    if isinstance(op, SetLimits):
+        return _now(replica.set_limits(op.limits))
     if isinstance(op, RecordWorkers):
         return _now(replica.record_workers(op.workers))
     if isinstance(op, RecordInstance):
         return _now(replica.record_instance(op.instance, op.data, op.now, op.ttl))
     if isinstance(op, ForgetWorkers):
         return _now(replica.forget_workers(op.ids))
+    if isinstance(op, SendControl):
+        return _now(replica.send_control(op.instance, op.controls))
+    if isinstance(op, TakeControls):
+        return _now(replica.take_controls(op.instance))
+    if isinstance(op, Delete):
+        return _now(replica.delete(op.ids))
     if op.ttl is None:
         return _now(replica.resign(op.name, op.holder))
     return _now(replica.leader(op.name, op.holder, op.ttl, op.now))

@@ -24,9 +24,10 @@ import nats.js.errors
 from nats.js import JetStreamContext
 from nats.js.api import DeliverPolicy, DiscardPolicy, RetentionPolicy, StreamConfig
 
-from taskengine.brokers.base import InstanceReport
+from taskengine.brokers.base import Control, InstanceReport
 from taskengine.brokers.nats.ops import Replica
-from taskengine.model import TaskRecord
+from taskengine.model import TaskRecord, TaskState
+from taskengine.model.limits import Limit
 from taskengine.model.worker import WorkerInfo
 
 CHUNK_ENVELOPE = 4096  # bytes kept free in a chunk message for headers and subject
@@ -49,8 +50,17 @@ class State(msgspec.Struct, array_like=True):
     leaders: dict[str, tuple[str, float]]
     instances: list[InstanceReport]
     parts: dict[str, list[bytes]]
-    # parent -> its blocked dependents (model.deps); last and defaulted, so a snapshot written
-    # by a build before dependencies still decodes.
+    controls: dict[str, list[Control]] = msgspec.field(default_factory=dict)
+    # ADR 0038: limits and buckets by (scope, name), as pairs (msgpack keys are strings)
+    limits: list[tuple[tuple[str, str], Limit]] = msgspec.field(default_factory=list)
+    buckets: list[tuple[tuple[str, str], tuple[float, float]]] = msgspec.field(default_factory=list)
+    limited_for: float | None = None
+    locks: dict[str, tuple[str, float | None, tuple[TaskState, ...]]] = msgspec.field(
+        default_factory=dict
+    )
+    lock_of: dict[str, str] = msgspec.field(default_factory=dict)
+    # parent -> its blocked dependents (model.deps); after the other fields and defaulted,
+    # so a snapshot written by a build before dependencies still decodes.
     waits: dict[str, list[str]] = {}
 
 
@@ -88,6 +98,12 @@ def capture(replica: Replica, seq: int, parts: dict[str, list[bytes]]) -> State:
         instances=list(replica._instances.values()),
         waits={parent: sorted(children) for parent, children in replica._waits.items()},
         parts={batch: list(chunks) for batch, chunks in parts.items()},
+        controls={instance: list(sent) for instance, sent in replica._controls.items()},
+        limits=list(replica._limits.items()),
+        buckets=list(replica._buckets.items()),
+        limited_for=replica._limited_for,
+        locks=dict(replica._locks),
+        lock_of=dict(replica._lock_of),
     )
 
 
@@ -105,6 +121,12 @@ def restore(replica: Replica, state: State) -> None:
     replica._leaders = state.leaders
     replica._instances = {report.instance: report for report in state.instances}
     replica._waits = {parent: set(children) for parent, children in state.waits.items()}
+    replica._controls = state.controls
+    replica._limits = {(scope, name): limit for (scope, name), limit in state.limits}
+    replica._buckets = {(scope, name): bucket for (scope, name), bucket in state.buckets}
+    replica._limited_for = state.limited_for
+    replica._locks = state.locks
+    replica._lock_of = state.lock_of
     replica._work.set()
 
 

@@ -7,7 +7,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from taskengine.brokers.base import (
+    CONTROL_TTL,
     CancelResult,
+    Control,
     CountRow,
     InstanceReport,
     Page,
@@ -22,6 +24,7 @@ from taskengine.brokers.postgres.codec import (
     HEADS,
     cancelled_result_blob,
     decode_worker,
+    limit_from_row,
     record_from_row,
     worker_arrays,
 )
@@ -30,6 +33,8 @@ from taskengine.brokers.postgres.listing import list_query
 from taskengine.brokers.server_clock import ServerClock, flag
 from taskengine.errors import ConfigurationError
 from taskengine.model import Priority, TaskRecord, TaskState
+from taskengine.model.limits import Limit, check_limit_values
+from taskengine.model.serializer import pack, unpack
 from taskengine.model.state import TERMINAL_STATES
 from taskengine.model.worker import WorkerInfo
 
@@ -185,6 +190,13 @@ class PostgresAdmin(PostgresConnection):
             return 0
         return int(await self._fetchval(q.PURGE, wanted, float(finished_before), limit))
 
+    async def delete(self, ids: Sequence[str]) -> list[bool]:
+        """Delete finished tasks by id. One round trip; atomic."""
+        if not ids:
+            return []
+        gone = {row["id"] for row in await self._fetch(q.DELETE, list(ids))}
+        return [task_id in gone for task_id in ids]
+
     async def purge_kept(self, now: float, limit: int) -> int:
         """Delete up to `limit` succeeded tasks whose own retention ran out before `now`
         (earliest expiry first); return how many. One round trip; atomic."""
@@ -203,6 +215,50 @@ class PostgresAdmin(PostgresConnection):
     async def paused(self) -> set[str]:
         """The paused queue names. One round trip."""
         return {row["queue"] for row in await self._fetch(q.PAUSED)}
+
+    async def send_control(self, instance: str, controls: Sequence[Control]) -> None:
+        """Append commands to the instance's channel. One round trip; atomic."""
+        if controls:
+            newest = max(c.sent_at for c in controls)
+            await self._execute(
+                q.SEND_CONTROL,
+                instance,
+                [float(c.sent_at) for c in controls],
+                [pack(c) for c in controls],
+                newest - CONTROL_TTL,
+            )
+
+    async def take_controls(self, instance: str) -> list[Control]:
+        """Remove and return the instance's commands, oldest first. One round trip; atomic."""
+        rows = await self._fetch(q.TAKE_CONTROLS, instance)
+        return [unpack(row["control"], Control) for row in sorted(rows, key=lambda r: r["seq"])]
+
+    async def set_limits(self, limits: Sequence[Limit]) -> None:
+        """Store each limit in place of its scope's, keeping its bucket; an empty one removes
+        it (ADR 0038). One round trip; atomic; wakes every waiter."""
+        for limit in limits:
+            check_limit_values(limit)
+        if not limits:
+            return
+        latest = {(str(lim.scope), lim.name): lim for lim in limits}  # a later one wins
+        put = [lim for lim in latest.values() if not lim.empty]
+        gone = [lim for lim in latest.values() if lim.empty]
+        await self._execute(
+            q.SET_LIMITS,
+            [str(lim.scope) for lim in put],
+            [lim.name for lim in put],
+            [lim.max_concurrency for lim in put],
+            [lim.rate for lim in put],
+            [lim.burst for lim in put],
+            [str(lim.scope) for lim in gone],
+            [lim.name for lim in gone],
+            self.config.channel,
+        )
+        self._has_limits = bool(put) or self._has_limits
+
+    async def limits(self) -> list[Limit]:
+        """The stored limits by (scope, name). One round trip."""
+        return [limit_from_row(row) for row in await self._fetch(q.LIMITS)]
 
     async def record_workers(self, workers: Sequence[WorkerInfo]) -> None:
         """Insert or replace these workers by id (a later duplicate in the batch wins).

@@ -18,13 +18,15 @@ from taskengine.brokers.base import (
     check_lease_for,
     check_limit,
 )
-from taskengine.brokers.batches import Pair, first_of_each, split_new
+from taskengine.brokers.batches import Pair, first_of_each, lock_keys, split_new, split_unique
+from taskengine.brokers.limits import Gate
 from taskengine.brokers.postgres import queries as q
 from taskengine.brokers.postgres import waits
 from taskengine.brokers.postgres.admin import PostgresAdmin
 from taskengine.brokers.postgres.codec import (
     HEADS,
     expiry_arrays,
+    limit_from_row,
     progress_arrays,
     record_from_row,
     settle_arrays,
@@ -42,8 +44,14 @@ from taskengine.model import (
     Task,
     TaskState,
 )
+from taskengine.model.limits import LimitScope
 from taskengine.model.priority import order_key
 from taskengine.model.records import as_received
+from taskengine.model.unique import UniqueLock, decode_states, encode_states, lock_holds
+
+# Candidate rounds per reserve under limits: a round a partly full scope refused tasks of is
+# followed by one that skips the scopes now full, so tasks behind them are still claimed.
+_LIMITED_ROUNDS = 3
 
 
 class PostgresBroker(PostgresAdmin):
@@ -79,8 +87,14 @@ class PostgresBroker(PostgresAdmin):
         )
         self._enqueue_lock = lock_key("enqueue", self.schema)
 
-    async def enqueue(self, tasks: Sequence[Task], now: float) -> list[EnqueueResult]:
-        """Store tasks as queued, one result per task in input order.
+    async def enqueue(
+        self,
+        tasks: Sequence[Task],
+        now: float,
+        unique: Sequence[UniqueLock | None] | None = None,
+    ) -> list[EnqueueResult]:
+        """Store tasks as queued, one result per task in input order. A batch with unique
+        locks (ADR 0038) also looks them up and stores those taken: two statements more.
 
         One transaction of three statements (lock, look up, insert): five round trips with
         BEGIN and COMMIT. Enqueues of one schema take turns on an advisory lock, so the depth
@@ -100,6 +114,20 @@ class PostgresBroker(PostgresAdmin):
             found = await conn.fetchrow(self.sql(q.ENQUEUE_LOOKUP), ids, keys)
             known_keys = dict(zip(found["keys"] or [], found["key_ids"] or [], strict=True))
             results, fresh = split_new(tasks, set(found["ids"] or []), known_keys)
+            taken: list[tuple[Task, UniqueLock]] = []
+            if unique:
+                rows = await conn.fetch(self.sql(q.SELECT_LOCKS), lock_keys(unique))
+                held = {
+                    row["key"]: row["task_id"]
+                    for row in rows
+                    if lock_holds(
+                        row["until"],
+                        decode_states(row["states"]),
+                        row["state"] and TaskState(row["state"]),
+                        now,
+                    )
+                }
+                results, fresh, taken = split_unique(results, fresh, unique, tasks, held)
             depth = int(found["depth"])
             if depth + len(fresh) > self.max_depth:  # as the reference: also when none is new
                 raise QueueFull(depth, self.max_depth, len(fresh))
@@ -109,6 +137,14 @@ class PostgresBroker(PostgresAdmin):
                 arrays = task_arrays(received, gates)
                 await conn.execute(self.sql(q.INSERT_TASKS), *arrays[:13], now, *arrays[13:])
                 await waits.store_edges(conn, self.sql, edges)
+            if taken:  # after the tasks: each lock references its holder
+                await conn.execute(
+                    self.sql(q.PUT_LOCKS),
+                    [lock.key for _, lock in taken],
+                    [task.id for task, _ in taken],
+                    [lock.until(now) for _, lock in taken],
+                    [encode_states(lock.states) for _, lock in taken],
+                )
             return results
 
         return await self._transaction(work)
@@ -131,19 +167,119 @@ class PostgresBroker(PostgresAdmin):
         check_lease_for(lease_for)
         self._live()
         if queues is not None and not queues:
+            self._limited_for = None
             return []
         now = await self._now(now)
         expires_at = now + lease_for
         max_key = max(order_key(p, now) for p in Priority)
         wanted = None if queues is None else list(queues)
-        rows = await self._fetch(
-            q.RESERVE, now, float(expires_at), worker_id, limit, max_key, wanted
-        )
+        self._limited_for = None
+        rows: list[Any] = []
+        if not self._has_limits:
+            rows = await self._fetch(
+                q.RESERVE, now, float(expires_at), worker_id, limit, max_key, wanted
+            )
+            if not rows:  # nothing due, or a limit is stored (RESERVE then claims nothing)
+                self._has_limits = bool(await self._fetchval(q.ANY_LIMITS))
+        if self._has_limits:
+            rows = await self._reserve_limited(worker_id, limit, now, expires_at, max_key, wanted)
         rows.sort(key=lambda row: (row["order_key"], row["id"]))
         return [
             Lease(record=record_from_row(row), token=row["lease_token"], expires_at=expires_at)
             for row in rows
         ]
+
+    async def _reserve_limited(
+        self,
+        worker_id: str,
+        limit: int,
+        now: float,
+        expires_at: float,
+        max_key: float,
+        wanted: list[str] | None,
+    ) -> list[Any]:
+        """Reserve under the stored limits (ADR 0038): in one transaction, lock the limit rows
+        (reserves under limits take turns), count the limited scopes' running tasks, admit
+        candidates (locked, SKIP LOCKED) through a Gate, claim them and save the buckets.
+        Four to seven round trips (one reads the database's clock for the buckets); atomic.
+        With no limit left, falls back to RESERVE."""
+
+        async def work(conn: Any) -> list[Any]:
+            stored = await conn.fetch(self.sql(q.LOCK_LIMITS))
+            if not stored:
+                self._has_limits = False
+                return list(
+                    await conn.fetch(
+                        self.sql(q.RESERVE),
+                        now,
+                        float(expires_at),
+                        worker_id,
+                        limit,
+                        max_key,
+                        wanted,
+                    )
+                )
+            # The buckets' clock: the database's, read after the lock (so each reserve's is
+            # later than the last one's), unless server_clock is off (a test's fake clock).
+            bucket_now = now
+            if self._clock is not None:
+                bucket_now = float(await conn.fetchval(self.sql(q.SERVER_TIME)))
+            limits = [limit_from_row(row) for row in stored]
+            buckets = {
+                (row["scope"], row["name"]): (row["tokens"], row["stamp"])
+                for row in stored
+                if row["tokens"] is not None
+            }
+            capped = [lim for lim in limits if lim.max_concurrency is not None]
+            counted = await conn.fetch(
+                self.sql(q.COUNT_RUNNING),
+                [lim.name for lim in capped if lim.scope is LimitScope.TYPE],
+                [lim.name for lim in capped if lim.scope is LimitScope.QUEUE],
+            )
+            running = {(row["scope"], row["name"]): int(row["n"]) for row in counted}
+            gate = Gate(limits, running, buckets, bucket_now)
+            chosen: list[str] = []
+            seen: list[str] = []
+            for _ in range(_LIMITED_ROUNDS):
+                want = limit - len(chosen)
+                candidates = await conn.fetch(
+                    self.sql(q.RESERVE_CANDIDATES),
+                    now,
+                    want,
+                    max_key,
+                    wanted,
+                    gate.full(LimitScope.TYPE),
+                    gate.full(LimitScope.QUEUE),
+                    seen,
+                )
+                refused = False
+                for row in candidates:
+                    seen.append(row["id"])
+                    if gate.admit(row["type"], row["queue"]):
+                        chosen.append(row["id"])
+                    else:
+                        refused = True
+                if len(chosen) == limit or len(candidates) < want or not refused:
+                    break
+            gate.note_held_back()
+            self._limited_for = gate.retry_in
+            saved = gate.buckets()
+            if saved:
+                keys = list(saved)
+                await conn.execute(
+                    self.sql(q.SAVE_BUCKETS),
+                    [k[0] for k in keys],
+                    [k[1] for k in keys],
+                    [saved[k][0] for k in keys],
+                    bucket_now,
+                )
+            if not chosen:
+                return []
+            return list(
+                await conn.fetch(self.sql(q.CLAIM_IDS), chosen, now, float(expires_at), worker_id)
+            )
+
+        return await self._transaction(work)
 
     async def extend(
         self, leases: Sequence[Lease], lease_for: float, now: float
@@ -207,6 +343,8 @@ class PostgresBroker(PostgresAdmin):
         left = [o for o in batch if (o.task_id, o.token) not in applied]
         if left:  # refused, or a task with dependents: settled with their release
             applied |= await self._settle_waited(left, now)
+        if applied and self._has_limits:  # a slot may be free: wake reservers (ADR 0038)
+            await self._execute(q.WAKE, self.config.channel)
         return [
             first and (o.task_id, o.token) in applied
             for o, first in zip(outcomes, is_first, strict=True)

@@ -24,6 +24,7 @@ from taskengine.model import (
     TaskResult,
     TaskState,
 )
+from taskengine.model.limits import Limit, LimitScope
 from taskengine.model.outcome import ATTEMPT_REFUNDED
 from taskengine.model.priority import HEAD_START, due_at, order_key
 from taskengine.model.records import (
@@ -239,3 +240,14 @@ def worker_arrays(workers: Sequence[WorkerInfo]) -> list[list[Any]]:
 def decode_worker(blob: bytes) -> WorkerInfo:
     """A WorkerInfo stored by record_workers."""
     return _worker.decode(blob)
+
+
+def limit_from_row(row: Any) -> Limit:
+    """A Limit from a row of queries.LIMITS or LOCK_LIMITS."""
+    return Limit(
+        scope=LimitScope(row["scope"]),
+        name=row["name"],
+        max_concurrency=row["max_concurrency"],
+        rate=row["rate"],
+        burst=row["burst"],
+    )

@@ -83,6 +83,8 @@ class PostgresConnection:
         self.schema = self.config.schema
         self.sql = q.Sql(self.config.quoted_schema)
         self._pool: Any = None
+        self._limited_for: float | None = None  # ADR 0038, as of the last reserve
+        self._has_limits = False  # a limit was stored at the last reserve (or set here)
         self._wake: WakeListener | None = None
         self._starting = asyncio.Lock()
         self._capabilities = Capabilities(durable=True, shared=True, push_wakeup=True)
@@ -166,6 +168,11 @@ class PostgresConnection:
         await self._wake.wait(timeout)
 
     # -- for both halves --------------------------------------------------------------------
+
+    @property
+    def limited_for(self) -> float | None:
+        """Seconds until an empty bucket seen by the last reserve gets a token (ADR 0038)."""
+        return self._limited_for
 
     async def _fetch(self, template: str, *args: Any) -> list[Row]:
         """Run one statement (one round trip, atomic) and return its rows."""

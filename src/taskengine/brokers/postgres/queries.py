@@ -134,13 +134,15 @@ WHERE t.id = r.id AND t.state IN ('dead', 'cancelled')
 # once its run_at and created_at are both reached (model.priority.due_at).
 # Output: {record}, lease_token, order_key of each claimed task, in no set order.
 # Invariant: FOR UPDATE SKIP LOCKED gives each due task to one caller only, across every
-# connection; paused queues are skipped; each claim gets its own random token.
+# connection; paused queues are skipped; each claim gets its own random token. Claims nothing
+# while a limit is stored (ADR 0038): the broker then reserves with RESERVE_CANDIDATES.
 RESERVE = """
 WITH due AS (
     SELECT t.id FROM {s}.tasks t
     WHERE t.state = 'queued' AND t.order_key <= $5 AND t.run_at <= $1 AND t.created_at <= $1
       AND ($6::text[] IS NULL OR t.queue = ANY($6::text[]))
       AND NOT EXISTS (SELECT 1 FROM {s}.paused_queues p WHERE p.queue = t.queue)
+      AND NOT EXISTS (SELECT 1 FROM {s}.limits)
     ORDER BY t.order_key, t.id
     LIMIT $4
     FOR UPDATE OF t SKIP LOCKED
@@ -153,6 +155,105 @@ FROM due
 WHERE t.id = due.id
 RETURNING {record}, t.lease_token, t.order_key
 """
+
+# -- unique locks (ADR 0038) -------------------------------------------------------------------
+
+# Inputs: $1 lock keys. Output: (key, task_id, until, states, state) of the stored locks among
+# them, with their holder's state (NULL: the holder is gone). Run under the enqueue lock.
+SELECT_LOCKS = """
+SELECT u.key, u.task_id, u.until, u.states, t.state
+FROM {s}.unique_locks u LEFT JOIN {s}.tasks t ON t.id = u.task_id
+WHERE u.key = ANY($1::text[])
+"""
+
+# Inputs: aligned $1 keys, $2 holder ids, $3 until (NULL: none), $4 states. Output: none.
+# Invariant: run under the enqueue lock after SELECT_LOCKS found none of them holding.
+PUT_LOCKS = """
+INSERT INTO {s}.unique_locks (key, task_id, until, states)
+SELECT * FROM unnest($1::text[], $2::text[], $3::float8[], $4::text[])
+ON CONFLICT (key) DO UPDATE SET task_id = excluded.task_id, until = excluded.until,
+    states = excluded.states
+"""
+
+# -- reserve under limits (ADR 0038), in one transaction ---------------------------------
+
+# Inputs: none. Output: whether any limit is stored.
+ANY_LIMITS = "SELECT EXISTS (SELECT 1 FROM {s}.limits)"
+
+# Inputs: none. Output: every limit with its bucket, locked until the transaction ends, so
+# reserves under limits take turns (each counts running tasks after the last one committed).
+LOCK_LIMITS = """
+SELECT scope, name, max_concurrency, rate, burst, tokens, stamp FROM {s}.limits
+ORDER BY scope, name
+FOR UPDATE
+"""
+
+# Inputs: $1 limited types, $2 limited queues. Output: (scope, name, n) running counts.
+COUNT_RUNNING = """
+SELECT 'type' AS scope, type AS name, count(*) AS n FROM {s}.tasks
+WHERE state = 'running' AND type = ANY($1::text[]) GROUP BY type
+UNION ALL
+SELECT 'queue', queue, count(*) FROM {s}.tasks
+WHERE state = 'running' AND queue = ANY($2::text[]) GROUP BY queue
+"""
+
+# Inputs: $1 now, $2 limit, $3 max order key, $4 queues (NULL: all), $5 types and $6 queues
+# with no room, $7 ids already looked at. Output: (id, type, queue) of the next due tasks in
+# (order_key, id) order, locked for this transaction (others skip them).
+RESERVE_CANDIDATES = """
+SELECT t.id, t.type, t.queue FROM {s}.tasks t
+WHERE t.state = 'queued' AND t.order_key <= $3 AND t.run_at <= $1 AND t.created_at <= $1
+  AND ($4::text[] IS NULL OR t.queue = ANY($4::text[]))
+  AND NOT EXISTS (SELECT 1 FROM {s}.paused_queues p WHERE p.queue = t.queue)
+  AND NOT (t.type = ANY($5::text[])) AND NOT (t.queue = ANY($6::text[]))
+  AND NOT (t.id = ANY($7::text[]))
+ORDER BY t.order_key, t.id
+LIMIT $2
+FOR UPDATE OF t SKIP LOCKED
+"""
+
+# Inputs: $1 ids (locked by RESERVE_CANDIDATES), $2 now, $3 lease expiry, $4 worker id.
+# Output: as RESERVE.
+CLAIM_IDS = """
+UPDATE {s}.tasks t
+SET state = 'running', attempt = t.attempt + 1, updated_at = $2, started_at = $2,
+    worker_id = $4, lease_token = replace(gen_random_uuid()::text, '-', ''),
+    lease_expires_at = $3, cancel_requested = false
+WHERE t.id = ANY($1::text[]) AND t.state = 'queued'
+RETURNING {record}, t.lease_token, t.order_key
+"""
+
+# Inputs: aligned $1 scopes, $2 names, $3 tokens; $4 stamp. Output: none.
+SAVE_BUCKETS = """
+UPDATE {s}.limits l SET tokens = b.tokens, stamp = $4
+FROM unnest($1::text[], $2::text[], $3::float8[]) AS b(scope, name, tokens)
+WHERE l.scope = b.scope AND l.name = b.name
+"""
+
+# Inputs: aligned $1 scopes, $2 names, $3 max_concurrency, $4 rate, $5 burst of the limits to
+# store; $6 scopes, $7 names of those to remove; $8 the wake-up channel. Output: none.
+# Invariant: a scope already limited keeps its bucket.
+SET_LIMITS = """
+WITH gone AS (
+    DELETE FROM {s}.limits l USING unnest($6::text[], $7::text[]) AS d(scope, name)
+    WHERE l.scope = d.scope AND l.name = d.name
+), put AS (
+    INSERT INTO {s}.limits (scope, name, max_concurrency, rate, burst)
+    SELECT * FROM unnest($1::text[], $2::text[], $3::int[], $4::float8[], $5::int[])
+    ON CONFLICT (scope, name) DO UPDATE SET max_concurrency = excluded.max_concurrency,
+        rate = excluded.rate, burst = excluded.burst
+)
+SELECT pg_notify($8, '')
+"""
+
+# Inputs: none. Output: the stored limits by (scope, name).
+LIMITS = """
+SELECT scope, name, max_concurrency, rate, burst, tokens, stamp FROM {s}.limits
+ORDER BY scope, name
+"""
+
+# Inputs: $1 the wake-up channel. Output: none. Sent after a settle that freed a slot.
+WAKE = "SELECT pg_notify($1, '')"
 
 # -- extend, settle, requeue ---------------------------------------------------------------
 
@@ -313,6 +414,14 @@ gone AS (DELETE FROM {s}.tasks t USING doomed WHERE t.id = doomed.id RETURNING 1
 SELECT count(*) FROM gone
 """
 
+# Inputs: $1 ids. Output: the ids deleted. Invariant: only finished tasks; a queued or
+# running one is never deleted.
+DELETE = """
+DELETE FROM {s}.tasks t WHERE t.id = ANY($1::text[])
+  AND t.state IN ('succeeded', 'dead', 'cancelled')
+RETURNING t.id
+"""
+
 # Inputs: $1 now, $2 limit. Output: how many were deleted.
 # Invariant: only succeeded tasks whose own retention ran out (finished_at + keep_result < $1),
 # the earliest expiry first (tasks_kept); concurrent purges skip each other's rows.
@@ -360,6 +469,17 @@ SELECT instance, expires_at, data FROM {s}.instances WHERE expires_at >= $1 ORDE
 """
 # Inputs: $1 seen_since. Output: MessagePack WorkerInfo of workers seen since then, by id.
 WORKERS = "SELECT info FROM {s}.workers WHERE last_seen >= $1 ORDER BY id"
+
+# Remote control (ADR 0036). Inputs: $1 instance, aligned $2 sent_at and $3 packed Control,
+# $4 the oldest sent_at kept. Output: none. Invariant: commands past CONTROL_TTL go first.
+SEND_CONTROL = """
+WITH gone AS (DELETE FROM {s}.controls WHERE sent_at < $4)
+INSERT INTO {s}.controls (instance, sent_at, control)
+SELECT $1, sent_at, control FROM unnest($2::float8[], $3::bytea[]) AS c (sent_at, control)
+"""
+# Inputs: $1 instance. Output: (seq, control) of the commands taken. Invariant: one atomic
+# DELETE: a command is returned to one caller only; an empty channel writes nothing.
+TAKE_CONTROLS = "DELETE FROM {s}.controls WHERE instance = $1 RETURNING seq, control"
 
 # Inputs: $1 name, $2 holder, $3 now, $4 expiry. Output: one row if $2 now holds $1.
 # Invariant: one atomic upsert, so two holders never hold one name: the row is taken when

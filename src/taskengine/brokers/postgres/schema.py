@@ -144,7 +144,46 @@ CREATE TABLE IF NOT EXISTS {s}.instances (
 );
 """
 
-# Version 6: dependencies and workflows (model.deps, ADR 0037).
+# Version 6 (ADR 0036): remote-control commands per instance, taken oldest first (seq) and
+# deleted as they are taken; a command older than CONTROL_TTL is deleted by the next send.
+# IF NOT EXISTS: it may be renumbered when branches that each added a migration merge.
+V6 = """
+CREATE TABLE IF NOT EXISTS {s}.controls (
+    seq bigserial PRIMARY KEY,
+    instance text COLLATE "C" NOT NULL,
+    sent_at double precision NOT NULL,
+    control bytea NOT NULL
+);
+CREATE INDEX IF NOT EXISTS controls_instance ON {s}.controls (instance, seq);
+"""
+
+# Version 7 (ADR 0038): each limited scope (a task type or a queue) with its token bucket
+# (tokens at stamp; NULL until a reserve used it). reserve locks these rows FOR UPDATE, so
+# reserves under limits take their turns and count running tasks after the previous one
+# committed. unique_locks: a submission's unique lock (holder, until or the holder states it
+# holds in), deleted with its holder (ON DELETE CASCADE). IF NOT EXISTS: it may be renumbered
+# when branches that each added a migration merge.
+V7 = """
+CREATE TABLE IF NOT EXISTS {s}.limits (
+    scope text NOT NULL,
+    name text NOT NULL,
+    max_concurrency integer,
+    rate double precision,
+    burst integer,
+    tokens double precision,
+    stamp double precision,
+    PRIMARY KEY (scope, name)
+);
+CREATE TABLE IF NOT EXISTS {s}.unique_locks (
+    key text PRIMARY KEY,
+    task_id text NOT NULL REFERENCES {s}.tasks (id) ON DELETE CASCADE,
+    until double precision,
+    states text NOT NULL
+);
+CREATE INDEX IF NOT EXISTS unique_locks_task ON {s}.unique_locks (task_id);
+"""
+
+# Version 8: dependencies and workflows (model.deps, ADR 0037).
 # - state may be 'blocked': waiting = the rows in waits whose child is this task.
 # - waits holds only pending edges (parent -> blocked child); a parent's rows go in the
 #   transaction that ends it.
@@ -152,18 +191,20 @@ CREATE TABLE IF NOT EXISTS {s}.instances (
 #   only in a transaction that also releases its dependents (the fast path skips it), and an
 #   enqueue or replay that adds an edge sets it under the parent's row lock, so the two
 #   never miss each other.
-V6 = """
-ALTER TABLE {s}.tasks DROP CONSTRAINT tasks_state_check;
+# IF [NOT] EXISTS: a schema migrated by a build that numbered it differently reruns it.
+V8 = """
+ALTER TABLE {s}.tasks DROP CONSTRAINT IF EXISTS tasks_state_check;
 ALTER TABLE {s}.tasks ADD CONSTRAINT tasks_state_check
     CHECK (state IN ('blocked', 'queued', 'running', 'succeeded', 'dead', 'cancelled'));
 ALTER TABLE {s}.tasks
-    ADD COLUMN depends_on text[],
-    ADD COLUMN on_parent_failure text,
-    ADD COLUMN workflow text COLLATE "C",
-    ADD COLUMN waiting integer NOT NULL DEFAULT 0,
-    ADD COLUMN waited boolean NOT NULL DEFAULT false;
-CREATE INDEX tasks_workflow ON {s}.tasks (workflow, id) WHERE workflow IS NOT NULL;
-CREATE TABLE {s}.waits (
+    ADD COLUMN IF NOT EXISTS depends_on text[],
+    ADD COLUMN IF NOT EXISTS on_parent_failure text,
+    ADD COLUMN IF NOT EXISTS workflow text COLLATE "C",
+    ADD COLUMN IF NOT EXISTS waiting integer NOT NULL DEFAULT 0,
+    ADD COLUMN IF NOT EXISTS waited boolean NOT NULL DEFAULT false;
+CREATE INDEX IF NOT EXISTS tasks_workflow ON {s}.tasks (workflow, id)
+    WHERE workflow IS NOT NULL;
+CREATE TABLE IF NOT EXISTS {s}.waits (
     parent text COLLATE "C" NOT NULL,
     child text COLLATE "C" NOT NULL,
     PRIMARY KEY (parent, child)
@@ -171,7 +212,16 @@ CREATE TABLE {s}.waits (
 """
 
 # (version, script): append only; a released migration is never edited.
-MIGRATIONS: tuple[tuple[int, str], ...] = ((1, V1), (2, V2), (3, V3), (4, V4), (5, V5), (6, V6))
+MIGRATIONS: tuple[tuple[int, str], ...] = (
+    (1, V1),
+    (2, V2),
+    (3, V3),
+    (4, V4),
+    (5, V5),
+    (6, V6),
+    (7, V7),
+    (8, V8),
+)
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 # Inputs: $1 the advisory lock key. Output: none. Invariant: held until the transaction ends.

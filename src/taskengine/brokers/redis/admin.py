@@ -12,7 +12,9 @@ import msgspec
 from redis.exceptions import ResponseError
 
 from taskengine.brokers.base import (
+    CONTROL_TTL,
     CancelResult,
+    Control,
     CountRow,
     InstanceReport,
     Page,
@@ -20,11 +22,12 @@ from taskengine.brokers.base import (
     TaskFilter,
     check_limit,
 )
-from taskengine.brokers.redis.codec import decode_record, decode_records
+from taskengine.brokers.redis.codec import decode_limit, decode_record, decode_records, encode_limit
 from taskengine.brokers.redis.connection import RedisConnection
 from taskengine.brokers.redis.scripts import unavailable
 from taskengine.brokers.server_clock import ServerClock
 from taskengine.model import Priority, TaskRecord, TaskState
+from taskengine.model.limits import Limit, check_limit_values
 from taskengine.model.records import cancelled_result
 from taskengine.model.serializer import pack
 from taskengine.model.state import TERMINAL_STATES
@@ -32,6 +35,7 @@ from taskengine.model.worker import WorkerInfo
 
 LIST_BUDGET = 5000  # ids one list_tasks call examines at most, however selective the filter
 _worker = msgspec.msgpack.Decoder(WorkerInfo)
+_control = msgspec.msgpack.Decoder(Control)
 
 
 class RedisAdmin(RedisConnection):
@@ -159,6 +163,12 @@ class RedisAdmin(RedisConnection):
             return 0
         return int(await self._run("purge", float(finished_before), limit, *wanted))
 
+    async def delete(self, ids: Sequence[str]) -> list[bool]:
+        """Delete finished tasks by id. One round trip (delete.lua), atomic."""
+        if not ids:
+            return []
+        return [bool(flag) for flag in await self._run("delete", *ids)]
+
     async def purge_kept(self, now: float, limit: int) -> int:
         """Delete up to `limit` succeeded tasks whose own retention ran out before `now`,
         earliest expiry first. One round trip (purge_kept.lua), atomic."""
@@ -181,6 +191,45 @@ class RedisAdmin(RedisConnection):
         """Return the paused queue names. One round trip."""
         [members] = await self._transaction(("SMEMBERS", self.keys.paused))
         return {m.decode() for m in members}
+
+    async def send_control(self, instance: str, controls: Sequence[Control]) -> None:
+        """Append commands to the instance's list, which expires CONTROL_TTL after the last
+        send. One round trip (MULTI/EXEC), atomic."""
+        if controls:
+            key = self.keys.control(instance)
+            await self._transaction(
+                ("RPUSH", key, *(pack(c) for c in controls)), ("EXPIRE", key, int(CONTROL_TTL))
+            )
+
+    async def take_controls(self, instance: str) -> list[Control]:
+        """Remove and return the instance's commands, oldest first. One round trip, atomic."""
+        key = self.keys.control(instance)
+        blobs, _ = await self._transaction(("LRANGE", key, 0, -1), ("DEL", key))
+        return [_control.decode(blob) for blob in blobs]
+
+    async def set_limits(self, limits: Sequence[Limit]) -> None:
+        """Store each limit in place of its scope's, keeping its bucket; an empty one removes
+        it with its bucket (ADR 0038). One round trip (MULTI/EXEC), atomic; wakes waiters."""
+        for limit in limits:
+            check_limit_values(limit)
+        if not limits:
+            return
+        commands: list[tuple[Any, ...]] = []
+        for limit in limits:
+            member = f"{limit.scope}|{limit.name}"
+            if limit.empty:
+                commands.append(("HDEL", self.keys.limits, member))
+                commands.append(("HDEL", self.keys.buckets, member))
+            else:
+                commands.append(("HSET", self.keys.limits, member, encode_limit(limit)))
+        commands.append(("PUBLISH", self.keys.wake, "1"))
+        await self._transaction(*commands)
+
+    async def limits(self) -> list[Limit]:
+        """Return the stored limits by (scope, name). One round trip (HGETALL)."""
+        [flat] = await self._transaction(("HGETALL", self.keys.limits))
+        found = [decode_limit(k.decode(), v.decode()) for k, v in _as_dict(flat).items()]
+        return sorted(found, key=lambda limit: (limit.scope, limit.name))
 
     async def record_workers(self, workers: Sequence[WorkerInfo]) -> None:
         """Insert or replace workers by id. One round trip (MULTI/EXEC), atomic."""

@@ -21,12 +21,13 @@ from taskengine.brokers.base import (
     check_limit,
 )
 from taskengine.brokers.redis.admin import RedisAdmin
-from taskengine.brokers.redis.codec import decode_claim, enqueue_batch, settle_args
+from taskengine.brokers.redis.codec import decode_claim, enqueue_batch, settle_args, unique_batch
 from taskengine.brokers.server_clock import flag
 from taskengine.errors import QueueFull, UnknownParent
 from taskengine.model import Lease, LeaseStatus, Outcome, ProgressReport, ResultStatus, Task
 from taskengine.model.records import EXHAUSTED, LEASE_EXPIRED, as_received
 from taskengine.model.serializer import pack
+from taskengine.model.unique import UniqueLock
 
 # The most newly due tasks one reserve moves to a queue's ready set (or `limit`, if larger):
 # moving 50,000 at once took 1.5 s with the whole server blocked.
@@ -65,8 +66,14 @@ class RedisBroker(RedisAdmin):
             server_clock=flag("server_clock", server_clock),
         )
 
-    async def enqueue(self, tasks: Sequence[Task], now: float) -> list[EnqueueResult]:
-        """Store tasks as queued, one result per task in input order.
+    async def enqueue(
+        self,
+        tasks: Sequence[Task],
+        now: float,
+        unique: Sequence[UniqueLock | None] | None = None,
+    ) -> list[EnqueueResult]:
+        """Store tasks as queued, one result per task in input order (unique locks, one more
+        packed argument: ADR 0038).
 
         One round trip (enqueue.lua, the batch as one packed argument); atomic: on QueueFull
         nothing is stored. Duplicates by id, then idempotency key, stored or earlier in the
@@ -77,7 +84,8 @@ class RedisBroker(RedisAdmin):
             return []
         now = await self._now(now)
         batch = enqueue_batch([as_received(task, now) for task in tasks])
-        status, *rest = await self._run("enqueue", now, self.max_depth, batch)
+        locks = (unique_batch(unique, now),) if unique else ()  # ARGV[5] only when asked
+        status, *rest = await self._run("enqueue", now, self.max_depth, batch, *locks)
         if status == b"full":
             depth, offered = rest
             raise QueueFull(int(depth), self.max_depth, int(offered))
@@ -111,6 +119,7 @@ class RedisBroker(RedisAdmin):
         check_lease_for(lease_for)
         chosen: list[str] = [] if queues is None else list(queues)
         if queues is not None and not chosen:
+            self._limited_for = None
             return []
         now = await self._now(now)
         expires_at, base = now + float(lease_for), secrets.token_hex(16)
@@ -124,7 +133,10 @@ class RedisBroker(RedisAdmin):
             max(PROMOTE_STEP, limit),
             -1 if queues is None else len(chosen),
             *chosen,
+            "0" if self._clock is None else "1",  # the buckets' clock (reserve.lua)
         )
+        wait = replies.pop()
+        self._limited_for = float(wait) if wait else None
         return [
             Lease(
                 record=decode_claim(values, worker_id, now, expires_at),

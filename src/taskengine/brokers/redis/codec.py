@@ -25,10 +25,12 @@ from taskengine.model import (
     TaskResult,
     TaskState,
 )
+from taskengine.model.limits import Limit, LimitScope
 from taskengine.model.outcome import ATTEMPT_REFUNDED
 from taskengine.model.priority import HEAD_START
 from taskengine.model.records import honour_cancel, outcome_line
 from taskengine.model.serializer import pack
+from taskengine.model.unique import UniqueLock, encode_states
 
 Fields = dict[bytes, bytes]
 
@@ -191,3 +193,36 @@ def decode_claim(
 def decode_records(replies: Sequence[Any]) -> list[TaskRecord]:
     """Records from a script's list of HGETALL arrays."""
     return [decode_record(pairs(flat)) for flat in replies]
+
+
+def encode_limit(limit: Limit) -> str:
+    """A limit as its K.limits value: "max_concurrency|rate|burst", '' for none (reserve.lua)."""
+
+    def text(value: float | None) -> str:
+        return "" if value is None else repr(value)
+
+    return f"{text(limit.max_concurrency)}|{text(limit.rate)}|{text(limit.burst)}"
+
+
+def decode_limit(member: str, value: str) -> Limit:
+    """A limit from its K.limits field ("scope|name") and value."""
+    scope, name = member.split("|", 1)
+    conc, rate, burst = value.split("|")
+    return Limit(
+        scope=LimitScope(scope),
+        name=name,
+        max_concurrency=int(conc) if conc else None,
+        rate=float(rate) if rate else None,
+        burst=int(burst) if burst else None,
+    )
+
+
+def unique_batch(unique: Sequence[UniqueLock | None], now: float) -> bytes:
+    """The unique locks of an enqueue batch as enqueue.lua reads them (ARGV[5]): per lock,
+    the task's place in the batch, the key, until ('' = none) and the states ('' = none)."""
+    fields: list[str] = []
+    for index, lock in enumerate(unique):
+        if lock is not None:
+            until = "" if lock.seconds is None else repr(float(now + lock.seconds))
+            fields += (str(index), lock.key, until, encode_states(lock.states))
+    return pack(fields)

@@ -75,6 +75,7 @@ class RedisConnection:
         self.keys = Keys(namespace)
         self._client: Redis | None = None
         self._scripts: ScriptRunner | None = None
+        self._limited_for: float | None = None  # ADR 0038, as of the last reserve
         self._wake: WakeListener | None = None
         self._starting = asyncio.Lock()
         self._capabilities = Capabilities(durable=False, shared=True, push_wakeup=True)
@@ -155,6 +156,11 @@ class RedisConnection:
         if self._client is None:
             raise BrokerUnavailable("the Redis broker is not started or already closed")
         return self._client
+
+    @property
+    def limited_for(self) -> float | None:
+        """Seconds until an empty bucket seen by the last reserve gets a token (ADR 0038)."""
+        return self._limited_for
 
     async def _run(self, name: str, *args: Arg) -> Any:
         """Run one script: one round trip, atomic on the server."""

@@ -27,6 +27,10 @@ FIXED: dict[str, str] = {
     "counts": "counts",  # hash: "queue|state|priority" -> count, for every state but queued
     "workers": "workers",  # hash: worker id -> MessagePack WorkerInfo
     "workers_seen": "workers:seen",  # zset: worker ids by last_seen
+    "limits": "limits",  # hash: "scope|name" -> "max_concurrency|rate|burst" ('' = none)
+    "buckets": "buckets",  # hash: "scope|name" -> "tokens|stamp", a rate limit's bucket
+    "ulocks": "ulocks",  # hash: unique lock key -> "holder id|until|states" (ADR 0038)
+    "running": "running",  # hash: "type|name" and "queue|name" -> running tasks (ADR 0038)
     "instances": "instances",  # hash: instance -> its telemetry report (opaque bytes)
     "instances_expiry": "instances:expiry",  # zset: instances by report expiry
     "wake": "wake",  # pub/sub channel (not a key): new work may be ready
@@ -41,6 +45,7 @@ FAMILIES: dict[str, str] = {
     "leader_key": "leader:",  # hash per singleton duty: holder, expires_at
     "waits_key": "waits:",  # set per task id: its blocked dependents (pending edges only)
     "workflow_key": "workflow:",  # zset per workflow id, every score 0: its task ids
+    "control_key": "control:",  # list per instance: packed remote-control commands (ADR 0036)
 }
 
 
@@ -63,6 +68,8 @@ class Keys:
         self.workers = self.prefix + FIXED["workers"]
         self.workers_seen = self.prefix + FIXED["workers_seen"]
         self.paused = self.prefix + FIXED["paused"]
+        self.limits = self.prefix + FIXED["limits"]
+        self.buckets = self.prefix + FIXED["buckets"]
         self.instances = self.prefix + FIXED["instances"]
         self.instances_expiry = self.prefix + FIXED["instances_expiry"]
         self.wake = self.prefix + FIXED["wake"]
@@ -77,6 +84,10 @@ class Keys:
     def task(self, task_id: str) -> str:
         """The hash of one task."""
         return self.prefix + FAMILIES["task_key"] + task_id
+
+    def control(self, instance: str) -> str:
+        """The list of one instance's waiting remote-control commands."""
+        return self.prefix + FAMILIES["control_key"] + instance
 
 
 def lua_preamble() -> str:

@@ -35,6 +35,7 @@ NAMES = (
     "replay",
     "purge",
     "purge_kept",
+    "delete",
     "leader",
     "resign",
     "counts",

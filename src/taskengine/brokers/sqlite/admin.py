@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from taskengine.brokers.base import (
     CancelResult,
+    Control,
     CountRow,
     InstanceReport,
     Page,
@@ -21,6 +22,7 @@ from taskengine.brokers.base import (
 from taskengine.brokers.sqlite import reads, writes
 from taskengine.brokers.sqlite.connection import SqliteConnection
 from taskengine.model import TaskRecord, TaskState
+from taskengine.model.limits import Limit, check_limit_values
 from taskengine.model.worker import WorkerInfo
 
 
@@ -90,6 +92,12 @@ class SqliteAdmin(SqliteConnection):
             )
         )
 
+    async def delete(self, ids: Sequence[str]) -> list[bool]:
+        """Delete finished tasks by id with their history. One round trip; atomic."""
+        if not ids:
+            return []
+        return await self._write().submit(functools.partial(writes.delete, ids=list(ids)))
+
     async def purge_kept(self, now: float, limit: int) -> int:
         """Delete up to `limit` succeeded tasks whose own retention ran out before `now`
         (earliest expiry first) with their history; return how many. One round trip; atomic."""
@@ -110,6 +118,34 @@ class SqliteAdmin(SqliteConnection):
     async def paused(self) -> set[str]:
         """The paused queue names. One round trip to the reader."""
         return await self._read().run(reads.paused)
+
+    async def send_control(self, instance: str, controls: Sequence[Control]) -> None:
+        """Append commands to the instance's channel. One round trip; atomic."""
+        if controls:
+            await self._write().submit(
+                functools.partial(writes.send_control, instance=instance, controls=list(controls))
+            )
+
+    async def take_controls(self, instance: str) -> list[Control]:
+        """Remove and return the instance's commands, oldest first: a read while there are
+        none (no write transaction every poll), then one atomic write that takes them."""
+        if not await self._read().run(functools.partial(reads.has_controls, instance=instance)):
+            return []
+        return await self._write().submit(
+            functools.partial(writes.take_controls, instance=instance)
+        )
+
+    async def set_limits(self, limits: Sequence[Limit]) -> None:
+        """Store each limit in place of its scope's, keeping its bucket; an empty one removes
+        it (ADR 0038). One round trip; atomic; wakes waiters (a raised limit admits at once)."""
+        for limit in limits:
+            check_limit_values(limit)
+        await self._write().submit(functools.partial(writes.set_limits, limits=list(limits)))
+        self._woken()
+
+    async def limits(self) -> list[Limit]:
+        """The stored limits by (scope, name). One round trip to the reader."""
+        return await self._read().run(reads.limits)
 
     async def record_workers(self, workers: Sequence[WorkerInfo]) -> None:
         """Insert or replace these workers by id. One round trip; atomic."""

@@ -18,13 +18,19 @@ from taskengine.brokers.base import (
 from taskengine.brokers.sqlite import writes
 from taskengine.brokers.sqlite.admin import SqliteAdmin
 from taskengine.model import Lease, LeaseStatus, Outcome, ProgressReport, Task, TaskState
+from taskengine.model.unique import UniqueLock
 
 
 class SqliteBroker(SqliteAdmin):
     """A broker on one SQLite file (WAL), safe for many processes sharing the file."""
 
-    async def enqueue(self, tasks: Sequence[Task], now: float) -> list[EnqueueResult]:
-        """Store tasks as queued, one result per task in input order.
+    async def enqueue(
+        self,
+        tasks: Sequence[Task],
+        now: float,
+        unique: Sequence[UniqueLock | None] | None = None,
+    ) -> list[EnqueueResult]:
+        """Store tasks as queued, one result per task in input order (unique locks: ADR 0038).
 
         One round trip (three statements); atomic: the whole batch is stored or, on QueueFull
         (or any error), nothing is. Duplicates by id, then idempotency key, stored or earlier
@@ -34,7 +40,13 @@ class SqliteBroker(SqliteAdmin):
         if not tasks:
             return []
         results = await writer.submit(
-            functools.partial(writes.enqueue, tasks=list(tasks), now=now, max_depth=self.max_depth)
+            functools.partial(
+                writes.enqueue,
+                tasks=list(tasks),
+                now=now,
+                max_depth=self.max_depth,
+                unique=None if unique is None else list(unique),
+            )
         )
         if any(result.created for result in results):
             self._woken()
@@ -58,7 +70,7 @@ class SqliteBroker(SqliteAdmin):
         check_lease_for(lease_for)
         writer = self._write()
         wanted = None if queues is None else list(queues)
-        leases, version = await writer.submit(
+        leases, version, self._limited_for, self._has_limits = await writer.submit(
             functools.partial(
                 writes.reserve,
                 worker_id=worker_id,
@@ -112,9 +124,13 @@ class SqliteBroker(SqliteAdmin):
         applied, released = await writer.submit(
             functools.partial(writes.settle, outcomes=list(outcomes), now=now)
         )
-        if released or any(
-            ok and o.state is TaskState.QUEUED and (o.run_at is None or o.run_at <= now)
-            for ok, o in zip(applied, outcomes, strict=True)
+        if (
+            released
+            or (self._has_limits and any(applied))
+            or any(
+                ok and o.state is TaskState.QUEUED and (o.run_at is None or o.run_at <= now)
+                for ok, o in zip(applied, outcomes, strict=True)
+            )
         ):
             self._woken()
         return applied

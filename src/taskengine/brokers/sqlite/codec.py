@@ -15,6 +15,7 @@ from taskengine.model import (
     TaskResult,
     TaskState,
 )
+from taskengine.model.limits import Limit, LimitScope
 from taskengine.model.priority import due_at, order_key
 from taskengine.model.serializer import from_json, pack, to_json, unpack
 
@@ -139,3 +140,15 @@ ORDER BY task_id, seq
 """
 
 assert len(RECORD_COLUMNS.split(",")) == _RECORD_WIDTH
+
+
+def limit_from_row(row: Sequence[Any]) -> Limit:
+    """A Limit from the first five columns of queries.SELECT_LIMITS."""
+    scope, name, max_concurrency, rate, burst = row[:5]
+    return Limit(
+        scope=LimitScope(scope),
+        name=name,
+        max_concurrency=None if max_concurrency is None else int(max_concurrency),
+        rate=None if rate is None else float(rate),
+        burst=None if burst is None else int(burst),
+    )

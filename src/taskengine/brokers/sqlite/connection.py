@@ -63,11 +63,18 @@ class SqliteConnection:
         self._work = asyncio.Event()
         self._doorbell = Doorbell(path)  # wakes waiters in other processes (doorbell.py)
         self._seen_version: int | None = None  # data_version as of the last reserve or wake-up
+        self._limited_for: float | None = None  # ADR 0038, as of the last reserve
+        self._has_limits = False  # the last reserve saw a stored limit: settles wake waiters
 
     @property
     def capabilities(self) -> Capabilities:
         """Durable, shared across processes; other processes' commits ring a doorbell."""
         return _CAPABILITIES
+
+    @property
+    def limited_for(self) -> float | None:
+        """Seconds until an empty bucket seen by the last reserve gets a token (ADR 0038)."""
+        return self._limited_for
 
     @property
     def commit_count(self) -> int:

@@ -19,6 +19,20 @@ SELECT idempotency_key, id FROM tasks
 WHERE idempotency_key IN (SELECT value FROM json_each(?1))
 """
 
+# Inputs: ?1 JSON array of unique lock keys. Output: (key, holder id, until, states, holder's
+# state or NULL if it is gone) of the stored locks among them (ADR 0038).
+SELECT_LOCKS = """
+SELECT u.key, u.task_id, u.until, u.states, t.state
+FROM unique_locks u LEFT JOIN tasks t ON t.id = u.task_id
+WHERE u.key IN (SELECT value FROM json_each(?1))
+"""
+
+# Inputs: ?1 key, ?2 holder id, ?3 until (NULL: none), ?4 states. Output: none.
+# Invariant: the caller found no stored lock of this key that holds.
+PUT_LOCK = (
+    "INSERT OR REPLACE INTO unique_locks (key, task_id, until, states) VALUES (?1, ?2, ?3, ?4)"
+)
+
 # Inputs: none. Output: the number of queued tasks.
 # Invariant: kept equal to count(*) WHERE state = 'queued' by the tasks_depth_* triggers.
 SELECT_DEPTH = "SELECT queued FROM depth WHERE id = 0"
@@ -118,6 +132,66 @@ WHERE rowid IN (
 )
 RETURNING {RECORD_COLUMNS}, lease_token, order_key
 """
+
+# -- reserve under limits (ADR 0038) -------------------------------------------------------
+
+# Inputs: none. Output: every stored limit with its bucket: (scope, name, max_concurrency,
+# rate, burst, tokens, stamp); tokens and stamp are NULL until a reserve used the bucket.
+SELECT_LIMITS = """
+SELECT scope, name, max_concurrency, rate, burst, tokens, stamp FROM limits
+ORDER BY scope, name
+"""
+
+# Inputs: :types, :queues (JSON arrays of limited names). Output: (scope, name, running count).
+# Served by the partial index tasks_leases (state = 'running').
+COUNT_RUNNING = """
+SELECT 'type', type, count(*) FROM tasks
+WHERE state = 'running' AND type IN (SELECT value FROM json_each(:types)) GROUP BY type
+UNION ALL
+SELECT 'queue', queue, count(*) FROM tasks
+WHERE state = 'running' AND queue IN (SELECT value FROM json_each(:queues)) GROUP BY queue
+"""
+
+# Inputs: as RESERVE, plus :skip_types, :skip_queues (scopes with no room) and :seen (rowids
+# already looked at in this call), JSON arrays. Output: (rowid, type, queue) of the next due
+# tasks in (order_key, id) order. Invariant: run under the write lock with CLAIM_ROWIDS.
+RESERVE_CANDIDATES = """
+SELECT rowid, type, queue FROM tasks INDEXED BY tasks_ready
+WHERE state = 'queued' AND order_key <= :max_key AND run_at <= :now
+  AND queue NOT IN (SELECT queue FROM paused_queues)
+  AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
+  AND created_at <= :now
+  AND type NOT IN (SELECT value FROM json_each(:skip_types))
+  AND queue NOT IN (SELECT value FROM json_each(:skip_queues))
+  AND rowid NOT IN (SELECT value FROM json_each(:seen))
+ORDER BY order_key, id
+LIMIT :limit
+"""
+
+# Inputs: :rowids (JSON array), :now, :expires_at, :worker. Output: as RESERVE.
+# Invariant: the rows were selected as queued and due in this transaction.
+CLAIM_ROWIDS = f"""
+UPDATE tasks
+SET state = 'running', attempt = attempt + 1, updated_at = :now, started_at = :now,
+    worker_id = :worker, lease_token = lower(hex(randomblob(16))),
+    lease_expires_at = :expires_at, cancel_requested = 0
+WHERE rowid IN (SELECT value FROM json_each(:rowids)) AND state = 'queued'
+RETURNING {RECORD_COLUMNS}, lease_token, order_key
+"""
+
+# Inputs: ?1 tokens, ?2 stamp, ?3 scope, ?4 name. Output: none.
+SAVE_BUCKET = "UPDATE limits SET tokens = ?1, stamp = ?2 WHERE scope = ?3 AND name = ?4"
+
+# Inputs: ?1 scope, ?2 name, ?3 max_concurrency, ?4 rate, ?5 burst. Output: none.
+# Invariant: the bucket (tokens, stamp) of a scope already limited is kept.
+UPSERT_LIMIT = """
+INSERT INTO limits (scope, name, max_concurrency, rate, burst) VALUES (?1, ?2, ?3, ?4, ?5)
+ON CONFLICT (scope, name) DO UPDATE SET
+    max_concurrency = excluded.max_concurrency, rate = excluded.rate, burst = excluded.burst
+"""
+
+# Inputs: ?1 scope, ?2 name. Output: none.
+DELETE_LIMIT = "DELETE FROM limits WHERE scope = ?1 AND name = ?2"
 
 # -- extend, settle, requeue ---------------------------------------------------------------
 
@@ -333,3 +407,18 @@ SELECT_WORKERS = "SELECT info FROM workers WHERE last_seen >= ?1 ORDER BY id"
 
 # Inputs: none. Output: a number that changes when another connection commits.
 DATA_VERSION = "PRAGMA data_version"
+
+# Remote control (ADR 0036). Inputs: ?1 instance, ?2 sent_at, ?3 the packed Control.
+SEND_CONTROL = "INSERT INTO controls (instance, sent_at, control) VALUES (?1, ?2, ?3)"
+# Inputs: ?1 the oldest sent_at kept. Output: none.
+EXPIRE_CONTROLS = "DELETE FROM controls WHERE sent_at < ?1"
+# Inputs: ?1 instance. Output: (seq, control) of its waiting commands, oldest first.
+SELECT_CONTROLS = "SELECT seq, control FROM controls WHERE instance = ?1 ORDER BY seq"
+# Inputs: ?1 instance, ?2 the highest seq taken. Output: none.
+DELETE_CONTROLS = "DELETE FROM controls WHERE instance = ?1 AND seq <= ?2"
+
+# Inputs: ?1 a JSON list of ids. Output: the ids of those that are finished (deletable).
+SELECT_FINISHED = """
+SELECT id FROM tasks WHERE id IN (SELECT value FROM json_each(?1))
+  AND state IN ('succeeded', 'dead', 'cancelled')
+"""

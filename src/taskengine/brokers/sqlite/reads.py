@@ -14,10 +14,11 @@ from typing import Any, TypeVar
 
 from taskengine.brokers.base import CountRow, InstanceReport, Page, TaskFilter
 from taskengine.brokers.sqlite import queries as q
-from taskengine.brokers.sqlite.codec import RECORD_COLUMNS, json_list, records
+from taskengine.brokers.sqlite.codec import RECORD_COLUMNS, json_list, limit_from_row, records
 from taskengine.brokers.sqlite.store import StoreGuard
 from taskengine.errors import BrokerUnavailable
 from taskengine.model import Priority, TaskRecord, TaskState
+from taskengine.model.limits import Limit
 from taskengine.model.serializer import unpack
 from taskengine.model.worker import WorkerInfo
 
@@ -109,9 +110,19 @@ def paused(conn: sqlite3.Connection) -> set[str]:
     return {row[0] for row in conn.execute(q.SELECT_PAUSED)}
 
 
+def limits(conn: sqlite3.Connection) -> list[Limit]:
+    """The stored limits by (scope, name)."""
+    return [limit_from_row(row) for row in conn.execute(q.SELECT_LIMITS)]
+
+
 def workers(conn: sqlite3.Connection, seen_since: float) -> list[WorkerInfo]:
     """Workers seen at or after `seen_since`, by id."""
     return [unpack(row[0], WorkerInfo) for row in conn.execute(q.SELECT_WORKERS, (seen_since,))]
+
+
+def has_controls(conn: sqlite3.Connection, instance: str) -> bool:
+    """Whether commands wait for `instance`."""
+    return bool(conn.execute(q.SELECT_CONTROLS + " LIMIT 1", (instance,)).fetchone())
 
 
 def instances(conn: sqlite3.Connection, now: float) -> list[InstanceReport]:

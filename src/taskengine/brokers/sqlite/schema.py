@@ -30,8 +30,14 @@ SYNCHRONOUS_MODES = frozenset({"OFF", "NORMAL", "FULL", "EXTRA"})
 #   submitted; waiting = the number of rows in waits whose child is this task, while blocked
 #   (model.deps). waits holds only pending edges: a parent's rows go when it settles.
 # - attempts is insert-only (deleted with its task by purge); seq gives the history order.
+# - controls: remote-control commands per instance (ADR 0036), taken oldest first (seq) and
+#   deleted as they are taken; a command older than CONTROL_TTL is deleted by the next send.
 # - keep_result (seconds, NULL = the global retention) is the task's own retention once it
 #   succeeded: 0 deletes it in the settle, > 0 leaves it to purge_kept (tasks_kept, ADR 0035).
+# - limits holds each limited scope (type or queue, ADR 0038) with its token bucket (tokens at
+#   stamp, NULL until first used); created by IF NOT EXISTS, so older stores gain it as is.
+# - unique_locks: a submission's unique lock (ADR 0038): holder id, until (unique_for) or the
+#   holder states it holds in (unique_while); deleted with its holder (unique_locks_gone).
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tasks (
     id TEXT PRIMARY KEY,
@@ -111,6 +117,35 @@ CREATE TABLE IF NOT EXISTS workers (
     info BLOB NOT NULL
 );
 
+CREATE TABLE IF NOT EXISTS controls (
+    seq INTEGER PRIMARY KEY,
+    instance TEXT NOT NULL,
+    sent_at REAL NOT NULL,
+    control BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS controls_instance ON controls (instance, seq);
+
+CREATE TABLE IF NOT EXISTS limits (
+    scope TEXT NOT NULL,
+    name TEXT NOT NULL,
+    max_concurrency INTEGER,
+    rate REAL,
+    burst INTEGER,
+    tokens REAL,
+    stamp REAL,
+    PRIMARY KEY (scope, name)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS unique_locks (
+    key TEXT PRIMARY KEY,
+    task_id TEXT NOT NULL,
+    until REAL,
+    states TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS unique_locks_task ON unique_locks (task_id);
+CREATE TRIGGER IF NOT EXISTS unique_locks_gone AFTER DELETE ON tasks
+BEGIN
+    DELETE FROM unique_locks WHERE task_id = old.id;
+END;
 CREATE TABLE IF NOT EXISTS instances (
     instance TEXT PRIMARY KEY,
     expires_at REAL NOT NULL,
@@ -198,8 +233,9 @@ def create_schema(conn: sqlite3.Connection) -> None:
         for statement in UPGRADE_TO_5:
             conn.execute(statement)
     if 1 <= version <= 5:
-        for statement in UPGRADE_TO_6:
-            conn.execute(statement)
+        for statement in UPGRADE_TO_6:  # a column per statement; a store may have some already
+            if not _has_column(conn, "tasks", statement.split()[5]):
+                conn.execute(statement)
     for statement in _statements(SCHEMA):
         conn.execute(statement)
     if version != SCHEMA_VERSION:

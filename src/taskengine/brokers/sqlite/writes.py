@@ -12,14 +12,22 @@ from typing import Any, NamedTuple
 
 from msgspec.structs import replace
 
-from taskengine.brokers.base import CancelResult, EnqueueResult, ReplayResult
-from taskengine.brokers.batches import split_new
+from taskengine.brokers.base import (
+    CONTROL_TTL,
+    CancelResult,
+    Control,
+    EnqueueResult,
+    ReplayResult,
+)
+from taskengine.brokers.batches import lock_keys, split_new, split_unique
+from taskengine.brokers.limits import Gate
 from taskengine.brokers.sqlite import queries as q
 from taskengine.brokers.sqlite import waits
 from taskengine.brokers.sqlite.codec import (
     attempt_line,
     histories,
     json_list,
+    limit_from_row,
     record_from_row,
 )
 from taskengine.errors import QueueFull
@@ -33,6 +41,7 @@ from taskengine.model import (
     Task,
     TaskState,
 )
+from taskengine.model.limits import Limit, LimitScope
 from taskengine.model.outcome import ATTEMPT_REFUNDED
 from taskengine.model.priority import HEAD_START, due_at, order_key
 from taskengine.model.records import (
@@ -42,8 +51,9 @@ from taskengine.model.records import (
     honour_cancel,
     outcome_line,
 )
-from taskengine.model.serializer import pack
+from taskengine.model.serializer import pack, unpack
 from taskengine.model.state import REPLAYABLE_STATES, TERMINAL_STATES
+from taskengine.model.unique import UniqueLock, decode_states, encode_states, lock_holds
 from taskengine.model.worker import WorkerInfo
 
 # The outcomes that end a task with the result they carry: settled without a read first.
@@ -67,9 +77,14 @@ class Running(NamedTuple):
 
 
 def enqueue(
-    conn: sqlite3.Connection, tasks: Sequence[Task], now: float, max_depth: int
+    conn: sqlite3.Connection,
+    tasks: Sequence[Task],
+    now: float,
+    max_depth: int,
+    unique: Sequence[UniqueLock | None] | None = None,
 ) -> list[EnqueueResult]:
-    """Insert the new tasks; duplicates (by id, then idempotency key) return the stored id."""
+    """Insert the new tasks; duplicates (by id, then idempotency key, then a unique lock that
+    holds) return the stored id; the new tasks take their unique locks."""
     known_ids = {
         row[0] for row in conn.execute(q.SELECT_KNOWN_IDS, (json_list(t.id for t in tasks),))
     }
@@ -78,9 +93,27 @@ def enqueue(
         dict(conn.execute(q.SELECT_KNOWN_KEYS, (json_list(keys),))) if keys else {}
     )
     results, fresh = split_new(tasks, known_ids, known_keys)
+    taken: list[tuple[Task, UniqueLock]] = []
+    if unique:
+        held = {
+            key: holder
+            for key, holder, until, states, state in conn.execute(
+                q.SELECT_LOCKS, (json_list(lock_keys(unique)),)
+            )
+            if lock_holds(until, decode_states(states), state and TaskState(state), now)
+        }
+        results, fresh, taken = split_unique(results, fresh, unique, tasks, held)
     depth = int(conn.execute(q.SELECT_DEPTH).fetchone()[0])
     if depth + len(fresh) > max_depth:  # as the reference: also when nothing is new
         raise QueueFull(depth, max_depth, len(fresh))
+    if taken:
+        conn.executemany(
+            q.PUT_LOCK,
+            [
+                (lock.key, task.id, lock.until(now), encode_states(lock.states))
+                for task, lock in taken
+            ],
+        )
     if fresh:
         waits.insert(conn, fresh, now)
     return results
@@ -93,10 +126,12 @@ def reserve(
     lease_for: float,
     now: float,
     queues: Sequence[str] | None,
-) -> tuple[list[Lease], int]:
-    """Claim due tasks in (order_key, id) order; also return the store's data_version."""
+) -> tuple[list[Lease], int, float | None, bool]:
+    """Claim due tasks in (order_key, id) order under the stored limits; also return the
+    store's data_version, the wait until an empty bucket's next token and whether any limit
+    is stored (ADR 0038)."""
     expires_at = now + lease_for
-    params = {
+    params: dict[str, Any] = {
         "now": now,
         "expires_at": expires_at,
         "worker": worker_id,
@@ -104,7 +139,12 @@ def reserve(
         "max_key": max(order_key(p, now) for p in Priority),
         "queues": None if queues is None else json_list(queues),
     }
-    rows = conn.execute(q.RESERVE, params).fetchall()
+    limits = conn.execute(q.SELECT_LIMITS).fetchall()
+    retry_in: float | None = None
+    if limits:
+        rows, retry_in = _reserve_limited(conn, params, limits, now)
+    else:
+        rows = conn.execute(q.RESERVE, params).fetchall()
     if rows:
         conn.execute(q.ADD_DEPTH, (-len(rows),))
     rows.sort(key=lambda row: (row[-1], row[0]))
@@ -117,7 +157,76 @@ def reserve(
         )
         for row in rows
     ]
-    return leases, data_version(conn)
+    return leases, data_version(conn), retry_in, bool(limits)
+
+
+# Candidate rounds per limited reserve: a round whose tasks a partly full scope refused is
+# followed by one that skips the scopes now full, so tasks behind them are still claimed.
+_LIMITED_ROUNDS = 3
+
+
+def _reserve_limited(
+    conn: sqlite3.Connection, params: dict[str, Any], stored: list[Any], now: float
+) -> tuple[list[Any], float | None]:
+    """Claim under the limits: count the limited scopes' running tasks, admit candidates
+    through a Gate, claim the admitted rows and save the buckets; all in this transaction."""
+    limits = [limit_from_row(row) for row in stored]
+    buckets = {
+        (row[0], row[1]): (float(row[5]), float(row[6])) for row in stored if row[5] is not None
+    }
+    limited: dict[str, list[str]] = {"type": [], "queue": []}
+    for limit in limits:
+        if limit.max_concurrency is not None:
+            limited[limit.scope].append(limit.name)
+    running = {
+        (row[0], row[1]): int(row[2])
+        for row in conn.execute(
+            q.COUNT_RUNNING,
+            {"types": json_list(limited["type"]), "queues": json_list(limited["queue"])},
+        )
+    }
+    gate = Gate(limits, running, buckets, now)
+    chosen: list[int] = []
+    seen: list[int] = []
+    for _ in range(_LIMITED_ROUNDS):
+        want = params["limit"] - len(chosen)
+        round_params = params | {
+            "limit": want,
+            "skip_types": json_list(gate.full(LimitScope.TYPE)),
+            "skip_queues": json_list(gate.full(LimitScope.QUEUE)),
+            "seen": json_list(seen),
+        }
+        candidates = conn.execute(q.RESERVE_CANDIDATES, round_params).fetchall()
+        refused = False
+        for rowid, type_name, queue in candidates:
+            seen.append(rowid)
+            if gate.admit(type_name, queue):
+                chosen.append(rowid)
+            else:
+                refused = True
+        if len(chosen) == params["limit"] or len(candidates) < want or not refused:
+            break
+    gate.note_held_back()
+    conn.executemany(
+        q.SAVE_BUCKET,
+        [(tokens, stamp, scope, name) for (scope, name), (tokens, stamp) in gate.buckets().items()],
+    )
+    if not chosen:
+        return [], gate.retry_in
+    claim = params | {"rowids": json_list(chosen)}
+    return conn.execute(q.CLAIM_ROWIDS, claim).fetchall(), gate.retry_in
+
+
+def set_limits(conn: sqlite3.Connection, limits: Sequence[Limit]) -> None:
+    """Store each limit in place of its scope's, keeping its bucket; an empty one removes it."""
+    for limit in limits:
+        if limit.empty:
+            conn.execute(q.DELETE_LIMIT, (str(limit.scope), limit.name))
+        else:
+            conn.execute(
+                q.UPSERT_LIMIT,
+                (str(limit.scope), limit.name, limit.max_concurrency, limit.rate, limit.burst),
+            )
 
 
 def extend(
@@ -403,6 +512,15 @@ def purge(
     return conn.execute(q.DELETE_TASKS, (doomed,)).rowcount
 
 
+def delete(conn: sqlite3.Connection, ids: Sequence[str]) -> list[bool]:
+    """Delete the finished tasks among `ids` with their history; True where deleted."""
+    finished = {row[0] for row in conn.execute(q.SELECT_FINISHED, (json_list(ids),))}
+    doomed = json_list(sorted(finished))
+    conn.execute(q.DELETE_ATTEMPTS, (doomed,))
+    conn.execute(q.DELETE_TASKS, (doomed,))
+    return [task_id in finished for task_id in ids]
+
+
 def purge_kept(conn: sqlite3.Connection, now: float, limit: int) -> int:
     """Delete up to `limit` succeeded tasks whose own retention ran out, earliest first."""
     rows = conn.execute(q.SELECT_KEPT_EXPIRED, (now, limit))
@@ -429,6 +547,21 @@ def record_workers(conn: sqlite3.Connection, workers: Sequence[WorkerInfo]) -> N
 def forget_workers(conn: sqlite3.Connection, ids: Sequence[str]) -> None:
     """Delete the workers with these ids."""
     conn.executemany(q.FORGET_WORKER, [(worker_id,) for worker_id in ids])
+
+
+def send_control(conn: sqlite3.Connection, instance: str, controls: Sequence[Control]) -> None:
+    """Append commands for `instance`; drop every command older than CONTROL_TTL."""
+    newest = max(control.sent_at for control in controls)
+    conn.execute(q.EXPIRE_CONTROLS, (newest - CONTROL_TTL,))
+    conn.executemany(q.SEND_CONTROL, [(instance, c.sent_at, pack(c)) for c in controls])
+
+
+def take_controls(conn: sqlite3.Connection, instance: str) -> list[Control]:
+    """Delete and return the commands waiting for `instance`, oldest first."""
+    rows = conn.execute(q.SELECT_CONTROLS, (instance,)).fetchall()
+    if rows:
+        conn.execute(q.DELETE_CONTROLS, (instance, rows[-1][0]))
+    return [unpack(row[1], Control) for row in rows]
 
 
 def record_instance(

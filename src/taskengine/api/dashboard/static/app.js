@@ -6,8 +6,9 @@ import { TimeCharts } from "./charts.js";
 import { seconds } from "./format.js";
 import { Heatmap } from "./heatmap.js";
 import { renderInstances } from "./instances.js";
-import { renderBreakers, renderCounters, renderOutcomes, renderPercentiles, renderWorkers } from "./panels.js";
+import { renderBreakers, renderCounters, renderLimits, renderOutcomes, renderPercentiles, renderWorkers } from "./panels.js";
 import { EventStream } from "./sse.js";
+import { OperatorViews } from "./operator.js";
 import { TaskViews } from "./tasks.js";
 
 const HISTORY_MAX = 300; // points kept: what the server sends on connect
@@ -31,6 +32,7 @@ const state = {
 };
 
 const tasks = new TaskViews();
+const operator = new OperatorViews((id) => tasks.open(id));
 const heatmap = new Heatmap($("heatmap"), $("heatmap-tip"));
 const charts = new TimeCharts($("chart-depth"), $("chart-throughput"));
 
@@ -156,6 +158,7 @@ $("token-form").addEventListener("submit", (event) => {
   showTokenPrompt(false);
   stream.restart();
   tasks.refresh({ force: true });
+  operator.scope();
 });
 $("token-clear").addEventListener("click", () => {
   $("token-input").value = "";
@@ -179,14 +182,34 @@ async function fallback() {
   }
 }
 
+const LIMITS_MS = 5000; // limits change rarely: one broker read per dashboard every 5 s
+let limitsAt = 0;
+
+async function refreshLimits() {
+  const now = Date.now();
+  if (now - limitsAt < LIMITS_MS) return;
+  limitsAt = now;
+  try {
+    renderLimits($("limits-table").tBodies[0], (await api.limits()).limits);
+  } catch {
+    // the indicator already says the server is unreachable; the next round tries again
+  }
+}
+
 function poll() {
   if (!state.needsToken) {
     tasks.refresh();
+    operator.refresh();
     fallback();
+    refreshLimits();
     refreshRange();
   }
 }
 
 stream.start();
 tasks.refresh({ force: true });
+operator.scope();
+operator.refresh({ force: true });
+operator.search();
+refreshLimits();
 setInterval(poll, POLL_MS);

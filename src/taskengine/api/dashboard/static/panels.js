@@ -86,6 +86,21 @@ export function renderOutcomes(list, outcomes) {
   list.replaceChildren(...(items.length ? items : [el("li", { className: "muted" }, "none yet")]));
 }
 
+/** The rate and concurrency limits stored in the broker (GET /api/limits). */
+export function renderLimits(tbody, limits) {
+  const dash = (value) => (value === null || value === undefined ? "–" : String(value));
+  const rows = (limits ?? []).map((l) =>
+    el("tr", {},
+      el("td", {}, l.scope),
+      el("td", { className: "mono" }, l.name),
+      el("td", { className: "num" }, dash(l.max_concurrency)),
+      el("td", { className: "num" }, dash(l.rate)),
+      el("td", { className: "num" }, dash(l.burst)),
+    ),
+  );
+  fillRows(tbody, rows, "no limits");
+}
+
 /** Workers of every instance, grouped by host, then instance, each group under a row that
  * sums it up; clicking a current task opens it. */
 export function renderWorkers(tbody, counter, workers, openTask) {

@@ -10,7 +10,8 @@
 --   always  -> K.all (and workflow_key(w) in a workflow); queued:
 --              group_key(queue|queued|priority), else a count in K.counts
 --   cancel_requested is set only while running and cleared when the task leaves running.
--- Counter changes (K.depth, K.counts) are summed in Lua and written once by flush(), which
+-- K.running counts, per "type|name" and "queue|name", the tasks in running (ADR 0038).
+-- Counter changes (K.depth, K.counts, K.running) are summed in Lua and written once by flush(), which
 -- every script that moves tasks calls before it returns: a batch moves many tasks between the
 -- same few groups.
 -- Numbers read from Redis stay strings where they are only copied, so no precision is lost;
@@ -52,7 +53,15 @@ local function remove_member(set, member)
   redis.call('SREM', set, member)
 end
 
-local depth_delta, count_deltas = 0, {}
+local depth_delta, count_deltas, running_deltas = 0, {}, {}
+
+-- Count a task of (type, queue) into (by = 1) or out of (by = -1) `running`, per type and per
+-- queue (K.running, read by reserve's limits, ADR 0038).
+local function hold(type_name, queue, by)
+  local a, b = 'type|' .. type_name, 'queue|' .. queue
+  running_deltas[a] = (running_deltas[a] or 0) + by
+  running_deltas[b] = (running_deltas[b] or 0) + by
+end
 
 local function add_count(member, by)
   count_deltas[member] = (count_deltas[member] or 0) + by
@@ -66,7 +75,21 @@ local function flush()
       redis.call('HDEL', K.counts, member)
     end
   end
-  depth_delta, count_deltas = 0, {}
+  for member, by in pairs(running_deltas) do
+    if by ~= 0 and redis.call('HINCRBY', K.running, member, by) <= 0 then
+      redis.call('HDEL', K.running, member)
+    end
+  end
+  depth_delta, count_deltas, running_deltas = 0, {}, {}
+end
+
+-- Whether a task of (type, queue) has a max_concurrency limit (its settle wakes waiters).
+local function concurrency_limited(type_name, queue)
+  for _, member in ipairs({'type|' .. type_name, 'queue|' .. queue}) do
+    local v = redis.call('HGET', K.limits, member)
+    if v and string.match(v, '^([^|]*)|') ~= '' then return true end
+  end
+  return false
 end
 
 local function group_name(queue, state, priority)
@@ -145,13 +168,18 @@ local function drop_lease(id)
   redis.call('ZREM', K.leases, id)
 end
 
--- Delete a task that is no longer queued nor running, with its idempotency key and its count
+-- Delete a task that is no longer queued nor running, with its idempotency key, its unique
+-- lock and its count
 -- (the caller removes it from its done or kept set).
 local function forget(id, state)
   local key = task_key(id)
-  local f = redis.call('HMGET', key, 'idempotency_key', 'queue', 'priority', 'workflow')
+  local f = redis.call('HMGET', key, 'idempotency_key', 'queue', 'priority', 'ulock', 'workflow')
   if f[1] and redis.call('HGET', K.ikeys, f[1]) == id then redis.call('HDEL', K.ikeys, f[1]) end
-  if f[4] then redis.call('ZREM', workflow_key(f[4]), id) end
+  if f[5] then redis.call('ZREM', workflow_key(f[5]), id) end
+  if f[4] then  -- its unique lock (ADR 0038), if it still holds it
+    local v = redis.call('HGET', K.ulocks, f[4])
+    if v and string.sub(v, 1, #id + 1) == id .. '|' then redis.call('HDEL', K.ulocks, f[4]) end
+  end
   redis.call('ZREM', K.all, id)
   group_leave(f[2], state, f[3], id)
   redis.call('DEL', key)

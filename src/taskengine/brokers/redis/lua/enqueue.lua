@@ -6,6 +6,9 @@
 --   max_attempts, keep_result ('' = none: the global retention; stored only when set),
 --   parent ids joined by ',' ('' = none), on_parent_failure ('' = cancel), workflow id
 --   ('' = none). One packed value: the server parses one argument, not fifteen per task.
+-- ARGV[5]: the unique locks (ADR 0038), one MessagePack array of 4 strings per lock: the
+--   task's 0-based place in the batch, the lock key, until ('' = none), the holder states
+--   ('' = none); absent when the batch has none.
 -- Returns: {'ok', i1, id1, i2, id2, ...}: only the duplicates, each as its 0-based place in the
 --   batch and the id of the stored task it names (every other task was stored under its own
 --   id: a reply of two values per task cost both sides more than the script's work), or
@@ -14,7 +17,10 @@
 --   both cases nothing is stored).
 -- A task with parents starts queued, blocked or cancelled as gate() says (model.deps).
 -- Invariant: a task whose id or idempotency key is stored, or earlier in the batch, is a
---   duplicate answered with the first task's id; depth counts queued tasks exactly.
+--   duplicate answered with the first task's id; depth counts queued tasks exactly. So is a
+--   task whose unique lock is held (K.ulocks: key -> "holder|until|states", holding while
+--   now < until, or while the holder's state is among states; model.unique.lock_holds) or
+--   taken earlier in the batch; a task stored takes its lock.
 local now, max_depth = ARGV[2], tonumber(ARGV[3])
 local A = cmsgpack.unpack(ARGV[4])
 local W = 15
@@ -31,7 +37,31 @@ for first = 0, n - 1, RUN do
     if scores[j] then stored[ids[j]] = true end
   end
 end
-local out, fresh, seen, batch_keys, unknown = {'ok'}, {}, {}, {}, nil
+local locks = {}
+if ARGV[5] then
+  local U = cmsgpack.unpack(ARGV[5])
+  for j = 1, #U, 4 do
+    locks[tonumber(U[j])] = {key = U[j + 1], till = U[j + 2], states = U[j + 3]}
+  end
+end
+-- The holder of a stored unique lock that still holds, or nil.
+local function lock_holder(key)
+  local v = redis.call('HGET', K.ulocks, key)
+  if not v then return nil end
+  local holder, till, states = string.match(v, '^([^|]*)|([^|]*)|([^|]*)$')
+  local state = redis.call('HGET', task_key(holder), 'state')
+  if not state then return nil end
+  if till ~= '' then
+    if tonumber(now) < tonumber(till) then return holder end
+    return nil
+  end
+  for s in string.gmatch(states, '[^,]+') do
+    if s == state then return holder end
+  end
+  return nil
+end
+local out, fresh, seen, batch_keys, batch_locks, taken = {'ok'}, {}, {}, {}, {}, {}
+local unknown = nil
 for i = 0, n - 1 do
   local b = 1 + i * W
   local id, ikey = A[b], string.sub(A[b + 1], 2)
@@ -41,6 +71,14 @@ for i = 0, n - 1 do
     existing = id
   elseif has_key then
     existing = batch_keys[ikey] or redis.call('HGET', K.ikeys, ikey)
+  end
+  local lock = locks[i]
+  if not existing and lock then
+    existing = batch_locks[lock.key] or lock_holder(lock.key)
+    if not existing then
+      batch_locks[lock.key] = id
+      taken[#taken + 1] = {lock = lock, id = id}
+    end
   end
   if existing then
     out[#out + 1] = i
@@ -61,6 +99,10 @@ end
 local depth = tonumber(redis.call('GET', K.depth) or '0')
 if depth + #fresh > max_depth then return {'full', depth, #fresh} end
 if unknown then return unknown end
+for _, t in ipairs(taken) do
+  redis.call('HSET', K.ulocks, t.lock.key, t.id .. '|' .. t.lock.till .. '|' .. t.lock.states)
+  redis.call('HSET', task_key(t.id), 'ulock', t.lock.key)  -- forget() frees it
+end
 -- The sorted-set adds of the batch, gathered per key and sent RUN members a call: a
 -- batch names a few keys (the id index, each queue's ready set, each group), so the server
 -- runs a few calls, not three per task.

@@ -16,7 +16,8 @@ local ended = {}
 for _, id in ipairs(ids) do
   local key = task_key(id)
   local f = redis.call('HMGET', key, 'attempt', 'worker_id', 'started_at', 'cancel_requested',
-    'queue', 'head', 'created_at', 'max_attempts')
+    'queue', 'head', 'created_at', 'max_attempts', 'type')
+  hold(f[9], f[5], -1)
   local cancel = f[4] == '1'
   local duration = t - (tonumber(f[3]) or t)
   local line = {attempt = tonumber(f[1]), finished_at = t, error = ARGV[4],

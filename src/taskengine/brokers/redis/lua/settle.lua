@@ -12,15 +12,17 @@
 --   succeeds with keep_result 0 is deleted (its record is read by nobody); with another
 --   keep_result it goes to K.kept by its expiry instead of done_key (ADR 0035). A task that
 --   ends releases or cancels its dependents (release(), once for the batch), before it is
---   deleted.
+--   deleted. A task leaves K.running; if its type or queue has a max_concurrency, a wake-up
+--   is published (a slot is free, ADR 0038).
 local now = ARGV[2]
 local W = 9
 local out, woken, ended, forgotten = {}, false, {}, {}
+local limited = redis.call('EXISTS', K.limits) == 1
 for b = 3, #ARGV, W do
   local id, token, state = ARGV[b], ARGV[b + 1], ARGV[b + 2]
   local key = task_key(id)
   local f = redis.call('HMGET', key, 'state', 'token', 'attempt', 'queue', 'run_at', 'priority',
-    'created_at', 'head', 'history', 'history_len', 'cancel_requested', 'keep_result')
+    'created_at', 'head', 'history', 'history_len', 'cancel_requested', 'keep_result', 'type')
   if f[1] ~= 'running' or f[2] ~= token then
     out[#out + 1] = 0
   else
@@ -29,6 +31,8 @@ for b = 3, #ARGV, W do
     if f[11] == '1' and ARGV[b + 7] ~= '' then  -- the cancel asked while it ran is honoured
       state, refund, new_run_at, result, line = 'cancelled', '0', '', ARGV[b + 7], ARGV[b + 8]
     end
+    hold(f[13], queue, -1)
+    if limited and not woken and concurrency_limited(f[13], queue) then woken = true end
     local keep = state == 'succeeded' and f[12] and tonumber(f[12])
     if keep == 0 then
       redis.call('ZREM', K.leases, id)
