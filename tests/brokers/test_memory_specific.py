@@ -43,3 +43,19 @@ async def test_records_read_back_with_their_history_as_a_list() -> None:
     assert lease.record.history == []
     assert done is not None and isinstance(done.history, list) and len(done.history) == 1
     assert [type(r.history) for r in page.items] == [list]
+
+
+def test_a_queued_record_keeps_every_field_of_its_task() -> None:
+    """The record is built field by field (for speed): a Task field added later must be copied."""
+    import msgspec
+
+    from taskengine.brokers.memory import codec
+    from taskengine.model import Task
+
+    names = [field.name for field in msgspec.structs.fields(Task)]
+    task = Task(id="x", type="t", created_at=1.0, run_at=1.0)
+    record = codec.queued(task, 2.0)
+    assert {name: getattr(record, name) for name in names} == msgspec.structs.asdict(task)
+    marked = msgspec.structs.replace(task, keep_result=5.0, depends_on=["p"], trace="00-x")
+    record = codec.queued(marked, 2.0)
+    assert {name: getattr(record, name) for name in names} == msgspec.structs.asdict(marked)
