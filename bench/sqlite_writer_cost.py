@@ -125,7 +125,7 @@ def measure(tasks: int, batch: int, statements: bool) -> tuple[dict[str, float],
     ]
     began = time.process_time()
     for batch_of in settles:
-        applied = transaction(lambda b=batch_of: writes.settle(conn, b, time.time()))
+        applied = transaction(lambda b=batch_of: writes.settle(conn, b, time.time()))[0]
         assert all(applied)
     phases["settle"] = time.process_time() - began
     raw.close()
