@@ -147,6 +147,8 @@ class App:
         submitter = Submitter(self.submit_many, self.sync)
 
         def decorate(fn: Callable[Concatenate[P, Rest], R]) -> TaskHandle[P, Rest, R]:
+            if isinstance(fn, TaskHandle):  # another app's handle: register its handler
+                fn = fn.fn
             handle: TaskHandle[P, Rest, R] = TaskHandle(
                 register(fn), task_name(fn, name), submitter
             )

@@ -114,3 +114,24 @@ def test_the_sync_face_of_a_handle_submits_from_blocking_code(tmp_path: Path) ->
         assert client.get(more[1]).payload == {"to": "g", "subject": ""}
     finally:
         local.sync().close()
+
+
+async def test_a_handle_registered_with_another_app_runs_its_handler() -> None:
+    """An app that registers another app's handle (a shared task module) runs the handler, as
+    it would the function: an async handler is awaited, not called in a thread."""
+    other = App("memory://", builtins=False)
+    other.task("email.again")(send)
+    other.task("email.count")(count)
+    try:
+        ids = [
+            await other.submit("email.again", {"to": "d@example.com"}),
+            await other.submit("email.count", {"to": "abcd"}),
+        ]
+        await drain(other)
+        results = [await other.result(task_id, timeout=10) for task_id in ids]
+        assert [(r.status, r.data) for r in results] == [
+            (ResultStatus.SUCCESS, "sent to d@example.com"),
+            (ResultStatus.SUCCESS, 4),
+        ]
+    finally:
+        await other.close()
