@@ -27,8 +27,8 @@ class TaskRequest(msgspec.Struct, frozen=True, kw_only=True):
     depends_on: list[str] | None = None
     # A parent ending dead or cancelled: "cancel" this task, or "run" it anyway.
     on_parent_failure: str = "cancel"
-    # uniqueness (ADR 0038): a repeat within unique_for seconds, or while the first is queued
-    # (unique_while="queued") or queued or running ("running"), answers the first one's id;
+    # uniqueness (ADR 0038): a repeat within unique_for seconds, or while the first has not run
+    # (unique_while="queued": blocked or queued) or not finished ("running"), answers its id;
     # by type and payload, or by type and unique_key
     unique_for: float | None = None
     unique_while: str | None = None

@@ -6,7 +6,7 @@ from taskengine.brokers import BrokerBackend
 from taskengine.clock import FakeClock
 from taskengine.model import OutcomeKind, TaskState
 from taskengine.model.limits import Limit, LimitScope
-from taskengine.model.unique import UniqueLock
+from taskengine.model.unique import UniqueLock, UniqueWhile
 from tests.brokers.support import Tasks, ids, outcome
 
 
@@ -49,3 +49,53 @@ async def test_a_parent_held_back_by_a_limit_keeps_its_dependent_blocked_until_i
     assert second.task_id != first.task_id
     assert await broker.settle([outcome(OutcomeKind.SUCCEEDED, second, now)], now) == [True]
     assert ids(await broker.reserve("w", 10, 30.0, now)) == [child.id]
+
+
+async def test_a_blocked_holder_keeps_its_unique_while_lock_until_it_runs(
+    broker: BrokerBackend, clock: FakeClock, tasks: Tasks
+) -> None:
+    now = clock.now()
+    parent = tasks(now)
+    queued_child = tasks(now, depends_on=[parent.id])
+    running_child = tasks(now, depends_on=[parent.id])
+    while_queued = UniqueLock(key="q", states=UniqueWhile.QUEUED.states)
+    while_running = UniqueLock(key="r", states=UniqueWhile.RUNNING.states)
+    await broker.enqueue([parent], now)
+    await broker.enqueue([queued_child, running_child], now, [while_queued, while_running])
+
+    # Both holders are blocked: they have not run, so a repeat is answered with them.
+    repeats = await broker.enqueue([tasks(now), tasks(now)], now, [while_queued, while_running])
+    assert [(r.id, r.created) for r in repeats] == [
+        (queued_child.id, False),
+        (running_child.id, False),
+    ]
+
+    [lease] = await broker.reserve("w", 1, 30.0, now)
+    assert lease.task_id == parent.id
+    await broker.settle([outcome(OutcomeKind.SUCCEEDED, lease, now)], now)
+    after = await broker.enqueue([tasks(now), tasks(now)], now, [while_queued, while_running])
+    assert [(r.id, r.created) for r in after] == [
+        (queued_child.id, False),
+        (running_child.id, False),
+    ]
+
+
+async def test_a_blocked_holder_cancelled_by_its_failed_parent_frees_its_unique_lock(
+    broker: BrokerBackend, clock: FakeClock, tasks: Tasks
+) -> None:
+    now = clock.now()
+    parent = tasks(now)
+    child = tasks(now, depends_on=[parent.id])
+    lock = UniqueLock(key="k", states=UniqueWhile.RUNNING.states)
+    await broker.enqueue([parent], now)
+    await broker.enqueue([child], now, [lock])
+    assert (await broker.enqueue([tasks(now)], now, [lock]))[0].id == child.id
+
+    [lease] = await broker.reserve("w", 1, 30.0, now)
+    await broker.settle([outcome(OutcomeKind.DEAD, lease, now)], now)
+    [record] = await broker.get([child.id])
+    assert record is not None and record.state is TaskState.CANCELLED
+
+    repeat = tasks(now)
+    [again] = await broker.enqueue([repeat], now, [lock])
+    assert (again.id, again.created) == (repeat.id, True)

@@ -2,9 +2,9 @@
 
 Unlike an idempotency key (held for as long as the task's record is kept, and refusing a
 repeat that names another request), a unique lock is held only `unique_for` seconds after the
-holder's submission, or only while the holder is queued (`unique_while="queued"`) or queued or
-running (`"running"`); a repeat, whatever its payload, is answered with the holder's id and
-`created=False`. The key is given, or derived from the type and the canonical JSON payload.
+holder's submission, or only while the holder has not run (blocked on its parents or queued:
+`unique_while="queued"`) or has not finished (blocked, queued or running: `"running"`); a
+repeat, whatever its payload, is answered with the holder's id and `created=False`. The key is given, or derived from the type and the canonical JSON payload.
 """
 
 from __future__ import annotations
@@ -22,15 +22,15 @@ from taskengine.model.state import TaskState
 class UniqueWhile(StrEnum):
     """The holder states during which a unique lock holds."""
 
-    QUEUED = "queued"
-    RUNNING = "running"  # queued or running
+    QUEUED = "queued"  # blocked (waiting on its parents) or queued: it has not run yet
+    RUNNING = "running"  # blocked, queued or running
 
     @property
     def states(self) -> tuple[TaskState, ...]:
         """The states that hold the lock."""
         if self is UniqueWhile.QUEUED:
-            return (TaskState.QUEUED,)
-        return (TaskState.QUEUED, TaskState.RUNNING)
+            return (TaskState.BLOCKED, TaskState.QUEUED)
+        return (TaskState.BLOCKED, TaskState.QUEUED, TaskState.RUNNING)
 
 
 class UniqueLock(msgspec.Struct, frozen=True, kw_only=True):
