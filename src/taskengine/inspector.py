@@ -46,7 +46,7 @@ BulkAction = Literal["cancel", "replay", "delete"]
 BULK_ACTIONS: tuple[BulkAction, ...] = ("cancel", "replay", "delete")
 # The states each bulk action can change: a filter is narrowed to these.
 ACTION_STATES: dict[str, frozenset[TaskState]] = {
-    "cancel": frozenset({TaskState.QUEUED, TaskState.RUNNING}),
+    "cancel": frozenset({TaskState.BLOCKED, TaskState.QUEUED, TaskState.RUNNING}),
     "replay": REPLAYABLE_STATES,
     "delete": TERMINAL_STATES,
 }

@@ -140,3 +140,24 @@ def test_me_says_the_scope_of_the_token(client: httpx.Client, auth_server: Serve
         assert reader.get("/api/me").json() == {"scope": "read"}
     with auth_server.client() as anonymous:
         assert anonymous.get("/api/me").status_code == 401
+
+
+def test_bulk_cancel_by_state_blocked_takes_the_blocked_tasks_only(
+    idle_client: httpx.Client,
+) -> None:
+    queue = _queue("blocked")
+    parent = submit(idle_client, {**PRIMES, "queue": queue})
+    children = [
+        submit(idle_client, {**PRIMES, "queue": queue, "depends_on": [parent]}) for _ in range(3)
+    ]
+    assert [_state(idle_client, i) for i in children] == ["blocked"] * 3
+    listed = idle_client.get("/api/tasks", params={"queue": queue, "state": "blocked"}).json()
+    assert sorted(item["id"] for item in listed["items"]) == sorted(children)
+
+    cancel = {"action": "cancel", "filter": {"queue": [queue], "state": ["blocked"]}}
+    response = idle_client.post("/api/bulk", json=cancel)
+
+    assert response.status_code == 200, response.text
+    assert response.json() == {"action": "cancel", "touched": 3}
+    assert [_state(idle_client, i) for i in children] == ["cancelled"] * 3
+    assert _state(idle_client, parent) == "queued"

@@ -216,7 +216,7 @@ class ControlRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     size: Annotated[int, msgspec.Meta(ge=1, le=10_000)] | None = None  # resize only
 
 
-StateName = Literal["queued", "running", "succeeded", "dead", "cancelled"]
+StateName = Literal["blocked", "queued", "running", "succeeded", "dead", "cancelled"]
 MAX_BULK_IDS = 10_000
 
 

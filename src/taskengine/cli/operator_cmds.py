@@ -81,8 +81,8 @@ def bulk(
 ) -> None:
     """Cancel, replay or delete tasks: those named by ID, or every task the filters match.
 
-    cancel takes queued and running tasks, replay dead and cancelled ones, delete finished
-    ones; the others are left alone. Prints how many tasks changed.
+    cancel takes blocked, queued and running tasks, replay dead and cancelled ones, delete
+    finished ones; the others are left alone. Prints how many tasks changed.
     """
     filtered = bool(states or types or queues or priorities)
     if task_ids and filtered:
