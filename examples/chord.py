@@ -13,9 +13,8 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from taskengine import App
+from taskengine import App, chain, chord, signature
 from taskengine.registry import TaskContext
-from taskengine.workflows import chain, chord, signature
 
 app = App("sqlite:///chord.db")
 

@@ -14,8 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from taskengine import App
-from taskengine.request import TaskRequest
+from taskengine import App, TaskRequest
 
 app = App("sqlite:///rate_limited.db")
 running = 0

@@ -33,16 +33,23 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from taskengine.app import App, TaskRequest
     from taskengine.settings import Settings
+    from taskengine.workflows import Node, chain, chord, group, signature
 
 _LAZY = {
     "App": "taskengine.app",
     "TaskRequest": "taskengine.app",
     "Settings": "taskengine.settings",
+    "Node": "taskengine.workflows",
+    "chain": "taskengine.workflows",
+    "chord": "taskengine.workflows",
+    "group": "taskengine.workflows",
+    "signature": "taskengine.workflows",
 }
 
 
 def __getattr__(name: str) -> Any:
-    """Import App, TaskRequest and Settings on first use (the CLI starts without them)."""
+    """Import App, TaskRequest, Settings and the workflow builders on first use (the CLI
+    starts without them)."""
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'taskengine' has no attribute {name!r}")
@@ -59,6 +66,7 @@ __all__ = [
     "IdempotencyConflict",
     "InvalidTransition",
     "LeaseLost",
+    "Node",
     "NoRetry",
     "Priority",
     "QueueFull",
@@ -77,6 +85,10 @@ __all__ = [
     "UnknownBroker",
     "ValidationError",
     "__version__",
+    "chain",
+    "chord",
+    "group",
     "new_task",
     "open_broker",
+    "signature",
 ]

@@ -3,6 +3,7 @@
 import pytest
 
 import taskengine
+from taskengine import workflows
 
 EXPECTED = {
     "App", "BrokerUnavailable", "Clock", "ConfigurationError", "DEFAULT_BROKER_URL", "FakeClock",
@@ -10,6 +11,7 @@ EXPECTED = {
     "SystemClock", "Task", "TaskEngineError", "TaskNotFound", "TaskRecord", "TaskRequest",
     "TaskResult", "TaskState", "UnknownBroker", "ValidationError", "__version__", "new_task",
     "open_broker", "NoRetry", "Retry", "Snooze", "IdempotencyConflict",
+    "Node", "chain", "chord", "group", "signature",
 }  # fmt: skip
 
 
@@ -21,5 +23,6 @@ def test_every_name_resolves_and_unknown_names_raise() -> None:
     for name in taskengine.__all__:
         assert getattr(taskengine, name) is not None
     assert taskengine.App.__name__ == "App"
+    assert taskengine.chord is workflows.chord and taskengine.Node is workflows.Node
     with pytest.raises(AttributeError, match="NoSuchThing"):
         taskengine.NoSuchThing  # noqa: B018
