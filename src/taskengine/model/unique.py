@@ -4,7 +4,8 @@ Unlike an idempotency key (held for as long as the task's record is kept, and re
 repeat that names another request), a unique lock is held only `unique_for` seconds after the
 holder's submission, or only while the holder has not run (blocked on its parents or queued:
 `unique_while="queued"`) or has not finished (blocked, queued or running: `"running"`); a
-repeat, whatever its payload, is answered with the holder's id and `created=False`. The key is given, or derived from the type and the canonical JSON payload.
+repeat, whatever its payload, is answered with the holder's id and `created=False`. The key
+is given, or derived from the type and the canonical JSON payload.
 """
 
 from __future__ import annotations
