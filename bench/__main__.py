@@ -23,6 +23,7 @@ from bench import (
     scale_out,
     startup,
     telemetry_cost,
+    workflow_rates,
 )
 from bench.broker_rates import Config, machine_facts, run, table
 
@@ -59,6 +60,7 @@ def parse(argv: list[str] | None = None) -> Config:
             "startup",
             "producer",
             "telemetry",
+            "workflows",
             "all",
         ),
         default="all",
@@ -69,7 +71,9 @@ def parse(argv: list[str] | None = None) -> Config:
         "latency: submit->start p50/p99 at 100, 500, 1,000 tasks/s, a HIGH task among 20,000 "
         "LOW; startup: spawn to first task and idle RSS of `taskengine worker`; producer: "
         "submit_many of 10,000 tasks on memory and Redis; telemetry: no-op throughput on Redis "
-        "and SQLite with the telemetry publishing on and off",
+        "and SQLite with the telemetry publishing on and off; workflows: submit to last task "
+        "finished of a chord of 1,000 no-ops and a chain of 10 groups x 1,000 (one join step "
+        "between groups) on memory, SQLite, Redis, PostgreSQL and NATS",
     )
     args = parser.parse_args(argv)
     defaults = Config()
@@ -123,6 +127,7 @@ def main(argv: list[str] | None = None) -> None:
         "startup": ("startup", startup.run),
         "producer": ("producer_rates", producer_rates.run),
         "telemetry": ("telemetry_cost", telemetry_cost.run),
+        "workflows": ("workflow_rates", workflow_rates.run),
     }
     for suite, (name, measure) in row_suites.items():
         if config.suite in (suite, "all"):
