@@ -158,6 +158,29 @@ def test_search_pages_and_bulk_actions_from_the_page(
     assert board.page_errors == []
 
 
+def test_search_by_state_blocked_and_cancel_the_matching_from_the_page(
+    page: tuple[Page, Dashboard], api: httpx.Client
+) -> None:
+    p, board = page
+    queue = f"blocked-{uuid.uuid4().hex[:6]}"
+    parent = submit(api, {**PRIMES, "queue": queue, "delay": 3600})
+    children = [submit(api, {**PRIMES, "queue": queue, "depends_on": [parent]}) for _ in range(2)]
+
+    p.fill("#search-queue", queue)
+    p.select_option("#search-state", "blocked")
+    p.click("#search-form button[type=submit]")
+    rows = p.locator("#search-table tbody tr[data-id]")
+    expect(rows).to_have_count(2, timeout=LIVE_TIMEOUT)
+    p.click("button[data-bulk=cancel][data-scope=matching]")
+    expect(p.locator("#bulk-message")).to_have_text("cancel: 2 tasks changed")
+    assert [api.get(f"/api/tasks/{i}").json()["state"] for i in children] == ["cancelled"] * 2
+    assert api.get(f"/api/tasks/{parent}").json()["state"] == "queued"
+    p.select_option("#search-state", "")
+    api.post("/api/bulk", json={"action": "cancel", "filter": {"queue": [queue]}})
+    api.post("/api/bulk", json={"action": "delete", "filter": {"queue": [queue]}})
+    assert board.page_errors == []
+
+
 def test_retrying_and_replay_all_dead_from_the_page(
     page: tuple[Page, Dashboard], api: httpx.Client
 ) -> None:
