@@ -207,5 +207,5 @@ def run(
                 seconds = [t.total for t in timings]
                 rows.append(row(f"{label} (s)", seconds))
                 rows.append(row(f"{label} (tasks/s)", [shape.tasks / s for s in seconds]))
-                rows.append(row(f"{label}: of which submit (s)", [t.submit for t in timings]))
+                rows.append(row(f"{label}: submit (s)", [t.submit for t in timings]))
     return rows
