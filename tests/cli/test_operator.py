@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 
 from tests.cli.support import Cli
@@ -81,3 +82,24 @@ def test_periodic_list_disable_enable(tmp_path: Path) -> None:
     missing = cli.invoke("periodic", "disable", "nope", env=env)
     assert missing.exit_code == 1
     assert "no periodic task 'nope'" in missing.stderr
+
+
+def test_list_and_bulk_take_a_creation_time_range(tmp_path: Path) -> None:
+    cli = Cli(tmp_path)
+    first = cli.submit("cpu.primes", {"limit": 10}, "--queue", "t")
+    second = cli.submit("cpu.primes", {"limit": 10}, "--queue", "t")
+    boundary = cli.json("status", second)["created_at"]  # RFC 3339, as the API takes it
+
+    def listed(*args: str) -> list[str]:
+        return [item["id"] for item in cli.json("list", "--queue", "t", *args)["items"]]
+
+    assert listed("--created-after", boundary) == [second]  # inclusive
+    assert listed("--created-before", boundary) == [first]  # exclusive
+    seconds = datetime.fromisoformat(boundary).timestamp()  # epoch seconds are taken too
+    assert listed("--created-after", f"{seconds - 3600:.3f}") == [second, first]
+    assert cli.invoke("list", "--created-after", "yesterday").exit_code == 2
+    assert cli.json("bulk", "cancel", "--created-before", boundary, "--yes") == {
+        "action": "cancel",
+        "touched": 1,
+    }
+    assert _states(cli, [first, second]) == ["cancelled", "queued"]

@@ -265,6 +265,23 @@ def test_cli_json_is_the_rest_json_for_queues_in_both_modes(remote: Remote) -> N
         remote.ok("queues", "resume", "sameq", "emptyq")
 
 
+def test_list_and_bulk_by_creation_time_in_both_modes(remote: Remote) -> None:
+    first, second = (
+        remote.submit("test.echo", n, "--queue", "range", "--delay", "3600") for n in range(2)
+    )
+    boundary = remote.json("status", second)["created_at"]
+    after = ["list", "--queue", "range", "--created-after", boundary]
+    assert (
+        remote.json(*after)
+        == remote.direct_json(*after)
+        == remote.rest("/api/tasks", queue="range", created_after=boundary)
+    )
+    assert [item["id"] for item in remote.json(*after)["items"]] == [second]
+    cancel = ["bulk", "cancel", "--queue", "range", "--created-before", boundary, "--yes"]
+    assert remote.json(*cancel) == {"action": "cancel", "touched": 1}
+    assert remote.json("status", first)["state"] == "cancelled"
+
+
 def test_list_json_filters_and_pages(remote: Remote, monkeypatch: pytest.MonkeyPatch) -> None:
     made = [remote.submit("test.echo", n, "--queue", "pages", "--delay", "3600") for n in range(3)]
     page = remote.json("list", "--queue", "pages")
