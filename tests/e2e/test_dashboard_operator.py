@@ -167,6 +167,25 @@ def test_search_pages_and_bulk_actions_from_the_page(
     assert board.page_errors == []
 
 
+def test_search_finds_blocked_tasks_from_the_page(
+    page: tuple[Page, Dashboard], api: httpx.Client
+) -> None:
+    p, board = page
+    queue = f"deps-{uuid.uuid4().hex[:6]}"
+    parent = submit(api, {**PRIMES, "queue": queue, "delay": 3600})
+    child = submit(api, {**PRIMES, "queue": queue, "depends_on": [parent]})
+    assert api.get(f"/api/tasks/{child}").json()["state"] == "blocked"
+
+    p.fill("#search-queue", queue)
+    p.select_option("#search-state", "blocked")
+    p.click("#search-form button[type=submit]")
+    rows = p.locator("#search-table tbody tr[data-id]")
+    expect(rows).to_have_count(1, timeout=LIVE_TIMEOUT)
+    expect(rows.first).to_have_attribute("data-id", child)
+    api.post("/api/bulk", json={"action": "cancel", "filter": {"queue": [queue]}})
+    assert board.page_errors == []
+
+
 def test_retrying_and_replay_all_dead_from_the_page(
     page: tuple[Page, Dashboard], api: httpx.Client
 ) -> None:
