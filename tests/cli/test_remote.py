@@ -28,6 +28,7 @@ from taskengine.cli import cli
 from taskengine.cli.errors import EXIT_FAILURE, EXIT_QUEUE_FULL, EXIT_UNAVAILABLE, EXIT_USAGE
 from taskengine.cli.remote import http_error
 from tests.cli.support import register
+from tests.cli.test_operator import between
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN = "admin-token-0123456789abcdef"
@@ -269,7 +270,7 @@ def test_list_and_bulk_by_creation_time_in_both_modes(remote: Remote) -> None:
     first, second = (
         remote.submit("test.echo", n, "--queue", "range", "--delay", "3600") for n in range(2)
     )
-    boundary = remote.json("status", second)["created_at"]
+    boundary = between(*(remote.json("status", t)["created_at"] for t in (first, second)))
     after = ["list", "--queue", "range", "--created-after", boundary]
     assert (
         remote.json(*after)
