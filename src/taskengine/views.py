@@ -7,8 +7,9 @@ the same whichever way it is asked for.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import msgspec
 
@@ -17,6 +18,9 @@ from taskengine.model import AttemptRecord, Priority, Progress, TaskRecord, Task
 from taskengine.model.limits import Limit, LimitScope
 from taskengine.model.progress import fraction
 from taskengine.model.worker import WorkerInfo
+
+if TYPE_CHECKING:
+    from taskengine.telemetry.report import InstanceTelemetry
 
 
 class Submitted(msgspec.Struct):
@@ -163,7 +167,8 @@ class WorkerView(msgspec.Struct):
 
 
 class InstanceView(msgspec.Struct):
-    """One engine process (instance) of the cluster, from its workers' last heartbeats."""
+    """One engine process (instance) of the cluster, from its workers' last heartbeats; its
+    version and resident memory from its last telemetry report (None until one is in)."""
 
     instance: str
     host: str
@@ -175,6 +180,8 @@ class InstanceView(msgspec.Struct):
     processed: int
     draining: bool
     types: list[str]
+    version: str | None = None
+    rss_bytes: int | None = None
 
 
 class ControlView(msgspec.Struct):
@@ -347,8 +354,12 @@ def worker_view(info: WorkerInfo) -> WorkerView:
     )
 
 
-def instance_views(infos: list[WorkerInfo]) -> list[InstanceView]:
-    """Group registry entries by instance, one view each, by instance id."""
+def instance_views(
+    infos: list[WorkerInfo], reports: Sequence[InstanceTelemetry] = ()
+) -> list[InstanceView]:
+    """Group registry entries by instance, one view each, by instance id, joined with each
+    instance's telemetry report for its version and RSS (None where no report is in yet)."""
+    by_instance = {report.instance: report for report in reports}
     grouped: dict[str, list[WorkerInfo]] = {}
     for info in infos:
         grouped.setdefault(info.instance, []).append(info)
@@ -356,6 +367,7 @@ def instance_views(infos: list[WorkerInfo]) -> list[InstanceView]:
     for instance, members in sorted(grouped.items()):
         first = members[0]
         types = sorted({name for info in members for name in info.types})
+        report = by_instance.get(instance)
         views.append(
             InstanceView(
                 instance=instance,
@@ -368,6 +380,9 @@ def instance_views(infos: list[WorkerInfo]) -> list[InstanceView]:
                 processed=sum(info.processed for info in members),
                 draining=any(info.draining for info in members),
                 types=types,
+                version=None if report is None else report.version,
+                # a report sent before the first sample has no figure: 0 is "not known yet"
+                rss_bytes=None if report is None else report.rss_bytes or None,
             )
         )
     return views

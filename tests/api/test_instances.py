@@ -9,7 +9,9 @@ from typing import Any
 
 import httpx
 
+import taskengine
 from tests.api.conftest import READ_TOKEN, Server, in_state, running, submit, wait_task
+from tests.cli.test_admin import record_workers, worker_info
 
 BOUND = 20.0  # generous: the machine is shared
 
@@ -44,10 +46,30 @@ def test_instances_lists_the_serving_process(client: httpx.Client) -> None:
         "processed",
         "draining",
         "types",
+        "version",
+        "rss_bytes",
     }
     assert view["workers"] == 5
     assert view["draining"] is False
     assert "cpu.primes" in view["types"]
+
+
+def test_instances_show_version_and_rss_from_each_report(tmp_path: Path) -> None:
+    with running(tmp_path, name="two", args=("--workers", "2")) as server, server.client() as c:
+        # a second instance whose workers registered and whose first report is not in yet
+        record_workers(server.broker, [worker_info(1, task=None, now=time.time())])
+
+        def both() -> list[dict[str, Any]]:
+            views = _instances(c)
+            reported = [v for v in views if v["rss_bytes"]]
+            return views if len(views) == 2 and reported else []
+
+        views = {v["instance"]: v for v in _until(both, "both instances, the server's reported")}
+        other = views.pop("host:1:abc")
+        assert (other["version"], other["rss_bytes"]) == (None, None)
+        [serving] = views.values()
+        assert serving["version"] == taskengine.__version__
+        assert 10 * 2**20 < serving["rss_bytes"] < 2**31  # a Python process's resident set
 
 
 def test_drain_stops_taking_tasks_resume_takes_them_again_resize_and_shutdown(

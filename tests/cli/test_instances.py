@@ -6,7 +6,10 @@ import asyncio
 import time
 from pathlib import Path
 
+import msgspec
+
 from taskengine.brokers import Control, ControlCommand, open_broker
+from taskengine.telemetry.report import InstanceTelemetry, encode_report
 from tests.cli.support import Cli
 from tests.cli.test_admin import record_workers, worker_info
 
@@ -50,6 +53,56 @@ def test_instances_table_json_and_controls(tmp_path: Path) -> None:
         (ControlCommand.RESUME, None),
         (ControlCommand.SHUTDOWN, None),
     ]
+
+
+def record_report(url: str, report: InstanceTelemetry) -> None:
+    async def main() -> None:
+        broker = open_broker(url)
+        await broker.start()
+        try:
+            await broker.record_instance(report.instance, encode_report(report), report.at, 60.0)
+        finally:
+            await broker.close()
+
+    asyncio.run(main())
+
+
+def test_instances_show_version_and_rss_as_each_reports(tmp_path: Path) -> None:
+    cli = Cli(tmp_path)
+    now = time.time()
+    first = worker_info(1, task=None, now=now)
+    second = msgspec.structs.replace(first, id="other:2:def/w1", instance="other:2:def", pid=2)
+    record_workers(cli.url, [first, second])
+    report = InstanceTelemetry(
+        instance="host:1:abc",
+        host="host",
+        pid=1,
+        version="9.8.7",
+        started_at=now - 11.0,
+        at=now,
+        rss_bytes=123 * 2**20,
+    )
+    record_report(cli.url, report)  # the other instance has not reported yet
+
+    views = {v["instance"]: v for v in cli.json("instances")["instances"]}
+    assert (views["host:1:abc"]["version"], views["host:1:abc"]["rss_bytes"]) == (
+        "9.8.7",
+        123 * 2**20,
+    )
+    assert (views["other:2:def"]["version"], views["other:2:def"]["rss_bytes"]) == (None, None)
+    out = cli.ok("instances").stdout
+    rows = {
+        cells[0]: cells
+        for line in out.splitlines()
+        if (cells := [c.strip() for c in line.replace("┃", "│").strip("│ ").split("│")])
+    }
+    header = rows["instance"]
+    reported, silent = rows["host:1:abc"], rows["other:2:def"]
+    assert (reported[header.index("version")], reported[header.index("RSS")]) == (
+        "9.8.7",
+        "123 MiB",
+    )
+    assert (silent[header.index("version")], silent[header.index("RSS")]) == ("-", "-")
 
 
 def test_an_unknown_instance_is_sent_nothing(tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ from taskengine.cli import cli
 from taskengine.cli.errors import EXIT_FAILURE, EXIT_QUEUE_FULL, EXIT_UNAVAILABLE, EXIT_USAGE
 from taskengine.cli.remote import http_error
 from tests.cli.support import register
+from tests.cli.test_operator import between
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN = "admin-token-0123456789abcdef"
@@ -263,6 +264,23 @@ def test_cli_json_is_the_rest_json_for_queues_in_both_modes(remote: Remote) -> N
         assert mine(served)[1]["queued_by_priority"] == {"HIGH": 1}
     finally:
         remote.ok("queues", "resume", "sameq", "emptyq")
+
+
+def test_list_and_bulk_by_creation_time_in_both_modes(remote: Remote) -> None:
+    first, second = (
+        remote.submit("test.echo", n, "--queue", "range", "--delay", "3600") for n in range(2)
+    )
+    boundary = between(*(remote.json("status", t)["created_at"] for t in (first, second)))
+    after = ["list", "--queue", "range", "--created-after", boundary]
+    assert (
+        remote.json(*after)
+        == remote.direct_json(*after)
+        == remote.rest("/api/tasks", queue="range", created_after=boundary)
+    )
+    assert [item["id"] for item in remote.json(*after)["items"]] == [second]
+    cancel = ["bulk", "cancel", "--queue", "range", "--created-before", boundary, "--yes"]
+    assert remote.json(*cancel) == {"action": "cancel", "touched": 1}
+    assert remote.json("status", first)["state"] == "cancelled"
 
 
 def test_list_json_filters_and_pages(remote: Remote, monkeypatch: pytest.MonkeyPatch) -> None:

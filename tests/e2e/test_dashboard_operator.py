@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -25,6 +26,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+import taskengine
 from tests.api.conftest import (
     ADMIN_TOKEN,
     READ_TOKEN,
@@ -82,6 +84,13 @@ def test_instances_drain_resume_and_resize_from_the_page(
     [instance] = api.get("/api/instances").json()["instances"]
     row = p.locator(f"#control-table tbody tr[data-instance='{instance['instance']}']")
     expect(row).to_be_visible(timeout=LIVE_TIMEOUT)
+    # the version and RSS of its telemetry report (the first one comes with a heartbeat)
+    expect(row.locator("td[data-cell=version]")).to_have_text(
+        taskengine.__version__, timeout=int(BOUND * 1000)
+    )
+    expect(row.locator("td[data-cell=rss]")).to_have_text(
+        re.compile(r"^\d+\.\d MiB$"), timeout=int(BOUND * 1000)
+    )
 
     row.locator("button[data-control=drain]").click()
     expect(row).to_have_attribute("data-draining", "true", timeout=LIVE_TIMEOUT)
@@ -89,10 +98,10 @@ def test_instances_drain_resume_and_resize_from_the_page(
     expect(row).to_have_attribute("data-draining", "false", timeout=LIVE_TIMEOUT)
     row.locator("input[type=number]").fill("3")
     row.locator("button[data-control=resize]").click()
-    expect(row.locator("td").nth(3)).to_have_text("3", timeout=LIVE_TIMEOUT)
+    expect(row.locator("td[data-cell=workers]")).to_have_text("3", timeout=LIVE_TIMEOUT)
     row.locator("input[type=number]").fill("2")
     row.locator("button[data-control=resize]").click()
-    expect(row.locator("td").nth(3)).to_have_text("2", timeout=LIVE_TIMEOUT)
+    expect(row.locator("td[data-cell=workers]")).to_have_text("2", timeout=LIVE_TIMEOUT)
     board.assert_clean()
 
 

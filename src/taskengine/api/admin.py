@@ -46,8 +46,9 @@ def routes(ctx: ApiContext) -> list[Route]:
 
     async def instances(request: Request) -> Response:
         ctx.tokens.check(request, "read")
-        infos = await inspector.live_workers(clock.now())
-        return json_response({"instances": instance_views(infos)})
+        now = clock.now()
+        infos, reports = await asyncio.gather(inspector.live_workers(now), inspector.instances(now))
+        return json_response({"instances": instance_views(infos, reports)})
 
     async def control(request: Request) -> Response:
         ctx.tokens.check(request, "admin")

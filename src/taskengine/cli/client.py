@@ -242,10 +242,12 @@ class DirectClient:
         return {"source": "broker", **await self.app.inspector.figures()}
 
     async def instances(self) -> list[InstanceView]:
-        """The live workers grouped by instance."""
+        """The live workers grouped by instance, with each one's version and RSS as reported."""
         from taskengine.views import instance_views
 
-        return instance_views(await self.app.inspector.live_workers(self.now()))
+        now = self.now()
+        inspector = self.app.inspector
+        return instance_views(await inspector.live_workers(now), await inspector.instances(now))
 
     async def control(self, instance: str, command: str, size: int | None) -> None:
         """Send the command through the app's inspector."""

@@ -18,7 +18,7 @@ from taskengine.cli.loading import (
     state_of,
     wants_json,
 )
-from taskengine.cli.task_cmds import PRIORITIES, STATE_NAMES
+from taskengine.cli.task_cmds import PRIORITIES, STATE_NAMES, time_range_options
 
 if TYPE_CHECKING:
     from taskengine.brokers import Page, TaskFilter
@@ -47,6 +47,8 @@ def make_filter(
     types: tuple[str, ...],
     queues: tuple[str, ...],
     priorities: tuple[str, ...],
+    created_after: float | None = None,
+    created_before: float | None = None,
 ) -> TaskFilter:
     """The TaskFilter of the options (None where none was given)."""
     from taskengine.brokers import TaskFilter
@@ -57,6 +59,8 @@ def make_filter(
         types=frozenset(types) or None,
         queues=frozenset(queues) or None,
         priorities=frozenset(Priority.parse(p) for p in priorities) or None,
+        created_after=created_after,
+        created_before=created_before,
     )
 
 
@@ -65,6 +69,7 @@ def make_filter(
 @click.argument("task_ids", metavar="[ID...]", nargs=-1)
 @click.option("--state", "states", multiple=True, type=STATE_NAMES, help="Repeatable.")
 @filter_options
+@time_range_options
 @click.option("--yes", is_flag=True, help="Do not ask before acting on every match.")
 @json_option
 @click.pass_context
@@ -76,6 +81,8 @@ def bulk(
     types: tuple[str, ...],
     queues: tuple[str, ...],
     priorities: tuple[str, ...],
+    created_after: float | None,
+    created_before: float | None,
     yes: bool,
     as_json: bool,
 ) -> None:
@@ -84,10 +91,11 @@ def bulk(
     cancel takes blocked, queued and running tasks, replay dead and cancelled ones, delete
     finished ones; the others are left alone. Prints how many tasks changed.
     """
-    filtered = bool(states or types or queues or priorities)
+    times = (created_after, created_before)
+    filtered = bool(states or types or queues or priorities) or times != (None, None)
     if task_ids and filtered:
         fail("give task ids or filters (not both)", EXIT_USAGE)
-    task_filter = None if task_ids else make_filter(states, types, queues, priorities)
+    task_filter = None if task_ids else make_filter(states, types, queues, priorities, *times)
     if task_filter is not None and not yes:
         what = "every task" + ("" if filtered else " (no filter given)")
         click.confirm(f"{action} {what} that matches?", abort=True, err=True)

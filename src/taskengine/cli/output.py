@@ -309,15 +309,28 @@ def show_live_instances(instances: Sequence[InstanceView], now: float) -> None:
     if not instances:
         out.print("no live instances")
         return
-    grid = table("instance", "host", "pid", "workers", "busy", "processed", "state", "started")
+    grid = table(
+        "instance",
+        "host",
+        "pid",
+        "version",
+        "workers",
+        "busy",
+        "processed",
+        "RSS",
+        "state",
+        "started",
+    )
     for view in instances:
         grid.add_row(
             view.instance,
             view.host,
             str(view.pid),
+            view.version or "-",  # not reported yet
             str(view.workers),
             str(view.busy),
             str(view.processed),
+            "-" if view.rss_bytes is None else f"{view.rss_bytes / 1048576:.0f} MiB",
             "draining" if view.draining else "taking tasks",
             ago(view.started_at.timestamp(), now),
         )

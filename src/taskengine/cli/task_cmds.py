@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import sys
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -23,6 +25,47 @@ if TYPE_CHECKING:
 
 PRIORITIES = click.Choice(["high", "normal", "low"], case_sensitive=False)
 STATE_NAMES = click.Choice(list(output.STATES), case_sensitive=False)
+
+
+def moment(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    """A point in time as the API takes it (an ISO 8601 date-time with an offset, or epoch
+    seconds) as epoch seconds; a usage error (exit 2) for anything else."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = datetime.fromisoformat(value)
+        except ValueError:
+            when = None
+        if when is None or when.tzinfo is None:
+            raise click.BadParameter(
+                f"{value!r} is neither a date-time with an offset (2026-01-31T12:00:00Z) "
+                "nor seconds since the epoch",
+                ctx,
+                param,
+            ) from None
+        return when.timestamp()
+    if not math.isfinite(seconds):
+        raise click.BadParameter(f"{value!r} is not a time", ctx, param)
+    return seconds
+
+
+def time_range_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--created-after (inclusive) and --created-before (exclusive), as GET /api/tasks has."""
+    fn = click.option(
+        "--created-before",
+        metavar="TIME",
+        callback=moment,
+        help="Created before this time (exclusive): 2026-01-31T12:00:00Z or epoch seconds.",
+    )(fn)
+    return click.option(
+        "--created-after",
+        metavar="TIME",
+        callback=moment,
+        help="Created at or after this time: 2026-01-31T12:00:00Z or epoch seconds.",
+    )(fn)
 
 
 def parse_payload(payload: str | None, payload_file: str | None) -> Any:
@@ -218,6 +261,7 @@ def status(ctx: click.Context, task_id: str, as_json: bool) -> None:
 @click.option("--type", "types", multiple=True, help="Task type (repeatable).")
 @click.option("--queue", "queues", multiple=True, help="Queue (repeatable).")
 @click.option("--priority", "priorities", multiple=True, type=PRIORITIES, help="Repeatable.")
+@time_range_options
 @click.option("--limit", type=click.IntRange(1, 10_000), default=50, show_default=True)
 @click.option("--cursor", help="Continue after the page that printed this cursor.")
 @json_option
@@ -228,6 +272,8 @@ def list_tasks(
     types: tuple[str, ...],
     queues: tuple[str, ...],
     priorities: tuple[str, ...],
+    created_after: float | None,
+    created_before: float | None,
     limit: int,
     cursor: str | None,
     as_json: bool,
@@ -242,6 +288,8 @@ def list_tasks(
         types=frozenset(types) or None,
         queues=frozenset(queues) or None,
         priorities=frozenset(Priority.parse(p) for p in priorities) or None,
+        created_after=created_after,
+        created_before=created_before,
     )
 
     async def body(client: Client) -> Page:

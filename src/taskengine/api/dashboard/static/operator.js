@@ -4,7 +4,7 @@
 // stylesheet hides every .mutating control (the server refuses them anyway).
 
 import { api } from "./api.js";
-import { ago, badge, el, fillRows, shortId, when } from "./format.js";
+import { ago, badge, bytes, el, fillRows, shortId, when } from "./format.js";
 
 const REFRESH_MS = 2000;
 const $ = (id) => document.getElementById(id);
@@ -79,9 +79,11 @@ export class OperatorViews {
         el("td", { className: "mono" }, i.instance),
         el("td", {}, i.host),
         el("td", {}, String(i.pid)),
-        el("td", { className: "num" }, String(i.workers)),
+        el("td", { dataset: { cell: "version" } }, i.version ?? "—"), // "—": no report yet
+        el("td", { className: "num", dataset: { cell: "workers" } }, String(i.workers)),
         el("td", { className: "num" }, String(i.busy)),
         el("td", { className: "num" }, String(i.processed)),
+        el("td", { className: "num", dataset: { cell: "rss" } }, bytes(i.rss_bytes)),
         el("td", {}, badge(i.draining ? "draining" : "running")),
         el("td", { title: when(i.started_at) }, ago(i.started_at, now)),
         el("td", { className: "mutating" }, el("span", { className: "controls" },
