@@ -53,6 +53,14 @@ local function remove_member(set, member)
   redis.call('SREM', set, member)
 end
 
+-- redis.call(command, key, ...args) in runs of at most 2000 arguments (Lua's unpack has a
+-- stack limit); `args` holds whole members (pairs for ZADD, so the run length is even).
+local function call_runs(command, key, args)
+  for first = 1, #args, 2000 do
+    redis.call(command, key, unpack(args, first, math.min(first + 1999, #args)))
+  end
+end
+
 local depth_delta, count_deltas, running_deltas = 0, {}, {}
 
 -- Count a task of (type, queue) into (by = 1) or out of (by = -1) `running`, per type and per

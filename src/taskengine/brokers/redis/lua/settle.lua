@@ -94,15 +94,8 @@ for b = 1, #A, W do
     out[#out + 1] = 1
   end
 end
-local RUN = 1000
-for first = 1, #unleased, RUN do
-  redis.call('ZREM', K.leases, unpack(unleased, first, math.min(first + RUN - 1, #unleased)))
-end
-for state, args in pairs(finished) do
-  for first = 1, #args, 2 * RUN do
-    redis.call('ZADD', done_key(state), unpack(args, first, math.min(first + 2 * RUN - 1, #args)))
-  end
-end
+call_runs('ZREM', K.leases, unleased)
+for state, args in pairs(finished) do call_runs('ZADD', done_key(state), args) end
 if release(ended, now) then woken = true end  -- together: model.deps.blame
 for _, id in ipairs(forgotten) do forget(id, 'running') end
 if woken then wake() end
