@@ -18,6 +18,18 @@
 --   batch; only tasks marked `waited` have any), before it is deleted. A task leaves
 --   K.running; if its type or queue has a max_concurrency, a wake-up is published (a slot is
 --   free, ADR 0038).
+-- The line with its attempt number set. codec.settle_batch packs it as a map whose first key
+-- is attempt, 0 (one byte): those bytes are replaced, so the line is not decoded here.
+local LINE_HEAD = '\135\167attempt\0'
+local function with_attempt(line, attempt)
+  if string.sub(line, 1, 10) == LINE_HEAD then
+    return '\135\167attempt' .. cmsgpack.pack(tonumber(attempt)) .. string.sub(line, 11)
+  end
+  local entry = cmsgpack.unpack(line)
+  entry.attempt = tonumber(attempt)
+  return cmsgpack.pack(entry)
+end
+
 local now = ARGV[2]
 local A = cmsgpack.unpack(ARGV[3])
 local W = 9
@@ -49,10 +61,8 @@ for b = 1, #A, W do
     else
       local fields = {'state', state, 'updated_at', now}
       if line ~= '' then
-        local entry = cmsgpack.unpack(line)
-        entry.attempt = tonumber(attempt)
         local n = #fields
-        fields[n + 1], fields[n + 2] = 'history', (f[9] or '') .. cmsgpack.pack(entry)
+        fields[n + 1], fields[n + 2] = 'history', (f[9] or '') .. with_attempt(line, attempt)
         fields[n + 3], fields[n + 4] = 'history_len', (tonumber(f[10]) or 0) + 1
       end
       if result ~= '' then
