@@ -183,8 +183,9 @@ class RedisBroker(RedisAdmin):
 
         One round trip (settle.lua, the batch as one MessagePack argument), atomic as a whole;
         each outcome is applied or refused (False) independently of the others, in input order
-        (a later outcome for the same task sees the earlier one's effect). A retry, snooze or release of a task with a cancel
-        request cancels it (model.records). Publishes a wake-up if a task became due.
+        (a later outcome for the same task sees the earlier one's effect). A retry, snooze or
+        release of a task with a cancel request cancels it (model.records). Publishes a
+        wake-up if a task became due.
         """
         if not outcomes:
             return []
