@@ -146,7 +146,10 @@ class _Window:
 
 def one_run(url: str, processes: int, server: Server | None) -> Figures:
     """One run's figures: start the workers, then produce and wait for every success."""
-    env = {**os.environ, "PYTHONPATH": ROOT, "TASKENGINE_PREFETCH": "500"}
+    # this tree's src first: the virtualenv's own path may name another tree's (a worktree's
+    # workers would run that tree's code)
+    path = os.pathsep.join([os.path.join(ROOT, "src"), ROOT])
+    env = {**os.environ, "PYTHONPATH": path, "TASKENGINE_PREFETCH": "500"}
     command = [sys.executable, "-m", "taskengine", "--broker", url, "--app", APP, "worker"]
     asyncio.run(_prepare(url))  # the storage exists before the workers race to create it
     log = tempfile.NamedTemporaryFile("w+", prefix="scale-workers-", suffix=".log")  # noqa: SIM115

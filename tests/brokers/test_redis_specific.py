@@ -361,3 +361,40 @@ async def test_an_enqueue_sends_the_batch_as_one_packed_value(
         broker.keys.prefix + f"task:{small[0].id}", "run_at", "created_at", "attempt"
     )
     assert fields == [repr(T0).encode(), repr(T0).encode(), b"0"]
+
+
+async def test_a_settle_sends_the_batch_as_one_packed_value(
+    make: Make, server: Redis, tasks: Tasks, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A settle costs the server one argument to parse, not nine per outcome; the history line
+    the script writes carries the stored attempt number, also past one byte's worth (the
+    script sets it in the packed line without decoding it)."""
+    broker = await make()
+    sent: list[tuple[object, ...]] = []
+    scripts = broker._scripts
+    assert scripts is not None
+    run = scripts.run
+
+    async def spy(name: str, *args: object) -> object:
+        sent.append((name, *args))
+        return await run(name, *args)  # type: ignore[arg-type]
+
+    batch = [tasks(T0, max_attempts=1000) for _ in range(3)]
+    await broker.enqueue(batch, T0)
+    for task, attempt in zip(batch, (0, 127, 300), strict=True):
+        await server.hset(broker.keys.task(task.id), "attempt", attempt)
+    leases = await broker.reserve("w1", 3, 30.0, T0)
+    monkeypatch.setattr(scripts, "run", spy)
+
+    applied = await broker.settle(
+        [outcome(OutcomeKind.RETRY, lease, T0, run_at=T0 + 60) for lease in leases], T0
+    )
+
+    assert applied == [True, True, True]
+    assert [(name, len(call)) for name, *call in sent] == [("settle", 2)]
+    records = await broker.get([task.id for task in batch])
+    assert [[h.attempt for h in r.history] if r else None for r in records] == [
+        [1],
+        [128],
+        [301],
+    ]

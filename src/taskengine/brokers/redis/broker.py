@@ -21,7 +21,12 @@ from taskengine.brokers.base import (
     check_limit,
 )
 from taskengine.brokers.redis.admin import RedisAdmin
-from taskengine.brokers.redis.codec import decode_claim, enqueue_batch, settle_args, unique_batch
+from taskengine.brokers.redis.codec import (
+    decode_claim,
+    enqueue_batch,
+    settle_batch,
+    unique_batch,
+)
 from taskengine.brokers.server_clock import flag
 from taskengine.errors import QueueFull, UnknownParent
 from taskengine.model import Lease, LeaseStatus, Outcome, ProgressReport, ResultStatus, Task
@@ -176,18 +181,17 @@ class RedisBroker(RedisAdmin):
     async def settle(self, outcomes: Sequence[Outcome], now: float) -> list[bool]:
         """Apply a mixed batch of outcomes, each only with its current token.
 
-        One round trip (settle.lua), atomic as a whole; each outcome is applied or refused
-        (False) independently of the others, in input order (a later outcome for the same
-        task sees the earlier one's effect). A retry, snooze or release of a task with a cancel
-        request cancels it (model.records). Publishes a wake-up if a task became due.
+        One round trip (settle.lua, the batch as one MessagePack argument), atomic as a whole;
+        each outcome is applied or refused (False) independently of the others, in input order
+        (a later outcome for the same task sees the earlier one's effect). A retry, snooze or
+        release of a task with a cancel request cancels it (model.records). Publishes a
+        wake-up if a task became due.
         """
         if not outcomes:
             return []
         now = await self._now(now)
-        args: list[Any] = [now]
-        for outcome in outcomes:
-            args += settle_args(outcome, now)
-        return [bool(applied) for applied in await self._run("settle", *args)]
+        batch = settle_batch(outcomes, now)
+        return [bool(applied) for applied in await self._run("settle", now, batch)]
 
     async def requeue_expired(self, now: float, limit: int) -> list[str]:
         """Move up to `limit` running tasks whose lease expired before `now` back to queued

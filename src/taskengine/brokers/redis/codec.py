@@ -87,18 +87,25 @@ def _as_str(blob: bytes) -> msgspec.Raw:
     return msgspec.Raw(head + blob)
 
 
-def settle_args(outcome: Outcome, now: float) -> list[str | bytes | float | int]:
-    """The nine fields settle.lua reads per outcome: its own seven, then the result and line
-    that replace them if the task has a cancel request (model.records; empty: none)."""
-    honoured = honour_cancel(outcome, now)
-    own = _settle_fields(outcome)
-    if honoured is None:
-        return [*own, b"", b""]
-    _, _, _, _, _, result, line = _settle_fields(honoured)
-    return [*own, result, line]
+def settle_batch(outcomes: Sequence[Outcome], now: float) -> bytes:
+    """The one argument settle.lua reads for a batch: MessagePack of the nine fields of each
+    outcome in a row (its own seven, then the result and line that replace them if the task
+    has a cancel request, model.records; empty: none), every value a string."""
+    fields: list[str | msgspec.Raw] = []
+    for outcome in outcomes:
+        fields += _settle_fields(outcome)
+        honoured = honour_cancel(outcome, now)
+        if honoured is None:
+            fields += ("", "")
+        else:
+            fields += _settle_fields(honoured)[5:]
+    return pack(fields)
 
 
-def _settle_fields(outcome: Outcome) -> list[str | bytes | float | int]:
+_EMPTY = msgspec.Raw(b"\xa0")
+
+
+def _settle_fields(outcome: Outcome) -> list[str | msgspec.Raw]:
     result = outcome.result
     line = outcome_line(outcome)  # the script sets its attempt number: only the store knows it
     return [
@@ -106,9 +113,9 @@ def _settle_fields(outcome: Outcome) -> list[str | bytes | float | int]:
         outcome.token,
         outcome.state.value,
         "1" if outcome.kind in ATTEMPT_REFUNDED else "0",
-        "" if outcome.run_at is None else float(outcome.run_at),
-        b"" if result is None else pack(result),
-        b"" if line is None else pack(line),
+        "" if outcome.run_at is None else repr(float(outcome.run_at)),
+        _EMPTY if result is None else _as_str(pack(result)),
+        _EMPTY if line is None else _as_str(pack(line)),
     ]
 
 

@@ -161,7 +161,10 @@ for _, b in ipairs(fresh) do
       schedule(id, queue, run_at, created_at, head, now)
     elseif state == 'blocked' then
       redis.call('HSET', task_key(id), 'state', 'blocked', 'waiting', #waiting)
-      for _, p in ipairs(waiting) do redis.call('SADD', waits_key(p), id) end
+      for _, p in ipairs(waiting) do
+        redis.call('SADD', waits_key(p), id)
+        redis.call('HSET', task_key(p), 'waited', '1')  -- settle.lua releases only these
+      end
     else
       redis.call('HSET', task_key(id), 'state', 'cancelled', 'finished_at', now,
         'result', parent_failed(id, parent, pstate, now), 'result_attempt', A[b + 7])

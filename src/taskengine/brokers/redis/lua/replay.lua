@@ -30,7 +30,10 @@ for i = 3, #ARGV do
       schedule(id, f[2], now, f[4], f[3], now)
       woken = true
     else
-      for _, p in ipairs(waiting) do redis.call('SADD', waits_key(p), id) end
+      for _, p in ipairs(waiting) do
+        redis.call('SADD', waits_key(p), id)
+        redis.call('HSET', task_key(p), 'waited', '1')  -- settle.lua releases only these
+      end
     end
     out[#out + 1] = 'replayed'
   end

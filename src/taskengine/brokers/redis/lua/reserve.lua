@@ -132,6 +132,7 @@ if sources > 1 then table.sort(candidates, before) end  -- one queue's ZRANGE is
 -- A candidate queued as due by a caller whose clock was ahead of this call's may not be due
 -- yet: it goes back to sched_key, to be moved again when due (as the other brokers wait).
 local out, seen, later = {}, {}, {}
+local leased, unqueued = {}, {}  -- K.leases's ZADD arguments; per queued group, its ids
 local t = tonumber(now)
 for i = 1, #candidates do
   if #out == limit then break end
@@ -155,11 +156,23 @@ for i = 1, #candidates do
     redis.call('HSET', key, 'attempt', f[2], 'state', 'running', 'updated_at', now,
       'started_at', now, 'worker_id', worker, 'lease_expires_at', expires,
       'token', base .. ':' .. (#out + 1))
-    redis.call('ZADD', K.leases, expires, c.id)
-    move_group(c.id, c.queue, f[9], f[10], 'queued', 'running')
+    leased[#leased + 1] = expires
+    leased[#leased + 1] = c.id
+    -- move_group(c.id, c.queue, f[9], f[10], 'queued', 'running'), its ZREM gathered per group
+    local member = group_name(c.queue, 'queued', f[9])
+    local ids = unqueued[member]
+    if not ids then
+      ids = {}
+      unqueued[member] = ids
+    end
+    ids[#ids + 1] = c.id
+    add_count(group_name(c.queue, 'running', f[9]), 1)
     out[#out + 1] = f
   end
 end
+-- The sorted-set writes of the claims, one call per key (a batch names a few groups).
+call_runs('ZADD', K.leases, leased)
+for member, ids in pairs(unqueued) do call_runs('ZREM', group_key(member), ids) end
 -- Unlimited, what was looked at in each queue is a prefix of its ready set, in the set's own
 -- order (limited, each was removed by itself above: a refused task stays).
 if not limited then
