@@ -416,3 +416,94 @@ async def test_limits_and_unique_locks_survive_a_snapshot() -> None:
     again = new_task("demo.echo", now=1_001.0)
     [answer] = await after.enqueue([again], 1_001.0, [UniqueLock(key="k", seconds=60.0)])
     assert answer.id == task.id and not answer.created  # the lock held across the snapshot
+
+
+# -- start-up and reload wait while the replay progresses (ADR 0031) --------------------------
+
+
+def _slow_apply(broker: object, gate: asyncio.Event | None = None, after: int = 0) -> None:
+    """Make `broker` apply each log message a few ms late (a loaded machine's replay); with
+    `gate`, stop applying after `after` messages until the gate opens (a stalled replay)."""
+    real = broker._on_message  # type: ignore[attr-defined]
+    seen = 0
+
+    async def apply_late(msg: object) -> None:
+        nonlocal seen
+        seen += 1
+        if gate is not None and seen > after:
+            await gate.wait()
+        await asyncio.sleep(0.004)
+        await real(msg)
+
+    broker._on_message = apply_late  # type: ignore[attr-defined]
+
+
+async def _enqueue_one_by_one(broker: object, n: int) -> list[str]:
+    """`n` log messages: one enqueue of one task each, awaited in turn."""
+    from taskengine.model import new_task
+
+    ids = []
+    for i in range(n):
+        task = new_task("demo.echo", {"n": i}, now=NOW)
+        await broker.enqueue([task], NOW)  # type: ignore[attr-defined]
+        ids.append(task.id)
+    return ids
+
+
+async def test_a_start_whose_replay_outlasts_the_deadline_but_progresses_succeeds() -> None:
+    from taskengine.model import TaskState
+
+    stream = f"t{uuid.uuid4().hex[:12]}"
+    writer = open_broker(_url(stream, snapshot_seconds="0"))
+    await writer.start()
+    try:
+        ids = await _enqueue_one_by_one(writer, 300)  # replayed at >= 4 ms each: >= 1.2 s
+        late = open_broker(_url(stream, timeout="0.3", snapshot_seconds="0"))
+        _slow_apply(late)
+        await asyncio.wait_for(late.start(), 120)  # many 0.3 s windows, each with progress
+        try:
+            records = await late.get(ids)
+            assert [r.state if r else None for r in records] == [TaskState.QUEUED] * len(ids)
+        finally:
+            await late.close()
+    finally:
+        await writer.drop_stream()  # type: ignore[attr-defined]
+        await writer.close()
+
+
+async def test_a_start_whose_replay_stalls_fails_naming_where_it_stopped() -> None:
+    from taskengine.errors import BrokerUnavailable
+
+    stream = f"t{uuid.uuid4().hex[:12]}"
+    writer = open_broker(_url(stream, snapshot_seconds="0"))
+    await writer.start()
+    try:
+        await _enqueue_one_by_one(writer, 40)
+        stuck = open_broker(_url(stream, timeout="0.3", snapshot_seconds="0"))
+        _slow_apply(stuck, asyncio.Event(), after=10)  # applies 10, then never another
+        with pytest.raises(BrokerUnavailable, match=r"\(10 of 40\)"):
+            await asyncio.wait_for(stuck.start(), 60)
+        await stuck.close()
+    finally:
+        await writer.drop_stream()  # type: ignore[attr-defined]
+        await writer.close()
+
+
+async def test_a_reload_past_a_purge_whose_replay_outlasts_the_deadline_succeeds() -> None:
+    stream = f"t{uuid.uuid4().hex[:12]}"
+    writer = open_broker(_url(stream, snapshot_seconds="0"))
+    cut = open_broker(_url(stream, timeout="0.3", snapshot_seconds="0"))
+    await writer.start()
+    await cut.start()
+    try:
+        await cut._sub.unsubscribe()  # type: ignore[attr-defined]  # hears nothing from here
+        ids = await _fill(writer, 20)
+        assert await writer.compact() is not None  # type: ignore[attr-defined]
+        more = await _enqueue_one_by_one(writer, 300)  # after the snapshot: replayed slowly
+        _slow_apply(cut)  # the reload follows the log again with the slow apply
+        seen = await asyncio.wait_for(_view(cut, ids + more), 120)  # notices, reloads, replays
+        assert seen == await _view(writer, ids + more)
+    finally:
+        await cut.close()
+        await writer.drop_stream()  # type: ignore[attr-defined]
+        await writer.close()

@@ -49,7 +49,7 @@ from taskengine.brokers.nats.snapshot import (
     restore,
 )
 from taskengine.brokers.nats.stream import check_stream
-from taskengine.brokers.waiting import wait_event
+from taskengine.brokers.waiting import wait_event, wait_progressing
 from taskengine.errors import BrokerUnavailable, ConfigurationError, ValidationError
 
 log = logging.getLogger("taskengine.brokers.nats")
@@ -126,6 +126,7 @@ class NatsConnection:
         self._duty: asyncio.Task[None] | None = None
         self._reloading: asyncio.Task[None] | None = None
         self._acked: dict[str, int] = {}  # waiting batches stored, by the sequence they got
+        self._rebuild_to = 0  # the log's end when the last reload began its replay
 
     @property
     def capabilities(self) -> Capabilities:
@@ -176,7 +177,7 @@ class NatsConnection:
             )
             await self._subscribe()
             self._writer = asyncio.create_task(self._write_loop(), name="nats-writer")
-            await self._caught_up()
+            await self._caught_up(rebuilding=True)
             if self.snapshot_seconds > 0:
                 self._duty = asyncio.create_task(self._snapshot_duty(), name="nats-snapshot")
         except BaseException:
@@ -407,8 +408,11 @@ class NatsConnection:
             if not future.done():
                 future.set_result(None)
 
-    async def _caught_up(self) -> Replica:
-        """The replica once it has applied every message the stream held when asked."""
+    async def _caught_up(self, rebuilding: bool = False) -> Replica:
+        """The replica once it has applied every message the stream held when asked. While
+        the replica is rebuilt (`rebuilding`: the start-up; or a reload's replay still short
+        of the log's end it saw) it waits as long as each `timeout` applies something; an
+        ordinary read waits `timeout` in all (ADR 0031)."""
         reconnects = self._reconnects
         try:
             info = await self._call(self._live().stream_info(self.stream))
@@ -423,16 +427,18 @@ class NatsConnection:
         if self._broken is not None:
             raise BrokerUnavailable(self._broken)
         if self._applied < target:
+            rebuilding = rebuilding or self._applied < self._rebuild_to
             future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._ids += 1
             heapq.heappush(self._barriers, (target, self._ids, future))
-            try:
-                await asyncio.wait_for(future, self.timeout)
-            except TimeoutError:
+            position = (lambda: self._applied) if rebuilding else (lambda: -1)
+            if not await wait_progressing(future, self.timeout, position):
+                future.cancel()
+                bound = "without progress for" if rebuilding else "within"
                 raise BrokerUnavailable(
                     f"the replica did not reach the log's end ({self._applied} of {target}) "
-                    f"within {self.timeout} s"
-                ) from None
+                    f"{bound} {self.timeout} s"
+                )
         return self._replica
 
     # -- snapshots and compaction (ADR 0031) -----------------------------------------------
@@ -512,6 +518,7 @@ class NatsConnection:
                     f"the log starts at {info.state.first_seq} and the newest snapshot is at "
                     f"{self._applied}: operations are missing"
                 )
+            self._rebuild_to = info.state.last_seq  # reads wait for this replay patiently
             log.warning(
                 "NATS stream %s: this process was behind a compaction (at %d); reloaded the "
                 "snapshot at %d",
