@@ -84,8 +84,9 @@ class RedisBroker(RedisAdmin):
             return []
         now = await self._now(now)
         batch = enqueue_batch([as_received(task, now) for task in tasks])
-        locks = (unique_batch(unique, now),) if unique else ()  # ARGV[5] only when asked
-        status, *rest = await self._run("enqueue", now, self.max_depth, batch, *locks)
+        locks = unique_batch(unique, now) if unique else ""
+        clock = "0" if self._clock is None else "1"  # the script reads TIME (enqueue.lua)
+        status, *rest = await self._run("enqueue", now, self.max_depth, batch, locks, clock)
         if status == b"full":
             depth, offered = rest
             raise QueueFull(int(depth), self.max_depth, int(offered))
@@ -121,22 +122,25 @@ class RedisBroker(RedisAdmin):
         if queues is not None and not chosen:
             self._limited_for = None
             return []
-        now = await self._now(now)
-        expires_at, base = now + float(lease_for), secrets.token_hex(16)
+        # With server_clock the script reads the server's TIME: no estimate is needed.
+        asked = float(now) if self._clock is None else 0.0
+        base = secrets.token_hex(16)
         replies = await self._run(
             "reserve",
             worker_id,
             limit,
-            now,
-            expires_at,
+            asked,
+            float(lease_for),
             base,
             max(PROMOTE_STEP, limit),
             -1 if queues is None else len(chosen),
             *chosen,
-            "0" if self._clock is None else "1",  # the buckets' clock (reserve.lua)
+            "0" if self._clock is None else "1",  # whose now (reserve.lua)
         )
         wait = replies.pop()
         self._limited_for = float(wait) if wait else None
+        now = float(replies.pop())
+        expires_at = now + float(lease_for)
         return [
             Lease(
                 record=decode_claim(values, worker_id, now, expires_at),
