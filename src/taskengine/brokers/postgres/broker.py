@@ -4,8 +4,9 @@
 never wait for each other nor claim one task twice; every batch travels as arrays, so a batch
 is one statement whatever its size (see queries.py for each statement and schema.py for the
 tables). Every "now" is a parameter: the database's clock (`clock_timestamp()`, read now and
-then and carried forward; brokers.server_clock) unless `server_clock=false`, then the caller's.
-Lease tokens come from `gen_random_uuid()`.
+then and carried forward; brokers.server_clock) unless `server_clock=false`, then the caller's;
+with it, `RESERVE` and the enqueue's lock statement read `clock_timestamp()` themselves
+(readiness by the database's own clock). Lease tokens come from `gen_random_uuid()`.
 """
 
 from __future__ import annotations
@@ -168,6 +169,8 @@ class PostgresBroker(PostgresAdmin):
         One round trip, atomic: locked rows are skipped, so reservers never wait for each
         other and no task is claimed twice. Leases come back in claim order; each has its own
         random token and expires at `now + lease_for`; the attempt counter goes up by one.
+        With server_clock, `now` is the database's clock read by the statement (the
+        caller's `now` is not used).
         """
         check_limit(limit)
         check_lease_for(lease_for)

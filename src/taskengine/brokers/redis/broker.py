@@ -3,8 +3,9 @@
 Each hot-path method is one round trip (EVALSHA) that is atomic on the server, whatever the
 batch size; see lua/*.lua for what each script reads and writes and keys.py for the key layout.
 Every "now" is passed to the scripts: the server's clock (`TIME`, read now and then and carried
-forward; brokers.server_clock) unless `server_clock=false`, then the caller's. Lease tokens are
-made here (secrets).
+forward; brokers.server_clock) unless `server_clock=false`, then the caller's; with it, reserve
+and enqueue read `TIME` inside the script instead (readiness by the server's own clock). Lease
+tokens are made here (secrets).
 """
 
 from __future__ import annotations
@@ -114,7 +115,8 @@ class RedisBroker(RedisAdmin):
         is bounded however many fell due at once (later calls move the rest; during such a
         catch-up, tasks that became due within STARVATION_BOUND of each other may be taken
         out of tier order). Then the heads of the ready sets are merged. Each lease gets a
-        fresh unguessable token; the attempt counter goes up by one.
+        fresh unguessable token; the attempt counter goes up by one. With server_clock, `now`
+        is the server's TIME read by the script (the caller's `now` is not used).
         """
         check_limit(limit)
         check_lease_for(lease_for)
