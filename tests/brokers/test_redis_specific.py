@@ -353,7 +353,8 @@ async def test_an_enqueue_sends_the_batch_as_one_packed_value(
     for batch in (small, large):
         await broker.enqueue(batch, T0)
 
-    assert [len(call) for call in sent] == [4, 4]
+    # name, now, max_depth, the batch, the locks ('' = none), whose clock: whatever the size
+    assert [len(call) for call in sent] == [6, 6]
     records = await broker.get([small[0].id, large[-1].id])
     assert [r.idempotency_key if r else None for r in records] == ["k1", None]
     assert [r.queue if r else None for r in records] == ["default", "q1"]

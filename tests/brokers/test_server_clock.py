@@ -181,3 +181,60 @@ async def test_the_server_time_is_carried_forward_and_read_again_when_stale() ->
 def test_server_clock_must_be_true_or_false(url: str) -> None:
     with pytest.raises(ConfigurationError, match="server_clock"):
         open_broker(url)
+
+
+SKEW = 0.5  # seconds one process's estimate of the server's time is off (0.1-0.2 s seen)
+
+
+async def _estimate_off_by(broker: BrokerBackend, offset: float) -> None:
+    """Make `broker` estimate the server's time `offset` seconds off (as a reading taken
+    across a slow round trip would), through the broker's own reading of the server's time."""
+    read = broker._server_time  # type: ignore[attr-defined]
+
+    async def skewed() -> float:
+        return float(await read()) + offset
+
+    broker._clock = ServerClock(skewed)  # type: ignore[attr-defined]
+
+
+@pytest.fixture(params=[u for u in SERVICE_URLS if not u.startswith("nats")], ids=url_id)
+async def make_timed(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Make]:
+    """As `make`, for the brokers that read the server's time (Redis, PostgreSQL); NATS
+    stamps readiness with the server's own message times (no estimate to skew)."""
+    url = fill_url(request.param.replace("server_clock=false", "server_clock=true"), tmp_path)
+    opened: list[BrokerBackend] = []
+
+    async def make_one() -> BrokerBackend:
+        broker = await started(url)
+        opened.append(broker)
+        return broker
+
+    yield make_one
+    for broker in reversed(opened):
+        await drop_storage(broker)
+        await broker.close()
+
+
+@pytest.mark.parametrize(("producer_off", "worker_off"), [(SKEW, 0.0), (0.0, -SKEW)])
+async def test_a_task_to_run_at_once_is_reserved_at_once_whatever_the_estimates(
+    make_timed: Make, producer_off: float, worker_off: float
+) -> None:
+    """Readiness is judged by the server's clock itself, not by each process's estimate of
+    it: a task enqueued to run at once by a producer whose estimate is ahead (or taken by a
+    worker whose estimate is behind) is reserved by the worker's first call, not half a
+    second later at a later poll."""
+    producer, worker = await make_timed(), await make_timed()
+    await _estimate_off_by(producer, producer_off)
+    await _estimate_off_by(worker, worker_off)
+    tasks = Tasks()
+    now = _wall() + producer_off  # the producer's idea of now, as its app would stamp it
+    task = tasks(now)
+    await producer.enqueue([task], now)
+
+    [lease] = await worker.reserve("w", 5, LEASE, _wall() + worker_off)
+
+    assert lease.task_id == task.id
+    started_at = lease.record.started_at
+    assert started_at is not None
+    assert lease.record.created_at <= started_at  # not created in the server's future
+    assert lease.expires_at == pytest.approx(started_at + LEASE)

@@ -3,11 +3,14 @@
 Redis and PostgreSQL read their server's time (Redis `TIME`, PostgreSQL `clock_timestamp()`)
 at start and every `REFRESH` seconds after, and carry it forward in between with this
 process's monotonic clock, which stepping the wall clock does not move. Each call then uses
-that time as its "now" for what the broker decides (lease expiry, readiness, the times it
-records), so every host decides by one clock: it is off by at most half the round trip of the
-last read plus the monotonic clock's drift since then (milliseconds), whatever the hosts' own
-wall clocks say. No lock is held across the read: two calls that find the reading stale both
-read, and the later reading wins.
+that time as its "now" for what the broker decides (lease expiry, the times it records), so
+every host decides by one clock: it is off by at most half the round trip of the last read
+plus the monotonic clock's drift since then (milliseconds; 0.1-0.2 s seen under load),
+whatever the hosts' own wall clocks say. Readiness, where the difference between two
+processes' estimates would delay a task to a later poll, is judged by the server's clock read
+inside the reserve and enqueue themselves (ADR 0006, amendment), not by this estimate. No lock
+is held across the read: two calls that find the reading stale both read, and the later
+reading wins.
 """
 
 from __future__ import annotations

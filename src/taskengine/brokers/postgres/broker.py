@@ -4,8 +4,9 @@
 never wait for each other nor claim one task twice; every batch travels as arrays, so a batch
 is one statement whatever its size (see queries.py for each statement and schema.py for the
 tables). Every "now" is a parameter: the database's clock (`clock_timestamp()`, read now and
-then and carried forward; brokers.server_clock) unless `server_clock=false`, then the caller's.
-Lease tokens come from `gen_random_uuid()`.
+then and carried forward; brokers.server_clock) unless `server_clock=false`, then the caller's;
+with it, `RESERVE` and the enqueue's lock statement read `clock_timestamp()` themselves
+(readiness by the database's own clock). Lease tokens come from `gen_random_uuid()`.
 """
 
 from __future__ import annotations
@@ -45,13 +46,16 @@ from taskengine.model import (
     TaskState,
 )
 from taskengine.model.limits import LimitScope
-from taskengine.model.priority import order_key
+from taskengine.model.priority import HEAD_START, order_key
 from taskengine.model.records import as_received
 from taskengine.model.unique import UniqueLock, decode_states, encode_states, lock_holds
 
 # Candidate rounds per reserve under limits: a round a partly full scope refused tasks of is
 # followed by one that skips the scopes now full, so tasks behind them are still claimed.
 _LIMITED_ROUNDS = 3
+
+
+MIN_HEAD = min(HEAD_START.values())  # RESERVE's $5: the index range scan stops at now - it
 
 
 class PostgresBroker(PostgresAdmin):
@@ -110,7 +114,10 @@ class PostgresBroker(PostgresAdmin):
         now = await self._now(now)
 
         async def work(conn: Any) -> list[EnqueueResult]:
-            await conn.execute(self.sql(q.LOCK_ENQUEUE), self._enqueue_lock)
+            nonlocal now
+            server_now = await conn.fetchval(self.sql(q.LOCK_ENQUEUE), self._enqueue_lock)
+            if self._clock is not None:  # judged by the database's clock (ADR 0006)
+                now = float(server_now)
             found = await conn.fetchrow(self.sql(q.ENQUEUE_LOOKUP), ids, keys)
             known_keys = dict(zip(found["keys"] or [], found["key_ids"] or [], strict=True))
             results, fresh = split_new(tasks, set(found["ids"] or []), known_keys)
@@ -162,6 +169,8 @@ class PostgresBroker(PostgresAdmin):
         One round trip, atomic: locked rows are skipped, so reservers never wait for each
         other and no task is claimed twice. Leases come back in claim order; each has its own
         random token and expires at `now + lease_for`; the attempt counter goes up by one.
+        With server_clock, `now` is the database's clock read by the statement (the
+        caller's `now` is not used).
         """
         check_limit(limit)
         check_lease_for(lease_for)
@@ -169,23 +178,28 @@ class PostgresBroker(PostgresAdmin):
         if queues is not None and not queues:
             self._limited_for = None
             return []
-        now = await self._now(now)
-        expires_at = now + lease_for
-        max_key = max(order_key(p, now) for p in Priority)
         wanted = None if queues is None else list(queues)
         self._limited_for = None
         rows: list[Any] = []
         if not self._has_limits:
+            # With server_clock, RESERVE reads the database's clock itself: no estimate.
+            asked = float(now) if self._clock is None else 0.0
+            server = self._clock is not None
             rows = await self._fetch(
-                q.RESERVE, now, float(expires_at), worker_id, limit, max_key, wanted
+                q.RESERVE, asked, float(lease_for), worker_id, limit, MIN_HEAD, wanted, server
             )
             if not rows:  # nothing due, or a limit is stored (RESERVE then claims nothing)
                 self._has_limits = bool(await self._fetchval(q.ANY_LIMITS))
         if self._has_limits:
-            rows = await self._reserve_limited(worker_id, limit, now, expires_at, max_key, wanted)
+            now = await self._now(now)
+            rows = await self._reserve_limited(worker_id, limit, now, lease_for, wanted)
         rows.sort(key=lambda row: (row["order_key"], row["id"]))
         return [
-            Lease(record=record_from_row(row), token=row["lease_token"], expires_at=expires_at)
+            Lease(
+                record=(record := record_from_row(row)),
+                token=row["lease_token"],
+                expires_at=float(record.lease_expires_at or 0.0),
+            )
             for row in rows
         ]
 
@@ -194,15 +208,17 @@ class PostgresBroker(PostgresAdmin):
         worker_id: str,
         limit: int,
         now: float,
-        expires_at: float,
-        max_key: float,
+        lease_for: float,
         wanted: list[str] | None,
     ) -> list[Any]:
         """Reserve under the stored limits (ADR 0038): in one transaction, lock the limit rows
         (reserves under limits take turns), count the limited scopes' running tasks, admit
         candidates (locked, SKIP LOCKED) through a Gate, claim them and save the buckets.
         Four to seven round trips (one reads the database's clock for the buckets); atomic.
-        With no limit left, falls back to RESERVE."""
+        Readiness and the lease here follow `now` (the estimate, with server_clock). With no
+        limit left, falls back to RESERVE."""
+        expires_at = now + lease_for
+        max_key = max(order_key(p, now) for p in Priority)
 
         async def work(conn: Any) -> list[Any]:
             stored = await conn.fetch(self.sql(q.LOCK_LIMITS))
@@ -212,11 +228,12 @@ class PostgresBroker(PostgresAdmin):
                     await conn.fetch(
                         self.sql(q.RESERVE),
                         now,
-                        float(expires_at),
+                        float(lease_for),
                         worker_id,
                         limit,
-                        max_key,
+                        MIN_HEAD,
                         wanted,
+                        self._clock is not None,
                     )
                 )
             # The buckets' clock: the database's, read after the lock (so each reserve's is

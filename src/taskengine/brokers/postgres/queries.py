@@ -3,8 +3,10 @@
 Statements are templates: `{s}` is the broker's schema and `{record}` the columns a TaskRecord
 is built from (`Sql` fills both once per broker). Batches travel as arrays expanded by
 `unnest`, so a batch of any size is one statement with a fixed text (prepared once per
-connection). `t` is always the tasks table. Every time is a parameter: the database clock is
-read only by SERVER_TIME, whose reading comes back as a parameter (ADR 0006).
+connection). `t` is always the tasks table. Every time is a parameter, but with server_clock
+(ADR 0006) the database clock is read by SERVER_TIME, by LOCK_ENQUEUE (the enqueue's now,
+after the lock) and by RESERVE (its now when $7): readiness is judged by the database's clock
+itself, not by a process's estimate of it.
 """
 
 from __future__ import annotations
@@ -13,9 +15,12 @@ from taskengine.brokers.postgres.codec import RECORD_COLUMNS
 
 # -- enqueue -------------------------------------------------------------------------------
 
-# Inputs: $1 the enqueue lock key. Output: none.
+# Inputs: $1 the enqueue lock key. Output: the database's clock once the lock is held (epoch
+# seconds): the enqueue's now with server_clock.
 # Invariant: enqueues of one schema run one at a time, so the depth they check is exact.
-LOCK_ENQUEUE = "SELECT pg_advisory_xact_lock($1)"
+LOCK_ENQUEUE = """
+SELECT extract(epoch FROM clock_timestamp())::float8 FROM pg_advisory_xact_lock($1)
+"""
 
 # Inputs: $1 ids, $2 idempotency keys. Output: one row: depth (the number of queued tasks),
 # ids (those of $1 already stored, or NULL), keys and key_ids (aligned: stored tasks holding
@@ -129,17 +134,23 @@ WHERE t.id = r.id AND t.state IN ('dead', 'cancelled')
 
 # -- reserve -------------------------------------------------------------------------------
 
-# Inputs: $1 now, $2 lease expiry, $3 worker id, $4 limit, $5 the highest order key a task due
-# at $1 can have (so the index range scan stops there), $6 queues (NULL: all). A task is due
-# once its run_at and created_at are both reached (model.priority.due_at).
-# Output: {record}, lease_token, order_key of each claimed task, in no set order.
+# Inputs: $1 now, $2 lease_for, $3 worker id, $4 limit, $5 the smallest head start (a task due
+# at now has an order key of at least now - $5, so the index range scan stops there), $6 queues
+# (NULL: all), $7 whether the database's clock is now (server_clock: $1 is then ignored). A task
+# is due once its run_at and created_at are both reached (model.priority.due_at).
+# Output: {record}, lease_token, order_key of each claimed task, in no set order; the lease
+# expires at now + $2, stamped started_at = updated_at = now.
 # Invariant: FOR UPDATE SKIP LOCKED gives each due task to one caller only, across every
 # connection; paused queues are skipped; each claim gets its own random token. Claims nothing
 # while a limit is stored (ADR 0038): the broker then reserves with RESERVE_CANDIDATES.
 RESERVE = """
-WITH due AS (
-    SELECT t.id FROM {s}.tasks t
-    WHERE t.state = 'queued' AND t.order_key <= $5 AND t.run_at <= $1 AND t.created_at <= $1
+WITH clock AS (
+    SELECT CASE WHEN $7 THEN extract(epoch FROM clock_timestamp())::float8 ELSE $1::float8 END
+        AS now
+), due AS (
+    SELECT t.id FROM {s}.tasks t, clock c
+    WHERE t.state = 'queued' AND t.order_key <= c.now - $5 AND t.run_at <= c.now
+      AND t.created_at <= c.now
       AND ($6::text[] IS NULL OR t.queue = ANY($6::text[]))
       AND NOT EXISTS (SELECT 1 FROM {s}.paused_queues p WHERE p.queue = t.queue)
       AND NOT EXISTS (SELECT 1 FROM {s}.limits)
@@ -148,10 +159,10 @@ WITH due AS (
     FOR UPDATE OF t SKIP LOCKED
 )
 UPDATE {s}.tasks t
-SET state = 'running', attempt = t.attempt + 1, updated_at = $1, started_at = $1,
+SET state = 'running', attempt = t.attempt + 1, updated_at = c.now, started_at = c.now,
     worker_id = $3, lease_token = replace(gen_random_uuid()::text, '-', ''),
-    lease_expires_at = $2, cancel_requested = false
-FROM due
+    lease_expires_at = c.now + $2::float8, cancel_requested = false
+FROM due, clock c
 WHERE t.id = due.id
 RETURNING {record}, t.lease_token, t.order_key
 """

@@ -3,8 +3,9 @@
 Each hot-path method is one round trip (EVALSHA) that is atomic on the server, whatever the
 batch size; see lua/*.lua for what each script reads and writes and keys.py for the key layout.
 Every "now" is passed to the scripts: the server's clock (`TIME`, read now and then and carried
-forward; brokers.server_clock) unless `server_clock=false`, then the caller's. Lease tokens are
-made here (secrets).
+forward; brokers.server_clock) unless `server_clock=false`, then the caller's; with it, reserve
+and enqueue read `TIME` inside the script instead (readiness by the server's own clock). Lease
+tokens are made here (secrets).
 """
 
 from __future__ import annotations
@@ -89,8 +90,9 @@ class RedisBroker(RedisAdmin):
             return []
         now = await self._now(now)
         batch = enqueue_batch([as_received(task, now) for task in tasks])
-        locks = (unique_batch(unique, now),) if unique else ()  # ARGV[5] only when asked
-        status, *rest = await self._run("enqueue", now, self.max_depth, batch, *locks)
+        locks = unique_batch(unique, now) if unique else ""
+        clock = "0" if self._clock is None else "1"  # the script reads TIME (enqueue.lua)
+        status, *rest = await self._run("enqueue", now, self.max_depth, batch, locks, clock)
         if status == b"full":
             depth, offered = rest
             raise QueueFull(int(depth), self.max_depth, int(offered))
@@ -118,7 +120,8 @@ class RedisBroker(RedisAdmin):
         is bounded however many fell due at once (later calls move the rest; during such a
         catch-up, tasks that became due within STARVATION_BOUND of each other may be taken
         out of tier order). Then the heads of the ready sets are merged. Each lease gets a
-        fresh unguessable token; the attempt counter goes up by one.
+        fresh unguessable token; the attempt counter goes up by one. With server_clock, `now`
+        is the server's TIME read by the script (the caller's `now` is not used).
         """
         check_limit(limit)
         check_lease_for(lease_for)
@@ -126,22 +129,25 @@ class RedisBroker(RedisAdmin):
         if queues is not None and not chosen:
             self._limited_for = None
             return []
-        now = await self._now(now)
-        expires_at, base = now + float(lease_for), secrets.token_hex(16)
+        # With server_clock the script reads the server's TIME: no estimate is needed.
+        asked = float(now) if self._clock is None else 0.0
+        base = secrets.token_hex(16)
         replies = await self._run(
             "reserve",
             worker_id,
             limit,
-            now,
-            expires_at,
+            asked,
+            float(lease_for),
             base,
             max(PROMOTE_STEP, limit),
             -1 if queues is None else len(chosen),
             *chosen,
-            "0" if self._clock is None else "1",  # the buckets' clock (reserve.lua)
+            "0" if self._clock is None else "1",  # whose now (reserve.lua)
         )
         wait = replies.pop()
         self._limited_for = float(wait) if wait else None
+        now = float(replies.pop())
+        expires_at = now + float(lease_for)
         return [
             Lease(
                 record=decode_claim(values, worker_id, now, expires_at),

@@ -161,6 +161,7 @@ def decode_record(fields: Fields) -> TaskRecord:
         state=TaskState(fields[b"state"].decode()),
         attempt=int(fields[b"attempt"]),
         run_at=float(fields[b"run_at"]),
+        created_at=float(fields[b"created_at"]),  # as received (enqueue.lua), not the blob's
         updated_at=float(fields[b"updated_at"]),
         started_at=_float(get(b"started_at")),
         finished_at=_float(get(b"finished_at")),
@@ -185,6 +186,7 @@ def decode_claim(
         state=TaskState.RUNNING,
         attempt=int(attempt),
         run_at=float(run_at),
+        created_at=float(values[9]),  # as received (enqueue.lua), not the blob's
         updated_at=now,
         started_at=now,
         finished_at=_float(finished_at),

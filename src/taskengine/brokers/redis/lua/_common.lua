@@ -33,6 +33,14 @@ local function before(x, y)
   return id_less(x.id, y.id)
 end
 
+-- The server's clock (TIME) as a number string formatted to keep every digit: the "now" of a
+-- call made with server_clock, read inside the script so that no process's estimate of the
+-- server's time decides readiness (ADR 0006).
+local function server_now()
+  local tm = redis.call('TIME')
+  return string.format('%.17g', tonumber(tm[1]) + tonumber(tm[2]) / 1000000)
+end
+
 -- SADD `member` to `set` once per script call: a batch names the same few queues and groups.
 local added = {}
 local function add_once(set, member)

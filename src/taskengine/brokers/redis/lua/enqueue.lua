@@ -8,7 +8,11 @@
 --   ('' = none). One packed value: the server parses one argument, not fifteen per task.
 -- ARGV[5]: the unique locks (ADR 0038), one MessagePack array of 4 strings per lock: the
 --   task's 0-based place in the batch, the lock key, until ('' = none), the holder states
---   ('' = none); absent when the batch has none.
+--   ('' = none); '' when the batch has none. ARGV[6]: '1' if the server's TIME is this call's
+--   now (server_clock: ARGV[2] is then ignored), else '0'.
+-- As received (model.records.as_received), by this call's now: a task created after now is
+--   stored as created now and, if it was to run at once, due now; so a producer whose
+--   estimate of the server's time runs ahead never makes a task due in the server's future.
 -- Returns: {'ok', i1, id1, i2, id2, ...}: only the duplicates, each as its 0-based place in the
 --   batch and the id of the stored task it names (every other task was stored under its own
 --   id: a reply of two values per task cost both sides more than the script's work), or
@@ -22,6 +26,8 @@
 --   now < until, or while the holder's state is among states; model.unique.lock_holds) or
 --   taken earlier in the batch; a task stored takes its lock.
 local now, max_depth = ARGV[2], tonumber(ARGV[3])
+if ARGV[6] == '1' then now = server_now() end
+local nowv = tonumber(now)
 local A = cmsgpack.unpack(ARGV[4])
 local W = 15
 local n = #A / W
@@ -38,7 +44,7 @@ for first = 0, n - 1, RUN do
   end
 end
 local locks = {}
-if ARGV[5] then
+if ARGV[5] ~= '' then
   local U = cmsgpack.unpack(ARGV[5])
   for j = 1, #U, 4 do
     locks[tonumber(U[j])] = {key = U[j + 1], till = U[j + 2], states = U[j + 3]}
@@ -117,12 +123,15 @@ local function zadd_later(key, score, member)
   args[#args + 1] = score
   args[#args + 1] = member
 end
-local nowv = tonumber(now)
 for _, b in ipairs(fresh) do
   local id, ikey, queue, run_at = A[b], A[b + 1], A[b + 2], A[b + 3]
   local has_key = ikey ~= ''
   ikey = string.sub(ikey, 2)
   local priority, created_at, head = A[b + 5], A[b + 6], A[b + 4]
+  if tonumber(created_at) > nowv then  -- as received (header)
+    if tonumber(run_at) <= tonumber(created_at) and tonumber(run_at) > nowv then run_at = now end
+    created_at = now
+  end
   redis.call('HSET', task_key(id), 'task', A[b + 9], 'state', 'queued',
     'attempt', A[b + 7], 'run_at', run_at, 'updated_at', now, 'queue', queue,
     'priority', priority, 'head', head, 'created_at', created_at, 'type', A[b + 8],

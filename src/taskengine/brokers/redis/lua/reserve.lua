@@ -1,16 +1,17 @@
 -- reserve.lua: claim up to `limit` due tasks of unpaused queues, lowest (order key, id) first.
 -- KEYS[1]: the namespace's depth key (routes the call).
--- ARGV[2]: worker id; ARGV[3]: limit; ARGV[4]: now; ARGV[5]: lease expiry (now + lease_for);
+-- ARGV[2]: worker id; ARGV[3]: limit; ARGV[4]: now; ARGV[5]: lease_for (seconds);
 -- ARGV[6]: token base (random; token i is base .. ':' .. i); ARGV[7]: the most newly due tasks
 --   moved to the ready set per queue (at least `limit`); ARGV[8]: number of queues given
---   (-1: every known queue); then that many queue names; then '1' if the limits' buckets
---   follow the server's TIME (server_clock), else '0'.
+--   (-1: every known queue); then that many queue names; then '1' if the server's TIME is
+--   this call's now (server_clock: readiness, the stamps, the lease and the limits' buckets
+--   follow it; ARGV[4] is ignored), else '0'. The lease expires at now + lease_for.
 -- Returns: per claimed task, in claim order, the values of its hash fields task, attempt (the
 --   new one), run_at, finished_at, result, result_attempt, history, history_len, priority,
 --   created_at and progress (codec.decode_claim reads them); the claim's own fields are known to the caller: state
 --   running, started_at = updated_at = now, worker_id, lease_expires_at, token base .. ':' .. i.
---   The last element is not a claim: the seconds until an empty rate-limit bucket gets its
---   next token, or '' (ADR 0038).
+--   The last two elements are not claims: this call's now (a number string), then the seconds
+--   until an empty rate-limit bucket gets its next token, or '' (ADR 0038).
 -- Invariant: a task is claimed only while queued and due (the later of run_at and created_at
 --   <= now), so never twice and never early. Readiness is evaluated here: due ids move from
 --   sched_key(q) (scored by due time) to ready_key(q) scored by due - head (tasks due at once
@@ -26,8 +27,11 @@
 --   K.running below max_concurrency, a whole token in the bucket in K.buckets); a task refused
 --   stays in its ready set untouched, and the candidates read per queue grow to LIMITED_SCAN x
 --   limit so tasks behind a full scope are still claimed.
-local worker, limit, now, expires, base = ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[5], ARGV[6]
+local worker, limit, now, base = ARGV[2], tonumber(ARGV[3]), ARGV[4], ARGV[6]
 local step, nq = tonumber(ARGV[7]), tonumber(ARGV[8])
+local server_clock = ARGV[9 + math.max(nq, 0)] == '1'
+if server_clock then now = server_now() end
+local expires = string.format('%.17g', tonumber(now) + tonumber(ARGV[5]))
 local queues = {}
 if nq < 0 then
   queues = redis.call('SMEMBERS', K.queues)
@@ -55,15 +59,10 @@ local function promote(q)
 end
 
 -- The limits' state for this call: slots left and tokens per "scope|name". The buckets'
--- clock: the server's TIME when ARGV[9 + queues given] is '1' (server_clock), so processes
--- whose estimates of the server's time differ never gain tokens from each other's stamps;
--- else this call's now (a test's fake clock).
+-- clock is this call's now: the server's TIME with server_clock, so processes never gain
+-- tokens from each other's stamps; else the caller's (a test's fake clock).
 local LIMITED_SCAN = 4
 local bucket_now = tonumber(now)
-if ARGV[9 + math.max(nq, 0)] == '1' then
-  local tm = redis.call('TIME')
-  bucket_now = tonumber(tm[1]) + tonumber(tm[2]) / 1000000
-end
 local lim, slots, tokens = {}, {}, {}
 local limited = false
 local stored = redis.call('HGETALL', K.limits)
@@ -187,5 +186,6 @@ for m, have in pairs(tokens) do
     string.format('%.17g', have) .. '|' .. string.format('%.17g', bucket_now))
   if have < 1 and (slots[m] or 1) >= 1 then note_wait(m) end
 end
+out[#out + 1] = now
 out[#out + 1] = wait and string.format('%.17g', wait) or ''
 return out
