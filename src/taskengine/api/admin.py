@@ -32,6 +32,7 @@ from taskengine.errors import ValidationError
 from taskengine.model import TaskState
 from taskengine.model.limits import Limit, LimitScope, check_limit_values, parse_rate
 from taskengine.model.task import validate_name
+from taskengine.telemetry.aggregate import others, queue_rates
 
 
 def routes(ctx: ApiContext) -> list[Route]:
@@ -72,8 +73,13 @@ def routes(ctx: ApiContext) -> list[Route]:
 
     async def queues(request: Request) -> Response:
         ctx.tokens.check(request, "read")
-        rows, paused = await asyncio.gather(inspector.counts(), inspector.paused())
-        return json_response({"queues": queue_views(rows, paused)})
+        now = clock.now()
+        rows, paused, reports = await asyncio.gather(
+            inspector.counts(), inspector.paused(), inspector.instances(now)
+        )
+        live = ctx.live
+        rates = queue_rates(live.sampler.rates(now), others(reports, live.own_instance()))
+        return json_response({"queues": queue_views(rows, paused, rates)})
 
     async def pause(request: Request) -> Response:
         return await _toggle(request, pause=True)
