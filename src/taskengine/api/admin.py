@@ -23,7 +23,6 @@ from taskengine.api.schemas import (
     LimitBody,
     instance_views,
     limit_view,
-    queue_views,
     worker_view,
 )
 from taskengine.api.tasks import json_response
@@ -32,7 +31,6 @@ from taskengine.errors import ValidationError
 from taskengine.model import TaskState
 from taskengine.model.limits import Limit, LimitScope, check_limit_values, parse_rate
 from taskengine.model.task import validate_name
-from taskengine.telemetry.aggregate import others, queue_rates
 
 
 def routes(ctx: ApiContext) -> list[Route]:
@@ -73,13 +71,8 @@ def routes(ctx: ApiContext) -> list[Route]:
 
     async def queues(request: Request) -> Response:
         ctx.tokens.check(request, "read")
-        now = clock.now()
-        rows, paused, reports = await asyncio.gather(
-            inspector.counts(), inspector.paused(), inspector.instances(now)
-        )
-        live = ctx.live
-        rates = queue_rates(live.sampler.rates(now), others(reports, live.own_instance()))
-        return json_response({"queues": queue_views(rows, paused, rates)})
+        views = await inspector.queues(clock.now(), ctx.live.own_instance())
+        return json_response({"queues": views})
 
     async def pause(request: Request) -> Response:
         return await _toggle(request, pause=True)

@@ -231,14 +231,7 @@ class DirectClient:
 
     async def queues(self) -> list[QueueView]:
         """Counts, paused queues and the rates the instances report, as the API's views."""
-        from taskengine.telemetry.aggregate import queue_rates
-        from taskengine.views import queue_views
-
-        inspector = self.app.inspector
-        rows = await inspector.counts()
-        paused = await inspector.paused()
-        reports = await inspector.instances(self.app.clock.now())
-        return queue_views(rows, paused, queue_rates({}, reports))
+        return await self.app.inspector.queues(self.app.clock.now())
 
     async def metrics(self) -> dict[str, Any]:
         """The figures of /api/metrics that the broker alone holds, by the same names."""
