@@ -7,6 +7,7 @@ every face alike.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -23,10 +24,10 @@ from taskengine.model.task import validate_name
 from taskengine.model.worker import PeriodicInfo, TypeInfo
 from taskengine.policy.cron import CronEntry, next_slot
 from taskengine.runtime.status import EngineStatus
-from taskengine.telemetry.aggregate import reported_figures
+from taskengine.telemetry.aggregate import others, queue_rates, reported_figures
 from taskengine.telemetry.cluster import cluster_reports, cluster_workers
 from taskengine.telemetry.figures import broker_figures
-from taskengine.views import PeriodicView, TypeView
+from taskengine.views import PeriodicView, QueueView, TypeView, queue_views
 
 if TYPE_CHECKING:
     from taskengine.brokers.base import BrokerBackend
@@ -206,6 +207,17 @@ class Inspector:
     async def counts(self) -> list[CountRow]:
         """Task counts per (queue, state, priority)."""
         return await self._app.broker.counts()
+
+    async def queues(self, now: float, own: str | None = None) -> list[QueueView]:
+        """Every queue's counts, paused flag and rate (three broker calls): the rate is this
+        process's (its sampler's, if it samples) plus each other live instance's report, `own`
+        being this process's instance, whose report its live figures replace."""
+        broker = self._app.broker
+        rows, paused, reports = await asyncio.gather(
+            broker.counts(), self.paused(), self.instances(now)
+        )
+        local = self._sampler.rates(now) if self._sampler is not None else {}
+        return queue_views(rows, paused, queue_rates(local, others(reports, own)))
 
     async def figures(self) -> dict[str, Any]:
         """The figures of the JSON metrics that the broker alone holds: counts, and the

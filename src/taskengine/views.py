@@ -7,7 +7,7 @@ the same whichever way it is asked for.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -218,13 +218,15 @@ class PeriodicView(msgspec.Struct):
 
 
 class QueueView(msgspec.Struct):
-    """One queue: counts by state and priority, and whether it is paused."""
+    """One queue: counts by state and priority, whether it is paused, and its rate (runs that
+    ended, succeeded, retried or dead, per second over the last minute, every instance)."""
 
     name: str
     paused: bool
     states: dict[str, int]
     queued_by_priority: dict[str, int]
     oldest_queued_at: datetime | None
+    rate_per_second: float = 0.0
 
 
 def submitted(task_id: str, created: bool) -> Submitted:
@@ -388,11 +390,17 @@ def instance_views(
     return views
 
 
-def queue_views(rows: list[CountRow], paused: set[str]) -> list[QueueView]:
-    """Fold count rows into one view per queue (paused queues with no tasks included)."""
+def queue_views(
+    rows: list[CountRow], paused: set[str], rates: Mapping[str, float] | None = None
+) -> list[QueueView]:
+    """Fold count rows into one view per queue, with its rate from `rates` (paused queues and
+    queues with a rate but no tasks left included)."""
     views: dict[str, QueueView] = {
         name: QueueView(name, True, {}, {}, None) for name in sorted(paused)
     }
+    for name, rate in (rates or {}).items():
+        view = views.setdefault(name, QueueView(name, name in paused, {}, {}, None))
+        view.rate_per_second = round(rate, 4)
     for row in rows:
         view = views.setdefault(row.queue, QueueView(row.queue, row.queue in paused, {}, {}, None))
         view.states[str(row.state)] = view.states.get(str(row.state), 0) + row.count

@@ -12,7 +12,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.api.conftest import clean_env, in_state, running, submit, wait_task
+from taskengine.telemetry.report import InstanceTelemetry
+from tests.api.conftest import Server, clean_env, in_state, running, submit, wait_task
+from tests.cli.test_instances import record_report
 
 # -- workers and metrics ----------------------------------------------------------------------
 
@@ -75,11 +77,47 @@ def test_queues_lists_counts(idle_client: httpx.Client) -> None:
     assert response.status_code == 200
     views = {view["name"]: view for view in response.json()["queues"]}
     view = views[queue]
-    assert set(view) == {"name", "paused", "states", "queued_by_priority", "oldest_queued_at"}
+    assert set(view) == {
+        "name",
+        "paused",
+        "states",
+        "queued_by_priority",
+        "oldest_queued_at",
+        "rate_per_second",
+    }
+    assert view["rate_per_second"] == 0.0  # nothing ran on it
     assert view["paused"] is False
     assert view["states"] == {"queued": 3}
     assert view["queued_by_priority"] == {"HIGH": 2, "LOW": 1}
     assert view["oldest_queued_at"] is not None
+
+
+def test_queues_show_the_rate_of_this_process_and_the_other_instances(
+    server: Server, client: httpx.Client
+) -> None:
+    queue = f"rate-{uuid.uuid4().hex[:8]}"
+    ids = [
+        submit(client, {"type": "cpu.primes", "payload": {"limit": 10}, "queue": queue})
+        for _ in range(3)
+    ]
+    for task_id in ids:
+        wait_task(client, task_id, in_state("succeeded"))
+    now = time.time()
+    other = InstanceTelemetry(
+        instance=f"other:{queue}",
+        host="h2",
+        pid=2,
+        version="0",
+        started_at=now - 100,
+        at=now,
+        queues=[(queue, "succeeded", 90)],
+        queue_rates={queue: 1.5},
+    )
+    record_report(server.broker, other)
+    views = {v["name"]: v for v in client.get("/api/queues").json()["queues"]}
+    # 3 ran here within the last minute (3/60 per second) plus what the other instance reports
+    assert views[queue]["rate_per_second"] == pytest.approx(1.5 + 3 / 60, abs=1e-4)
+    assert views[queue]["states"] == {"succeeded": 3}
 
 
 def test_pause_keeps_tasks_queued_and_resume_runs_them(client: httpx.Client) -> None:

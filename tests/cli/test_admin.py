@@ -7,6 +7,7 @@ import json
 import time
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from taskengine.app import App
@@ -103,6 +104,31 @@ def test_queues_counts_pause_and_resume(tmp_path: Path) -> None:
 
     assert cli.ok("queues", "resume", "mail", "idle").stdout == "resumed mail, idle\n"
     assert not any(item["paused"] for item in cli.json("queues")["queues"])
+
+
+def test_queues_show_each_queue_rate_summed_over_the_instances(tmp_path: Path) -> None:
+    from taskengine.telemetry.report import InstanceTelemetry
+    from tests.cli.test_instances import record_report
+
+    cli = Cli(tmp_path)
+    cli.submit("time.sleep", {"seconds": 0}, "--queue", "mail")
+    now = time.time()
+    for name, rates in (("a:1:x", {"mail": 1.25, "gone": 0.5}), ("b:2:y", {"mail": 0.5})):
+        report = InstanceTelemetry(
+            instance=name, host="h", pid=1, version="0", started_at=now - 90, at=now
+        )
+        record_report(cli.url, msgspec.structs.replace(report, queue_rates=rates))
+
+    summary = {item["name"]: item for item in cli.json("queues")["queues"]}
+    assert summary["mail"]["rate_per_second"] == 1.75
+    assert summary["mail"]["states"] == {"queued": 1}
+    assert summary["gone"]["rate_per_second"] == 0.5  # ran lately, no task left: still shown
+    rows = {
+        cells[0]: cells
+        for line in cli.ok("queues").stdout.splitlines()
+        if (cells := [c.strip() for c in line.replace("┃", "│").strip("│ ").split("│")])
+    }
+    assert rows["mail"][rows["queue"].index("rate/s")] == "1.75"
 
 
 def test_queues_json_before_the_command(tmp_path: Path) -> None:

@@ -126,6 +126,14 @@ def test_queues_pause_resume_and_purge_from_the_page(
     expect(p.locator("#queues-message")).to_have_text(f"purged 3 queued tasks of {queue}")
     assert [api.get(f"/api/tasks/{i}").status_code for i in ids] == [404] * 3
     expect(scheduled).to_have_count(0, timeout=LIVE_TIMEOUT)
+
+    # the rate: 3 tasks ended on this queue within the last minute, 3/60 per second
+    ran = f"ran-{uuid.uuid4().hex[:6]}"
+    for task_id in [submit(api, {**PRIMES, "queue": ran}) for _ in range(3)]:
+        wait_task(api, task_id, lambda view: view["state"] == "succeeded")
+    rate = p.locator(f"#queues-table tbody tr[data-queue='{ran}'] td[data-cell=rate]")
+    expect(rate).to_have_text("0.05", timeout=LIVE_TIMEOUT)
+    expect(p.locator("#queues-table thead th").nth(6)).to_have_text("rate/s")
     board.assert_clean()
 
 
@@ -201,6 +209,43 @@ def test_retrying_and_replay_all_dead_from_the_page(
     p.click("#dlq-replay-all")
     wait_task(api, dead, lambda view: len(view["history"]) >= 2)
     expect(p.locator("#retrying-table")).to_be_visible()
+    board.assert_clean()
+
+
+def test_dead_letters_page_and_replay_one_from_the_second_page(
+    page: tuple[Page, Dashboard], api: httpx.Client
+) -> None:
+    p, board = page
+    queue = f"dlq-{uuid.uuid4().hex[:6]}"
+    missing = {"type": "io.file", "payload": {"op": "read", "path": "nope.txt"}, "queue": queue}
+    many = api.post("/api/tasks", json={"tasks": [missing] * 26})  # refused for good: dead
+    assert many.status_code == 201
+    ids = [item["id"] for item in many.json()["tasks"]]
+    for task_id in ids:
+        wait_task(api, task_id, lambda view: view["state"] == "dead")
+    rows = p.locator("#dlq-table tbody tr[data-id]")
+    expect(rows).to_have_count(20, timeout=LIVE_TIMEOUT)  # the first page
+    first_page = set(rows.evaluate_all("rows => rows.map(r => r.dataset.id)"))
+    expect(p.locator("#dlq-first")).to_be_hidden()
+
+    p.click("#dlq-next")
+    expect(p.locator("#dlq-first")).to_be_visible(timeout=LIVE_TIMEOUT)
+    second_page = rows.evaluate_all("rows => rows.map(r => r.dataset.id)")
+    assert second_page and not first_page & set(second_page)
+    mine = [i for i in second_page if i in ids]
+    assert mine, second_page  # 26 of ours: at least 6 beyond the first page
+    target = mine[0]
+    p.locator(f"#dlq-table tbody tr[data-id='{target}'] button.replay").click()
+    wait_task(api, target, lambda view: len(view["history"]) >= 2)  # it ran again
+    expect(p.locator(f"#dlq-table tbody tr[data-id='{target}']")).to_have_count(0)
+    expect(p.locator("#dlq-first")).to_be_visible()  # still on the second page after a refresh
+    others = [i for i in ids if i != target]
+    assert {api.get(f"/api/tasks/{i}").json()["state"] for i in others} == {"dead"}
+
+    p.click("#dlq-first")
+    expect(p.locator("#dlq-first")).to_be_hidden(timeout=LIVE_TIMEOUT)
+    expect(rows).to_have_count(20, timeout=LIVE_TIMEOUT)
+    api.post("/api/bulk", json={"action": "delete", "filter": {"queue": [queue]}})
     board.assert_clean()
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import msgspec
 from prometheus_client.parser import text_string_to_metric_families
 
 from taskengine.clock import FakeClock
 from taskengine.metrics import Metrics
 from taskengine.model import Outcome, OutcomeKind, ResultStatus, TaskResult
 from taskengine.runtime.status import EngineStatus
-from taskengine.telemetry.aggregate import SecondsMerger, cluster_counters, others
+from taskengine.telemetry.aggregate import SecondsMerger, cluster_counters, others, queue_rates
 from taskengine.telemetry.history import History, Point
 from taskengine.telemetry.prometheus import EngineCollector, build_registry, exposition
 from taskengine.telemetry.report import Histogram, InstanceTelemetry
@@ -103,3 +104,38 @@ def test_prometheus_has_series_per_instance_for_counters_histograms_and_pools() 
     assert value("taskengine_pool_size", instance="x") == 4
     assert value("taskengine_pool_size", instance="me") == 2
     assert value("taskengine_worker_busy_ratio", worker="x/w1", instance="x") == 0.75
+
+
+def test_queue_rates_and_counts_add_up_across_instances() -> None:
+    metrics = Metrics()
+    for _ in range(2):
+        result = TaskResult(
+            task_id="t", status=ResultStatus.SUCCESS, duration=0.0, completed_at=NOW
+        )
+        outcome = Outcome(kind=OutcomeKind.SUCCEEDED, task_id="t", token="x", result=result)
+        metrics.on_outcome("a", outcome, NOW, "mail")
+    x = msgspec.structs.replace(
+        _report("x", 1),
+        queues=[("mail", "succeeded", 30), ("mail", "dead", 2)],
+        queue_rates={"mail": 0.5},
+    )
+    y = msgspec.structs.replace(
+        _report("y", 1), queues=[("bulk", "succeeded", 60)], queue_rates={"mail": 0.25, "bulk": 1.0}
+    )
+    assert queue_rates({"mail": 2 / 60}, [x, y]) == {"bulk": 1.0, "mail": 0.75 + 2 / 60}
+
+    sampler = Sampler(metrics, None, FakeClock(NOW), with_counts=False)  # type: ignore[arg-type]
+    collector = EngineCollector(metrics, sampler, lambda: None, lambda: [x, y], lambda: "me")
+    families = text_string_to_metric_families(exposition(build_registry(collector)).decode())
+    series = {
+        (s.labels["instance"], s.labels["queue"], s.labels["outcome"]): s.value
+        for family in families
+        for s in family.samples
+        if s.name == "taskengine_queue_tasks_total"
+    }
+    assert series == {
+        ("me", "mail", "succeeded"): 2,
+        ("x", "mail", "succeeded"): 30,
+        ("x", "mail", "dead"): 2,
+        ("y", "bulk", "succeeded"): 60,
+    }

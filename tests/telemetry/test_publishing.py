@@ -33,6 +33,9 @@ async def test_an_engine_publishes_its_counts_pool_and_seconds_with_its_heartbea
         f"{engine.instance}/w{n}" for n in (1, 2, 3)
     }
     assert report.rss_bytes > 0
+    # the runs per queue and fate, and the queue's rate: 5 ended during the last minute
+    assert set(report.queues) == {("default", "succeeded", 4), ("default", "dead", 1)}
+    assert report.queue_rates == {"default": 5 / 60}
 
 
 async def test_a_stopped_engine_leaves_its_last_counts_until_they_expire(app_on: MakeApp) -> None:

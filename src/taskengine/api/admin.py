@@ -23,7 +23,6 @@ from taskengine.api.schemas import (
     LimitBody,
     instance_views,
     limit_view,
-    queue_views,
     worker_view,
 )
 from taskengine.api.tasks import json_response
@@ -72,8 +71,8 @@ def routes(ctx: ApiContext) -> list[Route]:
 
     async def queues(request: Request) -> Response:
         ctx.tokens.check(request, "read")
-        rows, paused = await asyncio.gather(inspector.counts(), inspector.paused())
-        return json_response({"queues": queue_views(rows, paused)})
+        views = await inspector.queues(clock.now(), ctx.live.own_instance())
+        return json_response({"queues": views})
 
     async def pause(request: Request) -> Response:
         return await _toggle(request, pause=True)

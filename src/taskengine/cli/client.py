@@ -230,12 +230,8 @@ class DirectClient:
         return [worker_view(info) for info in await self.app.inspector.workers(since)]
 
     async def queues(self) -> list[QueueView]:
-        """Counts and paused queues folded into the API's views."""
-        from taskengine.views import queue_views
-
-        rows = await self.app.inspector.counts()
-        paused = await self.app.inspector.paused()
-        return queue_views(rows, paused)
+        """Counts, paused queues and the rates the instances report, as the API's views."""
+        return await self.app.inspector.queues(self.app.clock.now())
 
     async def metrics(self) -> dict[str, Any]:
         """The figures of /api/metrics that the broker alone holds, by the same names."""

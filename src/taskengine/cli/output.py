@@ -383,7 +383,7 @@ def show_queues(queues: Sequence[QueueView], now: float) -> None:
     if not queues:
         out.print("no queues")
         return
-    grid = table("queue", *STATES, "queued h/n/l", "oldest queued", "paused")
+    grid = table("queue", *STATES, "queued h/n/l", "oldest queued", "rate/s", "paused")
     for view in queues:
         by = [view.queued_by_priority.get(name, 0) for name in ("HIGH", "NORMAL", "LOW")]
         oldest = view.oldest_queued_at
@@ -392,6 +392,7 @@ def show_queues(queues: Sequence[QueueView], now: float) -> None:
             *(str(view.states.get(state, 0)) for state in STATES),
             "/".join(map(str, by)),
             ago(None if oldest is None else oldest.timestamp(), now),
+            f"{view.rate_per_second:.2f}",
             "[red]yes[/red]" if view.paused else "no",
         )
     out.print(grid)

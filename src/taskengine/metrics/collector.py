@@ -12,6 +12,7 @@ from collections import deque
 from typing import Any
 
 from taskengine.model import Outcome, OutcomeKind, ResultStatus
+from taskengine.model.task import DEFAULT_QUEUE
 
 WINDOW_SECONDS = 120  # throughput history kept, one bucket per second
 SAMPLES_PER_TYPE = 2048  # recent timings kept per type for percentiles
@@ -29,6 +30,16 @@ _FATE_LABELS = {
     OutcomeKind.SNOOZE: "snoozed",
     OutcomeKind.RELEASED: "released",
 }
+# One label per settled run for the per-queue counts: what became of the task.
+_KIND_LABELS = {
+    OutcomeKind.SUCCEEDED: "succeeded",
+    OutcomeKind.RETRY: "retried",
+    OutcomeKind.DEAD: "dead",
+    OutcomeKind.SNOOZE: "snoozed",
+    OutcomeKind.RELEASED: "released",
+    OutcomeKind.CANCELLED: "cancelled",
+}
+FINISHED_LABELS = ("succeeded", "retried", "dead")  # runs that ended: a queue's rate counts them
 
 
 class Throughput:
@@ -106,12 +117,13 @@ class Timings:
 
 
 class Metrics:
-    """Task counters per type and label, timings per type, throughput over time."""
+    """Task counters per type and label and per queue and fate, timings per type, throughput."""
 
     def __init__(self) -> None:
         self.submitted: dict[str, int] = {}
         self.started: dict[str, int] = {}
         self.outcomes: dict[tuple[str, str], int] = {}
+        self.by_queue: dict[tuple[str, str], int] = {}  # (queue, fate label) -> settled runs
         self.durations: dict[str, Timings] = {}
         self.waits: dict[str, Timings] = {}
         self.throughput = Throughput()
@@ -128,8 +140,12 @@ class Metrics:
             timings = self.waits[task_type] = Timings()
         timings.observe(max(waited, 0.0))
 
-    def on_outcome(self, task_type: str, outcome: Outcome, now: float) -> None:
-        """Count one settled run under its labels and keep its duration."""
+    def on_outcome(
+        self, task_type: str, outcome: Outcome, now: float, queue: str = DEFAULT_QUEUE
+    ) -> None:
+        """Count one settled run under its labels (and its queue's fate) and keep its duration."""
+        key = (queue, _KIND_LABELS[outcome.kind])
+        self.by_queue[key] = self.by_queue.get(key, 0) + 1
         for label in outcome_labels(outcome):
             key = (task_type, label)
             self.outcomes[key] = self.outcomes.get(key, 0) + 1
@@ -143,6 +159,14 @@ class Metrics:
             if timings is None:
                 timings = self.durations[task_type] = Timings()
             timings.observe(result.duration)
+
+    def queue_finished(self) -> dict[str, int]:
+        """Runs that ended (succeeded, retried or dead) per queue since start."""
+        finished: dict[str, int] = {}
+        for (queue, label), count in self.by_queue.items():
+            if label in FINISHED_LABELS:
+                finished[queue] = finished.get(queue, 0) + count
+        return finished
 
     def totals(self) -> dict[str, int]:
         """Runs per label across all types."""

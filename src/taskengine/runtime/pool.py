@@ -184,7 +184,8 @@ class Pool:
             del self._newest[lease.task_id]
         if outcome is not None:
             self._completer.add(outcome)
-            self._metrics.on_outcome(lease.record.type, outcome, self._clock.now())
+            record = lease.record
+            self._metrics.on_outcome(record.type, outcome, self._clock.now(), record.queue)
         self.space_available()
 
     def release_buffered(self) -> int:

@@ -9,7 +9,7 @@ and the heatmap cover every worker of every instance at one-second resolution.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from taskengine.metrics.collector import ERROR_LABELS, Metrics
@@ -55,6 +55,18 @@ def cluster_counters(
         "by_type": {name: by_type[name] for name in sorted(by_type)},
         "error_rate": errors / finished if finished else 0.0,
     }
+
+
+def queue_rates(
+    local: Mapping[str, float], reports: Iterable[InstanceTelemetry]
+) -> dict[str, float]:
+    """Runs per second per queue over the last minute across this process (`local`, from its
+    sampler) and the other instances' `reports`: each instance's rate, summed."""
+    rates = dict(local)
+    for report in reports:
+        for queue, rate in report.queue_rates.items():
+            rates[queue] = rates.get(queue, 0.0) + rate
+    return {queue: rates[queue] for queue in sorted(rates)}
 
 
 def reported_figures(reports: Sequence[InstanceTelemetry], now: float) -> dict[str, Any]:

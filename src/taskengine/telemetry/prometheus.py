@@ -104,6 +104,12 @@ class EngineCollector(Collector):
             "Time from due (run_at) to start on a worker.",
             labels=["type", "instance"],
         )
+        by_queue = CounterMetricFamily(
+            "taskengine_queue_tasks",
+            "Settled runs per queue by what became of the task (succeeded, retried, dead, "
+            "snoozed, released, cancelled).",
+            labels=["instance", "queue", "outcome"],
+        )
         local = (
             own,
             metrics.submitted,
@@ -111,11 +117,15 @@ class EngineCollector(Collector):
             [(t, label, n) for (t, label), n in sorted(metrics.outcomes.items())],
             {name: Histogram(list(t.counts), t.sum) for name, t in metrics.durations.items()},
             {name: Histogram(list(t.counts), t.sum) for name, t in metrics.waits.items()},
+            [(q, label, n) for (q, label), n in sorted(metrics.by_queue.items())],
         )
         sources = [local] + [
-            (r.instance, r.submitted, r.started, r.outcomes, r.durations, r.waits) for r in reports
+            (r.instance, r.submitted, r.started, r.outcomes, r.durations, r.waits, r.queues)
+            for r in reports
         ]
-        for instance, subs, starts, outcomes, runs, waited in sources:
+        for instance, subs, starts, outcomes, runs, waited, queues in sources:
+            for queue, label, count in queues:
+                by_queue.add_metric([instance, queue, label], count)
             for task_type, count in sorted(subs.items()):
                 submitted.add_metric([task_type, instance], count)
             for task_type, count in sorted(starts.items()):
@@ -124,7 +134,7 @@ class EngineCollector(Collector):
                 finished.add_metric([task_type, label, instance], count)
             _add_histograms(durations, instance, runs)
             _add_histograms(waits, instance, waited)
-        yield from (submitted, started, finished, durations, waits)
+        yield from (submitted, started, finished, durations, waits, by_queue)
 
     def _queues(self) -> Iterator[Metric]:
         depth = GaugeMetricFamily(

@@ -58,5 +58,6 @@ class Publisher:
             pid=self.pid,
             version=self.version,
             started_at=self.started_at,
+            queue_rates=self.sampler.rates(now),
         )
         return encode_report(report)

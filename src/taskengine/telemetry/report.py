@@ -3,7 +3,8 @@
 The report is MessagePack, opaque to the broker (`BrokerAdmin.record_instance`): the counters
 since the process started (so a reader sums them, and a restart starts a new instance at zero),
 the run-time and queue-wait histograms as bucket counts, the pool, the breakers, the process
-figures and the last seconds at one-second resolution (each worker's busy fraction). Reports
+figures, the last seconds at one-second resolution (each worker's busy fraction), the settled
+runs per queue and fate, and each queue's rate over the last minute. Reports
 overlap by a few seconds, so a reader that misses one heartbeat loses no second.
 """
 
@@ -53,6 +54,8 @@ class InstanceTelemetry(msgspec.Struct, kw_only=True, frozen=True):
     rate_10s: float = 0.0  # finished attempts per second over the last 10 s
     rate_60s: float = 0.0  # and over the last minute
     points: list[Point] = msgspec.field(default_factory=list)  # the last seconds, oldest first
+    queues: list[tuple[str, str, int]] = msgspec.field(default_factory=list)  # queue, fate, n
+    queue_rates: dict[str, float] = msgspec.field(default_factory=dict)  # runs/s, last minute
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -68,8 +71,10 @@ def build_report(
     pid: int,
     version: str,
     started_at: float,
+    queue_rates: dict[str, float] | None = None,
 ) -> InstanceTelemetry:
-    """This process's report as of `status.at`, with `points` (the last seconds sampled)."""
+    """This process's report as of `status.at`, with `points` (the last seconds sampled) and
+    `queue_rates` (runs per second per queue over the last minute, telemetry/rates.py)."""
     recent = list(points)
     last = recent[-1] if recent else Point(t=status.at)
     return InstanceTelemetry(
@@ -95,6 +100,8 @@ def build_report(
         rate_10s=metrics.throughput.rate(status.at, 10),
         rate_60s=metrics.throughput.rate(status.at, 60),
         points=[msgspec.structs.replace(p, depth={}, running=0) for p in recent],
+        queues=[(q, label, n) for (q, label), n in sorted(metrics.by_queue.items())],
+        queue_rates=dict(queue_rates or {}),
     )
 
 

@@ -21,6 +21,7 @@ from taskengine.model import Priority, TaskState
 from taskengine.process_stats import process_stats
 from taskengine.runtime.status import EngineStatus
 from taskengine.telemetry.history import History, Point
+from taskengine.telemetry.rates import QueueRates
 
 log = logging.getLogger("taskengine.metrics")
 
@@ -55,6 +56,7 @@ class Sampler:
         self.counts: list[CountRow] = []
         self.process: dict[str, Any] = {}  # the last process_stats(): CPU % is since the one before
         self.loop_lag = 0.0
+        self.queue_rates = QueueRates()  # the per-queue totals of the last minute
         self._busy_before: dict[str, float] = {}
         self._sampled_at: float | None = None
         self._due: float | None = None  # loop time this run should have started
@@ -111,6 +113,7 @@ class Sampler:
             loop_lag_seconds=round(self.loop_lag, 6),
         )
         self.history.add(point)
+        self.queue_rates.observe(now, self.metrics.queue_finished())
         self._unsaved += 1
         if self.history_path is not None and self._unsaved >= SAVE_EVERY:
             await self.save()
@@ -125,6 +128,10 @@ class Sampler:
             await asyncio.to_thread(self.history.save, self.history_path)
         except OSError as exc:
             log.warning("could not save the metrics history: %s", exc)
+
+    def rates(self, now: float) -> dict[str, float]:
+        """This process's runs per second per queue over the last minute."""
+        return self.queue_rates.rates(now, self.metrics.queue_finished())
 
     def efficiency(self) -> float:
         """Share of worker time spent busy while tasks waited in the buffer (1.0: none wasted)."""

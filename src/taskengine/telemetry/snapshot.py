@@ -47,6 +47,7 @@ def metrics_snapshot(
             pid=os.getpid(),
             version=version,
             started_at=started_at,
+            queue_rates=sampler.rates(now),
         )
         instances.insert(0, instance_view(local, local=True))
     body["instances"] = instances

@@ -84,7 +84,8 @@ export const api = {
   history: (range) => request("GET", `/api/metrics/history?range=${encodeURIComponent(range)}`),
   workers: () => request("GET", "/api/workers"),
   recentTasks: (limit = 20) => request("GET", `/api/tasks?limit=${limit}`),
-  deadLetters: (limit = 20) => request("GET", `/api/dead-letters?limit=${limit}`),
+  deadLetters: (limit = 20, cursor = null) =>
+    request("GET", `/api/dead-letters?limit=${limit}${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`),
   getTask: (id) => request("GET", task(id)),
   cancelTask: (id) => request("DELETE", task(id)),
   retryTask: (id) => request("POST", `${task(id)}/retry`),

@@ -128,6 +128,8 @@ export class OperatorViews {
         el("td", { className: "num" }, String(by.LOW ?? 0)),
         el("td", { title: q.oldest_queued_at ? when(q.oldest_queued_at) : "" }, q.oldest_queued_at ? ago(q.oldest_queued_at, now) : "—"),
         el("td", { className: "num" }, String(states.running ?? 0)),
+        el("td", { className: "num", dataset: { cell: "rate" }, title: "tasks that ended (succeeded, retried or dead) per second over the last minute, every instance" },
+          (q.rate_per_second ?? 0).toFixed(2)),
         el("td", { className: "num" }, String(states.dead ?? 0)),
         el("td", {}, q.paused ? badge("paused") : ""),
         el("td", { className: "mutating" }, el("span", { className: "controls" },

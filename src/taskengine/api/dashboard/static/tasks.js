@@ -64,6 +64,8 @@ export class TaskViews {
   constructor() {
     this.recentBody = document.querySelector("#recent-table tbody");
     this.dlqBody = document.querySelector("#dlq-table tbody");
+    this.dlqCursor = null; // the cursor of the dead-letter page shown (null: the first)
+    this.dlqNext = null; // the next page's cursor, from the last read
     this.dialog = document.getElementById("task-dialog");
     this.lastRefresh = 0;
     this.inFlight = false;
@@ -87,9 +89,16 @@ export class TaskViews {
     this.inFlight = true;
     this.lastRefresh = now;
     try {
-      const [recent, dead] = await Promise.allSettled([api.recentTasks(LIST_LIMIT), api.deadLetters(LIST_LIMIT)]);
+      const cursor = this.dlqCursor;
+      const [recent, dead] = await Promise.allSettled([api.recentTasks(LIST_LIMIT), api.deadLetters(LIST_LIMIT, cursor)]);
       if (recent.status === "fulfilled") this.renderRecent(recent.value.items);
-      if (dead.status === "fulfilled") this.renderDead(dead.value.items);
+      // a page read before the user paged is stale: the next read shows the page asked for
+      if (dead.status === "fulfilled" && cursor === this.dlqCursor) {
+        this.renderDead(dead.value.items);
+        this.dlqNext = dead.value.next_cursor ?? null;
+        document.getElementById("dlq-next").hidden = !this.dlqNext;
+        document.getElementById("dlq-first").hidden = this.dlqCursor === null;
+      }
     } finally {
       this.inFlight = false;
     }
@@ -150,7 +159,7 @@ export class TaskViews {
         el("td", {}, el("button", { type: "button", className: "small replay", onclick: (e) => this.replay(t.id, e.currentTarget) }, "Replay")),
       );
     });
-    fillRows(this.dlqBody, rows, "no dead letters");
+    fillRows(this.dlqBody, rows, this.dlqCursor === null ? "no dead letters" : "no more dead letters");
   }
 
   async replay(id, button) {
@@ -171,7 +180,18 @@ export class TaskViews {
 
   // -- detail dialog ----------------------------------------------------------------------
 
+  /** Page the dead letters: the next page (keyset cursor), or back to the first. */
+  pageDead(cursor) {
+    this.dlqCursor = cursor;
+    this.dlqBody.scrollIntoView({ block: "nearest" });
+    this.refresh({ force: true });
+  }
+
   bindDialog() {
+    document.getElementById("dlq-next").addEventListener("click", () => {
+      if (this.dlqNext) this.pageDead(this.dlqNext);
+    });
+    document.getElementById("dlq-first").addEventListener("click", () => this.pageDead(null));
     document.getElementById("detail-close").addEventListener("click", () => this.dialog.close());
     this.dialog.addEventListener("close", () => {
       this.detailId = null;
