@@ -39,10 +39,6 @@ DOCUMENTED = sorted(
 STREAMS = {("GET", "/api/events")}  # endless: a request never completes, so it is not fuzzed
 OPERATIONS = [op for op in DOCUMENTED if op not in STREAMS]
 
-# One pytest-xdist worker runs the whole file, in order: the last test checks the server the
-# fuzzing before it left behind (the module's one server, so the file cannot be split).
-pytestmark = pytest.mark.xdist_group("api-fuzz")
-
 
 @pytest.fixture(scope="module")
 def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
