@@ -23,7 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
-START_TIMEOUT = 20.0
+START_TIMEOUT = 60.0  # generous: a loaded machine (parallel test workers) starts slowly
 STOP_TIMEOUT = 30.0
 ADMIN_TOKEN = "admin-token-0123456789abcdefXYZ"
 READ_TOKEN = "read-token-0123456789abcdefXYZab"
@@ -242,9 +242,11 @@ def wait_task(
     client: httpx.Client,
     task_id: str,
     done: Callable[[dict[str, Any]], bool],
-    timeout: float = 15.0,
+    timeout: float = 60.0,
 ) -> dict[str, Any]:
-    """Poll GET /api/tasks/{id} until `done(view)` (bounded); return the view."""
+    """Poll GET /api/tasks/{id} until `done(view)` (bounded generously: the first cpu.* task
+    starts the process pool, slow on a machine loaded by parallel test workers); return the
+    view."""
     deadline = time.monotonic() + timeout
     view: dict[str, Any] = {}
     while time.monotonic() < deadline:

@@ -109,10 +109,13 @@ def test_prometheus_families_parse_and_count_every_outcome(server: Server) -> No
     assert state == 1.0
 
 
-def test_snapshot_has_rates_timings_breakers_and_process(client: httpx.Client) -> None:
-    task_id = submit(client, {"type": "time.sleep", "payload": {"seconds": 0.01}})
-    wait_task(client, task_id, in_state("succeeded"))
-    metrics = client.get("/api/metrics").json()
+def test_snapshot_has_rates_timings_breakers_and_process(tmp_path: Path) -> None:
+    # a server of its own: on the shared one, other files' instant time.sleep tasks (whichever
+    # ran on this test worker before) would set the p50
+    with running(tmp_path, name="snapshot") as server, server.client() as client:
+        task_id = submit(client, {"type": "time.sleep", "payload": {"seconds": 0.01}})
+        wait_task(client, task_id, in_state("succeeded"))
+        metrics = client.get("/api/metrics").json()
     assert metrics["started"] >= 1
     assert "time.sleep" in metrics["wait_seconds"]
     assert metrics["latency_seconds"]["time.sleep"]["p50"] >= 0.005  # timers may fire a bit early

@@ -28,6 +28,7 @@ from taskengine.clock import FakeClock
 from taskengine.errors import BrokerUnavailable, ConfigurationError
 from taskengine.model import OutcomeKind, WorkerInfo
 from tests.brokers.support import T0, Tasks, outcome
+from tests.redis_server import RedisServer
 
 SERVER = "redis://127.0.0.1:6379/0"
 
@@ -152,17 +153,21 @@ async def test_wait_for_work_wakes_on_enqueue_from_another_instance(
     assert time.monotonic() - started < 1.0
 
 
-async def test_start_refuses_an_eviction_policy_that_drops_tasks(server: Redis) -> None:
-    before = (await server.config_get("maxmemory-policy"))["maxmemory-policy"]
-    assert isinstance(before, str)
-    broker = RedisBroker(SERVER, namespace=_namespace())
+async def test_start_refuses_an_eviction_policy_that_drops_tasks(tmp_path: Path) -> None:
+    # A server of the test's own: the shared one must keep its policy, as other tests (and
+    # other pytest-xdist workers) start brokers on it meanwhile and would be refused.
+    own = RedisServer(tmp_path)
+    own.start()
     try:
-        await server.config_set("maxmemory-policy", "allkeys-lru")
+        client = Redis.from_url(own.address)
+        await client.config_set("maxmemory-policy", "allkeys-lru")
+        await client.aclose()
+        broker = RedisBroker(own.url(_namespace()))
         with pytest.raises(ConfigurationError, match="allkeys-lru"):
             await broker.start()
-    finally:
-        await server.config_set("maxmemory-policy", before)
         await broker.close()
+    finally:
+        own.close()
 
 
 def test_config_checks() -> None:

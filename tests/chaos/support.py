@@ -361,55 +361,6 @@ def _answers(port: int) -> bool:
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-class RedisServer:
-    """A private redis-server (AOF, fsync on every write) in a temporary directory."""
-
-    def __init__(self, root: Path) -> None:
-        if shutil.which("redis-server") is None:
-            _missing("redis-server")
-        self.root = root
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def url(self, namespace: str) -> str:
-        return f"redis://127.0.0.1:{self.port}/0?namespace={namespace}"
-
-    def start(self, timeout: float = 15.0) -> None:
-        command = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1"]
-        command += ["--save", "", "--appendonly", "yes", "--appendfsync", "always"]
-        command += ["--dir", str(self.root), "--logfile", str(self.root / "redis.log")]
-        self.process = subprocess.Popen(
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        deadline = time.monotonic() + timeout
-        while not self._pong():
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                self.close()
-                raise AssertionError(f"redis-server did not start:\n{self.log()}")
-            time.sleep(0.05)
-
-    def crash(self) -> None:
-        """SIGKILL: what was acknowledged is in the AOF (appendfsync always)."""
-        if self.process is not None:
-            self.process.kill()
-            self.process.wait()
-
-    def close(self) -> None:
-        self.crash()
-
-    def log(self) -> str:
-        path = self.root / "redis.log"
-        return path.read_text(errors="replace")[-2000:] if path.exists() else ""
-
-    def _pong(self) -> bool:
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(64).startswith(b"+PONG")
-        except OSError:
-            return False
-
-
 class PostgresServer:
     """A private PostgreSQL cluster in a temporary directory, run as the `postgres` user when
     the tests run as root (the server refuses to run as root)."""

@@ -33,7 +33,6 @@ from tests.chaos.support import (
     Child,
     Children,
     PostgresServer,
-    RedisServer,
     RunLog,
     engine_env,
     free_port,
@@ -43,6 +42,7 @@ from tests.chaos.support import (
     until,
 )
 from tests.nats_server import NatsServer
+from tests.redis_server import RedisServer
 
 pytestmark = pytest.mark.slow
 

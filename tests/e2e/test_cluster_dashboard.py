@@ -306,9 +306,13 @@ def test_ten_instances_of_twenty_workers_stay_readable(browser: object, tmp_path
             page.wait_for_function(
                 """() => {
                     const heatmap = document.getElementById('heatmap');
+                    // the tables fill from their own requests: wait for them too
                     return Number(heatmap.dataset.rows) === 200
                         && Number(heatmap.dataset.groups) === 10
-                        && Number(heatmap.dataset.busyColumns) >= 3;
+                        && Number(heatmap.dataset.busyColumns) >= 3
+                        && document.querySelectorAll('#workers-table tbody tr.group').length
+                            === 10
+                        && document.querySelectorAll('#instances-table tbody tr').length === 10;
                 }""",
                 polling=200,
                 timeout=LIVE_TIMEOUT * 2,
