@@ -49,7 +49,7 @@ pytestmark = pytest.mark.slow
 OUTAGES = pick(1, 3)
 OUTAGE_SECONDS = pick(4.0, 10.0)
 # Longer than an outage by more than a loaded machine needs to restart the server and reconnect
-# (a CI run with 4 test workers on 2 cores once took over 6 s on NATS: the lease ran out)
+# (in a CI run with 4 test workers on 2 cores the long task ran twice on NATS with 10 s)
 LEASE = pick(16.0, 24.0)  # a running task keeps its lease through the outage
 LONG_TASK = LEASE + 3  # outlives its lease: it finishes once only if the heartbeat resumed
 BATCH = 100
