@@ -26,3 +26,15 @@ def row(name: str, values: list[float]) -> dict[str, Any]:
         "min": min(values),
         "max": max(values),
     }
+
+
+async def drop_storage(broker: Any) -> None:
+    """Drop what a benchmark stored on a shared server: the broker's schema, namespace or
+    stream, whichever it has (the memory and SQLite brokers have none)."""
+    drop = (
+        getattr(broker, "drop_schema", None)
+        or getattr(broker, "drop_namespace", None)
+        or getattr(broker, "drop_stream", None)
+    )
+    if drop is not None:
+        await drop()

@@ -34,7 +34,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import taskengine
-from bench import loop_runner, row
+from bench import drop_storage, loop_runner, row
 from taskengine import App, TaskRequest
 from taskengine.brokers import open_broker
 from taskengine.model import Priority, TaskState
@@ -117,19 +117,9 @@ async def _drop_storage(url: str) -> None:
     broker = open_broker(url)
     await broker.start()
     try:
-        await _drop(broker)
+        await drop_storage(broker)
     finally:
         await broker.close()
-
-
-async def _drop(broker: Any) -> None:
-    drop = (
-        getattr(broker, "drop_schema", None)
-        or getattr(broker, "drop_namespace", None)
-        or getattr(broker, "drop_stream", None)
-    )
-    if drop is not None:
-        await drop()
 
 
 async def _prepare_and_wait_for_workers(url: str, workers: subprocess.Popen[bytes]) -> None:

@@ -27,7 +27,7 @@ from typing import Any, NamedTuple
 
 import psutil
 
-from bench import row
+from bench import drop_storage, row
 from bench.cpu_meter import backends_of, client_ports, cpu_by_pid, spent, tree
 from bench.private_nats import private_nats
 from bench.private_redis import Server, private_redis
@@ -212,13 +212,7 @@ async def _produce_and_wait(
 async def _drop(url: str) -> None:
     broker = open_broker(url)
     await broker.start()
-    drop = (
-        getattr(broker, "drop_schema", None)
-        or getattr(broker, "drop_namespace", None)
-        or getattr(broker, "drop_stream", None)
-    )
-    if drop is not None:
-        await drop()
+    await drop_storage(broker)
     await broker.close()
 
 

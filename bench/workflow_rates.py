@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from typing import Any, NamedTuple
 
-from bench import loop_runner, row
+from bench import drop_storage, loop_runner, row
 from bench.private_nats import private_nats
 from bench.private_redis import private_redis
 from taskengine.app import App
@@ -148,20 +148,9 @@ async def one_run(url: str, shape: Shape) -> Timing:
                 raise RuntimeError(f"{url}: the callback returned {result.data!r}")
     finally:
         await engine.stop()
-        await _drop(app)
+        await drop_storage(app.broker)
         await app.close()
     return Timing(elapsed, submitted)
-
-
-async def _drop(app: App) -> None:
-    broker = app.broker
-    drop = (
-        getattr(broker, "drop_schema", None)
-        or getattr(broker, "drop_namespace", None)
-        or getattr(broker, "drop_stream", None)
-    )
-    if drop is not None:
-        await drop()
 
 
 @contextlib.contextmanager
