@@ -433,3 +433,21 @@ def test_retry_unknown_task_is_404(client: httpx.Client) -> None:
     response = client.post("/api/tasks/01ARZ3NDEKTSV4RRFFQ69G5FAV/retry")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "task_not_found"
+
+
+def test_a_key_with_a_nul_character_is_refused_and_a_repeat_of_another_is_found(
+    client: httpx.Client,
+) -> None:
+    """A NUL cannot be stored by every broker (PostgreSQL text, SQLite's JSON lookups): it is
+    a 422, never a 500; other control characters are kept and a repeat finds the task."""
+    one = {"type": "cpu.primes", "payload": {"limit": 10}}
+    for field in ("idempotency_key", "unique_key"):
+        body = {**one, field: "a\x00b", "unique_for": 60}
+        response = client.post("/api/tasks", json=body)
+        assert response.status_code == 422, response.text
+        assert response.json()["error"]["code"] == "validation_error"
+    key = f"~?\x90«{{7î\x1a\n\U0003d35aè\x02{uuid.uuid4().hex}"
+    first = client.post("/api/tasks", json={**one, "idempotency_key": key})
+    again = client.post("/api/tasks", json={**one, "idempotency_key": key})
+    assert (first.status_code, again.status_code) == (201, 200), again.text
+    assert first.json()["id"] == again.json()["id"]

@@ -343,3 +343,13 @@ def test_a_forked_child_draws_other_ids_than_its_parent() -> None:
     with os.fdopen(read) as pipe:
         child = pipe.read()
     assert len(child) == 26 and child != new_id(NOW)
+
+
+def test_a_key_with_a_nul_character_is_refused_before_any_broker_sees_it() -> None:
+    from taskengine.model.unique import unique_lock
+
+    with pytest.raises(ValidationError, match="NUL"):
+        new_task("demo.echo", None, now=NOW, idempotency_key="a\x00b")
+    with pytest.raises(ValidationError, match="NUL"):
+        unique_lock("demo.echo", None, unique_for=60, unique_key="a\x00b")
+    assert new_task("demo.echo", None, now=NOW, idempotency_key="a\x01b").idempotency_key

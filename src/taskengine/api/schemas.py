@@ -107,7 +107,8 @@ Delay = Annotated[float, msgspec.Meta(ge=0, le=MAX_DELAY)]
 DateTime = Annotated[str, msgspec.Meta(extra_json_schema={"format": "date-time"})]
 EpochSeconds = Annotated[float, msgspec.Meta(ge=0, le=LATEST_RUN_AT)]
 Attempts = Annotated[int, msgspec.Meta(ge=1, le=MAX_ATTEMPTS_LIMIT)]
-Key = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+# no NUL: PostgreSQL text cannot hold one and SQLite's JSON functions cut a string at one
+Key = Annotated[str, msgspec.Meta(min_length=1, max_length=256, pattern=r"^[^\x00]*$")]
 Retention = Annotated[float, msgspec.Meta(ge=0, le=MAX_KEEP_RESULT)]
 MAX_BATCH = 1000
 TaskId = Annotated[str, msgspec.Meta(pattern=TASK_ID_PATTERN)]

@@ -154,6 +154,8 @@ def new_task(
         raise ValidationError(f"max_attempts must be between 1 and {MAX_ATTEMPTS_LIMIT}")
     if idempotency_key is not None and not 0 < len(idempotency_key) <= 256:
         raise ValidationError("idempotency_key must be 1-256 characters")
+    if idempotency_key is not None and "\x00" in idempotency_key:
+        raise ValidationError("idempotency_key must not contain a NUL character")
     check_keep_result(keep_result)
     task_id = task_id or new_id(now)
     parents = check_parents(task_id, depends_on, on_parent_failure)

@@ -64,6 +64,8 @@ def unique_lock(
         raise ValidationError("give unique_for or unique_while, not both")
     if unique_key is not None and (not isinstance(unique_key, str) or not unique_key):
         raise ValidationError("unique_key must be a non-empty string")
+    if unique_key is not None and "\x00" in unique_key:
+        raise ValidationError("unique_key must not contain a NUL character")
     if unique_key is None:
         try:
             canonical = msgspec.json.encode(payload, order="sorted")
