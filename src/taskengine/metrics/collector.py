@@ -32,11 +32,8 @@ _FATE_LABELS = {
 }
 # One label per settled run for the per-queue counts: what became of the task.
 _KIND_LABELS = {
+    **_FATE_LABELS,
     OutcomeKind.SUCCEEDED: "succeeded",
-    OutcomeKind.RETRY: "retried",
-    OutcomeKind.DEAD: "dead",
-    OutcomeKind.SNOOZE: "snoozed",
-    OutcomeKind.RELEASED: "released",
     OutcomeKind.CANCELLED: "cancelled",
 }
 FINISHED_LABELS = ("succeeded", "retried", "dead")  # runs that ended: a queue's rate counts them
